@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+// agentcage: the CLI.
+#include <unistd.h>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <mutex>
+
+#include "cli.h"
+#include "core/decoder.h"
+#include "core/session.h"
+
+namespace {
+
+using namespace agentcage;
+
+void setup_logging() {
+  auto logger = spdlog::stderr_color_mt("agentcage");
+  logger->set_pattern("agentcage: %^%l%$: %v");
+  spdlog::set_default_logger(logger);
+  if (const char* lvl = getenv("AGENTCAGE_LOG")) spdlog::set_level(spdlog::level::from_str(lvl));
+}
+
+int fail(const core::Error& e) {
+  fprintf(stderr, "agentcage: error: %s\n", e.message().c_str());
+  return 1;
+}
+
+int do_run(const cli::RunArgs& a) {
+  if (!a.profile.empty()) {
+    fprintf(stderr, "agentcage: error: --profile: profiles are not enforced by this build yet\n");
+    return 2;
+  }
+  core::SessionOptions so;
+  so.argv = a.command;
+  auto r = core::run_session(so);
+  if (!r) return fail(r.error());
+  return r->exit_status;
+}
+
+int do_trace(const cli::TraceArgs& a) {
+  FILE* out = stdout;
+  if (a.output != "-") {
+    out = fopen(a.output.c_str(), "we");
+    if (!out) {
+      fprintf(stderr, "agentcage: error: --output %s: %s\n", a.output.c_str(), strerror(errno));
+      return 1;
+    }
+  }
+  std::mutex mu;
+  core::SessionOptions so;
+  so.argv = a.command;
+  so.monitor = true;
+  so.monitor_opts.host_mode = a.host;
+  so.monitor_opts.ring_bytes = a.ring_bytes;
+  so.on_event = [&](const v1::Event& ev) {
+    std::string line = a.format == cli::OutputFormat::json ? core::to_json_line(ev) : core::to_text_line(ev);
+    std::lock_guard lk(mu);
+    fputs(line.c_str(), out);
+    fputc('\n', out);
+    fflush(out);
+  };
+  auto r = core::run_session(so);
+  if (out != stdout) fclose(out);
+  if (!r) return fail(r.error());
+  if (r->lost) fprintf(stderr, "agentcage: warning: %lu events lost (kernel ring buffer full)\n", r->lost);
+  return r->exit_status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setup_logging();
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = cli::parse(args);
+  if (auto* e = std::get_if<cli::Exit>(&parsed)) {
+    fprintf(e->status == 0 ? stdout : stderr, "%s\n", e->text.c_str());
+    return e->status;
+  }
+  if (auto* r = std::get_if<cli::RunArgs>(&parsed)) return do_run(*r);
+  return do_trace(std::get<cli::TraceArgs>(parsed));
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Kernel-only helpers and the maps, declared once. Each *.bpf.c is compiled on its own
+ * and `bpftool gen object` links them: __weak lets every object see the same map
+ * definition, and the linker keeps exactly one.
+ */
+#ifndef AGENTCAGE_COMMON_BPF_H
+#define AGENTCAGE_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <agentcage/abi.h>
+
+/* The one ring buffer. Size set by user space before load (bpf_map__set_max_entries). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24);
+} ac_events SEC(".maps") __weak;
+
+/* Sandbox cgroups: cgroup v2 id -> sandbox key. Written by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+} ac_cgroups SEC(".maps") __weak;
+
+/*
+ * Tracked processes: tgid -> sandbox key. A child inherits its parent's entry at fork,
+ * so a process that moves itself out of the sandbox cgroup stays tracked.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} ac_tasks SEC(".maps") __weak;
+
+/* Per-reason counters (enum ac_stat); user space sums the CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, AC_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} ac_stats SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ac_config);
+} ac_config_map SEC(".maps") __weak;
+
+/*
+ * A page of zeroes that nothing writes. clang cannot inline a memset of a whole record
+ * (over ~512 bytes it needs a libcall BPF lacks), so records are zeroed by one
+ * bpf_probe_read_kernel() from here.
+ */
+#define AC_ZERO_BYTES 4096
+struct ac_zero_page {
+	char bytes[AC_ZERO_BYTES];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ac_zero_page);
+} ac_zero SEC(".maps") __weak;
+
+static __always_inline void ac_stat_inc(__u32 reason)
+{
+	__u64 *v = bpf_map_lookup_elem(&ac_stats, &reason);
+	if (v)
+		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline struct ac_config *ac_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&ac_config_map, &zero);
+}
+
+static __always_inline __u64 ac_task_cgroup_id(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+}
+
+/*
+ * Is this task recorded, and under which sandbox? A task is tracked when its cgroup is a
+ * sandbox cgroup, or when its tgid inherited a sandbox at fork. In host mode every task
+ * but the monitor itself is recorded, with sandbox 0 unless it belongs to one.
+ * Returns 1 and sets *sandbox when the task is to be recorded.
+ */
+static __always_inline int ac_tracked(struct task_struct *task, __u64 *sandbox, __u32 *flags)
+{
+	__u64 cg = ac_task_cgroup_id(task);
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	__u64 *sb = bpf_map_lookup_elem(&ac_cgroups, &cg);
+
+	if (!sb)
+		sb = bpf_map_lookup_elem(&ac_tasks, &tgid);
+	if (sb) {
+		*sandbox = *sb;
+		return 1;
+	}
+	struct ac_config *cfg = ac_config();
+	if (cfg && cfg->host_mode && tgid != cfg->self_tgid) {
+		*sandbox = 0;
+		*flags |= AC_F_HOST_MODE;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline void ac_fill_header(struct ac_event_header *hdr, struct task_struct *task,
+					   __u16 type, __u32 size, __u64 sandbox, __u32 flags)
+{
+	hdr->type = type;
+	hdr->abi_version = AC_ABI_VERSION;
+	hdr->size = size;
+	hdr->ktime_ns = bpf_ktime_get_boot_ns();
+	hdr->cgroup_id = ac_task_cgroup_id(task);
+	hdr->sandbox_id = sandbox;
+	hdr->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	hdr->pid = BPF_CORE_READ(task, tgid);
+	hdr->tid = BPF_CORE_READ(task, pid);
+	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	hdr->uid = BPF_CORE_READ(task, cred, uid.val);
+	hdr->gid = BPF_CORE_READ(task, cred, gid.val);
+	hdr->flags = flags;
+}
+
+/*
+ * Reserve a zeroed record: every byte that reaches user space, padding included, is
+ * either written by us or zero. size must be a constant <= AC_ZERO_BYTES.
+ */
+static __always_inline void *ac_reserve(__u64 size)
+{
+	__u32 zero = 0;
+	struct ac_zero_page *zp = bpf_map_lookup_elem(&ac_zero, &zero);
+	void *rec;
+
+	if (!zp)
+		return 0;
+	rec = bpf_ringbuf_reserve(&ac_events, size, 0);
+	if (!rec) {
+		ac_stat_inc(AC_STAT_RINGBUF_FULL);
+		return 0;
+	}
+	bpf_probe_read_kernel(rec, size, zp->bytes);
+	return rec;
+}
+
+/*
+ * Submit without waking the reader until wakeup_bytes are queued: the reader drains in
+ * batches (and polls on a short timeout for the tail) instead of waking per record.
+ */
+static __always_inline void ac_submit(void *rec)
+{
+	struct ac_config *cfg = ac_config();
+	__u64 flags = 0;
+
+	if (cfg && cfg->wakeup_bytes) {
+		__u64 avail = bpf_ringbuf_query(&ac_events, BPF_RB_AVAIL_DATA);
+		flags = avail >= cfg->wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	}
+	ac_stat_inc(AC_STAT_EVENTS);
+	bpf_ringbuf_submit(rec, flags);
+}
+
+#endif /* AGENTCAGE_COMMON_BPF_H */

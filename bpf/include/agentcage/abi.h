@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one header shared by the BPF programs and user space: every record that crosses
+ * the ring buffer, every map key/value user space writes. Fixed-width types, explicit
+ * padding, sizes asserted on both sides. Bump AC_ABI_VERSION on any layout change.
+ *
+ * Strings in records are NUL-terminated inside fixed arrays; the *_len fields give the
+ * bytes copied (including the NUL) so user space never trusts a missing terminator.
+ */
+#ifndef AGENTCAGE_ABI_H
+#define AGENTCAGE_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define AC_ABI_VERSION 1
+
+#define AC_TASK_COMM_LEN 16
+#define AC_FILENAME_MAX 256 /* bytes: exec filename as given to execve */
+#define AC_PATH_MAX 512     /* bytes: a path resolved in the kernel */
+#define AC_ARGV_MAX 1024    /* bytes: NUL-separated argv */
+
+/* Record types. Numbers are stable: never reuse one. */
+enum ac_event_type {
+	AC_EV_EXEC = 1, /* struct ac_exec_event */
+	AC_EV_FORK = 2, /* struct ac_fork_event */
+	AC_EV_EXIT = 3, /* struct ac_exit_event */
+};
+
+/* Flags in ac_event_header.flags */
+enum ac_event_flags {
+	AC_F_ARGV_TRUNCATED = 1u << 0,     /* argv did not fit in AC_ARGV_MAX */
+	AC_F_PATH_TRUNCATED = 1u << 1,     /* a path did not fit, or the walk hit its depth bound */
+	AC_F_FILENAME_TRUNCATED = 1u << 2, /* filename did not fit */
+	AC_F_READ_FAULT = 1u << 3,         /* a user/kernel memory read failed; field empty */
+	AC_F_HOST_MODE = 1u << 4,          /* recorded by the host-wide switch, not a sandbox */
+};
+
+/* Every record starts with this header. 64 bytes. */
+struct ac_event_header {
+	__u16 type;         /* enum ac_event_type */
+	__u16 abi_version;  /* AC_ABI_VERSION */
+	__u32 size;         /* bytes: whole record including this header */
+	__u64 ktime_ns;     /* ns: bpf_ktime_get_boot_ns() (CLOCK_BOOTTIME) */
+	__u64 cgroup_id;    /* cgroup v2 id of the task (inode number of its cgroup dir) */
+	__u64 sandbox_id;   /* sandbox key from ac_cgroups/ac_tasks; 0 in host mode */
+	__u64 start_ns;     /* ns since boot: task group leader start (CLOCK_BOOTTIME) */
+	__u32 pid;          /* tgid of the task, as user space knows it */
+	__u32 tid;          /* thread id */
+	__u32 ppid;         /* tgid of the real parent */
+	__u32 uid;          /* real uid */
+	__u32 gid;          /* real gid */
+	__u32 flags;        /* enum ac_event_flags */
+};
+
+/* sched_process_exec: a successful exec. */
+struct ac_exec_event {
+	struct ac_event_header hdr;
+	__u32 filename_len;   /* bytes in filename incl. NUL */
+	__u32 argv_len;       /* bytes in argv (NUL-separated args) */
+	__u32 argc;           /* number of args (from mm, not truncated) */
+	__u32 _pad0;
+	char comm[AC_TASK_COMM_LEN];
+	char filename[AC_FILENAME_MAX];
+	char argv[AC_ARGV_MAX];
+};
+
+/* sched_process_fork: a new process (threads are not reported). */
+struct ac_fork_event {
+	struct ac_event_header hdr; /* pid = the child, ppid = the parent */
+	__u64 child_start_ns;       /* ns since boot: the child's start */
+	char comm[AC_TASK_COMM_LEN];
+};
+
+/* sched_process_exit: the last thread of a process exits. */
+struct ac_exit_event {
+	struct ac_event_header hdr;
+	__s32 exit_code; /* raw wait status: (code << 8) | signal, as task->exit_code */
+	__u32 _pad0;
+	char comm[AC_TASK_COMM_LEN];
+};
+
+/* Kernel-side counters, one slot per reason in the per-CPU array ac_stats. */
+enum ac_stat {
+	AC_STAT_EVENTS = 0,      /* records submitted */
+	AC_STAT_RINGBUF_FULL,    /* bpf_ringbuf_reserve failed: record lost */
+	AC_STAT_TRUNCATED,       /* a string was truncated */
+	AC_STAT_READ_FAULT,      /* a memory read failed */
+	AC_STAT_TASK_MAP_FULL,   /* ac_tasks full: a child could not be tracked */
+	AC_STAT_MAX,
+};
+
+/* Global switches, one array entry written by user space before attach. */
+struct ac_config {
+	__u32 host_mode;    /* 1: record every process on the host */
+	__u32 self_tgid;    /* the monitor's own tgid, never recorded */
+	__u32 wakeup_bytes; /* bytes: wake the reader only once this much is queued;
+	                     * 0 wakes it on every record. Batches reader wakeups. */
+	__u32 _pad0;
+};
+
+#ifdef __cplusplus
+static_assert(sizeof(struct ac_event_header) == 64, "ac_event_header layout");
+static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX, "ac_exec_event layout");
+static_assert(sizeof(struct ac_fork_event) == 64 + 8 + 16, "ac_fork_event layout");
+static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout");
+static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
+#else
+_Static_assert(sizeof(struct ac_event_header) == 64, "ac_event_header layout");
+_Static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX, "ac_exec_event layout");
+_Static_assert(sizeof(struct ac_fork_event) == 64 + 8 + 16, "ac_fork_event layout");
+_Static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout");
+_Static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
+#endif
+
+#endif /* AGENTCAGE_ABI_H */

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kernel monitor: loads the BPF object (one skeleton), selects sandboxes by cgroup,
+// and drains the ring buffer in batches.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include <agentcage/abi.h>
+
+#include "core/result.h"
+
+namespace agentcage::core {
+
+struct MonitorOptions {
+  uint32_t ring_bytes = 16u << 20;   // ring buffer size, power of two >= page size
+  uint32_t wakeup_bytes = 64u << 10; // wake the reader once this much is queued
+  bool host_mode = false;            // record every process on the host
+};
+
+// Per-reason kernel counters (enum ac_stat), summed over CPUs.
+using KernelStats = std::array<uint64_t, AC_STAT_MAX>;
+const char* stat_name(int reason);
+
+class BpfMonitor {
+ public:
+  using RecordFn = std::function<void(std::span<const std::byte>)>;
+
+  // Opens, loads and attaches the programs. Errors name the failing step and carry a
+  // hint (privileges, BTF, memlock).
+  static Result<std::unique_ptr<BpfMonitor>> start(const MonitorOptions& opts);
+  ~BpfMonitor();
+
+  // Record the processes of cgroup `cgroup_id` as sandbox `sandbox`.
+  Status track_cgroup(uint64_t cgroup_id, uint64_t sandbox);
+  Status untrack_cgroup(uint64_t cgroup_id);
+  Status set_host_mode(bool on);
+
+  // Wait up to timeout_ms for the kernel to wake us, then hand every queued record to
+  // fn. Also consumes after a timeout, so records below the wakeup threshold arrive
+  // within one timeout. Returns the number of records handled.
+  Result<int> poll(int timeout_ms, const RecordFn& fn);
+  // Hand every queued record to fn without waiting.
+  Result<int> drain(const RecordFn& fn);
+
+  KernelStats stats() const;
+
+  struct Impl;
+
+ private:
+  explicit BpfMonitor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace agentcage::core

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/session.h"
+
+#include <signal.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <optional>
+#include <thread>
+
+#include "core/cgroup.h"
+#include "core/decoder.h"
+#include "core/launcher.h"
+
+namespace agentcage::core {
+
+uint64_t new_sandbox_key() {
+  uint64_t k = 0;
+  while (k == 0)
+    if (getrandom(&k, sizeof k, 0) != sizeof k) k = static_cast<uint64_t>(::getpid()) << 32 | static_cast<uint64_t>(time(nullptr));
+  return k;
+}
+
+namespace {
+
+// Reads the ring buffer until stopped, then drains what is left. Kernel-side losses are
+// turned into in-band Loss events so a consumer never misses a gap silently.
+class Reader {
+ public:
+  Reader(BpfMonitor& mon, const SessionOptions& opts, SessionResult& res)
+      : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()) {
+    base_lost_ = mon_.stats()[AC_STAT_RINGBUF_FULL];
+  }
+
+  void start() {
+    thread_ = std::thread([this] {
+      while (!stop_.load(std::memory_order_acquire)) {
+        auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { handle(rec); });
+        if (!r) spdlog::warn("{}", r.error().message());
+        report_loss();
+      }
+    });
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    stop_.store(true, std::memory_order_release);
+    thread_.join();
+    (void)mon_.drain([this](std::span<const std::byte> rec) { handle(rec); });
+    report_loss();
+  }
+
+  ~Reader() { stop(); }
+
+ private:
+  void handle(std::span<const std::byte> rec) {
+    auto ev = decode_record(rec, ctx_);
+    if (!ev) {
+      ++res_.decode_errors;
+      spdlog::warn("dropping undecodable kernel record: {}", ev.error().message());
+      emit_loss(1, "decode_error");
+      return;
+    }
+    ++res_.events;
+    if (opts_.on_event) opts_.on_event(*ev);
+  }
+
+  void report_loss() {
+    uint64_t lost = mon_.stats()[AC_STAT_RINGBUF_FULL] - base_lost_;
+    if (lost > res_.lost) {
+      emit_loss(lost - res_.lost, "ringbuf_full");
+      res_.lost = lost;
+    }
+  }
+
+  void emit_loss(uint64_t n, const char* reason) {
+    if (!opts_.on_event) return;
+    v1::Event ev;
+    ev.set_node(ctx_.node);
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ev.set_time_ns(static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec));
+    ev.set_sandbox_id(res_.sandbox_id);
+    auto* l = ev.mutable_loss();
+    l->set_count(n);
+    l->set_reason(reason);
+    l->set_where("kernel");
+    opts_.on_event(ev);
+  }
+
+  BpfMonitor& mon_;
+  const SessionOptions& opts_;
+  SessionResult& res_;
+  DecodeContext ctx_;
+  uint64_t base_lost_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+Status wait_for_signal() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+  int sig = 0;
+  if (sigwait(&set, &sig) != 0) return sys_error("sigwait");
+  spdlog::info("signal {}: stopping", sig);
+  return {};
+}
+
+}  // namespace
+
+Result<SessionResult> run_session(const SessionOptions& opts) {
+  SessionResult res;
+  uint64_t key = new_sandbox_key();
+  res.sandbox_id = sandbox_id_string(key);
+
+  // Signals are blocked before any thread exists, so only wait_forwarding_signals() sees them.
+  block_forwarded_signals();
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<BpfMonitor> mon;
+  if (opts.monitor) {
+    auto m = BpfMonitor::start(opts.monitor_opts);
+    if (!m) return std::unexpected(m.error());
+    mon = std::move(*m);
+  }
+
+  if (opts.argv.empty()) {
+    // Host mode with no command: record until signalled.
+    if (!mon) return error("no command given");
+    Reader reader(*mon, opts, res);
+    reader.start();
+    auto st = wait_for_signal();
+    reader.stop();
+    if (!st) return std::unexpected(st.error());
+    return res;
+  }
+
+  std::string parent = opts.cgroup_parent;
+  if (parent.empty()) {
+    auto root = cgroup2_mount();
+    if (!root) return std::unexpected(root.error());
+    parent = *root + "/agentcage";
+  }
+  auto cg = Cgroup::create(parent + "/" + res.sandbox_id);
+  if (!cg) return std::unexpected(cg.error());
+  if (mon) {
+    if (auto st = mon->track_cgroup(cg->id(), key); !st) return std::unexpected(st.error());
+  }
+
+  SpawnOptions so;
+  so.argv = opts.argv;
+  so.cgroup_fd = cg->fd();
+  so.cgroup_path = cg->path();
+  so.child_setup = opts.child_setup;
+  // Spawn before the reader thread starts: the child is forked from a single-threaded
+  // process. Records it produces meanwhile wait in the ring buffer.
+  auto child = spawn(so);
+  if (!child) return std::unexpected(child.error());
+
+  std::optional<Reader> reader;
+  if (mon) {
+    reader.emplace(*mon, opts, res);
+    reader->start();
+  }
+  auto status = wait_forwarding_signals(*child);
+
+  // Nothing the command started outlives it: kill and remove the cgroup, then let the
+  // reader collect the exits that produced.
+  auto st = cg->destroy();
+  if (!st) spdlog::error("{}", st.error().message());
+  if (reader) reader->stop();
+  if (mon) (void)mon->untrack_cgroup(cg->id());
+  if (!status) return std::unexpected(status.error());
+  res.exit_status = *status;
+  return res;
+}
+
+}  // namespace agentcage::core

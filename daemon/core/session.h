@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+// One sandboxed run: cgroup, optional kernel monitor, child, supervision, teardown.
+// Used by `agentcage run`/`trace` in embedded mode.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "agentcage/v1/event.pb.h"
+#include "core/bpf_monitor.h"
+#include "core/result.h"
+
+namespace agentcage::core {
+
+struct SessionOptions {
+  std::vector<std::string> argv;   // the command; empty only in host mode (run until signalled)
+  bool monitor = false;            // load the BPF monitor and report events
+  MonitorOptions monitor_opts;
+  // Receives every decoded event, and Loss events, on the reader thread.
+  std::function<void(const v1::Event&)> on_event;
+  // Passed to spawn(): runs in the child before execve (see SpawnOptions::child_setup).
+  std::function<int(const char** what)> child_setup;
+  std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
+};
+
+struct SessionResult {
+  int exit_status = 0;    // shell-style: code, or 128+signal
+  std::string sandbox_id;
+  uint64_t events = 0;    // events handed to on_event
+  uint64_t lost = 0;      // events the kernel could not queue (ring full)
+  uint64_t decode_errors = 0;
+};
+
+// Runs the whole session; teardown always happens (cgroup killed and removed).
+Result<SessionResult> run_session(const SessionOptions& opts);
+
+// A random sandbox key (never 0).
+uint64_t new_sandbox_key();
+
+}  // namespace agentcage::core

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+// The end-to-end slice on the real kernel: `agentcage run` and `agentcage trace` as real
+// processes; events parsed back from their JSON lines.
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "agentcage/v1/event.pb.h"
+#include "support/subprocess.h"
+
+namespace agentcage {
+namespace {
+
+using testing::run;
+
+#define REQUIRE_ROOT() \
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs and creates cgroups"
+
+std::vector<v1::Event> parse_events(const std::string& text) {
+  std::vector<v1::Event> out;
+  for (const auto& l : testing::lines(text)) {
+    v1::Event ev;
+    auto st = google::protobuf::util::JsonStringToMessage(l, &ev);
+    EXPECT_TRUE(st.ok()) << "not an event: " << l;
+    out.push_back(ev);
+  }
+  return out;
+}
+
+std::vector<v1::Event> execs_of(const std::vector<v1::Event>& evs, const std::string& filename) {
+  std::vector<v1::Event> out;
+  for (const auto& e : evs)
+    if (e.has_exec() && e.exec().filename() == filename) out.push_back(e);
+  return out;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+TEST(Trace, ReportsExecsWithArgvAndExits) {
+  REQUIRE_ROOT();
+  auto r = run({AGENTCAGE_BIN, "trace", "--", "sh", "-c", "true; /bin/echo hi"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto evs = parse_events(r.out.substr(r.out.find('\n') + 1));  // first line: "hi" from echo
+  auto sh = execs_of(evs, "/usr/bin/sh");
+  if (sh.empty()) sh = execs_of(evs, "/bin/sh");
+  ASSERT_EQ(sh.size(), 1u) << r.out;
+  EXPECT_EQ(sh[0].process().argv_size(), 3);
+  EXPECT_EQ(sh[0].process().argv(2), "true; /bin/echo hi");
+  EXPECT_FALSE(sh[0].sandbox_id().empty());
+
+  auto echo = execs_of(evs, "/bin/echo");
+  ASSERT_EQ(echo.size(), 1u) << r.out;
+  ASSERT_EQ(echo[0].process().argv_size(), 2);
+  EXPECT_EQ(echo[0].process().argv(0), "/bin/echo");
+  EXPECT_EQ(echo[0].process().argv(1), "hi");
+  EXPECT_EQ(echo[0].process().ppid(), sh[0].process().pid());
+  EXPECT_EQ(echo[0].sandbox_id(), sh[0].sandbox_id());
+
+  int exits = 0;
+  for (const auto& e : evs)
+    if (e.has_exit() && (e.process().pid() == echo[0].process().pid() || e.process().pid() == sh[0].process().pid())) {
+      EXPECT_EQ(e.exit().code(), 0);
+      ++exits;
+    }
+  EXPECT_EQ(exits, 2) << r.out;
+}
+
+TEST(Trace, JsonGoesToOutputFileAndTextFormatWorks) {
+  REQUIRE_ROOT();
+  auto dir = testing::temp_dir();
+  auto r = run({AGENTCAGE_BIN, "trace", "--output", dir + "/ev.json", "--", "/bin/echo", "out"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(execs_of(parse_events(read_all(dir + "/ev.json")), "/bin/echo").size(), 1u);
+
+  auto t = run({AGENTCAGE_BIN, "trace", "-o", "text", "--output", dir + "/ev.txt", "--", "/bin/true"});
+  ASSERT_EQ(t.status, 0) << t.err;
+  auto txt = read_all(dir + "/ev.txt");
+  EXPECT_NE(txt.find("exec"), std::string::npos) << txt;
+  EXPECT_NE(txt.find("/bin/true"), std::string::npos) << txt;
+}
+
+// Processes outside the sandbox cgroup produce nothing: the kernel filters by cgroup id.
+// The control: the same marker process is seen with --host, so the test proves the filter.
+TEST(Trace, OutsideProcessesAreFilteredInTheKernel) {
+  REQUIRE_ROOT();
+  auto dir = testing::temp_dir();
+  const std::string marker = "agentcage-outside-marker-" + std::to_string(getpid());
+  for (bool host : {false, true}) {
+    std::vector<std::string> argv = {AGENTCAGE_BIN, "trace", "--output", dir + "/ev.json"};
+    if (host) argv.push_back("--host");
+    for (auto a : {"--", "sh", "-c", "sleep 0.8"}) argv.push_back(a);
+    pid_t tracer = testing::start(argv, dir + "/log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    auto m = run({"/bin/echo", marker});  // a process outside the sandbox
+    ASSERT_EQ(m.status, 0);
+    ASSERT_EQ(testing::wait_status(tracer), 0) << read_all(dir + "/log");
+    auto evs = parse_events(read_all(dir + "/ev.json"));
+    bool seen = false;
+    for (const auto& e : evs)
+      for (const auto& a : e.process().argv()) seen |= a == marker;
+    EXPECT_EQ(seen, host) << (host ? "host mode must record the outside process"
+                                   : "an outside process leaked into the sandbox's events");
+    ASSERT_FALSE(execs_of(evs, "/usr/bin/sleep").empty() && execs_of(evs, "/bin/sleep").empty())
+        << "the sandboxed command itself must be recorded";
+  }
+}
+
+TEST(Run, ExitStatusPropagates) {
+  REQUIRE_ROOT();
+  EXPECT_EQ(run({AGENTCAGE_BIN, "run", "--", "sh", "-c", "exit 3"}).status, 3);
+  EXPECT_EQ(run({AGENTCAGE_BIN, "run", "--", "true"}).status, 0);
+  EXPECT_EQ(run({AGENTCAGE_BIN, "run", "--", "sh", "-c", "kill -TERM $$"}).status, 128 + SIGTERM);
+  EXPECT_EQ(run({AGENTCAGE_BIN, "run", "--", "sh", "-c", "kill -KILL $$"}).status, 128 + SIGKILL);
+  EXPECT_EQ(run({AGENTCAGE_BIN, "trace", "--output", "/dev/null", "--", "sh", "-c", "exit 7"}).status, 7);
+}
+
+TEST(Run, MissingCommandIsAClearError) {
+  REQUIRE_ROOT();
+  auto r = run({AGENTCAGE_BIN, "run", "--", "/nonexistent/agent"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("execve(/nonexistent/agent)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("No such file"), std::string::npos) << r.err;
+}
+
+TEST(Run, ForwardsSignals) {
+  REQUIRE_ROOT();
+  auto dir = testing::temp_dir();
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    pid_t p = testing::start({AGENTCAGE_BIN, "run", "--", "sleep", "100"}, dir + "/log");
+    // Wait until the child runs inside its cgroup before signalling.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_EQ(kill(p, sig), 0);
+    EXPECT_EQ(testing::wait_status(p), 128 + sig) << "signal " << sig << ": " << read_all(dir + "/log");
+  }
+}
+
+// A double-forked daemon escapes the process tree but not the cgroup: it dies with the run.
+TEST(Run, DaemonisedChildDoesNotOutliveTheRun) {
+  REQUIRE_ROOT();
+  auto dir = testing::temp_dir();
+  auto pidfile = dir + "/pid";
+  auto r = run({AGENTCAGE_BIN, "run", "--", "sh", "-c",
+                "(setsid sh -c 'sleep 1000 & echo $! > " + pidfile + "' &) ; sleep 0.3; exit 0"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  pid_t pid = std::stoi(read_all(pidfile));
+  bool alive = true;
+  for (int i = 0; i < 200 && alive; ++i) {
+    alive = testing::pid_alive(pid);
+    if (alive) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(alive) << "background child " << pid << " survived the run";
+  if (alive) kill(pid, SIGKILL);
+}
+
+TEST(Run, CgroupIsRemoved) {
+  REQUIRE_ROOT();
+  auto dir = testing::temp_dir();
+  auto r = run({AGENTCAGE_BIN, "run", "--", "sh", "-c", "cat /proc/self/cgroup > " + dir + "/cg"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string cg;
+  for (const auto& l : testing::lines(read_all(dir + "/cg")))
+    if (l.rfind("0::", 0) == 0) cg = l.substr(3);
+  ASSERT_NE(cg.find("/agentcage/"), std::string::npos) << "not run in an agentcage cgroup: " << cg;
+  // Find the cgroup2 mount the same way the product does, via mountinfo.
+  std::string root;
+  for (const auto& l : testing::lines(read_all("/proc/self/mountinfo")))
+    if (l.find(" - cgroup2 ") != std::string::npos) {
+      std::istringstream in(l);
+      std::string f;
+      for (int i = 0; i < 5; ++i) in >> f;
+      root = f;
+      break;
+    }
+  ASSERT_FALSE(root.empty());
+  struct stat st;
+  EXPECT_NE(stat((root + cg).c_str(), &st), 0) << root + cg << " still exists";
+}
+
+}  // namespace
+}  // namespace agentcage

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "support/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace agentcage::testing {
+namespace {
+
+std::vector<char*> cargv(const std::vector<std::string>& argv) {
+  std::vector<char*> v;
+  for (auto& a : argv) v.push_back(const_cast<char*>(a.c_str()));
+  v.push_back(nullptr);
+  return v;
+}
+
+int shell_status(int ws) {
+  if (WIFEXITED(ws)) return WEXITSTATUS(ws);
+  if (WIFSIGNALED(ws)) return 128 + WTERMSIG(ws);
+  return -1;
+}
+
+}  // namespace
+
+ProcResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
+  ProcResult r;
+  int o[2], e[2];
+  if (pipe2(o, O_CLOEXEC) || pipe2(e, O_CLOEXEC)) return r;
+  auto args = cargv(argv);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(o[1], 1);
+    dup2(e[1], 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(o[1]);
+  close(e[1]);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool open_o = true, open_e = true;
+  while (open_o || open_e) {
+    pollfd fds[2] = {{open_o ? o[0] : -1, POLLIN, 0}, {open_e ? e[0] : -1, POLLIN, 0}};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      kill(pid, SIGKILL);
+      break;
+    }
+    int n = poll(fds, 2, static_cast<int>(left.count()));
+    if (n < 0 && errno != EINTR) break;
+    char buf[65536];
+    if (fds[0].revents) {
+      ssize_t k = read(o[0], buf, sizeof buf);
+      if (k <= 0) open_o = false; else r.out.append(buf, static_cast<size_t>(k));
+    }
+    if (fds[1].revents) {
+      ssize_t k = read(e[0], buf, sizeof buf);
+      if (k <= 0) open_e = false; else r.err.append(buf, static_cast<size_t>(k));
+    }
+  }
+  close(o[0]);
+  close(e[0]);
+  int ws = 0;
+  waitpid(pid, &ws, 0);
+  r.status = shell_status(ws);
+  return r;
+}
+
+pid_t start(const std::vector<std::string>& argv, const std::string& out_file) {
+  auto args = cargv(argv);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_status(pid_t pid) {
+  int ws = 0;
+  if (waitpid(pid, &ws, 0) != pid) return -1;
+  return shell_status(ws);
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string l;
+  while (std::getline(in, l))
+    if (!l.empty()) out.push_back(l);
+  return out;
+}
+
+std::string temp_dir() {
+  std::string t = "/tmp/agentcage-test-XXXXXX";
+  if (!mkdtemp(t.data())) abort();
+  return t;
+}
+
+bool pid_alive(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  if (!f) return false;
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto rp = s.rfind(')');
+  return rp != std::string::npos && rp + 2 < s.size() && s[rp + 2] != 'Z' && s[rp + 2] != 'X';
+}
+
+}  // namespace agentcage::testing

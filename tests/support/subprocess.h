@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: Apache-2.0
+// Test support: run a real process, capture its output and status; parse JSON lines.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace agentcage::testing {
+
+struct ProcResult {
+  int status = -1;       // shell-style: code, or 128+signal; -1 if it could not start
+  std::string out;       // stdout
+  std::string err;       // stderr
+};
+
+// Runs argv to completion (killed after `timeout`), capturing stdout and stderr.
+ProcResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(60));
+
+// Starts argv in the background with stdout/stderr to files; returns its pid.
+pid_t start(const std::vector<std::string>& argv, const std::string& out_file);
+// Waits for a pid started with start(); shell-style status.
+int wait_status(pid_t pid);
+
+std::vector<std::string> lines(const std::string& text);
+std::string temp_dir();  // a fresh directory under /tmp, removed by the OS eventually
+bool pid_alive(pid_t pid);  // exists and is not a zombie
+
+}  // namespace agentcage::testing

@@ -21,7 +21,13 @@
 #define AC_PATH_MAX 512     /* bytes: a path resolved in the kernel */
 #define AC_ARGV_MAX 1024    /* bytes: NUL-separated argv */
 
-/* Record types. Numbers are stable: never reuse one. */
+/*
+ * Record types. Numbers are stable: never reuse one. Ranges:
+ *   1-9   process lifecycle          (process.bpf.c)
+ *   10-19 file activity, failed syscalls (file.bpf.c, syscall.bpf.c)
+ *   20-29 network activity           (net.bpf.c)
+ *   30-39 enforcement records made in the kernel (violations, kills)
+ */
 enum ac_event_type {
 	AC_EV_EXEC = 1, /* struct ac_exec_event */
 	AC_EV_FORK = 2, /* struct ac_fork_event */

@@ -27,10 +27,14 @@ Parsed parse(const std::vector<std::string>& args) {
   auto* run_cmd = app.add_subcommand("run", "Run a command in a fresh sandbox and return its exit status");
   run_cmd->add_option("--profile", run.profile, "Permission profile name or file (see profiles/)");
   run_cmd->add_option("--workspace", run.workspace, "Directory the agent may work in");
+  run_cmd->add_option("--socket", run.socket, "agentcaged's control socket")->capture_default_str();
+  run_cmd->add_flag("--no-daemon", run.no_daemon, "Run in-process (root only) even when agentcaged is running");
   run_cmd->add_option("command", run.command, kCommandHelp)->required();
   run_cmd->footer(
       "Exit status: the command's own, or 128+N when it was killed by signal N.\n"
       "SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the command.\n"
+      "With agentcaged running, the daemon creates the sandbox (unprivileged users may run);\n"
+      "otherwise, as root, the same core runs in-process.\n"
       "Example: agentcage run -- python3 agent.py");
 
   TraceArgs trace;
@@ -47,6 +51,32 @@ Parsed parse(const std::vector<std::string>& args) {
       "Without a command, --host records the whole host until interrupted.\n"
       "Example: agentcage trace -o text -- sh -c 'echo hi'");
 
+  PsArgs ps;
+  std::string ps_fmt = "text";
+  auto* ps_cmd = app.add_subcommand("ps", "List sandboxes (yours; every user's for root)");
+  ps_cmd->add_option("--socket", ps.socket, "agentcaged's control socket")->capture_default_str();
+  ps_cmd->add_flag("--all", ps.all, "Include closed sandboxes the daemon still remembers");
+  ps_cmd->add_option("-o,--format", ps_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
+
+  StatusArgs status;
+  std::string status_fmt = "text";
+  auto* status_cmd = app.add_subcommand("status", "Daemon status: kernel features, enforcement, counters");
+  status_cmd->add_option("--socket", status.socket, "agentcaged's control socket")->capture_default_str();
+  status_cmd->add_option("-o,--format", status_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
+
+  EventsArgs events;
+  std::string events_fmt = "json";
+  auto* events_cmd = app.add_subcommand("events", "Show events from agentcaged (live with -f)");
+  events_cmd->add_option("--socket", events.socket, "agentcaged's control socket")->capture_default_str();
+  events_cmd->add_flag("-f,--follow", events.follow, "Stream live events until interrupted");
+  events_cmd->add_option("--sandbox", events.sandboxes, "Only this sandbox (repeatable)");
+  events_cmd->add_option("--kind", events.kinds, "Only this kind (repeatable)")
+      ->check(CLI::IsMember({"exec", "fork", "exit", "file", "net", "syscall", "violation", "loss"}));
+  events_cmd->add_flag("--violations", events.violations, "Only violations");
+  events_cmd->add_option("--from-seq", events.from_seq, "Start at this store sequence number");
+  events_cmd->add_option("--limit", events.limit, "At most this many events");
+  events_cmd->add_option("-o,--format", events_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
+
   // CLI11 wants argv order reversed for its vector interface.
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
@@ -59,11 +89,27 @@ Parsed parse(const std::vector<std::string>& args) {
   } catch (const CLI::ParseError& e) {
     std::string msg = e.what();
     if (dynamic_cast<const CLI::RequiredError*>(&e) && app.get_subcommands().empty())
-      msg = "a command is required: run or trace";
+      msg = "a command is required: run, trace, ps, events or status";
     return Exit{2, "agentcage: " + msg + "\nRun 'agentcage --help' for usage."};
   }
 
   if (*run_cmd) return run;
+  auto fmt_of = [](const std::string& f) { return f == "text" ? OutputFormat::text : OutputFormat::json; };
+  if (*ps_cmd) {
+    ps.format = fmt_of(ps_fmt);
+    return ps;
+  }
+  if (*status_cmd) {
+    status.format = fmt_of(status_fmt);
+    return status;
+  }
+  if (*events_cmd) {
+    events.format = fmt_of(events_fmt);
+    for (const auto& id : events.sandboxes)
+      if (id.size() != 16 || id.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return Exit{2, "agentcage: --sandbox: '" + id + "' is not a sandbox id (16 hex digits; see agentcage ps)"};
+    return events;
+  }
   trace.format = fmt == "text" ? OutputFormat::text : OutputFormat::json;
   if (!is_power_of_two(trace.ring_bytes))
     return Exit{2, "agentcage: --ring-bytes: " + std::to_string(trace.ring_bytes) + " is not a power of two"};

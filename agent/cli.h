@@ -16,6 +16,33 @@ struct RunArgs {
   std::vector<std::string> command;
   std::string profile;
   std::string workspace;
+  std::string socket = "/run/agentcage/agentcage.sock";
+  bool no_daemon = false;  // run the core in-process even if a daemon listens
+};
+
+// agentcage ps [--all] [-o json|text]
+struct PsArgs {
+  std::string socket = "/run/agentcage/agentcage.sock";
+  bool all = false;
+  OutputFormat format = OutputFormat::text;
+};
+
+// agentcage status [-o json|text]
+struct StatusArgs {
+  std::string socket = "/run/agentcage/agentcage.sock";
+  OutputFormat format = OutputFormat::text;
+};
+
+// agentcage events [-f] [--sandbox ID]... [--violations] [--kind K]... [-o json|text]
+struct EventsArgs {
+  std::string socket = "/run/agentcage/agentcage.sock";
+  bool follow = false;
+  std::vector<std::string> sandboxes;
+  std::vector<std::string> kinds;
+  bool violations = false;
+  uint64_t from_seq = 0;
+  uint32_t limit = 0;
+  OutputFormat format = OutputFormat::json;
 };
 
 // agentcage trace [-o json|text] [--output FILE] [--host] [--ring-bytes N] [-- CMD ARGS...]
@@ -34,7 +61,7 @@ struct Exit {
   std::string text;
 };
 
-using Parsed = std::variant<RunArgs, TraceArgs, Exit>;
+using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, Exit>;
 
 Parsed parse(const std::vector<std::string>& args);  // args excludes argv[0]
 

@@ -8,9 +8,15 @@
 #include <cstdio>
 #include <mutex>
 
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+
+#include "agentcage/v1/control.grpc.pb.h"
 #include "cli.h"
 #include "core/decoder.h"
+#include "core/launcher.h"
 #include "core/session.h"
+#include "grpc/client.h"
 
 namespace {
 
@@ -28,10 +34,76 @@ int fail(const core::Error& e) {
   return 1;
 }
 
+std::string to_json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+// `run` through agentcaged: the daemon creates the sandbox and places our held child in
+// it; we supervise the child and close the sandbox. Works for unprivileged users.
+int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch) {
+  auto stub = v1::Control::NewStub(ch);
+  v1::CreateSandboxRequest req;
+  req.set_profile(a.profile);
+  req.set_workspace(a.workspace);
+  for (const auto& s : a.command) req.add_argv(s);
+  v1::Sandbox sb;
+  {
+    grpc::ClientContext ctx;
+    auto st = stub->CreateSandbox(&ctx, req, &sb);
+    if (!st.ok()) return fail(grpcapi::rpc_error("CreateSandbox", st));
+  }
+  spdlog::debug("sandbox {} ({})", sb.id(), sb.cgroup_path());
+  core::block_forwarded_signals();
+  core::SpawnOptions so;
+  so.argv = a.command;
+  so.place = [&](pid_t pid) -> core::Status {
+    v1::PlaceProcessRequest p;
+    p.set_sandbox_id(sb.id());
+    p.set_pid(static_cast<uint32_t>(pid));
+    v1::PlaceProcessResponse r;
+    grpc::ClientContext ctx;
+    auto st = stub->PlaceProcess(&ctx, p, &r);
+    if (!st.ok()) return std::unexpected(grpcapi::rpc_error("PlaceProcess", st));
+    return {};
+  };
+  int status = 1;
+  auto child = core::spawn(so);
+  if (!child) {
+    fail(child.error());
+  } else {
+    auto w = core::wait_forwarding_signals(*child);
+    if (!w) fail(w.error());
+    else status = *w;
+  }
+  v1::CloseSandboxRequest c;
+  c.set_sandbox_id(sb.id());
+  c.set_exit_status(status);
+  v1::CloseSandboxResponse cr;
+  grpc::ClientContext ctx;
+  if (auto st = stub->CloseSandbox(&ctx, c, &cr); !st.ok()) fail(grpcapi::rpc_error("CloseSandbox", st));
+  return status;
+}
+
 int do_run(const cli::RunArgs& a) {
   if (!a.profile.empty()) {
     fprintf(stderr, "agentcage: error: --profile: profiles are not enforced by this build yet\n");
     return 2;
+  }
+  if (!a.no_daemon && grpcapi::daemon_listening(a.socket)) {
+    auto ch = grpcapi::connect_daemon(a.socket);
+    if (!ch) return fail(ch.error());
+    return run_via_daemon(a, *ch);
+  }
+  if (geteuid() != 0) {
+    fprintf(stderr,
+            "agentcage: error: no agentcaged listening on %s, and running without it needs root\n"
+            "hint: start the daemon (agentcaged) or run as root\n",
+            a.socket.c_str());
+    return 1;
   }
   core::SessionOptions so;
   so.argv = a.command;
@@ -69,6 +141,86 @@ int do_trace(const cli::TraceArgs& a) {
   return r->exit_status;
 }
 
+int do_ps(const cli::PsArgs& a) {
+  auto ch = grpcapi::connect_daemon(a.socket);
+  if (!ch) return fail(ch.error());
+  auto stub = v1::Control::NewStub(*ch);
+  v1::ListSandboxesRequest req;
+  req.set_all(a.all);
+  v1::ListSandboxesResponse resp;
+  grpc::ClientContext ctx;
+  if (auto st = stub->ListSandboxes(&ctx, req, &resp); !st.ok()) return fail(grpcapi::rpc_error("ListSandboxes", st));
+  if (a.format == cli::OutputFormat::json) {
+    for (const auto& s : resp.sandboxes()) printf("%s\n", to_json(s).c_str());
+    return 0;
+  }
+  printf("%-16s  %-7s  %5s  %5s  %-14s  %s\n", "SANDBOX", "STATE", "UID", "PIDS", "PROFILE", "COMMAND");
+  for (const auto& s : resp.sandboxes()) {
+    std::string cmd;
+    for (const auto& x : s.argv()) cmd += (cmd.empty() ? "" : " ") + x;
+    printf("%-16s  %-7s  %5u  %5d  %-14s  %s\n", s.id().c_str(), s.state().c_str(), s.owner_uid(), s.pids_size(),
+           s.profile().empty() ? "-" : s.profile().c_str(), cmd.c_str());
+  }
+  return 0;
+}
+
+int do_status(const cli::StatusArgs& a) {
+  auto ch = grpcapi::connect_daemon(a.socket);
+  if (!ch) return fail(ch.error());
+  auto stub = v1::Control::NewStub(*ch);
+  v1::StatusResponse resp;
+  grpc::ClientContext ctx;
+  if (auto st = stub->Status(&ctx, v1::StatusRequest(), &resp); !st.ok()) return fail(grpcapi::rpc_error("Status", st));
+  if (a.format == cli::OutputFormat::json) {
+    printf("%s\n", to_json(resp).c_str());
+    return 0;
+  }
+  printf("agentcaged %s on %s, up %.1fs, monitor: %s, sandboxes: %u, subscribers: %u\n", resp.version().c_str(),
+         resp.node().c_str(), static_cast<double>(resp.uptime_ns()) / 1e9, resp.host_mode() ? "host" : "sandboxes",
+         resp.sandboxes(), resp.subscribers());
+  printf("enforcement:\n");
+  for (const auto& e : resp.enforcement())
+    printf("  %-28s %-40s %s%s%s\n", e.concern().c_str(), e.mechanism().c_str(), e.available() ? "yes" : "NO",
+           e.note().empty() ? "" : "  ", e.note().c_str());
+  printf("counters:\n");
+  for (const auto& c : resp.counters()) printf("  %-36s %lu\n", c.name().c_str(), c.value());
+  return 0;
+}
+
+int do_events(const cli::EventsArgs& a) {
+  auto ch = grpcapi::connect_daemon(a.socket);
+  if (!ch) return fail(ch.error());
+  auto stub = v1::Events::NewStub(*ch);
+  v1::EventFilter f;
+  for (const auto& s : a.sandboxes) f.add_sandbox_ids(s);
+  for (const auto& k : a.kinds) f.add_kinds(k);
+  f.set_violations_only(a.violations);
+  f.set_from_seq(a.from_seq);
+  f.set_limit(a.limit);
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<v1::Event>> reader;
+  if (a.follow) {
+    v1::SubscribeRequest req;
+    *req.mutable_filter() = f;
+    reader = stub->Subscribe(&ctx, req);
+  } else {
+    v1::QueryRequest req;
+    *req.mutable_filter() = f;
+    reader = stub->Query(&ctx, req);
+  }
+  v1::Event ev;
+  while (reader->Read(&ev)) {
+    auto line = a.format == cli::OutputFormat::json ? core::to_json_line(ev) : core::to_text_line(ev);
+    fputs(line.c_str(), stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+  }
+  auto st = reader->Finish();
+  if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED)
+    return fail(grpcapi::rpc_error(a.follow ? "Subscribe" : "Query", st));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -80,5 +232,8 @@ int main(int argc, char** argv) {
     return e->status;
   }
   if (auto* r = std::get_if<cli::RunArgs>(&parsed)) return do_run(*r);
+  if (auto* p = std::get_if<cli::PsArgs>(&parsed)) return do_ps(*p);
+  if (auto* s = std::get_if<cli::StatusArgs>(&parsed)) return do_status(*s);
+  if (auto* e = std::get_if<cli::EventsArgs>(&parsed)) return do_events(*e);
   return do_trace(std::get<cli::TraceArgs>(parsed));
 }

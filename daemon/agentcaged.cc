@@ -1,20 +1,43 @@
 // SPDX-License-Identifier: Apache-2.0
-// agentcaged: the host daemon. This build records host-wide (--monitor host) and prints
-// events; the gRPC control plane, the audit store and the audit stream build on it.
+// agentcaged: the host daemon. Owns the BPF programs, creates and tracks sandboxes for
+// local callers (Control), and serves their events (Events) on a Unix socket.
+#include <signal.h>
+#include <unistd.h>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "core/decoder.h"
-#include "core/session.h"
+#include "core/daemon.h"
+#include "grpc/client.h"
+#include "grpc/services.h"
+#include "grpc/uds_server.h"
+
+using namespace agentcage;
 
 int main(int argc, char** argv) {
-  CLI::App app{"agentcaged: the agentcage host daemon (records every process on the host)", "agentcaged"};
-  std::string monitor = "host";
-  std::string format = "json";
-  app.add_option("--monitor", monitor, "What to record: host (every process)")->check(CLI::IsMember({"host"}));
-  app.add_option("-o,--format", format, "Event format: json or text")->check(CLI::IsMember({"json", "text"}));
+  CLI::App app{"agentcaged: the agentcage host daemon.\n"
+               "Loads the BPF programs, creates sandboxes for local callers and serves their events\n"
+               "on a Unix socket. Runs in the foreground; SIGTERM/SIGINT stop it cleanly.",
+               "agentcaged"};
+  core::DaemonOptions opts;
+  opts.socket_path = grpcapi::kDefaultSocket;
+  std::string monitor = "sandboxes";
+  std::string log_level = "info";
+  app.add_option("--socket", opts.socket_path, "Control socket path")->capture_default_str();
+  app.add_option("--monitor", monitor, "What to record: sandboxes (only sandboxed processes) or host (every process)")
+      ->check(CLI::IsMember({"sandboxes", "host"}))
+      ->capture_default_str();
+  app.add_option("--ring-bytes", opts.monitor.ring_bytes, "Kernel ring buffer size in bytes (power of two)")
+      ->check(CLI::Range(1u << 16, 1u << 30))
+      ->capture_default_str();
+  app.add_option("--subscriber-queue", opts.subscriber_queue, "Events buffered per live subscriber before it drops")
+      ->check(CLI::Range(16, 1 << 24))
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -23,18 +46,66 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;
   }
-  agentcage::core::SessionOptions so;
-  so.monitor = true;
-  so.monitor_opts.host_mode = true;
-  so.on_event = [&](const agentcage::v1::Event& ev) {
-    auto line = format == "json" ? agentcage::core::to_json_line(ev) : agentcage::core::to_text_line(ev);
-    puts(line.c_str());
-    fflush(stdout);
-  };
-  auto r = agentcage::core::run_session(so);
-  if (!r) {
-    fprintf(stderr, "agentcaged: error: %s\n", r.error().message().c_str());
+  auto logger = spdlog::stderr_color_mt("agentcaged");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e agentcaged %^%l%$: %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  opts.host_mode = monitor == "host";
+  if (opts.monitor.ring_bytes & (opts.monitor.ring_bytes - 1)) {
+    fprintf(stderr, "agentcaged: --ring-bytes: %u is not a power of two\n", opts.monitor.ring_bytes);
+    return 2;
+  }
+  if (geteuid() != 0) {
+    fprintf(stderr, "agentcaged: error: must run as root (loads BPF programs, creates cgroups)\n");
     return 1;
   }
+
+  // Signals are handled by sigwait on this thread only: block them before any thread starts.
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  core::Daemon daemon(opts);
+  grpcapi::PeerTable* peers = nullptr;
+  std::unique_ptr<grpcapi::UdsServer> server;
+  std::unique_ptr<grpcapi::ControlService> control;
+  std::unique_ptr<grpcapi::EventsService> events;
+  // The services need the server's peer table, and the server needs the services: the
+  // table lives in a holder created first.
+  auto holder = std::make_unique<grpcapi::PeerTable>();
+  peers = holder.get();
+  daemon.add_step(
+      "control socket",
+      [&]() -> core::Status {
+        control = std::make_unique<grpcapi::ControlService>(daemon, *peers);
+        events = std::make_unique<grpcapi::EventsService>(daemon, *peers);
+        auto s = grpcapi::UdsServer::start(opts.socket_path, {control.get(), events.get()}, peers);
+        if (!s) return std::unexpected(s.error());
+        server = std::move(*s);
+        return {};
+      },
+      [&] {
+        if (server) server->shutdown();
+        server.reset();
+      });
+
+  if (auto st = daemon.start(); !st) {
+    fprintf(stderr, "agentcaged: error: %s\n", st.error().message().c_str());
+    return 1;
+  }
+  spdlog::info("ready: monitor={} socket={}", monitor, opts.socket_path);
+  for (;;) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP: profiles are read per sandbox at creation; nothing to reload");
+      continue;
+    }
+    spdlog::info("signal {}: shutting down", sig);
+    break;
+  }
+  daemon.stop();
   return 0;
 }

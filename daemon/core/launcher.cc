@@ -44,7 +44,25 @@ struct ChildFailure {
 }
 
 // Runs in the child. Only async-signal-safe calls on prepared data.
-[[noreturn]] void child_main(const SpawnOptions& opts, char* const* argv, int err_fd, int hold_fd) {
+// execvp's PATH search may allocate; after fork in a threaded parent only the exec
+// itself is safe, so the search happens here, before the fork.
+std::string resolve_command(const std::string& cmd) {
+  if (cmd.find('/') != std::string::npos) return cmd;
+  const char* path = getenv("PATH");
+  std::string p = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t i = 0;
+  while (i <= p.size()) {
+    size_t j = p.find(':', i);
+    if (j == std::string::npos) j = p.size();
+    std::string dir = j > i ? p.substr(i, j - i) : ".";
+    std::string cand = dir + "/" + cmd;
+    if (::access(cand.c_str(), X_OK) == 0) return cand;
+    i = j + 1;
+  }
+  return cmd;  // execve reports ENOENT with the name the user gave
+}
+
+[[noreturn]] void child_main(const SpawnOptions& opts, const char* file, char* const* argv, int err_fd, int hold_fd) {
   if (hold_fd >= 0) {
     // Fallback path: wait until the parent has moved us into the cgroup.
     char c;
@@ -61,7 +79,7 @@ struct ChildFailure {
     int e = opts.child_setup(&what);
     if (e != 0) child_fail(err_fd, e, what);
   }
-  ::execvp(argv[0], argv);
+  ::execve(file, argv, environ);
   child_fail(err_fd, errno, "execve");
 }
 
@@ -84,6 +102,7 @@ Result<Child> spawn(const SpawnOptions& opts) {
   std::vector<char*> argv;
   for (const auto& a : opts.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  const std::string file = resolve_command(opts.argv[0]);
 
   int errp[2];
   if (::pipe2(errp, O_CLOEXEC) != 0) return sys_error("pipe2");
@@ -96,19 +115,23 @@ Result<Child> spawn(const SpawnOptions& opts) {
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   args.cgroup = opts.cgroup_fd >= 0 ? static_cast<uint64_t>(opts.cgroup_fd) : 0;
-  long r = ::syscall(SYS_clone3, &args, sizeof args);
-  if (r == 0) child_main(opts, argv.data(), err_w.get(), -1);
+  long r = -1;
+  errno = ENOSYS;
+  if (!opts.place) {
+    r = ::syscall(SYS_clone3, &args, sizeof args);
+    if (r == 0) child_main(opts, file.c_str(), argv.data(), err_w.get(), -1);
+  }
 
   if (r < 0) {
-    // No clone3 / CLONE_INTO_CGROUP (pre-5.7 kernels, some seccomp'd containers): fork
-    // and hold the child on a pipe until it is in the cgroup.
+    // No clone3 / CLONE_INTO_CGROUP (pre-5.7 kernels, some seccomp'd containers), or a
+    // daemon places the child: fork and hold the child on a pipe until it is placed.
     if (errno != ENOSYS && errno != EINVAL && errno != E2BIG) return sys_error("clone3(CLONE_INTO_CGROUP)");
     int holdp[2];
     if (::pipe2(holdp, O_CLOEXEC) != 0) return sys_error("pipe2");
     UniqueFd hold_r(holdp[0]), hold_w(holdp[1]);
     pid_t pid = ::fork();
     if (pid < 0) return sys_error("fork");
-    if (pid == 0) child_main(opts, argv.data(), err_w.get(), hold_r.get());
+    if (pid == 0) child_main(opts, file.c_str(), argv.data(), err_w.get(), hold_r.get());
     child.pid = pid;
     child.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!child.pidfd) {
@@ -117,7 +140,13 @@ Result<Child> spawn(const SpawnOptions& opts) {
       ::waitpid(pid, nullptr, 0);
       return sys_error("pidfd_open", e, "agentcage needs Linux 5.3+ (pidfd)");
     }
-    if (opts.cgroup_fd >= 0) {
+    if (opts.place) {
+      if (auto st = opts.place(pid); !st) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        return std::unexpected(st.error());
+      }
+    } else if (opts.cgroup_fd >= 0) {
       std::string procs = opts.cgroup_path + "/cgroup.procs";
       std::string p = std::to_string(pid);
       int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);

@@ -22,6 +22,9 @@ struct SpawnOptions {
   // beforehand (no allocation, no locks). Returns 0 or an errno, and fills `what`
   // (a static string) to say which step failed.
   std::function<int(const char** what)> child_setup;
+  // Instead of a cgroup fd: the child is held on a pipe while this moves it (used when a
+  // daemon does the placement for an unprivileged launcher). Called in the parent.
+  std::function<Status(pid_t)> place;
 };
 
 // A started child. The pidfd makes waiting and signalling race-free against pid reuse.

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+// Live fan-out of events to subscribers (gRPC Subscribe streams, sinks). publish() never
+// blocks: each subscriber has a bounded queue, and a full queue drops the event for that
+// subscriber only, counts it, and tells the subscriber in-band (a Loss event) before its
+// next event. A slow subscriber therefore never slows the kernel reader or anyone else.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agentcage/v1/event.pb.h"
+
+namespace agentcage::core {
+
+class Subscription {
+ public:
+  using Filter = std::function<bool(const v1::Event&)>;
+  Subscription(std::string name, size_t capacity, Filter filter)
+      : name_(std::move(name)), capacity_(capacity), filter_(std::move(filter)) {}
+
+  // The next event, or nothing when the queue is empty. When events were dropped since
+  // the last pop, a Loss event (reason sink_queue_full) comes first.
+  std::optional<v1::Event> pop();
+  // Called from the publisher's thread after an event was queued. The callee must not
+  // block; it typically schedules a write. Cleared with set_notify(nullptr).
+  void set_notify(std::function<void()> fn);
+
+  const std::string& name() const { return name_; }
+  uint64_t dropped() const;
+  uint64_t delivered() const;
+  size_t depth() const;
+
+ private:
+  friend class EventHub;
+  bool offer(const v1::Event& ev);  // false: dropped (full)
+
+  const std::string name_;
+  const size_t capacity_;
+  const Filter filter_;
+  mutable std::mutex mu_;  // guards everything below
+  std::deque<v1::Event> queue_;
+  std::function<void()> notify_;
+  uint64_t dropped_total_ = 0;
+  uint64_t dropped_unreported_ = 0;
+  uint64_t delivered_ = 0;
+};
+
+class EventHub {
+ public:
+  explicit EventHub(size_t default_capacity = 65536) : default_capacity_(default_capacity) {}
+
+  std::shared_ptr<Subscription> subscribe(std::string name, Subscription::Filter filter, size_t capacity = 0);
+  void unsubscribe(const std::shared_ptr<Subscription>& sub);
+  // Offers ev to every subscriber whose filter accepts it. Thread-safe; never blocks on
+  // a subscriber.
+  void publish(const v1::Event& ev);
+
+  struct SubscriberStats {
+    std::string name;
+    size_t depth;
+    uint64_t delivered;
+    uint64_t dropped;
+  };
+  std::vector<SubscriberStats> stats() const;
+  size_t size() const;
+
+ private:
+  const size_t default_capacity_;
+  mutable std::mutex mu_;  // guards subs_ (the list, not the queues)
+  std::vector<std::shared_ptr<Subscription>> subs_;
+};
+
+}  // namespace agentcage::core

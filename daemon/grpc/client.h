@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+// Client side of the daemon's Unix-socket API, for the CLI.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "core/result.h"
+
+namespace agentcage::grpcapi {
+
+inline constexpr const char* kDefaultSocket = "/run/agentcage/agentcage.sock";
+
+// A channel to the daemon, or an error saying nobody listens there.
+core::Result<std::shared_ptr<grpc::Channel>> connect_daemon(const std::string& socket_path);
+// True when a daemon answers on socket_path (quick connect probe, no RPC).
+bool daemon_listening(const std::string& socket_path);
+// "rpc(Create): PERMISSION_DENIED: message" as an Error.
+core::Error rpc_error(const char* rpc, const grpc::Status& st);
+
+}  // namespace agentcage::grpcapi

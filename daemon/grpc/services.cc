@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "grpc/services.h"
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+#include <set>
+
+namespace agentcage::grpcapi {
+namespace {
+
+using grpc::StatusCode;
+
+const std::set<std::string> kKinds = {"exec", "fork", "exit", "file", "net", "syscall", "violation", "loss"};
+
+grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
+  auto* r = ctx->DefaultReactor();
+  r->Finish(st);
+  return r;
+}
+
+grpc::Status internal(const core::Error& e) { return {StatusCode::INTERNAL, e.message()}; }
+
+// Resolves the caller; an unknown connection (should not happen) gets UNAUTHENTICATED.
+std::optional<core::Peer> caller(grpc::CallbackServerContext* ctx, PeerTable& peers, grpc::Status* st) {
+  auto p = peers.lookup(ctx->peer());
+  if (!p) *st = grpc::Status(StatusCode::UNAUTHENTICATED, "caller credentials unknown (connect over the Unix socket)");
+  return p;
+}
+
+// A process inside a sandbox may change no sandbox, whatever its uid: an agent must not
+// be able to widen or end its own confinement through the daemon.
+grpc::Status may_change(const core::Peer& p) {
+  if (core::SandboxRegistry::pid_in_sandbox(p.pid))
+    return {StatusCode::PERMISSION_DENIED, "callers inside a sandbox may not create or change sandboxes"};
+  return grpc::Status::OK;
+}
+
+grpc::Status may_see(const core::Peer& p, core::SandboxRegistry& reg, const std::string& id) {
+  if (!valid_sandbox_id(id)) return {StatusCode::INVALID_ARGUMENT, "sandbox_id: expected 16 hex digits, got '" + id.substr(0, 64) + "'"};
+  auto owner = reg.owner(id);
+  if (!owner) return {StatusCode::NOT_FOUND, "no sandbox " + id};
+  if (!p.root() && *owner != p.uid) return {StatusCode::PERMISSION_DENIED, "sandbox " + id + " belongs to another user"};
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+bool valid_sandbox_id(const std::string& id) {
+  if (id.size() != 16) return false;
+  for (char c : id)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+std::string kind_name(const v1::Event& ev) {
+  switch (ev.kind_case()) {
+    case v1::Event::kExec: return "exec";
+    case v1::Event::kFork: return "fork";
+    case v1::Event::kExit: return "exit";
+    case v1::Event::kFile: return "file";
+    case v1::Event::kNet: return "net";
+    case v1::Event::kSyscall: return "syscall";
+    case v1::Event::kViolation: return "violation";
+    case v1::Event::kLoss: return "loss";
+    default: return "unknown";
+  }
+}
+
+std::string validate_filter(const v1::EventFilter& f) {
+  if (f.sandbox_ids_size() > kMaxFilterIds) return "filter.sandbox_ids: at most " + std::to_string(kMaxFilterIds) + " ids";
+  for (const auto& id : f.sandbox_ids())
+    if (!valid_sandbox_id(id)) return "filter.sandbox_ids: '" + id.substr(0, 64) + "' is not a sandbox id (16 hex digits)";
+  if (f.kinds_size() > 16) return "filter.kinds: too many entries";
+  for (const auto& k : f.kinds())
+    if (!kKinds.count(k)) return "filter.kinds: unknown kind '" + k.substr(0, 64) + "' (exec, fork, exit, file, net, syscall, violation, loss)";
+  if (f.until_ns() && f.since_ns() > f.until_ns()) return "filter: since_ns is after until_ns";
+  return {};
+}
+
+bool filter_matches(const v1::EventFilter& f, const v1::Event& ev) {
+  if (ev.has_loss()) return true;  // a gap is everyone's business
+  if (f.violations_only() && !ev.has_violation()) return false;
+  if (f.sandbox_ids_size()) {
+    bool hit = false;
+    for (const auto& id : f.sandbox_ids()) hit |= id == ev.sandbox_id();
+    if (!hit) return false;
+  }
+  if (f.kinds_size()) {
+    auto k = kind_name(ev);
+    bool hit = false;
+    for (const auto& want : f.kinds()) hit |= want == k;
+    if (!hit) return false;
+  }
+  if (f.since_ns() && ev.time_ns() < f.since_ns()) return false;
+  if (f.until_ns() && ev.time_ns() > f.until_ns()) return false;
+  return true;
+}
+
+// ---- Control ----
+
+grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerContext* ctx,
+                                                        const v1::CreateSandboxRequest* req, v1::Sandbox* resp) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return done(ctx, st);
+  if (st = may_change(*p); !st.ok()) return done(ctx, st);
+  if (req->profile().size() > kMaxString) return done(ctx, {StatusCode::INVALID_ARGUMENT, "profile: too long"});
+  if (req->workspace().size() > kMaxString) return done(ctx, {StatusCode::INVALID_ARGUMENT, "workspace: too long"});
+  if (!req->workspace().empty() && req->workspace()[0] != '/')
+    return done(ctx, {StatusCode::INVALID_ARGUMENT, "workspace: must be an absolute path"});
+  if (static_cast<size_t>(req->argv_size()) > kMaxArgv) return done(ctx, {StatusCode::INVALID_ARGUMENT, "argv: too many arguments"});
+  auto sb = d_.registry().create(*p, *req);
+  if (!sb) return done(ctx, internal(sb.error()));
+  *resp = *sb;
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* ControlService::PlaceProcess(grpc::CallbackServerContext* ctx,
+                                                       const v1::PlaceProcessRequest* req, v1::PlaceProcessResponse*) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return done(ctx, st);
+  if (st = may_change(*p); !st.ok()) return done(ctx, st);
+  if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
+  if (req->pid() == 0) return done(ctx, {StatusCode::INVALID_ARGUMENT, "pid: required"});
+  if (auto r = d_.registry().place(*p, req->sandbox_id(), static_cast<pid_t>(req->pid())); !r)
+    return done(ctx, {StatusCode::FAILED_PRECONDITION, r.error().message()});
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* ControlService::CloseSandbox(grpc::CallbackServerContext* ctx,
+                                                       const v1::CloseSandboxRequest* req, v1::CloseSandboxResponse*) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return done(ctx, st);
+  if (st = may_change(*p); !st.ok()) return done(ctx, st);
+  if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
+  if (auto r = d_.registry().close(req->sandbox_id()); !r) return done(ctx, internal(r.error()));
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* ControlService::ListSandboxes(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListSandboxesRequest* req,
+                                                        v1::ListSandboxesResponse* resp) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return done(ctx, st);
+  auto list = d_.registry().list(p->root() ? std::nullopt : std::optional<uid_t>(p->uid), req->all());
+  for (auto& s : list) *resp->add_sandboxes() = std::move(s);
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* ControlService::GetSandbox(grpc::CallbackServerContext* ctx, const v1::GetSandboxRequest* req,
+                                                     v1::Sandbox* resp) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return done(ctx, st);
+  if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
+  auto sb = d_.registry().get(req->sandbox_id());
+  if (!sb) return done(ctx, {StatusCode::NOT_FOUND, sb.error().message()});
+  *resp = *sb;
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* ControlService::Status(grpc::CallbackServerContext* ctx, const v1::StatusRequest*,
+                                                 v1::StatusResponse* resp) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return done(ctx, st);
+  const auto& c = d_.decode_context();
+  resp->set_version("0.1.0");
+  resp->set_node(c.node);
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+  resp->set_uptime_ns(now - d_.start_time_ns());
+  resp->set_host_mode(d_.options().host_mode);
+  resp->set_sandboxes(static_cast<uint32_t>(d_.registry().running()));
+  resp->set_subscribers(static_cast<uint32_t>(d_.hub().size()));
+  auto counter = [&](std::string name, uint64_t v) {
+    auto* k = resp->add_counters();
+    k->set_name(std::move(name));
+    k->set_value(v);
+  };
+  counter("events", d_.events());
+  counter("decode_errors", d_.decode_errors());
+  if (auto* m = d_.monitor()) {
+    auto ks = m->stats();
+    for (int i = 0; i < AC_STAT_MAX; ++i) counter(std::string("kernel.") + core::stat_name(i), ks[i]);
+  }
+  // Per-sink queues are visible to root only: they name other users' subscriptions.
+  if (p->root())
+    for (const auto& s : d_.hub().stats()) {
+      counter("sink." + s.name + ".depth", s.depth);
+      counter("sink." + s.name + ".dropped", s.dropped);
+    }
+  auto entry = [&](const char* concern, const char* mech, bool avail, const char* note = "") {
+    auto* e = resp->add_enforcement();
+    e->set_concern(concern);
+    e->set_mechanism(mech);
+    e->set_available(avail);
+    e->set_note(note);
+  };
+  bool mon = d_.monitor() != nullptr;
+  entry("exec/fork/exit observed", "tp_btf/sched_process_{exec,fork,exit}", mon);
+  entry("sandbox containment", "cgroup v2 (cgroup.kill on close)", true);
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* ControlService::ReloadProfiles(grpc::CallbackServerContext* ctx,
+                                                         const v1::ReloadProfilesRequest*, v1::ReloadProfilesResponse*) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return done(ctx, st);
+  if (!p->root()) return done(ctx, {StatusCode::PERMISSION_DENIED, "reloading profiles is root's"});
+  return done(ctx, {StatusCode::UNIMPLEMENTED, "profiles are read per sandbox at creation; nothing is cached to reload"});
+}
+
+// ---- Events ----
+
+namespace {
+
+// Streams live events from the hub. Writes are driven by the hub's notify callback and
+// by OnWriteDone, one write in flight at a time; the subscriber's bounded queue absorbs
+// bursts, and overflow is reported to this client as a Loss event, never blocking the
+// kernel reader.
+class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
+ public:
+  SubscribeReactor(core::EventHub& hub, std::string name, core::Subscription::Filter filter)
+      : hub_(hub), state_(std::make_shared<State>()) {
+    state_->self = this;
+    sub_ = hub_.subscribe(std::move(name), std::move(filter));
+    std::weak_ptr<State> w = state_;
+    sub_->set_notify([w] {
+      if (auto s = w.lock()) s->pump();
+    });
+    state_->sub = sub_;
+    state_->pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lk(state_->mu);
+    state_->writing = false;
+    if (!ok) {
+      finish_locked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      return;
+    }
+    state_->pump_locked();
+  }
+  void OnCancel() override {
+    std::lock_guard lk(state_->mu);
+    finish_locked(grpc::Status::CANCELLED);
+  }
+  void OnDone() override {
+    sub_->set_notify(nullptr);
+    hub_.unsubscribe(sub_);
+    {
+      std::lock_guard lk(state_->mu);
+      state_->self = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  struct State {
+    std::recursive_mutex mu;  // recursive: gRPC may run OnWriteDone inline in StartWrite
+    SubscribeReactor* self = nullptr;
+    std::shared_ptr<core::Subscription> sub;
+    bool writing = false;
+    bool finished = false;
+    v1::Event current;
+    void pump() {
+      std::lock_guard lk(mu);
+      pump_locked();
+    }
+    void pump_locked() {
+      if (!self || writing || finished) return;
+      auto ev = sub->pop();
+      if (!ev) return;
+      current = std::move(*ev);
+      writing = true;
+      self->StartWrite(&current);
+    }
+  };
+  void finish_locked(const grpc::Status& st) {
+    if (state_->finished) return;
+    state_->finished = true;
+    Finish(st);
+  }
+
+  core::EventHub& hub_;
+  std::shared_ptr<State> state_;
+  std::shared_ptr<core::Subscription> sub_;
+};
+
+class ErrorWriter : public grpc::ServerWriteReactor<v1::Event> {
+ public:
+  explicit ErrorWriter(const grpc::Status& st) { Finish(st); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::Event>* EventsService::Subscribe(grpc::CallbackServerContext* ctx,
+                                                             const v1::SubscribeRequest* req) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return new ErrorWriter(st);
+  if (auto bad = validate_filter(req->filter()); !bad.empty())
+    return new ErrorWriter(grpc::Status(StatusCode::INVALID_ARGUMENT, bad));
+  for (const auto& id : req->filter().sandbox_ids())
+    if (st = may_see(*p, d_.registry(), id); !st.ok()) return new ErrorWriter(st);
+  if (req->filter().from_seq())
+    return new ErrorWriter(grpc::Status(StatusCode::UNIMPLEMENTED, "filter.from_seq: replay needs the audit store"));
+  auto& reg = d_.registry();
+  core::Peer who = *p;
+  v1::EventFilter f = req->filter();
+  auto filter = [f, who, &reg](const v1::Event& ev) {
+    if (!filter_matches(f, ev)) return false;
+    if (who.root() || ev.has_loss()) return true;
+    // Non-root callers see their own sandboxes only; host-wide events are root's.
+    if (ev.sandbox_id().empty()) return false;
+    auto owner = reg.owner(ev.sandbox_id());
+    return owner && *owner == who.uid;
+  };
+  std::string name = "subscriber-pid" + std::to_string(who.pid);
+  return new SubscribeReactor(d_.hub(), name, filter);
+}
+
+grpc::ServerWriteReactor<v1::Event>* EventsService::Query(grpc::CallbackServerContext* ctx, const v1::QueryRequest* req) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return new ErrorWriter(st);
+  if (auto bad = validate_filter(req->filter()); !bad.empty())
+    return new ErrorWriter(grpc::Status(StatusCode::INVALID_ARGUMENT, bad));
+  return new ErrorWriter(grpc::Status(StatusCode::UNIMPLEMENTED, "Query needs the audit store"));
+}
+
+grpc::ServerUnaryReactor* EventsService::ProcessTree(grpc::CallbackServerContext* ctx,
+                                                     const v1::ProcessTreeRequest* req, v1::ProcessTreeResponse*) {
+  grpc::Status st;
+  auto p = caller(ctx, peers_, &st);
+  if (!p) return done(ctx, st);
+  if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
+  return done(ctx, {StatusCode::UNIMPLEMENTED, "ProcessTree needs the audit store"});
+}
+
+}  // namespace agentcage::grpcapi

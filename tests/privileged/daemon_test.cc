@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: Apache-2.0
+// agentcaged end to end: a real daemon process, real Unix socket, real callers of
+// different uids (via su), raw gRPC requests for the error paths.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "agentcage/v1/control.grpc.pb.h"
+#include "support/subprocess.h"
+
+namespace agentcage {
+namespace {
+
+using testing::run;
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Runs argv as user nobody (a real unprivileged caller).
+testing::ProcResult run_as_nobody(const std::vector<std::string>& argv) {
+  std::string cmd;
+  for (const auto& a : argv) {
+    std::string q = "'";
+    for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    cmd += q + "' ";
+  }
+  return run({"su", "nobody", "-s", "/bin/sh", "-c", cmd});
+}
+
+class Daemon : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: agentcaged loads BPF programs";
+    dir_ = testing::temp_dir();
+    chmod(dir_.c_str(), 0755);
+    // nobody must reach the binaries: make the path to them traversable.
+    for (std::string p = AGENTCAGE_BIN; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
+      struct stat st;
+      if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
+    }
+    sock_ = dir_ + "/agentcage.sock";
+    pid_ = testing::start({AGENTCAGED_BIN, "--socket", sock_}, dir_ + "/daemon.log");
+    for (int i = 0; i < 500 && access(sock_.c_str(), F_OK) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(access(sock_.c_str(), F_OK), 0) << read_all(dir_ + "/daemon.log");
+    channel_ = grpc::CreateChannel("unix:" + sock_, grpc::InsecureChannelCredentials());
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      EXPECT_EQ(testing::wait_status(pid_), 0) << read_all(dir_ + "/daemon.log");
+      EXPECT_NE(access(sock_.c_str(), F_OK), 0) << "socket left behind";
+    }
+  }
+  std::string log() { return read_all(dir_ + "/daemon.log"); }
+
+  std::string dir_, sock_;
+  pid_t pid_ = -1;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(Daemon, UnprivilegedRunThroughTheDaemonIsRecorded) {
+  pid_t sub = testing::start({AGENTCAGE_BIN, "events", "-f", "--socket", sock_}, dir_ + "/events.json");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto r = run_as_nobody({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "sh", "-c", "id -u; /bin/echo via-daemon; exit 5"});
+  EXPECT_EQ(r.status, 5) << r.err << log();
+  EXPECT_EQ(r.out, "65534\nvia-daemon\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  kill(sub, SIGINT);
+  testing::wait_status(sub);
+  auto events = read_all(dir_ + "/events.json");
+  EXPECT_NE(events.find("\"filename\":\"/bin/echo\""), std::string::npos) << events;
+  EXPECT_NE(events.find("via-daemon"), std::string::npos) << events;
+  EXPECT_NE(events.find("\"uid\":65534"), std::string::npos) << events;
+
+  auto ps = run({AGENTCAGE_BIN, "ps", "--all", "--socket", sock_});
+  EXPECT_NE(ps.out.find("via-daemon"), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find("closed"), std::string::npos) << ps.out;
+  // nobody sees its own sandbox; root's are not listed to it.
+  auto root_run = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "true"});
+  EXPECT_EQ(root_run.status, 0) << root_run.err;
+  auto nps = run_as_nobody({AGENTCAGE_BIN, "ps", "--all", "--socket", sock_, "-o", "json"});
+  EXPECT_EQ(testing::lines(nps.out).size(), 1u) << nps.out;
+}
+
+TEST_F(Daemon, ProcessInsideASandboxCannotCreateOrChangeSandboxes) {
+  auto r = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--", AGENTCAGE_BIN, "run", "--socket", sock_, "--", "true"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("PERMISSION_DENIED"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("inside a sandbox"), std::string::npos) << r.err;
+}
+
+TEST_F(Daemon, BadRequestsGetClearStatusCodes) {
+  auto control = v1::Control::NewStub(channel_);
+  auto events = v1::Events::NewStub(channel_);
+  {
+    grpc::ClientContext ctx;
+    v1::GetSandboxRequest req;
+    req.set_sandbox_id("../../etc");
+    v1::Sandbox resp;
+    auto st = control->GetSandbox(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::GetSandboxRequest req;
+    req.set_sandbox_id("0123456789abcdef");
+    v1::Sandbox resp;
+    auto st = control->GetSandbox(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::CreateSandboxRequest req;
+    req.set_workspace("relative/dir");
+    v1::Sandbox resp;
+    auto st = control->CreateSandbox(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_NE(st.error_message().find("workspace"), std::string::npos);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::PlaceProcessRequest req;
+    req.set_sandbox_id("zz");
+    v1::PlaceProcessResponse resp;
+    EXPECT_EQ(control->PlaceProcess(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {  // oversized filter
+    grpc::ClientContext ctx;
+    v1::SubscribeRequest req;
+    for (int i = 0; i < 1000; ++i) req.mutable_filter()->add_sandbox_ids("0123456789abcdef");
+    auto reader = events->Subscribe(&ctx, req);
+    v1::Event ev;
+    EXPECT_FALSE(reader->Read(&ev));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {  // unknown kind
+    grpc::ClientContext ctx;
+    v1::SubscribeRequest req;
+    req.mutable_filter()->add_kinds("telepathy");
+    auto reader = events->Subscribe(&ctx, req);
+    v1::Event ev;
+    EXPECT_FALSE(reader->Read(&ev));
+    auto st = reader->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("telepathy"), std::string::npos);
+  }
+  // The daemon is still healthy after all that.
+  grpc::ClientContext ctx;
+  v1::StatusResponse s;
+  EXPECT_TRUE(control->Status(&ctx, v1::StatusRequest(), &s).ok());
+}
+
+TEST_F(Daemon, OtherUsersSandboxIsPermissionDenied) {
+  // A sandbox of root's, alive while nobody asks about it.
+  pid_t runner = testing::start({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "sleep", "3"}, dir_ + "/run.log");
+  std::string id;
+  for (int i = 0; i < 200 && id.empty(); ++i) {
+    auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"});
+    auto p = ps.out.find("\"id\":\"");
+    if (p != std::string::npos) id = ps.out.substr(p + 6, 16);
+    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(id.size(), 16u);
+  auto r = run_as_nobody({AGENTCAGE_BIN, "events", "-f", "--socket", sock_, "--sandbox", id});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("PERMISSION_DENIED"), std::string::npos) << r.err;
+  kill(runner, SIGTERM);
+  EXPECT_EQ(testing::wait_status(runner), 128 + SIGTERM);
+}
+
+// A launcher killed with SIGKILL cannot close its sandbox: the daemon notices and kills
+// what was left inside.
+TEST_F(Daemon, SandboxOfADeadLauncherIsReaped) {
+  auto pidfile = dir_ + "/child.pid";
+  pid_t runner = testing::start({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "sh", "-c", "echo $$ > " + pidfile + "; exec sleep 100"},
+                                dir_ + "/run.log");
+  pid_t child = 0;
+  for (int i = 0; i < 300 && child == 0; ++i) {
+    auto s = read_all(pidfile);
+    if (!s.empty()) child = std::stoi(s);
+    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(child, 0);
+  kill(runner, SIGKILL);
+  testing::wait_status(runner);
+  bool alive = true;
+  for (int i = 0; i < 300 && alive; ++i) {
+    alive = testing::pid_alive(child);
+    if (alive) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(alive) << "sandboxed child outlived its launcher";
+  if (alive) kill(child, SIGKILL);
+}
+
+}  // namespace
+}  // namespace agentcage

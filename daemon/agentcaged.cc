@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   opts.socket_path = grpcapi::kDefaultSocket;
   std::string monitor = "sandboxes";
   std::string log_level = "info";
+  // Every flag can also come from an INI/TOML file (key = value, same names as the flags).
+  app.set_config("--config", "", "Read options from this file (key = value, names as the flags)");
   app.add_option("--socket", opts.socket_path, "Control socket path")->capture_default_str();
   app.add_option("--monitor", monitor, "What to record: sandboxes (only sandboxed processes) or host (every process)")
       ->check(CLI::IsMember({"sandboxes", "host"}))

@@ -42,3 +42,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup.sh: all packages present"
 fi
+
+# The gRPC interop client's npm packages (pinned by tests/interop/package-lock.json).
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$here/tests/interop/node_modules/@grpc/grpc-js" ]; then
+  echo "setup.sh: installing tests/interop npm packages"
+  (cd "$here/tests/interop" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -238,9 +238,13 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
       if (auto s = w.lock()) s->pump();
     });
     state_->sub = sub_;
+    // Initial metadata now, not with the first event: the client learns the subscription
+    // is live before anything happens (tests and tools wait for it).
+    StartSendInitialMetadata();
     state_->pump();
   }
 
+  void OnSendInitialMetadataDone(bool) override {}
   void OnWriteDone(bool ok) override {
     std::lock_guard lk(state_->mu);
     state_->writing = false;

@@ -203,3 +203,33 @@ TEST_F(Daemon, SandboxOfADeadLauncherIsReaped) {
 
 }  // namespace
 }  // namespace agentcage
+
+namespace agentcage {
+namespace {
+
+// Interop: a client on an independent gRPC implementation (Node's @grpc/grpc-js, schema
+// loaded from the .proto files at run time) subscribes and receives a sandbox's events.
+TEST_F(Daemon, NodeGrpcJsClientReceivesEvents) {
+  std::string script = std::string(AGENTCAGE_SOURCE_DIR) + "/tests/interop/subscribe.js";
+  std::string modules = std::string(AGENTCAGE_SOURCE_DIR) + "/tests/interop/node_modules/@grpc/grpc-js";
+  if (access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "needs node (scripts/setup.sh installs it)";
+  ASSERT_EQ(access(modules.c_str(), F_OK), 0) << "run scripts/setup.sh: it installs tests/interop's npm packages";
+  auto out = dir_ + "/node.out";
+  pid_t node = testing::start({"node", script, "--socket", sock_, "--count", "2", "--timeout", "20000"}, out);
+  bool subscribed = false;
+  for (int i = 0; i < 1000 && !subscribed; ++i) {
+    subscribed = read_all(out).find("interop: subscribed") != std::string::npos;
+    if (!subscribed) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(subscribed) << read_all(out);
+  auto r = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "sh", "-c", "/bin/echo node-interop"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(testing::wait_status(node), 0) << read_all(out);
+  auto text = read_all(out);
+  EXPECT_NE(text.find("\"filename\":\"/bin/echo\""), std::string::npos) << text;
+  EXPECT_NE(text.find("node-interop"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"sandbox_id\""), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace agentcage

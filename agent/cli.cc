@@ -30,9 +30,11 @@ struct NetOptions {
 
   void add_to(CLI::App* cmd) {
     cmd->add_option("--allow-net", allow, "Allow network access to RULE (repeatable; see below)")
-        ->type_name("RULE");
+        ->type_name("RULE")
+        ->allow_extra_args(false);  // one value per occurrence: never swallow `--` and the command
     cmd->add_option("--allow-unix", unix_allow, "Allow connecting to unix socket PATH or @ABSTRACT (repeatable)")
-        ->type_name("NAME");
+        ->type_name("NAME")
+        ->allow_extra_args(false);
     cmd->add_option("--net-default", default_action,
                     "What happens to traffic no rule allows: deny (EPERM), kill (SIGKILL), audit (allow, report)")
         ->check(CLI::IsMember({"deny", "kill", "audit"}))

@@ -327,8 +327,18 @@ static __always_inline int ac_net_unix_hook(struct bpf_sock_addr *ctx, __u8 op)
 			bpf_probe_read_kernel(&key->path[1], n & 0x7f, (char *)uaddr + AC_SUN_PATH_OFF + 1);
 		n += 1;
 	} else if (n > 0) {
-		/* Pathname: up to the first NUL (uaddrlen may or may not count it). */
-		long r = bpf_probe_read_kernel_str(key->path, sizeof(key->path), (char *)uaddr + AC_SUN_PATH_OFF);
+		/*
+		 * Pathname: at most uaddrlen bytes (the kernel copy is not NUL-terminated yet:
+		 * unix_mkname_bsd runs after this hook), cut at the first NUL as the kernel
+		 * will, so bytes after it can neither hide nor alter the name.
+		 */
+		long r;
+
+		if (n > AC_UNIX_PATH_MAX)
+			n = AC_UNIX_PATH_MAX;
+		/* Reads at most n bytes, stops at a NUL; the key was zeroed, so the rest is 0.
+		 * n + 1 may reach into _pad[0] of the key, which is zero either way. */
+		r = bpf_probe_read_kernel_str(key->path, n + 1, (char *)uaddr + AC_SUN_PATH_OFF);
 		n = r > 0 ? r - 1 : 0;
 	}
 

@@ -94,6 +94,12 @@ TEST(Cli, AllowNetIsRepeatableAndParsed) {
   EXPECT_EQ(net->allow[1].cidr, "::1");
   EXPECT_EQ(net->default_action, core::NetAction::deny);
   EXPECT_EQ(as<RunArgs>(p).command, (std::vector<std::string>{"true"}));
+
+  // A repeatable option right before `--` must not take the command's own options.
+  auto q = parse({"trace", "--allow-net", "10.0.0.0/8", "--allow-unix", "@x", "--", "sh", "-c", "echo"});
+  EXPECT_EQ(as<TraceArgs>(q).command, (std::vector<std::string>{"sh", "-c", "echo"}));
+  EXPECT_EQ(as<TraceArgs>(q).net->allow.size(), 1u);
+  EXPECT_EQ(as<TraceArgs>(q).net->unix_allow.size(), 1u);
 }
 
 TEST(Cli, NetDefaultAloneSwitchesPolicyOn) {

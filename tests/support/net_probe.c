@@ -6,6 +6,7 @@
  *
  *   net_probe connect tcp|udp ADDR PORT   ADDR: IPv4, IPv6 or ::ffff:a.b.c.d
  *   net_probe sendto ADDR PORT            one UDP datagram on an unconnected socket
+ *   net_probe fastopen ADDR PORT          TCP Fast Open: sendto(MSG_FASTOPEN) connects
  *   net_probe bind tcp|udp ADDR PORT
  *   net_probe selfaccept ADDR             listen on ADDR:0, connect to it, accept;
  *                                         prints "listen PORT client PORT"
@@ -78,6 +79,13 @@ int main(int argc, char **argv)
 			return fail("socket");
 		if (sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len) != 1)
 			return fail("sendto");
+	} else if (strcmp(op, "fastopen") == 0 && argc == 4) {
+		len = inet_addr_of(argv[2], atoi(argv[3]), &ss);
+		fd = socket(ss.ss_family, SOCK_STREAM, 0);
+		if (fd < 0)
+			return fail("socket");
+		if (sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&ss, len) < 0)
+			return fail("fastopen");
 	} else if (strcmp(op, "bind") == 0 && argc == 5) {
 		len = inet_addr_of(argv[3], atoi(argv[4]), &ss);
 		fd = socket(ss.ss_family, sock_type(argv[2]), 0);

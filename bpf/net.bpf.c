@@ -93,6 +93,26 @@ struct {
 /* Entries in ac_net_kill: lets the sys_exit program skip the lookup when zero. */
 __u32 ac_net_kills_pending = 0;
 
+/*
+ * Allowed datagrams already reported: (socket, destination). Unconnected UDP sends
+ * pass the sendmsg hook once per datagram; a DNS or QUIC client would flood the ring
+ * with identical records. An allowed send is reported the first time a socket sends to
+ * a destination (again after LRU eviction); violations are always reported.
+ */
+struct ac_net_seen_key {
+	__u64 cookie;  /* bpf_get_socket_cookie() */
+	__u8 addr[16];
+	__u16 port;
+	__u16 _pad0;
+	__u32 _pad1;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ac_net_seen_key);
+	__type(value, __u8);
+} ac_net_seen SEC(".maps");
+
 /* Scratch for unix keys (120 bytes): keeps the hooks' stacks small. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -124,7 +144,8 @@ static __always_inline __u8 ac_proto_bit(__u32 type, __u32 protocol)
 /* Emit an observation (AC_EV_NET) or a violation (AC_EV_NET_VIOLATION). */
 static __always_inline void ac_net_emit(struct task_struct *task, __u64 sandbox, __u32 hflags,
 					const struct ac_net_attempt *a, __u16 type, __u8 action,
-					__u8 reason, const struct ac_net_unix_key *ukey, __u16 ulen)
+					__u8 reason, const struct ac_net_sandbox *pol,
+					const struct ac_net_unix_key *ukey, __u16 ulen)
 {
 	struct ac_net_event *ev = ac_reserve(sizeof(*ev));
 
@@ -134,6 +155,7 @@ static __always_inline void ac_net_emit(struct task_struct *task, __u64 sandbox,
 	ev->op = a->op;
 	ev->action = action;
 	ev->reason = reason;
+	ev->policy_action = pol ? (__u8)pol->default_action : 0;
 	ev->family = a->family;
 	ev->sock_type = a->sock_type;
 	ev->protocol = a->protocol;
@@ -217,13 +239,24 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 	int ok = !pol || (a->op == AC_NET_BIND && a->port == 0) ||
 		 ac_net_allowed(sandbox, a, ac_proto_bit(ctx->type, ctx->protocol));
 	if (ok) {
-		ac_net_emit(task, sandbox, hflags, a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0);
+		if (a->op == AC_NET_SENDMSG) {
+			struct ac_net_seen_key seen = {};
+			__u8 one = 1;
+
+			seen.cookie = bpf_get_socket_cookie(ctx);
+			__builtin_memcpy(seen.addr, a->addr, sizeof(seen.addr));
+			seen.port = a->port;
+			if (bpf_map_lookup_elem(&ac_net_seen, &seen))
+				return 1;
+			bpf_map_update_elem(&ac_net_seen, &seen, &one, BPF_ANY);
+		}
+		ac_net_emit(task, sandbox, hflags, a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0, 0);
 		return 1;
 	}
 	__u8 action = ac_net_violation_action(pol);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a->flags |= AC_NET_F_AUDIT_MODE;
-	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, 0, 0);
+	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, pol, 0, 0);
 	return ac_net_enforce(action);
 }
 
@@ -344,13 +377,13 @@ static __always_inline int ac_net_unix_hook(struct bpf_sock_addr *ctx, __u8 op)
 
 	struct ac_net_sandbox *pol = sandbox ? bpf_map_lookup_elem(&ac_net_sandboxes, &sandbox) : 0;
 	if (!pol || (pol->flags & AC_NET_S_UNIX_ANY) || bpf_map_lookup_elem(&ac_net_unix, key)) {
-		ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET, AC_NET_ALLOW, 0, key, n);
+		ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET, AC_NET_ALLOW, 0, 0, key, n);
 		return 1;
 	}
 	__u8 action = ac_net_violation_action(pol);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a.flags |= AC_NET_F_AUDIT_MODE;
-	ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET_VIOLATION, action, AC_NET_R_UNIX_PATH, key, n);
+	ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET_VIOLATION, action, AC_NET_R_UNIX_PATH, pol, key, n);
 	return ac_net_enforce(action);
 }
 
@@ -388,7 +421,7 @@ int cg__sock_create(struct bpf_sock *sk)
 	__u8 action = ac_net_violation_action(pol);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a.flags |= AC_NET_F_AUDIT_MODE;
-	ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET_VIOLATION, action, AC_NET_R_SOCKET_TYPE, 0, 0);
+	ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET_VIOLATION, action, AC_NET_R_SOCKET_TYPE, pol, 0, 0);
 	return ac_net_enforce(action);
 }
 
@@ -433,7 +466,7 @@ int BPF_PROG(tp__inet_sock_set_state, const struct sock *sk, const int oldstate,
 	a.sock_type = SOCK_STREAM;
 	a.protocol = IPPROTO_TCP;
 	a.family = ac_sk_end(sk, 0, a.addr, &a.port, &a.flags);
-	ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0);
+	ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0, 0);
 	return 0;
 }
 

@@ -126,15 +126,6 @@ std::string net_what(const v1::NetOp& n) {
   return fmt::format("{} {}/{}", n.op(), sockaddr_text(a), n.protocol());
 }
 
-const char* net_rule(uint8_t reason) {
-  switch (reason) {
-    case AC_NET_R_NO_RULE: return "network.allow: no rule matches";
-    case AC_NET_R_UNIX_PATH: return "network.unix_allow: name not listed";
-    case AC_NET_R_SOCKET_TYPE: return "network: only TCP and UDP inet sockets";
-    default: return "network";
-  }
-}
-
 const char* net_action(uint8_t action) {
   switch (action) {
     case AC_NET_DENY: return "deny";
@@ -142,6 +133,20 @@ const char* net_action(uint8_t action) {
     case AC_NET_AUDIT: return "audit";
     default: return "allow";
   }
+}
+
+// The policy clause that decided, with why: "network.default: deny (no allow rule
+// matches address, port and protocol)".
+std::string net_rule(const ac_net_event& r) {
+  const char* why = "";
+  switch (r.reason) {
+    case AC_NET_R_NO_RULE: why = "no allow rule matches address, port and protocol"; break;
+    case AC_NET_R_UNIX_PATH: why = "unix socket name not in the unix allow list"; break;
+    case AC_NET_R_SOCKET_TYPE: why = "only TCP and UDP inet sockets may be created"; break;
+    default: why = "unknown reason"; break;
+  }
+  return fmt::format("network.default: {} ({}{})", net_action(r.policy_action), why,
+                     (r.net_flags & AC_NET_F_AUDIT_MODE) ? "; audit mode: not enforced" : "");
 }
 
 }  // namespace
@@ -250,9 +255,7 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
       }
       v->set_mechanism("cgroup-bpf");
       v->set_action(net_action(r->action));
-      std::string rule = net_rule(r->reason);
-      if (r->net_flags & AC_NET_F_AUDIT_MODE) rule += " (audit mode)";
-      v->set_rule(rule);
+      v->set_rule(net_rule(*r));
       v->set_what(net_what(*n));
       break;
     }

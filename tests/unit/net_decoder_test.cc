@@ -125,13 +125,14 @@ TEST(NetDecoder, ViolationCarriesMechanismRuleActionAndAttempt) {
   auto r = net_record(AC_EV_NET_VIOLATION, AC_NET_CONNECT, AF_INET, "127.0.0.1", 9);
   r.action = AC_NET_KILL;
   r.reason = AC_NET_R_NO_RULE;
+  r.policy_action = AC_NET_KILL;
   auto ev = decode_record(bytes(r), ctx());
   ASSERT_TRUE(ev);
   ASSERT_TRUE(ev->has_violation());
   const auto& v = ev->violation();
   EXPECT_EQ(v.mechanism(), "cgroup-bpf");
   EXPECT_EQ(v.action(), "kill");
-  EXPECT_EQ(v.rule(), "network.allow: no rule matches");
+  EXPECT_EQ(v.rule(), "network.default: kill (no allow rule matches address, port and protocol)");
   EXPECT_EQ(v.what(), "connect 127.0.0.1:9/tcp");
   EXPECT_EQ(v.net().result(), -EPERM);
   EXPECT_EQ(v.net().error(), "EPERM");
@@ -144,6 +145,7 @@ TEST(NetDecoder, ViolationCarriesMechanismRuleActionAndAttempt) {
   EXPECT_EQ(ev->violation().action(), "audit");
   EXPECT_EQ(ev->violation().net().result(), 0);  // audit denies nothing
   EXPECT_NE(ev->violation().rule().find("audit mode"), std::string::npos);
+  EXPECT_EQ(ev->violation().rule().rfind("network.default: kill", 0), 0u) << ev->violation().rule();
 
   r = net_record(AC_EV_NET_VIOLATION, AC_NET_SOCKET, AF_INET, "0.0.0.0", 0);
   r.sock_type = SOCK_RAW;

@@ -100,7 +100,8 @@ struct ac_exit_event {
 enum ac_net_op {
 	AC_NET_CONNECT = 1,
 	AC_NET_BIND = 2,
-	AC_NET_SENDMSG = 3,  /* sendto/sendmsg with a destination (unconnected socket) */
+	AC_NET_SENDMSG = 3,  /* sendto/sendmsg with a destination (unconnected socket); allowed
+	                      * ones once per socket and destination (ac_net_seen) */
 	AC_NET_LISTEN = 4,
 	AC_NET_ACCEPT = 5,
 	AC_NET_SOCKET = 6,   /* socket(2) creation (only raw sockets are reported) */
@@ -134,7 +135,7 @@ struct ac_net_event {
 	__u8 op;          /* enum ac_net_op */
 	__u8 action;      /* enum ac_net_action (violations); 0 for observations */
 	__u8 reason;      /* enum ac_net_reason (violations) */
-	__u8 _pad0;
+	__u8 policy_action; /* enum ac_net_action: the sandbox's configured default (violations) */
 	__u16 family;     /* AF_INET, AF_INET6, AF_UNIX */
 	__u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET */
 	__u16 protocol;   /* IPPROTO_* for inet sockets */

@@ -164,6 +164,11 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
         (void)mon->untrack_cgroup(cg->id());
         return std::unexpected(st.error());
       }
+      spdlog::debug("sandbox {}: network policy installed ({} prefixes, {} unix names, default {}{}), enforced by "
+                    "cgroup-bpf (connect4/6, sendmsg4/6, bind4/6, sock_create{})",
+                    res.sandbox_id, net->rules.size(), net->unix_allow.size(),
+                    to_string(opts.net_policy->default_action), opts.net_policy->audit_mode ? ", audit mode" : "",
+                    mon->has_unix_hooks() ? ", connect_unix, sendmsg_unix" : "");
     }
   }
 

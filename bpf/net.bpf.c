@@ -186,6 +186,7 @@ static __always_inline void ac_net_emit(struct task_struct *task, __u64 sandbox,
 	ev->action = action;
 	ev->reason = reason;
 	ev->policy_action = pol ? (__u8)pol->default_action : 0;
+	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), task->comm);
 	ev->family = a->family;
 	ev->sock_type = a->sock_type;
 	ev->protocol = a->protocol;
@@ -529,6 +530,7 @@ static __always_inline void ac_net_accepted(struct task_struct *task, long fd)
 	if (!ev)
 		return;
 	ac_fill_header(&ev->hdr, task, AC_EV_NET, sizeof(*ev), sandbox, hflags);
+	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), task->comm);
 	ev->op = a.op;
 	ev->family = a.family;
 	ev->sock_type = a.sock_type;

@@ -241,11 +241,13 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
       auto r = read_record<ac_net_event>(rec, "net");
       if (!r) return std::unexpected(r.error());
       fill_net_op(ev.mutable_net(), *r);
+      proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
       break;
     }
     case AC_EV_NET_VIOLATION: {
       auto r = read_record<ac_net_event>(rec, "net violation");
       if (!r) return std::unexpected(r.error());
+      proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
       auto* v = ev.mutable_violation();
       auto* n = v->mutable_net();
       fill_net_op(n, *r);
@@ -293,9 +295,9 @@ std::string to_text_line(const v1::Event& ev) {
         return head + fmt::format("exit    {:>7} {} signal {}", p.pid(), p.comm(), ev.exit().signal());
       return head + fmt::format("exit    {:>7} {} code {}", p.pid(), p.comm(), ev.exit().code());
     case v1::Event::kNet:
-      return head + fmt::format("net     {:>7} {}", p.pid(), net_what(ev.net()));
+      return head + fmt::format("net     {:>7} {} {}", p.pid(), p.comm(), net_what(ev.net()));
     case v1::Event::kViolation:
-      return head + fmt::format("VIOLATION {:>5} {} {} ({}, {})", p.pid(), ev.violation().action(), ev.violation().what(),
+      return head + fmt::format("VIOLATION {:>5} {} {} {} ({}, {})", p.pid(), p.comm(), ev.violation().action(), ev.violation().what(),
                                 ev.violation().mechanism(), ev.violation().rule());
     case v1::Event::kLoss:
       return head + fmt::format("LOSS    {} events lost ({}, {})", ev.loss().count(), ev.loss().reason(),

@@ -194,12 +194,17 @@ TEST(NetObserve, Ipv4Ipv6AndV4MappedConnects) {
 TEST(NetObserve, UdpSendtoBindListenAccept) {
   REQUIRE_ROOT();
   auto u = Listener::udp(AF_INET);
-  auto t = trace({}, probe("sendto 127.0.0.1 " + u.port()) + probe("bind udp ::1 0") + probe("selfaccept 127.0.0.1"));
+  auto t = trace({}, probe("sendto 127.0.0.1 " + u.port() + " 5") + probe("bind udp ::1 0") +
+                         probe("selfaccept 127.0.0.1"));
   ASSERT_EQ(t.proc.status, 0) << dump(t);
 
   auto send = find_net(t.events, "sendmsg", "127.0.0.1", u.port_num());
   ASSERT_TRUE(send) << dump(t);
   EXPECT_EQ(send->protocol(), "udp");
+  // Five datagrams on one socket to one destination: reported once (ac_net_seen).
+  int sends = 0;
+  for (const auto& e : t.events) sends += e.has_net() && e.net().op() == "sendmsg";
+  EXPECT_EQ(sends, 1) << dump(t);
 
   auto bind = find_net(t.events, "bind", "::1", 0);
   ASSERT_TRUE(bind) << dump(t);
@@ -286,6 +291,7 @@ TEST(NetEnforce, DeniesEverythingOutsideTheAllowlist) {
     EXPECT_EQ(v->violation().net().error(), "EPERM");
     EXPECT_FALSE(v->sandbox_id().empty());
     EXPECT_NE(v->process().pid(), 0u);
+    EXPECT_EQ(v->process().comm(), "net_probe");
   }
   // The v4-mapped sendto is reported as IPv4: udpv6_sendmsg hands v4-mapped destinations
   // to udp_sendmsg, whose sendmsg4 hook sees (and checks) the IPv4 address. Fast Open
@@ -349,7 +355,7 @@ TEST(NetEnforce, KillActionKillsTheProcess) {
   EXPECT_EQ(r.status, 137) << "SIGKILL expected\n" << r.out << r.err;
   EXPECT_EQ(r.out.find("connect"), std::string::npos) << "the process ran on after the denial: " << r.out;
   EXPECT_NE(r.err.find("VIOLATION"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("kill connect 127.0.0.1:" + bad.port() + "/tcp"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("net_probe kill connect 127.0.0.1:" + bad.port() + "/tcp"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("cgroup-bpf"), std::string::npos) << r.err;
 }
 
@@ -360,7 +366,7 @@ TEST(NetEnforce, RunDeniesWithEperm) {
                 bad.port()});
   EXPECT_EQ(r.status, EPERM) << r.out << r.err;
   EXPECT_NE(r.out.find("connect error EPERM"), std::string::npos) << r.out;
-  EXPECT_NE(r.err.find("deny connect [::1]:" + bad.port() + "/tcp"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("net_probe deny connect [::1]:" + bad.port() + "/tcp"), std::string::npos) << r.err;
 }
 
 // The programs sit on the cgroup2 root and follow the process, not its cgroup: a

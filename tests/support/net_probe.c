@@ -5,7 +5,7 @@
  * so tests see exactly what the kernel answered (EPERM from the cgroup programs).
  *
  *   net_probe connect tcp|udp ADDR PORT   ADDR: IPv4, IPv6 or ::ffff:a.b.c.d
- *   net_probe sendto ADDR PORT            one UDP datagram on an unconnected socket
+ *   net_probe sendto ADDR PORT [N]        N (default 1) UDP datagrams, one unconnected socket
  *   net_probe fastopen ADDR PORT          TCP Fast Open: sendto(MSG_FASTOPEN) connects
  *   net_probe bind tcp|udp ADDR PORT
  *   net_probe selfaccept ADDR             listen on ADDR:0, connect to it, accept;
@@ -72,13 +72,15 @@ int main(int argc, char **argv)
 			return fail("socket");
 		if (connect(fd, (struct sockaddr *)&ss, len) != 0)
 			return fail("connect");
-	} else if (strcmp(op, "sendto") == 0 && argc == 4) {
+	} else if (strcmp(op, "sendto") == 0 && (argc == 4 || argc == 5)) {
+		int n = argc == 5 ? atoi(argv[4]) : 1;
 		len = inet_addr_of(argv[2], atoi(argv[3]), &ss);
 		fd = socket(ss.ss_family, SOCK_DGRAM, 0);
 		if (fd < 0)
 			return fail("socket");
-		if (sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len) != 1)
-			return fail("sendto");
+		for (int i = 0; i < n; i++)
+			if (sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len) != 1)
+				return fail("sendto");
 	} else if (strcmp(op, "fastopen") == 0 && argc == 4) {
 		len = inet_addr_of(argv[2], atoi(argv[3]), &ss);
 		fd = socket(ss.ss_family, SOCK_STREAM, 0);

@@ -33,6 +33,7 @@ ac_net_event net_record(uint16_t type, uint8_t op, int family, const char* addr,
   r.sock_type = SOCK_STREAM;
   r.protocol = IPPROTO_TCP;
   r.port = port;
+  std::memcpy(r.comm, "curl", 5);
   if (family == AF_INET) {
     r.addr[10] = r.addr[11] = 0xff;
     EXPECT_EQ(inet_pton(AF_INET, addr, r.addr + 12), 1);
@@ -137,6 +138,7 @@ TEST(NetDecoder, ViolationCarriesMechanismRuleActionAndAttempt) {
   EXPECT_EQ(v.net().result(), -EPERM);
   EXPECT_EQ(v.net().error(), "EPERM");
   EXPECT_EQ(ev->process().pid(), 42u);
+  EXPECT_EQ(ev->process().comm(), "curl");
 
   r.action = AC_NET_AUDIT;
   r.net_flags |= AC_NET_F_AUDIT_MODE;

@@ -148,6 +148,7 @@ struct ac_net_event {
 	__u8 local_addr[16]; /* network order: accept's local address */
 	char unix_path[AC_UNIX_PATH_MAX];
 	__u8 _pad2[4];
+	char comm[AC_TASK_COMM_LEN]; /* the acting thread's comm */
 };
 
 /*
@@ -233,7 +234,7 @@ static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + A
 static_assert(sizeof(struct ac_fork_event) == 64 + 8 + 16, "ac_fork_event layout");
 static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout");
 static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
-static_assert(sizeof(struct ac_net_event) == 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4, "ac_net_event layout");
+static_assert(sizeof(struct ac_net_event) == 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN, "ac_net_event layout");
 static_assert(sizeof(struct ac_net_rule_key) == 28, "ac_net_rule_key layout");
 static_assert(sizeof(struct ac_net_rule_value) == 8 + 8 * AC_NET_MAX_PORT_RANGES, "ac_net_rule_value layout");
 static_assert(sizeof(struct ac_net_sandbox) == 8, "ac_net_sandbox layout");
@@ -244,7 +245,7 @@ _Static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + 
 _Static_assert(sizeof(struct ac_fork_event) == 64 + 8 + 16, "ac_fork_event layout");
 _Static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout");
 _Static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
-_Static_assert(sizeof(struct ac_net_event) == 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4, "ac_net_event layout");
+_Static_assert(sizeof(struct ac_net_event) == 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN, "ac_net_event layout");
 _Static_assert(sizeof(struct ac_net_rule_key) == 28, "ac_net_rule_key layout");
 _Static_assert(sizeof(struct ac_net_rule_value) == 8 + 8 * AC_NET_MAX_PORT_RANGES, "ac_net_rule_value layout");
 _Static_assert(sizeof(struct ac_net_sandbox) == 8, "ac_net_sandbox layout");

@@ -32,7 +32,7 @@ struct NetOptions {
     cmd->add_option("--allow-net", allow, "Allow network access to RULE (repeatable; see below)")
         ->type_name("RULE")
         ->allow_extra_args(false);  // one value per occurrence: never swallow `--` and the command
-    cmd->add_option("--allow-unix", unix_allow, "Allow connecting to unix socket PATH or @ABSTRACT (repeatable)")
+    cmd->add_option("--allow-unix", unix_allow, "Allow connecting to unix socket PATH or @ABSTRACT (repeatable; '*': any)")
         ->type_name("NAME")
         ->allow_extra_args(false);
     cmd->add_option("--net-default", default_action,
@@ -53,7 +53,12 @@ struct NetOptions {
       }
       p.allow.push_back(*r);
     }
-    p.unix_allow = unix_allow;
+    for (const auto& u : unix_allow) {
+      if (u == "*")
+        p.allow_all_unix = true;  // also what kernels without the unix hooks need
+      else
+        p.unix_allow.push_back(u);
+    }
     if (!default_action.empty()) p.default_action = *core::parse_net_action(default_action);
     // Validate everything compile() checks (unix names, prefix overlaps) at parse time.
     if (auto c = core::compile(p, 1); !c) {

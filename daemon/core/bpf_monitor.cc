@@ -195,7 +195,7 @@ bool BpfMonitor::has_unix_hooks() const { return impl_->unix_hooks; }
 Status BpfMonitor::install_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy) {
   if (policy.restricts_unix && !impl_->unix_hooks)
     return error("network policy restricts unix sockets, but this kernel has no cgroup unix sock_addr hooks",
-                 "allow all unix sockets in the policy, or use a kernel with BPF_CGROUP_UNIX_CONNECT (6.7+)");
+                 "allow all unix sockets (--allow-unix '*'), or use a kernel with BPF_CGROUP_UNIX_CONNECT (6.7+)");
   for (const auto& r : policy.rules)
     if (bpf_map__update_elem(impl_->skel->maps.ac_net_rules, &r.key, sizeof r.key, &r.value, sizeof r.value,
                              BPF_ANY) != 0)

@@ -111,6 +111,10 @@ TEST(Cli, NetDefaultAloneSwitchesPolicyOn) {
   EXPECT_EQ(net->unix_allow, (std::vector<std::string>{"@sock"}));
   EXPECT_EQ(as<RunArgs>(parse({"run", "--net-default", "audit", "--", "true"})).net->default_action,
             core::NetAction::audit);
+  EXPECT_FALSE(net->allow_all_unix);
+  auto any = parse({"run", "--allow-unix", "*", "--allow-unix", "/run/a.sock", "--", "true"});
+  EXPECT_TRUE(as<RunArgs>(any).net->allow_all_unix);
+  EXPECT_EQ(as<RunArgs>(any).net->unix_allow, (std::vector<std::string>{"/run/a.sock"}));
 }
 
 TEST(Cli, BadNetworkOptionsAreUsageErrors) {

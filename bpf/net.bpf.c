@@ -19,7 +19,7 @@
  *   socket(2) -> inet_create -> BPF_CGROUP_RUN_PROG_INET_SOCK      cgroup/sock_create
  *
  * Where attached: once, on the cgroup2 root with BPF_F_ALLOW_MULTI (bpf_monitor.cc),
- * filtered with ac_tracked(). A program attached to the sandbox cgroup would stop
+ * filtered with ac_net_tracked() (ac_tracked() semantics). A program attached to the sandbox cgroup would stop
  * applying to a process that moves itself to another cgroup; ac_tracked() also follows
  * the tgid inherited at fork, so leaving the cgroup does not leave the policy
  * (tests/privileged/net_test.cc LeavingTheSandboxCgroupDoesNotLeaveThePolicy). The cost
@@ -33,9 +33,15 @@
  * (raw_sendmsg, ping_v4_sendmsg have none), so in a sandbox with a network policy their
  * creation is refused in cgroup/sock_create instead.
  *
- * Kill actions: bpf_send_signal() is not available to cgroup programs, so the hook marks
- * the thread and the sys_exit raw tracepoint sends SIGKILL on the way out of the same
- * syscall, before the process runs another user-space instruction.
+ * Kill actions: older kernels accept bpf_send_signal() only in tracing programs (the
+ * 6.18 development kernel takes it in cgroup programs too), so the hook marks the thread
+ * and the sys_exit raw tracepoint sends SIGKILL on the way out of the same syscall,
+ * before the process runs another user-space instruction. Same guarantee everywhere.
+ *
+ * Not covered by these hooks: socket families other than inet/inet6/unix (AF_PACKET,
+ * AF_VSOCK, ...: no cgroup hook; they need capabilities the sandbox drops, and the
+ * seccomp layer should restrict socket(2) families), and inbound traffic (bind to port 0
+ * is allowed; listen and accept are observed, not restricted).
  *
  * Listen and accept are observed, not enforced: listen in the inet_sock_set_state
  * tracepoint (process context, -> TCP_LISTEN), accept at the exit of accept/accept4,
@@ -556,7 +562,7 @@ static __always_inline void ac_net_accepted(struct task_struct *task, long fd)
 /*
  * Every syscall exit (raw tracepoint; per-syscall tracepoints would need tracefs, which
  * is not mounted everywhere). Two jobs, both filtered before any map lookup:
- *  - kill delivery: bpf_send_signal() is not available to cgroup programs, so a hook
+ *  - kill delivery: bpf_send_signal() is not available to cgroup programs on older kernels, so a hook
  *    that decides "kill" marks the thread in ac_net_kill and bumps ac_net_kills_pending;
  *    here, on the way out of that same syscall, the thread gets SIGKILL before it runs
  *    another user-space instruction (the EPERM it got is never acted on).

@@ -328,6 +328,21 @@ TEST(NetEnforce, AllowedUnixNamesAndPortRanges) {
   EXPECT_TRUE(find_net(t.events, "connect", "@" + abs_name)) << dump(t);
 }
 
+// bind to a port no rule allows is denied; port 0 (ephemeral) is always allowed.
+TEST(NetEnforce, BindToUnlistedPortIsDenied) {
+  REQUIRE_ROOT();
+  auto u = Listener::udp(AF_INET6);  // reserves a port number; TCP may bind it too
+  auto t = trace({"--allow-net", "127.0.0.1:1/tcp"},
+                 probe("bind tcp ::1 0") + probe("bind tcp ::1 " + u.port()));
+  EXPECT_EQ(t.proc.status, EPERM) << dump(t);
+  EXPECT_EQ(testing::lines(t.proc.out), (std::vector<std::string>{"bind ok", "bind error EPERM"})) << dump(t);
+  auto v = find_violation(t.events, "bind [::1]:" + u.port() + "/tcp");
+  ASSERT_TRUE(v) << dump(t);
+  EXPECT_EQ(v->violation().action(), "deny");
+  EXPECT_EQ(v->violation().net().local().port(), u.port_num());
+  EXPECT_EQ(violations(t.events).size(), 1u) << dump(t);
+}
+
 TEST(NetEnforce, AuditModeAllowsAndRecords) {
   REQUIRE_ROOT();
   auto l = Listener::tcp(AF_INET);

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <optional>
 
 #include "agentcage_bpf.skel.h"
 #include "core/cgroup.h"
@@ -74,6 +75,48 @@ const char* stat_name(int reason) { return reason >= 0 && reason < AC_STAT_MAX ?
 struct BpfMonitor::Impl {
   BpfSkeleton<agentcage_bpf> skel;
   bool unix_hooks = false;
+  std::optional<Error> net_error;  // why the network programs are not attached
+
+  // Network programs: attached once to the cgroup2 root (links are always multi-attach,
+  // so other programs there keep running) and filtered in the kernel by ac_tracked():
+  // a sandboxed process that moves to another cgroup stays under its policy. See the
+  // top of bpf/net.bpf.c. The links belong to the skeleton and go with it; on failure
+  // the ones already made are destroyed, so it is all or nothing.
+  Status attach_net() {
+    auto* s = skel.get();
+    auto root = cgroup2_mount();
+    if (!root) return std::unexpected(root.error());
+    UniqueFd root_fd(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_fd) return sys_error("open(" + *root + ")");
+    struct CgroupProg {
+      bpf_program* prog;
+      bpf_link** link;
+      bool enabled;
+    };
+    const CgroupProg progs[] = {{s->progs.cg__connect4, &s->links.cg__connect4, true},
+                                {s->progs.cg__connect6, &s->links.cg__connect6, true},
+                                {s->progs.cg__sendmsg4, &s->links.cg__sendmsg4, true},
+                                {s->progs.cg__sendmsg6, &s->links.cg__sendmsg6, true},
+                                {s->progs.cg__bind4, &s->links.cg__bind4, true},
+                                {s->progs.cg__bind6, &s->links.cg__bind6, true},
+                                {s->progs.cg__sock_create, &s->links.cg__sock_create, true},
+                                {s->progs.cg__connect_unix, &s->links.cg__connect_unix, unix_hooks},
+                                {s->progs.cg__sendmsg_unix, &s->links.cg__sendmsg_unix, unix_hooks}};
+    for (const auto& p : progs) {
+      if (!p.enabled) continue;
+      *p.link = bpf_program__attach_cgroup(p.prog, root_fd.get());
+      if (*p.link) continue;
+      int err = errno;
+      for (const auto& q : progs) {
+        bpf_link__destroy(*q.link);  // accepts NULL
+        *q.link = nullptr;
+      }
+      return sys_error(fmt::format("bpf_link_create({}, cgroup {})", bpf_program__name(p.prog), *root), err,
+                       "a program attached to the cgroup2 root without BPF_F_ALLOW_MULTI blocks others");
+    }
+    return {};
+  }
+
   std::unique_ptr<ring_buffer, RingBufferDeleter> rb;
   const RecordFn* fn = nullptr;  // valid only during poll()/drain()
   int handled = 0;
@@ -130,33 +173,13 @@ Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts
   if (int e = agentcage_bpf::attach(s); e != 0)
     return sys_error("bpf_object__attach(agentcage_bpf)", -e, geteuid() != 0 ? priv_hint : "");
 
-  // Network programs: attached once to the cgroup2 root (links are always multi-attach,
-  // so other programs there keep running) and filtered in the kernel by ac_tracked():
-  // a sandboxed process that moves to another cgroup stays under its policy. See the
-  // top of bpf/net.bpf.c. The links belong to the skeleton and go with it.
-  auto root = cgroup2_mount();
-  if (!root) return std::unexpected(root.error());
-  UniqueFd root_fd(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!root_fd) return sys_error("open(" + *root + ")");
-  struct CgroupProg {
-    bpf_program* prog;
-    bpf_link** link;
-    bool enabled;
-  };
-  for (const CgroupProg& p : {CgroupProg{s->progs.cg__connect4, &s->links.cg__connect4, true},
-                              CgroupProg{s->progs.cg__connect6, &s->links.cg__connect6, true},
-                              CgroupProg{s->progs.cg__sendmsg4, &s->links.cg__sendmsg4, true},
-                              CgroupProg{s->progs.cg__sendmsg6, &s->links.cg__sendmsg6, true},
-                              CgroupProg{s->progs.cg__bind4, &s->links.cg__bind4, true},
-                              CgroupProg{s->progs.cg__bind6, &s->links.cg__bind6, true},
-                              CgroupProg{s->progs.cg__sock_create, &s->links.cg__sock_create, true},
-                              CgroupProg{s->progs.cg__connect_unix, &s->links.cg__connect_unix, impl->unix_hooks},
-                              CgroupProg{s->progs.cg__sendmsg_unix, &s->links.cg__sendmsg_unix, impl->unix_hooks}}) {
-    if (!p.enabled) continue;
-    *p.link = bpf_program__attach_cgroup(p.prog, root_fd.get());
-    if (!*p.link)
-      return sys_error(fmt::format("bpf_link_create({}, cgroup {})", bpf_program__name(p.prog), *root), errno,
-                       "a program attached to the cgroup2 root without BPF_F_ALLOW_MULTI blocks others");
+  // Monitoring degrades, enforcement fails closed: without the network programs the
+  // monitor still records processes, and install_net_policy() refuses with this error.
+  if (auto st = impl->attach_net(); !st) {
+    spdlog::warn("network programs not attached: network activity is not recorded and network policies are "
+                 "refused: {}",
+                 st.error().message());
+    impl->net_error = st.error();
   }
 
   impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.ac_events), &Impl::on_record, impl.get(), nullptr));
@@ -193,6 +216,9 @@ Status BpfMonitor::set_host_mode(bool on) {
 bool BpfMonitor::has_unix_hooks() const { return impl_->unix_hooks; }
 
 Status BpfMonitor::install_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy) {
+  if (impl_->net_error)
+    return error("network policy cannot be enforced: " + impl_->net_error->message(),
+                 "the cgroup sock_addr programs must be attached to the cgroup2 root");
   if (policy.restricts_unix && !impl_->unix_hooks)
     return error("network policy restricts unix sockets, but this kernel has no cgroup unix sock_addr hooks",
                  "allow all unix sockets (--allow-unix '*'), or use a kernel with BPF_CGROUP_UNIX_CONNECT (6.7+)");

@@ -35,14 +35,16 @@ class Listener {
  public:
   static Listener tcp(int family) { return inet(family, SOCK_STREAM); }
   static Listener udp(int family) { return inet(family, SOCK_DGRAM); }
-  static Listener unix_path(const std::string& path) {
+  static Listener unix_path(const std::string& path, int type = SOCK_STREAM) {
     Listener l;
     sockaddr_un un{};
     un.sun_family = AF_UNIX;
     std::memcpy(un.sun_path, path.data(), path.size());
-    l.fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    l.fd_ = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
     EXPECT_EQ(bind(l.fd_, reinterpret_cast<sockaddr*>(&un), sizeof un), 0) << strerror(errno);
-    EXPECT_EQ(listen(l.fd_, 16), 0);
+    if (type == SOCK_STREAM) {
+      EXPECT_EQ(listen(l.fd_, 16), 0);
+    }
     return l;
   }
   // name without the leading '@'
@@ -252,6 +254,7 @@ TEST(NetEnforce, DeniesEverythingOutsideTheAllowlist) {
   auto udp = Listener::udp(AF_INET);
   auto dir = testing::temp_dir();
   auto host_sock = Listener::unix_path(dir + "/host.sock");
+  auto host_dgram = Listener::unix_path(dir + "/log.sock", SOCK_DGRAM);
   std::string abs_name = "agentcage-net-deny-" + std::to_string(getpid());
   auto abs = Listener::unix_abstract(abs_name);
 
@@ -266,6 +269,7 @@ TEST(NetEnforce, DeniesEverythingOutsideTheAllowlist) {
                        probe("connect tcp ::ffff:127.0.0.1 " + denied4.port()) +    // v4-mapped IPv6
                        probe("raw 127.0.0.1") +                                     // raw socket
                        probe("unix " + dir + "/host.sock") +                        // host unix socket
+                       probe("unixsend " + dir + "/log.sock") +                     // unix datagram
                        probe("unix @" + abs_name);                                  // abstract unix
   auto t = trace({"--allow-net", "127.0.0.1:" + allowed.port() + "/tcp"}, script);
   ASSERT_EQ(t.proc.status, 1) << "the last probe (denied) exits with EPERM (1)\n" << dump(t);
@@ -274,7 +278,8 @@ TEST(NetEnforce, DeniesEverythingOutsideTheAllowlist) {
   std::vector<std::string> want = {"connect ok",          "connect ok",          "connect error EPERM",
                                    "connect error EPERM", "sendto error EPERM",  "sendto error EPERM",
                                    "fastopen error EPERM", "connect error EPERM", "connect error EPERM",
-                                   "socket error EPERM",  "connect error EPERM", "connect error EPERM"};
+                                   "socket error EPERM",  "connect error EPERM", "sendto error EPERM",
+                                   "connect error EPERM"};
   EXPECT_EQ(lines, want) << dump(t);
 
   const std::string p4 = allowed.port(), d4 = denied4.port();
@@ -282,7 +287,7 @@ TEST(NetEnforce, DeniesEverythingOutsideTheAllowlist) {
            "connect 127.0.0.1:" + d4 + "/tcp", "connect 127.0.0.1:" + udp.port() + "/udp",
         "sendmsg 127.0.0.1:" + udp.port() + "/udp", "connect [::1]:" + denied6.port() + "/tcp",
         "connect ::ffff:127.0.0.1:" + d4 + "/tcp", "socket raw", "connect " + dir + "/host.sock/unix-stream",
-        "connect @" + abs_name + "/unix-stream"}) {
+        "connect @" + abs_name + "/unix-stream", "sendmsg " + dir + "/log.sock/unix-dgram"}) {
     auto v = find_violation(t.events, what);
     ASSERT_TRUE(v) << "no violation for " << what << "\n" << dump(t);
     EXPECT_EQ(v->violation().mechanism(), "cgroup-bpf");
@@ -303,7 +308,7 @@ TEST(NetEnforce, DeniesEverythingOutsideTheAllowlist) {
   }
   EXPECT_EQ(v4_sends, 2) << dump(t);
   EXPECT_EQ(fastopen, 2) << dump(t);
-  EXPECT_EQ(violations(t.events).size(), 10u) << dump(t);
+  EXPECT_EQ(violations(t.events).size(), 11u) << dump(t);
   // The allowed connects are observed, not violations.
   EXPECT_TRUE(find_net(t.events, "connect", "127.0.0.1", allowed.port_num())) << dump(t);
 }

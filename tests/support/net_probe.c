@@ -11,6 +11,7 @@
  *   net_probe selfaccept ADDR             listen on ADDR:0, connect to it, accept;
  *                                         prints "listen PORT client PORT"
  *   net_probe unix PATH|@NAME             stream connect to a unix socket
+ *   net_probe unixsend PATH|@NAME         one datagram to a unix socket (unconnected)
  *   net_probe raw ADDR                    raw ICMP socket, one echo request to ADDR
  */
 #include <arpa/inet.h>
@@ -115,7 +116,7 @@ int main(int argc, char **argv)
 		if (accept4(l, NULL, NULL, SOCK_CLOEXEC) < 0)
 			return fail("accept");
 		printf("listen %d client %d\n", lport, cport);
-	} else if (strcmp(op, "unix") == 0 && argc == 3) {
+	} else if ((strcmp(op, "unix") == 0 || strcmp(op, "unixsend") == 0) && argc == 3) {
 		struct sockaddr_un un = {.sun_family = AF_UNIX};
 		size_t n = strlen(argv[2]);
 		if (n >= sizeof(un.sun_path))
@@ -123,11 +124,20 @@ int main(int argc, char **argv)
 		memcpy(un.sun_path, argv[2], n);
 		if (argv[2][0] == '@')
 			un.sun_path[0] = '\0'; /* abstract: length-delimited, no terminator */
-		fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		if (fd < 0)
-			return fail("socket");
-		if (connect(fd, (struct sockaddr *)&un, offsetof(struct sockaddr_un, sun_path) + n) != 0)
-			return fail("connect");
+		socklen_t ulen = offsetof(struct sockaddr_un, sun_path) + n;
+		if (strcmp(op, "unixsend") == 0) {
+			fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+			if (fd < 0)
+				return fail("socket");
+			if (sendto(fd, "x", 1, 0, (struct sockaddr *)&un, ulen) != 1)
+				return fail("sendto");
+		} else {
+			fd = socket(AF_UNIX, SOCK_STREAM, 0);
+			if (fd < 0)
+				return fail("socket");
+			if (connect(fd, (struct sockaddr *)&un, ulen) != 0)
+				return fail("connect");
+		}
 	} else if (strcmp(op, "raw") == 0 && argc == 3) {
 		static const unsigned char echo[8] = {8, 0, 0xf7, 0xff, 0, 0, 0, 0}; /* type 8, checksum */
 		len = inet_addr_of(argv[2], 0, &ss);

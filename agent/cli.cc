@@ -12,6 +12,63 @@ constexpr const char* kCommandHelp =
 
 bool is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
 
+constexpr const char* kNetFooter =
+    "Network policy (off unless --allow-net, --allow-unix or --net-default is given):\n"
+    "  with it, connect, UDP sendto/sendmsg and bind to a non-zero port are allowed only to\n"
+    "  addresses a --allow-net rule lists; IPv4 rules also cover v4-mapped IPv6. Loopback\n"
+    "  is not special (list 127.0.0.1 or ::1). Unix sockets must be listed with --allow-unix.\n"
+    "  Raw and other non-TCP/UDP inet sockets cannot be created. Each denial is a violation\n"
+    "  event (mechanism cgroup-bpf).\n"
+    "  RULE is CIDR[:PORT[-PORT]][/tcp|/udp], IPv6 in brackets before a port:\n"
+    "    127.0.0.1:8000-8100/tcp   10.0.0.0/8   [::1]:443   [2001:db8::/32]:53/udp\n";
+
+// The network options shared by run and trace.
+struct NetOptions {
+  std::vector<std::string> allow;
+  std::vector<std::string> unix_allow;
+  std::string default_action;
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--allow-net", allow, "Allow network access to RULE (repeatable; see below)")
+        ->type_name("RULE")
+        ->allow_extra_args(false);  // one value per occurrence: never swallow `--` and the command
+    cmd->add_option("--allow-unix", unix_allow, "Allow connecting to unix socket PATH or @ABSTRACT (repeatable; '*': any)")
+        ->type_name("NAME")
+        ->allow_extra_args(false);
+    cmd->add_option("--net-default", default_action,
+                    "What happens to traffic no rule allows: deny (EPERM), kill (SIGKILL), audit (allow, report)")
+        ->check(CLI::IsMember({"deny", "kill", "audit"}))
+        ->type_name("ACTION");
+  }
+
+  // nullopt and empty error: no network option given. Otherwise the policy or the usage error.
+  std::optional<core::NetPolicy> policy(std::string& err) const {
+    if (allow.empty() && unix_allow.empty() && default_action.empty()) return std::nullopt;
+    core::NetPolicy p;
+    for (const auto& spec : allow) {
+      auto r = core::parse_net_rule(spec);
+      if (!r) {
+        err = "--allow-net: " + r.error().context + (r.error().hint.empty() ? "" : "\nhint: " + r.error().hint);
+        return std::nullopt;
+      }
+      p.allow.push_back(*r);
+    }
+    for (const auto& u : unix_allow) {
+      if (u == "*")
+        p.allow_all_unix = true;  // also what kernels without the unix hooks need
+      else
+        p.unix_allow.push_back(u);
+    }
+    if (!default_action.empty()) p.default_action = *core::parse_net_action(default_action);
+    // Validate everything compile() checks (unix names, prefix overlaps) at parse time.
+    if (auto c = core::compile(p, 1); !c) {
+      err = c.error().context;
+      return std::nullopt;
+    }
+    return p;
+  }
+};
+
 }  // namespace
 
 Parsed parse(const std::vector<std::string>& args) {
@@ -29,13 +86,16 @@ Parsed parse(const std::vector<std::string>& args) {
   run_cmd->add_option("--workspace", run.workspace, "Directory the agent may work in");
   run_cmd->add_option("--socket", run.socket, "agentcaged's control socket")->capture_default_str();
   run_cmd->add_flag("--no-daemon", run.no_daemon, "Run in-process (root only) even when agentcaged is running");
+  NetOptions run_net;
+  run_net.add_to(run_cmd);
   run_cmd->add_option("command", run.command, kCommandHelp)->required();
-  run_cmd->footer(
-      "Exit status: the command's own, or 128+N when it was killed by signal N.\n"
-      "SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the command.\n"
-      "With agentcaged running, the daemon creates the sandbox (unprivileged users may run);\n"
-      "otherwise, as root, the same core runs in-process.\n"
-      "Example: agentcage run -- python3 agent.py");
+  run_cmd->footer(std::string(kNetFooter) +
+                  "Violations are printed to standard error.\n"
+                  "Exit status: the command's own, or 128+N when it was killed by signal N.\n"
+                  "SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the command.\n"
+                  "With agentcaged running, the daemon creates the sandbox (unprivileged users may run);\n"
+                  "otherwise, as root, the same core runs in-process.\n"
+                  "Example: agentcage run --allow-net 127.0.0.1:8080/tcp -- python3 agent.py");
 
   TraceArgs trace;
   std::string fmt = "json";
@@ -46,10 +106,12 @@ Parsed parse(const std::vector<std::string>& args) {
   trace_cmd->add_flag("--host", trace.host, "Record every process on the host, not only the sandbox");
   trace_cmd->add_option("--ring-bytes", trace.ring_bytes, "Kernel ring buffer size in bytes (power of two)")
       ->check(CLI::Range(1u << 16, 1u << 30));
+  NetOptions trace_net;
+  trace_net.add_to(trace_cmd);
   trace_cmd->add_option("command", trace.command, kCommandHelp);
-  trace_cmd->footer(
-      "Without a command, --host records the whole host until interrupted.\n"
-      "Example: agentcage trace -o text -- sh -c 'echo hi'");
+  trace_cmd->footer(std::string(kNetFooter) +
+                    "Without a command, --host records the whole host until interrupted.\n"
+                    "Example: agentcage trace -o text -- sh -c 'echo hi'");
 
   PsArgs ps;
   std::string ps_fmt = "text";
@@ -93,7 +155,12 @@ Parsed parse(const std::vector<std::string>& args) {
     return Exit{2, "agentcage: " + msg + "\nRun 'agentcage --help' for usage."};
   }
 
-  if (*run_cmd) return run;
+  std::string err;
+  if (*run_cmd) {
+    run.net = run_net.policy(err);
+    if (!err.empty()) return Exit{2, "agentcage: run: " + err};
+    return run;
+  }
   auto fmt_of = [](const std::string& f) { return f == "text" ? OutputFormat::text : OutputFormat::json; };
   if (*ps_cmd) {
     ps.format = fmt_of(ps_fmt);
@@ -110,6 +177,8 @@ Parsed parse(const std::vector<std::string>& args) {
         return Exit{2, "agentcage: --sandbox: '" + id + "' is not a sandbox id (16 hex digits; see agentcage ps)"};
     return events;
   }
+  trace.net = trace_net.policy(err);
+  if (!err.empty()) return Exit{2, "agentcage: trace: " + err};
   trace.format = fmt == "text" ? OutputFormat::text : OutputFormat::json;
   if (!is_power_of_two(trace.ring_bytes))
     return Exit{2, "agentcage: --ring-bytes: " + std::to_string(trace.ring_bytes) + " is not a power of two"};

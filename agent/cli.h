@@ -3,19 +3,25 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include "core/net_policy.h"
 
 namespace agentcage::cli {
 
 enum class OutputFormat { json, text };
 
-// agentcage run [--profile P] [--workspace DIR] -- CMD ARGS...
+// agentcage run [--profile P] [--workspace DIR] [network options] -- CMD ARGS...
+// Network options (run and trace): --allow-net RULE (repeatable), --allow-unix NAME
+// (repeatable), --net-default deny|kill|audit. Any of them switches the policy on.
 struct RunArgs {
   std::vector<std::string> command;
   std::string profile;
   std::string workspace;
+  std::optional<core::NetPolicy> net;  // set when a network option was given
   std::string socket = "/run/agentcage/agentcage.sock";
   bool no_daemon = false;  // run the core in-process even if a daemon listens
 };
@@ -52,6 +58,7 @@ struct TraceArgs {
   std::string output = "-";
   bool host = false;
   uint32_t ring_bytes = 16u << 20;
+  std::optional<core::NetPolicy> net;  // set when a network option was given
 };
 
 // What the parser decided: run a command, or exit now printing `text`

@@ -107,6 +107,11 @@ int do_run(const cli::RunArgs& a) {
   }
   core::SessionOptions so;
   so.argv = a.command;
+  so.net_policy = a.net;
+  // With a network policy the monitor runs for enforcement; its violations go to stderr.
+  so.on_event = [](const v1::Event& ev) {
+    if (ev.has_violation() || ev.has_loss()) fprintf(stderr, "agentcage: %s\n", core::to_text_line(ev).c_str());
+  };
   auto r = core::run_session(so);
   if (!r) return fail(r.error());
   return r->exit_status;
@@ -127,6 +132,7 @@ int do_trace(const cli::TraceArgs& a) {
   so.monitor = true;
   so.monitor_opts.host_mode = a.host;
   so.monitor_opts.ring_bytes = a.ring_bytes;
+  so.net_policy = a.net;
   so.on_event = [&](const v1::Event& ev) {
     std::string line = a.format == cli::OutputFormat::json ? core::to_json_line(ev) : core::to_text_line(ev);
     std::lock_guard lk(mu);

@@ -2,12 +2,20 @@
 #include "core/bpf_monitor.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+#include <optional>
+
 #include "agentcage_bpf.skel.h"
+#include "core/cgroup.h"
+#include "core/unique_fd.h"
 
 namespace agentcage::core {
 namespace {
@@ -37,7 +45,28 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
   return 0;
 }
 
-const char* kStatNames[AC_STAT_MAX] = {"events", "ringbuf_full", "truncated", "read_fault", "task_map_full"};
+const char* kStatNames[AC_STAT_MAX] = {"events",     "ringbuf_full", "truncated",      "read_fault",
+                                      "task_map_full", "net_denied", "net_kill_failed"};
+
+// uapi values newer than the build host's linux/bpf.h may be (net.bpf.c asserts them).
+constexpr int kAttachUnixConnect = 49;  // BPF_CGROUP_UNIX_CONNECT
+constexpr int kAttachUnixSendmsg = 50;  // BPF_CGROUP_UNIX_SENDMSG
+
+// Feature probe, not a version check: does this kernel's BTF know the attach type?
+bool kernel_has_attach_type(const char* name) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool found = false;
+  int id = btf__find_by_name_kind(vmlinux, "bpf_attach_type", BTF_KIND_ENUM);
+  if (id > 0) {
+    const btf_type* t = btf__type_by_id(vmlinux, static_cast<uint32_t>(id));
+    const struct btf_enum* e = btf_enum(t);
+    for (int i = 0; i < btf_vlen(t) && !found; ++i)
+      found = std::strcmp(btf__name_by_offset(vmlinux, e[i].name_off), name) == 0;
+  }
+  btf__free(vmlinux);
+  return found;
+}
 
 }  // namespace
 
@@ -45,6 +74,49 @@ const char* stat_name(int reason) { return reason >= 0 && reason < AC_STAT_MAX ?
 
 struct BpfMonitor::Impl {
   BpfSkeleton<agentcage_bpf> skel;
+  bool unix_hooks = false;
+  std::optional<Error> net_error;  // why the network programs are not attached
+
+  // Network programs: attached once to the cgroup2 root (links are always multi-attach,
+  // so other programs there keep running) and filtered in the kernel by ac_tracked():
+  // a sandboxed process that moves to another cgroup stays under its policy. See the
+  // top of bpf/net.bpf.c. The links belong to the skeleton and go with it; on failure
+  // the ones already made are destroyed, so it is all or nothing.
+  Status attach_net() {
+    auto* s = skel.get();
+    auto root = cgroup2_mount();
+    if (!root) return std::unexpected(root.error());
+    UniqueFd root_fd(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_fd) return sys_error("open(" + *root + ")");
+    struct CgroupProg {
+      bpf_program* prog;
+      bpf_link** link;
+      bool enabled;
+    };
+    const CgroupProg progs[] = {{s->progs.cg__connect4, &s->links.cg__connect4, true},
+                                {s->progs.cg__connect6, &s->links.cg__connect6, true},
+                                {s->progs.cg__sendmsg4, &s->links.cg__sendmsg4, true},
+                                {s->progs.cg__sendmsg6, &s->links.cg__sendmsg6, true},
+                                {s->progs.cg__bind4, &s->links.cg__bind4, true},
+                                {s->progs.cg__bind6, &s->links.cg__bind6, true},
+                                {s->progs.cg__sock_create, &s->links.cg__sock_create, true},
+                                {s->progs.cg__connect_unix, &s->links.cg__connect_unix, unix_hooks},
+                                {s->progs.cg__sendmsg_unix, &s->links.cg__sendmsg_unix, unix_hooks}};
+    for (const auto& p : progs) {
+      if (!p.enabled) continue;
+      *p.link = bpf_program__attach_cgroup(p.prog, root_fd.get());
+      if (*p.link) continue;
+      int err = errno;
+      for (const auto& q : progs) {
+        bpf_link__destroy(*q.link);  // accepts NULL
+        *q.link = nullptr;
+      }
+      return sys_error(fmt::format("bpf_link_create({}, cgroup {})", bpf_program__name(p.prog), *root), err,
+                       "a program attached to the cgroup2 root without BPF_F_ALLOW_MULTI blocks others");
+    }
+    return {};
+  }
+
   std::unique_ptr<ring_buffer, RingBufferDeleter> rb;
   const RecordFn* fn = nullptr;  // valid only during poll()/drain()
   int handled = 0;
@@ -72,6 +144,21 @@ Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts
   if (int e = bpf_map__set_max_entries(s->maps.ac_events, opts.ring_bytes); e != 0)
     return sys_error("bpf_map__set_max_entries(ac_events, " + std::to_string(opts.ring_bytes) + ")", -e,
                      "the ring size must be a power of two and a multiple of the page size");
+  // libbpf 1.1 does not know the unix sock_addr section names: set type and attach
+  // type by hand where the kernel has them, leave the programs out where it does not.
+  impl->unix_hooks = kernel_has_attach_type("BPF_CGROUP_UNIX_CONNECT") && kernel_has_attach_type("BPF_CGROUP_UNIX_SENDMSG");
+  for (auto [prog, type] : {std::pair{s->progs.cg__connect_unix, kAttachUnixConnect},
+                            std::pair{s->progs.cg__sendmsg_unix, kAttachUnixSendmsg}}) {
+    if (impl->unix_hooks) {
+      bpf_program__set_type(prog, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
+      bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(type));
+    } else {
+      bpf_program__set_autoload(prog, false);
+    }
+  }
+  if (!impl->unix_hooks)
+    spdlog::info("kernel has no cgroup unix sock_addr hooks: unix connect/sendmsg not observed or enforced");
+
   if (int e = agentcage_bpf::load(s); e != 0)
     return sys_error("bpf_object__load(agentcage_bpf)", -e, geteuid() != 0 ? priv_hint : "see the libbpf messages above");
 
@@ -85,6 +172,15 @@ Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts
 
   if (int e = agentcage_bpf::attach(s); e != 0)
     return sys_error("bpf_object__attach(agentcage_bpf)", -e, geteuid() != 0 ? priv_hint : "");
+
+  // Monitoring degrades, enforcement fails closed: without the network programs the
+  // monitor still records processes, and install_net_policy() refuses with this error.
+  if (auto st = impl->attach_net(); !st) {
+    spdlog::warn("network programs not attached: network activity is not recorded and network policies are "
+                 "refused: {}",
+                 st.error().message());
+    impl->net_error = st.error();
+  }
 
   impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.ac_events), &Impl::on_record, impl.get(), nullptr));
   if (!impl->rb) return sys_error("ring_buffer__new(ac_events)");
@@ -115,6 +211,42 @@ Status BpfMonitor::set_host_mode(bool on) {
   if (bpf_map__update_elem(impl_->skel->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
     return sys_error("bpf_map_update_elem(ac_config_map)");
   return {};
+}
+
+bool BpfMonitor::has_unix_hooks() const { return impl_->unix_hooks; }
+
+Status BpfMonitor::install_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy) {
+  if (impl_->net_error)
+    return error("network policy cannot be enforced: " + impl_->net_error->message(),
+                 "the cgroup sock_addr programs must be attached to the cgroup2 root");
+  if (policy.restricts_unix && !impl_->unix_hooks)
+    return error("network policy restricts unix sockets, but this kernel has no cgroup unix sock_addr hooks",
+                 "allow all unix sockets (--allow-unix '*'), or use a kernel with BPF_CGROUP_UNIX_CONNECT (6.7+)");
+  for (const auto& r : policy.rules)
+    if (bpf_map__update_elem(impl_->skel->maps.ac_net_rules, &r.key, sizeof r.key, &r.value, sizeof r.value,
+                             BPF_ANY) != 0)
+      return sys_error("bpf_map_update_elem(ac_net_rules)", errno, "at most 65536 rules over all sandboxes");
+  uint8_t one = 1;
+  for (const auto& k : policy.unix_allow)
+    if (bpf_map__update_elem(impl_->skel->maps.ac_net_unix, &k, sizeof k, &one, sizeof one, BPF_ANY) != 0)
+      return sys_error("bpf_map_update_elem(ac_net_unix)");
+  // Last: this entry switches enforcement on for the sandbox.
+  if (bpf_map__update_elem(impl_->skel->maps.ac_net_sandboxes, &sandbox, sizeof sandbox, &policy.sandbox,
+                           sizeof policy.sandbox, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_net_sandboxes)");
+  return {};
+}
+
+Status BpfMonitor::remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy) {
+  Status st;
+  auto del = [&](bpf_map* map, const void* key, size_t size, const char* name) {
+    if (bpf_map__delete_elem(map, key, size, 0) != 0 && errno != ENOENT && st)
+      st = sys_error(std::string("bpf_map_delete_elem(") + name + ")");
+  };
+  del(impl_->skel->maps.ac_net_sandboxes, &sandbox, sizeof sandbox, "ac_net_sandboxes");
+  for (const auto& r : policy.rules) del(impl_->skel->maps.ac_net_rules, &r.key, sizeof r.key, "ac_net_rules");
+  for (const auto& k : policy.unix_allow) del(impl_->skel->maps.ac_net_unix, &k, sizeof k, "ac_net_unix");
+  return st;
 }
 
 Result<int> BpfMonitor::poll(int timeout_ms, const RecordFn& fn) {

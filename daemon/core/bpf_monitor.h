@@ -13,6 +13,7 @@
 
 #include <agentcage/abi.h>
 
+#include "core/net_policy.h"
 #include "core/result.h"
 
 namespace agentcage::core {
@@ -40,6 +41,15 @@ class BpfMonitor {
   Status track_cgroup(uint64_t cgroup_id, uint64_t sandbox);
   Status untrack_cgroup(uint64_t cgroup_id);
   Status set_host_mode(bool on);
+
+  // Network policy of a sandbox (compiled by net_policy.h compile()). The rules are
+  // written before the ac_net_sandboxes entry that switches enforcement on, so a
+  // sandbox never runs with half a policy. Fails closed: a policy that restricts unix
+  // sockets is refused when the kernel lacks the unix sock_addr hooks.
+  Status install_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy);
+  Status remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy);
+  // The kernel has cgroup/connect_unix and cgroup/sendmsg_unix (probed at start).
+  bool has_unix_hooks() const;
 
   // Wait up to timeout_ms for the kernel to wake us, then hand every queued record to
   // fn. Also consumes after a timeout, so records below the wakeup threshold arrive

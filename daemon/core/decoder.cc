@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/decoder.h"
 
+#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +51,102 @@ void fill_process(v1::Process* p, const ac_event_header& h, const DecodeContext&
   p->set_cgroup_id(h.cgroup_id);
   p->set_start_time_ns(h.start_ns);
   p->set_exec_id(make_exec_id(ctx.boot_id, h.pid, h.start_ns));
+}
+
+const char* net_op_name(uint8_t op) {
+  switch (op) {
+    case AC_NET_CONNECT: return "connect";
+    case AC_NET_BIND: return "bind";
+    case AC_NET_SENDMSG: return "sendmsg";  // sendto(2) and sendmsg(2) with a destination
+    case AC_NET_LISTEN: return "listen";
+    case AC_NET_ACCEPT: return "accept";
+    case AC_NET_SOCKET: return "socket";
+    default: return "unknown";
+  }
+}
+
+std::string net_protocol(const ac_net_event& r) {
+  if (r.family == AF_UNIX) {
+    switch (r.sock_type) {
+      case SOCK_STREAM: return "unix-stream";
+      case SOCK_DGRAM: return "unix-dgram";
+      case SOCK_SEQPACKET: return "unix-seqpacket";
+      default: return fmt::format("unix-{}", r.sock_type);
+    }
+  }
+  if (r.sock_type == SOCK_RAW) return "raw";
+  if (r.protocol == IPPROTO_TCP) return "tcp";
+  if (r.protocol == IPPROTO_UDP) return "udp";
+  if (r.protocol == IPPROTO_ICMP || r.protocol == IPPROTO_ICMPV6) return "icmp";
+  return fmt::format("ipproto-{}", r.protocol);
+}
+
+// IPv4 arrives in mapped form with AC_NET_F_V4; a v4-mapped IPv6 address the process
+// used arrives with family AF_INET6 and is shown as a.b.c.d with v4_mapped set.
+void fill_sockaddr(v1::SockAddr* a, const ac_net_event& r, const uint8_t* addr, uint16_t port) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (r.family == AF_UNIX) {
+    a->set_family("unix");
+    a->set_address(std::string(r.unix_path, strnlen(r.unix_path, std::min<size_t>(r.unix_path_len, sizeof r.unix_path))));
+    return;
+  }
+  bool mapped = std::memcmp(addr, kMapped, sizeof kMapped) == 0;
+  if ((r.net_flags & AC_NET_F_V4) || mapped) {
+    inet_ntop(AF_INET, addr + 12, buf, sizeof buf);
+    a->set_family((r.net_flags & AC_NET_F_V4) ? "inet" : "inet6");
+    a->set_v4_mapped(!(r.net_flags & AC_NET_F_V4));
+  } else {
+    inet_ntop(AF_INET6, addr, buf, sizeof buf);
+    a->set_family("inet6");
+  }
+  a->set_address(buf);
+  a->set_port(port);
+}
+
+void fill_net_op(v1::NetOp* n, const ac_net_event& r) {
+  n->set_op(net_op_name(r.op));
+  n->set_protocol(net_protocol(r));
+  if (r.op == AC_NET_SOCKET) return;
+  bool local = r.op == AC_NET_BIND || r.op == AC_NET_LISTEN;
+  fill_sockaddr(local ? n->mutable_local() : n->mutable_remote(), r, r.addr, r.port);
+  if (r.op == AC_NET_ACCEPT) fill_sockaddr(n->mutable_local(), r, r.local_addr, r.local_port);
+}
+
+std::string sockaddr_text(const v1::SockAddr& a) {
+  if (a.family() == "unix") return a.address();
+  if (a.family() == "inet6" && !a.v4_mapped()) return fmt::format("[{}]:{}", a.address(), a.port());
+  return fmt::format("{}{}:{}", a.v4_mapped() ? "::ffff:" : "", a.address(), a.port());
+}
+
+// "connect 127.0.0.1:9/tcp", "connect /run/x.sock/unix-stream", "socket raw"
+std::string net_what(const v1::NetOp& n) {
+  if (n.op() == "socket") return "socket " + n.protocol();
+  const auto& a = n.has_remote() ? n.remote() : n.local();
+  return fmt::format("{} {}/{}", n.op(), sockaddr_text(a), n.protocol());
+}
+
+const char* net_action(uint8_t action) {
+  switch (action) {
+    case AC_NET_DENY: return "deny";
+    case AC_NET_KILL: return "kill";
+    case AC_NET_AUDIT: return "audit";
+    default: return "allow";
+  }
+}
+
+// The policy clause that decided, with why: "network.default: deny (no allow rule
+// matches address, port and protocol)".
+std::string net_rule(const ac_net_event& r) {
+  const char* why = "";
+  switch (r.reason) {
+    case AC_NET_R_NO_RULE: why = "no allow rule matches address, port and protocol"; break;
+    case AC_NET_R_UNIX_PATH: why = "unix socket name not in the unix allow list"; break;
+    case AC_NET_R_SOCKET_TYPE: why = "only TCP and UDP inet sockets may be created"; break;
+    default: why = "unknown reason"; break;
+  }
+  return fmt::format("network.default: {} ({}{})", net_action(r.policy_action), why,
+                     (r.net_flags & AC_NET_F_AUDIT_MODE) ? "; audit mode: not enforced" : "");
 }
 
 }  // namespace
@@ -138,6 +237,30 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
       proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
       break;
     }
+    case AC_EV_NET: {
+      auto r = read_record<ac_net_event>(rec, "net");
+      if (!r) return std::unexpected(r.error());
+      fill_net_op(ev.mutable_net(), *r);
+      proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
+      break;
+    }
+    case AC_EV_NET_VIOLATION: {
+      auto r = read_record<ac_net_event>(rec, "net violation");
+      if (!r) return std::unexpected(r.error());
+      proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
+      auto* v = ev.mutable_violation();
+      auto* n = v->mutable_net();
+      fill_net_op(n, *r);
+      if (r->action == AC_NET_DENY || r->action == AC_NET_KILL) {
+        n->set_result(-EPERM);
+        n->set_error("EPERM");
+      }
+      v->set_mechanism("cgroup-bpf");
+      v->set_action(net_action(r->action));
+      v->set_rule(net_rule(*r));
+      v->set_what(net_what(*n));
+      break;
+    }
     default:
       return error(fmt::format("unknown record type {} ({} bytes)", hdr->type, rec.size()));
   }
@@ -171,6 +294,11 @@ std::string to_text_line(const v1::Event& ev) {
       if (ev.exit().signal())
         return head + fmt::format("exit    {:>7} {} signal {}", p.pid(), p.comm(), ev.exit().signal());
       return head + fmt::format("exit    {:>7} {} code {}", p.pid(), p.comm(), ev.exit().code());
+    case v1::Event::kNet:
+      return head + fmt::format("net     {:>7} {} {}", p.pid(), p.comm(), net_what(ev.net()));
+    case v1::Event::kViolation:
+      return head + fmt::format("VIOLATION {:>5} {} {} {} ({}, {})", p.pid(), p.comm(), ev.violation().action(), ev.violation().what(),
+                                ev.violation().mechanism(), ev.violation().rule());
     case v1::Event::kLoss:
       return head + fmt::format("LOSS    {} events lost ({}, {})", ev.loss().count(), ev.loss().reason(),
                                 ev.loss().where());

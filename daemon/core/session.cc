@@ -121,8 +121,16 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   block_forwarded_signals();
   ::signal(SIGPIPE, SIG_IGN);
 
+  // Compile first: a bad policy is an error before anything is created.
+  std::optional<CompiledNetPolicy> net;
+  if (opts.net_policy) {
+    auto c = compile(*opts.net_policy, key);
+    if (!c) return std::unexpected(c.error());
+    net = std::move(*c);
+  }
+
   std::unique_ptr<BpfMonitor> mon;
-  if (opts.monitor) {
+  if (opts.monitor || net) {
     auto m = BpfMonitor::start(opts.monitor_opts);
     if (!m) return std::unexpected(m.error());
     mon = std::move(*m);
@@ -149,6 +157,19 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   if (!cg) return std::unexpected(cg.error());
   if (mon) {
     if (auto st = mon->track_cgroup(cg->id(), key); !st) return std::unexpected(st.error());
+    // Enforcement fails closed: no policy in the kernel, no child.
+    if (net) {
+      if (auto st = mon->install_net_policy(key, *net); !st) {
+        (void)mon->remove_net_policy(key, *net);
+        (void)mon->untrack_cgroup(cg->id());
+        return std::unexpected(st.error());
+      }
+      spdlog::debug("sandbox {}: network policy installed ({} prefixes, {} unix names, default {}{}), enforced by "
+                    "cgroup-bpf (connect4/6, sendmsg4/6, bind4/6, sock_create{})",
+                    res.sandbox_id, net->rules.size(), net->unix_allow.size(),
+                    to_string(opts.net_policy->default_action), opts.net_policy->audit_mode ? ", audit mode" : "",
+                    mon->has_unix_hooks() ? ", connect_unix, sendmsg_unix" : "");
+    }
   }
 
   SpawnOptions so;
@@ -173,6 +194,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   auto st = cg->destroy();
   if (!st) spdlog::error("{}", st.error().message());
   if (reader) reader->stop();
+  if (mon && net) (void)mon->remove_net_policy(key, *net);
   if (mon) (void)mon->untrack_cgroup(cg->id());
   if (!status) return std::unexpected(status.error());
   res.exit_status = *status;

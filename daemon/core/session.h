@@ -4,11 +4,13 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "agentcage/v1/event.pb.h"
 #include "core/bpf_monitor.h"
+#include "core/net_policy.h"
 #include "core/result.h"
 
 namespace agentcage::core {
@@ -22,6 +24,10 @@ struct SessionOptions {
   // Passed to spawn(): runs in the child before execve (see SpawnOptions::child_setup).
   std::function<int(const char** what)> child_setup;
   std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
+  // Network policy enforced by the cgroup BPF programs; installed before the child is
+  // spawned. Setting it loads the BPF monitor even when `monitor` is false (violations
+  // still reach on_event). Unset: network unrestricted (observed when monitoring).
+  std::optional<NetPolicy> net_policy;
 };
 
 struct SessionResult {

@@ -77,5 +77,70 @@ TEST(Cli, TraceHostNeedsNoCommand) {
   EXPECT_TRUE(as<TraceArgs>(p).command.empty());
 }
 
+TEST(Cli, NoNetworkOptionMeansNoPolicy) {
+  EXPECT_FALSE(as<RunArgs>(parse({"run", "--", "true"})).net);
+  EXPECT_FALSE(as<TraceArgs>(parse({"trace", "--", "true"})).net);
+}
+
+TEST(Cli, AllowNetIsRepeatableAndParsed) {
+  auto p = parse({"run", "--allow-net", "127.0.0.1:8000-8100/tcp", "--allow-net", "[::1]:443", "--", "true"});
+  const auto& net = as<RunArgs>(p).net;
+  ASSERT_TRUE(net);
+  ASSERT_EQ(net->allow.size(), 2u);
+  EXPECT_EQ(net->allow[0].cidr, "127.0.0.1");
+  EXPECT_EQ(net->allow[0].port_lo, 8000);
+  EXPECT_EQ(net->allow[0].port_hi, 8100);
+  EXPECT_EQ(net->allow[0].proto, core::NetProto::tcp);
+  EXPECT_EQ(net->allow[1].cidr, "::1");
+  EXPECT_EQ(net->default_action, core::NetAction::deny);
+  EXPECT_EQ(as<RunArgs>(p).command, (std::vector<std::string>{"true"}));
+
+  // A repeatable option right before `--` must not take the command's own options.
+  auto q = parse({"trace", "--allow-net", "10.0.0.0/8", "--allow-unix", "@x", "--", "sh", "-c", "echo"});
+  EXPECT_EQ(as<TraceArgs>(q).command, (std::vector<std::string>{"sh", "-c", "echo"}));
+  EXPECT_EQ(as<TraceArgs>(q).net->allow.size(), 1u);
+  EXPECT_EQ(as<TraceArgs>(q).net->unix_allow.size(), 1u);
+}
+
+TEST(Cli, NetDefaultAloneSwitchesPolicyOn) {
+  auto p = parse({"trace", "--net-default", "kill", "--allow-unix", "@sock", "--", "true"});
+  const auto& net = as<TraceArgs>(p).net;
+  ASSERT_TRUE(net);
+  EXPECT_TRUE(net->allow.empty());
+  EXPECT_EQ(net->default_action, core::NetAction::kill);
+  EXPECT_EQ(net->unix_allow, (std::vector<std::string>{"@sock"}));
+  EXPECT_EQ(as<RunArgs>(parse({"run", "--net-default", "audit", "--", "true"})).net->default_action,
+            core::NetAction::audit);
+  EXPECT_FALSE(net->allow_all_unix);
+  auto any = parse({"run", "--allow-unix", "*", "--allow-unix", "/run/a.sock", "--", "true"});
+  EXPECT_TRUE(as<RunArgs>(any).net->allow_all_unix);
+  EXPECT_EQ(as<RunArgs>(any).net->unix_allow, (std::vector<std::string>{"/run/a.sock"}));
+}
+
+TEST(Cli, BadNetworkOptionsAreUsageErrors) {
+  auto p = parse({"run", "--allow-net", "10.0.0.1/8:80", "--", "true"});
+  ASSERT_TRUE(std::holds_alternative<Exit>(p));
+  EXPECT_EQ(std::get<Exit>(p).status, 2);
+  EXPECT_NE(std::get<Exit>(p).text.find("--allow-net"), std::string::npos) << std::get<Exit>(p).text;
+  EXPECT_NE(std::get<Exit>(p).text.find("10.0.0.0/8"), std::string::npos) << std::get<Exit>(p).text;  // the hint
+
+  EXPECT_EQ(std::get<Exit>(parse({"trace", "--net-default", "allow", "--", "true"})).status, 2);
+  EXPECT_EQ(std::get<Exit>(parse({"trace", "--allow-net", "[::1]:99999", "--", "true"})).status, 2);
+  auto u = parse({"run", "--allow-unix", "relative.sock", "--", "true"});
+  ASSERT_TRUE(std::holds_alternative<Exit>(u));
+  EXPECT_NE(std::get<Exit>(u).text.find("relative.sock"), std::string::npos);
+}
+
+TEST(Cli, HelpDescribesNetworkOptions) {
+  for (const char* cmd : {"run", "trace"}) {
+    auto p = parse({cmd, "--help"});
+    ASSERT_TRUE(std::holds_alternative<Exit>(p));
+    const auto& text = std::get<Exit>(p).text;
+    EXPECT_EQ(std::get<Exit>(p).status, 0);
+    for (const char* s : {"--allow-net", "--allow-unix", "--net-default", "CIDR[:PORT[-PORT]][/tcp|/udp]"})
+      EXPECT_NE(text.find(s), std::string::npos) << cmd << " help lacks " << s;
+  }
+}
+
 }  // namespace
 }  // namespace agentcage::cli

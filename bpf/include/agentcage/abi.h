@@ -32,6 +32,8 @@ enum ac_event_type {
 	AC_EV_EXEC = 1, /* struct ac_exec_event */
 	AC_EV_FORK = 2, /* struct ac_fork_event */
 	AC_EV_EXIT = 3, /* struct ac_exit_event */
+	AC_EV_NET = 20, /* struct ac_net_event: an allowed network action (net.bpf.c) */
+	AC_EV_NET_VIOLATION = 30, /* struct ac_net_event: denied, killed or audited by net policy */
 };
 
 /* Flags in ac_event_header.flags */
@@ -87,6 +89,124 @@ struct ac_exit_event {
 	char comm[AC_TASK_COMM_LEN];
 };
 
+/*
+ * Network (net.bpf.c). One record layout serves observation (AC_EV_NET) and violations
+ * (AC_EV_NET_VIOLATION). Addresses are kept as 16 bytes in network order: IPv4 as the
+ * v4-mapped form ::ffff:a.b.c.d with AC_NET_F_V4 set, a real v4-mapped IPv6 address with
+ * family AF_INET6 and the same bytes, so user space can tell which one the process used.
+ */
+#define AC_UNIX_PATH_MAX 108 /* bytes: sizeof(sockaddr_un.sun_path) */
+
+enum ac_net_op {
+	AC_NET_CONNECT = 1,
+	AC_NET_BIND = 2,
+	AC_NET_SENDMSG = 3,  /* sendto/sendmsg with a destination (unconnected socket); allowed
+	                      * ones once per socket and destination (ac_net_seen) */
+	AC_NET_LISTEN = 4,
+	AC_NET_ACCEPT = 5,
+	AC_NET_SOCKET = 6,   /* socket(2) creation (only raw sockets are reported) */
+};
+
+/* Policy decision carried by violations; also the per-sandbox default action. */
+enum ac_net_action {
+	AC_NET_ALLOW = 0,
+	AC_NET_DENY = 1,  /* the syscall fails with EPERM */
+	AC_NET_KILL = 2,  /* EPERM, and the process gets SIGKILL */
+	AC_NET_AUDIT = 3, /* allowed, recorded as what would have been denied */
+};
+
+/* Why a violation was raised (which check failed). */
+enum ac_net_reason {
+	AC_NET_R_NO_RULE = 1,    /* no allow rule matched address/port/protocol */
+	AC_NET_R_UNIX_PATH = 2,  /* unix path/abstract name not in the allow list */
+	AC_NET_R_SOCKET_TYPE = 3, /* raw/ping/other non-TCP/UDP inet socket in a sandbox with policy */
+};
+
+/* Flags in ac_net_event.net_flags */
+enum ac_net_flags {
+	AC_NET_F_V4 = 1u << 0,         /* addr holds an IPv4 address (mapped form) */
+	AC_NET_F_UNIX_ABSTRACT = 1u << 1, /* unix_path is an abstract name (leading NUL dropped) */
+	AC_NET_F_AUDIT_MODE = 1u << 2, /* the sandbox runs in audit mode: nothing denied */
+	AC_NET_F_UNIX_TRUNC = 1u << 3, /* unix path did not fit */
+};
+
+struct ac_net_event {
+	struct ac_event_header hdr;
+	__u8 op;          /* enum ac_net_op */
+	__u8 action;      /* enum ac_net_action (violations); 0 for observations */
+	__u8 reason;      /* enum ac_net_reason (violations) */
+	__u8 policy_action; /* enum ac_net_action: the sandbox's configured default (violations) */
+	__u16 family;     /* AF_INET, AF_INET6, AF_UNIX */
+	__u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET */
+	__u16 protocol;   /* IPPROTO_* for inet sockets */
+	__u16 port;       /* host order: remote port (connect/sendmsg/accept), local (bind/listen) */
+	__u16 local_port; /* host order: local port where known (accept), else 0 */
+	__u16 unix_path_len; /* bytes in unix_path (no NUL, abstract names without the leading NUL) */
+	__u32 net_flags;  /* enum ac_net_flags */
+	__u32 _pad1;
+	__u8 addr[16];    /* network order; see above */
+	__u8 local_addr[16]; /* network order: accept's local address */
+	char unix_path[AC_UNIX_PATH_MAX];
+	__u8 _pad2[4];
+	char comm[AC_TASK_COMM_LEN]; /* the acting thread's comm */
+};
+
+/*
+ * Network policy maps, written by user space (net_policy.cc compile()).
+ * ac_net_rules: LPM trie. The sandbox key is the first 64 bits of the data and always
+ * fully counted in prefixlen, so one trie serves every sandbox and a lookup never
+ * crosses into another sandbox's rules. Addresses are IPv6 or v4-mapped IPv4
+ * (::ffff:0:0/96 + IPv4 prefix), so an IPv4 connect and a v4-mapped IPv6 connect hit
+ * the same rules.
+ */
+#define AC_NET_KEY_SANDBOX_BITS 64
+struct ac_net_rule_key {
+	__u32 prefixlen;  /* bits: 64 (sandbox) + address prefix length (IPv4: 96 + n) */
+	__u32 sandbox_lo; /* sandbox key, low 32 bits (two u32: no padding inside the key) */
+	__u32 sandbox_hi; /* sandbox key, high 32 bits */
+	__u8 addr[16];    /* network order */
+};
+
+#define AC_NET_MAX_PORT_RANGES 16
+enum ac_net_proto_bits {
+	AC_NET_P_TCP = 1u << 0,
+	AC_NET_P_UDP = 1u << 1,
+	AC_NET_P_OTHER = 1u << 2, /* ICMP (ping sockets) and anything else */
+	AC_NET_P_ANY = 0x7,
+};
+struct ac_net_port_range {
+	__u16 lo;   /* host order, inclusive */
+	__u16 hi;   /* host order, inclusive */
+	__u8 proto; /* enum ac_net_proto_bits */
+	__u8 _pad[3];
+};
+/*
+ * The trie returns only the longest matching prefix, so each entry carries the port
+ * ranges of every shorter allowed prefix that contains it (compile() merges them).
+ */
+struct ac_net_rule_value {
+	__u32 count; /* ranges in use */
+	__u32 _pad0;
+	struct ac_net_port_range ranges[AC_NET_MAX_PORT_RANGES];
+};
+
+/* ac_net_sandboxes: sandbox key -> policy. A sandbox without an entry is unrestricted. */
+enum ac_net_sandbox_flags {
+	AC_NET_S_AUDIT = 1u << 0,    /* audit mode: record violations, deny nothing */
+	AC_NET_S_UNIX_ANY = 1u << 1, /* unix sockets unrestricted (still observed) */
+};
+struct ac_net_sandbox {
+	__u32 default_action; /* enum ac_net_action for traffic no rule allows */
+	__u32 flags;          /* enum ac_net_sandbox_flags */
+};
+
+/* ac_net_unix: allowed unix socket names, exact match. Abstract names start with '@'. */
+struct ac_net_unix_key {
+	__u64 sandbox;
+	char path[AC_UNIX_PATH_MAX]; /* NUL-padded */
+	__u8 _pad[4];
+};
+
 /* Kernel-side counters, one slot per reason in the per-CPU array ac_stats. */
 enum ac_stat {
 	AC_STAT_EVENTS = 0,      /* records submitted */
@@ -94,6 +214,8 @@ enum ac_stat {
 	AC_STAT_TRUNCATED,       /* a string was truncated */
 	AC_STAT_READ_FAULT,      /* a memory read failed */
 	AC_STAT_TASK_MAP_FULL,   /* ac_tasks full: a child could not be tracked */
+	AC_STAT_NET_DENIED,      /* network actions denied by policy */
+	AC_STAT_NET_KILL_FAILED, /* bpf_send_signal failed for a kill action */
 	AC_STAT_MAX,
 };
 
@@ -112,12 +234,22 @@ static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + A
 static_assert(sizeof(struct ac_fork_event) == 64 + 8 + 16, "ac_fork_event layout");
 static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout");
 static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
+static_assert(sizeof(struct ac_net_event) == 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN, "ac_net_event layout");
+static_assert(sizeof(struct ac_net_rule_key) == 28, "ac_net_rule_key layout");
+static_assert(sizeof(struct ac_net_rule_value) == 8 + 8 * AC_NET_MAX_PORT_RANGES, "ac_net_rule_value layout");
+static_assert(sizeof(struct ac_net_sandbox) == 8, "ac_net_sandbox layout");
+static_assert(sizeof(struct ac_net_unix_key) == 8 + AC_UNIX_PATH_MAX + 4, "ac_net_unix_key layout");
 #else
 _Static_assert(sizeof(struct ac_event_header) == 64, "ac_event_header layout");
 _Static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX, "ac_exec_event layout");
 _Static_assert(sizeof(struct ac_fork_event) == 64 + 8 + 16, "ac_fork_event layout");
 _Static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout");
 _Static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
+_Static_assert(sizeof(struct ac_net_event) == 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN, "ac_net_event layout");
+_Static_assert(sizeof(struct ac_net_rule_key) == 28, "ac_net_rule_key layout");
+_Static_assert(sizeof(struct ac_net_rule_value) == 8 + 8 * AC_NET_MAX_PORT_RANGES, "ac_net_rule_value layout");
+_Static_assert(sizeof(struct ac_net_sandbox) == 8, "ac_net_sandbox layout");
+_Static_assert(sizeof(struct ac_net_unix_key) == 8 + AC_UNIX_PATH_MAX + 4, "ac_net_unix_key layout");
 #endif
 
 #endif /* AGENTCAGE_ABI_H */

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * net_probe: one network action per run, for the privileged network tests. Runs inside
+ * the sandbox; reports on stdout and exits 0 on success or with the errno on failure,
+ * so tests see exactly what the kernel answered (EPERM from the cgroup programs).
+ *
+ *   net_probe connect tcp|udp ADDR PORT   ADDR: IPv4, IPv6 or ::ffff:a.b.c.d
+ *   net_probe sendto ADDR PORT [N]        N (default 1) UDP datagrams, one unconnected socket
+ *   net_probe fastopen ADDR PORT          TCP Fast Open: sendto(MSG_FASTOPEN) connects
+ *   net_probe bind tcp|udp ADDR PORT
+ *   net_probe selfaccept ADDR             listen on ADDR:0, connect to it, accept;
+ *                                         prints "listen PORT client PORT"
+ *   net_probe unix PATH|@NAME             stream connect to a unix socket
+ *   net_probe unixsend PATH|@NAME         one datagram to a unix socket (unconnected)
+ *   net_probe raw ADDR                    raw ICMP socket, one echo request to ADDR
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int fail(const char *what)
+{
+	int e = errno;
+	printf("%s error %s\n", what, e == EPERM ? "EPERM" : strerror(e));
+	fflush(stdout);
+	return e ? e : 1;
+}
+
+static socklen_t inet_addr_of(const char *text, int port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(port);
+		return sizeof(*in4);
+	}
+	if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		return sizeof(*in6);
+	}
+	fprintf(stderr, "net_probe: bad address %s\n", text);
+	exit(100);
+}
+
+static int sock_type(const char *proto) { return strcmp(proto, "udp") == 0 ? SOCK_DGRAM : SOCK_STREAM; }
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: see the comment at the top of net_probe.c\n");
+		return 100;
+	}
+	const char *op = argv[1];
+	if (strcmp(op, "connect") == 0 && argc == 5) {
+		len = inet_addr_of(argv[3], atoi(argv[4]), &ss);
+		fd = socket(ss.ss_family, sock_type(argv[2]), 0);
+		if (fd < 0)
+			return fail("socket");
+		if (connect(fd, (struct sockaddr *)&ss, len) != 0)
+			return fail("connect");
+	} else if (strcmp(op, "sendto") == 0 && (argc == 4 || argc == 5)) {
+		int n = argc == 5 ? atoi(argv[4]) : 1;
+		len = inet_addr_of(argv[2], atoi(argv[3]), &ss);
+		fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+		if (fd < 0)
+			return fail("socket");
+		for (int i = 0; i < n; i++)
+			if (sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len) != 1)
+				return fail("sendto");
+	} else if (strcmp(op, "fastopen") == 0 && argc == 4) {
+		len = inet_addr_of(argv[2], atoi(argv[3]), &ss);
+		fd = socket(ss.ss_family, SOCK_STREAM, 0);
+		if (fd < 0)
+			return fail("socket");
+		if (sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&ss, len) < 0)
+			return fail("fastopen");
+	} else if (strcmp(op, "bind") == 0 && argc == 5) {
+		len = inet_addr_of(argv[3], atoi(argv[4]), &ss);
+		fd = socket(ss.ss_family, sock_type(argv[2]), 0);
+		if (fd < 0)
+			return fail("socket");
+		if (bind(fd, (struct sockaddr *)&ss, len) != 0)
+			return fail("bind");
+	} else if (strcmp(op, "selfaccept") == 0 && argc == 3) {
+		struct sockaddr_storage got;
+		socklen_t glen = sizeof(got);
+		len = inet_addr_of(argv[2], 0, &ss);
+		int l = socket(ss.ss_family, SOCK_STREAM, 0);
+		if (l < 0 || bind(l, (struct sockaddr *)&ss, len) != 0 || listen(l, 1) != 0)
+			return fail("listen");
+		if (getsockname(l, (struct sockaddr *)&got, &glen) != 0)
+			return fail("getsockname");
+		int lport = ntohs(((struct sockaddr_in *)&got)->sin_port); /* same offset in sin6 */
+		int c = socket(ss.ss_family, SOCK_STREAM, 0);
+		if (c < 0 || connect(c, (struct sockaddr *)&got, glen) != 0)
+			return fail("connect");
+		glen = sizeof(got);
+		if (getsockname(c, (struct sockaddr *)&got, &glen) != 0)
+			return fail("getsockname");
+		int cport = ntohs(((struct sockaddr_in *)&got)->sin_port);
+		if (accept4(l, NULL, NULL, SOCK_CLOEXEC) < 0)
+			return fail("accept");
+		printf("listen %d client %d\n", lport, cport);
+	} else if ((strcmp(op, "unix") == 0 || strcmp(op, "unixsend") == 0) && argc == 3) {
+		struct sockaddr_un un = {.sun_family = AF_UNIX};
+		size_t n = strlen(argv[2]);
+		if (n >= sizeof(un.sun_path))
+			return 100;
+		memcpy(un.sun_path, argv[2], n);
+		if (argv[2][0] == '@')
+			un.sun_path[0] = '\0'; /* abstract: length-delimited, no terminator */
+		socklen_t ulen = offsetof(struct sockaddr_un, sun_path) + n;
+		if (strcmp(op, "unixsend") == 0) {
+			fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+			if (fd < 0)
+				return fail("socket");
+			if (sendto(fd, "x", 1, 0, (struct sockaddr *)&un, ulen) != 1)
+				return fail("sendto");
+		} else {
+			fd = socket(AF_UNIX, SOCK_STREAM, 0);
+			if (fd < 0)
+				return fail("socket");
+			if (connect(fd, (struct sockaddr *)&un, ulen) != 0)
+				return fail("connect");
+		}
+	} else if (strcmp(op, "raw") == 0 && argc == 3) {
+		static const unsigned char echo[8] = {8, 0, 0xf7, 0xff, 0, 0, 0, 0}; /* type 8, checksum */
+		len = inet_addr_of(argv[2], 0, &ss);
+		fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+		if (fd < 0)
+			return fail("socket");
+		if (sendto(fd, echo, sizeof(echo), 0, (struct sockaddr *)&ss, len) < 0)
+			return fail("sendto");
+	} else {
+		fprintf(stderr, "net_probe: bad arguments\n");
+		return 100;
+	}
+	printf("%s ok\n", op);
+	return 0;
+}

@@ -485,7 +485,8 @@ class FileLoader {
         YAML::Mark mark = s ? mark_at(s->line, s->column) : n.Mark();
         auto oci = parse_oci_seccomp(sc->seccomp_json());
         if (!oci) {
-          err(mark, fmt::format("{}.seccomp_json: {}", where, oci.error().message()));
+          const Error& e = oci.error();
+          err(mark, fmt::format("{}.seccomp_json: {}{}", where, e.context, e.code ? std::string(": ") + std::strerror(e.code) : ""));
         } else if (!oci->unknown_syscalls.empty()) {
           std::string names;
           for (const auto& u : oci->unknown_syscalls) names += (names.empty() ? "" : ", ") + u;
@@ -729,8 +730,13 @@ void emit_value(YAML::Emitter& out, const pb::Message& m, const pb::FieldDescrip
   switch (fd->cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_STRING: {
       std::string s = rep ? r->GetRepeatedString(m, fd, i) : r->GetString(m, fd);
-      // String fields accept any scalar, so only what YAML reads as null needs quotes.
-      bool quote = s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+      // Our loader reads any scalar into a string field, but other YAML tools would turn
+      // `65534` into a number or `yes` into a boolean: quote whatever looks like one.
+      std::string lower = s;
+      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+      static const std::set<std::string> special = {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n"};
+      bool quote = special.count(lower) ||
+                   std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) || c == '.' || c == '-' || c == '+'; });
       out << (quote ? YAML::DoubleQuoted : YAML::Auto) << s;
       return;
     }

@@ -124,9 +124,11 @@ Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::st
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
     auto [line, col] = line_col(text, e.byte > 0 ? e.byte - 1 : 0);
-    // nlohmann's what() repeats the position; keep only its description after "error: ".
+    // nlohmann's what() is "[json.exception...] parse error at line L, column C: what";
+    // the position is already in front, keep only what went wrong.
     std::string what = e.what();
-    if (auto p = what.find("error: "); p != std::string::npos) what = what.substr(p + 7);
+    if (auto c = what.find("column "); c != std::string::npos)
+      if (auto p = what.find(": ", c); p != std::string::npos) what = what.substr(p + 2);
     return error(fmt::format("{}:{}:{}: invalid JSON: {}", path, line, col, what));
   }
 

@@ -53,7 +53,7 @@ Parsed parse(const std::vector<std::string>& args) {
   profile_cmd->require_subcommand(1);
   auto* lint_cmd = profile_cmd->add_subcommand("lint", "Validate profile files; exit 1 if any has an error");
   lint_cmd->add_option("files", lint.files, "Profile YAML files")->required();
-  lint_cmd->add_option("--workspace", lint.workspace, "Value of ${WORKSPACE} (default: the current directory)");
+  lint_cmd->add_option("--workspace", lint.workspace, "Value of ${WORKSPACE} (default: the placeholder /WORKSPACE)");
   lint_cmd->footer(
       "Prints 'FILE: ok' per valid file; errors and warnings go to standard error as FILE:LINE:COL: message.\n"
       "Example: agentcage profile lint profiles/*.yaml");
@@ -61,7 +61,7 @@ Parsed parse(const std::vector<std::string>& args) {
   show_cmd->add_option("name", show.name, "Profile name (on the search path) or path to a .yaml file")->required();
   show_cmd->add_option("--workspace", show.workspace, "Value of ${WORKSPACE} (default: the current directory)");
   show_cmd->footer(
-      "Names are looked up in $AGENTCAGE_PROFILE_PATH, /etc/agentcage/profiles and the shipped profiles/.\n"
+      "Names are looked up in $AGENTCAGE_PROFILE_PATH, /etc/agentcage/profiles and the shipped profiles.\n"
       "Example: agentcage profile show coding-agent --workspace ~/src/app");
 
   // CLI11 wants argv order reversed for its vector interface.

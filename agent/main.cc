@@ -32,8 +32,9 @@ int fail(const core::Error& e) {
 int do_run(const cli::RunArgs& a) {
   if (!a.profile.empty()) {
     // Validate first, so a bad profile fails with file:line:col even before enforcement exists.
-    auto p = core::load_profile(a.profile, core::ProfileVars::from_environment(a.workspace));
+    auto p = core::resolve_profile(a.profile, core::ProfileVars::from_environment(a.workspace));
     if (!p) return fail(p.error());
+    for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
     fprintf(stderr, "agentcage: error: --profile: profiles are not enforced by this build yet\n");
     return 2;
   }
@@ -74,7 +75,9 @@ int do_trace(const cli::TraceArgs& a) {
 }
 
 int do_profile_lint(const cli::ProfileLintArgs& a) {
-  auto vars = core::ProfileVars::from_environment(a.workspace);
+  // Linting checks a file, not a run: a neutral workspace keeps the result independent of
+  // the directory lint happens to be run from.
+  auto vars = core::ProfileVars::from_environment(a.workspace.empty() ? "/WORKSPACE" : a.workspace);
   int status = 0;
   for (const auto& file : a.files) {
     // A bare name would be looked up on the search path; lint reads exactly the file given.

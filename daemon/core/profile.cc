@@ -29,8 +29,13 @@
 
 #include "core/profile_seccomp.h"
 
+// Where the build put the shipped profiles: the source tree's profiles/ (so a build tree
+// works without installing) and the installed copy.
 #ifndef AGENTCAGE_PROFILE_DIR
 #define AGENTCAGE_PROFILE_DIR ""
+#endif
+#ifndef AGENTCAGE_PROFILE_INSTALL_DIR
+#define AGENTCAGE_PROFILE_INSTALL_DIR ""
 #endif
 
 namespace agentcage::core {
@@ -41,6 +46,8 @@ namespace fs = std::filesystem;
 
 // Deep enough for any sane layering, shallow enough that a runaway chain fails fast.
 constexpr int kMaxExtendsDepth = 16;
+// The largest shipped profile is a few KiB; anything near this is not a hand-written profile.
+constexpr size_t kMaxProfileBytes = 1 << 20;
 
 std::string upper_snake(std::string_view camel) {
   std::string out;
@@ -327,6 +334,12 @@ class FileLoader {
   // Sets a singular field or appends to a repeated one.
   void value(const YAML::Node& n, const YAML::Mark& mark, pb::Message* m, const pb::FieldDescriptor* fd,
              const std::string& where) {
+    // YAML aliases share nodes, so a few lines of "*a" can stand for billions of values
+    // ("billion laughs"); a budget keeps lint safe on hostile files.
+    if (++values_ > kMaxValues) {
+      if (values_ == kMaxValues + 1) err(mark, fmt::format("more than {} values; is an alias expanding recursively?", kMaxValues));
+      return;
+    }
     const pb::Reflection* r = m->GetReflection();
     const bool rep = fd->is_repeated();
     auto wrong = [&] { err(mark, fmt::format("{}: expected {}, got {}", where, expected_scalar(fd), describe(n))); };
@@ -497,8 +510,10 @@ class FileLoader {
     }
   }
 
+  static constexpr size_t kMaxValues = 100000;
   std::string file_, dir_;
   const ProfileVars& vars_;
+  size_t values_ = 0;
 };
 
 std::string read_text(const std::string& path, int* err) {
@@ -589,6 +604,10 @@ class Resolver {
     std::string text = read_text(file, &e);
     if (e) {
       errors.push_back(Diagnostic{file, 0, 0, fmt::format("cannot read: {}", std::strerror(e))});
+      return std::nullopt;
+    }
+    if (text.size() > kMaxProfileBytes) {
+      errors.push_back(Diagnostic{file, 0, 0, fmt::format("{} bytes; a profile is at most {}", text.size(), kMaxProfileBytes)});
       return std::nullopt;
     }
     std::vector<YAML::Node> docs;
@@ -714,6 +733,30 @@ void overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std:
   }
 }
 
+// A profile file the sandbox may write is a policy the agent can rewrite for its next run
+// (e.g. a profile kept in the workspace, or a same-named file placed next to it that
+// `extends:` would pick first).
+void self_writable_warnings(const v1::Profile& p, const std::vector<std::string>& chain, std::vector<Diagnostic>* out) {
+  const auto& fsys = p.filesystem();
+  for (const auto& file : chain) {
+    std::string dir = fs::path(file).parent_path().string();
+    for (const auto& w : fsys.write()) {
+      if (!is_under(dir, w)) continue;
+      bool denied = std::any_of(fsys.deny().begin(), fsys.deny().end(), [&](const std::string& d) { return is_under(dir, d); }) ||
+                    std::any_of(fsys.deny_write().begin(), fsys.deny_write().end(),
+                                [&](const std::string& d) { return is_under(dir, d); });
+      if (denied) continue;
+      out->push_back(Diagnostic{file, 0, 0,
+                                fmt::format("this profile's directory is writable inside the sandbox (filesystem.write "
+                                            "entry '{}'): the agent could change its own policy for the next run; keep "
+                                            "profiles outside writable trees or add the directory to filesystem.deny_write",
+                                            w),
+                                true});
+      break;
+    }
+  }
+}
+
 std::string join_diags(const std::vector<Diagnostic>& ds) {
   std::string out;
   for (const auto& d : ds) out += (out.empty() ? "" : "\n") + d.str();
@@ -821,6 +864,7 @@ std::vector<std::string> profile_search_path() {
     }
   }
   dirs.emplace_back("/etc/agentcage/profiles");
+  if (*AGENTCAGE_PROFILE_INSTALL_DIR) dirs.emplace_back(AGENTCAGE_PROFILE_INSTALL_DIR);
   if (*AGENTCAGE_PROFILE_DIR) dirs.emplace_back(AGENTCAGE_PROFILE_DIR);
   return dirs;
 }
@@ -859,6 +903,7 @@ Result<LoadedProfile> resolve_profile(const std::string& name_or_path, const Pro
   out.chain.assign(res.chain.rbegin(), res.chain.rend());
   out.warnings = std::move(res.warnings);
   overlap_warnings(out.profile, res.sites, &out.warnings);
+  self_writable_warnings(out.profile, out.chain, &out.warnings);
   return out;
 }
 

@@ -50,8 +50,9 @@ struct LoadedProfile {
 };
 
 // Directories searched for a profile given by name, in order: each entry of
-// $AGENTCAGE_PROFILE_PATH (colon-separated), /etc/agentcage/profiles, and the profiles/
-// directory of the source tree this binary was built from.
+// $AGENTCAGE_PROFILE_PATH (colon-separated), /etc/agentcage/profiles, the installed
+// share/agentcage/profiles, and the profiles/ directory of the source tree this binary was
+// built from.
 std::vector<std::string> profile_search_path();
 
 // True when `ref` names a file rather than a profile on the search path: it contains a '/'

@@ -301,6 +301,39 @@ TEST(Profile, DenyThatSwallowsAnAllowEntryIsAWarningNotAnError) {
   for (const auto& w : got) EXPECT_EQ(w.find("/srv/cache/keys"), std::string::npos) << w;
 }
 
+TEST(Profile, ProfileTheSandboxCanRewriteIsAWarning) {
+  std::string ws = testing::temp_dir();
+  fs::create_directories(ws + "/profiles");
+  write_file(ws + "/profiles/p.yaml", "filesystem: {write: [\"${WORKSPACE}\"]}\n");
+  ProfileVars v = test_vars();
+  v.workspace = ws;
+  auto r = resolve_profile(ws + "/profiles/p.yaml", v, {});
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_NE(r->warnings[0].str().find("writable inside the sandbox (filesystem.write entry '" + ws + "')"),
+            std::string::npos)
+      << r->warnings[0].str();
+  // Protecting the profile directory silences it.
+  write_file(ws + "/profiles/p.yaml",
+             "filesystem: {write: [\"${WORKSPACE}\"], deny_write: [\"${WORKSPACE}/profiles\"]}\n");
+  r = resolve_profile(ws + "/profiles/p.yaml", v, {});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(r->warnings.empty()) << r->warnings[0].str();
+}
+
+TEST(Profile, AliasExpansionIsBounded) {
+  // 400 aliases of a rule with 400 ports: 160,000 values from a 6 KiB file.
+  std::string y = "network:\n  rules:\n    - &r {cidr: 10.0.0.0/8, ports: [";
+  for (int i = 1; i <= 400; ++i) y += std::to_string(i) + (i < 400 ? "," : "]}\n");
+  for (int i = 0; i < 400; ++i) y += "    - *r\n";
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/bomb.yaml", y);
+  auto r = resolve_profile(dir + "/bomb.yaml", test_vars(), {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().context.find("more than 100000 values"), std::string::npos) << r.error().context.substr(0, 300);
+  EXPECT_EQ(testing::lines(r.error().context).size(), 1u);  // reported once
+}
+
 TEST(Profile, ParseCidr) {
   auto v4 = parse_cidr("10.0.0.0/8");
   ASSERT_TRUE(v4);

@@ -613,7 +613,7 @@ class Resolver {
     std::vector<YAML::Node> docs;
     try {
       docs = YAML::LoadAll(text);
-    } catch (const YAML::ParserException& ex) {
+    } catch (const YAML::Exception& ex) {
       errors.push_back(Diagnostic{file, ex.mark.line + 1, ex.mark.column + 1, "YAML syntax error: " + ex.msg});
       return std::nullopt;
     }
@@ -900,6 +900,8 @@ Result<LoadedProfile> resolve_profile(const std::string& name_or_path, const Pro
   out.profile = std::move(*p);
   if (!out.profile.has_name()) out.profile.set_name(fs::path(*file).stem().string());
   fill_defaults(&out.profile);
+  // After the defaults, so a rule written with `protocol: any` and one without are one rule.
+  dedup(&out.profile);
   out.chain.assign(res.chain.rbegin(), res.chain.rend());
   out.warnings = std::move(res.warnings);
   overlap_warnings(out.profile, res.sites, &out.warnings);

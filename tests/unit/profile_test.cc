@@ -334,6 +334,36 @@ TEST(Profile, AliasExpansionIsBounded) {
   EXPECT_EQ(testing::lines(r.error().context).size(), 1u);  // reported once
 }
 
+TEST(Profile, DuplicatesGoEvenWithinOneFileAndAcrossSpellings) {
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/d.yaml",
+             "filesystem: {read: [/usr, /usr/, \"${TMPDIR}\", /t]}\n"
+             "network: {rules: [{cidr: 10.0.0.0/8}, {cidr: 10.0.0.0/8, protocol: any, action: allow}]}\n");
+  auto r = resolve_profile(dir + "/d.yaml", test_vars(), {});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/usr", "/t"}));
+  EXPECT_EQ(r->profile.network().rules_size(), 1);
+}
+
+// Bad input gets an error, never a crash: every prefix of every shipped profile.
+TEST(Profile, TruncatedProfilesFailCleanly) {
+  std::string dir = testing::temp_dir();
+  for (const auto& e : fs::directory_iterator(kShipped)) {
+    std::ifstream in(e.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    for (size_t n = 0; n < text.size(); n += 31) {
+      std::string f = dir + "/" + e.path().filename().string();
+      write_file(f, text.substr(0, n));
+      auto r = resolve_profile(f, test_vars(), {kShipped});
+      if (!r) {
+        EXPECT_EQ(r.error().context.find(dir), 0u) << r.error().context;  // located in the file
+      }
+    }
+  }
+}
+
 TEST(Profile, ParseCidr) {
   auto v4 = parse_cidr("10.0.0.0/8");
   ASSERT_TRUE(v4);

@@ -989,6 +989,32 @@ std::vector<std::string> system_resolvers(const std::string& resolv_conf) {
   return out;
 }
 
+v1::Profile::Action effective_action(const v1::Profile& profile, v1::Profile::Action action) {
+  if (profile.mode() == v1::Profile::MODE_AUDIT && (action == v1::Profile::ACTION_DENY || action == v1::Profile::ACTION_KILL))
+    return v1::Profile::ACTION_AUDIT;
+  return action;
+}
+
+v1::Profile::SyscallAction effective_syscall_action(const v1::Profile& profile) {
+  if (profile.mode() == v1::Profile::MODE_AUDIT) return v1::Profile::SYSCALL_ACTION_LOG;
+  return profile.syscalls().action();
+}
+
+std::vector<std::string> dns_servers(const v1::Profile& profile, const std::string& resolv_conf) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& s) {
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  };
+  for (const auto& d : profile.network().dns()) {
+    if (d == "system") {
+      for (const auto& s : system_resolvers(resolv_conf)) add(s);
+    } else {
+      add(d);
+    }
+  }
+  return out;
+}
+
 std::optional<int> errno_from_name(std::string_view name) {
   static const std::map<std::string, int, std::less<>> names = [] {
     std::map<std::string, int, std::less<>> m;

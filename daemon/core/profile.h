@@ -69,7 +69,16 @@ Result<v1::Profile> load_profile(const std::string& name_or_path, const ProfileV
 // are written first as comments.
 std::string to_yaml(const v1::Profile& profile, const std::vector<std::string>& header = {});
 
-// --- helpers the policy compiler shares with validation ---
+// --- helpers for the policy compiler ---
+
+// The action to take after `mode`: in audit mode whatever would be denied or killed is
+// only reported (allow stays allow: it is not reported in either mode).
+v1::Profile::Action effective_action(const v1::Profile& profile, v1::Profile::Action action);
+// Syscalls.action after `mode` (audit mode logs instead of failing or killing).
+v1::Profile::SyscallAction effective_syscall_action(const v1::Profile& profile);
+
+// network.dns with "system" replaced by the nameservers in `resolv_conf`, duplicates dropped.
+std::vector<std::string> dns_servers(const v1::Profile& profile, const std::string& resolv_conf = "/etc/resolv.conf");
 
 struct Cidr {
   int family = 0;                   // AF_INET or AF_INET6

@@ -389,6 +389,43 @@ TEST(Profile, ParseCidr) {
   EXPECT_NE(why.find("did you mean 2001:db8::/32?"), std::string::npos) << why;
 }
 
+TEST(Profile, AuditModeTurnsDenyAndKillIntoAudit) {
+  P p;
+  p.set_mode(P::MODE_ENFORCE);
+  p.mutable_syscalls()->set_action(P::SYSCALL_ACTION_KILL);
+  EXPECT_EQ(effective_action(p, P::ACTION_KILL), P::ACTION_KILL);
+  EXPECT_EQ(effective_syscall_action(p), P::SYSCALL_ACTION_KILL);
+  p.set_mode(P::MODE_AUDIT);
+  EXPECT_EQ(effective_action(p, P::ACTION_KILL), P::ACTION_AUDIT);
+  EXPECT_EQ(effective_action(p, P::ACTION_DENY), P::ACTION_AUDIT);
+  EXPECT_EQ(effective_action(p, P::ACTION_ALLOW), P::ACTION_ALLOW);
+  EXPECT_EQ(effective_syscall_action(p), P::SYSCALL_ACTION_LOG);
+}
+
+// Every string field is either validated (profile_format) or free text on purpose, so a new
+// path field cannot slip in unchecked.
+TEST(Profile, EveryStringFieldDeclaresHowItIsValidated) {
+  const std::set<std::string> free_text = {"agentcage.v1.Profile.name", "agentcage.v1.Profile.description",
+                                           "agentcage.v1.Profile.extends", "agentcage.v1.Profile.NetworkRule.comment"};
+  std::vector<const google::protobuf::Descriptor*> todo = {P::descriptor()};
+  std::set<const google::protobuf::Descriptor*> seen;
+  int checked = 0;
+  while (!todo.empty()) {
+    const auto* d = todo.back();
+    todo.pop_back();
+    if (!seen.insert(d).second) continue;
+    for (int i = 0; i < d->field_count(); ++i) {
+      const auto* f = d->field(i);
+      if (f->message_type()) todo.push_back(f->message_type());
+      if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_STRING) continue;
+      ++checked;
+      bool has_format = !f->options().GetExtension(v1::profile_format).empty();
+      EXPECT_TRUE(has_format || free_text.count(f->full_name())) << f->full_name() << " has no profile_format";
+    }
+  }
+  EXPECT_GT(checked, 10);
+}
+
 TEST(Profile, ErrnoNamesAndResolvers) {
   EXPECT_EQ(errno_from_name("EPERM"), 1);
   EXPECT_EQ(errno_from_name("ENOSYS"), 38);
@@ -397,6 +434,11 @@ TEST(Profile, ErrnoNamesAndResolvers) {
   write_file(dir + "/resolv.conf",
              "# comment\nsearch example.com\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nnameserver bogus\n");
   EXPECT_EQ(system_resolvers(dir + "/resolv.conf"), (std::vector<std::string>{"127.0.0.53", "fe80::1"}));
+  P p;
+  p.mutable_network()->add_dns("192.0.2.53");
+  p.mutable_network()->add_dns("system");
+  p.mutable_network()->add_dns("127.0.0.53");
+  EXPECT_EQ(dns_servers(p, dir + "/resolv.conf"), (std::vector<std::string>{"192.0.2.53", "127.0.0.53", "fe80::1"}));
 }
 
 TEST(Profile, OciSeccompParsesDockerFormat) {

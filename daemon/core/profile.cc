@@ -212,6 +212,9 @@ std::expected<std::string, std::string> expand(std::string_view raw, const Profi
 // symlinks in play its meaning depends on the file system, and a rule must be unambiguous.
 std::expected<std::string, std::string> normalize_absolute(const std::string& p) {
   if (p.empty() || p[0] != '/') return std::unexpected(fmt::format("'{}' is not an absolute path", p));
+  // A NUL would cut the path short where the kernel reads it; newlines forge log lines.
+  if (std::any_of(p.begin(), p.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    return std::unexpected("a path must not contain control characters (NUL, newline, ...)");
   std::string out;
   size_t i = 0;
   while (i < p.size()) {
@@ -712,6 +715,13 @@ void overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std:
   };
   const List allows[] = {{"read", fsys.read()}, {"write", fsys.write()}, {"exec", fsys.exec()}};
   std::set<std::string> reported;
+  for (const auto& s : sites)
+    if (s.where.starts_with("filesystem.write[") && s.value == "/" && reported.insert("/").second)
+      out->push_back(Diagnostic{s.file, s.line, s.column,
+                                fmt::format("{}: the whole file system is writable (only the deny lists still hold); "
+                                            "check what the variables expanded to",
+                                            s.where),
+                                true});
   for (const auto& s : sites) {
     bool deny = s.where.starts_with("filesystem.deny[");
     bool deny_write = s.where.starts_with("filesystem.deny_write[");

@@ -364,6 +364,28 @@ TEST(Profile, TruncatedProfilesFailCleanly) {
   }
 }
 
+TEST(Profile, DangerousPathsAreCaught) {
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/ctl.yaml", "filesystem: {read: [\"/etc/pass\\nwd\", \"/etc/x\\0y\"]}\n");
+  auto r = resolve_profile(dir + "/ctl.yaml", test_vars(), {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(testing::lines(r.error().context).size(), 2u) << r.error().context;
+  EXPECT_NE(r.error().context.find(":1:21: filesystem.read[0]: a path must not contain control characters"), std::string::npos)
+      << r.error().context;
+  // A variable that expands to "/" makes everything writable: legal, but loudly warned.
+  ProfileVars v = test_vars();
+  v.tmpdir = "/";
+  write_file(dir + "/root.yaml", "filesystem: {write: [\"${TMPDIR}\"]}\n");
+  auto w = resolve_profile(dir + "/root.yaml", v, {});
+  ASSERT_TRUE(w) << w.error().message();
+  ASSERT_EQ(w->warnings.size(), 2u);
+  EXPECT_NE(w->warnings[0].str().find(":1:22: warning: filesystem.write[0]: the whole file system is writable"),
+            std::string::npos)
+      << w->warnings[0].str();
+  // ... including the profile itself.
+  EXPECT_NE(w->warnings[1].str().find("writable inside the sandbox"), std::string::npos) << w->warnings[1].str();
+}
+
 TEST(Profile, ParseCidr) {
   auto v4 = parse_cidr("10.0.0.0/8");
   ASSERT_TRUE(v4);

@@ -748,8 +748,10 @@ void overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std:
 // `extends:` would pick first).
 void self_writable_warnings(const v1::Profile& p, const std::vector<std::string>& chain, std::vector<Diagnostic>* out) {
   const auto& fsys = p.filesystem();
+  std::set<std::string> reported;
   for (const auto& file : chain) {
     std::string dir = fs::path(file).parent_path().string();
+    if (reported.count(dir)) continue;  // once per directory, not once per layer
     for (const auto& w : fsys.write()) {
       if (!is_under(dir, w)) continue;
       bool denied = std::any_of(fsys.deny().begin(), fsys.deny().end(), [&](const std::string& d) { return is_under(dir, d); }) ||
@@ -762,6 +764,7 @@ void self_writable_warnings(const v1::Profile& p, const std::vector<std::string>
                                             "profiles outside writable trees or add the directory to filesystem.deny_write",
                                             w),
                                 true});
+      reported.insert(dir);
       break;
     }
   }

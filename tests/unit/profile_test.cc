@@ -643,6 +643,19 @@ TEST(ProfileCli, Parses) {
   EXPECT_NE(std::get<cli::Exit>(help).text.find("FILE:LINE:COL"), std::string::npos);
 }
 
+TEST(ProfileCli, RunTakesAProfileNameOrPath) {
+  for (std::string prof : {"coding-agent", "./my.yaml", "/etc/agentcage/profiles/x.yaml"}) {
+    auto p = cli::parse({"run", "--profile", prof, "--workspace", "/src", "--", "true"});
+    ASSERT_TRUE(std::holds_alternative<cli::RunArgs>(p)) << prof;
+    EXPECT_EQ(std::get<cli::RunArgs>(p).profile, prof);
+    EXPECT_EQ(std::get<cli::RunArgs>(p).workspace, "/src");
+  }
+  EXPECT_FALSE(is_profile_path("coding-agent"));
+  EXPECT_TRUE(is_profile_path("./my.yaml"));
+  EXPECT_TRUE(is_profile_path("my.yaml"));
+  EXPECT_TRUE(is_profile_path("dir/x"));
+}
+
 TEST(ProfileCli, LintReportsEachFileAndExitsOneOnAnyError) {
   auto ok = testing::run({AGENTCAGE_BIN, "profile", "lint", fixture("merge_child"), fixture("merge_parent")});
   EXPECT_EQ(ok.status, 0) << ok.err;

@@ -3,6 +3,7 @@
 // profile.proto stays the only schema. Field-specific knowledge is limited to the
 // `profile_format` option on fields (how to validate a scalar) and a few message-level
 // checks below (a port range's order, a rule's required CIDR, the OCI seccomp file).
+// YAML output is in profile_emit.cc, value helpers (CIDR, errno, DNS) in profile_values.cc.
 #include "core/profile.h"
 
 #include <arpa/inet.h>
@@ -48,15 +49,6 @@ namespace fs = std::filesystem;
 constexpr int kMaxExtendsDepth = 16;
 // The largest shipped profile is a few KiB; anything near this is not a hand-written profile.
 constexpr size_t kMaxProfileBytes = 1 << 20;
-
-std::string upper_snake(std::string_view camel) {
-  std::string out;
-  for (size_t i = 0; i < camel.size(); ++i) {
-    if (i > 0 && std::isupper(static_cast<unsigned char>(camel[i]))) out += '_';
-    out += static_cast<char>(std::toupper(static_cast<unsigned char>(camel[i])));
-  }
-  return out;
-}
 
 const pb::EnumValueDescriptor* enum_from_yaml(const pb::EnumDescriptor* e, std::string_view s) {
   for (int i = 0; i < e->value_count(); ++i) {
@@ -776,71 +768,6 @@ std::string join_diags(const std::vector<Diagnostic>& ds) {
   return out;
 }
 
-// --- YAML output ---
-
-void emit_message(YAML::Emitter& out, const pb::Message& m);
-
-void emit_value(YAML::Emitter& out, const pb::Message& m, const pb::FieldDescriptor* fd, int i) {
-  const pb::Reflection* r = m.GetReflection();
-  const bool rep = i >= 0;
-  switch (fd->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_STRING: {
-      std::string s = rep ? r->GetRepeatedString(m, fd, i) : r->GetString(m, fd);
-      // Our loader reads any scalar into a string field, but other YAML tools would turn
-      // `65534` into a number or `yes` into a boolean: quote whatever looks like one.
-      std::string lower = s;
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-      static const std::set<std::string> special = {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n"};
-      bool quote = special.count(lower) ||
-                   std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) || c == '.' || c == '-' || c == '+'; });
-      out << (quote ? YAML::DoubleQuoted : YAML::Auto) << s;
-      return;
-    }
-    case pb::FieldDescriptor::CPPTYPE_BOOL: out << (rep ? r->GetRepeatedBool(m, fd, i) : r->GetBool(m, fd)); return;
-    case pb::FieldDescriptor::CPPTYPE_UINT32: out << (rep ? r->GetRepeatedUInt32(m, fd, i) : r->GetUInt32(m, fd)); return;
-    case pb::FieldDescriptor::CPPTYPE_UINT64: out << (rep ? r->GetRepeatedUInt64(m, fd, i) : r->GetUInt64(m, fd)); return;
-    case pb::FieldDescriptor::CPPTYPE_INT32: out << (rep ? r->GetRepeatedInt32(m, fd, i) : r->GetInt32(m, fd)); return;
-    case pb::FieldDescriptor::CPPTYPE_INT64: out << (rep ? r->GetRepeatedInt64(m, fd, i) : r->GetInt64(m, fd)); return;
-    case pb::FieldDescriptor::CPPTYPE_ENUM:
-      out << enum_yaml_name(rep ? r->GetRepeatedEnum(m, fd, i) : r->GetEnum(m, fd));
-      return;
-    case pb::FieldDescriptor::CPPTYPE_MESSAGE: {
-      const pb::Message& sub = rep ? r->GetRepeatedMessage(m, fd, i) : r->GetMessage(m, fd);
-      if (const auto* pr = dynamic_cast<const v1::Profile::PortRange*>(&sub)) {
-        if (pr->lo() == pr->hi())
-          out << pr->lo();
-        else
-          out << YAML::DoubleQuoted << fmt::format("{}-{}", pr->lo(), pr->hi());
-        return;
-      }
-      emit_message(out, sub);
-      return;
-    }
-    default: out << YAML::Null; return;
-  }
-}
-
-void emit_message(YAML::Emitter& out, const pb::Message& m) {
-  const pb::Reflection* r = m.GetReflection();
-  std::vector<const pb::FieldDescriptor*> fields;
-  r->ListFields(m, &fields);
-  out << YAML::BeginMap;
-  for (const auto* fd : fields) {
-    out << YAML::Key << fd->name() << YAML::Value;
-    if (!fd->is_repeated()) {
-      emit_value(out, m, fd, -1);
-      continue;
-    }
-    // Short scalar lists (ports, namespaces) read best inline; paths and rules one per line.
-    bool flow = fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM ||
-                (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && is_port_range(fd->message_type()));
-    out << (flow ? YAML::Flow : YAML::Block) << YAML::BeginSeq;
-    for (int i = 0; i < r->FieldSize(m, fd); ++i) emit_value(out, m, fd, i);
-    out << YAML::EndSeq;
-  }
-  out << YAML::EndMap;
-}
-
 }  // namespace
 
 std::string Diagnostic::str() const {
@@ -926,118 +853,6 @@ Result<v1::Profile> load_profile(const std::string& name_or_path, const ProfileV
   auto r = resolve_profile(name_or_path, vars);
   if (!r) return std::unexpected(r.error());
   return std::move(r->profile);
-}
-
-std::string to_yaml(const v1::Profile& profile, const std::vector<std::string>& header) {
-  YAML::Emitter out;
-  for (const auto& h : header) out << YAML::Comment(h) << YAML::Newline;
-  emit_message(out, profile);
-  return std::string(out.c_str()) + "\n";
-}
-
-std::string enum_yaml_name(const pb::EnumValueDescriptor* v) {
-  std::string prefix = upper_snake(v->type()->name()) + "_";
-  std::string name = v->name();
-  if (name.starts_with(prefix)) name = name.substr(prefix.size());
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  return name;
-}
-
-std::optional<Cidr> parse_cidr(std::string_view text, std::string* why) {
-  auto fail = [&](std::string msg) -> std::optional<Cidr> {
-    if (why) *why = std::move(msg);
-    return std::nullopt;
-  };
-  std::string s(text);
-  std::string addr = s, plen;
-  if (size_t slash = s.find('/'); slash != std::string::npos) {
-    addr = s.substr(0, slash);
-    plen = s.substr(slash + 1);
-  }
-  Cidr c;
-  int max;
-  if (inet_pton(AF_INET, addr.c_str(), c.addr.data()) == 1) {
-    c.family = AF_INET;
-    max = 32;
-  } else if (inet_pton(AF_INET6, addr.c_str(), c.addr.data()) == 1) {
-    c.family = AF_INET6;
-    max = 128;
-  } else {
-    return fail(fmt::format("'{}' is not a CIDR: '{}' is not an IPv4 or IPv6 address", s, addr));
-  }
-  if (s.find('/') == std::string::npos) {
-    c.prefix = static_cast<uint8_t>(max);
-    return c;
-  }
-  auto n = parse_port(plen);  // any small decimal
-  if (!n || *n > static_cast<uint32_t>(max))
-    return fail(fmt::format("'{}' is not a CIDR: prefix length '{}' must be 0-{}", s, plen, max));
-  c.prefix = static_cast<uint8_t>(*n);
-  for (int bit = c.prefix; bit < max; ++bit)
-    if (c.addr[bit / 8] & (0x80 >> (bit % 8))) {
-      // Normalising silently would widen or shift what the author thought they wrote.
-      Cidr fixed = c;
-      for (int b = c.prefix; b < max; ++b) fixed.addr[b / 8] &= static_cast<uint8_t>(~(0x80 >> (b % 8)));
-      char buf[INET6_ADDRSTRLEN];
-      inet_ntop(c.family, fixed.addr.data(), buf, sizeof buf);
-      return fail(fmt::format("'{}' has bits set after the /{} prefix; did you mean {}/{}?", s, c.prefix, buf, c.prefix));
-    }
-  return c;
-}
-
-std::vector<std::string> system_resolvers(const std::string& resolv_conf) {
-  std::vector<std::string> out;
-  std::ifstream in(resolv_conf);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string key, value;
-    if (ls >> key >> value && key == "nameserver") {
-      in6_addr a;
-      // Link-local v6 resolvers carry a "%iface" zone; keep the address, drop the zone.
-      std::string bare = value.substr(0, value.find('%'));
-      if (inet_pton(AF_INET, bare.c_str(), &a) == 1 || inet_pton(AF_INET6, bare.c_str(), &a) == 1) out.push_back(bare);
-    }
-  }
-  return out;
-}
-
-v1::Profile::Action effective_action(const v1::Profile& profile, v1::Profile::Action action) {
-  if (profile.mode() == v1::Profile::MODE_AUDIT && (action == v1::Profile::ACTION_DENY || action == v1::Profile::ACTION_KILL))
-    return v1::Profile::ACTION_AUDIT;
-  return action;
-}
-
-v1::Profile::SyscallAction effective_syscall_action(const v1::Profile& profile) {
-  if (profile.mode() == v1::Profile::MODE_AUDIT) return v1::Profile::SYSCALL_ACTION_LOG;
-  return profile.syscalls().action();
-}
-
-std::vector<std::string> dns_servers(const v1::Profile& profile, const std::string& resolv_conf) {
-  std::vector<std::string> out;
-  auto add = [&](const std::string& s) {
-    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
-  };
-  for (const auto& d : profile.network().dns()) {
-    if (d == "system") {
-      for (const auto& s : system_resolvers(resolv_conf)) add(s);
-    } else {
-      add(d);
-    }
-  }
-  return out;
-}
-
-std::optional<int> errno_from_name(std::string_view name) {
-  static const std::map<std::string, int, std::less<>> names = [] {
-    std::map<std::string, int, std::less<>> m;
-    for (int e = 1; e < 4096; ++e)
-      if (const char* n = strerrorname_np(e)) m.emplace(n, e);
-    return m;
-  }();
-  auto it = names.find(name);
-  if (it == names.end()) return std::nullopt;
-  return it->second;
 }
 
 }  // namespace agentcage::core

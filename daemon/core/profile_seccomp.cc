@@ -142,6 +142,21 @@ Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::st
     for (size_t i = 0; i < out.architectures.size(); ++i)
       if (!known_arch(out.architectures[i]))
         throw Bad{fmt::format("architectures[{}]", i), fmt::format("unknown architecture \"{}\"", out.architectures[i])};
+    // Docker/Podman's newer form: {"architecture": A, "subArchitectures": [...]}; all of them
+    // count, as they do for runc.
+    json arch_map = doc.value("archMap", json::array());
+    if (!arch_map.is_array()) throw Bad{"archMap", "expected a list, got " + type_name(arch_map)};
+    for (size_t i = 0; i < arch_map.size(); ++i) {
+      std::string where = fmt::format("archMap[{}]", i);
+      if (!arch_map[i].is_object()) throw Bad{where, "expected an object, got " + type_name(arch_map[i])};
+      std::vector<std::string> arches = strings(arch_map[i].value("subArchitectures", json()), where + ".subArchitectures");
+      arches.insert(arches.begin(), string_field(arch_map[i], "architecture", where, true));
+      for (const auto& a : arches) {
+        if (!known_arch(a)) throw Bad{where, fmt::format("unknown architecture \"{}\"", a)};
+        if (std::find(out.architectures.begin(), out.architectures.end(), a) == out.architectures.end())
+          out.architectures.push_back(a);
+      }
+    }
 
     json calls = doc.value("syscalls", json::array());
     if (!calls.is_array()) throw Bad{"syscalls", "expected a list, got " + type_name(calls)};

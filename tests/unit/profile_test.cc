@@ -479,6 +479,24 @@ TEST(Profile, OciSeccompParsesDockerFormat) {
   EXPECT_EQ(r->syscalls[3].errno_ret, 38u);
   EXPECT_EQ(r->syscalls[3].min_kernel, "4.8");
 
+  // The real thing: Podman's default profile (containers/common 0.50.1, Apache-2.0, from
+  // Debian's golang-github-containers-common: /usr/share/containers/seccomp.json), which
+  // uses archMap, includes/excludes by capability, args and errnoRet.
+  auto podman = parse_oci_seccomp(kFixtures + "/oci/podman-default.json");
+  ASSERT_TRUE(podman) << podman.error().message();
+  EXPECT_EQ(podman->default_action, "SCMP_ACT_ERRNO");
+  EXPECT_EQ(podman->default_errno_ret, 38u);
+  EXPECT_EQ(podman->syscalls.size(), 35u);
+  EXPECT_EQ(podman->syscalls[0].action, "SCMP_ACT_ERRNO");
+  EXPECT_EQ(podman->syscalls[0].errno_ret, 1u);
+  EXPECT_EQ(podman->syscalls[0].names.size() + podman->unknown_syscalls.size(), 28u);
+  EXPECT_EQ(podman->syscalls[2].names, (std::vector<std::string>{"personality"}));
+  EXPECT_EQ(podman->syscalls[2].args[0].op, "SCMP_CMP_EQ");
+  EXPECT_EQ(podman->syscalls[12].include_caps, (std::vector<std::string>{"CAP_DAC_READ_SEARCH"}));
+  EXPECT_EQ(podman->architectures.size(), 13u);
+  EXPECT_NE(std::find(podman->architectures.begin(), podman->architectures.end(), "SCMP_ARCH_X32"),
+            podman->architectures.end());
+
   auto bad = [](const std::string& json) {
     auto p = parse_oci_seccomp_text(json, "x.json");
     return p ? std::string("(parsed)") : p.error().context;
@@ -492,6 +510,9 @@ TEST(Profile, OciSeccompParsesDockerFormat) {
   EXPECT_EQ(bad(R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]})"),
             "x.json: syscalls[0]: needs \"names\"");
   EXPECT_EQ(bad("{\n  \"defaultAction\": 3\n}"), "x.json: (top level).defaultAction: expected a string, got number");
+  EXPECT_EQ(bad(R"({"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                   "subArchitectures": ["SCMP_ARCH_Z80"]}]})"),
+            "x.json: archMap[0]: unknown architecture \"SCMP_ARCH_Z80\"");
 }
 
 // --- shipped profiles ---

@@ -92,7 +92,8 @@ std::string describe(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Sequence: return "a list";
     case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Scalar: return "'" + n.Scalar() + "'";
+    case YAML::NodeType::Scalar:
+      return "'" + (n.Scalar().size() > 80 ? n.Scalar().substr(0, 77) + "..." : n.Scalar()) + "'";
     default: return "nothing";
   }
 }
@@ -269,12 +270,16 @@ class FileLoader {
     return where.empty() ? std::string(key) : where + "." + std::string(key);
   }
 
-  void add(std::vector<Diagnostic>& to, const YAML::Mark& mark, std::string msg, bool warning) {
+  void add(std::vector<Diagnostic>& to, const YAML::Mark& mark, const std::string& msg, bool warning) {
+    // Messages quote the file's own text; a newline or escape sequence in it must not be
+    // able to forge further diagnostic lines or drive the terminal.
+    std::string clean;
+    for (unsigned char c : msg) clean += c < 0x20 || c == 0x7f ? fmt::format("\\x{:02x}", c) : std::string(1, c);
     to.push_back(Diagnostic{file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0,
-                            std::move(msg), warning});
+                            std::move(clean), warning});
   }
-  void err(const YAML::Mark& mark, std::string msg) { add(errors, mark, std::move(msg), false); }
-  void warn(const YAML::Mark& mark, std::string msg) { add(warnings, mark, std::move(msg), true); }
+  void err(const YAML::Mark& mark, const std::string& msg) { add(errors, mark, msg, false); }
+  void warn(const YAML::Mark& mark, const std::string& msg) { add(warnings, mark, msg, true); }
 
   void message(const YAML::Node& n, pb::Message* m, const std::string& where) {
     const pb::Descriptor* d = m->GetDescriptor();

@@ -372,6 +372,12 @@ TEST(Profile, DangerousPathsAreCaught) {
   EXPECT_EQ(testing::lines(r.error().context).size(), 2u) << r.error().context;
   EXPECT_NE(r.error().context.find(":1:21: filesystem.read[0]: a path must not contain control characters"), std::string::npos)
       << r.error().context;
+  // Text quoted from the file cannot forge diagnostic lines.
+  write_file(dir + "/key.yaml", "\"x\\n/etc/p.yaml:1:1: ok\": 1\n");
+  r = resolve_profile(dir + "/key.yaml", test_vars(), {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(testing::lines(r.error().context).size(), 1u) << r.error().context;
+  EXPECT_NE(r.error().context.find("unknown key 'x\\x0a/etc/p.yaml:1:1: ok'"), std::string::npos) << r.error().context;
   // A variable that expands to "/" makes everything writable: legal, but loudly warned.
   ProfileVars v = test_vars();
   v.tmpdir = "/";

@@ -139,19 +139,40 @@ Parsed parse(const std::vector<std::string>& args) {
   events_cmd->add_option("--limit", events.limit, "At most this many events");
   events_cmd->add_option("-o,--format", events_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
 
+  ProfileLintArgs lint;
+  ProfileShowArgs show;
+  auto* profile_cmd = app.add_subcommand("profile", "Check and inspect permission profiles");
+  profile_cmd->require_subcommand(1);
+  auto* lint_cmd = profile_cmd->add_subcommand("lint", "Validate profile files; exit 1 if any has an error");
+  lint_cmd->add_option("files", lint.files, "Profile YAML files")->required();
+  lint_cmd->add_option("--workspace", lint.workspace, "Value of ${WORKSPACE} (default: the placeholder /WORKSPACE)");
+  lint_cmd->footer(
+      "Prints 'FILE: ok' per valid file; errors and warnings go to standard error as FILE:LINE:COL: message.\n"
+      "Example: agentcage profile lint profiles/*.yaml");
+  auto* show_cmd = profile_cmd->add_subcommand("show", "Print a profile fully resolved (extends applied, variables expanded)");
+  show_cmd->add_option("name", show.name, "Profile name (on the search path) or path to a .yaml file")->required();
+  show_cmd->add_option("--workspace", show.workspace, "Value of ${WORKSPACE} (default: the current directory)");
+  show_cmd->footer(
+      "Names are looked up in $AGENTCAGE_PROFILE_PATH, /etc/agentcage/profiles and the shipped profiles.\n"
+      "Example: agentcage profile show coding-agent --workspace ~/src/app");
+
   // CLI11 wants argv order reversed for its vector interface.
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
   } catch (const CLI::CallForHelp& e) {
-    std::string which = app.get_subcommands().empty() ? app.help() : app.get_subcommands().front()->help();
-    return Exit{0, which};
+    // The innermost subcommand given ("profile lint --help" shows lint's help).
+    const CLI::App* which = &app;
+    while (!which->get_subcommands().empty()) which = which->get_subcommands().front();
+    return Exit{0, which->help()};
   } catch (const CLI::CallForAllHelp&) {
     return Exit{0, app.help("", CLI::AppFormatMode::All)};
   } catch (const CLI::ParseError& e) {
     std::string msg = e.what();
     if (dynamic_cast<const CLI::RequiredError*>(&e) && app.get_subcommands().empty())
-      msg = "a command is required: run, trace, ps, events or status";
+      msg = "a command is required: run, trace, ps, events, status or profile";
+    else if (dynamic_cast<const CLI::RequiredError*>(&e) && *profile_cmd && profile_cmd->get_subcommands().empty())
+      msg = "profile: a subcommand is required: lint or show";
     return Exit{2, "agentcage: " + msg + "\nRun 'agentcage --help' for usage."};
   }
 
@@ -161,6 +182,8 @@ Parsed parse(const std::vector<std::string>& args) {
     if (!err.empty()) return Exit{2, "agentcage: run: " + err};
     return run;
   }
+  if (*lint_cmd) return lint;
+  if (*show_cmd) return show;
   auto fmt_of = [](const std::string& f) { return f == "text" ? OutputFormat::text : OutputFormat::json; };
   if (*ps_cmd) {
     ps.format = fmt_of(ps_fmt);

@@ -61,6 +61,18 @@ struct TraceArgs {
   std::optional<core::NetPolicy> net;  // set when a network option was given
 };
 
+// agentcage profile lint [--workspace DIR] FILE...
+struct ProfileLintArgs {
+  std::vector<std::string> files;
+  std::string workspace;
+};
+
+// agentcage profile show [--workspace DIR] NAME
+struct ProfileShowArgs {
+  std::string name;  // a profile name on the search path, or a path to a .yaml file
+  std::string workspace;
+};
+
 // What the parser decided: run a command, or exit now printing `text`
 // (help: status 0 on stdout; usage errors: status 2 on stderr).
 struct Exit {
@@ -68,7 +80,7 @@ struct Exit {
   std::string text;
 };
 
-using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, Exit>;
+using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, ProfileLintArgs, ProfileShowArgs, Exit>;
 
 Parsed parse(const std::vector<std::string>& args);  // args excludes argv[0]
 

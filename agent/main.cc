@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "core/decoder.h"
 #include "core/launcher.h"
+#include "core/profile.h"
 #include "core/session.h"
 #include "grpc/client.h"
 
@@ -90,6 +91,10 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch) {
 
 int do_run(const cli::RunArgs& a) {
   if (!a.profile.empty()) {
+    // Validate first, so a bad profile fails with file:line:col even before enforcement exists.
+    auto p = core::resolve_profile(a.profile, core::ProfileVars::from_environment(a.workspace));
+    if (!p) return fail(p.error());
+    for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
     fprintf(stderr, "agentcage: error: --profile: profiles are not enforced by this build yet\n");
     return 2;
   }
@@ -227,6 +232,46 @@ int do_events(const cli::EventsArgs& a) {
   return 0;
 }
 
+int do_profile_lint(const cli::ProfileLintArgs& a) {
+  // Linting checks a file, not a run: a neutral workspace keeps the result independent of
+  // the directory lint happens to be run from.
+  auto vars = core::ProfileVars::from_environment(a.workspace.empty() ? "/WORKSPACE" : a.workspace);
+  int status = 0;
+  for (const auto& file : a.files) {
+    // A bare name would be looked up on the search path; lint reads exactly the file given.
+    std::string path = core::is_profile_path(file) ? file : "./" + file;
+    auto r = core::resolve_profile(path, vars);
+    if (!r) {
+      fprintf(stderr, "%s\n", r.error().message().c_str());
+      printf("%s: invalid\n", file.c_str());
+      fflush(stdout);
+      status = 1;
+      continue;
+    }
+    for (const auto& w : r->warnings) fprintf(stderr, "%s\n", w.str().c_str());
+    if (r->warnings.empty())
+      printf("%s: ok\n", file.c_str());
+    else
+      printf("%s: ok (%zu warning%s)\n", file.c_str(), r->warnings.size(), r->warnings.size() == 1 ? "" : "s");
+    fflush(stdout);  // keep "FILE: ok" in order with the diagnostics on stderr
+  }
+  fflush(stdout);
+  return status;
+}
+
+int do_profile_show(const cli::ProfileShowArgs& a) {
+  auto vars = core::ProfileVars::from_environment(a.workspace);
+  auto r = core::resolve_profile(a.name, vars);
+  if (!r) return fail(r.error());
+  for (const auto& w : r->warnings) fprintf(stderr, "%s\n", w.str().c_str());
+  std::vector<std::string> header{"agentcage profile '" + r->profile.name() + "', fully resolved", "from:"};
+  for (const auto& f : r->chain) header.push_back("  " + f);
+  header.push_back("with WORKSPACE=" + vars.workspace + " HOME=" + vars.home + " USER=" + vars.user +
+                   " TMPDIR=" + vars.tmpdir);
+  fputs(core::to_yaml(r->profile, header).c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,5 +286,7 @@ int main(int argc, char** argv) {
   if (auto* p = std::get_if<cli::PsArgs>(&parsed)) return do_ps(*p);
   if (auto* s = std::get_if<cli::StatusArgs>(&parsed)) return do_status(*s);
   if (auto* e = std::get_if<cli::EventsArgs>(&parsed)) return do_events(*e);
+  if (auto* l = std::get_if<cli::ProfileLintArgs>(&parsed)) return do_profile_lint(*l);
+  if (auto* s = std::get_if<cli::ProfileShowArgs>(&parsed)) return do_profile_show(*s);
   return do_trace(std::get<cli::TraceArgs>(parsed));
 }

@@ -1,0 +1,698 @@
+// SPDX-License-Identifier: Apache-2.0
+// Profiles: parsing, validation (one fixture per error, exact file:line:col), extends,
+// defaults, YAML round trip, every shipped profile, and the `agentcage profile` commands.
+#include "core/profile.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include "cli.h"
+#include "core/profile_seccomp.h"
+#include "support/subprocess.h"
+
+namespace agentcage::core {
+namespace {
+
+namespace fs = std::filesystem;
+using P = v1::Profile;
+
+const std::string kFixtures = std::string(AGENTCAGE_SOURCE_DIR) + "/tests/unit/fixtures/profiles";
+const std::string kShipped = std::string(AGENTCAGE_SOURCE_DIR) + "/profiles";
+
+ProfileVars test_vars() { return ProfileVars{"/w", "/h", "u", "/t"}; }
+
+std::string fixture(const std::string& name) { return kFixtures + "/" + name + ".yaml"; }
+
+// Loads with no search path at all, so only the fixtures directory (next to the file) counts.
+Result<LoadedProfile> load_fixture(const std::string& name, const ProfileVars& vars = test_vars()) {
+  return resolve_profile(fixture(name), vars, {});
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::vector<std::string> repeated(const google::protobuf::RepeatedPtrField<std::string>& r) {
+  return {r.begin(), r.end()};
+}
+
+// --- one fixture per error: the exact position and what was expected ---
+
+struct ErrorCase {
+  const char* fixture;
+  int line, column;
+  const char* message;  // a fragment of the message after "file:line:col: "
+};
+
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.fixture << ".yaml:" << c.line << ":" << c.column; }
+
+class ProfileError : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(ProfileError, ReportsFileLineColumnAndWhatWasExpected) {
+  const ErrorCase& c = GetParam();
+  auto r = load_fixture(c.fixture);
+  ASSERT_FALSE(r.has_value()) << c.fixture << " loaded but should not have";
+  std::string text = r.error().message();
+  std::string where = fmt::format("{}:{}:{}: ", fixture(c.fixture), c.line, c.column);
+  EXPECT_EQ(text.rfind(where, 0), 0u) << "expected to start with " << where << "\ngot: " << text;
+  EXPECT_NE(text.find(c.message), std::string::npos) << "expected '" << c.message << "' in: " << text;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, ProfileError,
+    ::testing::Values(
+        ErrorCase{"unknown_key", 4, 3, "unknown key 'reed' in filesystem; did you mean 'read'? valid keys: read, write, exec, deny"},
+        ErrorCase{"wrong_type", 4, 13, "process.max_pids: expected an integer greater than 0, got 'lots'"},
+        ErrorCase{"quoted_int", 4, 13, "process.max_pids: expected an integer greater than 0, got '100'"},
+        ErrorCase{"not_a_list", 4, 9, "filesystem.read: expected a list, got '/usr'"},
+        ErrorCase{"null_list", 4, 3, "filesystem.read: expected a list (write [] for none), got nothing"},
+        ErrorCase{"bool_yes", 4, 16, "filesystem.private_tmp: expected true or false, got 'yes'"},
+        ErrorCase{"bad_cidr", 5, 13, "network.rules[0].cidr: CIDR '10.0.0.0/33': prefix length '33' is not a number in 0-32"},
+        ErrorCase{"bad_cidr_address", 5, 13, "'10.0.0' is not an IPv4 or IPv6 address"},
+        ErrorCase{"cidr_host_bits", 5, 13, "CIDR '10.1.2.3/8': address has bits set beyond the /8 prefix; did you mean 10.0.0.0/8?"},
+        ErrorCase{"rule_without_cidr", 5, 7, "network.rules[0]: a network rule needs 'cidr'"},
+        ErrorCase{"port_zero", 6, 15, "network.rules[0].ports[0]: port 0 is outside 1-65535"},
+        ErrorCase{"port_too_big", 6, 20, "network.rules[0].ports[0].lo: port 70000 is outside 1-65535"},
+        ErrorCase{"port_range_reversed", 6, 15, "network.rules[0].ports[0]: port range 9000-8000 is reversed"},
+        ErrorCase{"relative_path", 5, 7, "filesystem.write[0]: 'build/out' is not an absolute path"},
+        ErrorCase{"dotdot_path", 5, 7, "filesystem.read[0]: '/usr/../etc' contains '..'"},
+        ErrorCase{"unknown_variable", 5, 7,
+                  "filesystem.write[0]: unknown variable ${WORKSPCE}; known: ${WORKSPACE}, ${HOME}, ${USER}, ${TMPDIR}"},
+        ErrorCase{"tilde_user", 5, 7, "~user is not supported"},
+        ErrorCase{"unknown_syscall", 4, 18, "syscalls.deny[1]: unknown syscall 'frobnicate'"},
+        ErrorCase{"bad_errno", 4, 15, "syscalls.errno_name: unknown errno name 'EPERMS'"},
+        ErrorCase{"bad_account", 4, 9, "process.user: 'Root User' is not a user/group name or numeric id"},
+        ErrorCase{"bad_enum", 3, 7, "mode: 'enforcing' is not one of: enforce, audit"},
+        ErrorCase{"bad_namespace", 4, 23, "process.namespaces[1]: 'network' is not one of: user, mount, pid, net, ipc, uts"},
+        ErrorCase{"bad_yaml", 5, 8, "YAML syntax error: end of sequence flow not found"},
+        ErrorCase{"duplicate_key", 4, 1, "duplicate key 'mode' (first at line 3)"},
+        ErrorCase{"two_documents", 1, 1, "expected one YAML document, found 2"},
+        ErrorCase{"not_a_mapping", 3, 1, "a profile is a mapping with keys: name, description, extends, mode"},
+        ErrorCase{"extends_missing", 3, 10, "extends: profile 'no-such-profile' not found; looked for:"},
+        ErrorCase{"extends_self", 3, 10, "extends: cycle: "},
+        ErrorCase{"seccomp_missing", 4, 17, "/fixtures/profiles/no-such.json): No such file or directory"},
+        ErrorCase{"seccomp_bad_json", 4, 17, "oci/bad_syntax.json:5:3: invalid JSON: syntax error"},
+        ErrorCase{"seccomp_bad_action", 4, 17, "bad_action.json: syscalls[1].action: unknown action \"SCMP_ACT_PERMIT\""}),
+    [](const ::testing::TestParamInfo<ErrorCase>& p) { return std::string(p.param.fixture); });
+
+TEST(Profile, EveryErrorInAFileIsReported) {
+  auto r = load_fixture("many_errors");
+  ASSERT_FALSE(r);
+  std::string f = fixture("many_errors");
+  std::vector<std::string> want = {
+      f + ":3:7: mode: 'learn'",
+      f + ":5:10: filesystem.read[0]: 'relative' is not an absolute path",
+      f + ":8:13: network.rules[0].cidr: CIDR '300.0.0.0/8'",
+      f + ":9:15: network.rules[0].ports[0]: port 0",
+      f + ":11:13: process.max_pids: must be greater than 0",
+  };
+  auto got = testing::lines(r.error().context);
+  ASSERT_EQ(got.size(), want.size()) << r.error().context;
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i].rfind(want[i], 0), 0u) << got[i];
+}
+
+TEST(Profile, UnsetVariableIsAnErrorNamingIt) {
+  ProfileVars v = test_vars();
+  v.workspace.clear();
+  auto r = load_fixture("uses_workspace", v);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().context, fixture("uses_workspace") + ":5:7: filesystem.write[0]: ${WORKSPACE} is not set (pass --workspace DIR)");
+  v = test_vars();
+  v.home.clear();
+  r = load_fixture("uses_workspace", v);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().context, fixture("uses_workspace") + ":6:7: filesystem.write[1]: ~ needs ${HOME} is not set");
+}
+
+// --- extends ---
+
+TEST(Profile, ExtendsCycleNamesTheChain) {
+  auto r = load_fixture("extends_cycle_a");
+  ASSERT_FALSE(r);
+  std::string a = fs::canonical(fixture("extends_cycle_a")).string();
+  std::string b = fs::canonical(fixture("extends_cycle_b")).string();
+  // Reported where the cycle closes: b's extends line.
+  EXPECT_EQ(r.error().context,
+            fmt::format("{}/extends_cycle_b.yaml:3:10: extends: cycle: {} -> {} -> {}", kFixtures, a, b, a));
+}
+
+TEST(Profile, MissingExtendsTargetListsWhereItLooked) {
+  auto r = resolve_profile(fixture("extends_missing"), test_vars(), {"/nonexistent/dir"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().context.find("\n  " + kFixtures + "/no-such-profile.yaml"), std::string::npos) << r.error().context;
+  EXPECT_NE(r.error().context.find("\n  /nonexistent/dir/no-such-profile.yaml"), std::string::npos) << r.error().context;
+}
+
+TEST(Profile, ErrorInParentIsReportedInTheParentsFile) {
+  auto r = load_fixture("extends_broken_parent");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().context.rfind(kFixtures + "/bad_enum.yaml:3:7: mode: 'enforcing'", 0), 0u) << r.error().context;
+}
+
+TEST(Profile, ExtendsMergeListsAppendScalarsOverrideMessagesMerge) {
+  auto r = load_fixture("merge_child");
+  ASSERT_TRUE(r) << r.error().message();
+  const P& p = r->profile;
+  EXPECT_EQ(p.name(), "merge_child");           // not inherited: the file's own stem
+  EXPECT_FALSE(p.has_description());            // not inherited
+  EXPECT_FALSE(p.has_extends());                // resolved
+  EXPECT_EQ(p.mode(), P::MODE_AUDIT);           // inherited: the child does not set it
+  EXPECT_EQ(repeated(p.filesystem().read()), (std::vector<std::string>{"/a", "/b", "/c"}));  // appended, deduplicated
+  EXPECT_EQ(repeated(p.filesystem().deny()), (std::vector<std::string>{"/a/secret"}));
+  ASSERT_TRUE(p.filesystem().has_private_tmp());
+  EXPECT_FALSE(p.filesystem().private_tmp());   // an explicit false overrides the parent's true
+  // The identical rule is kept once; the new one is appended with defaults filled in.
+  ASSERT_EQ(p.network().rules_size(), 2);
+  EXPECT_EQ(p.network().rules(0).cidr(), "10.0.0.0/8");
+  ASSERT_EQ(p.network().rules(0).ports_size(), 2);
+  EXPECT_EQ(p.network().rules(0).ports(1).lo(), 8000u);
+  EXPECT_EQ(p.network().rules(0).ports(1).hi(), 8100u);
+  EXPECT_EQ(p.network().rules(0).action(), P::ACTION_ALLOW);
+  EXPECT_EQ(p.network().rules(1).cidr(), "::/0");
+  EXPECT_EQ(p.network().rules(1).protocol(), P::PROTOCOL_ANY);
+  EXPECT_EQ(p.network().rules(1).action(), P::ACTION_AUDIT);
+  ASSERT_EQ(p.network().rules(1).ports_size(), 1);
+  EXPECT_EQ(p.network().rules(1).ports(0).lo(), 22u);
+  EXPECT_EQ(p.network().rules(1).ports(0).hi(), 22u);  // {lo: 22} is the single port 22
+  EXPECT_EQ(p.process().max_pids(), 20u);        // overridden
+  EXPECT_EQ(p.process().rlimits().nofile(), 100u);  // merged field by field
+  EXPECT_EQ(p.process().rlimits().core(), 1u);
+  ASSERT_EQ(p.process().namespaces_size(), 1);   // private_tmp is false: no mount namespace added
+  EXPECT_EQ(p.process().namespaces(0), P::NAMESPACE_PID);
+  EXPECT_EQ(p.actions().exec(), P::ACTION_KILL);
+  EXPECT_EQ(p.actions().filesystem(), P::ACTION_DENY);
+  ASSERT_EQ(r->chain.size(), 2u);
+  EXPECT_EQ(r->chain[0], fs::canonical(fixture("merge_parent")).string());
+  EXPECT_EQ(r->chain[1], fs::canonical(fixture("merge_child")).string());
+}
+
+TEST(Profile, ExtendsByRelativePath) {
+  auto r = load_fixture("merge_by_path");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->profile.name(), "merge_by_path");
+  EXPECT_EQ(r->profile.mode(), P::MODE_ENFORCE);
+  EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/a", "/b"}));
+  // The parent's private_tmp adds the mount namespace it needs.
+  EXPECT_EQ(r->profile.process().namespaces_size(), 2);
+  EXPECT_EQ(r->profile.process().namespaces(1), P::NAMESPACE_MOUNT);
+}
+
+TEST(Profile, ExtendsByNameUsesOwnDirectoryThenSearchPath) {
+  std::string lib = testing::temp_dir(), mine = testing::temp_dir();
+  write_file(lib + "/layer.yaml", "filesystem: {read: [/from-search-path]}\n");
+  write_file(mine + "/child.yaml", "extends: layer\n");
+  auto r = resolve_profile(mine + "/child.yaml", test_vars(), {lib});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/from-search-path"}));
+  // A profile of that name next to the extending file wins over the search path.
+  write_file(mine + "/layer.yaml", "filesystem: {read: [/from-own-dir]}\n");
+  r = resolve_profile(mine + "/child.yaml", test_vars(), {lib});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/from-own-dir"}));
+  // A name is looked up on the search path; a path is read directly.
+  r = resolve_profile("layer", test_vars(), {lib});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/from-search-path"}));
+  EXPECT_FALSE(resolve_profile("../etc/passwd", test_vars(), {lib}).has_value());
+  EXPECT_FALSE(resolve_profile("nope", test_vars(), {lib}).has_value());
+}
+
+TEST(Profile, ExtendsDepthIsLimited) {
+  std::string dir = testing::temp_dir();
+  for (int i = 0; i < 20; ++i) write_file(fmt::format("{}/p{}.yaml", dir, i), fmt::format("extends: p{}\n", i + 1));
+  write_file(dir + "/p20.yaml", "mode: audit\n");
+  auto r = resolve_profile(dir + "/p0.yaml", test_vars(), {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().context.find(":1:10: extends: chain deeper than 16 profiles"), std::string::npos) << r.error().context;
+  r = resolve_profile(dir + "/p5.yaml", test_vars(), {});  // 15 levels: fine
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->profile.mode(), P::MODE_AUDIT);
+  EXPECT_EQ(r->chain.size(), 16u);
+}
+
+// --- values ---
+
+TEST(Profile, EmptyProfileGetsExplicitFailClosedDefaults) {
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/empty.yaml", "{}\n");
+  auto r = resolve_profile(dir + "/empty.yaml", test_vars(), {});
+  ASSERT_TRUE(r) << r.error().message();
+  const P& p = r->profile;
+  EXPECT_EQ(p.name(), "empty");
+  EXPECT_EQ(p.mode(), P::MODE_ENFORCE);
+  EXPECT_EQ(p.actions().filesystem(), P::ACTION_DENY);
+  EXPECT_EQ(p.actions().network(), P::ACTION_DENY);
+  EXPECT_EQ(p.actions().exec(), P::ACTION_DENY);
+  EXPECT_EQ(p.syscalls().action(), P::SYSCALL_ACTION_ERRNO);
+  EXPECT_EQ(p.syscalls().errno_name(), "EPERM");
+  EXPECT_EQ(p.network().rules_size(), 0);
+}
+
+TEST(Profile, VariablesAndTildeExpandAndPathsAreNormalised) {
+  auto r = load_fixture("full");
+  ASSERT_TRUE(r) << r.error().message();
+  const P& p = r->profile;
+  EXPECT_EQ(repeated(p.filesystem().read()), (std::vector<std::string>{"/usr", "/h/docs"}));
+  EXPECT_EQ(repeated(p.filesystem().write()), (std::vector<std::string>{"/w", "/t/x"}));
+  EXPECT_EQ(repeated(p.filesystem().deny()), (std::vector<std::string>{"/h/.ssh"}));
+  EXPECT_EQ(repeated(p.filesystem().deny_write()), (std::vector<std::string>{"/w/.git/hooks"}));
+  // Relative to the profile's own directory, stored absolute.
+  EXPECT_EQ(p.syscalls().seccomp_json(), kFixtures + "/oci/ok.json");
+  EXPECT_EQ(p.process().user(), "nobody");
+  EXPECT_EQ(p.process().group(), "65534");
+  EXPECT_EQ(p.process().rlimits().as(), 5u);
+  ASSERT_EQ(p.network().rules(0).ports_size(), 3);
+  EXPECT_EQ(p.network().rules(0).ports(2).lo(), 22u);
+  EXPECT_EQ(p.network().rules(0).ports(2).hi(), 23u);
+  EXPECT_EQ(p.network().rules(0).comment(), "yes");  // a string field keeps YAML 1.1 "booleans" as text
+
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/n.yaml", "filesystem: {read: [\"//usr//./lib/\", \"${WORKSPACE}/./src/\"]}\n");
+  auto n = resolve_profile(dir + "/n.yaml", test_vars(), {});
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(repeated(n->profile.filesystem().read()), (std::vector<std::string>{"/usr/lib", "/w/src"}));
+}
+
+TEST(Profile, DenyThatSwallowsAnAllowEntryIsAWarningNotAnError) {
+  auto r = load_fixture("overlap");
+  ASSERT_TRUE(r) << r.error().message();
+  std::vector<std::string> got;
+  for (const auto& w : r->warnings) got.push_back(w.str());
+  std::string f = fixture("overlap");
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     f + ":10:11: warning: syscalls.allow[0]: 'ptrace' is also denied; deny wins",
+                     f + ":6:10: warning: filesystem.deny[0]: '/data' covers filesystem.write entry '/data/project'; "
+                         "deny wins, so that entry grants nothing",
+                     f + ":7:16: warning: filesystem.deny_write[0]: '/srv/cache' is also in filesystem.write; "
+                         "deny_write wins, so that entry grants no writes",
+                 }));
+  // A deny inside an allowed tree (/srv/cache/keys in /srv/cache) is the point: no warning.
+  for (const auto& w : got) EXPECT_EQ(w.find("/srv/cache/keys"), std::string::npos) << w;
+}
+
+TEST(Profile, ProfileTheSandboxCanRewriteIsAWarning) {
+  std::string ws = testing::temp_dir();
+  fs::create_directories(ws + "/profiles");
+  write_file(ws + "/profiles/p.yaml", "filesystem: {write: [\"${WORKSPACE}\"]}\n");
+  ProfileVars v = test_vars();
+  v.workspace = ws;
+  auto r = resolve_profile(ws + "/profiles/p.yaml", v, {});
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_NE(r->warnings[0].str().find("writable inside the sandbox (filesystem.write entry '" + ws + "')"),
+            std::string::npos)
+      << r->warnings[0].str();
+  // Protecting the profile directory silences it.
+  write_file(ws + "/profiles/p.yaml",
+             "filesystem: {write: [\"${WORKSPACE}\"], deny_write: [\"${WORKSPACE}/profiles\"]}\n");
+  r = resolve_profile(ws + "/profiles/p.yaml", v, {});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(r->warnings.empty()) << r->warnings[0].str();
+}
+
+TEST(Profile, AliasExpansionIsBounded) {
+  // 400 aliases of a rule with 400 ports: 160,000 values from a 6 KiB file.
+  std::string y = "network:\n  rules:\n    - &r {cidr: 10.0.0.0/8, ports: [";
+  for (int i = 1; i <= 400; ++i) y += std::to_string(i) + (i < 400 ? "," : "]}\n");
+  for (int i = 0; i < 400; ++i) y += "    - *r\n";
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/bomb.yaml", y);
+  auto r = resolve_profile(dir + "/bomb.yaml", test_vars(), {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().context.find("more than 100000 values"), std::string::npos) << r.error().context.substr(0, 300);
+  EXPECT_EQ(testing::lines(r.error().context).size(), 1u);  // reported once
+}
+
+TEST(Profile, DuplicatesGoEvenWithinOneFileAndAcrossSpellings) {
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/d.yaml",
+             "filesystem: {read: [/usr, /usr/, \"${TMPDIR}\", /t]}\n"
+             "network: {rules: [{cidr: 10.0.0.0/8}, {cidr: 10.0.0.0/8, protocol: any, action: allow}]}\n");
+  auto r = resolve_profile(dir + "/d.yaml", test_vars(), {});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/usr", "/t"}));
+  EXPECT_EQ(r->profile.network().rules_size(), 1);
+}
+
+// Bad input gets an error, never a crash: every prefix of every shipped profile.
+TEST(Profile, TruncatedProfilesFailCleanly) {
+  std::string dir = testing::temp_dir();
+  for (const auto& e : fs::directory_iterator(kShipped)) {
+    std::ifstream in(e.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    for (size_t n = 0; n < text.size(); n += 31) {
+      std::string f = dir + "/" + e.path().filename().string();
+      write_file(f, text.substr(0, n));
+      auto r = resolve_profile(f, test_vars(), {kShipped});
+      if (!r) {
+        EXPECT_EQ(r.error().context.find(dir), 0u) << r.error().context;  // located in the file
+      }
+    }
+  }
+}
+
+TEST(Profile, DangerousPathsAreCaught) {
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/ctl.yaml", "filesystem: {read: [\"/etc/pass\\nwd\", \"/etc/x\\0y\"]}\n");
+  auto r = resolve_profile(dir + "/ctl.yaml", test_vars(), {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(testing::lines(r.error().context).size(), 2u) << r.error().context;
+  EXPECT_NE(r.error().context.find(":1:21: filesystem.read[0]: a path must not contain control characters"), std::string::npos)
+      << r.error().context;
+  // Text quoted from the file cannot forge diagnostic lines.
+  write_file(dir + "/key.yaml", "\"x\\n/etc/p.yaml:1:1: ok\": 1\n");
+  r = resolve_profile(dir + "/key.yaml", test_vars(), {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(testing::lines(r.error().context).size(), 1u) << r.error().context;
+  EXPECT_NE(r.error().context.find("unknown key 'x\\x0a/etc/p.yaml:1:1: ok'"), std::string::npos) << r.error().context;
+  // A variable that expands to "/" makes everything writable: legal, but loudly warned.
+  ProfileVars v = test_vars();
+  v.tmpdir = "/";
+  write_file(dir + "/root.yaml", "filesystem: {write: [\"${TMPDIR}\"]}\n");
+  auto w = resolve_profile(dir + "/root.yaml", v, {});
+  ASSERT_TRUE(w) << w.error().message();
+  ASSERT_EQ(w->warnings.size(), 2u);
+  EXPECT_NE(w->warnings[0].str().find(":1:22: warning: filesystem.write[0]: the whole file system is writable"),
+            std::string::npos)
+      << w->warnings[0].str();
+  // ... including the profile itself.
+  EXPECT_NE(w->warnings[1].str().find("writable inside the sandbox"), std::string::npos) << w->warnings[1].str();
+}
+
+TEST(Profile, AuditModeTurnsDenyAndKillIntoAudit) {
+  P p;
+  p.set_mode(P::MODE_ENFORCE);
+  p.mutable_syscalls()->set_action(P::SYSCALL_ACTION_KILL);
+  EXPECT_EQ(effective_action(p, P::ACTION_KILL), P::ACTION_KILL);
+  EXPECT_EQ(effective_syscall_action(p), P::SYSCALL_ACTION_KILL);
+  p.set_mode(P::MODE_AUDIT);
+  EXPECT_EQ(effective_action(p, P::ACTION_KILL), P::ACTION_AUDIT);
+  EXPECT_EQ(effective_action(p, P::ACTION_DENY), P::ACTION_AUDIT);
+  EXPECT_EQ(effective_action(p, P::ACTION_ALLOW), P::ACTION_ALLOW);
+  EXPECT_EQ(effective_syscall_action(p), P::SYSCALL_ACTION_LOG);
+}
+
+// Every string field is either validated (profile_format) or free text on purpose, so a new
+// path field cannot slip in unchecked.
+TEST(Profile, EveryStringFieldDeclaresHowItIsValidated) {
+  const std::set<std::string> free_text = {"agentcage.v1.Profile.name", "agentcage.v1.Profile.description",
+                                           "agentcage.v1.Profile.extends", "agentcage.v1.Profile.NetworkRule.comment"};
+  std::vector<const google::protobuf::Descriptor*> todo = {P::descriptor()};
+  std::set<const google::protobuf::Descriptor*> seen;
+  int checked = 0;
+  while (!todo.empty()) {
+    const auto* d = todo.back();
+    todo.pop_back();
+    if (!seen.insert(d).second) continue;
+    for (int i = 0; i < d->field_count(); ++i) {
+      const auto* f = d->field(i);
+      if (f->message_type()) todo.push_back(f->message_type());
+      if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_STRING) continue;
+      ++checked;
+      bool has_format = !f->options().GetExtension(v1::profile_format).empty();
+      EXPECT_TRUE(has_format || free_text.count(f->full_name())) << f->full_name() << " has no profile_format";
+    }
+  }
+  EXPECT_GT(checked, 10);
+}
+
+TEST(Profile, ErrnoNamesAndResolvers) {
+  EXPECT_EQ(errno_from_name("EPERM"), 1);
+  EXPECT_EQ(errno_from_name("ENOSYS"), 38);
+  EXPECT_FALSE(errno_from_name("EWHATEVER"));
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/resolv.conf",
+             "# comment\nsearch example.com\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nnameserver bogus\n");
+  EXPECT_EQ(system_resolvers(dir + "/resolv.conf"), (std::vector<std::string>{"127.0.0.53", "fe80::1"}));
+  P p;
+  p.mutable_network()->add_dns("192.0.2.53");
+  p.mutable_network()->add_dns("system");
+  p.mutable_network()->add_dns("127.0.0.53");
+  EXPECT_EQ(dns_servers(p, dir + "/resolv.conf"), (std::vector<std::string>{"192.0.2.53", "127.0.0.53", "fe80::1"}));
+}
+
+TEST(Profile, OciSeccompParsesDockerFormat) {
+  auto r = parse_oci_seccomp(kFixtures + "/oci/ok.json");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->default_action, "SCMP_ACT_ERRNO");
+  EXPECT_EQ(r->default_errno_ret, 1u);
+  EXPECT_EQ(r->architectures.size(), 3u);
+  ASSERT_EQ(r->syscalls.size(), 4u);
+  EXPECT_EQ(r->syscalls[0].names, (std::vector<std::string>{"read", "write", "exit_group"}));
+  EXPECT_EQ(r->unknown_syscalls, (std::vector<std::string>{"futex_waitv_from_the_future"}));
+  ASSERT_EQ(r->syscalls[2].args.size(), 1u);
+  EXPECT_EQ(r->syscalls[2].args[0].op, "SCMP_CMP_MASKED_EQ");
+  EXPECT_EQ(r->syscalls[2].args[0].value, 2114060288u);
+  EXPECT_EQ(r->syscalls[2].exclude_caps, (std::vector<std::string>{"CAP_SYS_ADMIN"}));
+  EXPECT_EQ(r->syscalls[3].errno_ret, 38u);
+  EXPECT_EQ(r->syscalls[3].min_kernel, "4.8");
+
+  // The real thing: Podman's default profile (containers/common 0.50.1, Apache-2.0, from
+  // Debian's golang-github-containers-common: /usr/share/containers/seccomp.json), which
+  // uses archMap, includes/excludes by capability, args and errnoRet.
+  auto podman = parse_oci_seccomp(kFixtures + "/oci/podman-default.json");
+  ASSERT_TRUE(podman) << podman.error().message();
+  EXPECT_EQ(podman->default_action, "SCMP_ACT_ERRNO");
+  EXPECT_EQ(podman->default_errno_ret, 38u);
+  EXPECT_EQ(podman->syscalls.size(), 35u);
+  EXPECT_EQ(podman->syscalls[0].action, "SCMP_ACT_ERRNO");
+  EXPECT_EQ(podman->syscalls[0].errno_ret, 1u);
+  EXPECT_EQ(podman->syscalls[0].names.size() + podman->unknown_syscalls.size(), 28u);
+  EXPECT_EQ(podman->syscalls[2].names, (std::vector<std::string>{"personality"}));
+  EXPECT_EQ(podman->syscalls[2].args[0].op, "SCMP_CMP_EQ");
+  EXPECT_EQ(podman->syscalls[12].include_caps, (std::vector<std::string>{"CAP_DAC_READ_SEARCH"}));
+  EXPECT_EQ(podman->architectures.size(), 13u);
+  EXPECT_NE(std::find(podman->architectures.begin(), podman->architectures.end(), "SCMP_ARCH_X32"),
+            podman->architectures.end());
+
+  auto bad = [](const std::string& json) {
+    auto p = parse_oci_seccomp_text(json, "x.json");
+    return p ? std::string("(parsed)") : p.error().context;
+  };
+  EXPECT_EQ(bad("{}"), "x.json: (top level): missing \"defaultAction\"");
+  EXPECT_EQ(bad(R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                   "args": [{"index": 6, "op": "SCMP_CMP_EQ"}]}]})"),
+            "x.json: syscalls[0].args[0].index: 6 is not a syscall argument index (0..5)");
+  EXPECT_EQ(bad(R"({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PDP11"]})"),
+            "x.json: architectures[0]: unknown architecture \"SCMP_ARCH_PDP11\"");
+  EXPECT_EQ(bad(R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]})"),
+            "x.json: syscalls[0]: needs \"names\"");
+  EXPECT_EQ(bad("{\n  \"defaultAction\": 3\n}"), "x.json: (top level).defaultAction: expected a string, got number");
+  EXPECT_EQ(bad(R"({"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                   "subArchitectures": ["SCMP_ARCH_Z80"]}]})"),
+            "x.json: archMap[0]: unknown architecture \"SCMP_ARCH_Z80\"");
+}
+
+// --- shipped profiles ---
+
+std::vector<std::string> shipped() {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(kShipped))
+    if (e.path().extension() == ".yaml") out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(ShippedProfiles, AllPresentCleanAndDocumented) {
+  std::set<std::string> names;
+  for (const auto& f : shipped()) {
+    SCOPED_TRACE(f);
+    auto r = resolve_profile(f, test_vars(), {});
+    ASSERT_TRUE(r) << r.error().message();
+    for (const auto& w : r->warnings) ADD_FAILURE() << w.str();
+    EXPECT_EQ(r->profile.name(), fs::path(f).stem().string());
+    EXPECT_FALSE(r->profile.description().empty());
+    std::ifstream in(f);
+    std::stringstream text;
+    text << in.rdbuf();
+    EXPECT_NE(text.str().find("# Who it is for:"), std::string::npos) << "needs a comment block saying who it is for";
+    EXPECT_EQ(text.str().rfind("# SPDX-License-Identifier:", 0), 0u);
+    names.insert(r->profile.name());
+  }
+  for (const char* n : {"default", "coding-agent", "readonly-analyst", "network-none", "mcp-server", "package-install"})
+    EXPECT_TRUE(names.count(n)) << "missing shipped profile " << n;
+}
+
+bool has(const google::protobuf::RepeatedPtrField<std::string>& r, const std::string& v) {
+  return std::find(r.begin(), r.end(), v) != r.end();
+}
+
+TEST(ShippedProfiles, SayWhatTheirCommentsPromise) {
+  auto load = [](const std::string& n) {
+    auto r = resolve_profile(n, test_vars(), {kShipped});
+    EXPECT_TRUE(r) << r.error().message();
+    return r ? r->profile : P();
+  };
+  P def = load("default");
+  EXPECT_TRUE(has(def.filesystem().write(), "/w"));
+  EXPECT_FALSE(has(def.filesystem().exec(), "/w"));
+  for (const char* secret : {"/h/.ssh", "/h/.aws", "/h/.config/gcloud", "/h/.gnupg", "/h/.netrc", "/h/.docker", "/h/.kube",
+                             "/etc/shadow", "/etc/gshadow", "/proc/kcore"})
+    EXPECT_TRUE(has(def.filesystem().deny(), secret)) << secret;
+  EXPECT_TRUE(has(def.filesystem().read(), "/etc"));
+  EXPECT_EQ(def.network().rules_size(), 0);
+  EXPECT_EQ(def.network().dns_size(), 0);
+  EXPECT_EQ(def.actions().network(), P::ACTION_DENY);
+  EXPECT_EQ(def.mode(), P::MODE_ENFORCE);
+  EXPECT_GT(def.process().max_pids(), 0u);
+
+  P coding = load("coding-agent");
+  EXPECT_TRUE(has(coding.filesystem().exec(), "/w"));
+  EXPECT_TRUE(has(coding.filesystem().deny(), "/h/.ssh"));  // inherited from base through default
+  bool https = false, metadata_kill = false, plain_http = false;
+  for (const auto& rule : coding.network().rules()) {
+    for (const auto& pr : rule.ports()) {
+      if (rule.cidr() == "0.0.0.0/0" && rule.action() == P::ACTION_ALLOW && pr.lo() == 443) https = true;
+      if (pr.lo() <= 80 && 80 <= pr.hi()) plain_http = true;
+    }
+    if (rule.cidr() == "169.254.169.254/32" && rule.action() == P::ACTION_KILL) metadata_kill = true;
+  }
+  EXPECT_TRUE(https);
+  EXPECT_TRUE(metadata_kill);
+  EXPECT_FALSE(plain_http);
+
+  P install = load("package-install");
+  plain_http = false;
+  for (const auto& rule : install.network().rules())
+    for (const auto& pr : rule.ports())
+      if (pr.lo() == 80) plain_http = true;
+  EXPECT_TRUE(plain_http);
+
+  P analyst = load("readonly-analyst");
+  EXPECT_TRUE(has(analyst.filesystem().read(), "/w"));
+  EXPECT_FALSE(has(analyst.filesystem().write(), "/w"));
+  EXPECT_FALSE(has(analyst.filesystem().exec(), "/w"));
+
+  P none = load("network-none");
+  auto& ns = none.process().namespaces();
+  EXPECT_NE(std::find(ns.begin(), ns.end(), P::NAMESPACE_NET), ns.end());
+
+  P mcp = load("mcp-server");
+  EXPECT_EQ(mcp.actions().exec(), P::ACTION_KILL);
+  EXPECT_FALSE(has(mcp.filesystem().write(), "/w"));
+  EXPECT_EQ(mcp.network().rules_size(), 0);
+}
+
+// --- show ---
+
+TEST(ProfileShow, RoundTripsEveryShippedProfileAndEveryField) {
+  std::vector<std::string> files = shipped();
+  files.push_back(fixture("full"));
+  files.push_back(fixture("merge_child"));
+  std::string dir = testing::temp_dir();
+  for (const auto& f : files) {
+    SCOPED_TRACE(f);
+    auto r = resolve_profile(f, test_vars(), {});
+    ASSERT_TRUE(r) << r.error().message();
+    std::string yaml = to_yaml(r->profile, {"a header comment"});
+    std::string out = dir + "/" + fs::path(f).filename().string();
+    write_file(out, yaml);
+    auto back = resolve_profile(out, test_vars(), {});
+    ASSERT_TRUE(back) << back.error().message() << "\n" << yaml;
+    std::string diff;
+    google::protobuf::util::MessageDifferencer d;
+    d.ReportDifferencesToString(&diff);
+    EXPECT_TRUE(d.Compare(r->profile, back->profile)) << diff << "\n" << yaml;
+  }
+}
+
+TEST(ProfileShow, WritesEnumsAndPortRangesTheWayTheyAreRead) {
+  auto r = load_fixture("full");
+  ASSERT_TRUE(r);
+  std::string y = to_yaml(r->profile);
+  EXPECT_NE(y.find("mode: audit"), std::string::npos) << y;
+  EXPECT_NE(y.find("ports: [443, \"8000-8100\", \"22-23\"]"), std::string::npos) << y;
+  EXPECT_NE(y.find("namespaces: [user, mount, pid, net, ipc, uts]"), std::string::npos) << y;
+  EXPECT_EQ(y.find("extends"), std::string::npos) << y;
+  // Quoted so that other YAML tools read them as the strings they are.
+  EXPECT_NE(y.find("comment: \"yes\""), std::string::npos) << y;
+  EXPECT_NE(y.find("group: \"65534\""), std::string::npos) << y;
+}
+
+// --- the CLI ---
+
+TEST(ProfileCli, Parses) {
+  auto p = cli::parse({"profile", "lint", "a.yaml", "b.yaml"});
+  ASSERT_TRUE(std::holds_alternative<cli::ProfileLintArgs>(p));
+  EXPECT_EQ(std::get<cli::ProfileLintArgs>(p).files, (std::vector<std::string>{"a.yaml", "b.yaml"}));
+  p = cli::parse({"profile", "show", "coding-agent", "--workspace", "/src"});
+  ASSERT_TRUE(std::holds_alternative<cli::ProfileShowArgs>(p));
+  EXPECT_EQ(std::get<cli::ProfileShowArgs>(p).name, "coding-agent");
+  EXPECT_EQ(std::get<cli::ProfileShowArgs>(p).workspace, "/src");
+  for (auto args : std::vector<std::vector<std::string>>{{"profile"}, {"profile", "lint"}, {"profile", "show"},
+                                                         {"profile", "frob"}}) {
+    auto e = cli::parse(args);
+    ASSERT_TRUE(std::holds_alternative<cli::Exit>(e)) << args.back();
+    EXPECT_EQ(std::get<cli::Exit>(e).status, 2) << args.back();
+  }
+  EXPECT_NE(std::get<cli::Exit>(cli::parse({"profile"})).text.find("lint or show"), std::string::npos);
+  auto help = cli::parse({"profile", "lint", "--help"});
+  ASSERT_TRUE(std::holds_alternative<cli::Exit>(help));
+  EXPECT_EQ(std::get<cli::Exit>(help).status, 0);
+  EXPECT_NE(std::get<cli::Exit>(help).text.find("FILE:LINE:COL"), std::string::npos);
+}
+
+TEST(ProfileCli, RunTakesAProfileNameOrPath) {
+  for (std::string prof : {"coding-agent", "./my.yaml", "/etc/agentcage/profiles/x.yaml"}) {
+    auto p = cli::parse({"run", "--profile", prof, "--workspace", "/src", "--", "true"});
+    ASSERT_TRUE(std::holds_alternative<cli::RunArgs>(p)) << prof;
+    EXPECT_EQ(std::get<cli::RunArgs>(p).profile, prof);
+    EXPECT_EQ(std::get<cli::RunArgs>(p).workspace, "/src");
+  }
+  EXPECT_FALSE(is_profile_path("coding-agent"));
+  EXPECT_TRUE(is_profile_path("./my.yaml"));
+  EXPECT_TRUE(is_profile_path("my.yaml"));
+  EXPECT_TRUE(is_profile_path("dir/x"));
+}
+
+TEST(ProfileCli, LintReportsEachFileAndExitsOneOnAnyError) {
+  auto ok = testing::run({AGENTCAGE_BIN, "profile", "lint", fixture("merge_child"), fixture("merge_parent")});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(ok.out, fixture("merge_child") + ": ok\n" + fixture("merge_parent") + ": ok\n");
+  auto bad = testing::run({AGENTCAGE_BIN, "profile", "lint", fixture("merge_child"), fixture("bad_enum")});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_EQ(bad.out, fixture("merge_child") + ": ok\n" + fixture("bad_enum") + ": invalid\n");
+  EXPECT_EQ(bad.err, fixture("bad_enum") + ":3:7: mode: 'enforcing' is not one of: enforce, audit\n");
+  auto warn = testing::run({AGENTCAGE_BIN, "profile", "lint", fixture("overlap")});
+  EXPECT_EQ(warn.status, 0);
+  EXPECT_EQ(warn.out, fixture("overlap") + ": ok (3 warnings)\n");
+  auto usage = testing::run({AGENTCAGE_BIN, "profile", "lint"});
+  EXPECT_EQ(usage.status, 2);
+}
+
+TEST(ProfileCli, ShowPrintsTheResolvedProfile) {
+  auto r = testing::run({AGENTCAGE_BIN, "profile", "show", "coding-agent", "--workspace", "/srv/app"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("# agentcage profile 'coding-agent', fully resolved"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/profiles/base.yaml\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  - /srv/app\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("169.254.169.254/32"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("extends:"), std::string::npos) << r.out;
+  auto missing = testing::run({AGENTCAGE_BIN, "profile", "show", "no-such-profile"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("profile 'no-such-profile' not found"), std::string::npos) << missing.err;
+}
+
+TEST(ProfileCli, RunRejectsAnInvalidProfileWithItsLocation) {
+  auto r = testing::run({AGENTCAGE_BIN, "run", "--profile", fixture("port_zero"), "--", "true"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find(fixture("port_zero") + ":6:15: network.rules[0].ports[0]: port 0 is outside 1-65535"),
+            std::string::npos)
+      << r.err;
+}
+
+}  // namespace
+}  // namespace agentcage::core

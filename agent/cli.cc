@@ -12,6 +12,25 @@ constexpr const char* kCommandHelp =
 
 bool is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
 
+constexpr const char* kDenyPathHelp =
+    "Deny opening and executing FILE (absolute; repeatable). Enforced by BPF LSM on the file's inode, so "
+    "hard links and bind mounts of it are denied too; without BPF LSM the run refuses to start";
+constexpr const char* kDenyExecHelp =
+    "Deny executing FILE (absolute; repeatable); reading it stays allowed. Enforced by BPF LSM like --deny-path";
+
+// The deny options, shared by run and trace.
+void add_deny_options(CLI::App* cmd, std::vector<std::string>& paths, std::vector<std::string>& execs) {
+  cmd->add_option("--deny-path", paths, kDenyPathHelp)->type_name("FILE")->allow_extra_args(false);
+  cmd->add_option("--deny-exec", execs, kDenyExecHelp)->type_name("FILE")->allow_extra_args(false);
+}
+
+// Empty when every path is absolute, else the usage error.
+std::string check_absolute(const char* opt, const std::vector<std::string>& paths) {
+  for (const auto& p : paths)
+    if (p.empty() || p[0] != '/') return std::string("agentcage: ") + opt + ": '" + p + "' is not an absolute path";
+  return {};
+}
+
 }  // namespace
 
 Parsed parse(const std::vector<std::string>& args) {
@@ -29,6 +48,7 @@ Parsed parse(const std::vector<std::string>& args) {
   run_cmd->add_option("--workspace", run.workspace, "Directory the agent may work in");
   run_cmd->add_option("--socket", run.socket, "agentcaged's control socket")->capture_default_str();
   run_cmd->add_flag("--no-daemon", run.no_daemon, "Run in-process (root only) even when agentcaged is running");
+  add_deny_options(run_cmd, run.deny_paths, run.deny_execs);
   run_cmd->add_option("command", run.command, kCommandHelp)->required();
   run_cmd->footer(
       "Exit status: the command's own, or 128+N when it was killed by signal N.\n"
@@ -46,6 +66,7 @@ Parsed parse(const std::vector<std::string>& args) {
   trace_cmd->add_flag("--host", trace.host, "Record every process on the host, not only the sandbox");
   trace_cmd->add_option("--ring-bytes", trace.ring_bytes, "Kernel ring buffer size in bytes (power of two)")
       ->check(CLI::Range(1u << 16, 1u << 30));
+  add_deny_options(trace_cmd, trace.deny_paths, trace.deny_execs);
   trace_cmd->add_option("command", trace.command, kCommandHelp);
   trace_cmd->footer(
       "Without a command, --host records the whole host until interrupted.\n"
@@ -93,6 +114,9 @@ Parsed parse(const std::vector<std::string>& args) {
     return Exit{2, "agentcage: " + msg + "\nRun 'agentcage --help' for usage."};
   }
 
+  for (auto [opt, paths] : {std::pair{"--deny-path", &run.deny_paths}, std::pair{"--deny-exec", &run.deny_execs},
+                            std::pair{"--deny-path", &trace.deny_paths}, std::pair{"--deny-exec", &trace.deny_execs}})
+    if (auto e = check_absolute(opt, *paths); !e.empty()) return Exit{2, e};
   if (*run_cmd) return run;
   auto fmt_of = [](const std::string& f) { return f == "text" ? OutputFormat::text : OutputFormat::json; };
   if (*ps_cmd) {

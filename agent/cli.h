@@ -18,6 +18,8 @@ struct RunArgs {
   std::string workspace;
   std::string socket = "/run/agentcage/agentcage.sock";
   bool no_daemon = false;  // run the core in-process even if a daemon listens
+  std::vector<std::string> deny_paths;  // --deny-path: no open or exec (BPF LSM, by inode)
+  std::vector<std::string> deny_execs;  // --deny-exec: no exec (BPF LSM, by inode)
 };
 
 // agentcage ps [--all] [-o json|text]
@@ -52,6 +54,8 @@ struct TraceArgs {
   std::string output = "-";
   bool host = false;
   uint32_t ring_bytes = 16u << 20;
+  std::vector<std::string> deny_paths;  // as in RunArgs
+  std::vector<std::string> deny_execs;
 };
 
 // What the parser decided: run a command, or exit now printing `text`

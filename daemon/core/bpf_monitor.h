@@ -13,6 +13,7 @@
 
 #include <agentcage/abi.h>
 
+#include "core/lsm_policy.h"
 #include "core/result.h"
 
 namespace agentcage::core {
@@ -21,6 +22,7 @@ struct MonitorOptions {
   uint32_t ring_bytes = 16u << 20;   // ring buffer size, power of two >= page size
   uint32_t wakeup_bytes = 64u << 10; // wake the reader once this much is queued
   bool host_mode = false;            // record every process on the host
+  bool lsm = true;                   // load the BPF LSM programs where the kernel runs them
 };
 
 // Per-reason kernel counters (enum ac_stat), summed over CPUs.
@@ -40,6 +42,17 @@ class BpfMonitor {
   Status track_cgroup(uint64_t cgroup_id, uint64_t sandbox);
   Status untrack_cgroup(uint64_t cgroup_id);
   Status set_host_mode(bool on);
+
+  // BPF LSM (bpf/lsm.bpf.c): active when the kernel lists "bpf" in
+  // /sys/kernel/security/lsm and the programs loaded and attached; otherwise the monitor
+  // runs without them. lsm_status() says which, and why ("active", "off: ...").
+  bool lsm_active() const;
+  const std::string& lsm_status() const;
+  // Deny the inodes of `rules` to the sandbox's tasks (ac_lsm_inodes). Fails, naming the
+  // missing feature, when BPF LSM is not active: a deny rule that is not enforced must
+  // not look as if it were.
+  Status lsm_deny(std::span<const InodeRule> rules);
+  Status lsm_forget(std::span<const InodeRule> rules);
 
   // Wait up to timeout_ms for the kernel to wake us, then hand every queued record to
   // fn. Also consumes after a timeout, so records below the wakeup threshold arrive

@@ -22,6 +22,10 @@ struct SessionOptions {
   // Passed to spawn(): runs in the child before execve (see SpawnOptions::child_setup).
   std::function<int(const char** what)> child_setup;
   std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
+  // Files the sandbox may not open/exec, enforced by BPF LSM by inode (implies monitor).
+  // The session refuses to start when BPF LSM is not active. In host mode (no argv) the
+  // rules apply to every recorded process.
+  std::vector<DenyRule> lsm_deny;
 };
 
 struct SessionResult {

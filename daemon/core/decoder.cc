@@ -142,8 +142,9 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
       auto r = read_record<ac_lsm_deny_event>(rec, "lsm_deny");
       if (!r) return std::unexpected(r.error());
       // An exec is denied either at bprm_check or, under a deny-open rule, when exec opens
-      // the image (file_open with FMODE_EXEC, 0x20).
-      bool exec = r->hook == AC_LSM_BPRM_CHECK || (r->f_mode & 0x20) != 0;
+      // the image (file_open of a file opened with __FMODE_EXEC, 0x20: in f_flags on
+      // every kernel, in f_mode too on newer ones).
+      bool exec = r->hook == AC_LSM_BPRM_CHECK || ((r->f_mode | r->f_flags) & 0x20) != 0;
       const char* hook = r->hook == AC_LSM_BPRM_CHECK ? "bprm_check_security"
                          : r->hook == AC_LSM_FILE_OPEN ? "file_open"
                                                        : "unknown";

@@ -150,6 +150,11 @@ TEST(LsmDecode, ExecDenialsAreExecOps) {
   ev = decode_record(bytes(rec), DecodeContext::for_this_host());
   ASSERT_TRUE(ev);
   EXPECT_EQ(ev->violation().file().op(), "exec");
+  rec.f_mode = 0x1;
+  rec.f_flags = 0x20 | 0x8000;  // __FMODE_EXEC | O_LARGEFILE, as exec opens it on 6.1
+  ev = decode_record(bytes(rec), DecodeContext::for_this_host());
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->violation().file().op(), "exec");
 }
 
 TEST(LsmDecode, TruncatedRecordIsAnError) {

@@ -127,7 +127,7 @@ struct ac_lsm_deny_event {
 	__u64 ino;      /* the denied inode */
 	__u32 dev;      /* its kernel dev_t */
 	__u32 f_mode;   /* file->f_mode (FMODE_READ 0x1, FMODE_WRITE 0x2, FMODE_EXEC 0x20) */
-	__u32 f_flags;  /* file->f_flags: open(2) flags */
+	__u32 f_flags;  /* file->f_flags: open(2) flags; exec opens add __FMODE_EXEC (0x20) */
 	__s32 ret;      /* what the hook returned: -EACCES */
 	__u32 path_len; /* bytes in path incl. NUL */
 	__u32 _pad0;

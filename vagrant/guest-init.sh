@@ -16,8 +16,9 @@ fatal() {
   echo "guest-init: $*" >/dev/ttyS0 2>/dev/null
   echo "guest-init: $*" >/dev/console
   echo "guest-init-failed" >/dev/ttyS1 2>/dev/null
-  echo o >/proc/sysrq-trigger
-  sleep 30
+  $bb sync
+  $bb poweroff -f # the reboot(2) syscall itself: no init to ask
+  $bb sleep 3600
 }
 
 if [ "${1:-}" != stage2 ]; then
@@ -51,28 +52,31 @@ if [ "${1:-}" != stage2 ]; then
   mkdir -p $r/dev/pts $r/dev/shm
   mount -t devpts devpts $r/dev/pts
   mount -t tmpfs tmpfs $r/dev/shm
-  # A plain tmpfs /tmp (not the overlay): tests create files there and key BPF maps by
-  # their (dev, inode), which is simplest to reason about on a single-layer file system.
-  mount -t tmpfs -o mode=1777 tmpfs $r/tmp
   mount -t tmpfs -o mode=0755 tmpfs $r/run
   mkdir -p $r/run/agentcage-vm
   cp /bin/busybox /init $r/run/agentcage-vm/
+  # The host wrote the command into its run directory; take it before /tmp is replaced
+  # (the run directory may live under the host's /tmp).
+  run=
+  for w in $(cat $r/proc/cmdline); do
+    case "$w" in ac.run=*) run=${w#ac.run=} ;; esac
+  done
+  [ -n "$run" ] && cp "$r$run/cmd" $r/run/agentcage-vm/cmd ||
+    fatal "no command: ac.run= missing or $run/cmd unreadable"
+  # A plain tmpfs /tmp (not the overlay): tests create files there and key BPF maps by
+  # their (dev, inode), which is simplest to reason about on a single-layer file system.
+  mount -t tmpfs -o mode=1777 tmpfs $r/tmp
   exec switch_root $r /run/agentcage-vm/busybox sh /run/agentcage-vm/init stage2
   fatal "switch_root failed"
 fi
 
 # Stage 2.
 bb=/run/agentcage-vm/busybox
-run=
-for w in $($bb cat /proc/cmdline); do
-  case "$w" in ac.run=*) run=${w#ac.run=} ;; esac
-done
-[ -n "$run" ] && [ -r "$run/cmd" ] || fatal "no command: ac.run= missing or $run/cmd unreadable"
 # Raw output: no \n -> \r\n translation on the serial console.
 $bb stty -F /dev/ttyS0 -onlcr 2>/dev/null
-/bin/bash "$run/cmd" </dev/null >/dev/ttyS0 2>&1
+/bin/bash /run/agentcage-vm/cmd </dev/null >/dev/ttyS0 2>&1
 rc=$?
 echo "exit-status $rc" >/dev/ttyS1
 $bb sync
-echo o >/proc/sysrq-trigger
-$bb sleep 30
+$bb poweroff -f
+$bb sleep 3600

@@ -20,6 +20,7 @@
 #   AGENTCAGE_VM_MEM      guest memory in MiB (default 1024)
 #   AGENTCAGE_VM_CPUS     guest CPUs (default 1; TCG runs one host thread per CPU)
 #   AGENTCAGE_VM_VERBOSE  1: show the guest kernel's boot log and timings
+#   AGENTCAGE_VM_REFRESH  1: ask apt for the current kernel package even if one is cached
 # Variables named GTEST_* and AGENTCAGE_* (except these) are passed to CMD, as are PATH
 # and the working directory.
 set -euo pipefail
@@ -30,6 +31,7 @@ timeout_s=${AGENTCAGE_VM_TIMEOUT:-600}
 mem=${AGENTCAGE_VM_MEM:-1024}
 cpus=${AGENTCAGE_VM_CPUS:-1}
 verbose=${AGENTCAGE_VM_VERBOSE:-0}
+refresh=${AGENTCAGE_VM_REFRESH:-0}
 kpkg_meta=linux-image-amd64 # Debian's generic flavour; -cloud-amd64 lacks 9p
 modules=(9p 9pnet_virtio overlay virtio_pci)
 
@@ -59,12 +61,9 @@ flock 9
 
 # --- kernel: vmlinux + the modules the initramfs loads, per kernel release -------------
 
-# Name of the newest kernel package behind the meta package, e.g. linux-image-6.1.0-56-amd64.
-kpkg=$(apt-cache depends "$kpkg_meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}' || true)
-kdir=
-if [ -n "$kpkg" ] && [ -f "$cache/$kpkg/vmlinux" ]; then
-  kdir=$cache/$kpkg
-elif [ -n "$kpkg" ]; then
+# Downloads kernel package $1 and unpacks vmlinux + modules into $cache/$1.
+fetch_kernel() {
+  local kpkg=$1 deb vmlinuz m tool off kdir
   log "fetching $kpkg"
   tmp=$(mktemp -d "$cache/fetch.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
@@ -96,20 +95,37 @@ elif [ -n "$kpkg" ]; then
   mv "$kdir/vmlinux.part" "$kdir/vmlinux" # last: its presence marks a complete entry
   rm -rf "$tmp"
   trap - EXIT
-else
-  # No apt metadata (offline): use whatever kernel a previous run cached.
-  kdir=$(ls -d "$cache"/linux-image-*/ 2>/dev/null | sort -V | tail -1 || true)
-  kdir=${kdir%/}
-  [ -n "$kdir" ] && [ -f "$kdir/vmlinux" ] ||
-    die "cannot find the $kpkg_meta package and no kernel is cached in $cache" \
-      "run 'apt-get update' so apt knows $kpkg_meta (the tier needs Debian's mirror once)"
+}
+
+# A cached kernel is used as is (runs stay offline and reproducible); apt is asked for
+# the current package only when nothing is cached or AGENTCAGE_VM_REFRESH=1.
+cached_kernel() {
+  local d
+  d=$(ls -d "$cache"/linux-image-*/ 2>/dev/null | sort -V | tail -1 || true)
+  d=${d%/}
+  [ -n "$d" ] && [ -f "$d/vmlinux" ] && echo "$d" || true
+}
+kdir=$(cached_kernel)
+if [ -z "$kdir" ] || [ "$refresh" = 1 ]; then
+  # Name of the kernel package behind the meta package, e.g. linux-image-6.1.0-56-amd64.
+  kpkg=$(apt-cache depends "$kpkg_meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}' || true)
+  if [ -z "$kpkg" ]; then
+    [ -n "$kdir" ] || die "apt does not know $kpkg_meta and no kernel is cached in $cache" \
+      "run 'apt-get update' (the lsm tier needs Debian's package mirror once)"
+    echo "run-lsm.sh: warning: apt does not know $kpkg_meta; using the cached $kdir" >&2
+  elif [ ! -f "$cache/$kpkg/vmlinux" ]; then
+    fetch_kernel "$kpkg"
+    kdir=$cache/$kpkg
+  else
+    kdir=$cache/$kpkg
+  fi
 fi
 log "kernel: $kdir"
 
 # --- initramfs: static busybox, /init, the modules in load order ------------------------
 
 # Rebuilt when the init script, busybox or this script changes (one per kernel directory).
-ikey=$(cat "$here/guest-init.sh" "$busybox" "$0" | sha256sum | cut -c1-16)
+ikey=$(cat "$here/guest-init.sh" "$busybox" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
 initrd=$kdir/initramfs-$ikey.cpio.gz
 if [ ! -f "$initrd" ]; then
   log "building $initrd"

@@ -21,6 +21,8 @@
 #   AGENTCAGE_VM_CPUS     guest CPUs (default 1; TCG runs one host thread per CPU)
 #   AGENTCAGE_VM_VERBOSE  1: show the guest kernel's boot log and timings
 #   AGENTCAGE_VM_REFRESH  1: ask apt for the current kernel package even if one is cached
+#   AGENTCAGE_VM_APPEND   extra kernel command-line arguments (e.g. lsm=landlock to boot
+#                         without BPF LSM)
 # Variables named GTEST_* and AGENTCAGE_* (except these) are passed to CMD, as are PATH
 # and the working directory.
 set -euo pipefail
@@ -184,6 +186,8 @@ trap 'rm -rf "$run"' EXIT
 # apart so kernel messages never mix into the command's output.
 append=(console=ttyS2 panic=-1 ac.run="$run" mitigations=off tsc=reliable no_timer_check)
 [ "$verbose" = 1 ] && append+=(loglevel=7) || append+=(quiet)
+# shellcheck disable=SC2206 # word splitting intended: several arguments
+[ -n "${AGENTCAGE_VM_APPEND:-}" ] && append+=(${AGENTCAGE_VM_APPEND})
 log "booting (tcg, ${cpus} cpu, ${mem} MiB)"
 start=$(date +%s.%N)
 set +e

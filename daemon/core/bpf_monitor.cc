@@ -3,6 +3,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -110,7 +111,8 @@ Result<BpfSkeleton<agentcage_bpf>> load_skeleton(const MonitorOptions& opts, boo
 
 // Whether to try the BPF LSM programs. A BPF LSM program loads and attaches on a kernel
 // built with CONFIG_BPF_LSM even when "bpf" is not among the active LSMs, and then never
-// runs: so the active list decides, not a program-type probe. Returns "" to try, or why not.
+// runs: so the active list decides, not a program-type probe; where the list cannot be
+// read, lsm_self_test() decides after attach. Returns "" to try, or why not.
 std::string lsm_unavailable_reason(std::string* note) {
   const char* path = "/sys/kernel/security/lsm";
   auto list = read_file(path);
@@ -129,6 +131,25 @@ std::string lsm_unavailable_reason(std::string* note) {
     i = j + 1;
   }
   return fmt::format("the active LSMs ({}: {}) do not include bpf; boot with lsm={},bpf", path, l, l);
+}
+
+// Attached is not running: on a kernel with BPF LSM built in but not in the active list
+// the programs attach and are never called. Open a file and see whether lsm/file_open
+// noticed. Returns whether it did.
+Result<bool> lsm_self_test(agentcage_bpf* s) {
+  uint32_t zero = 0;
+  ac_lsm_probe p{static_cast<uint32_t>(::getpid()), 0};
+  if (bpf_map__update_elem(s->maps.ac_lsm_probe, &zero, sizeof zero, &p, sizeof p, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_lsm_probe)");
+  int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sys_error("open(/proc/self/stat)");
+  ::close(fd);
+  if (bpf_map__lookup_elem(s->maps.ac_lsm_probe, &zero, sizeof zero, &p, sizeof p, 0) != 0)
+    return sys_error("bpf_map_lookup_elem(ac_lsm_probe)");
+  bool seen = p.seen != 0;
+  p = {};
+  (void)bpf_map__update_elem(s->maps.ac_lsm_probe, &zero, sizeof zero, &p, sizeof p, BPF_ANY);
+  return seen;
 }
 
 }  // namespace
@@ -160,6 +181,15 @@ Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts
   }
   if (!skel) return std::unexpected(skel.error());
   impl->skel = std::move(*skel);
+  if (lsm) {
+    if (auto seen = lsm_self_test(impl->skel.get()); !seen) {
+      lsm = false;
+      impl->lsm_status = "off: self-test: " + seen.error().message();
+    } else if (!*seen) {
+      lsm = false;
+      impl->lsm_status = "off: the BPF LSM programs attached but never ran (bpf is not an active LSM; boot with lsm=...,bpf)";
+    }
+  }
   impl->lsm_active = lsm;
   if (lsm) impl->lsm_status = note.empty() ? "active" : "active (" + note + ")";
   spdlog::debug("bpf lsm: {}", impl->lsm_status);

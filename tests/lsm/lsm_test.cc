@@ -208,6 +208,20 @@ TEST_F(BpfLsm, RulesAreScopedToTheSandboxAndRemovedAfterIt) {
   EXPECT_TRUE(lsm_violations(t2.events).empty());
 }
 
+// Where /sys/kernel/security is not mounted the LSM list cannot be read; the monitor
+// then trusts BPF LSM only after its self-test saw lsm/file_open run.
+TEST_F(BpfLsm, SelfTestConfirmsWhenTheLsmListIsUnreadable) {
+  make_files();
+  // A private mount namespace (unshare -m) so the guest's securityfs stays mounted.
+  auto r = run({"unshare", "-m", "sh", "-c",
+                "umount /sys/kernel/security && test ! -e /sys/kernel/security/lsm && "
+                "AGENTCAGE_LOG=debug \"$0\" trace --output /dev/null --deny-path \"$1\" -- cat \"$1\"",
+                AGENTCAGE_BIN, secret});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("bpf lsm: active (/sys/kernel/security/lsm unreadable"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+}
+
 TEST_F(BpfLsm, RunDeniesAndReportsOnStderr) {
   make_files();
   auto r = run({AGENTCAGE_BIN, "run", "--no-daemon", "--deny-path", secret, "--", "cat", secret});
@@ -215,6 +229,54 @@ TEST_F(BpfLsm, RunDeniesAndReportsOnStderr) {
   EXPECT_EQ(r.out.find("TOP-SECRET"), std::string::npos);
   EXPECT_NE(r.err.find("violation"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("bpf-lsm"), std::string::npos) << r.err;
+}
+
+// The same binary in a guest booted without "bpf" in lsm= (CTest entry lsm_tier_inactive,
+// AGENTCAGE_LSM_INACTIVE_GUEST=1): BPF LSM is compiled in, so the programs load and attach,
+// but the kernel never calls them. Nothing may claim enforcement there.
+class BpfLsmInactive : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* g = getenv("AGENTCAGE_LSM_INACTIVE_GUEST");
+    if (!g || std::string(g) != "1")
+      GTEST_SKIP() << "needs a guest booted without bpf in lsm= (ctest -R lsm_tier_inactive)";
+    if (geteuid() != 0) FAIL() << "the guest runs tests as root";
+    auto l = core::read_file("/sys/kernel/security/lsm");
+    ASSERT_TRUE(l) << "the guest mounts securityfs";
+    ASSERT_EQ(l->find("bpf"), std::string::npos) << "this guest has BPF LSM active: " << *l;
+    dir = testing::temp_dir();
+    secret = dir + "/secret";
+    std::ofstream(secret) << "TOP-SECRET\n";
+  }
+  std::string dir, secret;
+};
+
+TEST_F(BpfLsmInactive, LsmListWithoutBpfMeansOff) {
+  core::MonitorOptions o;
+  o.ring_bytes = 1u << 20;
+  auto m = core::BpfMonitor::start(o);
+  ASSERT_TRUE(m) << m.error().message();
+  EXPECT_FALSE((*m)->lsm_active());
+  EXPECT_NE((*m)->lsm_status().find("do not include bpf"), std::string::npos) << (*m)->lsm_status();
+}
+
+TEST_F(BpfLsmInactive, SelfTestCatchesProgramsThatAttachButNeverRun) {
+  // Hide the LSM list, so only the self-test can tell.
+  auto r = run({"unshare", "-m", "sh", "-c",
+                "umount /sys/kernel/security && AGENTCAGE_LOG=debug \"$0\" trace --deny-path \"$1\" -- "
+                "sh -c 'echo command-ran; cat \"$1\"' x \"$1\"",
+                AGENTCAGE_BIN, secret});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.out.find("command-ran"), std::string::npos) << "the command ran unprotected";
+  EXPECT_EQ(r.out.find("TOP-SECRET"), std::string::npos);
+  EXPECT_NE(r.err.find("attached but never ran"), std::string::npos) << r.err;
+}
+
+TEST_F(BpfLsmInactive, MonitoringStillWorks) {
+  auto r = run({AGENTCAGE_BIN, "trace", "-o", "text", "--", "cat", secret});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("TOP-SECRET"), std::string::npos);
+  EXPECT_NE(r.out.find("exec"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -119,6 +119,16 @@ struct ac_inode_rule {
 	__u32 deny;    /* enum ac_lsm_deny bits */
 };
 
+/*
+ * The BPF LSM self-test (ac_lsm_probe, one entry). On a kernel built with BPF LSM but
+ * booted without "bpf" in lsm=, the programs load and attach and then never run; user
+ * space sets tgid, opens a file, and trusts BPF LSM only if lsm/file_open set seen.
+ */
+struct ac_lsm_probe {
+	__u32 tgid; /* the process whose next open marks seen; 0: off */
+	__u32 seen; /* set to 1 by lsm/file_open */
+};
+
 /* A BPF LSM hook denied a tracked task (returned ret). */
 struct ac_lsm_deny_event {
 	struct ac_event_header hdr; /* flags: AC_F_PATH_TRUNCATED when path is only the name */
@@ -162,6 +172,7 @@ static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout
 static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
 static_assert(sizeof(struct ac_inode_key) == 24, "ac_inode_key layout");
 static_assert(sizeof(struct ac_inode_rule) == 8, "ac_inode_rule layout");
+static_assert(sizeof(struct ac_lsm_probe) == 8, "ac_lsm_probe layout");
 static_assert(sizeof(struct ac_lsm_deny_event) == 64 + 40 + AC_TASK_COMM_LEN + AC_PATH_MAX, "ac_lsm_deny_event layout");
 #else
 _Static_assert(sizeof(struct ac_event_header) == 64, "ac_event_header layout");
@@ -171,6 +182,7 @@ _Static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layou
 _Static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
 _Static_assert(sizeof(struct ac_inode_key) == 24, "ac_inode_key layout");
 _Static_assert(sizeof(struct ac_inode_rule) == 8, "ac_inode_rule layout");
+_Static_assert(sizeof(struct ac_lsm_probe) == 8, "ac_lsm_probe layout");
 _Static_assert(sizeof(struct ac_lsm_deny_event) == 64 + 40 + AC_TASK_COMM_LEN + AC_PATH_MAX, "ac_lsm_deny_event layout");
 #endif
 

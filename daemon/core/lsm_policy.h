@@ -41,7 +41,8 @@ std::string rule_text(const DenyRule& r);
 // deny bits under the first rule's id. A missing path is an error naming it: a deny
 // rule that silently matches nothing would be a hole.
 // Limits (documented, not hidden): the inode is the one the path names *now*; a file
-// replaced later (new inode) is not covered. On file systems whose stat() reports a
+// replaced later (new inode) is not covered, and if the file is deleted a new file that
+// reuses its inode number is denied (fails closed). On file systems whose stat() reports a
 // device other than the super block's (btrfs subvolumes), the key does not match; on
 // overlayfs stat() reports the real (upper/lower) inode, which the kernel also opens.
 // A directory rule denies opening the directory itself, not the files under it.

@@ -69,6 +69,25 @@ struct NetOptions {
   }
 };
 
+constexpr const char* kDenyPathHelp =
+    "Deny opening and executing FILE (absolute; repeatable). Enforced by BPF LSM on the file's inode, so "
+    "hard links and bind mounts of it are denied too; without BPF LSM the run refuses to start";
+constexpr const char* kDenyExecHelp =
+    "Deny executing FILE (absolute; repeatable); reading it stays allowed. Enforced by BPF LSM like --deny-path";
+
+// The deny options, shared by run and trace.
+void add_deny_options(CLI::App* cmd, std::vector<std::string>& paths, std::vector<std::string>& execs) {
+  cmd->add_option("--deny-path", paths, kDenyPathHelp)->type_name("FILE")->allow_extra_args(false);
+  cmd->add_option("--deny-exec", execs, kDenyExecHelp)->type_name("FILE")->allow_extra_args(false);
+}
+
+// Empty when every path is absolute, else the usage error.
+std::string check_absolute(const char* opt, const std::vector<std::string>& paths) {
+  for (const auto& p : paths)
+    if (p.empty() || p[0] != '/') return std::string("agentcage: ") + opt + ": '" + p + "' is not an absolute path";
+  return {};
+}
+
 }  // namespace
 
 Parsed parse(const std::vector<std::string>& args) {
@@ -88,6 +107,7 @@ Parsed parse(const std::vector<std::string>& args) {
   run_cmd->add_flag("--no-daemon", run.no_daemon, "Run in-process (root only) even when agentcaged is running");
   NetOptions run_net;
   run_net.add_to(run_cmd);
+  add_deny_options(run_cmd, run.deny_paths, run.deny_execs);
   run_cmd->add_option("command", run.command, kCommandHelp)->required();
   run_cmd->footer(std::string(kNetFooter) +
                   "Violations are printed to standard error.\n"
@@ -108,6 +128,7 @@ Parsed parse(const std::vector<std::string>& args) {
       ->check(CLI::Range(1u << 16, 1u << 30));
   NetOptions trace_net;
   trace_net.add_to(trace_cmd);
+  add_deny_options(trace_cmd, trace.deny_paths, trace.deny_execs);
   trace_cmd->add_option("command", trace.command, kCommandHelp);
   trace_cmd->footer(std::string(kNetFooter) +
                     "Without a command, --host records the whole host until interrupted.\n"
@@ -176,6 +197,9 @@ Parsed parse(const std::vector<std::string>& args) {
     return Exit{2, "agentcage: " + msg + "\nRun 'agentcage --help' for usage."};
   }
 
+  for (auto [opt, paths] : {std::pair{"--deny-path", &run.deny_paths}, std::pair{"--deny-exec", &run.deny_execs},
+                            std::pair{"--deny-path", &trace.deny_paths}, std::pair{"--deny-exec", &trace.deny_execs}})
+    if (auto e = check_absolute(opt, *paths); !e.empty()) return Exit{2, e};
   std::string err;
   if (*run_cmd) {
     run.net = run_net.policy(err);

@@ -24,6 +24,8 @@ struct RunArgs {
   std::optional<core::NetPolicy> net;  // set when a network option was given
   std::string socket = "/run/agentcage/agentcage.sock";
   bool no_daemon = false;  // run the core in-process even if a daemon listens
+  std::vector<std::string> deny_paths;  // --deny-path: no open or exec (BPF LSM, by inode)
+  std::vector<std::string> deny_execs;  // --deny-exec: no exec (BPF LSM, by inode)
 };
 
 // agentcage ps [--all] [-o json|text]
@@ -59,6 +61,8 @@ struct TraceArgs {
   bool host = false;
   uint32_t ring_bytes = 16u << 20;
   std::optional<core::NetPolicy> net;  // set when a network option was given
+  std::vector<std::string> deny_paths;  // as in RunArgs
+  std::vector<std::string> deny_execs;
 };
 
 // agentcage profile lint [--workspace DIR] FILE...

@@ -89,6 +89,14 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch) {
   return status;
 }
 
+// --deny-path/--deny-exec as session rules.
+std::vector<core::DenyRule> deny_rules(const std::vector<std::string>& paths, const std::vector<std::string>& execs) {
+  std::vector<core::DenyRule> out;
+  for (const auto& p : paths) out.push_back({p, AC_LSM_DENY_OPEN | AC_LSM_DENY_EXEC});
+  for (const auto& p : execs) out.push_back({p, AC_LSM_DENY_EXEC});
+  return out;
+}
+
 int do_run(const cli::RunArgs& a) {
   if (!a.profile.empty()) {
     // Validate first, so a bad profile fails with file:line:col even before enforcement exists.
@@ -98,7 +106,14 @@ int do_run(const cli::RunArgs& a) {
     fprintf(stderr, "agentcage: error: --profile: profiles are not enforced by this build yet\n");
     return 2;
   }
+  bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
   if (!a.no_daemon && grpcapi::daemon_listening(a.socket)) {
+    if (deny) {
+      fprintf(stderr,
+              "agentcage: error: --deny-path/--deny-exec are not supported through agentcaged yet\n"
+              "hint: run as root with --no-daemon\n");
+      return 2;
+    }
     auto ch = grpcapi::connect_daemon(a.socket);
     if (!ch) return fail(ch.error());
     return run_via_daemon(a, *ch);
@@ -113,9 +128,14 @@ int do_run(const cli::RunArgs& a) {
   core::SessionOptions so;
   so.argv = a.command;
   so.net_policy = a.net;
-  // With a network policy the monitor runs for enforcement; its violations go to stderr.
-  so.on_event = [](const v1::Event& ev) {
-    if (ev.has_violation() || ev.has_loss()) fprintf(stderr, "agentcage: %s\n", core::to_text_line(ev).c_str());
+  so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
+  // Enforcement (network policy, deny rules) loads the monitor; its violations and any
+  // loss of events go to stderr.
+  std::mutex mu;
+  so.on_event = [&](const v1::Event& ev) {
+    if (!ev.has_violation() && !ev.has_loss()) return;
+    std::lock_guard lk(mu);
+    fprintf(stderr, "agentcage: %s: %s\n", ev.has_violation() ? "violation" : "loss", core::to_text_line(ev).c_str());
   };
   auto r = core::run_session(so);
   if (!r) return fail(r.error());
@@ -138,6 +158,7 @@ int do_trace(const cli::TraceArgs& a) {
   so.monitor_opts.host_mode = a.host;
   so.monitor_opts.ring_bytes = a.ring_bytes;
   so.net_policy = a.net;
+  so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
   so.on_event = [&](const v1::Event& ev) {
     std::string line = a.format == cli::OutputFormat::json ? core::to_json_line(ev) : core::to_text_line(ev);
     std::lock_guard lk(mu);

@@ -355,7 +355,8 @@ int cg__bind6(struct bpf_sock_addr *ctx) { return ac_net_v6(ctx, AC_NET_BIND); }
  * spelling the allow list uses. Pathnames are matched exactly as the process gave them:
  * the policy lists absolute paths, so a relative name is denied (fails closed).
  */
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+/* __weak: absent before 6.2; only the unix hooks (6.7+, autoload off elsewhere) call it. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
 
 static __always_inline int ac_net_unix_hook(struct bpf_sock_addr *ctx, __u8 op)
 {

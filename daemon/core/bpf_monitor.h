@@ -14,6 +14,7 @@
 #include <agentcage/abi.h>
 
 #include "core/net_policy.h"
+#include "core/lsm_policy.h"
 #include "core/result.h"
 
 namespace agentcage::core {
@@ -22,6 +23,7 @@ struct MonitorOptions {
   uint32_t ring_bytes = 16u << 20;   // ring buffer size, power of two >= page size
   uint32_t wakeup_bytes = 64u << 10; // wake the reader once this much is queued
   bool host_mode = false;            // record every process on the host
+  bool lsm = true;                   // load the BPF LSM programs where the kernel runs them
 };
 
 // Per-reason kernel counters (enum ac_stat), summed over CPUs.
@@ -50,6 +52,16 @@ class BpfMonitor {
   Status remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy);
   // The kernel has cgroup/connect_unix and cgroup/sendmsg_unix (probed at start).
   bool has_unix_hooks() const;
+  // BPF LSM (bpf/lsm.bpf.c): active when the kernel lists "bpf" in
+  // /sys/kernel/security/lsm and the programs loaded and attached; otherwise the monitor
+  // runs without them. lsm_status() says which, and why ("active", "off: ...").
+  bool lsm_active() const;
+  const std::string& lsm_status() const;
+  // Deny the inodes of `rules` to the sandbox's tasks (ac_lsm_inodes). Fails, naming the
+  // missing feature, when BPF LSM is not active: a deny rule that is not enforced must
+  // not look as if it were.
+  Status lsm_deny(std::span<const InodeRule> rules);
+  Status lsm_forget(std::span<const InodeRule> rules);
 
   // Wait up to timeout_ms for the kernel to wake us, then hand every queued record to
   // fn. Also consumes after a timeout, so records below the wakeup threshold arrive

@@ -37,6 +37,7 @@ void Daemon::add_core_steps() {
                       auto m = BpfMonitor::start(opts_.monitor);
                       if (!m) return std::unexpected(m.error());
                       monitor_ = std::move(*m);
+                      spdlog::info("bpf lsm: {}", monitor_->lsm_status());
                       if (opts_.host_mode) return monitor_->set_host_mode(true);
                       return {};
                     },

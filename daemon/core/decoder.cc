@@ -261,6 +261,34 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
       v->set_what(net_what(*n));
       break;
     }
+    case AC_EV_LSM_DENY: {
+      auto r = read_record<ac_lsm_deny_event>(rec, "lsm_deny");
+      if (!r) return std::unexpected(r.error());
+      // An exec is denied either at bprm_check or, under a deny-open rule, when exec opens
+      // the image (file_open of a file opened with __FMODE_EXEC, 0x20: in f_flags on
+      // every kernel, in f_mode too on newer ones).
+      bool exec = r->hook == AC_LSM_BPRM_CHECK || ((r->f_mode | r->f_flags) & 0x20) != 0;
+      const char* hook = r->hook == AC_LSM_BPRM_CHECK ? "bprm_check_security"
+                         : r->hook == AC_LSM_FILE_OPEN ? "file_open"
+                                                       : "unknown";
+      auto* v = ev.mutable_violation();
+      v->set_mechanism("bpf-lsm");
+      v->set_action("deny");
+      v->set_rule(ctx.lsm_rule_name ? ctx.lsm_rule_name(r->rule_id) : fmt::format("inode rule {}", r->rule_id));
+      auto* f = v->mutable_file();
+      f->set_op(exec ? "exec" : "open");
+      f->set_path(fixed_string(r->path, sizeof r->path, r->path_len));
+      f->set_path_truncated((hdr->flags & AC_F_PATH_TRUNCATED) != 0);
+      f->set_path_resolved((hdr->flags & (AC_F_PATH_TRUNCATED | AC_F_READ_FAULT)) == 0);
+      f->set_flags(r->f_flags);
+      f->set_result(r->ret);
+      const char* en = r->ret < 0 ? strerrorname_np(-r->ret) : nullptr;
+      f->set_error(en ? en : "");
+      v->set_what(fmt::format("{} {} (lsm/{}, inode {}:{} {})", f->op(), f->path(), hook, r->dev >> 20,
+                              r->dev & 0xfffff, r->ino));
+      proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
+      break;
+    }
     default:
       return error(fmt::format("unknown record type {} ({} bytes)", hdr->type, rec.size()));
   }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 
@@ -17,6 +18,9 @@ struct DecodeContext {
   std::string node;         // host name stamped on events
   std::string boot_id;      // /proc/sys/kernel/random/boot_id, part of every exec_id
   int64_t boot_to_real_ns;  // CLOCK_REALTIME - CLOCK_BOOTTIME, for wall-clock stamps
+  // Names BPF LSM inode rules by the id the kernel echoes (ac_inode_rule.rule_id), e.g.
+  // "deny-path /secret". Unset: "inode rule N".
+  std::function<std::string(uint32_t rule_id)> lsm_rule_name;
 
   // Reads the host's boot id, host name and clock offset.
   static DecodeContext for_this_host();

@@ -33,6 +33,9 @@ class Reader {
   Reader(BpfMonitor& mon, const SessionOptions& opts, SessionResult& res)
       : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()) {
     base_lost_ = mon_.stats()[AC_STAT_RINGBUF_FULL];
+    ctx_.lsm_rule_name = [this](uint32_t id) {
+      return id < opts_.lsm_deny.size() ? rule_text(opts_.lsm_deny[id]) : "inode rule " + std::to_string(id);
+    };
   }
 
   void start() {
@@ -128,12 +131,24 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
     if (!c) return std::unexpected(c.error());
     net = std::move(*c);
   }
+  // Deny rules are resolved before anything starts: a path that names nothing fails the
+  // run here, not after the command began unprotected.
+  std::vector<InodeRule> deny;
+  if (!opts.lsm_deny.empty()) {
+    auto r = resolve_deny_rules(opts.argv.empty() ? 0 : key, opts.lsm_deny);
+    if (!r) return std::unexpected(r.error());
+    deny = std::move(*r);
+  }
 
   std::unique_ptr<BpfMonitor> mon;
-  if (opts.monitor || net) {
+  if (opts.monitor || net || !deny.empty()) {
     auto m = BpfMonitor::start(opts.monitor_opts);
     if (!m) return std::unexpected(m.error());
     mon = std::move(*m);
+    // Fail closed: rules the kernel will not enforce must not let the command start.
+    if (!deny.empty()) {
+      if (auto st = mon->lsm_deny(deny); !st) return std::unexpected(st.error());
+    }
   }
 
   if (opts.argv.empty()) {
@@ -196,6 +211,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   if (reader) reader->stop();
   if (mon && net) (void)mon->remove_net_policy(key, *net);
   if (mon) (void)mon->untrack_cgroup(cg->id());
+  if (mon) (void)mon->lsm_forget(deny);
   if (!status) return std::unexpected(status.error());
   res.exit_status = *status;
   return res;

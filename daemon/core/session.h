@@ -28,6 +28,11 @@ struct SessionOptions {
   // spawned. Setting it loads the BPF monitor even when `monitor` is false (violations
   // still reach on_event). Unset: network unrestricted (observed when monitoring).
   std::optional<NetPolicy> net_policy;
+
+  // Files the sandbox may not open/exec, enforced by BPF LSM by inode (implies monitor).
+  // The session refuses to start when BPF LSM is not active. In host mode (no argv) the
+  // rules apply to every recorded process.
+  std::vector<DenyRule> lsm_deny;
 };
 
 struct SessionResult {

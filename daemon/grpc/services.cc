@@ -207,6 +207,8 @@ grpc::ServerUnaryReactor* ControlService::Status(grpc::CallbackServerContext* ct
   bool mon = d_.monitor() != nullptr;
   entry("exec/fork/exit observed", "tp_btf/sched_process_{exec,fork,exit}", mon);
   entry("sandbox containment", "cgroup v2 (cgroup.kill on close)", true);
+  entry("file/exec deny by inode", "bpf-lsm: lsm/file_open, lsm/bprm_check_security",
+        mon && d_.monitor()->lsm_active(), mon ? d_.monitor()->lsm_status().c_str() : "no kernel monitor");
   return done(ctx, grpc::Status::OK);
 }
 

@@ -142,5 +142,25 @@ TEST(Cli, HelpDescribesNetworkOptions) {
   }
 }
 
+TEST(Cli, DenyPathAndDenyExecRepeat) {
+  auto p = parse({"trace", "--deny-path", "/a", "--deny-path", "/b", "--deny-exec", "/c", "--", "cat", "/a"});
+  const auto& t = as<TraceArgs>(p);
+  EXPECT_EQ(t.deny_paths, (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(t.deny_execs, (std::vector<std::string>{"/c"}));
+  EXPECT_EQ(t.command, (std::vector<std::string>{"cat", "/a"}));
+  auto r = parse({"run", "--no-daemon", "--deny-path", "/s", "--", "cat", "/s"});
+  EXPECT_EQ(as<RunArgs>(r).deny_paths, (std::vector<std::string>{"/s"}));
+  EXPECT_EQ(as<RunArgs>(r).command, (std::vector<std::string>{"cat", "/s"}));
+}
+
+TEST(Cli, DenyPathMustBeAbsolute) {
+  auto e = std::get<Exit>(parse({"trace", "--deny-path", "secret", "--", "true"}));
+  EXPECT_EQ(e.status, 2);
+  EXPECT_NE(e.text.find("--deny-path: 'secret' is not an absolute path"), std::string::npos) << e.text;
+  e = std::get<Exit>(parse({"run", "--deny-exec", "bin/x", "--", "true"}));
+  EXPECT_EQ(e.status, 2);
+  EXPECT_NE(e.text.find("--deny-exec"), std::string::npos) << e.text;
+}
+
 }  // namespace
 }  // namespace agentcage::cli

@@ -26,7 +26,8 @@
  *   1-9   process lifecycle          (process.bpf.c)
  *   10-19 file activity, failed syscalls (file.bpf.c, syscall.bpf.c)
  *   20-29 network activity           (net.bpf.c)
- *   30-39 enforcement records made in the kernel (violations, kills)
+ *   30-39 enforcement records made in the kernel (violations, kills);
+ *         35-39 BPF LSM denials      (lsm.bpf.c)
  */
 enum ac_event_type {
 	AC_EV_EXEC = 1, /* struct ac_exec_event */
@@ -34,6 +35,7 @@ enum ac_event_type {
 	AC_EV_EXIT = 3, /* struct ac_exit_event */
 	AC_EV_NET = 20, /* struct ac_net_event: an allowed network action (net.bpf.c) */
 	AC_EV_NET_VIOLATION = 30, /* struct ac_net_event: denied, killed or audited by net policy */
+	AC_EV_LSM_DENY = 35, /* struct ac_lsm_deny_event */
 };
 
 /* Flags in ac_event_header.flags */
@@ -207,6 +209,62 @@ struct ac_net_unix_key {
 	__u8 _pad[4];
 };
 
+/* The BPF LSM hook that denied (ac_lsm_deny_event.hook). */
+enum ac_lsm_hook {
+	AC_LSM_FILE_OPEN = 1,  /* lsm/file_open */
+	AC_LSM_BPRM_CHECK = 2, /* lsm/bprm_check_security */
+};
+
+/* What an inode rule denies (ac_inode_rule.deny), a bit mask. */
+enum ac_lsm_deny {
+	AC_LSM_DENY_OPEN = 1u << 0, /* any open, exec included (file_open) */
+	AC_LSM_DENY_EXEC = 1u << 1, /* exec of the image (bprm_check_security) */
+};
+
+/*
+ * Key of ac_lsm_inodes: an inode, per sandbox. An inode is named by the kernel dev_t of
+ * its super block (MAJOR << 20 | MINOR, not the user-space encoding of st_dev) and its
+ * inode number, so every name of the file (hard links, bind mounts, /proc/PID/root/...)
+ * hits the same entry.
+ */
+struct ac_inode_key {
+	__u64 sandbox; /* sandbox key as in ac_cgroups; 0 = processes recorded in host mode */
+	__u64 ino;     /* inode number (inode->i_ino) */
+	__u32 dev;     /* kernel dev_t of inode->i_sb->s_dev */
+	__u32 _pad0;
+};
+
+struct ac_inode_rule {
+	__u32 rule_id; /* user space's index of the rule, echoed in denial records */
+	__u32 deny;    /* enum ac_lsm_deny bits */
+};
+
+/*
+ * The BPF LSM self-test (ac_lsm_probe, one entry). On a kernel built with BPF LSM but
+ * booted without "bpf" in lsm=, the programs load and attach and then never run; user
+ * space sets tgid, opens a file, and trusts BPF LSM only if lsm/file_open set seen.
+ */
+struct ac_lsm_probe {
+	__u32 tgid; /* the process whose next open marks seen; 0: off */
+	__u32 seen; /* set to 1 by lsm/file_open */
+};
+
+/* A BPF LSM hook denied a tracked task (returned ret). */
+struct ac_lsm_deny_event {
+	struct ac_event_header hdr; /* flags: AC_F_PATH_TRUNCATED when path is only the name */
+	__u32 hook;     /* enum ac_lsm_hook */
+	__u32 rule_id;  /* ac_inode_rule.rule_id that matched */
+	__u64 ino;      /* the denied inode */
+	__u32 dev;      /* its kernel dev_t */
+	__u32 f_mode;   /* file->f_mode (FMODE_READ 0x1, FMODE_WRITE 0x2, FMODE_EXEC 0x20) */
+	__u32 f_flags;  /* file->f_flags: open(2) flags; exec opens add __FMODE_EXEC (0x20) */
+	__s32 ret;      /* what the hook returned: -EACCES */
+	__u32 path_len; /* bytes in path incl. NUL */
+	__u32 _pad0;
+	char comm[AC_TASK_COMM_LEN];
+	char path[AC_PATH_MAX]; /* absolute path resolved in the kernel (bpf_d_path) */
+};
+
 /* Kernel-side counters, one slot per reason in the per-CPU array ac_stats. */
 enum ac_stat {
 	AC_STAT_EVENTS = 0,      /* records submitted */
@@ -239,6 +297,10 @@ static_assert(sizeof(struct ac_net_rule_key) == 28, "ac_net_rule_key layout");
 static_assert(sizeof(struct ac_net_rule_value) == 8 + 8 * AC_NET_MAX_PORT_RANGES, "ac_net_rule_value layout");
 static_assert(sizeof(struct ac_net_sandbox) == 8, "ac_net_sandbox layout");
 static_assert(sizeof(struct ac_net_unix_key) == 8 + AC_UNIX_PATH_MAX + 4, "ac_net_unix_key layout");
+static_assert(sizeof(struct ac_inode_key) == 24, "ac_inode_key layout");
+static_assert(sizeof(struct ac_inode_rule) == 8, "ac_inode_rule layout");
+static_assert(sizeof(struct ac_lsm_probe) == 8, "ac_lsm_probe layout");
+static_assert(sizeof(struct ac_lsm_deny_event) == 64 + 40 + AC_TASK_COMM_LEN + AC_PATH_MAX, "ac_lsm_deny_event layout");
 #else
 _Static_assert(sizeof(struct ac_event_header) == 64, "ac_event_header layout");
 _Static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX, "ac_exec_event layout");
@@ -250,6 +312,10 @@ _Static_assert(sizeof(struct ac_net_rule_key) == 28, "ac_net_rule_key layout");
 _Static_assert(sizeof(struct ac_net_rule_value) == 8 + 8 * AC_NET_MAX_PORT_RANGES, "ac_net_rule_value layout");
 _Static_assert(sizeof(struct ac_net_sandbox) == 8, "ac_net_sandbox layout");
 _Static_assert(sizeof(struct ac_net_unix_key) == 8 + AC_UNIX_PATH_MAX + 4, "ac_net_unix_key layout");
+_Static_assert(sizeof(struct ac_inode_key) == 24, "ac_inode_key layout");
+_Static_assert(sizeof(struct ac_inode_rule) == 8, "ac_inode_rule layout");
+_Static_assert(sizeof(struct ac_lsm_probe) == 8, "ac_lsm_probe layout");
+_Static_assert(sizeof(struct ac_lsm_deny_event) == 64 + 40 + AC_TASK_COMM_LEN + AC_PATH_MAX, "ac_lsm_deny_event layout");
 #endif
 
 #endif /* AGENTCAGE_ABI_H */

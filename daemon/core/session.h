@@ -4,11 +4,13 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "agentcage/v1/event.pb.h"
 #include "core/bpf_monitor.h"
+#include "core/confine.h"
 #include "core/result.h"
 
 namespace agentcage::core {
@@ -22,6 +24,11 @@ struct SessionOptions {
   // Passed to spawn(): runs in the child before execve (see SpawnOptions::child_setup).
   std::function<int(const char** what)> child_setup;
   std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
+  // Confine the child (see confine.h): prepared after the cgroup exists, applied in the
+  // child after child_setup. A missing required mechanism fails the session before spawn.
+  std::optional<ConfinePolicy> confine;
+  // Called once the confinement is prepared, before spawn (e.g. to wire attribute()).
+  std::function<void(const PreparedConfinement&)> on_confined;
 };
 
 struct SessionResult {
@@ -30,6 +37,7 @@ struct SessionResult {
   uint64_t events = 0;    // events handed to on_event
   uint64_t lost = 0;      // events the kernel could not queue (ring full)
   uint64_t decode_errors = 0;
+  std::vector<Provenance> enforcement;  // what confined the child, when confine was set
 };
 
 // Runs the whole session; teardown always happens (cgroup killed and removed).

@@ -151,9 +151,9 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
   }
 
   // --- mount masks and the read-only view ---
-  if (!policy.fs.deny.empty() || policy.fs.restrict) {
-    bool ro_view = policy.fs.restrict && mount_setattr_supported();
-    if (policy.fs.restrict && !ro_view)
+  if (!policy.fs.deny.empty() || (policy.fs.restrict && policy.fs.readonly_view)) {
+    bool ro_view = policy.fs.restrict && policy.fs.readonly_view && mount_setattr_supported();
+    if (policy.fs.restrict && policy.fs.readonly_view && !ro_view)
       prov.push_back({"mount_mask", "read-only view needs mount_setattr (Linux 5.12+): chmod/chown outside write paths not blocked", false});
     pc->scratch_ = ctx.scratch_dir + "/" + (ctx.sandbox_id.empty() ? std::to_string(::getpid()) : ctx.sandbox_id);
     if (!policy.fs.deny.empty() && ::mkdir(ctx.scratch_dir.c_str(), 0755) != 0 && errno != EEXIST)

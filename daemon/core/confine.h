@@ -42,6 +42,9 @@ struct FsPolicy {
   std::vector<std::string> write;   // implies read
   std::vector<std::string> exec;    // implies read
   std::vector<std::string> deny;    // masked even inside allowed trees
+  // Mount everything outside `write` read-only in the child's mount namespace, so
+  // chmod/chown/utimes/xattr changes (which Landlock has no rights for) fail with EROFS.
+  bool readonly_view = true;
 };
 
 struct NetPortPolicy {

@@ -58,6 +58,9 @@ Result<MountMaskPlan> prepare_mount_mask(const std::vector<std::string>& deny, c
         spdlog::debug("read-only view: write path {} does not exist, skipped", w);
         continue;
       }
+      // Device nodes stay writable on a read-only mount, and a bind of one breaks
+      // lookups relative to it (ptmx finds its devpts instance through its parent).
+      if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) continue;
       plan.writable.push_back(w);
     }
     char buf[4096];

@@ -276,14 +276,19 @@ bool is_fs_denial(int err) { return err == EACCES || err == EPERM || err == EXDE
 
 }  // namespace
 
-std::optional<Violation> attribute(const PreparedConfinement& pc, const FailedOp& op) {
-  const auto& sc = pc.seccomp();
-  const ConfinePolicy& p = pc.policy();
+ConfineDecisions PreparedConfinement::decisions() const {
+  return ConfineDecisions{policy_, landlock_, static_cast<bool>(ruleset_), seccomp_.denied, masks_, apply_masks_};
+}
+
+std::optional<Violation> attribute(const PreparedConfinement& pc, const FailedOp& op) { return attribute(pc.decisions(), op); }
+
+std::optional<Violation> attribute(const ConfineDecisions& dec, const FailedOp& op) {
+  const ConfinePolicy& p = dec.policy;
   // seccomp: the errno it returns for a syscall in the deny set. (A kill shows up as an
   // exit by SIGSYS instead, attributed from the exit event.)
   bool errno_mode = !p.audit_mode && p.seccomp.action == SeccompAction::errno_ret;
   if (errno_mode && op.err == p.seccomp.errno_value) {
-    for (const auto& d : sc.denied) {
+    for (const auto& d : dec.seccomp_denied) {
       if (d.nr != op.nr) continue;
       if (d.rule == "builtin" || d.rule == "profile")
         return Violation{"seccomp", fmt::format("syscalls.deny: {} ({})", d.name, d.rule)};
@@ -294,19 +299,18 @@ std::optional<Violation> attribute(const PreparedConfinement& pc, const FailedOp
       if (match) return Violation{"seccomp", fmt::format("syscalls.deny: {} with {} (builtin)", d.name, d.rule)};
     }
   }
-  const bool enforced_fs = pc.masks_applied();
-  if (!op.path.empty() && enforced_fs) {
-    for (const auto& m : pc.masks().entries)
+  if (!op.path.empty() && dec.masks_enforced) {
+    for (const auto& m : dec.masks.entries)
       if (path_within(op.path, m.path) && (is_fs_denial(op.err) || op.err == EROFS || op.err == EBUSY))
         return Violation{"mount_mask", "filesystem.deny: " + m.path};
-    if (op.err == EROFS && pc.masks().readonly_view) {
+    if (op.err == EROFS && dec.masks.readonly_view) {
       bool writable = false;
-      for (const auto& w : pc.masks().writable) writable |= path_within(op.path, w);
+      for (const auto& w : dec.masks.writable) writable |= path_within(op.path, w);
       if (!writable) return Violation{"mount_mask", "filesystem.write: " + op.path + " is outside the write paths (read-only view)"};
     }
   }
-  const auto& ll_plan = pc.landlock();
-  if (pc.landlock_applied()) {
+  const auto& ll_plan = dec.landlock;
+  if (dec.landlock_enforced) {
     if (!op.path.empty() && ll_plan.handled_fs && is_fs_denial(op.err)) {
       uint64_t need = needed_right(op) & ll_plan.handled_fs;
       if (need) {

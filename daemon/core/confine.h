@@ -128,9 +128,21 @@ struct Violation {
   std::string rule;         // the rule that denied, in profile terms
 };
 
+// What was decided for a sandbox, kept for attribution (plain data, copyable).
+struct ConfineDecisions {
+  ConfinePolicy policy;
+  LandlockPlan landlock;
+  bool landlock_enforced = false;
+  std::vector<SeccompDenied> seccomp_denied;
+  MountMaskPlan masks;
+  bool masks_enforced = false;
+};
+
 // Which of our mechanisms most plausibly denied `op`; nullopt when none of our rules
 // explains it (ENOENT, a plain DAC denial inside an allowed tree, ...). Landlock and
 // the masks do not report their denials, so this is how violations get attributed.
+// Pure: unit-tested.
+std::optional<Violation> attribute(const ConfineDecisions& d, const FailedOp& op);
 std::optional<Violation> attribute(const PreparedConfinement& pc, const FailedOp& op);
 
 class PreparedConfinement {
@@ -142,8 +154,7 @@ class PreparedConfinement {
   const MountMaskPlan& masks() const { return masks_; }
   PidsMechanism pids_mechanism() const { return pids_ ? pids_->mechanism() : PidsMechanism::none; }
   const ConfinePolicy& policy() const { return policy_; }
-  bool landlock_applied() const { return static_cast<bool>(ruleset_); }
-  bool masks_applied() const { return apply_masks_; }
+  ConfineDecisions decisions() const;
 
  private:
   friend Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePolicy&, const KernelFeatures&,

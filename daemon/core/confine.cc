@@ -52,6 +52,7 @@ KernelFeatures probe_kernel_features() {
 
 PreparedConfinement::~PreparedConfinement() {
   if (!masks_.empty_file.empty()) ::unlink(masks_.empty_file.c_str());
+  if (!masks_.new_root.empty()) ::rmdir(masks_.new_root.c_str());
   if (!scratch_.empty()) ::rmdir(scratch_.c_str());
 }
 
@@ -144,28 +145,47 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
                                             pl.scoped & ll::kScopeAbstractUnix ? "abstract_unix" : "")),
                     enforce});
     if (enforce) {
-      auto rs = landlock_build_ruleset(pl);
+      // With a fresh procfs in the view, rules on /proc must name the new instance's
+      // inodes (Landlock rules are inode-bound): the child adds them after mounting.
+      bool fresh_proc = policy.fs.restrict && policy.fs.private_view && policy.fs.fresh_proc;
+      auto defer = [&](const std::string& path) { return fresh_proc && path_within(path, "/proc"); };
+      for (const auto& r : pl.paths)
+        if (defer(r.path)) pc->late_rules_.push_back(r);
+      auto rs = landlock_build_ruleset(pl, defer);
       if (!rs) return std::unexpected(rs.error());
       pc->ruleset_ = std::move(*rs);
     }
   }
 
-  // --- mount masks and the read-only view ---
-  if (!policy.fs.deny.empty() || (policy.fs.restrict && policy.fs.readonly_view)) {
-    bool ro_view = policy.fs.restrict && policy.fs.readonly_view && mount_setattr_supported();
-    if (policy.fs.restrict && policy.fs.readonly_view && !ro_view)
-      prov.push_back({"mount_mask", "read-only view needs mount_setattr (Linux 5.12+): chmod/chown outside write paths not blocked", false});
+  // --- the filesystem view and the masks ---
+  bool want_view = policy.fs.restrict && policy.fs.private_view;
+  if (!policy.fs.deny.empty() || want_view) {
+    bool view = want_view && mount_setattr_supported();
+    if (want_view && !view) {
+      if (auto st = missing("mount_mask", "mount_setattr(2) for the private filesystem view",
+                            "use Linux 5.12+, or set the view off (Landlock alone then guards the filesystem)");
+          !st)
+        return std::unexpected(st.error());
+    }
+    MountViewInput vin;
+    vin.read = policy.fs.read;
+    vin.write = policy.fs.write;
+    vin.exec = policy.fs.exec;
+    vin.deny = policy.fs.deny;
+    vin.private_view = view;
+    vin.fresh_proc = policy.fs.fresh_proc;
     pc->scratch_ = ctx.scratch_dir + "/" + (ctx.sandbox_id.empty() ? std::to_string(::getpid()) : ctx.sandbox_id);
-    if (!policy.fs.deny.empty() && ::mkdir(ctx.scratch_dir.c_str(), 0755) != 0 && errno != EEXIST)
-      return sys_error("mkdir(" + ctx.scratch_dir + ")");
-    auto m = prepare_mount_mask(policy.fs.deny, pc->scratch_, ro_view, policy.fs.write);
+    auto m = prepare_mount_mask(vin, pc->scratch_);
     if (!m) return std::unexpected(m.error());
     pc->masks_ = std::move(*m);
     pc->apply_masks_ = enforce;
     if (!pc->masks_.entries.empty())
       prov.push_back({"mount_mask", fmt::format("{} deny paths masked in a private mount namespace", pc->masks_.entries.size()), enforce});
-    if (ro_view)
-      prov.push_back({"mount_mask", fmt::format("read-only view, {} write paths bound read-write", pc->masks_.writable.size()), enforce});
+    if (view)
+      prov.push_back({"mount_view", fmt::format("private root: {} trees shown ({} writable), the rest absent{}",
+                                                pc->masks_.visible.size(), pc->masks_.writable.size(),
+                                                policy.fs.fresh_proc ? "; own procfs with hidepid=invisible" : ""),
+                      enforce});
   }
 
   // --- process limit ---
@@ -218,6 +238,10 @@ int apply_in_child(const PreparedConfinement& pc, const char** what) {
   *what = "prctl(PR_SET_NO_NEW_PRIVS)";
   if (int e = set_no_new_privs()) return e;
   if (pc.ruleset_) {
+    for (const auto& r : pc.late_rules_) {
+      *what = "landlock_add_rule for a path in the view";
+      if (int e = landlock_add_path_rule(pc.ruleset_.get(), r.path.c_str(), r.rights)) return e;
+    }
     *what = "landlock_restrict_self";
     if (int e = landlock_restrict_self(pc.ruleset_.get())) return e;
   }
@@ -303,10 +327,14 @@ std::optional<Violation> attribute(const ConfineDecisions& dec, const FailedOp& 
     for (const auto& m : dec.masks.entries)
       if (path_within(op.path, m.path) && (is_fs_denial(op.err) || op.err == EROFS || op.err == EBUSY))
         return Violation{"mount_mask", "filesystem.deny: " + m.path};
-    if (op.err == EROFS && dec.masks.readonly_view) {
-      bool writable = false;
+    if (dec.masks.private_view) {
+      bool visible = false, writable = false;
+      for (const auto& v : dec.masks.visible) visible |= path_within(op.path, v);
       for (const auto& w : dec.masks.writable) writable |= path_within(op.path, w);
-      if (!writable) return Violation{"mount_mask", "filesystem.write: " + op.path + " is outside the write paths (read-only view)"};
+      if (op.err == ENOENT && !visible)
+        return Violation{"mount_view", "filesystem: " + op.path + " is not in read/write/exec (absent from the view)"};
+      if (op.err == EROFS && !writable)
+        return Violation{"mount_view", "filesystem.write: " + op.path + " is outside the write paths (read-only in the view)"};
     }
   }
   const auto& ll_plan = dec.landlock;

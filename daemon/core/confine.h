@@ -42,9 +42,10 @@ struct FsPolicy {
   std::vector<std::string> write;   // implies read
   std::vector<std::string> exec;    // implies read
   std::vector<std::string> deny;    // masked even inside allowed trees
-  // Mount everything outside `write` read-only in the child's mount namespace, so
-  // chmod/chown/utimes/xattr changes (which Landlock has no rights for) fail with EROFS.
-  bool readonly_view = true;
+  // The child sees only the listed trees (read/exec read-only, write read-write) in a
+  // private root; see mount_mask.h for why Landlock alone is not enough for a root agent.
+  bool private_view = true;
+  bool fresh_proc = true;           // in the view: own procfs, other processes hidden
 };
 
 struct NetPortPolicy {
@@ -170,6 +171,9 @@ class PreparedConfinement {
   LandlockPlan landlock_;
   UniqueFd ruleset_;                 // -1: Landlock not applied
   CompiledSeccomp seccomp_;
+  // Landlock rules for trees that only exist once the view is built (the fresh /proc):
+  // opened and added in the child, after the mounts, before restrict_self.
+  std::vector<LandlockPathRule> late_rules_;
   int cap_last_cap_ = 40;
   std::string scratch_;              // removed on destruction
 };

@@ -84,14 +84,14 @@ int landlock_probe_abi() {
   return abi < 0 ? 0 : static_cast<int>(abi);
 }
 
-Result<UniqueFd> landlock_build_ruleset(const LandlockPlan& plan) {
+Result<UniqueFd> landlock_build_ruleset(const LandlockPlan& plan, const std::function<bool(const std::string&)>& defer) {
   RulesetAttr attr{plan.handled_fs, plan.handled_net, plan.scoped};
   size_t size = plan.abi >= 6 ? sizeof attr : plan.abi >= 4 ? offsetof(RulesetAttr, scoped)
                                                             : offsetof(RulesetAttr, handled_access_net);
   UniqueFd rs(static_cast<int>(::syscall(__NR_landlock_create_ruleset, &attr, size, 0)));
   if (!rs) return sys_error("landlock_create_ruleset", errno, "the kernel needs Landlock enabled (lsm=...,landlock)");
   for (const auto& r : plan.paths) {
-    if (r.rights == 0) continue;
+    if (r.rights == 0 || (defer && defer(r.path))) continue;
     UniqueFd pfd(::open(r.path.c_str(), O_PATH | O_CLOEXEC));
     if (!pfd) {
       if (errno == ENOENT || errno == ENOTDIR) {
@@ -110,6 +110,15 @@ Result<UniqueFd> landlock_build_ruleset(const LandlockPlan& plan) {
       return sys_error("landlock_add_rule(tcp port " + std::to_string(r.port) + ")");
   }
   return rs;
+}
+
+int landlock_add_path_rule(int ruleset_fd, const char* path, uint64_t rights) {
+  int fd = ::open(path, O_PATH | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : errno;
+  PathBeneathAttr pb{rights, fd};
+  int e = ::syscall(__NR_landlock_add_rule, ruleset_fd, kRulePathBeneath, &pb, 0) == 0 ? 0 : errno;
+  ::close(fd);
+  return e;
 }
 
 int landlock_restrict_self(int ruleset_fd) {

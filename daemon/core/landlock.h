@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -97,7 +98,12 @@ int landlock_probe_abi();
 
 // Parent side: create the ruleset and add the plan's rules. Paths that do not exist are
 // skipped (debug log), as a profile lists e.g. /lib64 that some hosts lack.
-Result<UniqueFd> landlock_build_ruleset(const LandlockPlan& plan);
+// Rules for which `defer(path)` is true are left out (the child adds them later).
+Result<UniqueFd> landlock_build_ruleset(const LandlockPlan& plan, const std::function<bool(const std::string&)>& defer = {});
+
+// Child side (raw syscalls): add one path rule to a ruleset. 0 or errno; a missing path
+// is not an error (0).
+int landlock_add_path_rule(int ruleset_fd, const char* path, uint64_t rights);
 
 // Child side (raw syscall, async-signal-safe): enforce the ruleset on this process.
 // Requires no_new_privs (or CAP_SYS_ADMIN). Returns 0 or errno.

@@ -2,6 +2,7 @@
 #include "core/mount_mask.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -9,6 +10,10 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
 
 #include "core/unique_fd.h"
 
@@ -32,10 +37,23 @@ struct MountAttr {
   uint64_t attr_set, attr_clr, propagation, userns_fd;
 };
 
-int set_readonly(const char* path, bool ro) {
-  MountAttr a{ro ? kAttrRdonly : 0, ro ? 0 : kAttrRdonly, 0, 0};
-  if (::syscall(__NR_mount_setattr, AT_FDCWD, path, kAtRecursive, &a, sizeof a) != 0) return errno;
+int set_readonly(const char* path, bool recursive) {
+  MountAttr a{kAttrRdonly, 0, 0, 0};
+  if (::syscall(__NR_mount_setattr, AT_FDCWD, path, recursive ? kAtRecursive : 0, &a, sizeof a) != 0) return errno;
   return 0;
+}
+
+// "/a/b/c" -> "/a", "/a/b" (proper ancestors, outermost first; "/" excluded).
+std::vector<std::string> ancestors(const std::string& p) {
+  std::vector<std::string> out;
+  for (size_t i = 1; i < p.size(); ++i)
+    if (p[i] == '/') out.push_back(p.substr(0, i));
+  return out;
+}
+
+Status check_abs(const std::string& p, const char* field) {
+  if (p.empty() || p[0] != '/') return error(std::string(field) + ": \"" + p + "\" is not an absolute path");
+  return {};
 }
 
 }  // namespace
@@ -46,47 +64,145 @@ bool mount_setattr_supported() {
   return !(r < 0 && errno == ENOSYS);
 }
 
-Result<MountMaskPlan> prepare_mount_mask(const std::vector<std::string>& deny, const std::string& scratch_dir,
-                                         bool readonly_view, const std::vector<std::string>& writable) {
-  MountMaskPlan plan;
-  plan.readonly_view = readonly_view;
-  if (readonly_view) {
-    for (const auto& w : writable) {
-      if (w.empty() || w[0] != '/') return error("filesystem.write: \"" + w + "\" is not an absolute path");
-      struct stat st{};
-      if (::stat(w.c_str(), &st) != 0) {
-        spdlog::debug("read-only view: write path {} does not exist, skipped", w);
-        continue;
-      }
-      // Device nodes stay writable on a read-only mount, and a bind of one breaks
-      // lookups relative to it (ptmx finds its devpts instance through its parent).
-      if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) continue;
-      plan.writable.push_back(w);
-    }
-    char buf[4096];
-    if (::getcwd(buf, sizeof buf)) plan.cwd = buf;
-  }
-  for (const auto& p : deny) {
-    if (p.empty() || p[0] != '/') return error("filesystem.deny: \"" + p + "\" is not an absolute path");
+PathLookup host_path_lookup() {
+  return [](const std::string& p) -> std::optional<PathInfo> {
     struct stat st{};
-    if (::stat(p.c_str(), &st) != 0) {
-      if (errno == ENOENT || errno == ENOTDIR) {
-        spdlog::debug("mount mask: {} does not exist, nothing to hide", p);
+    if (::lstat(p.c_str(), &st) != 0) return std::nullopt;
+    PathInfo info;
+    info.is_symlink = S_ISLNK(st.st_mode);
+    if (info.is_symlink) {
+      char buf[PATH_MAX];
+      ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+      if (n > 0) info.link_text.assign(buf, static_cast<size_t>(n));
+    }
+    char real[PATH_MAX];
+    if (!::realpath(p.c_str(), real)) return std::nullopt;  // dangling
+    info.real = real;
+    struct stat tst{};
+    if (::stat(real, &tst) != 0) return std::nullopt;
+    info.is_dir = S_ISDIR(tst.st_mode);
+    info.is_device = S_ISCHR(tst.st_mode) || S_ISBLK(tst.st_mode);
+    return info;
+  };
+}
+
+Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup& lookup, const std::string& new_root,
+                                      const std::string& empty_file) {
+  MountMaskPlan plan;
+  plan.private_view = in.private_view;
+  const std::string root = in.private_view ? new_root : std::string();
+  plan.new_root = root;
+  std::set<std::string> made;  // targets already created (mkdir/touch/symlink)
+  auto mkdirs = [&](const std::string& path_in_view) {
+    for (const auto& a : ancestors(path_in_view))
+      if (made.insert(a).second) plan.ops.push_back({ViewOp::mkdir, root + a, {}});
+  };
+
+  if (in.private_view) {
+    // Real path -> writable?, and whether it is a directory / device.
+    struct Tree {
+      bool rw = false;
+      PathInfo info;
+    };
+    std::map<std::string, Tree> trees;  // ordered: parents before children
+    std::vector<std::pair<std::string, std::string>> links;  // (path in view, link text)
+    auto add = [&](const std::vector<std::string>& list, bool rw, const char* field) -> Status {
+      for (const auto& p : list) {
+        if (auto st = check_abs(p, field); !st) return st;
+        auto info = lookup(p);
+        if (!info) {
+          spdlog::debug("view: {} {} does not exist, not shown", field, p);
+          continue;
+        }
+        // Symlinks on the way (/lib -> usr/lib, /var/run -> /run) are recreated in the
+        // view so the profile's spelling keeps working; the bind uses the real path.
+        for (auto a : ancestors(p)) {
+          auto ai = lookup(a);
+          if (ai && ai->is_symlink) links.emplace_back(a, ai->link_text);
+        }
+        if (info->is_symlink) links.emplace_back(p, info->link_text);
+        auto& t = trees[info->real];
+        t.rw |= rw;
+        t.info = *info;
+        plan.visible.push_back(info->real);
+        if (rw) plan.writable.push_back(info->real);
+      }
+      return {};
+    };
+    if (auto st = add(in.read, false, "filesystem.read"); !st) return std::unexpected(st.error());
+    if (auto st = add(in.exec, false, "filesystem.exec"); !st) return std::unexpected(st.error());
+    if (auto st = add(in.write, true, "filesystem.write"); !st) return std::unexpected(st.error());
+
+    for (const auto& [real, t] : trees) {
+      bool under_visible = false;
+      for (const auto& [other, _] : trees) under_visible |= other != real && path_within(real, other);
+      // A device node under a shown tree is already there, and stays writable on a
+      // read-only mount; binding it again would break ptmx (it finds devpts via its parent).
+      if (t.info.is_device && under_visible) continue;
+      if (real == "/proc" && in.fresh_proc) {
+        mkdirs(real);
+        if (made.insert(real).second) plan.ops.push_back({ViewOp::mkdir, root + real, {}});
+        plan.ops.push_back({ViewOp::proc, root + real, {}});
+        if (!t.rw) plan.ops.push_back({ViewOp::readonly, root + real, {}});
         continue;
       }
-      return sys_error("stat(" + p + ") for filesystem.deny");
+      if (real != "/") {
+        mkdirs(real);
+        if (!under_visible && made.insert(real).second)
+          plan.ops.push_back({t.info.is_dir ? ViewOp::mkdir : ViewOp::touch, root + real, {}});
+      }
+      plan.ops.push_back({ViewOp::bind, root + real, real});
+      if (!t.rw) plan.ops.push_back({ViewOp::readonly, root + real, {}});
     }
-    plan.entries.push_back({p, S_ISDIR(st.st_mode)});
+    for (const auto& [at, text] : links) {
+      if (made.count(at)) continue;
+      bool in_tree = false;
+      for (const auto& [real, _] : trees) in_tree |= path_within(at, real);
+      if (in_tree) continue;  // the bound tree already contains this symlink
+      mkdirs(at);
+      made.insert(at);
+      plan.ops.push_back({ViewOp::symlink, root + at, text});
+    }
+    char buf[PATH_MAX];
+    std::string cwd = in.cwd.empty() ? (::getcwd(buf, sizeof buf) ? buf : "/") : in.cwd;
+    plan.cwd = "/";
+    for (const auto& v : plan.visible)
+      if (path_within(cwd, v)) plan.cwd = cwd;
+    if (plan.cwd != cwd) spdlog::warn("working directory {} is not in the profile's filesystem lists; the command starts in /", cwd);
   }
-  bool need_file = false;
-  for (const auto& e : plan.entries) need_file |= !e.dir;
-  if (!need_file) return plan;
+
+  for (const auto& p : in.deny) {
+    if (auto st = check_abs(p, "filesystem.deny"); !st) return std::unexpected(st.error());
+    auto info = lookup(p);
+    if (!info) {
+      spdlog::debug("mask: {} does not exist, nothing to hide", p);
+      continue;
+    }
+    bool shown = !in.private_view;
+    for (const auto& v : plan.visible) shown |= path_within(info->real, v);
+    if (!shown) continue;  // not in the view at all
+    plan.entries.push_back({info->real, info->is_dir});
+    if (!info->is_dir) plan.empty_file = empty_file;
+    plan.ops.push_back({info->is_dir ? ViewOp::mask_dir : ViewOp::mask_file, root + info->real,
+                        info->is_dir ? std::string() : empty_file});
+  }
+  return plan;
+}
+
+Result<MountMaskPlan> prepare_mount_mask(const MountViewInput& in, const std::string& scratch_dir) {
+  auto plan = plan_mount_view(in, host_path_lookup(), scratch_dir + "/root", scratch_dir + "/empty-mask");
+  if (!plan || !plan->active()) return plan;
+  std::string parent = scratch_dir.substr(0, scratch_dir.rfind('/'));
+  if (!parent.empty() && ::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) return sys_error("mkdir(" + parent + ")");
   if (::mkdir(scratch_dir.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("mkdir(" + scratch_dir + ")");
-  plan.empty_file = scratch_dir + "/empty-mask";
-  UniqueFd fd(::open(plan.empty_file.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0));
-  if (!fd) return sys_error("create(" + plan.empty_file + ")");
-  // O_CREAT with mode 0 already gives 000; fchmod in case the file existed.
-  if (::fchmod(fd.get(), 0) != 0 || ::fchown(fd.get(), 0, 0) != 0) return sys_error("fchmod/fchown(" + plan.empty_file + ")");
+  if (plan->private_view && ::mkdir(plan->new_root.c_str(), 0755) != 0 && errno != EEXIST)
+    return sys_error("mkdir(" + plan->new_root + ")");
+  if (!plan->empty_file.empty()) {
+    UniqueFd fd(::open(plan->empty_file.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0));
+    if (!fd) return sys_error("create(" + plan->empty_file + ")");
+    // O_CREAT with mode 0 gives 000; fchmod/fchown in case the file existed.
+    if (::fchmod(fd.get(), 0) != 0 || ::fchown(fd.get(), 0, 0) != 0) return sys_error("fchmod/fchown(" + plan->empty_file + ")");
+  }
   return plan;
 }
 
@@ -96,31 +212,71 @@ int mount_mask_apply(const MountMaskPlan& plan, const char** what) {
   if (::unshare(CLONE_NEWNS) != 0) return errno;
   *what = "mount(/, MS_REC|MS_SLAVE)";
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) return errno;
-  if (plan.readonly_view) {
-    *what = "mount_setattr(/, AT_RECURSIVE, MOUNT_ATTR_RDONLY)";
-    if (int e = set_readonly("/", true)) return e;
-    for (const auto& w : plan.writable) {
-      *what = "bind mount of a filesystem.write path";
-      if (::mount(w.c_str(), w.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) return errno;
-      *what = "mount_setattr(write path, clear MOUNT_ATTR_RDONLY)";
-      if (int e = set_readonly(w.c_str(), false)) return e;
-    }
-    // Our cwd still points into the mount that the bind just covered.
-    *what = "chdir(cwd) after the read-only view";
-    if (!plan.cwd.empty() && ::chdir(plan.cwd.c_str()) != 0) return errno;
+  if (plan.private_view) {
+    *what = "mount(tmpfs) for the view's root";
+    if (::mount("agentcage-root", plan.new_root.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) return errno;
   }
-  constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-  for (const auto& e : plan.entries) {
-    if (e.dir) {
-      *what = "mount(tmpfs) over a filesystem.deny directory";
-      if (::mount("agentcage-deny", e.path.c_str(), "tmpfs", kFlags, "mode=000,size=4k,nr_inodes=1") != 0) return errno;
-    } else {
-      *what = "bind mount over a filesystem.deny file";
-      if (::mount(plan.empty_file.c_str(), e.path.c_str(), nullptr, MS_BIND, nullptr) != 0) return errno;
-      // A bind mount ignores flags on creation; read-only needs a remount.
-      *what = "remount read-only of a filesystem.deny file mask";
-      if (::mount(nullptr, e.path.c_str(), nullptr, MS_REMOUNT | MS_BIND | kFlags, nullptr) != 0) return errno;
+  constexpr unsigned long kMaskFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  for (const auto& op : plan.ops) {
+    const char* t = op.target.c_str();
+    switch (op.kind) {
+      case ViewOp::mkdir:
+        *what = "mkdir in the view";
+        if (::mkdir(t, 0755) != 0 && errno != EEXIST) return errno;
+        break;
+      case ViewOp::touch: {
+        *what = "create a file mount point in the view";
+        int fd = ::open(t, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST) return errno;
+        if (fd >= 0) ::close(fd);
+        break;
+      }
+      case ViewOp::symlink:
+        *what = "symlink in the view";
+        if (::symlink(op.source.c_str(), t) != 0 && errno != EEXIST) return errno;
+        break;
+      case ViewOp::bind:
+        *what = "bind mount of a filesystem tree into the view";
+        if (::mount(op.source.c_str(), t, nullptr, MS_BIND | MS_REC, nullptr) != 0) return errno;
+        break;
+      case ViewOp::readonly:
+        *what = "mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE) on a read-only tree";
+        if (int e = set_readonly(t, true)) return e;
+        break;
+      case ViewOp::proc:
+        // A procfs of our own: hidepid=invisible hides every process we may not
+        // ptrace-inspect, which Landlock makes "everything outside the sandbox". gid= names
+        // the group exempt from hiding; its default is root's group, so we name one no
+        // agent has ((gid_t)-2).
+        *what = "mount(proc, hidepid=invisible)";
+        if (::mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,gid=4294967294") != 0) return errno;
+        break;
+      case ViewOp::mask_dir:
+        *what = "mount(tmpfs) over a filesystem.deny directory";
+        if (::mount("agentcage-deny", t, "tmpfs", kMaskFlags, "mode=000,size=4k,nr_inodes=1") != 0) return errno;
+        break;
+      case ViewOp::mask_file:
+        *what = "bind mount over a filesystem.deny file";
+        if (::mount(op.source.c_str(), t, nullptr, MS_BIND, nullptr) != 0) return errno;
+        // A bind ignores flags on creation; read-only needs a remount.
+        *what = "remount read-only of a filesystem.deny file mask";
+        if (::mount(nullptr, t, nullptr, MS_REMOUNT | MS_BIND | kMaskFlags, nullptr) != 0) return errno;
+        break;
     }
+  }
+  if (plan.private_view) {
+    *what = "mount_setattr(view root, MOUNT_ATTR_RDONLY)";
+    if (int e = set_readonly(plan.new_root.c_str(), false)) return e;
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only
+    // the view (the runc idiom: no directory for the old root needed).
+    *what = "chdir(view root)";
+    if (::chdir(plan.new_root.c_str()) != 0) return errno;
+    *what = "pivot_root into the view";
+    if (::syscall(SYS_pivot_root, ".", ".") != 0) return errno;
+    *what = "umount2(old root, MNT_DETACH)";
+    if (::umount2(".", MNT_DETACH) != 0) return errno;
+    *what = "chdir(working directory) in the view";
+    if (::chdir(plan.cwd.c_str()) != 0 && ::chdir("/") != 0) return errno;
   }
   return 0;
 }

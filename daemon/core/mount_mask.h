@@ -1,15 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
-// Mount masks: deny rules inside allowed trees.
+// The child's filesystem view: a private root that shows only the profile's trees, and
+// masks over denied paths inside them.
 //
 // Landlock only grants (a rule on /home/u allows everything beneath it), so "allow
-// /home/u but not /home/u/.ssh" cannot be expressed with it. The child gets a private mount
-// namespace in which each denied path is covered: a directory by an empty read-only tmpfs
-// with mode 000, a file by a read-only bind of an empty mode-000 root-owned file. Once the
-// agent has lost CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH, opening them fails with EACCES; it
-// cannot remove the masks because it has no CAP_SYS_ADMIN, the mount family is in the
+// /home/u but not /home/u/.ssh" cannot be expressed with it; and it has no rights for
+// chmod, chown, utimes, xattrs or connecting to a named unix socket, which a root-started
+// agent would otherwise get wherever DAC lets root through (/run/docker.sock!). So the
+// child gets a private mount namespace whose root is a fresh tmpfs holding bind mounts of
+// the read/exec trees (read-only) and write trees (read-write), a fresh procfs with
+// hidepid=invisible (other processes' /proc entries disappear once Landlock forbids
+// ptrace-style access to them), and each denied path covered: a directory by an empty
+// read-only tmpfs with mode 000, a file by a read-only bind of an empty mode-000 root-owned
+// file. Unlisted paths do not exist; masks are unreadable once the agent has lost
+// CAP_DAC_OVERRIDE; nothing can be unmounted: no CAP_SYS_ADMIN, the mount family is in the
 // seccomp deny set, and Landlock forbids mount changes in a restricted domain.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,37 +26,66 @@
 namespace agentcage::core {
 
 struct MaskEntry {
-  std::string path;
+  std::string path;  // as the sandbox sees it (host realpath; the view keeps host paths)
   bool dir = false;
 };
 
-struct MountMaskPlan {
-  std::vector<MaskEntry> entries;
-  std::string empty_file;  // source of file masks (mode 000, root-owned, empty)
-  // Read-only view: every mount read-only except binds of `writable`. Landlock has no
-  // right for chmod, chown, utimes or xattrs, so without this a root agent could chmod
-  // any root-owned file outside its write paths; on a read-only mount those get EROFS.
-  bool readonly_view = false;
-  std::vector<std::string> writable;  // existing write paths, re-bound read-write
-  std::string cwd;                    // re-entered after the binds so it is not the old mount
-  bool active() const { return readonly_view || !entries.empty(); }
+// One step of building the view, executed in the child in order.
+struct ViewOp {
+  enum Kind { mkdir, touch, symlink, bind, readonly, proc, mask_dir, mask_file };
+  Kind kind;
+  std::string target;  // absolute path inside the new root (already prefixed)
+  std::string source;  // host path for bind / mask_file, link text for symlink
 };
 
-// Parent side: stat the deny paths (missing ones are skipped: there is nothing to hide;
-// a debug line says so) and create `empty_file` under `scratch_dir` (made 0700).
-// `writable` (with readonly_view) lists the policy's write paths; missing ones are skipped.
-Result<MountMaskPlan> prepare_mount_mask(const std::vector<std::string>& deny, const std::string& scratch_dir,
-                                         bool readonly_view, const std::vector<std::string>& writable);
+struct MountMaskPlan {
+  std::vector<MaskEntry> entries;   // deny masks, for attribution and status
+  std::string empty_file;           // source of file masks (mode 000, root-owned, empty)
+  bool private_view = false;
+  std::string new_root;             // host directory the tmpfs root is mounted on
+  std::vector<ViewOp> ops;          // view construction and masks
+  std::vector<std::string> visible; // trees visible in the view (host realpaths)
+  std::vector<std::string> writable;
+  std::string cwd = "/";            // where the child continues after pivot_root
+  bool active() const { return private_view || !entries.empty(); }
+};
 
-// Whether mount_setattr(2) exists (Linux 5.12+), which the read-only view needs.
-bool mount_setattr_supported();
+// What the planner needs to know about a host path (lstat + readlink + realpath).
+struct PathInfo {
+  bool is_dir = false;
+  bool is_symlink = false;
+  bool is_device = false;
+  std::string link_text;  // when is_symlink
+  std::string real;       // realpath
+};
+using PathLookup = std::function<std::optional<PathInfo>(const std::string&)>;
+PathLookup host_path_lookup();
+
+struct MountViewInput {
+  std::vector<std::string> read, write, exec, deny;  // absolute paths
+  bool private_view = true;
+  bool fresh_proc = true;   // a new procfs with hidepid=invisible instead of a bind of /proc
+  std::string cwd;          // the child's working directory
+};
+
+// Pure (given `lookup`): the ordered ops. Missing paths are skipped (nothing to show or
+// hide). `new_root` and `empty_file` are where prepare puts them.
+Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup& lookup, const std::string& new_root,
+                                      const std::string& empty_file);
+
+// Parent side: plan against the host and create `scratch_dir` (0700) with the new-root
+// directory and, when a file is masked, the empty mask file.
+Result<MountMaskPlan> prepare_mount_mask(const MountViewInput& in, const std::string& scratch_dir);
 
 // True when `path` is `mask` or beneath it (component-wise: /a/bc is not beneath /a/b).
 bool path_within(std::string_view path, std::string_view mask);
 
+// Whether mount_setattr(2) exists (Linux 5.12+): recursive read-only binds need it.
+bool mount_setattr_supported();
+
 // Child side, as root before capabilities are dropped: unshare the mount namespace, make
-// every mount a slave (nothing we mount leaks to the host), mount the masks.
-// Returns 0 or errno; `what` names the failing step.
+// every mount a slave (nothing we mount leaks to the host), run the ops, pivot_root into
+// the view. Returns 0 or errno; `what` names the failing step.
 int mount_mask_apply(const MountMaskPlan& plan, const char** what);
 
 }  // namespace agentcage::core

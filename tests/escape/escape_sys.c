@@ -3,12 +3,15 @@
  * must not touch, privileges it must not regain. Usage: escape_sys <attack> [args...] */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <stddef.h>
 #include <linux/perf_event.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -191,6 +194,32 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 200 && access(argv[2], F_OK) != 0; ++i) usleep(10000);
     usleep(20000);
     return 0;
+  }
+  if (!strcmp(a, "unix-connect") || !strcmp(a, "abstract-connect")) {
+    /* A host daemon's socket (docker.sock, containerd, dbus): connect() needs no Landlock
+     * right, and DAC lets root in. argv[2]: path, or name for the abstract namespace. */
+    if (argc < 3) usage("unix-connect <path> | abstract-connect <name>");
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {0};
+    sa.sun_family = AF_UNIX;
+    socklen_t len;
+    if (a[0] == 'a') {
+      strncpy(sa.sun_path + 1, argv[2], sizeof sa.sun_path - 2);
+      len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(argv[2]));
+    } else {
+      strncpy(sa.sun_path, argv[2], sizeof sa.sun_path - 1);
+      len = sizeof sa;
+    }
+    expect_fail(connect(fd, (struct sockaddr*)&sa, len), "connect(unix)");
+  }
+  if (!strcmp(a, "proc-peek")) { /* see an outside process in /proc */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)target);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) blocked(path, errno);
+    char buf[64];
+    if (read(fd, buf, sizeof buf) <= 0) blocked("read cmdline", errno);
+    escaped(path);
   }
   usage(a);
   return EXIT_USAGE;

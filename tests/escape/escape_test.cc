@@ -5,10 +5,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -65,6 +69,26 @@ class Escape : public ::testing::Test {
     ASSERT_EQ(::chown(suid_.c_str(), 0, 0), 0);
     ASSERT_EQ(::chmod(suid_.c_str(), 04755), 0);
 
+    // Host daemons' sockets the agent must not reach: one on a path outside every list
+    // (like /run/docker.sock), one in the abstract namespace.
+    host_sock_ = outside_ + "/host.sock";
+    abstract_name_ = "agentcage-escape-" + std::to_string(::getpid());
+    for (int i = 0; i < 2; ++i) {
+      int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un sa{};
+      sa.sun_family = AF_UNIX;
+      socklen_t len = sizeof sa;
+      if (i == 0) {
+        std::strncpy(sa.sun_path, host_sock_.c_str(), sizeof sa.sun_path - 1);
+      } else {
+        std::strncpy(sa.sun_path + 1, abstract_name_.c_str(), sizeof sa.sun_path - 2);
+        len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstract_name_.size());
+      }
+      ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), len), 0) << strerror(errno);
+      ASSERT_EQ(::listen(fd, 16), 0);
+      listeners_.push_back(fd);
+    }
+
     outsider_ = ::fork();
     if (outsider_ == 0) {
       if (::chdir(outside_.c_str()) != 0) _exit(1);
@@ -78,6 +102,7 @@ class Escape : public ::testing::Test {
       ::kill(outsider_, SIGKILL);
       ::waitpid(outsider_, nullptr, 0);
     }
+    for (int fd : listeners_) ::close(fd);
     if (!root_.empty()) fs::remove_all(root_);
   }
 
@@ -109,7 +134,8 @@ class Escape : public ::testing::Test {
   }
   static int run(std::vector<std::string> argv) { return run_in(policy(), std::move(argv)); }
 
-  static inline std::string root_, ws_, outside_, suid_;
+  static inline std::string root_, ws_, outside_, suid_, host_sock_, abstract_name_;
+  static inline std::vector<int> listeners_;
   static inline pid_t outsider_ = -1;
 };
 
@@ -165,7 +191,7 @@ TEST_F(Escape, RenameOutsideWorkspace) {
 TEST_F(Escape, LandlockAloneBlocksWritesAndRenames) {
   // Without the read-only view, Landlock is the layer that must hold.
   auto p = policy();
-  p.fs.readonly_view = false;
+  p.fs.private_view = false;
   EXPECT_EQ(run_in(p, {kFs, "write", outside_ + "/new"}), kBlocked);
   EXPECT_EQ(run_in(p, {kFs, "append", outside_ + "/victim"}), kBlocked);
   EXPECT_EQ(run_in(p, {kFs, "rename", outside_ + "/victim", outside_ + "/victim2"}), kBlocked);
@@ -202,6 +228,20 @@ TEST_F(Escape, PtraceOutsideEvenWhenSeccompAllowsIt) {
   EXPECT_EQ(run_in(p, {kSys, "vm_readv", std::to_string(outsider_)}), kBlocked);
 }
 TEST_F(Escape, ProcessVmReadv) { EXPECT_EQ(run({kSys, "vm_readv", std::to_string(outsider_)}), kBlocked); }
+TEST_F(Escape, HostUnixSocket) {
+  // Sanity: the listener is reachable from outside the sandbox.
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, host_sock_.c_str(), sizeof sa.sun_path - 1);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ::close(fd);
+  EXPECT_EQ(run({kSys, "unix-connect", host_sock_}), kBlocked);
+  EXPECT_EQ(run({kSys, "abstract-connect", abstract_name_}), kBlocked);
+}
+TEST_F(Escape, OutsideProcessesAreInvisible) {
+  EXPECT_EQ(run({kSys, "proc-peek", std::to_string(outsider_)}), kBlocked);
+}
 TEST_F(Escape, KillOutside) {
   EXPECT_EQ(run({kSys, "kill", std::to_string(outsider_)}), kBlocked);
   EXPECT_TRUE(testing::pid_alive(outsider_));

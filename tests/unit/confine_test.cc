@@ -30,7 +30,8 @@ ConfineDecisions decisions(SeccompAction action = SeccompAction::errno_ret) {
   EXPECT_TRUE(sc.has_value());
   if (sc) d.seccomp_denied = sc->denied;
   d.masks.entries = {{"/work/.env", false}, {"/work/secrets", true}};
-  d.masks.readonly_view = true;
+  d.masks.private_view = true;
+  d.masks.visible = {"/etc", "/usr", "/work"};
   d.masks.writable = {"/work"};
   d.masks_enforced = true;
   return d;
@@ -82,8 +83,12 @@ TEST(Attribute, MountMaskAndReadOnlyView) {
   EXPECT_EQ(v->rule, "filesystem.deny: /work/secrets");
   v = attribute(d, op(SYS_chmod, EROFS, "/etc/passwd"));
   ASSERT_TRUE(v);
-  EXPECT_EQ(v->mechanism, "mount_mask");
-  EXPECT_NE(v->rule.find("read-only view"), std::string::npos);
+  EXPECT_EQ(v->mechanism, "mount_view");
+  EXPECT_NE(v->rule.find("read-only"), std::string::npos);
+  v = attribute(d, op(SYS_connect, ENOENT, "/run/docker.sock"));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "mount_view");
+  EXPECT_FALSE(attribute(d, op(SYS_openat, ENOENT, "/work/missing.txt", O_RDONLY)));
   // /work/secrets2 is not beneath /work/secrets.
   EXPECT_FALSE(attribute(d, op(SYS_openat, EACCES, "/work/secrets2", O_RDONLY)));
 }
@@ -102,7 +107,7 @@ TEST(Attribute, Landlock) {
   EXPECT_NE(v->rule.find("execute"), std::string::npos);
   // Granted by a rule: a denial there is not Landlock's (plain DAC, say).
   EXPECT_FALSE(attribute(d, op(SYS_openat, EACCES, "/etc/passwd", O_RDONLY)));
-  EXPECT_FALSE(attribute(d, op(SYS_openat, ENOENT, "/nope", O_RDONLY)));
+  EXPECT_FALSE(attribute(d, op(SYS_openat, ENOENT, "/etc/nope", O_RDONLY)));
   // Cross-directory link: REFER is never granted.
   v = attribute(d, op(SYS_link, EXDEV, "/work/x"));
   ASSERT_TRUE(v);
@@ -139,10 +144,93 @@ TEST(MountMask, PathWithin) {
   EXPECT_TRUE(path_within("/x", "/"));
 }
 
-TEST(MountMask, RelativeDenyPathIsAnError) {
-  auto m = prepare_mount_mask({"relative/path"}, "/nonexistent", false, {});
+// A fake host: /lib -> usr/lib, /dev/null a device, /work/.env a file.
+std::optional<PathInfo> fake(const std::string& p) {
+  PathInfo i;
+  i.real = p;
+  i.is_dir = true;
+  if (p == "/lib") {
+    i.is_symlink = true;
+    i.link_text = "usr/lib";
+    i.real = "/usr/lib";
+  } else if (p == "/dev/null" || p == "/dev/ptmx") {
+    i.is_dir = false;
+    i.is_device = true;
+  } else if (p == "/work/.env") {
+    i.is_dir = false;
+  } else if (p == "/missing") {
+    return std::nullopt;
+  }
+  return i;
+}
+
+std::string render(const MountMaskPlan& p) {
+  static const char* kinds[] = {"mkdir", "touch", "symlink", "bind", "ro", "proc", "mask_dir", "mask_file"};
+  std::string out;
+  for (const auto& op : p.ops) {
+    out += kinds[op.kind];
+    out += " " + op.target;
+    if (!op.source.empty()) out += " <- " + op.source;
+    out += "\n";
+  }
+  return out;
+}
+
+TEST(MountView, PlanShowsOnlyListedTrees) {
+  MountViewInput in;
+  in.read = {"/etc", "/proc", "/missing"};
+  in.exec = {"/usr", "/lib"};
+  in.write = {"/work", "/dev/null"};
+  in.deny = {"/work/.env", "/work/secrets", "/var/secret"};
+  in.cwd = "/work";
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value()) << p.error().message();
+  EXPECT_EQ(render(*p),
+            "mkdir /R/dev\ntouch /R/dev/null\nbind /R/dev/null <- /dev/null\n"
+            "mkdir /R/etc\nbind /R/etc <- /etc\nro /R/etc\n"
+            "mkdir /R/proc\nproc /R/proc\nro /R/proc\n"
+            "mkdir /R/usr\nbind /R/usr <- /usr\nro /R/usr\n"
+            "bind /R/usr/lib <- /usr/lib\nro /R/usr/lib\n"
+            "mkdir /R/work\nbind /R/work <- /work\n"
+            "symlink /R/lib <- usr/lib\n"
+            "mask_file /R/work/.env <- /E\n"
+            "mask_dir /R/work/secrets\n");
+  EXPECT_EQ(p->cwd, "/work");
+  EXPECT_EQ(p->entries.size(), 2u);  // /var/secret is not in the view: nothing to mask
+  EXPECT_EQ(p->empty_file, "/E");
+}
+
+TEST(MountView, DevicesUnderAShownTreeAreNotRebound) {
+  MountViewInput in;
+  in.read = {"/dev"};
+  in.write = {"/dev/ptmx"};
+  in.cwd = "/elsewhere";
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(render(*p), "mkdir /R/dev\nbind /R/dev <- /dev\nro /R/dev\n");
+  EXPECT_EQ(p->cwd, "/");  // not shown: start in /
+}
+
+TEST(MountView, MasksOnlyWithoutTheView) {
+  MountViewInput in;
+  in.private_view = false;
+  in.deny = {"/work/.env"};
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(render(*p), "mask_file /work/.env <- /E\n");
+}
+
+TEST(MountView, RelativePathsAreErrors) {
+  MountViewInput in;
+  in.deny = {"relative/path"};
+  auto m = plan_mount_view(in, fake, "/R", "/E");
   ASSERT_FALSE(m.has_value());
   EXPECT_NE(m.error().message().find("filesystem.deny"), std::string::npos);
+  MountViewInput w;
+  w.write = {"work"};
+  m = plan_mount_view(w, fake, "/R", "/E");
+  ASSERT_FALSE(m.has_value());
+  EXPECT_NE(m.error().message().find("filesystem.write"), std::string::npos);
 }
 
 }  // namespace

@@ -77,11 +77,13 @@ class Confine : public ::testing::Test {
   std::string ws_;
 };
 
-TEST_F(Confine, ApplyInChildDropsEverything) {
-  auto pc = prepare_confinement(base_policy(ws_), kf_, ConfineContext{"test-apply", ""});
-  ASSERT_TRUE(pc.has_value()) << pc.error().message();
+// Prepares `p`, forks, applies it in the child and returns what the child saw: its
+// /proc/self/status plus "Key: value" lines for a few probes.
+std::string apply_and_probe(const ConfinePolicy& p, const KernelFeatures& kf, const std::string& ws) {
+  auto pc = prepare_confinement(p, kf, ConfineContext{"test-apply-" + std::to_string(::getpid()), ""});
+  if (!pc) return "FAIL prepare: " + pc.error().message();
   int pipefd[2];
-  ASSERT_EQ(::pipe(pipefd), 0);
+  if (::pipe(pipefd) != 0) return "FAIL pipe";
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(pipefd[0]);
@@ -95,12 +97,10 @@ TEST_F(Confine, ApplyInChildDropsEverything) {
       char buf[8192] = {};
       ssize_t n = fd >= 0 ? ::read(fd, buf, sizeof buf - 1) : -1;
       out = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "no status";
-      // Landlock: /root is in no list; the workspace is writable.
-      int denied = ::open("/root", O_RDONLY | O_DIRECTORY);
-      out += "\nRootOpen: " + std::string(denied < 0 ? strerror(errno) : "allowed");
-      std::string f = ws_ + "/w";
-      int ok = ::open(f.c_str(), O_WRONLY | O_CREAT, 0644);
-      out += "\nWsWrite: " + std::string(ok < 0 ? strerror(errno) : "ok");
+      auto probe = [&](const char* key, int rc) { out += std::string("\n") + key + ": " + (rc < 0 ? strerror(errno) : "ok"); };
+      probe("RootOpen", ::open("/root", O_RDONLY | O_DIRECTORY));    // in no list
+      probe("EtcWrite", ::open("/etc/hostname", O_WRONLY));          // read-only tree
+      probe("WsWrite", ::open((ws + "/w").c_str(), O_WRONLY | O_CREAT, 0644));
       out += "\nSecurebits: " + std::to_string(::prctl(PR_GET_SECUREBITS));
     }
     (void)!::write(pipefd[1], out.data(), out.size());
@@ -112,8 +112,12 @@ TEST_F(Confine, ApplyInChildDropsEverything) {
   ssize_t n;
   while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
   ::close(pipefd[0]);
-  int ws = 0;
-  ::waitpid(pid, &ws, 0);
+  ::waitpid(pid, nullptr, 0);
+  return out;
+}
+
+TEST_F(Confine, ApplyInChildDropsEverything) {
+  std::string out = apply_and_probe(base_policy(ws_), kf_, ws_);
   ASSERT_EQ(out.rfind("FAIL", 0), std::string::npos) << out;
   EXPECT_EQ(status_field(out, "CapEff"), "0000000000000000");
   EXPECT_EQ(status_field(out, "CapPrm"), "0000000000000000");
@@ -121,9 +125,20 @@ TEST_F(Confine, ApplyInChildDropsEverything) {
   EXPECT_EQ(status_field(out, "CapAmb"), "0000000000000000");
   EXPECT_EQ(status_field(out, "NoNewPrivs"), "1");
   EXPECT_EQ(status_field(out, "Seccomp"), "2");
-  EXPECT_EQ(status_field(out, "RootOpen"), strerror(EACCES));
+  EXPECT_EQ(status_field(out, "RootOpen"), strerror(ENOENT));  // absent from the view
+  EXPECT_NE(status_field(out, "EtcWrite"), "ok");
   EXPECT_EQ(status_field(out, "WsWrite"), "ok");
   EXPECT_NE(status_field(out, "Securebits"), "0");
+}
+
+TEST_F(Confine, LandlockWithoutTheView) {
+  auto p = base_policy(ws_);
+  p.fs.private_view = false;
+  std::string out = apply_and_probe(p, kf_, ws_);
+  ASSERT_EQ(out.rfind("FAIL", 0), std::string::npos) << out;
+  EXPECT_EQ(status_field(out, "RootOpen"), strerror(EACCES));
+  EXPECT_EQ(status_field(out, "EtcWrite"), strerror(EACCES));
+  EXPECT_EQ(status_field(out, "WsWrite"), "ok");
 }
 
 TEST_F(Confine, FailsClosedOnMissingMechanisms) {

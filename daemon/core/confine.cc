@@ -2,6 +2,8 @@
 #include "core/confine.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
@@ -203,6 +205,9 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     }
   }
 
+  if (policy.namespaces.net || policy.namespaces.ipc || policy.namespaces.uts)
+    prov.push_back({"namespaces", fmt::format("{}{}{}", policy.namespaces.net ? "net " : "", policy.namespaces.ipc ? "ipc " : "",
+                                              policy.namespaces.uts ? "uts" : ""), true});
   prov.push_back({"caps", "all capabilities dropped (bounding, ambient, permitted), securebits locked, no_new_privs", true});
   if (policy.uid || policy.gid)
     prov.push_back({"ids", fmt::format("uid {} gid {}", policy.uid ? std::to_string(*policy.uid) : "unchanged",
@@ -222,6 +227,11 @@ int apply_in_child(const PreparedConfinement& pc, const char** what) {
     *what = "setrlimit";
     struct rlimit rl{r.soft, r.hard};
     if (::syscall(SYS_prlimit64, 0, r.resource, &rl, nullptr) != 0) return errno;
+  }
+  int ns = (p.namespaces.net ? CLONE_NEWNET : 0) | (p.namespaces.ipc ? CLONE_NEWIPC : 0) | (p.namespaces.uts ? CLONE_NEWUTS : 0);
+  if (ns) {
+    *what = "unshare(CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS)";
+    if (::unshare(ns) != 0) return errno;
   }
   if (pc.apply_masks_)
     if (int e = mount_mask_apply(pc.masks_, what)) return e;
@@ -250,6 +260,11 @@ int apply_in_child(const PreparedConfinement& pc, const char** what) {
     if (int e = seccomp_install(prog, pc.seccomp_.log)) return e;
   }
   return 0;
+}
+
+std::optional<Violation> attribute_exit(const ConfineDecisions& d, int signal) {
+  if (signal != SIGSYS || d.policy.audit_mode || d.policy.seccomp.action != SeccompAction::kill) return std::nullopt;
+  return Violation{"seccomp", "syscalls: a denied system call (action: kill)"};
 }
 
 // --- attribution ---

@@ -8,7 +8,8 @@
 //
 //   1. pids limit (join the v1 pids cgroup; v2 placement happened in clone3)
 //   2. rlimits
-//   3. mount masks for filesystem.deny (private mount namespace; needs CAP_SYS_ADMIN)
+//   3. namespaces (net/ipc/uts when asked), then the filesystem view and the masks for
+//      filesystem.deny (private mount namespace; needs CAP_SYS_ADMIN)
 //   4. securebits locked (needs CAP_SETPCAP)
 //   5. uid/gid switch (optional)
 //   6. all capabilities dropped
@@ -54,6 +55,15 @@ struct NetPortPolicy {
   std::vector<uint16_t> connect_tcp;
 };
 
+// Extra namespaces for the child (the mount namespace comes with the filesystem view).
+// A pid namespace is not offered here: unshare(CLONE_NEWPID) only affects children, so it
+// belongs in the launcher's clone flags.
+struct NamespacePolicy {
+  bool net = false;   // no network at all: only a down loopback
+  bool ipc = false;   // private SysV IPC and POSIX message queues
+  bool uts = false;   // private hostname
+};
+
 struct RlimitSetting {
   int resource = 0;                 // RLIMIT_*
   rlim_t soft = RLIM_INFINITY;
@@ -67,6 +77,7 @@ struct ConfinePolicy {
   bool scope_abstract_unix = true;  // Landlock ABI 6: no connect to abstract sockets outside
   SeccompPolicy seccomp;
   std::vector<RlimitSetting> rlimits;
+  NamespacePolicy namespaces;
   uint32_t max_pids = 0;            // 0: no limit
   std::optional<uid_t> uid;         // switch to this uid (and gid, groups) when set
   std::optional<gid_t> gid;
@@ -125,9 +136,10 @@ struct FailedOp {
 };
 
 struct Violation {
-  std::string mechanism;    // "seccomp", "landlock", "mount_mask"
+  std::string mechanism;    // "seccomp", "landlock", "mount_mask", "mount_view"
   std::string rule;         // the rule that denied, in profile terms
 };
+
 
 // What was decided for a sandbox, kept for attribution (plain data, copyable).
 struct ConfineDecisions {
@@ -145,6 +157,9 @@ struct ConfineDecisions {
 // Pure: unit-tested.
 std::optional<Violation> attribute(const ConfineDecisions& d, const FailedOp& op);
 std::optional<Violation> attribute(const PreparedConfinement& pc, const FailedOp& op);
+
+// A process of the sandbox died by `signal`: SIGSYS under the kill action is seccomp's.
+std::optional<Violation> attribute_exit(const ConfineDecisions& d, int signal);
 
 class PreparedConfinement {
  public:

@@ -75,10 +75,10 @@ PidsLimit::~PidsLimit() {
   if (v1_dir_.empty()) return;
   procs_fd_.reset();
   // The v2 cgroup kill took the processes; exiting tasks leave the v1 cgroup shortly after.
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 2000; ++i) {
     if (::rmdir(v1_dir_.c_str()) == 0 || errno == ENOENT) return;
     if (errno != EBUSY) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
   }
   spdlog::warn("rmdir({}): {}", v1_dir_, strerror(errno));
 }

@@ -218,6 +218,21 @@ TEST_F(Confine, RlimitsAndUidSwitch) {
   EXPECT_EQ(slurp(out), "64\n65534\n65534\n65534\n");
 }
 
+TEST_F(Confine, Namespaces) {
+  auto p = base_policy(ws_);
+  p.namespaces = {true, true, true};
+  std::string out = ws_ + "/ns.txt";
+  // Only the loopback device exists in a fresh network namespace; the hostname can change
+  // without touching the host's.
+  auto r = run(p, "wc -l < /proc/net/dev > " + out + "; readlink /proc/self/ns/net >> " + out);
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  EXPECT_EQ(r->exit_status, 0);
+  auto text = slurp(out);
+  EXPECT_EQ(text.substr(0, 2), "3\n") << text;  // two header lines + lo
+  auto host_ns = fs::read_symlink("/proc/self/ns/net").string();
+  EXPECT_EQ(text.find(host_ns), std::string::npos) << text;
+}
+
 TEST_F(Confine, ChildStepFailureIsReportedByName) {
   auto p = base_policy(ws_);
   p.rlimits = {{RLIMIT_NOFILE, 128, 64}};  // soft above hard: EINVAL in the child

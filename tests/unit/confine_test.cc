@@ -129,6 +129,15 @@ TEST(Attribute, Landlock) {
   EXPECT_FALSE(attribute(d, op(SYS_openat, EACCES, "/root/x", O_RDONLY)));
 }
 
+TEST(Attribute, SigsysUnderKillAction) {
+  auto k = decisions(SeccompAction::kill);
+  auto v = attribute_exit(k, SIGSYS);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "seccomp");
+  EXPECT_FALSE(attribute_exit(k, SIGKILL));
+  EXPECT_FALSE(attribute_exit(decisions(), SIGSYS));
+}
+
 TEST(PidsLimit, MechanismChoice) {
   EXPECT_EQ(choose_pids_mechanism(true, "/sys/fs/cgroup/pids"), PidsMechanism::cgroup_v2);
   EXPECT_EQ(choose_pids_mechanism(false, "/sys/fs/cgroup/pids"), PidsMechanism::cgroup_v1);

@@ -149,8 +149,12 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     if (enforce) {
       // With a fresh procfs in the view, rules on /proc must name the new instance's
       // inodes (Landlock rules are inode-bound): the child adds them after mounting.
-      bool fresh_proc = policy.fs.restrict && policy.fs.private_view && policy.fs.fresh_proc;
-      auto defer = [&](const std::string& path) { return fresh_proc && path_within(path, "/proc"); };
+      bool view = policy.fs.restrict && policy.fs.private_view;
+      bool fresh_proc = view && policy.fs.fresh_proc;
+      bool fresh_dev = view && policy.fs.minimal_dev;
+      auto defer = [&](const std::string& path) {
+        return (fresh_proc && path_within(path, "/proc")) || (fresh_dev && path_within(path, "/dev"));
+      };
       for (const auto& r : pl.paths)
         if (defer(r.path)) pc->late_rules_.push_back(r);
       auto rs = landlock_build_ruleset(pl, defer);
@@ -176,6 +180,7 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     vin.deny = policy.fs.deny;
     vin.private_view = view;
     vin.fresh_proc = policy.fs.fresh_proc;
+    vin.minimal_dev = policy.fs.minimal_dev;
     pc->scratch_ = ctx.scratch_dir + "/" + (ctx.sandbox_id.empty() ? std::to_string(::getpid()) : ctx.sandbox_id);
     auto m = prepare_mount_mask(vin, pc->scratch_);
     if (!m) return std::unexpected(m.error());

@@ -47,6 +47,7 @@ struct FsPolicy {
   // private root; see mount_mask.h for why Landlock alone is not enough for a root agent.
   bool private_view = true;
   bool fresh_proc = true;           // in the view: own procfs, other processes hidden
+  bool minimal_dev = true;          // in the view: a fresh /dev with safe devices only
 };
 
 struct NetPortPolicy {

@@ -30,18 +30,21 @@ namespace {
 #ifndef __NR_mount_setattr
 #define __NR_mount_setattr 442
 #endif
-constexpr uint64_t kAttrRdonly = 0x00000001;  // MOUNT_ATTR_RDONLY
 constexpr unsigned kAtRecursive = 0x8000;     // AT_RECURSIVE
 
 struct MountAttr {
   uint64_t attr_set, attr_clr, propagation, userns_fd;
 };
 
-int set_readonly(const char* path, bool recursive) {
-  MountAttr a{kAttrRdonly, 0, 0, 0};
+int set_attr(const char* path, uint64_t attr, bool recursive) {
+  MountAttr a{attr, 0, 0, 0};
   if (::syscall(__NR_mount_setattr, AT_FDCWD, path, recursive ? kAtRecursive : 0, &a, sizeof a) != 0) return errno;
   return 0;
 }
+
+// The devices a minimal /dev carries (character devices with no host state behind them,
+// plus the controlling terminal).
+constexpr const char* kSafeDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
 // "/a/b/c" -> "/a", "/a/b" (proper ancestors, outermost first; "/" excluded).
 std::vector<std::string> ancestors(const std::string& p) {
@@ -133,6 +136,19 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
     if (auto st = add(in.exec, false, "filesystem.exec"); !st) return std::unexpected(st.error());
     if (auto st = add(in.write, true, "filesystem.write"); !st) return std::unexpected(st.error());
 
+    // The minimal /dev replaces every tree at or under /dev.
+    bool dev_shown = false;
+    if (in.minimal_dev) {
+      for (auto it = trees.begin(); it != trees.end();) {
+        if (path_within(it->first, "/dev") && it->first != "/") {
+          dev_shown = true;
+          it = trees.erase(it);
+        } else {
+          dev_shown |= it->first == "/";
+          ++it;
+        }
+      }
+    }
     for (const auto& [real, t] : trees) {
       bool under_visible = false;
       for (const auto& [other, _] : trees) under_visible |= other != real && path_within(real, other);
@@ -143,7 +159,7 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
         mkdirs(real);
         if (made.insert(real).second) plan.ops.push_back({ViewOp::mkdir, root + real, {}});
         plan.ops.push_back({ViewOp::proc, root + real, {}});
-        if (!t.rw) plan.ops.push_back({ViewOp::readonly, root + real, {}});
+        if (!t.rw) plan.ops.push_back({ViewOp::setattr, root + real, {}, kMountAttrRdonly});
         continue;
       }
       if (real != "/") {
@@ -152,10 +168,36 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
           plan.ops.push_back({t.info.is_dir ? ViewOp::mkdir : ViewOp::touch, root + real, {}});
       }
       plan.ops.push_back({ViewOp::bind, root + real, real});
-      if (!t.rw) plan.ops.push_back({ViewOp::readonly, root + real, {}});
+      // nodev everywhere: device nodes are only reachable through the minimal /dev.
+      uint64_t attr = kMountAttrNosuid | (in.minimal_dev ? kMountAttrNodev : 0) | (t.rw ? 0 : kMountAttrRdonly);
+      plan.ops.push_back({ViewOp::setattr, root + real, {}, attr});
+    }
+    if (dev_shown) {
+      const std::string dev = root + "/dev";
+      if (made.insert("/dev").second) plan.ops.push_back({ViewOp::mkdir, dev, {}});
+      plan.ops.push_back({ViewOp::dev_tmpfs, dev, {}});
+      for (const char* d : kSafeDevices) {
+        std::string host = std::string("/dev/") + d;
+        auto info = lookup(host);
+        if (!info || !info->is_device) continue;
+        plan.ops.push_back({ViewOp::touch, dev + "/" + d, {}});
+        plan.ops.push_back({ViewOp::bind, dev + "/" + d, host});
+      }
+      plan.ops.push_back({ViewOp::mkdir, dev + "/pts", {}});
+      plan.ops.push_back({ViewOp::devpts, dev + "/pts", {}});
+      plan.ops.push_back({ViewOp::symlink, dev + "/ptmx", "pts/ptmx"});
+      plan.ops.push_back({ViewOp::mkdir, dev + "/shm", {}});
+      plan.ops.push_back({ViewOp::shm, dev + "/shm", {}});
+      plan.ops.push_back({ViewOp::symlink, dev + "/fd", "/proc/self/fd"});
+      plan.ops.push_back({ViewOp::symlink, dev + "/stdin", "/proc/self/fd/0"});
+      plan.ops.push_back({ViewOp::symlink, dev + "/stdout", "/proc/self/fd/1"});
+      plan.ops.push_back({ViewOp::symlink, dev + "/stderr", "/proc/self/fd/2"});
+      // The /dev tmpfs itself is sealed: nothing new can appear in it.
+      plan.ops.push_back({ViewOp::setattr, dev, {}, kMountAttrRdonly | kMountAttrNosuid | kMountAttrNoexec});
+      plan.visible.push_back("/dev");
     }
     for (const auto& [at, text] : links) {
-      if (made.count(at)) continue;
+      if (made.count(at) || (dev_shown && path_within(at, "/dev"))) continue;
       bool in_tree = false;
       for (const auto& [real, _] : trees) in_tree |= path_within(at, real);
       if (in_tree) continue;  // the bound tree already contains this symlink
@@ -239,9 +281,22 @@ int mount_mask_apply(const MountMaskPlan& plan, const char** what) {
         *what = "bind mount of a filesystem tree into the view";
         if (::mount(op.source.c_str(), t, nullptr, MS_BIND | MS_REC, nullptr) != 0) return errno;
         break;
-      case ViewOp::readonly:
-        *what = "mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE) on a read-only tree";
-        if (int e = set_readonly(t, true)) return e;
+      case ViewOp::setattr:
+        *what = "mount_setattr(AT_RECURSIVE) on a tree of the view";
+        if (int e = set_attr(t, op.attr, true)) return e;
+        break;
+      case ViewOp::dev_tmpfs:
+        *what = "mount(tmpfs) for the minimal /dev";
+        if (::mount("agentcage-dev", t, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0) return errno;
+        break;
+      case ViewOp::devpts:
+        // A private devpts instance: the agent's ptys only, never another session's.
+        *what = "mount(devpts, newinstance)";
+        if (::mount("devpts", t, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) return errno;
+        break;
+      case ViewOp::shm:
+        *what = "mount(tmpfs) for /dev/shm";
+        if (::mount("agentcage-shm", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) return errno;
         break;
       case ViewOp::proc:
         // A procfs of our own: hidepid=invisible hides every process we may not
@@ -266,7 +321,7 @@ int mount_mask_apply(const MountMaskPlan& plan, const char** what) {
   }
   if (plan.private_view) {
     *what = "mount_setattr(view root, MOUNT_ATTR_RDONLY)";
-    if (int e = set_readonly(plan.new_root.c_str(), false)) return e;
+    if (int e = set_attr(plan.new_root.c_str(), kMountAttrRdonly, false)) return e;
     // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only
     // the view (the runc idiom: no directory for the old root needed).
     *what = "chdir(view root)";

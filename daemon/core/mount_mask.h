@@ -16,6 +16,7 @@
 // seccomp deny set, and Landlock forbids mount changes in a restricted domain.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -30,12 +31,18 @@ struct MaskEntry {
   bool dir = false;
 };
 
+// MOUNT_ATTR_* (uapi values) used on the view's mounts.
+inline constexpr uint64_t kMountAttrRdonly = 0x1, kMountAttrNosuid = 0x2, kMountAttrNodev = 0x4, kMountAttrNoexec = 0x8;
+
 // One step of building the view, executed in the child in order.
 struct ViewOp {
-  enum Kind { mkdir, touch, symlink, bind, readonly, proc, mask_dir, mask_file };
+  // setattr: mount_setattr(AT_RECURSIVE) setting `attr`; dev_tmpfs/devpts/shm build the
+  // minimal /dev.
+  enum Kind { mkdir, touch, symlink, bind, setattr, proc, mask_dir, mask_file, dev_tmpfs, devpts, shm };
   Kind kind;
   std::string target;  // absolute path inside the new root (already prefixed)
   std::string source;  // host path for bind / mask_file, link text for symlink
+  uint64_t attr = 0;   // for setattr
 };
 
 struct MountMaskPlan {
@@ -65,6 +72,12 @@ struct MountViewInput {
   std::vector<std::string> read, write, exec, deny;  // absolute paths
   bool private_view = true;
   bool fresh_proc = true;   // a new procfs with hidepid=invisible instead of a bind of /proc
+  // When /dev (or anything under it) is shown: a fresh /dev with only null, zero, full,
+  // random, urandom, tty, a private devpts and /dev/shm, instead of the host's /dev. A root
+  // agent with the host's /dev could read /dev/sda (root owns it; Landlock's read right on
+  // /dev cannot tell disks from /dev/null) or another session's /dev/pts/N. Every other
+  // tree is bound nodev, so device nodes elsewhere are inert too.
+  bool minimal_dev = true;
   std::string cwd;          // the child's working directory
 };
 

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -176,6 +177,52 @@ TEST_F(Escape, ViaOutsideProcessRootAndCwd) {
   EXPECT_EQ(run({kFs, "read", proc(outsider_, "root") + ws_ + "/.env"}), kBlocked);
   EXPECT_EQ(run({kFs, "read", proc(outsider_, "cwd") + "/secret.txt"}), kBlocked);
 }
+// The block device holding / (what a root agent would read to get around every path check).
+std::string root_block_device() {
+  struct stat st{};
+  if (::stat("/", &st) != 0) return {};
+  // /sys/dev/block/M:m/uevent names the node ("DEVNAME=vda").
+  std::ifstream ue("/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev)) + "/uevent");
+  std::string line;
+  while (std::getline(ue, line))
+    if (line.rfind("DEVNAME=", 0) == 0 && fs::exists("/dev/" + line.substr(8))) return "/dev/" + line.substr(8);
+  return {};
+}
+
+TEST_F(Escape, RawDiskRead) {
+  std::string dev = root_block_device();
+  if (dev.empty()) GTEST_SKIP() << "needs / on a block device (not overlay/tmpfs)";
+  int fd = ::open(dev.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) GTEST_SKIP() << "needs a block device root can read (" << dev << ": " << strerror(errno) << ")";
+  ::close(fd);
+  // /dev is in the read list: the host's disk must still be out of reach.
+  EXPECT_EQ(run({kFs, "read", dev}), kBlocked);
+}
+
+TEST_F(Escape, DeviceNodeInWorkspaceIsInert) {
+  // A device node planted in the workspace (here a second /dev/null, char 1:3) must not
+  // work: every tree of the view is mounted nodev.
+  std::string node = ws_ + "/devnull";
+  ::unlink(node.c_str());
+  ASSERT_EQ(::mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0) << strerror(errno);
+  int fd = ::open(node.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << "outside the sandbox the node works";
+  ::close(fd);
+  EXPECT_EQ(run({kFs, "append", node}), kBlocked);
+  ::unlink(node.c_str());
+}
+
+TEST_F(Escape, OtherTerminals) {
+  // Another session's terminal (host devpts) is not in the sandbox's private devpts.
+  int m = ::posix_openpt(O_RDWR | O_NOCTTY);
+  ASSERT_GE(m, 0);
+  ASSERT_EQ(::grantpt(m), 0);
+  ASSERT_EQ(::unlockpt(m), 0);
+  std::string slave = ::ptsname(m);
+  EXPECT_EQ(run({kFs, "append", slave}), kBlocked);
+  ::close(m);
+}
+
 TEST_F(Escape, OpenByHandleAt) { EXPECT_EQ(run({kFs, "open-by-handle", outside_ + "/secret.txt"}), kBlocked); }
 TEST_F(Escape, WriteOutsideWorkspace) {
   EXPECT_EQ(run({kFs, "write", outside_ + "/new"}), kBlocked);

@@ -174,10 +174,14 @@ std::optional<PathInfo> fake(const std::string& p) {
 }
 
 std::string render(const MountMaskPlan& p) {
-  static const char* kinds[] = {"mkdir", "touch", "symlink", "bind", "ro", "proc", "mask_dir", "mask_file"};
+  static const char* kinds[] = {"mkdir", "touch", "symlink", "bind", "attr", "proc", "mask_dir", "mask_file", "devtmpfs", "devpts", "shm"};
   std::string out;
   for (const auto& op : p.ops) {
     out += kinds[op.kind];
+    if (op.kind == ViewOp::setattr) {
+      out += std::string(" ") + (op.attr & kMountAttrRdonly ? "ro" : "rw") + (op.attr & kMountAttrNosuid ? ",nosuid" : "") +
+             (op.attr & kMountAttrNodev ? ",nodev" : "") + (op.attr & kMountAttrNoexec ? ",noexec" : "");
+    }
     out += " " + op.target;
     if (!op.source.empty()) out += " <- " + op.source;
     out += "\n";
@@ -195,12 +199,17 @@ TEST(MountView, PlanShowsOnlyListedTrees) {
   auto p = plan_mount_view(in, fake, "/R", "/E");
   ASSERT_TRUE(p.has_value()) << p.error().message();
   EXPECT_EQ(render(*p),
-            "mkdir /R/dev\ntouch /R/dev/null\nbind /R/dev/null <- /dev/null\n"
-            "mkdir /R/etc\nbind /R/etc <- /etc\nro /R/etc\n"
-            "mkdir /R/proc\nproc /R/proc\nro /R/proc\n"
-            "mkdir /R/usr\nbind /R/usr <- /usr\nro /R/usr\n"
-            "bind /R/usr/lib <- /usr/lib\nro /R/usr/lib\n"
-            "mkdir /R/work\nbind /R/work <- /work\n"
+            "mkdir /R/etc\nbind /R/etc <- /etc\nattr ro,nosuid,nodev /R/etc\n"
+            "mkdir /R/proc\nproc /R/proc\nattr ro /R/proc\n"
+            "mkdir /R/usr\nbind /R/usr <- /usr\nattr ro,nosuid,nodev /R/usr\n"
+            "bind /R/usr/lib <- /usr/lib\nattr ro,nosuid,nodev /R/usr/lib\n"
+            "mkdir /R/work\nbind /R/work <- /work\nattr rw,nosuid,nodev /R/work\n"
+            // /dev/null listed: a minimal /dev instead of the host's
+            "mkdir /R/dev\ndevtmpfs /R/dev\ntouch /R/dev/null\nbind /R/dev/null <- /dev/null\n"
+            "mkdir /R/dev/pts\ndevpts /R/dev/pts\nsymlink /R/dev/ptmx <- pts/ptmx\n"
+            "mkdir /R/dev/shm\nshm /R/dev/shm\nsymlink /R/dev/fd <- /proc/self/fd\n"
+            "symlink /R/dev/stdin <- /proc/self/fd/0\nsymlink /R/dev/stdout <- /proc/self/fd/1\n"
+            "symlink /R/dev/stderr <- /proc/self/fd/2\nattr ro,nosuid,noexec /R/dev\n"
             "symlink /R/lib <- usr/lib\n"
             "mask_file /R/work/.env <- /E\n"
             "mask_dir /R/work/secrets\n");
@@ -209,14 +218,16 @@ TEST(MountView, PlanShowsOnlyListedTrees) {
   EXPECT_EQ(p->empty_file, "/E");
 }
 
-TEST(MountView, DevicesUnderAShownTreeAreNotRebound) {
+TEST(MountView, HostDevOnlyWithoutMinimalDev) {
   MountViewInput in;
   in.read = {"/dev"};
   in.write = {"/dev/ptmx"};
   in.cwd = "/elsewhere";
+  in.minimal_dev = false;
   auto p = plan_mount_view(in, fake, "/R", "/E");
   ASSERT_TRUE(p.has_value());
-  EXPECT_EQ(render(*p), "mkdir /R/dev\nbind /R/dev <- /dev\nro /R/dev\n");
+  // A device node under a shown tree is not bound again (that would break ptmx).
+  EXPECT_EQ(render(*p), "mkdir /R/dev\nbind /R/dev <- /dev\nattr ro,nosuid /R/dev\n");
   EXPECT_EQ(p->cwd, "/");  // not shown: start in /
 }
 

@@ -2,6 +2,7 @@
 #include "core/confine.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <linux/seccomp.h>
@@ -10,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -220,6 +222,37 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
   for (const auto& r : policy.rlimits)
     if (r.resource < 0 || r.resource >= RLIM_NLIMITS) return error(fmt::format("process.rlimits: unknown resource {}", r.resource));
   return pc;
+}
+
+Status check_command_allowed(const ConfinePolicy& policy, const std::string& argv0) {
+  if (!policy.fs.restrict || policy.audit_mode || argv0.empty()) return {};
+  std::string path = argv0;
+  if (argv0.find('/') == std::string::npos) {
+    const char* env = ::getenv("PATH");
+    std::string dirs = env ? env : "/usr/local/bin:/usr/bin:/bin";
+    path.clear();
+    size_t start = 0;
+    while (start <= dirs.size()) {
+      size_t end = dirs.find(':', start);
+      if (end == std::string::npos) end = dirs.size();
+      std::string cand = (end > start ? dirs.substr(start, end - start) : std::string(".")) + "/" + argv0;
+      if (::access(cand.c_str(), X_OK) == 0) {
+        path = cand;
+        break;
+      }
+      start = end + 1;
+    }
+    if (path.empty()) return {};  // the launcher reports "command not found"
+  }
+  char real[PATH_MAX];
+  std::string resolved = ::realpath(path.c_str(), real) ? std::string(real) : path;
+  for (const auto& e : policy.fs.exec) {
+    char er[PATH_MAX];
+    std::string exec_real = ::realpath(e.c_str(), er) ? std::string(er) : e;
+    if (path_within(resolved, exec_real)) return {};
+  }
+  return error(fmt::format("the command {} ({}) is not in filesystem.exec", argv0, resolved),
+               "add its directory to the profile's filesystem.exec list");
 }
 
 int apply_in_child(const PreparedConfinement& pc, const char** what) {

@@ -153,6 +153,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
 
   std::unique_ptr<PreparedConfinement> conf;
   if (opts.confine) {
+    if (auto ok = check_command_allowed(*opts.confine, opts.argv[0]); !ok) return std::unexpected(ok.error());
     auto pc = prepare_confinement(*opts.confine, probe_kernel_features(), ConfineContext{res.sandbox_id, cg->path()});
     if (!pc) return std::unexpected(pc.error());
     conf = std::move(*pc);

@@ -233,6 +233,15 @@ TEST_F(Confine, Namespaces) {
   EXPECT_EQ(text.find(host_ns), std::string::npos) << text;
 }
 
+TEST_F(Confine, CommandOutsideExecListIsAClearError) {
+  auto p = base_policy(ws_);
+  p.fs.exec = {"/lib", "/lib64"};  // /bin/sh is not executable under this policy
+  auto r = run(p, "true");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("filesystem.exec"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("hint:"), std::string::npos);
+}
+
 TEST_F(Confine, ChildStepFailureIsReportedByName) {
   auto p = base_policy(ws_);
   p.rlimits = {{RLIMIT_NOFILE, 128, 64}};  // soft above hard: EINVAL in the child

@@ -79,6 +79,12 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     return {};
   };
 
+  for (const auto& r : policy.fs.required) {
+    struct stat st{};
+    if (::stat(r.c_str(), &st) != 0)
+      return sys_error(fmt::format("filesystem: required path {}", r), errno, "create it, or remove it from the profile's required paths");
+  }
+
   // --- seccomp ---
   if (!kf.seccomp_filter) {
     if (auto st = missing("seccomp", "seccomp filtering", "the kernel needs CONFIG_SECCOMP_FILTER=y"); !st)
@@ -148,7 +154,10 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
                                 fmt::format("{}{}", pl.scoped & ll::kScopeSignal ? "signal " : "",
                                             pl.scoped & ll::kScopeAbstractUnix ? "abstract_unix" : "")),
                     enforce});
-    if (enforce) {
+    // Nothing handled (e.g. scoping asked on an ABI < 6 with no filesystem rules): the
+    // kernel rejects an empty ruleset, and there would be nothing to enforce anyway.
+    bool empty = pl.handled_fs == 0 && pl.handled_net == 0 && pl.scoped == 0;
+    if (enforce && !empty) {
       // With a fresh procfs in the view, rules on /proc must name the new instance's
       // inodes (Landlock rules are inode-bound): the child adds them after mounting.
       bool view = policy.fs.restrict && policy.fs.private_view;

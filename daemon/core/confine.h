@@ -43,6 +43,9 @@ struct FsPolicy {
   std::vector<std::string> write;   // implies read
   std::vector<std::string> exec;    // implies read
   std::vector<std::string> deny;    // masked even inside allowed trees
+  // Listed paths that must exist (e.g. the workspace): a missing one is an error instead
+  // of a skipped rule (the default, as profiles list /lib64 and friends some hosts lack).
+  std::vector<std::string> required;
   // The child sees only the listed trees (read/exec read-only, write read-write) in a
   // private root; see mount_mask.h for why Landlock alone is not enough for a root agent.
   bool private_view = true;

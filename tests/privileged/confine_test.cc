@@ -172,6 +172,21 @@ TEST_F(Confine, FailsClosedOnMissingMechanisms) {
   for (const auto& pv : (*r)->provenance()) gap |= !pv.enforced && pv.detail.find("ABI 4") != std::string::npos;
   EXPECT_TRUE(gap);
 
+  // A required path that does not exist is an error naming it.
+  auto req = base_policy(ws_);
+  req.fs.required = {ws_ + "/does-not-exist"};
+  r = prepare_confinement(req, kf_, {});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("does-not-exist"), std::string::npos) << r.error().message();
+
+  // Only scoping asked, on a kernel without it: nothing to enforce, no empty ruleset error.
+  auto scope_only = base_policy(ws_);
+  scope_only.fs.restrict = false;
+  KernelFeatures abi5 = kf_;
+  abi5.landlock_abi = 5;
+  r = prepare_confinement(scope_only, abi5, {});
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+
   // Audit mode starts anyway and records the gap.
   auto a = base_policy(ws_);
   a.audit_mode = true;

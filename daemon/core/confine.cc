@@ -379,7 +379,9 @@ std::optional<Violation> attribute(const ConfineDecisions& dec, const FailedOp& 
       if (d.rule == "builtin" || d.rule == "profile")
         return Violation{"seccomp", fmt::format("syscalls.deny: {} ({})", d.name, d.rule)};
       if (!op.has_args) return Violation{"seccomp", fmt::format("syscalls.deny: {} with {} (builtin)", d.name, d.rule)};
-      bool match = (d.name == "ioctl" && ((op.args[1] & 0xffffffffu) == TIOCSTI && d.rule.find("TIOCSTI") != std::string::npos)) ||
+      bool foreign = d.rule.find("!=") != std::string::npos;
+      bool match = (foreign && (op.args[0] != (d.name == "ioprio_set" ? 1u : 0u) || op.args[1] != 0)) ||
+                   (d.name == "ioctl" && ((op.args[1] & 0xffffffffu) == TIOCSTI && d.rule.find("TIOCSTI") != std::string::npos)) ||
                    (d.name == "ioctl" && ((op.args[1] & 0xffffffffu) == TIOCLINUX && d.rule.find("TIOCLINUX") != std::string::npos)) ||
                    ((d.name == "clone" || d.name == "unshare") && (op.args[0] & CLONE_NEWUSER));
       if (match) return Violation{"seccomp", fmt::format("syscalls.deny: {} with {} (builtin)", d.name, d.rule)};

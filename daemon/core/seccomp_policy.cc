@@ -117,8 +117,11 @@ Result<MainFilter> build_main(const SeccompPolicy& p, bool audit) {
   for (const auto& n : p.deny)
     if (auto st = add(n, "profile"); !st) return std::unexpected(st.error());
 
+  // An unconditional deny already covers every argument: a conditional rule on top would
+  // be refused by libseccomp (conflicting actions) and adds nothing.
   auto denied_outright = [&](int nr) {
-    return std::any_of(m.denied.begin(), m.denied.end(), [&](const SeccompDenied& d) { return d.nr == nr && d.rule.find("==") == std::string::npos && d.rule.find('&') == std::string::npos; });
+    return std::any_of(m.denied.begin(), m.denied.end(),
+                       [&](const SeccompDenied& d) { return d.nr == nr && (d.rule == "builtin" || d.rule == "profile"); });
   };
   auto cond = [&](const char* name, int nr, const std::string& rule, scmp_arg_cmp c) -> Status {
     if (denied_outright(nr)) return {};
@@ -134,6 +137,36 @@ Result<MainFilter> build_main(const SeccompPolicy& p, bool audit) {
       if (!contains(p.allow, "ioctl"))
         if (auto st = cond("ioctl", SCMP_SYS(ioctl), nm, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<scmp_datum_t>(cmd))); !st)
           return std::unexpected(st.error());
+    // Syscalls that act on another process by pid, which a root agent may do to any root
+    // process on the host (same uid: no capability needed, and Landlock has no hook for
+    // them): change its rlimits, priority, scheduling, CPU set, I/O priority or memory
+    // placement. Allowed on itself (pid 0); denied for any other target. Rules are ORed.
+    struct Foreign {
+      const char* name;
+      unsigned arg;
+      uint64_t ok;      // the only allowed value of that argument
+      const char* rule;
+    };
+    static constexpr Foreign kForeign[] = {
+        {"prlimit64", 0, 0, "pid != 0"},
+        {"setpriority", 0, 0, "which != PRIO_PROCESS"},
+        {"setpriority", 1, 0, "who != 0"},
+        {"sched_setaffinity", 0, 0, "pid != 0"},
+        {"sched_setscheduler", 0, 0, "pid != 0"},
+        {"sched_setparam", 0, 0, "pid != 0"},
+        {"sched_setattr", 0, 0, "pid != 0"},
+        {"ioprio_set", 0, 1, "which != IOPRIO_WHO_PROCESS"},
+        {"ioprio_set", 1, 0, "who != 0"},
+        {"migrate_pages", 0, 0, "pid != 0"},
+        {"move_pages", 0, 0, "pid != 0"},
+    };
+    for (const auto& f : kForeign) {
+      if (contains(p.allow, f.name)) continue;
+      int nr = resolve(f.name);
+      if (nr == __NR_SCMP_ERROR) continue;
+      if (auto st = cond(f.name, nr, f.rule, scmp_arg_cmp{f.arg, SCMP_CMP_NE, f.ok, 0}); !st)
+        return std::unexpected(st.error());
+    }
     // New user namespaces hand the agent a full capability set over a fresh namespace:
     // the root of most kernel privilege escalations. Other CLONE_NEW* need CAP_SYS_ADMIN,
     // which the agent no longer has.
@@ -330,6 +363,7 @@ Result<CompiledSeccomp> compile_seccomp(const SeccompPolicy& p, bool audit) {
   auto bpf = export_bpf(m->ctx.get(), "builtin");
   if (!bpf) return std::unexpected(bpf.error());
   out.programs.push_back({"builtin", std::move(*bpf)});
+
   out.denied = std::move(m->denied);
   out.deny_action = m->action;
   out.log = m->action == SCMP_ACT_LOG;
@@ -348,6 +382,7 @@ Result<std::string> seccomp_pfc(const SeccompPolicy& p, bool audit) {
   if (!m) return std::unexpected(m.error());
   auto s = export_pfc(m->ctx.get());
   if (!s) return s;
+
   if (!p.oci_json.empty()) {
     auto o = build_oci(p, audit);
     if (!o) return std::unexpected(o.error());

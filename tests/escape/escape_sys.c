@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -58,6 +59,26 @@ int main(int argc, char** argv) {
     expect_fail(process_vm_readv(target, &l, 1, &r, 1, 0), "process_vm_readv");
   }
   if (!strcmp(a, "kill")) expect_fail(kill(target, SIGKILL), "kill(SIGKILL)");
+  if (!strcmp(a, "prlimit")) { /* cap another process's open files at 0 */
+    struct rlimit rl = {0, 0};
+    expect_fail(prlimit(target, RLIMIT_NOFILE, &rl, NULL), "prlimit(other pid)");
+  }
+  if (!strcmp(a, "renice-user")) expect_fail(setpriority(PRIO_USER, 0, 19), "setpriority(PRIO_USER, self uid)");
+  if (!strcmp(a, "renice-other")) expect_fail(setpriority(PRIO_PROCESS, (id_t)target, 19), "setpriority(other pid)");
+  if (!strcmp(a, "affinity")) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    expect_fail(sched_setaffinity(target, sizeof set, &set), "sched_setaffinity(other pid)");
+  }
+  if (!strcmp(a, "control-self-limits")) { /* the same calls on ourselves work */
+    struct rlimit rl;
+    if (prlimit(0, RLIMIT_NOFILE, NULL, &rl) != 0 || setrlimit(RLIMIT_NOFILE, &rl) != 0) { perror("rlimit"); return 1; }
+    if (setpriority(PRIO_PROCESS, 0, 5) != 0) { perror("setpriority"); return 1; }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0 || sched_setaffinity(0, sizeof set, &set) != 0) { perror("affinity"); return 1; }
+    return 0;
+  }
   if (!strcmp(a, "unshare-user")) expect_fail(unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)");
   if (!strcmp(a, "clone-user")) {
     long r = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);

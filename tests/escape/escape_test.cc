@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -275,6 +276,15 @@ TEST_F(Escape, PtraceOutsideEvenWhenSeccompAllowsIt) {
   EXPECT_EQ(run_in(p, {kSys, "vm_readv", std::to_string(outsider_)}), kBlocked);
 }
 TEST_F(Escape, ProcessVmReadv) { EXPECT_EQ(run({kSys, "vm_readv", std::to_string(outsider_)}), kBlocked); }
+TEST_F(Escape, RetuneOutsideProcess) {
+  std::string pid = std::to_string(outsider_);
+  EXPECT_EQ(run({kSys, "prlimit", pid}), kBlocked);
+  EXPECT_EQ(run({kSys, "renice-other", pid}), kBlocked);
+  EXPECT_EQ(run({kSys, "renice-user"}), kBlocked);
+  EXPECT_EQ(run({kSys, "affinity", pid}), kBlocked);
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(outsider_)), 0);
+}
+TEST_F(Escape, ControlSelfLimits) { EXPECT_EQ(run({kSys, "control-self-limits"}), 0); }
 TEST_F(Escape, HostUnixSocket) {
   // Sanity: the listener is reachable from outside the sandbox.
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -8,6 +8,7 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include <cstring>
@@ -134,6 +135,25 @@ TEST(Seccomp, UserNamespacesDenied) {
   EXPECT_EQ(verdict(c, {SYS_clone, AUDIT_ARCH_X86_64, {CLONE_VM | CLONE_THREAD | CLONE_SIGHAND}}), SECCOMP_RET_ALLOW);
   // clone3's flags live in memory: ENOSYS makes libc fall back to the filterable clone.
   EXPECT_EQ(verdict(c, {SYS_clone3}), SECCOMP_RET_ERRNO | ENOSYS);
+}
+
+TEST(Seccomp, OtherProcessesCannotBeRetuned) {
+  auto c = compile({});
+  // Self (pid 0) is fine, any other pid is not.
+  EXPECT_EQ(verdict(c, {SYS_prlimit64, AUDIT_ARCH_X86_64, {0, RLIMIT_NOFILE}}), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(verdict(c, {SYS_prlimit64, AUDIT_ARCH_X86_64, {1, RLIMIT_NOFILE}}), kEperm);
+  EXPECT_EQ(verdict(c, {SYS_setpriority, AUDIT_ARCH_X86_64, {PRIO_PROCESS, 0, 10}}), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(verdict(c, {SYS_setpriority, AUDIT_ARCH_X86_64, {PRIO_USER, 0, 19}}), kEperm);
+  EXPECT_EQ(verdict(c, {SYS_setpriority, AUDIT_ARCH_X86_64, {PRIO_PROCESS, 1234, 19}}), kEperm);
+  EXPECT_EQ(verdict(c, {SYS_sched_setaffinity, AUDIT_ARCH_X86_64, {0}}), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(verdict(c, {SYS_sched_setaffinity, AUDIT_ARCH_X86_64, {1}}), kEperm);
+  EXPECT_EQ(verdict(c, {SYS_ioprio_set, AUDIT_ARCH_X86_64, {1 /* WHO_PROCESS */, 0}}), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(verdict(c, {SYS_ioprio_set, AUDIT_ARCH_X86_64, {3 /* WHO_USER */, 0}}), kEperm);
+  // The upper word counts too: 1<<32 is not "self" for seccomp, so it is denied.
+  EXPECT_EQ(verdict(c, {SYS_prlimit64, AUDIT_ARCH_X86_64, {1ull << 32}}), kEperm);
+  SeccompPolicy p;
+  p.allow = {"prlimit64"};
+  EXPECT_EQ(verdict(compile(p), {SYS_prlimit64, AUDIT_ARCH_X86_64, {1}}), SECCOMP_RET_ALLOW);
 }
 
 TEST(Seccomp, ForeignAbisKilled) {

@@ -163,8 +163,10 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
       bool view = policy.fs.restrict && policy.fs.private_view;
       bool fresh_proc = view && policy.fs.fresh_proc;
       bool fresh_dev = view && policy.fs.minimal_dev;
+      bool fresh_tmp = view && policy.fs.private_tmp;
       auto defer = [&](const std::string& path) {
-        return (fresh_proc && path_within(path, "/proc")) || (fresh_dev && path_within(path, "/dev"));
+        return (fresh_proc && path_within(path, "/proc")) || (fresh_dev && path_within(path, "/dev")) ||
+               (fresh_tmp && path == "/tmp");
       };
       for (const auto& r : pl.paths)
         if (defer(r.path)) pc->late_rules_.push_back(r);
@@ -192,6 +194,7 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     vin.private_view = view;
     vin.fresh_proc = policy.fs.fresh_proc;
     vin.minimal_dev = policy.fs.minimal_dev;
+    vin.private_tmp = policy.fs.private_tmp;
     pc->scratch_ = ctx.scratch_dir + "/" + (ctx.sandbox_id.empty() ? std::to_string(::getpid()) : ctx.sandbox_id);
     auto m = prepare_mount_mask(vin, pc->scratch_);
     if (!m) return std::unexpected(m.error());

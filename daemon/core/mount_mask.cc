@@ -149,9 +149,15 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
         }
       }
     }
+    // Trees replaced by a fresh filesystem (not the host's content): nothing of the host
+    // exists beneath them, so mount points there must be created.
+    auto synthesized = [&](const std::string& r) {
+      return (r == "/tmp" && in.private_tmp) || (r == "/proc" && in.fresh_proc);
+    };
     for (const auto& [real, t] : trees) {
-      bool under_visible = false;
-      for (const auto& [other, _] : trees) under_visible |= other != real && path_within(real, other);
+      bool under_visible = false;  // beneath a bound host tree: its mount point exists
+      for (const auto& [other, _] : trees)
+        under_visible |= other != real && path_within(real, other) && !synthesized(other);
       // A device node under a shown tree is already there, and stays writable on a
       // read-only mount; binding it again would break ptmx (it finds devpts via its parent).
       if (t.info.is_device && under_visible) continue;
@@ -159,6 +165,12 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
         mkdirs(real);
         if (made.insert(real).second) plan.ops.push_back({ViewOp::mkdir, root + real, {}});
         plan.ops.push_back({ViewOp::proc, root + real, {}});
+        if (!t.rw) plan.ops.push_back({ViewOp::setattr, root + real, {}, kMountAttrRdonly});
+        continue;
+      }
+      if (real == "/tmp" && in.private_tmp) {
+        if (made.insert(real).second) plan.ops.push_back({ViewOp::mkdir, root + real, {}});
+        plan.ops.push_back({ViewOp::tmp, root + real, {}});
         if (!t.rw) plan.ops.push_back({ViewOp::setattr, root + real, {}, kMountAttrRdonly});
         continue;
       }
@@ -293,6 +305,10 @@ int mount_mask_apply(const MountMaskPlan& plan, const char** what) {
         // A private devpts instance: the agent's ptys only, never another session's.
         *what = "mount(devpts, newinstance)";
         if (::mount("devpts", t, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) return errno;
+        break;
+      case ViewOp::tmp:
+        *what = "mount(tmpfs) for a private /tmp";
+        if (::mount("agentcage-tmp", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) return errno;
         break;
       case ViewOp::shm:
         *what = "mount(tmpfs) for /dev/shm";

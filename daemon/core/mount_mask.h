@@ -38,7 +38,7 @@ inline constexpr uint64_t kMountAttrRdonly = 0x1, kMountAttrNosuid = 0x2, kMount
 struct ViewOp {
   // setattr: mount_setattr(AT_RECURSIVE) setting `attr`; dev_tmpfs/devpts/shm build the
   // minimal /dev.
-  enum Kind { mkdir, touch, symlink, bind, setattr, proc, mask_dir, mask_file, dev_tmpfs, devpts, shm };
+  enum Kind { mkdir, touch, symlink, bind, setattr, proc, mask_dir, mask_file, dev_tmpfs, devpts, shm, tmp };
   Kind kind;
   std::string target;  // absolute path inside the new root (already prefixed)
   std::string source;  // host path for bind / mask_file, link text for symlink
@@ -78,6 +78,9 @@ struct MountViewInput {
   // /dev cannot tell disks from /dev/null) or another session's /dev/pts/N. Every other
   // tree is bound nodev, so device nodes elsewhere are inert too.
   bool minimal_dev = true;
+  // When /tmp is listed: a private, empty tmpfs instead of the host's /tmp, whose unix
+  // sockets (root's tmux server, X11, ssh-agent) would hand a root agent the host.
+  bool private_tmp = true;
   std::string cwd;          // the child's working directory
 };
 

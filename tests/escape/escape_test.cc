@@ -296,6 +296,27 @@ TEST_F(Escape, HostUnixSocket) {
   EXPECT_EQ(run({kSys, "unix-connect", host_sock_}), kBlocked);
   EXPECT_EQ(run({kSys, "abstract-connect", abstract_name_}), kBlocked);
 }
+TEST_F(Escape, SharedTmpSockets) {
+  // /tmp listed as writable: the agent gets a private /tmp, so sockets of host services
+  // there (root's tmux server, X11, ssh-agent) cannot be reached; the workspace, which lives
+  // under the host's /tmp in this test, is still bound in.
+  std::string sock = "/tmp/agentcage-escape-tmux-" + std::to_string(::getpid());
+  ::unlink(sock.c_str());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, sock.c_str(), sizeof sa.sun_path - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  auto p = policy();
+  p.fs.write.push_back("/tmp");
+  EXPECT_EQ(run_in(p, {kSys, "unix-connect", sock}), kBlocked);
+  EXPECT_EQ(run_in(p, {"/bin/sh", "-c", "echo x > /tmp/scratch && grep -q x /tmp/scratch"}), 0);
+  EXPECT_EQ(run_in(p, {kFs, "control-rw", ws_}), 0);
+  EXPECT_FALSE(fs::exists("/tmp/scratch"));
+  ::close(fd);
+  ::unlink(sock.c_str());
+}
 TEST_F(Escape, OutsideProcessesAreInvisible) {
   EXPECT_EQ(run({kSys, "proc-peek", std::to_string(outsider_)}), kBlocked);
 }

@@ -174,7 +174,7 @@ std::optional<PathInfo> fake(const std::string& p) {
 }
 
 std::string render(const MountMaskPlan& p) {
-  static const char* kinds[] = {"mkdir", "touch", "symlink", "bind", "attr", "proc", "mask_dir", "mask_file", "devtmpfs", "devpts", "shm"};
+  static const char* kinds[] = {"mkdir", "touch", "symlink", "bind", "attr", "proc", "mask_dir", "mask_file", "devtmpfs", "devpts", "shm", "tmp"};
   std::string out;
   for (const auto& op : p.ops) {
     out += kinds[op.kind];
@@ -216,6 +216,17 @@ TEST(MountView, PlanShowsOnlyListedTrees) {
   EXPECT_EQ(p->cwd, "/work");
   EXPECT_EQ(p->entries.size(), 2u);  // /var/secret is not in the view: nothing to mask
   EXPECT_EQ(p->empty_file, "/E");
+}
+
+TEST(MountView, PrivateTmpUnderneathListedTrees) {
+  MountViewInput in;
+  in.write = {"/tmp", "/tmp/ws"};
+  in.cwd = "/tmp/ws";
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  // The private tmpfs first, then the workspace bound into it.
+  EXPECT_EQ(render(*p), "mkdir /R/tmp\ntmp /R/tmp\nmkdir /R/tmp/ws\nbind /R/tmp/ws <- /tmp/ws\nattr rw,nosuid,nodev /R/tmp/ws\n");
+  EXPECT_EQ(p->cwd, "/tmp/ws");
 }
 
 TEST(MountView, HostDevOnlyWithoutMinimalDev) {

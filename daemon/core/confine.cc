@@ -205,7 +205,11 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     if (view)
       prov.push_back({"mount_view", fmt::format("private root: {} trees shown ({} writable), the rest absent{}",
                                                 pc->masks_.visible.size(), pc->masks_.writable.size(),
-                                                policy.fs.fresh_proc ? "; own procfs with hidepid=invisible" : ""),
+                                                fmt::format("{}{}{}; every tree nosuid{}",
+                                                            policy.fs.fresh_proc ? "; own procfs with hidepid=invisible" : "",
+                                                            policy.fs.minimal_dev ? "; minimal /dev" : "",
+                                                            policy.fs.private_tmp ? "; private /tmp" : "",
+                                                            policy.fs.minimal_dev ? ",nodev" : "")),
                       enforce});
   }
 

@@ -187,11 +187,29 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
     }
   }
 
+  std::unique_ptr<PreparedConfinement> conf;
+  if (opts.confine) {
+    if (auto ok = check_command_allowed(*opts.confine, opts.argv[0]); !ok) return std::unexpected(ok.error());
+    auto pc = prepare_confinement(*opts.confine, probe_kernel_features(), ConfineContext{res.sandbox_id, cg->path()});
+    if (!pc) return std::unexpected(pc.error());
+    conf = std::move(*pc);
+    res.enforcement = conf->provenance();
+    if (opts.on_confined) opts.on_confined(*conf);
+  }
+
   SpawnOptions so;
   so.argv = opts.argv;
   so.cgroup_fd = cg->fd();
   so.cgroup_path = cg->path();
   so.child_setup = opts.child_setup;
+  if (conf) {
+    // Runs in the child: the caller's hook first, then the confinement steps.
+    so.child_setup = [user = opts.child_setup, c = conf.get()](const char** what) -> int {
+      if (user)
+        if (int e = user(what)) return e;
+      return apply_in_child(*c, what);
+    };
+  }
   // Spawn before the reader thread starts: the child is forked from a single-threaded
   // process. Records it produces meanwhile wait in the ring buffer.
   auto child = spawn(so);
@@ -208,6 +226,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   // reader collect the exits that produced.
   auto st = cg->destroy();
   if (!st) spdlog::error("{}", st.error().message());
+  conf.reset();  // after the kill: removes the v1 pids cgroup and the mask scratch files
   if (reader) reader->stop();
   if (mon && net) (void)mon->remove_net_policy(key, *net);
   if (mon) (void)mon->untrack_cgroup(cg->id());

@@ -11,6 +11,7 @@
 #include "agentcage/v1/event.pb.h"
 #include "core/bpf_monitor.h"
 #include "core/net_policy.h"
+#include "core/confine.h"
 #include "core/result.h"
 
 namespace agentcage::core {
@@ -33,6 +34,12 @@ struct SessionOptions {
   // The session refuses to start when BPF LSM is not active. In host mode (no argv) the
   // rules apply to every recorded process.
   std::vector<DenyRule> lsm_deny;
+
+  // Confine the child (see confine.h): prepared after the cgroup exists, applied in the
+  // child after child_setup. A missing required mechanism fails the session before spawn.
+  std::optional<ConfinePolicy> confine;
+  // Called once the confinement is prepared, before spawn (e.g. to wire attribute()).
+  std::function<void(const PreparedConfinement&)> on_confined;
 };
 
 struct SessionResult {
@@ -41,6 +48,7 @@ struct SessionResult {
   uint64_t events = 0;    // events handed to on_event
   uint64_t lost = 0;      // events the kernel could not queue (ring full)
   uint64_t decode_errors = 0;
+  std::vector<Provenance> enforcement;  // what confined the child, when confine was set
 };
 
 // Runs the whole session; teardown always happens (cgroup killed and removed).

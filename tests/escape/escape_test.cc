@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: Apache-2.0
+// The escape suite: each attack program runs as root inside a real sandbox (run_session
+// with a ConfinePolicy, exactly what `agentcage run` does) and must be blocked; the
+// control cases must work. The test process itself is never confined.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/cgroup.h"
+#include "core/confine.h"
+#include "core/session.h"
+#include "support/subprocess.h"
+
+namespace agentcage {
+namespace {
+
+namespace fs = std::filesystem;
+using core::ConfinePolicy;
+
+constexpr int kBlocked = 10;
+constexpr int kEscaped = 20;
+constexpr int kSigsys = 128 + SIGSYS;
+constexpr uint32_t kMaxPids = 32;
+
+const std::string kFs = std::string(ESCAPE_BIN_DIR) + "/escape_fs";
+const std::string kSys = std::string(ESCAPE_BIN_DIR) + "/escape_sys";
+
+void write_text(const std::string& path, const std::string& text, mode_t mode = 0644) {
+  std::ofstream(path) << text;
+  ASSERT_EQ(::chmod(path.c_str(), mode), 0) << path;
+}
+
+// The scene: T/ws is the workspace (writable) with T/ws/.env and T/ws/secrets/ denied
+// inside it; T/outside holds a secret and a victim file no list grants; an outside
+// process (sleep) runs with its cwd in T/outside.
+class Escape : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) return;
+    char tmpl[] = "/tmp/agentcage-escape.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    ::chmod(root_.c_str(), 0755);
+    ws_ = root_ + "/ws";
+    outside_ = root_ + "/outside";
+    fs::create_directories(ws_ + "/secrets");
+    fs::create_directories(outside_);
+    fs::create_directories(root_ + "/bin");
+    write_text(ws_ + "/.env", "API_KEY=workspace-secret\n", 0600);
+    write_text(ws_ + "/secrets/key", "-----BEGIN KEY-----\n", 0600);
+    write_text(ws_ + "/README", "hello\n");
+    write_text(outside_ + "/secret.txt", "outside-secret\n", 0600);
+    write_text(outside_ + "/victim", "victim\n", 0644);
+    // A setuid-root copy of the attack program, executable by anyone.
+    suid_ = root_ + "/bin/escape_sys_suid";
+    fs::copy_file(kSys, suid_, fs::copy_options::overwrite_existing);
+    ASSERT_EQ(::chown(suid_.c_str(), 0, 0), 0);
+    ASSERT_EQ(::chmod(suid_.c_str(), 04755), 0);
+
+    // Host daemons' sockets the agent must not reach: one on a path outside every list
+    // (like /run/docker.sock), one in the abstract namespace.
+    host_sock_ = outside_ + "/host.sock";
+    abstract_name_ = "agentcage-escape-" + std::to_string(::getpid());
+    for (int i = 0; i < 2; ++i) {
+      int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un sa{};
+      sa.sun_family = AF_UNIX;
+      socklen_t len = sizeof sa;
+      if (i == 0) {
+        std::strncpy(sa.sun_path, host_sock_.c_str(), sizeof sa.sun_path - 1);
+      } else {
+        std::strncpy(sa.sun_path + 1, abstract_name_.c_str(), sizeof sa.sun_path - 2);
+        len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstract_name_.size());
+      }
+      ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), len), 0) << strerror(errno);
+      ASSERT_EQ(::listen(fd, 16), 0);
+      listeners_.push_back(fd);
+    }
+
+    outsider_ = ::fork();
+    if (outsider_ == 0) {
+      if (::chdir(outside_.c_str()) != 0) _exit(1);
+      ::execl("/bin/sleep", "sleep", "600", (char*)nullptr);
+      _exit(127);
+    }
+  }
+
+  static void TearDownTestSuite() {
+    if (outsider_ > 0) {
+      ::kill(outsider_, SIGKILL);
+      ::waitpid(outsider_, nullptr, 0);
+    }
+    for (int fd : listeners_) ::close(fd);
+    if (!root_.empty()) fs::remove_all(root_);
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: the sandbox must hold against a root-started agent";
+    auto kf = core::probe_kernel_features();
+    if (kf.landlock_abi < 6) GTEST_SKIP() << "needs Landlock ABI 6 (have " << kf.landlock_abi << ")";
+    ASSERT_TRUE(testing::pid_alive(outsider_));
+  }
+
+  // Roughly the shipped "default" profile, pointed at the scene.
+  static ConfinePolicy policy() {
+    ConfinePolicy p;
+    p.fs.read = {"/etc", "/proc", "/dev", "/sys"};
+    p.fs.exec = {"/usr", "/bin", "/lib", "/lib64", "/sbin", ESCAPE_BIN_DIR, root_ + "/bin"};
+    p.fs.write = {ws_, "/dev/null", "/dev/ptmx", "/dev/pts"};
+    p.fs.deny = {ws_ + "/.env", ws_ + "/secrets", "/etc/shadow"};
+    p.max_pids = kMaxPids;
+    return p;
+  }
+
+  static int run_in(const ConfinePolicy& p, std::vector<std::string> argv) {
+    core::SessionOptions so;
+    so.argv = std::move(argv);
+    so.confine = p;
+    auto r = core::run_session(so);
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message());
+    return r ? r->exit_status : -1;
+  }
+  static int run(std::vector<std::string> argv) { return run_in(policy(), std::move(argv)); }
+
+  static inline std::string root_, ws_, outside_, suid_, host_sock_, abstract_name_;
+  static inline std::vector<int> listeners_;
+  static inline pid_t outsider_ = -1;
+};
+
+std::string proc(pid_t pid, const char* what) { return "/proc/" + std::to_string(pid) + "/" + what; }
+
+// --- controls: the sandbox must not break ordinary work ---
+TEST_F(Escape, ControlReadWriteInsideWorkspace) { EXPECT_EQ(run({kFs, "control-rw", ws_}), 0); }
+
+TEST_F(Escape, ControlOrdinaryTools) {
+  std::string script = "set -e; cd " + ws_ + "; ls -la . >/dev/null; cat README | grep -q hello; " +
+                       "echo data > out.txt; sort out.txt | wc -l | grep -q 1; sh -c 'true' ; " +
+                       "mkdir -p sub/dir && mv out.txt sub/dir/ && rm -r sub; cat /etc/hostname >/dev/null";
+  EXPECT_EQ(run({"/bin/sh", "-c", script}), 0);
+}
+
+TEST_F(Escape, ControlOrdinaryIoctls) { EXPECT_EQ(run({kSys, "control-ioctl"}), 0); }
+
+// --- filesystem ---
+TEST_F(Escape, DirectSecretRead) { EXPECT_EQ(run({kFs, "read", outside_ + "/secret.txt"}), kBlocked); }
+TEST_F(Escape, DeniedFileInsideWorkspace) { EXPECT_EQ(run({kFs, "read", ws_ + "/.env"}), kBlocked); }
+TEST_F(Escape, DeniedDirInsideWorkspace) { EXPECT_EQ(run({kFs, "read", ws_ + "/secrets/key"}), kBlocked); }
+TEST_F(Escape, DeniedSystemFileInsideReadTree) { EXPECT_EQ(run({kFs, "read", "/etc/shadow"}), kBlocked); }
+TEST_F(Escape, MaskChmodThenRead) { EXPECT_EQ(run({kFs, "chmod-then-read", ws_ + "/.env"}), kBlocked); }
+TEST_F(Escape, MaskUnmount) { EXPECT_EQ(run({kFs, "umount", ws_ + "/.env"}), kBlocked); }
+TEST_F(Escape, MaskRenameAway) { EXPECT_EQ(run({kFs, "rename", ws_ + "/secrets", ws_ + "/s2"}), kBlocked); }
+TEST_F(Escape, ViaSymlink) { EXPECT_EQ(run({kFs, "symlink", outside_ + "/secret.txt", ws_ + "/link1"}), kBlocked); }
+TEST_F(Escape, ViaSymlinkToMask) { EXPECT_EQ(run({kFs, "symlink", ws_ + "/.env", ws_ + "/link2"}), kBlocked); }
+TEST_F(Escape, ViaHardLink) { EXPECT_EQ(run({kFs, "hardlink", outside_ + "/secret.txt", ws_ + "/hl1"}), kBlocked); }
+TEST_F(Escape, ViaHardLinkOfMask) { EXPECT_EQ(run({kFs, "hardlink", ws_ + "/.env", ws_ + "/hl2"}), kBlocked); }
+TEST_F(Escape, ViaDotDot) { EXPECT_EQ(run({kFs, "read", ws_ + "/../outside/secret.txt"}), kBlocked); }
+TEST_F(Escape, ViaProcSelfRoot) {
+  EXPECT_EQ(run({kFs, "read", "/proc/self/root" + outside_ + "/secret.txt"}), kBlocked);
+  EXPECT_EQ(run({kFs, "read", "/proc/self/root" + ws_ + "/.env"}), kBlocked);
+}
+TEST_F(Escape, ViaOutsideProcessRootAndCwd) {
+  // The outside process lives in the host mount namespace, where no mask exists: only
+  // Landlock's ptrace-style check on /proc/<pid>/{root,cwd} stands between.
+  EXPECT_EQ(run({kFs, "read", proc(outsider_, "root") + ws_ + "/.env"}), kBlocked);
+  EXPECT_EQ(run({kFs, "read", proc(outsider_, "cwd") + "/secret.txt"}), kBlocked);
+}
+// The block device holding / (what a root agent would read to get around every path check).
+std::string root_block_device() {
+  struct stat st{};
+  if (::stat("/", &st) != 0) return {};
+  // /sys/dev/block/M:m/uevent names the node ("DEVNAME=vda").
+  std::ifstream ue("/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev)) + "/uevent");
+  std::string line;
+  while (std::getline(ue, line))
+    if (line.rfind("DEVNAME=", 0) == 0 && fs::exists("/dev/" + line.substr(8))) return "/dev/" + line.substr(8);
+  return {};
+}
+
+TEST_F(Escape, RawDiskRead) {
+  std::string dev = root_block_device();
+  if (dev.empty()) GTEST_SKIP() << "needs / on a block device (not overlay/tmpfs)";
+  int fd = ::open(dev.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) GTEST_SKIP() << "needs a block device root can read (" << dev << ": " << strerror(errno) << ")";
+  ::close(fd);
+  // /dev is in the read list: the host's disk must still be out of reach.
+  EXPECT_EQ(run({kFs, "read", dev}), kBlocked);
+}
+
+TEST_F(Escape, DeviceNodeInWorkspaceIsInert) {
+  // A device node planted in the workspace (here a second /dev/null, char 1:3) must not
+  // work: every tree of the view is mounted nodev.
+  std::string node = ws_ + "/devnull";
+  ::unlink(node.c_str());
+  ASSERT_EQ(::mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0) << strerror(errno);
+  int fd = ::open(node.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << "outside the sandbox the node works";
+  ::close(fd);
+  EXPECT_EQ(run({kFs, "append", node}), kBlocked);
+  ::unlink(node.c_str());
+}
+
+TEST_F(Escape, OtherTerminals) {
+  // Another session's terminal (host devpts) is not in the sandbox's private devpts.
+  int m = ::posix_openpt(O_RDWR | O_NOCTTY);
+  ASSERT_GE(m, 0);
+  ASSERT_EQ(::grantpt(m), 0);
+  ASSERT_EQ(::unlockpt(m), 0);
+  std::string slave = ::ptsname(m);
+  EXPECT_EQ(run({kFs, "append", slave}), kBlocked);
+  ::close(m);
+}
+
+TEST_F(Escape, OpenByHandleAt) { EXPECT_EQ(run({kFs, "open-by-handle", outside_ + "/secret.txt"}), kBlocked); }
+TEST_F(Escape, WriteOutsideWorkspace) {
+  EXPECT_EQ(run({kFs, "write", outside_ + "/new"}), kBlocked);
+  EXPECT_EQ(run({kFs, "append", outside_ + "/victim"}), kBlocked);
+  EXPECT_FALSE(fs::exists(outside_ + "/new"));
+}
+TEST_F(Escape, RenameOutsideWorkspace) {
+  EXPECT_EQ(run({kFs, "rename", outside_ + "/victim", outside_ + "/victim2"}), kBlocked);
+  EXPECT_EQ(run({kFs, "rename", outside_ + "/victim", ws_ + "/stolen"}), kBlocked);
+  EXPECT_EQ(run({kFs, "unlink", outside_ + "/victim"}), kBlocked);
+  EXPECT_TRUE(fs::exists(outside_ + "/victim"));
+}
+TEST_F(Escape, LandlockAloneBlocksWritesAndRenames) {
+  // Without the read-only view, Landlock is the layer that must hold.
+  auto p = policy();
+  p.fs.private_view = false;
+  EXPECT_EQ(run_in(p, {kFs, "write", outside_ + "/new"}), kBlocked);
+  EXPECT_EQ(run_in(p, {kFs, "append", outside_ + "/victim"}), kBlocked);
+  EXPECT_EQ(run_in(p, {kFs, "rename", outside_ + "/victim", outside_ + "/victim2"}), kBlocked);
+  EXPECT_EQ(run_in(p, {kFs, "unlink", outside_ + "/victim"}), kBlocked);
+  EXPECT_EQ(run_in(p, {kSys, "cgroup-move", *core::cgroup2_mount() + "/cgroup.procs"}), kBlocked);
+  EXPECT_EQ(run_in(p, {kFs, "control-rw", ws_}), 0);
+  EXPECT_FALSE(fs::exists(outside_ + "/new"));
+}
+TEST_F(Escape, ChmodOutsideWorkspace) {
+  EXPECT_EQ(run({kFs, "chmod", outside_ + "/victim"}), kBlocked);
+  EXPECT_EQ(run({kFs, "chown", outside_ + "/victim"}), kBlocked);
+  EXPECT_EQ(run({kFs, "chmod", "/etc/hostname"}), kBlocked);
+  struct stat st{};
+  ASSERT_EQ(::stat((outside_ + "/victim").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+}
+TEST_F(Escape, Mount) {
+  EXPECT_EQ(run({kFs, "mount", ws_}), kBlocked);
+  EXPECT_EQ(run({kFs, "bind", outside_, ws_}), kBlocked);
+}
+
+// --- syscalls and other processes ---
+TEST_F(Escape, IoUring) { EXPECT_EQ(run({kSys, "io_uring"}), kBlocked); }
+TEST_F(Escape, PtraceOutside) {
+  EXPECT_EQ(run({kSys, "ptrace", std::to_string(outsider_)}), kBlocked);
+  EXPECT_EQ(run({kSys, "ptrace-seize", std::to_string(outsider_)}), kBlocked);
+}
+TEST_F(Escape, PtraceOutsideEvenWhenSeccompAllowsIt) {
+  // Defence in depth: with ptrace re-allowed in seccomp, Landlock still refuses access to
+  // processes outside the sandbox's domain.
+  auto p = policy();
+  p.seccomp.allow = {"ptrace", "process_vm_readv"};
+  EXPECT_EQ(run_in(p, {kSys, "ptrace", std::to_string(outsider_)}), kBlocked);
+  EXPECT_EQ(run_in(p, {kSys, "vm_readv", std::to_string(outsider_)}), kBlocked);
+}
+TEST_F(Escape, ProcessVmReadv) { EXPECT_EQ(run({kSys, "vm_readv", std::to_string(outsider_)}), kBlocked); }
+TEST_F(Escape, RetuneOutsideProcess) {
+  std::string pid = std::to_string(outsider_);
+  EXPECT_EQ(run({kSys, "prlimit", pid}), kBlocked);
+  EXPECT_EQ(run({kSys, "renice-other", pid}), kBlocked);
+  EXPECT_EQ(run({kSys, "renice-user"}), kBlocked);
+  EXPECT_EQ(run({kSys, "affinity", pid}), kBlocked);
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(outsider_)), 0);
+}
+TEST_F(Escape, ControlSelfLimits) { EXPECT_EQ(run({kSys, "control-self-limits"}), 0); }
+TEST_F(Escape, HostUnixSocket) {
+  // Sanity: the listener is reachable from outside the sandbox.
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, host_sock_.c_str(), sizeof sa.sun_path - 1);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ::close(fd);
+  EXPECT_EQ(run({kSys, "unix-connect", host_sock_}), kBlocked);
+  EXPECT_EQ(run({kSys, "abstract-connect", abstract_name_}), kBlocked);
+}
+TEST_F(Escape, SharedTmpSockets) {
+  // /tmp listed as writable: the agent gets a private /tmp, so sockets of host services
+  // there (root's tmux server, X11, ssh-agent) cannot be reached; the workspace, which lives
+  // under the host's /tmp in this test, is still bound in.
+  std::string sock = "/tmp/agentcage-escape-tmux-" + std::to_string(::getpid());
+  ::unlink(sock.c_str());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, sock.c_str(), sizeof sa.sun_path - 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  auto p = policy();
+  p.fs.write.push_back("/tmp");
+  EXPECT_EQ(run_in(p, {kSys, "unix-connect", sock}), kBlocked);
+  EXPECT_EQ(run_in(p, {"/bin/sh", "-c", "echo x > /tmp/scratch && grep -q x /tmp/scratch"}), 0);
+  EXPECT_EQ(run_in(p, {kFs, "control-rw", ws_}), 0);
+  EXPECT_FALSE(fs::exists("/tmp/scratch"));
+  ::close(fd);
+  ::unlink(sock.c_str());
+}
+TEST_F(Escape, OutsideProcessesAreInvisible) {
+  EXPECT_EQ(run({kSys, "proc-peek", std::to_string(outsider_)}), kBlocked);
+}
+TEST_F(Escape, KillOutside) {
+  EXPECT_EQ(run({kSys, "kill", std::to_string(outsider_)}), kBlocked);
+  EXPECT_TRUE(testing::pid_alive(outsider_));
+}
+TEST_F(Escape, UserNamespace) {
+  EXPECT_EQ(run({kSys, "unshare-user"}), kBlocked);
+  EXPECT_EQ(run({kSys, "clone-user"}), kBlocked);
+  EXPECT_EQ(run({kSys, "clone3-user"}), kBlocked);
+  EXPECT_EQ(run({kSys, "unshare-mount"}), kBlocked);
+}
+TEST_F(Escape, Bpf) { EXPECT_EQ(run({kSys, "bpf"}), kBlocked); }
+TEST_F(Escape, Keyctl) {
+  EXPECT_EQ(run({kSys, "keyctl"}), kBlocked);
+  EXPECT_EQ(run({kSys, "add_key"}), kBlocked);
+}
+TEST_F(Escape, PerfEventOpen) { EXPECT_EQ(run({kSys, "perf"}), kBlocked); }
+TEST_F(Escape, Tiocsti) {
+  EXPECT_EQ(run({kSys, "tiocsti"}), kBlocked);
+  EXPECT_EQ(run({kSys, "tiocsti-highbits"}), kBlocked);
+}
+TEST_F(Escape, ForeignAbisAreKilled) {
+  EXPECT_EQ(run({kSys, "int80"}), kSigsys);
+  int x32 = run({kSys, "x32"});
+  EXPECT_TRUE(x32 == kSigsys || x32 == kBlocked) << x32;
+}
+TEST_F(Escape, SeccompKillAction) {
+  auto p = policy();
+  p.seccomp.action = core::SeccompAction::kill;
+  EXPECT_EQ(run_in(p, {kSys, "bpf"}), kSigsys);
+}
+TEST_F(Escape, MoveToAnotherCgroup) {
+  auto root2 = core::cgroup2_mount();
+  ASSERT_TRUE(root2.has_value());
+  EXPECT_EQ(run({kSys, "cgroup-move", *root2 + "/cgroup.procs"}), kBlocked);
+  auto mi = core::read_file("/proc/self/mountinfo");
+  ASSERT_TRUE(mi.has_value());
+  if (auto pids = core::find_cgroup1_mount(*mi, "pids")) {
+    EXPECT_EQ(run({kSys, "cgroup-move", *pids + "/cgroup.procs"}), kBlocked);
+  }
+}
+TEST_F(Escape, NoCapabilitiesAsRoot) { EXPECT_EQ(run({kSys, "caps", "0"}), kBlocked); }
+TEST_F(Escape, SetuidBinaryAsRoot) { EXPECT_EQ(run({kSys, "setuid-exec", suid_, "0"}), kBlocked); }
+TEST_F(Escape, SetuidBinaryAfterUidSwitch) {
+  auto p = policy();
+  p.uid = 65534;
+  p.gid = 65534;
+  EXPECT_EQ(run_in(p, {kSys, "setuid-exec", suid_, "65534"}), kBlocked);
+  EXPECT_EQ(run_in(p, {kSys, "setuid-root"}), kBlocked);
+}
+TEST_F(Escape, ForkBombCapped) {
+  EXPECT_EQ(run({kSys, "forkbomb", std::to_string(kMaxPids)}), kBlocked);
+}
+TEST_F(Escape, DaemonDoesNotOutliveTheRun) {
+  std::string pidfile = ws_ + "/daemon.pid";
+  ::unlink(pidfile.c_str());
+  ASSERT_EQ(run({kSys, "daemon", pidfile}), 0);
+  std::ifstream f(pidfile);
+  pid_t pid = 0;
+  f >> pid;
+  ASSERT_GT(pid, 0) << "the daemon never wrote its pid";
+  EXPECT_FALSE(testing::pid_alive(pid)) << "daemonised child " << pid << " outlived the sandbox";
+  if (testing::pid_alive(pid)) ::kill(pid, SIGKILL);
+}
+
+}  // namespace
+}  // namespace agentcage

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: Apache-2.0
+// Pure parts of confinement: violation attribution, pids mechanism choice, mask paths.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+
+#include "core/confine.h"
+#include "core/mount_mask.h"
+#include "core/pids_limit.h"
+
+namespace agentcage::core {
+namespace {
+
+ConfineDecisions decisions(SeccompAction action = SeccompAction::errno_ret) {
+  ConfineDecisions d;
+  d.policy.fs.read = {"/etc"};
+  d.policy.fs.exec = {"/usr"};
+  d.policy.fs.write = {"/work"};
+  d.policy.fs.deny = {"/work/.env", "/work/secrets"};
+  d.policy.net.restrict = true;
+  d.policy.net.connect_tcp = {443};
+  d.policy.seccomp.action = action;
+  d.policy.seccomp.deny = {"mknod"};
+  LandlockInput in{d.policy.fs.read, d.policy.fs.write, d.policy.fs.exec, true, {}, {443}, true, true};
+  d.landlock = compile_landlock(in, 7, [](const std::string&) { return true; });
+  d.landlock_enforced = true;
+  auto sc = compile_seccomp(d.policy.seccomp, false);
+  EXPECT_TRUE(sc.has_value());
+  if (sc) d.seccomp_denied = sc->denied;
+  d.masks.entries = {{"/work/.env", false}, {"/work/secrets", true}};
+  d.masks.private_view = true;
+  d.masks.visible = {"/etc", "/usr", "/work"};
+  d.masks.writable = {"/work"};
+  d.masks_enforced = true;
+  return d;
+}
+
+FailedOp op(long nr, int err, std::string path = {}, int flags = -1) {
+  FailedOp o;
+  o.nr = nr;
+  o.err = err;
+  o.path = std::move(path);
+  o.open_flags = flags;
+  return o;
+}
+
+TEST(Attribute, Seccomp) {
+  auto d = decisions();
+  auto v = attribute(d, op(SYS_ptrace, EPERM));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "seccomp");
+  EXPECT_NE(v->rule.find("ptrace"), std::string::npos);
+  EXPECT_NE(v->rule.find("builtin"), std::string::npos);
+  v = attribute(d, op(SYS_mknod, EPERM));
+  ASSERT_TRUE(v);
+  EXPECT_NE(v->rule.find("profile"), std::string::npos);
+  // A different errno is not ours; neither is an allowed syscall.
+  EXPECT_FALSE(attribute(d, op(SYS_ptrace, ESRCH)));
+  EXPECT_FALSE(attribute(d, op(SYS_getpid, EPERM)));
+  // Conditional rules need the arguments to be sure.
+  FailedOp io = op(SYS_ioctl, EPERM);
+  io.has_args = true;
+  io.args[1] = TIOCSTI;
+  v = attribute(d, io);
+  ASSERT_TRUE(v);
+  EXPECT_NE(v->rule.find("TIOCSTI"), std::string::npos);
+  io.args[1] = TCGETS;
+  EXPECT_FALSE(attribute(d, io));
+  // With the kill action a denial is a SIGSYS death, not an errno.
+  EXPECT_FALSE(attribute(decisions(SeccompAction::kill), op(SYS_ptrace, EPERM)));
+}
+
+TEST(Attribute, MountMaskAndReadOnlyView) {
+  auto d = decisions();
+  auto v = attribute(d, op(SYS_openat, EACCES, "/work/.env", O_RDONLY));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "mount_mask");
+  EXPECT_EQ(v->rule, "filesystem.deny: /work/.env");
+  v = attribute(d, op(SYS_openat, EACCES, "/work/secrets/id_rsa", O_RDONLY));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->rule, "filesystem.deny: /work/secrets");
+  v = attribute(d, op(SYS_chmod, EROFS, "/etc/passwd"));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "mount_view");
+  EXPECT_NE(v->rule.find("read-only"), std::string::npos);
+  v = attribute(d, op(SYS_connect, ENOENT, "/run/docker.sock"));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "mount_view");
+  EXPECT_FALSE(attribute(d, op(SYS_openat, ENOENT, "/work/missing.txt", O_RDONLY)));
+  // /work/secrets2 is not beneath /work/secrets.
+  EXPECT_FALSE(attribute(d, op(SYS_openat, EACCES, "/work/secrets2", O_RDONLY)));
+}
+
+TEST(Attribute, Landlock) {
+  auto d = decisions();
+  auto v = attribute(d, op(SYS_openat, EACCES, "/root/.ssh/id_rsa", O_RDONLY));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "landlock");
+  EXPECT_NE(v->rule.find("read_file"), std::string::npos);
+  v = attribute(d, op(SYS_openat, EACCES, "/etc/passwd", O_WRONLY));
+  ASSERT_TRUE(v);
+  EXPECT_NE(v->rule.find("write_file"), std::string::npos);
+  v = attribute(d, op(SYS_execve, EACCES, "/work/a.out"));
+  ASSERT_TRUE(v);
+  EXPECT_NE(v->rule.find("execute"), std::string::npos);
+  // Granted by a rule: a denial there is not Landlock's (plain DAC, say).
+  EXPECT_FALSE(attribute(d, op(SYS_openat, EACCES, "/etc/passwd", O_RDONLY)));
+  EXPECT_FALSE(attribute(d, op(SYS_openat, ENOENT, "/etc/nope", O_RDONLY)));
+  // Cross-directory link: REFER is never granted.
+  v = attribute(d, op(SYS_link, EXDEV, "/work/x"));
+  ASSERT_TRUE(v);
+  EXPECT_NE(v->rule.find("refer"), std::string::npos);
+
+  FailedOp c = op(SYS_connect, EACCES);
+  c.port = 22;
+  v = attribute(d, c);
+  ASSERT_TRUE(v);
+  EXPECT_NE(v->rule.find("port 22"), std::string::npos);
+  c.port = 443;
+  EXPECT_FALSE(attribute(d, c));
+
+  v = attribute(d, op(SYS_kill, EPERM));
+  ASSERT_TRUE(v);
+  EXPECT_NE(v->rule.find("signal"), std::string::npos);
+
+  d.landlock_enforced = false;  // audit mode: nothing was denied by Landlock
+  EXPECT_FALSE(attribute(d, op(SYS_openat, EACCES, "/root/x", O_RDONLY)));
+}
+
+TEST(Attribute, SigsysUnderKillAction) {
+  auto k = decisions(SeccompAction::kill);
+  auto v = attribute_exit(k, SIGSYS);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "seccomp");
+  EXPECT_FALSE(attribute_exit(k, SIGKILL));
+  EXPECT_FALSE(attribute_exit(decisions(), SIGSYS));
+}
+
+TEST(PidsLimit, MechanismChoice) {
+  EXPECT_EQ(choose_pids_mechanism(true, "/sys/fs/cgroup/pids"), PidsMechanism::cgroup_v2);
+  EXPECT_EQ(choose_pids_mechanism(false, "/sys/fs/cgroup/pids"), PidsMechanism::cgroup_v1);
+  EXPECT_EQ(choose_pids_mechanism(false, ""), PidsMechanism::none);
+}
+
+TEST(MountMask, PathWithin) {
+  EXPECT_TRUE(path_within("/a/b", "/a/b"));
+  EXPECT_TRUE(path_within("/a/b/c", "/a/b"));
+  EXPECT_TRUE(path_within("/a/b/c", "/a/b/"));
+  EXPECT_FALSE(path_within("/a/bc", "/a/b"));
+  EXPECT_FALSE(path_within("/a", "/a/b"));
+  EXPECT_TRUE(path_within("/x", "/"));
+}
+
+// A fake host: /lib -> usr/lib, /dev/null a device, /work/.env a file.
+std::optional<PathInfo> fake(const std::string& p) {
+  PathInfo i;
+  i.real = p;
+  i.is_dir = true;
+  if (p == "/lib") {
+    i.is_symlink = true;
+    i.link_text = "usr/lib";
+    i.real = "/usr/lib";
+  } else if (p == "/dev/null" || p == "/dev/ptmx") {
+    i.is_dir = false;
+    i.is_device = true;
+  } else if (p == "/work/.env") {
+    i.is_dir = false;
+  } else if (p == "/missing") {
+    return std::nullopt;
+  }
+  return i;
+}
+
+std::string render(const MountMaskPlan& p) {
+  static const char* kinds[] = {"mkdir", "touch", "symlink", "bind", "attr", "proc", "mask_dir", "mask_file", "devtmpfs", "devpts", "shm", "tmp"};
+  std::string out;
+  for (const auto& op : p.ops) {
+    out += kinds[op.kind];
+    if (op.kind == ViewOp::setattr) {
+      out += std::string(" ") + (op.attr & kMountAttrRdonly ? "ro" : "rw") + (op.attr & kMountAttrNosuid ? ",nosuid" : "") +
+             (op.attr & kMountAttrNodev ? ",nodev" : "") + (op.attr & kMountAttrNoexec ? ",noexec" : "");
+    }
+    out += " " + op.target;
+    if (!op.source.empty()) out += " <- " + op.source;
+    out += "\n";
+  }
+  return out;
+}
+
+TEST(MountView, PlanShowsOnlyListedTrees) {
+  MountViewInput in;
+  in.read = {"/etc", "/proc", "/missing"};
+  in.exec = {"/usr", "/lib"};
+  in.write = {"/work", "/dev/null"};
+  in.deny = {"/work/.env", "/work/secrets", "/var/secret"};
+  in.cwd = "/work";
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value()) << p.error().message();
+  EXPECT_EQ(render(*p),
+            "mkdir /R/etc\nbind /R/etc <- /etc\nattr ro,nosuid,nodev /R/etc\n"
+            "mkdir /R/proc\nproc /R/proc\nattr ro /R/proc\n"
+            "mkdir /R/usr\nbind /R/usr <- /usr\nattr ro,nosuid,nodev /R/usr\n"
+            "bind /R/usr/lib <- /usr/lib\nattr ro,nosuid,nodev /R/usr/lib\n"
+            "mkdir /R/work\nbind /R/work <- /work\nattr rw,nosuid,nodev /R/work\n"
+            // /dev/null listed: a minimal /dev instead of the host's
+            "mkdir /R/dev\ndevtmpfs /R/dev\ntouch /R/dev/null\nbind /R/dev/null <- /dev/null\n"
+            "mkdir /R/dev/pts\ndevpts /R/dev/pts\nsymlink /R/dev/ptmx <- pts/ptmx\n"
+            "mkdir /R/dev/shm\nshm /R/dev/shm\nsymlink /R/dev/fd <- /proc/self/fd\n"
+            "symlink /R/dev/stdin <- /proc/self/fd/0\nsymlink /R/dev/stdout <- /proc/self/fd/1\n"
+            "symlink /R/dev/stderr <- /proc/self/fd/2\nattr ro,nosuid,noexec /R/dev\n"
+            "symlink /R/lib <- usr/lib\n"
+            "mask_file /R/work/.env <- /E\n"
+            "mask_dir /R/work/secrets\n");
+  EXPECT_EQ(p->cwd, "/work");
+  EXPECT_EQ(p->entries.size(), 2u);  // /var/secret is not in the view: nothing to mask
+  EXPECT_EQ(p->empty_file, "/E");
+}
+
+TEST(MountView, PrivateTmpUnderneathListedTrees) {
+  MountViewInput in;
+  in.write = {"/tmp", "/tmp/ws"};
+  in.cwd = "/tmp/ws";
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  // The private tmpfs first, then the workspace bound into it.
+  EXPECT_EQ(render(*p), "mkdir /R/tmp\ntmp /R/tmp\nmkdir /R/tmp/ws\nbind /R/tmp/ws <- /tmp/ws\nattr rw,nosuid,nodev /R/tmp/ws\n");
+  EXPECT_EQ(p->cwd, "/tmp/ws");
+}
+
+TEST(MountView, HostDevOnlyWithoutMinimalDev) {
+  MountViewInput in;
+  in.read = {"/dev"};
+  in.write = {"/dev/ptmx"};
+  in.cwd = "/elsewhere";
+  in.minimal_dev = false;
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  // A device node under a shown tree is not bound again (that would break ptmx).
+  EXPECT_EQ(render(*p), "mkdir /R/dev\nbind /R/dev <- /dev\nattr ro,nosuid /R/dev\n");
+  EXPECT_EQ(p->cwd, "/");  // not shown: start in /
+}
+
+TEST(MountView, MasksOnlyWithoutTheView) {
+  MountViewInput in;
+  in.private_view = false;
+  in.deny = {"/work/.env"};
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(render(*p), "mask_file /work/.env <- /E\n");
+}
+
+TEST(MountView, RelativePathsAreErrors) {
+  MountViewInput in;
+  in.deny = {"relative/path"};
+  auto m = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_FALSE(m.has_value());
+  EXPECT_NE(m.error().message().find("filesystem.deny"), std::string::npos);
+  MountViewInput w;
+  w.write = {"work"};
+  m = plan_mount_view(w, fake, "/R", "/E");
+  ASSERT_FALSE(m.has_value());
+  EXPECT_NE(m.error().message().find("filesystem.write"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace agentcage::core

@@ -69,6 +69,22 @@ struct {
 	__type(value, struct ac_zero_page);
 } ac_zero SEC(".maps") __weak;
 
+/*
+ * Per-CPU scratch for building a path backwards (see path.bpf.h). Twice AC_PATH_MAX so
+ * every masked offset plus a bounded length stays inside the value for the verifier.
+ * BPF programs run with migration disabled; a preempting program on the same CPU could
+ * reuse it mid-walk, which at worst garbles that one path (Tetragon accepts the same).
+ */
+struct ac_path_scratch {
+	char buf[2 * AC_PATH_MAX];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ac_path_scratch);
+} ac_scratch SEC(".maps") __weak;
+
 static __always_inline void ac_stat_inc(__u32 reason)
 {
 	__u64 *v = bpf_map_lookup_elem(&ac_stats, &reason);

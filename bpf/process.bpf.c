@@ -4,6 +4,7 @@
  * task and binprm and work on every BTF kernel; fentry/LSM are not needed here.
  */
 #include "common.bpf.h"
+#include "path.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -83,6 +84,24 @@ int BPF_PROG(tp__sched_process_exec, struct task_struct *task, pid_t old_pid, st
 	}
 	ev->argv_len = len;
 	ev->argc = BPF_CORE_READ(bprm, argc);
+
+	/*
+	 * The image really mapped: bprm->file, walked in the kernel. For a script,
+	 * load_script() has replaced bprm->file by the interpreter's file, and bprm->interp
+	 * holds the interpreter as the #! line names it; filename stays the script.
+	 */
+	int truncated = 0;
+	ev->exe_len = ac_resolve_path(&bprm->file->f_path, task, ev->exe, &truncated);
+	ev->cwd_len = ac_resolve_path(&task->fs->pwd, task, ev->cwd, &truncated);
+	if (truncated) {
+		flags |= AC_F_EXE_TRUNCATED;
+		ac_stat_inc(AC_STAT_TRUNCATED);
+	}
+	const char *interp = BPF_CORE_READ(bprm, interp);
+	if (interp != BPF_CORE_READ(bprm, filename)) {
+		n = bpf_probe_read_kernel_str(ev->interp, sizeof(ev->interp), interp);
+		ev->interp_len = n > 0 ? n : 0;
+	}
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	ac_fill_header(&ev->hdr, task, AC_EV_EXEC, sizeof(*ev), sandbox, flags);
 	ac_submit(ev);

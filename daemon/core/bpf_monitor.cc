@@ -26,14 +26,18 @@ struct RingBufferDeleter {
 
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
   if (level == LIBBPF_DEBUG) return 0;
-  char buf[1024];
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
-  std::string_view s(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1) : 0);
+  // Verifier logs run to many kilobytes: format into a heap string, not a fixed buffer,
+  // so the line that explains a rejected program is not cut off.
+  char* buf = nullptr;
+  int n = vasprintf(&buf, fmt, ap);
+  if (n < 0) return 0;
+  std::string_view s(buf, static_cast<size_t>(n));
   while (!s.empty() && s.back() == '\n') s.remove_suffix(1);
   if (level == LIBBPF_WARN)
     spdlog::warn("libbpf: {}", s);
   else
     spdlog::debug("libbpf: {}", s);
+  free(buf);
   return 0;
 }
 

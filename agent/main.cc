@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <fmt/format.h>
 #include <mutex>
 
 #include "cli.h"
@@ -66,6 +67,17 @@ int do_trace(const cli::TraceArgs& a) {
   if (out != stdout) fclose(out);
   if (!r) return fail(r.error());
   if (r->lost) fprintf(stderr, "agentcage: warning: %lu events lost (kernel ring buffer full)\n", r->lost);
+  // Every kernel-side degradation is reported, not only losses: truncated strings and
+  // failed reads mean a field in some event is incomplete (flagged in that event too).
+  const auto& ks = r->kernel_stats;
+  bool degraded = r->decode_errors != 0;
+  for (int i = 0; i < AC_STAT_MAX; ++i) degraded |= i != AC_STAT_EVENTS && ks[static_cast<size_t>(i)] != 0;
+  if (degraded) {
+    std::string line = "agentcage: kernel counters:";
+    for (int i = 0; i < AC_STAT_MAX; ++i) line += fmt::format(" {}={}", core::stat_name(i), ks[static_cast<size_t>(i)]);
+    if (r->decode_errors) line += fmt::format(" decode_errors={}", r->decode_errors);
+    fprintf(stderr, "%s\n", line.c_str());
+  }
   return r->exit_status;
 }
 

@@ -198,12 +198,14 @@ static __always_inline void ac_file_fill(struct ac_file_event *f, char *path2, _
 	}
 
 	/* A successful open: the fd it returned names the file the kernel really opened. */
-	if ((op == AC_FOP_OPEN || op == AC_FOP_CREAT) && ret >= 0)
-		fd = ret;
 	if (fd >= 0) {
 		f->dirfd = fd;
-		if (!ac_file_path_from_fd(f, task, fd, &flags) && path == 0)
-			flags |= AC_F_READ_FAULT; /* fd-only call whose file is gone: no path */
+	} else if ((op == AC_FOP_OPEN || op == AC_FOP_CREAT) && ret >= 0) {
+		fd = ret; /* dirfd keeps the caller's value; result carries the fd */
+	}
+	if (fd >= 0 && !ac_file_path_from_fd(f, task, fd, &flags) && path == 0) {
+		flags |= AC_F_READ_FAULT; /* fd-only call whose file is already gone: no path */
+		ac_stat_inc(AC_STAT_READ_FAULT);
 	}
 	if (!(flags & AC_F_PATH_RESOLVED) && path)
 		f->path_len = ac_user_str(f->path, AC_PATH_MAX, path, &flags, AC_F_PATH_TRUNCATED);

@@ -2,6 +2,7 @@
 #include "core/decoder.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -9,7 +10,9 @@
 
 #include <agentcage/abi.h>
 
+#include <cstddef>
 #include <cstring>
+#include <tuple>
 #include <fmt/format.h>
 
 #include "core/cgroup.h"
@@ -50,7 +53,43 @@ void fill_process(v1::Process* p, const ac_event_header& h, const DecodeContext&
   p->set_exec_id(make_exec_id(ctx.boot_id, h.pid, h.start_ns));
 }
 
+const char* const kFileOps[] = {"",      "open",  "creat",   "unlink", "rmdir",    "rename",  "mkdir",
+                                 "link",  "symlink", "chmod", "chown",  "truncate", "setxattr"};
+
+// A length field from the kernel must fit its array; anything else is a malformed record.
+Status check_len(const char* rec, const char* field, uint32_t len, size_t cap) {
+  if (len > cap) return error(fmt::format("{} record: {} is {} bytes, the field holds {}", rec, field, len, cap));
+  return {};
+}
+
+void split_argv(const char* buf, size_t n, v1::Process* proc) {
+  size_t i = 0;
+  while (i < n) {
+    size_t len = strnlen(buf + i, n - i);
+    proc->add_argv(std::string(buf + i, len));
+    i += len + 1;
+  }
+}
+
 }  // namespace
+
+std::string errno_name(int err) {
+  if (err <= 0) return {};
+  const char* n = strerrorname_np(err);
+  return n ? n : fmt::format("errno {}", err);
+}
+
+std::string syscall_name(uint32_t nr) {
+  char* n = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, static_cast<int>(nr));
+  if (!n) return fmt::format("syscall_{}", nr);
+  std::string out = n;
+  free(n);
+  return out;
+}
+
+const char* file_op_name(uint32_t op) {
+  return op < std::size(kFileOps) && op ? kFileOps[op] : "unknown";
+}
 
 DecodeContext DecodeContext::for_this_host() {
   DecodeContext c;
@@ -93,20 +132,97 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
     case AC_EV_EXEC: {
       auto r = read_record<ac_exec_event>(rec, "exec");
       if (!r) return std::unexpected(r.error());
+      for (auto [name, len, cap] : {std::tuple{"filename_len", r->filename_len, sizeof r->filename},
+                                    {"argv_len", r->argv_len, sizeof r->argv},
+                                    {"exe_len", r->exe_len, sizeof r->exe},
+                                    {"cwd_len", r->cwd_len, sizeof r->cwd},
+                                    {"interp_len", r->interp_len, sizeof r->interp}})
+        if (auto st = check_len("exec", name, len, cap); !st) return std::unexpected(st.error());
       auto* x = ev.mutable_exec();
       x->set_filename(fixed_string(r->filename, sizeof r->filename, r->filename_len));
       x->set_argc(r->argc);
       x->set_filename_truncated((hdr->flags & AC_F_FILENAME_TRUNCATED) != 0);
-      proc->set_binary(x->filename());
+      if (r->interp_len) x->set_interpreter(fixed_string(r->interp, sizeof r->interp, r->interp_len));
+      // The resolved image when the kernel walked it; the name given to execve otherwise.
+      proc->set_binary(r->exe_len ? fixed_string(r->exe, sizeof r->exe, r->exe_len) : x->filename());
+      if (r->cwd_len) proc->set_cwd(fixed_string(r->cwd, sizeof r->cwd, r->cwd_len));
       proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
-      size_t n = std::min<size_t>(r->argv_len, sizeof r->argv);
-      size_t i = 0;
-      while (i < n) {
-        size_t len = strnlen(r->argv + i, n - i);
-        proc->add_argv(std::string(r->argv + i, len));
-        i += len + 1;
-      }
+      split_argv(r->argv, r->argv_len, proc);
       proc->set_argv_truncated((hdr->flags & AC_F_ARGV_TRUNCATED) != 0);
+      break;
+    }
+    case AC_EV_EXEC_FAILED: {
+      auto r = read_record<ac_exec_failed_event>(rec, "exec_failed");
+      if (!r) return std::unexpected(r.error());
+      if (auto st = check_len("exec_failed", "filename_len", r->filename_len, sizeof r->filename); !st)
+        return std::unexpected(st.error());
+      if (auto st = check_len("exec_failed", "argv_len", r->argv_len, sizeof r->argv); !st)
+        return std::unexpected(st.error());
+      if (r->result >= 0)
+        return error(fmt::format("exec_failed record: result {} is not an error", r->result));
+      auto* x = ev.mutable_exec();
+      x->set_filename(fixed_string(r->filename, sizeof r->filename, r->filename_len));
+      x->set_filename_truncated((hdr->flags & AC_F_FILENAME_TRUNCATED) != 0);
+      x->set_argc(r->argc);
+      x->set_result(r->result);
+      x->set_error(errno_name(-r->result));
+      // The process keeps its old image: the argv it tried goes with the exec, not the process.
+      v1::Process tried;
+      split_argv(r->argv, r->argv_len, &tried);
+      *x->mutable_argv() = tried.argv();
+      proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
+      break;
+    }
+    case AC_EV_FILE:
+    case AC_EV_FILE2: {
+      const bool two = hdr->type == AC_EV_FILE2;
+      auto r = read_record<ac_file_event>(rec, "file");
+      if (!r) return std::unexpected(r.error());
+      if (two && rec.size() != sizeof(ac_file2_event))
+        return error(fmt::format("file2 record: {} bytes, expected {}", rec.size(), sizeof(ac_file2_event)));
+      if (!two && rec.size() != sizeof(ac_file_event))
+        return error(fmt::format("file record: {} bytes, expected {}", rec.size(), sizeof(ac_file_event)));
+      if (r->op == 0 || r->op >= std::size(kFileOps))
+        return error(fmt::format("file record: unknown op {}", r->op));
+      if (auto st = check_len("file", "path_len", r->path_len, sizeof r->path); !st)
+        return std::unexpected(st.error());
+      if (auto st = check_len("file", "path2_len", r->path2_len, two ? AC_PATH_MAX : 0); !st)
+        return std::unexpected(st.error());
+      auto* f = ev.mutable_file();
+      f->set_op(kFileOps[r->op]);
+      f->set_syscall(syscall_name(r->nr));
+      f->set_path(fixed_string(r->path, sizeof r->path, r->path_len));
+      f->set_path_resolved((hdr->flags & AC_F_PATH_RESOLVED) != 0);
+      f->set_path_truncated((hdr->flags & (AC_F_PATH_TRUNCATED | AC_F_PATH2_TRUNCATED)) != 0);
+      if (two && r->path2_len) {
+        const char* p2 = reinterpret_cast<const char*>(rec.data()) + offsetof(ac_file2_event, path2);
+        std::string s2 = fixed_string(p2, AC_PATH_MAX, r->path2_len);
+        if (r->op == AC_FOP_SETXATTR)
+          f->set_xattr_name(std::move(s2));
+        else
+          f->set_path2(std::move(s2));
+      }
+      f->set_flags(r->open_flags);
+      f->set_mode(r->mode);
+      if (r->op == AC_FOP_CHOWN) {
+        f->set_owner_uid(r->owner_uid);
+        f->set_owner_gid(r->owner_gid);
+      }
+      f->set_dirfd(r->dirfd);
+      f->set_result(r->result);
+      if (r->result < 0) f->set_error(errno_name(-r->result));
+      break;
+    }
+    case AC_EV_SYSCALL: {
+      auto r = read_record<ac_syscall_event>(rec, "syscall");
+      if (!r) return std::unexpected(r.error());
+      if (r->result >= 0) return error(fmt::format("syscall record: result {} is not an error", r->result));
+      auto* x = ev.mutable_syscall();
+      x->set_nr(r->nr);
+      x->set_name(syscall_name(r->nr));
+      x->set_result(r->result);
+      x->set_error(errno_name(-r->result));
+      for (uint64_t a : r->args) x->add_args(a);
       break;
     }
     case AC_EV_FORK: {
@@ -164,7 +280,19 @@ std::string to_text_line(const v1::Event& ev) {
   for (const auto& a : p.argv()) argv += (argv.empty() ? "" : " ") + a;
   switch (ev.kind_case()) {
     case v1::Event::kExec:
+      if (ev.exec().result() < 0)
+        return head + fmt::format("execerr {:>7} {} {}", p.pid(), ev.exec().filename(), ev.exec().error());
       return head + fmt::format("exec    {:>7} {} {}", p.pid(), ev.exec().filename(), argv);
+    case v1::Event::kFile: {
+      const auto& f = ev.file();
+      std::string line = head + fmt::format("{:<7} {:>7} {}", f.op(), p.pid(), f.path());
+      if (!f.path2().empty()) line += " -> " + f.path2();
+      if (!f.xattr_name().empty()) line += " " + f.xattr_name();
+      if (f.result() < 0) line += " = " + f.error();
+      return line;
+    }
+    case v1::Event::kSyscall:
+      return head + fmt::format("denied  {:>7} {} {} = {}", p.pid(), p.comm(), ev.syscall().name(), ev.syscall().error());
     case v1::Event::kFork:
       return head + fmt::format("fork    {:>7} {} -> {}", p.pid(), p.comm(), ev.fork().child_pid());
     case v1::Event::kExit:

@@ -30,6 +30,13 @@ std::string make_exec_id(const std::string& boot_id, uint32_t pid, uint64_t star
 // Sandbox keys are random 64-bit values; their text form is 16 hex digits.
 std::string sandbox_id_string(uint64_t key);
 
+// "EACCES" for 13; empty for 0.
+std::string errno_name(int err);
+// The x86_64 name of syscall nr ("openat"), or "syscall_<nr>".
+std::string syscall_name(uint32_t nr);
+// enum ac_file_op -> FileOp.op ("open"), "unknown" when out of range.
+const char* file_op_name(uint32_t op);
+
 Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeContext& ctx);
 
 // One JSON object per line, snake_case field names as in the .proto.

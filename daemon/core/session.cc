@@ -14,6 +14,7 @@
 #include "core/cgroup.h"
 #include "core/decoder.h"
 #include "core/launcher.h"
+#include "core/process_table.h"
 
 namespace agentcage::core {
 
@@ -31,8 +32,14 @@ namespace {
 class Reader {
  public:
   Reader(BpfMonitor& mon, const SessionOptions& opts, SessionResult& res)
-      : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()) {
-    base_lost_ = mon_.stats()[AC_STAT_RINGBUF_FULL];
+      : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()), procs_(ctx_.boot_id) {
+    base_stats_ = mon_.stats();
+    // Processes that already run (the sandbox's parent, every process in host mode) are
+    // known from /proc; later ones from their fork/exec records.
+    if (auto n = procs_.seed_from_proc(); !n)
+      spdlog::warn("process table: {}", n.error().message());
+    else
+      spdlog::debug("process table: {} processes from /proc", *n);
   }
 
   void start() {
@@ -65,11 +72,14 @@ class Reader {
       return;
     }
     ++res_.events;
+    procs_.apply(*ev);
     if (opts_.on_event) opts_.on_event(*ev);
   }
 
   void report_loss() {
-    uint64_t lost = mon_.stats()[AC_STAT_RINGBUF_FULL] - base_lost_;
+    KernelStats now = mon_.stats();
+    for (size_t i = 0; i < now.size(); ++i) res_.kernel_stats[i] = now[i] - base_stats_[i];
+    uint64_t lost = res_.kernel_stats[AC_STAT_RINGBUF_FULL];
     if (lost > res_.lost) {
       emit_loss(lost - res_.lost, "ringbuf_full");
       res_.lost = lost;
@@ -95,7 +105,8 @@ class Reader {
   const SessionOptions& opts_;
   SessionResult& res_;
   DecodeContext ctx_;
-  uint64_t base_lost_ = 0;
+  ProcessTable procs_;
+  KernelStats base_stats_{};
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

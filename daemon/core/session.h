@@ -30,6 +30,10 @@ struct SessionResult {
   uint64_t events = 0;    // events handed to on_event
   uint64_t lost = 0;      // events the kernel could not queue (ring full)
   uint64_t decode_errors = 0;
+  // Kernel counters (enum ac_stat) accumulated during the session: records submitted,
+  // lost, truncated, read faults, ... Shown by `agentcage trace` when a loss or
+  // degradation counter is non-zero.
+  KernelStats kernel_stats{};
 };
 
 // Runs the whole session; teardown always happens (cgroup killed and removed).

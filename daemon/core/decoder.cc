@@ -12,7 +12,6 @@
 
 #include <cstddef>
 #include <cstring>
-#include <tuple>
 #include <fmt/format.h>
 
 #include "core/cgroup.h"
@@ -62,7 +61,9 @@ Status check_len(const char* rec, const char* field, uint32_t len, size_t cap) {
   return {};
 }
 
-void split_argv(const char* buf, size_t n, v1::Process* proc) {
+// NUL-separated args; n is clamped to the array so a lying length cannot read past it.
+void split_argv(const char* buf, size_t n, size_t cap, v1::Process* proc) {
+  n = std::min(n, cap);
   size_t i = 0;
   while (i < n) {
     size_t len = strnlen(buf + i, n - i);
@@ -132,12 +133,7 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
     case AC_EV_EXEC: {
       auto r = read_record<ac_exec_event>(rec, "exec");
       if (!r) return std::unexpected(r.error());
-      for (auto [name, len, cap] : {std::tuple{"filename_len", r->filename_len, sizeof r->filename},
-                                    {"argv_len", r->argv_len, sizeof r->argv},
-                                    {"exe_len", r->exe_len, sizeof r->exe},
-                                    {"cwd_len", r->cwd_len, sizeof r->cwd},
-                                    {"interp_len", r->interp_len, sizeof r->interp}})
-        if (auto st = check_len("exec", name, len, cap); !st) return std::unexpected(st.error());
+      // Exec lengths are clamped to their arrays (fixed_string), as in ABI 1.
       auto* x = ev.mutable_exec();
       x->set_filename(fixed_string(r->filename, sizeof r->filename, r->filename_len));
       x->set_argc(r->argc);
@@ -147,7 +143,7 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
       proc->set_binary(r->exe_len ? fixed_string(r->exe, sizeof r->exe, r->exe_len) : x->filename());
       if (r->cwd_len) proc->set_cwd(fixed_string(r->cwd, sizeof r->cwd, r->cwd_len));
       proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
-      split_argv(r->argv, r->argv_len, proc);
+      split_argv(r->argv, r->argv_len, sizeof r->argv, proc);
       proc->set_argv_truncated((hdr->flags & AC_F_ARGV_TRUNCATED) != 0);
       break;
     }
@@ -168,7 +164,7 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
       x->set_error(errno_name(-r->result));
       // The process keeps its old image: the argv it tried goes with the exec, not the process.
       v1::Process tried;
-      split_argv(r->argv, r->argv_len, &tried);
+      split_argv(r->argv, r->argv_len, sizeof r->argv, &tried);
       *x->mutable_argv() = tried.argv();
       proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
       break;

@@ -5,6 +5,8 @@
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "agentcage_bpf.skel.h"
@@ -82,7 +84,9 @@ Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts
   ac_config cfg{};
   cfg.host_mode = opts.host_mode ? 1 : 0;
   cfg.self_tgid = static_cast<uint32_t>(::getpid());
-  cfg.wakeup_bytes = opts.wakeup_bytes;
+  // A threshold the ring can never reach would leave the reader to its poll timeout
+  // alone: cap it at a quarter of the ring so bursts still wake it early.
+  cfg.wakeup_bytes = std::min(opts.wakeup_bytes, opts.ring_bytes / 4);
   uint32_t zero = 0;
   if (bpf_map__update_elem(s->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
     return sys_error("bpf_map_update_elem(ac_config_map)");

@@ -169,14 +169,13 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   so.child_setup = opts.child_setup;
   // Spawn before the reader thread starts: the child is forked from a single-threaded
   // process. Records it produces meanwhile wait in the ring buffer.
+  // The reader's counter baseline and process table are taken before the child exists,
+  // so nothing it does (or loses) falls before the baseline; its thread starts after.
+  std::optional<Reader> reader;
+  if (mon) reader.emplace(*mon, opts, res);
   auto child = spawn(so);
   if (!child) return std::unexpected(child.error());
-
-  std::optional<Reader> reader;
-  if (mon) {
-    reader.emplace(*mon, opts, res);
-    reader->start();
-  }
+  if (reader) reader->start();
   auto status = wait_forwarding_signals(*child);
 
   // Nothing the command started outlives it: kill and remove the cgroup, then let the

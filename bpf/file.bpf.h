@@ -34,24 +34,64 @@ enum {
 	AC_NR_setxattrat = 463, AC_NR_execve = 59, AC_NR_execveat = 322,
 };
 
-/* What the syscall does to files (enum ac_file_op), 0 for none. Checked before anything else. */
-static __always_inline __u32 ac_file_op_of(long nr)
+/*
+ * Each file syscall, described by one word: its op and which argument register holds
+ * each field (AC_NA: none). A table instead of a switch: the hot-path test for "is this a
+ * file syscall" is one bounded array load, and ac_file_fill() has no 30-way branch for
+ * the verifier to explore (a switch here made the program take seconds to verify).
+ */
+#define AC_NA 7
+#define AC_FSYS(op, path, path2, dirfd, flags, mode, uid, gid, fd)                                \
+	((op) | (path) << 5 | (path2) << 8 | (dirfd) << 11 | (flags) << 14 | (mode) << 17 |       \
+	 (uid) << 20 | (gid) << 23 | (fd) << 26)
+#define AC_FSYS_CREAT (1u << 29)   /* flags are O_CREAT|O_WRONLY|O_TRUNC */
+#define AC_FSYS_OPENAT2 (1u << 30) /* flags and mode in struct open_how at arg 2 */
+#define AC_FSYS_ARG(d, shift) (((d) >> (shift)) & 7)
+#define AC_FSYS_MAX 512
+
+static const __u32 ac_fsys[AC_FSYS_MAX] = {
+	/*                       op               path   path2  dirfd  flags  mode   uid    gid    fd */
+	[AC_NR_open] =       AC_FSYS(AC_FOP_OPEN,     0,     AC_NA, AC_NA, 1,     2,     AC_NA, AC_NA, AC_NA),
+	[AC_NR_openat] =     AC_FSYS(AC_FOP_OPEN,     1,     AC_NA, 0,     2,     3,     AC_NA, AC_NA, AC_NA),
+	[AC_NR_openat2] =    AC_FSYS(AC_FOP_OPEN,     1,     AC_NA, 0,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA) | AC_FSYS_OPENAT2,
+	[AC_NR_creat] =      AC_FSYS(AC_FOP_CREAT,    0,     AC_NA, AC_NA, AC_NA, 1,     AC_NA, AC_NA, AC_NA) | AC_FSYS_CREAT,
+	[AC_NR_unlink] =     AC_FSYS(AC_FOP_UNLINK,   0,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_unlinkat] =   AC_FSYS(AC_FOP_UNLINK,   1,     AC_NA, 0,     2,     AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_rmdir] =      AC_FSYS(AC_FOP_RMDIR,    0,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_rename] =     AC_FSYS(AC_FOP_RENAME,   0,     1,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	/* renameat/linkat: newdirfd (arg 2) is not recorded, the record has one dirfd. */
+	[AC_NR_renameat] =   AC_FSYS(AC_FOP_RENAME,   1,     3,     0,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_renameat2] =  AC_FSYS(AC_FOP_RENAME,   1,     3,     0,     4,     AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_mkdir] =      AC_FSYS(AC_FOP_MKDIR,    0,     AC_NA, AC_NA, AC_NA, 1,     AC_NA, AC_NA, AC_NA),
+	[AC_NR_mkdirat] =    AC_FSYS(AC_FOP_MKDIR,    1,     AC_NA, 0,     AC_NA, 2,     AC_NA, AC_NA, AC_NA),
+	[AC_NR_link] =       AC_FSYS(AC_FOP_LINK,     0,     1,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_linkat] =     AC_FSYS(AC_FOP_LINK,     1,     3,     0,     4,     AC_NA, AC_NA, AC_NA, AC_NA),
+	/* symlink: path is the new link, path2 the target it points to. */
+	[AC_NR_symlink] =    AC_FSYS(AC_FOP_SYMLINK,  1,     0,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_symlinkat] =  AC_FSYS(AC_FOP_SYMLINK,  2,     0,     1,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_chmod] =      AC_FSYS(AC_FOP_CHMOD,    0,     AC_NA, AC_NA, AC_NA, 1,     AC_NA, AC_NA, AC_NA),
+	[AC_NR_fchmod] =     AC_FSYS(AC_FOP_CHMOD,    AC_NA, AC_NA, AC_NA, AC_NA, 1,     AC_NA, AC_NA, 0),
+	[AC_NR_fchmodat] =   AC_FSYS(AC_FOP_CHMOD,    1,     AC_NA, 0,     AC_NA, 2,     AC_NA, AC_NA, AC_NA),
+	[AC_NR_fchmodat2] =  AC_FSYS(AC_FOP_CHMOD,    1,     AC_NA, 0,     3,     2,     AC_NA, AC_NA, AC_NA),
+	[AC_NR_chown] =      AC_FSYS(AC_FOP_CHOWN,    0,     AC_NA, AC_NA, AC_NA, AC_NA, 1,     2,     AC_NA),
+	[AC_NR_lchown] =     AC_FSYS(AC_FOP_CHOWN,    0,     AC_NA, AC_NA, AC_NA, AC_NA, 1,     2,     AC_NA),
+	[AC_NR_fchown] =     AC_FSYS(AC_FOP_CHOWN,    AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, 1,     2,     0),
+	[AC_NR_fchownat] =   AC_FSYS(AC_FOP_CHOWN,    1,     AC_NA, 0,     4,     AC_NA, 2,     3,     AC_NA),
+	[AC_NR_truncate] =   AC_FSYS(AC_FOP_TRUNCATE, 0,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_ftruncate] =  AC_FSYS(AC_FOP_TRUNCATE, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, 0),
+	/* setxattr: path2 carries the attribute name. */
+	[AC_NR_setxattr] =   AC_FSYS(AC_FOP_SETXATTR, 0,     1,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_lsetxattr] =  AC_FSYS(AC_FOP_SETXATTR, 0,     1,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+	[AC_NR_fsetxattr] =  AC_FSYS(AC_FOP_SETXATTR, AC_NA, 1,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA, 0),
+	[AC_NR_setxattrat] = AC_FSYS(AC_FOP_SETXATTR, 1,     3,     0,     AC_NA, AC_NA, AC_NA, AC_NA, AC_NA),
+};
+
+/* The descriptor of syscall nr, 0 when it is not a file syscall. */
+static __always_inline __u32 ac_file_desc(long nr)
 {
-	switch (nr) {
-	case AC_NR_open: case AC_NR_openat: case AC_NR_openat2: return AC_FOP_OPEN;
-	case AC_NR_creat: return AC_FOP_CREAT;
-	case AC_NR_unlink: case AC_NR_unlinkat: return AC_FOP_UNLINK; /* unlinkat may be rmdir */
-	case AC_NR_rmdir: return AC_FOP_RMDIR;
-	case AC_NR_rename: case AC_NR_renameat: case AC_NR_renameat2: return AC_FOP_RENAME;
-	case AC_NR_mkdir: case AC_NR_mkdirat: return AC_FOP_MKDIR;
-	case AC_NR_link: case AC_NR_linkat: return AC_FOP_LINK;
-	case AC_NR_symlink: case AC_NR_symlinkat: return AC_FOP_SYMLINK;
-	case AC_NR_chmod: case AC_NR_fchmod: case AC_NR_fchmodat: case AC_NR_fchmodat2: return AC_FOP_CHMOD;
-	case AC_NR_chown: case AC_NR_fchown: case AC_NR_lchown: case AC_NR_fchownat: return AC_FOP_CHOWN;
-	case AC_NR_truncate: case AC_NR_ftruncate: return AC_FOP_TRUNCATE;
-	case AC_NR_setxattr: case AC_NR_lsetxattr: case AC_NR_fsetxattr: case AC_NR_setxattrat: return AC_FOP_SETXATTR;
-	}
-	return 0;
+	if ((unsigned long)nr >= AC_FSYS_MAX)
+		return 0;
+	return ac_fsys[nr];
 }
 
 static __always_inline int ac_is_two_path(__u32 op)
@@ -97,105 +137,38 @@ static __always_inline int ac_file_path_from_fd(struct ac_file_event *f, struct 
 
 /*
  * Fills and submits the record `f` (reserved by ac_file_exit with its layout's size;
- * path2 is NULL for the one-path layout) for file op `op` of syscall `nr` with argument
- * registers a[0..5] and result `ret`.
+ * path2 is NULL for the one-path layout) for the syscall described by `d`, with argument
+ * registers a[0..5] (a[6..7] are 0, the value of AC_NA) and result `ret`.
  */
 static __always_inline void ac_file_fill(struct ac_file_event *f, char *path2, __u16 type, __u32 size,
-					 struct task_struct *task, long nr, __u32 op, const __u64 *a, long ret,
+					 struct task_struct *task, long nr, __u32 d, const __u64 *a, long ret,
 					 __u64 sandbox, __u32 flags)
 {
-	f->op = op;
+	__u32 op = d & 31;
+	__u32 i_path = AC_FSYS_ARG(d, 5), i_path2 = AC_FSYS_ARG(d, 8), i_dirfd = AC_FSYS_ARG(d, 11);
+	__u32 i_uid = AC_FSYS_ARG(d, 20), i_gid = AC_FSYS_ARG(d, 23), i_fd = AC_FSYS_ARG(d, 26);
+	__u64 path = a[i_path], path2_ptr = a[i_path2]; /* user pointers, 0 when absent */
+	long fd = i_fd != AC_NA ? (long)(int)a[i_fd] : -1; /* fd-based calls resolve from the fd */
+
 	f->nr = nr;
 	f->result = ret;
-	f->dirfd = AC_AT_FDCWD;
-	f->owner_uid = (__u32)-1;
-	f->owner_gid = (__u32)-1;
-
-	__u64 path = 0, path2_ptr = 0; /* user pointers, when the path comes from the caller */
-	long fd = -1;                  /* fd-based calls: resolve from the fd instead */
-
-	switch (nr) {
-	case AC_NR_open:
-		path = a[0]; f->open_flags = a[1]; f->mode = a[2];
-		break;
-	case AC_NR_openat:
-		f->dirfd = a[0]; path = a[1]; f->open_flags = a[2]; f->mode = a[3];
-		break;
-	case AC_NR_openat2: {
+	f->open_flags = a[AC_FSYS_ARG(d, 14)];
+	f->mode = a[AC_FSYS_ARG(d, 17)];
+	f->dirfd = i_dirfd != AC_NA ? (int)a[i_dirfd] : AC_AT_FDCWD;
+	f->owner_uid = i_uid != AC_NA ? (__u32)a[i_uid] : (__u32)-1;
+	f->owner_gid = i_gid != AC_NA ? (__u32)a[i_gid] : (__u32)-1;
+	if (d & AC_FSYS_CREAT)
+		f->open_flags = AC_O_CREAT_WRONLY_TRUNC;
+	if (d & AC_FSYS_OPENAT2) {
 		struct open_how how = {};
-		f->dirfd = a[0]; path = a[1];
 		if (bpf_probe_read_user(&how, sizeof(how), (const void *)a[2]) == 0) {
 			f->open_flags = how.flags;
 			f->mode = how.mode;
 		}
-		break;
 	}
-	case AC_NR_creat:
-		path = a[0]; f->mode = a[1]; f->open_flags = AC_O_CREAT_WRONLY_TRUNC;
-		break;
-	case AC_NR_unlink: case AC_NR_rmdir:
-		path = a[0];
-		break;
-	case AC_NR_unlinkat:
-		f->dirfd = a[0]; path = a[1]; f->open_flags = a[2];
-		if (a[2] & AC_AT_REMOVEDIR)
-			f->op = AC_FOP_RMDIR;
-		break;
-	case AC_NR_rename: case AC_NR_link:
-		path = a[0]; path2_ptr = a[1];
-		break;
-	case AC_NR_renameat: case AC_NR_renameat2: case AC_NR_linkat:
-		/* newdirfd (a[2]) is not recorded: the record has room for one dirfd. */
-		f->dirfd = a[0]; path = a[1]; path2_ptr = a[3];
-		if (nr != AC_NR_renameat)
-			f->open_flags = a[4];
-		break;
-	case AC_NR_mkdir:
-		path = a[0]; f->mode = a[1];
-		break;
-	case AC_NR_mkdirat:
-		f->dirfd = a[0]; path = a[1]; f->mode = a[2];
-		break;
-	case AC_NR_symlink:
-		path2_ptr = a[0]; path = a[1];
-		break;
-	case AC_NR_symlinkat:
-		path2_ptr = a[0]; f->dirfd = a[1]; path = a[2];
-		break;
-	case AC_NR_chmod:
-		path = a[0]; f->mode = a[1];
-		break;
-	case AC_NR_fchmod:
-		fd = a[0]; f->mode = a[1];
-		break;
-	case AC_NR_fchmodat: case AC_NR_fchmodat2:
-		f->dirfd = a[0]; path = a[1]; f->mode = a[2];
-		break;
-	case AC_NR_chown: case AC_NR_lchown:
-		path = a[0]; f->owner_uid = a[1]; f->owner_gid = a[2];
-		break;
-	case AC_NR_fchown:
-		fd = a[0]; f->owner_uid = a[1]; f->owner_gid = a[2];
-		break;
-	case AC_NR_fchownat:
-		f->dirfd = a[0]; path = a[1]; f->owner_uid = a[2]; f->owner_gid = a[3]; f->open_flags = a[4];
-		break;
-	case AC_NR_truncate:
-		path = a[0];
-		break;
-	case AC_NR_ftruncate:
-		fd = a[0];
-		break;
-	case AC_NR_setxattr: case AC_NR_lsetxattr:
-		path = a[0]; path2_ptr = a[1];
-		break;
-	case AC_NR_fsetxattr:
-		fd = a[0]; path2_ptr = a[1];
-		break;
-	case AC_NR_setxattrat:
-		f->dirfd = a[0]; path = a[1]; path2_ptr = a[3];
-		break;
-	}
+	if (op == AC_FOP_UNLINK && (f->open_flags & AC_AT_REMOVEDIR))
+		op = AC_FOP_RMDIR;
+	f->op = op;
 
 	/* A successful open: the fd it returned names the file the kernel really opened. */
 	if (fd >= 0) {
@@ -203,7 +176,7 @@ static __always_inline void ac_file_fill(struct ac_file_event *f, char *path2, _
 	} else if ((op == AC_FOP_OPEN || op == AC_FOP_CREAT) && ret >= 0) {
 		fd = ret; /* dirfd keeps the caller's value; result carries the fd */
 	}
-	if (fd >= 0 && !ac_file_path_from_fd(f, task, fd, &flags) && path == 0) {
+	if (fd >= 0 && !ac_file_path_from_fd(f, task, fd, &flags) && !path) {
 		flags |= AC_F_READ_FAULT; /* fd-only call whose file is already gone: no path */
 		ac_stat_inc(AC_STAT_READ_FAULT);
 	}
@@ -212,23 +185,25 @@ static __always_inline void ac_file_fill(struct ac_file_event *f, char *path2, _
 	if (path2 && path2_ptr)
 		f->path2_len = ac_user_str(path2, AC_PATH_MAX, path2_ptr, &flags, AC_F_PATH2_TRUNCATED);
 
-	ac_fill_header(&f->hdr, task, type, size, sandbox, flags);
+	ac_fill_header_btf(&f->hdr, task, type, size, sandbox, flags);
 	ac_submit(f);
 }
 
 /* Records file op `op` of a tracked task. Only called for tracked tasks. */
-static __always_inline void ac_file_exit(struct task_struct *task, long nr, __u32 op, const __u64 *a, long ret,
+static __always_inline void ac_file_exit(struct task_struct *task, long nr, __u32 d, const __u64 *a, long ret,
 					 __u64 sandbox, __u32 flags)
 {
+	__u32 op = d & 31;
+
 	/* bpf_ringbuf_reserve needs a constant size: one reservation per layout. */
 	if (ac_is_two_path(op)) {
 		struct ac_file2_event *f2 = ac_reserve(sizeof(*f2));
 		if (f2)
-			ac_file_fill(&f2->f, f2->path2, AC_EV_FILE2, sizeof(*f2), task, nr, op, a, ret, sandbox, flags);
+			ac_file_fill(&f2->f, f2->path2, AC_EV_FILE2, sizeof(*f2), task, nr, d, a, ret, sandbox, flags);
 	} else {
 		struct ac_file_event *f = ac_reserve(sizeof(*f));
 		if (f)
-			ac_file_fill(f, 0, AC_EV_FILE, sizeof(*f), task, nr, op, a, ret, sandbox, flags);
+			ac_file_fill(f, 0, AC_EV_FILE, sizeof(*f), task, nr, d, a, ret, sandbox, flags);
 	}
 }
 

@@ -19,6 +19,25 @@
 #define AC_PATH_DEPTH 48
 #define AC_NAME_MASK 255 /* NAME_MAX */
 
+/*
+ * Two ways to load a field during the walk. With AC_PATH_BTF (defined by the one object
+ * on the syscall hot path, syscall.bpf.c) pointers are BTF-typed and fields are plain
+ * loads the verifier protects with the exception table: no helper call per field. That
+ * needs the bpf_rdonly_cast() kfunc to re-type addresses, and the libbpf 1.1 static
+ * linker (Debian 12's bpftool) cannot link an extern kfunc referenced from two objects
+ * ("failed to resolve size of underlying type"); so the other users (exec, rare) walk
+ * with probe reads.
+ */
+#ifdef AC_PATH_BTF
+/* kfunc (kernel >= 6.2): re-types a kernel address as a read-only BTF pointer. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define AC_LD(p, field) ((p)->field)
+#define AC_AS_MOUNT(addr) ((struct mount *)bpf_rdonly_cast((addr), bpf_core_type_id_kernel(struct mount)))
+#else
+#define AC_LD(p, field) BPF_CORE_READ(p, field)
+#define AC_AS_MOUNT(addr) (addr)
+#endif
+
 struct ac_walk_ctx {
 	struct dentry *d;       /* current component */
 	struct vfsmount *vm;    /* its mount */
@@ -43,7 +62,10 @@ static long ac_walk_step(__u32 index, void *vctx)
 
 	if (!s)
 		return 1;
-	/* Locals, not c->x inside BPF_CORE_READ: that would CO-RE-relocate our own struct. */
+	/*
+	 * The pointers are BTF-typed (spilled in the caller's frame keep their type), so
+	 * these are plain loads, not helper calls.
+	 */
 	struct dentry *d = c->d;
 	struct vfsmount *vm = c->vm;
 	struct mount *mnt = c->mnt;
@@ -52,19 +74,19 @@ static long ac_walk_step(__u32 index, void *vctx)
 		c->done = 1;
 		return 1;
 	}
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-	if (d == BPF_CORE_READ(vm, mnt_root) || d == parent) {
-		struct mount *pm = BPF_CORE_READ(mnt, mnt_parent);
+	struct dentry *parent = AC_LD(d, d_parent);
+	if (d == AC_LD(vm, mnt_root) || d == parent) {
+		struct mount *pm = AC_LD(mnt, mnt_parent);
 		if (pm == mnt || !pm) {
 			c->done = 1; /* the namespace's root mount: the path is complete */
 			return 1;
 		}
-		c->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		c->d = AC_LD(mnt, mnt_mountpoint);
 		c->mnt = pm;
 		c->vm = (struct vfsmount *)((char *)pm + bpf_core_field_offset(struct mount, mnt));
 		return 0;
 	}
-	struct qstr name = BPF_CORE_READ(d, d_name);
+	struct qstr name = AC_LD(d, d_name);
 	int len = name.len & AC_NAME_MASK;
 	int pos = c->pos;
 	if (len + 1 > pos) {
@@ -90,11 +112,13 @@ static __always_inline int ac_walk(const struct path *p, struct task_struct *tas
 {
 	struct ac_walk_ctx c = {};
 
-	c.root_d = BPF_CORE_READ(task, fs, root.dentry);
-	c.root_m = BPF_CORE_READ(task, fs, root.mnt);
-	c.d = BPF_CORE_READ(p, dentry);
-	c.vm = BPF_CORE_READ(p, mnt);
-	c.mnt = container_of(c.vm, struct mount, mnt);
+	c.root_d = task->fs->root.dentry; /* task is a BTF pointer for every caller */
+	c.root_m = task->fs->root.mnt;
+	c.d = AC_LD(p, dentry);
+	c.vm = AC_LD(p, mnt);
+	/* container_of() leaves a BTF pointer with a negative offset, which the verifier
+	 * refuses to load through; re-typing the address as struct mount is allowed. */
+	c.mnt = AC_AS_MOUNT(container_of(c.vm, struct mount, mnt));
 	c.pos = AC_PATH_MAX - 1;
 	buf[AC_PATH_MAX - 1] = 0;
 	bpf_loop(AC_PATH_DEPTH, ac_walk_step, &c, 0);
@@ -126,17 +150,24 @@ static __always_inline __u32 ac_resolve_path(const struct path *p, struct task_s
 	return n;
 }
 
-/* The struct file behind fd in the current task's table, or NULL. */
+#ifdef AC_PATH_BTF
+/*
+ * The struct file behind fd in the task's table, or NULL. The array slot is read with one
+ * probe read (a variable index into a BTF array is not a plain load the verifier takes);
+ * bpf_rdonly_cast() then makes the result a BTF pointer so the walk uses plain loads.
+ */
 static __always_inline struct file *ac_fd_file(struct task_struct *task, long fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct fdtable *fdt = task->files->fdt;
+	struct file **fds = fdt->fd;
 	struct file *f = 0;
 
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd < 0 || fd >= fdt->max_fds)
 		return 0;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	return bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
 }
+#endif
 
 #endif /* AGENTCAGE_PATH_BPF_H */

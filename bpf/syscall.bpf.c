@@ -22,6 +22,8 @@
  * sandbox's seccomp profile; in host mode their numbers would be misread, so compat
  * tasks are skipped).
  */
+/* BTF-typed path walk on this hot path (see path.bpf.h). */
+#define AC_PATH_BTF 1
 #include "common.bpf.h"
 #include "file.bpf.h"
 
@@ -31,8 +33,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AC_EACCES 13
 #define AC_TS_COMPAT 0x0002 /* thread_info.status: the task is in a 32-bit syscall */
 
+/* a[8]: the six argument registers, then two zeroes (the value of an absent field). */
 static __always_inline void ac_syscall_args(struct pt_regs *regs, __u64 *a)
 {
+	a[6] = 0;
+	a[7] = 0;
 	a[0] = regs->di;
 	a[1] = regs->si;
 	a[2] = regs->dx;
@@ -51,7 +56,7 @@ static __always_inline void ac_emit_denied(struct task_struct *task, long nr, lo
 	ev->result = ret;
 	for (int i = 0; i < 6; i++)
 		ev->args[i] = a[i];
-	ac_fill_header(&ev->hdr, task, AC_EV_SYSCALL, sizeof(*ev), sandbox, flags);
+	ac_fill_header_btf(&ev->hdr, task, AC_EV_SYSCALL, sizeof(*ev), sandbox, flags);
 	ac_submit(ev);
 }
 
@@ -95,7 +100,7 @@ static __always_inline void ac_emit_exec_failed(struct task_struct *task, long n
 	ev->argv_len = off;
 	ev->argc = argc;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	ac_fill_header(&ev->hdr, task, AC_EV_EXEC_FAILED, sizeof(*ev), sandbox, flags);
+	ac_fill_header_btf(&ev->hdr, task, AC_EV_EXEC_FAILED, sizeof(*ev), sandbox, flags);
 	ac_submit(ev);
 }
 
@@ -109,27 +114,27 @@ int BPF_PROG(tp_btf__sys_exit, struct pt_regs *regs, long ret)
 {
 	long nr = regs->orig_ax;
 	int denied = ret == -AC_EACCES || ret == -AC_EPERM;
-	__u32 op = ac_file_op_of(nr);
+	__u32 fdesc = ac_file_desc(nr);
 	int failed_exec = ret < 0 && (nr == AC_NR_execve || nr == AC_NR_execveat);
 
 	/* The hot path for everything else on the host: no map lookup, no helper call. */
-	if (!denied && !op && !failed_exec)
+	if (!denied && !fdesc && !failed_exec)
 		return 0;
 
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 sandbox = 0;
 	__u32 flags = 0;
-	if (!ac_tracked(task, &sandbox, &flags))
+	if (!ac_tracked_btf(task, &sandbox, &flags))
 		return 0;
 	if (BPF_CORE_READ(task, thread_info.status) & AC_TS_COMPAT)
 		return 0;
 
-	__u64 a[6];
+	__u64 a[8];
 	ac_syscall_args(regs, a);
 	if (denied)
 		ac_emit_denied(task, nr, ret, a, sandbox, flags);
-	if (op)
-		ac_file_exit(task, nr, op, a, ret, sandbox, flags);
+	if (fdesc)
+		ac_file_exit(task, nr, fdesc, a, ret, sandbox, flags);
 	else if (failed_exec)
 		ac_emit_exec_failed(task, nr, ret, a, sandbox, flags);
 	return 0;

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "core/cgroup.h"
+#include "core/event_json.h"
 
 namespace agentcage::core {
 namespace {
@@ -258,9 +259,8 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
 
 std::string to_json_line(const v1::Event& ev) {
   std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(ev, &out, o);
+  out.reserve(512);
+  append_event_json(ev, out);
   return out;
 }
 

@@ -48,6 +48,7 @@ class Reader {
         auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { handle(rec); });
         if (!r) spdlog::warn("{}", r.error().message());
         report_loss();
+        if (opts_.on_batch) opts_.on_batch();
       }
     });
   }
@@ -58,6 +59,10 @@ class Reader {
     thread_.join();
     (void)mon_.drain([this](std::span<const std::byte> rec) { handle(rec); });
     report_loss();
+    if (opts_.on_batch) opts_.on_batch();
+    spdlog::debug("reader: {} events, kernel: submitted={} ringbuf_full={} truncated={} read_fault={}", res_.events,
+                  res_.kernel_stats[AC_STAT_EVENTS], res_.kernel_stats[AC_STAT_RINGBUF_FULL],
+                  res_.kernel_stats[AC_STAT_TRUNCATED], res_.kernel_stats[AC_STAT_READ_FAULT]);
   }
 
   ~Reader() { stop(); }

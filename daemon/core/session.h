@@ -19,6 +19,9 @@ struct SessionOptions {
   MonitorOptions monitor_opts;
   // Receives every decoded event, and Loss events, on the reader thread.
   std::function<void(const v1::Event&)> on_event;
+  // Called on the reader thread after each batch of events (each ring-buffer poll), so a
+  // sink can buffer per batch and flush once instead of once per event.
+  std::function<void()> on_batch;
   // Passed to spawn(): runs in the child before execve (see SpawnOptions::child_setup).
   std::function<int(const char** what)> child_setup;
   std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage

@@ -218,8 +218,12 @@ static __always_inline void *ac_reserve(__u64 size)
 }
 
 /*
- * Submit without waking the reader until wakeup_bytes are queued: the reader drains in
- * batches (and polls on a short timeout for the tail) instead of waking per record.
+ * Submit without waking the reader, except when this record makes the queued data cross
+ * a multiple of wakeup_bytes: the reader drains in batches (and polls on a short timeout
+ * for the tail) instead of waking per record. Waking on every record once past the
+ * threshold (the obvious test) costs an IPI per record, a VM exit on virtual machines:
+ * measured as 15% of all CPU at 100k records/s. Missing a wakeup is harmless: the reader
+ * polls level-triggered and on a timeout.
  */
 static __always_inline void ac_submit(void *rec)
 {
@@ -227,8 +231,11 @@ static __always_inline void ac_submit(void *rec)
 	__u64 flags = 0;
 
 	if (cfg && cfg->wakeup_bytes) {
-		__u64 avail = bpf_ringbuf_query(&ac_events, BPF_RB_AVAIL_DATA);
-		flags = avail >= cfg->wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+		__u64 thr = cfg->wakeup_bytes;
+		__u64 after = bpf_ringbuf_query(&ac_events, BPF_RB_AVAIL_DATA);
+		__u64 size = ((struct ac_event_header *)rec)->size + 8; /* + ring record header */
+		__u64 before = after > size ? after - size : 0;
+		flags = after / thr != before / thr ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	}
 	ac_stat_inc(AC_STAT_EVENTS);
 	bpf_ringbuf_submit(rec, flags);

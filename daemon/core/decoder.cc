@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <vector>
 #include <fmt/format.h>
 
 #include "core/cgroup.h"
@@ -50,7 +51,17 @@ void fill_process(v1::Process* p, const ac_event_header& h, const DecodeContext&
   p->set_gid(h.gid);
   p->set_cgroup_id(h.cgroup_id);
   p->set_start_time_ns(h.start_ns);
-  p->set_exec_id(make_exec_id(ctx.boot_id, h.pid, h.start_ns));
+  // Consecutive records mostly come from the same process: format its id once.
+  thread_local uint32_t last_pid = 0;
+  thread_local uint64_t last_start = 0;
+  thread_local std::string last_id, last_boot;
+  if (h.pid != last_pid || h.start_ns != last_start || last_boot != ctx.boot_id) {
+    last_pid = h.pid;
+    last_start = h.start_ns;
+    last_boot = ctx.boot_id;
+    last_id = make_exec_id(ctx.boot_id, h.pid, h.start_ns);
+  }
+  p->set_exec_id(last_id);
 }
 
 const char* const kFileOps[] = {"",      "open",  "creat",   "unlink", "rmdir",    "rename",  "mkdir",
@@ -82,11 +93,18 @@ std::string errno_name(int err) {
 }
 
 std::string syscall_name(uint32_t nr) {
-  char* n = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, static_cast<int>(nr));
-  if (!n) return fmt::format("syscall_{}", nr);
-  std::string out = n;
-  free(n);
-  return out;
+  // libseccomp scans its table and mallocs per call: resolve each number once.
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v(1024);
+    for (int i = 0; i < static_cast<int>(v.size()); ++i)
+      if (char* n = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, i)) {
+        v[static_cast<size_t>(i)] = n;
+        free(n);
+      }
+    return v;
+  }();
+  if (nr < names.size() && !names[nr].empty()) return names[nr];
+  return fmt::format("syscall_{}", nr);
 }
 
 const char* file_op_name(uint32_t op) {
@@ -111,7 +129,8 @@ std::string make_exec_id(const std::string& boot_id, uint32_t pid, uint64_t star
 
 std::string sandbox_id_string(uint64_t key) { return fmt::format("{:016x}", key); }
 
-Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeContext& ctx) {
+Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& ctx, v1::Event& ev) {
+  ev.Clear();
   auto hdr = read_record<ac_event_header>(rec, "header");
   if (!hdr) return std::unexpected(hdr.error());
   if (hdr->abi_version != AC_ABI_VERSION)
@@ -121,7 +140,6 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
     return error(fmt::format("record type {}: header says {} bytes, ring buffer gave {}", hdr->type, hdr->size,
                              rec.size()));
 
-  v1::Event ev;
   ev.set_node(ctx.node);
   ev.set_ktime_ns(hdr->ktime_ns);
   ev.set_time_ns(static_cast<uint64_t>(static_cast<int64_t>(hdr->ktime_ns) + ctx.boot_to_real_ns));
@@ -254,6 +272,12 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
     default:
       return error(fmt::format("unknown record type {} ({} bytes)", hdr->type, rec.size()));
   }
+  return {};
+}
+
+Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeContext& ctx) {
+  v1::Event ev;
+  if (auto st = decode_record_into(rec, ctx, ev); !st) return std::unexpected(st.error());
   return ev;
 }
 

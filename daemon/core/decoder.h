@@ -38,6 +38,9 @@ std::string syscall_name(uint32_t nr);
 const char* file_op_name(uint32_t op);
 
 Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeContext& ctx);
+// The same into an existing message (cleared first): a reader that reuses one Event keeps
+// its string and repeated-field capacity instead of allocating per record.
+Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& ctx, v1::Event& out);
 
 // One JSON object per line, snake_case field names as in the .proto.
 std::string to_json_line(const v1::Event& ev);

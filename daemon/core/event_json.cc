@@ -3,6 +3,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <charconv>
 #include <fmt/format.h>
 
 namespace agentcage::core {
@@ -24,17 +25,19 @@ class Obj {
   void u32(const char* k, uint32_t v) {
     if (!v) return;
     key(k);
-    fmt::format_to(std::back_inserter(out_), "{}", v);
+    num(v);
   }
   void i32(const char* k, int32_t v) {
     if (!v) return;
     key(k);
-    fmt::format_to(std::back_inserter(out_), "{}", v);
+    num(v);
   }
   void u64(const char* k, uint64_t v) {  // proto3 JSON: 64-bit integers are strings
     if (!v) return;
     key(k);
-    fmt::format_to(std::back_inserter(out_), "\"{}\"", v);
+    out_ += '"';
+    num(v);
+    out_ += '"';
   }
   void boolean(const char* k, bool v) {
     if (!v) return;
@@ -63,7 +66,9 @@ class Obj {
     for (uint64_t x : v) {
       if (!first) out_ += ',';
       first = false;
-      fmt::format_to(std::back_inserter(out_), "\"{}\"", x);
+      out_ += '"';
+      num(x);
+      out_ += '"';
     }
     out_ += ']';
   }
@@ -78,6 +83,12 @@ class Obj {
   }
 
  private:
+  template <class T>
+  void num(T v) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out_.append(buf, r.ptr);
+  }
   void key(const char* k) {
     if (!first_) out_ += ',';
     first_ = false;
@@ -90,9 +101,11 @@ class Obj {
   void quote(const std::string& s) {
     out_ += '"';
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    size_t n = s.size();
+    size_t n = s.size(), run = 0;  // [run, i) is plain ASCII not yet copied: appended in bulk
     for (size_t i = 0; i < n; ++i) {
       unsigned char c = p[i];
+      if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+      out_.append(s, run, i - run);
       if (c == '"' || c == '\\') {
         out_ += '\\';
         out_ += static_cast<char>(c);
@@ -105,8 +118,6 @@ class Obj {
           case '\f': out_ += "\\f"; break;
           default: fmt::format_to(std::back_inserter(out_), "\\u{:04x}", c);
         }
-      } else if (c < 0x80) {
-        out_ += static_cast<char>(c);
       } else {
         size_t len = utf8_len(p + i, n - i);
         if (len) {
@@ -116,7 +127,9 @@ class Obj {
           fmt::format_to(std::back_inserter(out_), "\\u{:04x}", c);
         }
       }
+      run = i + 1;
     }
+    out_.append(s, run, n - run);
     out_ += '"';
   }
   // Length of the valid UTF-8 sequence at p, 0 when invalid.

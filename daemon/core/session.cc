@@ -69,16 +69,15 @@ class Reader {
 
  private:
   void handle(std::span<const std::byte> rec) {
-    auto ev = decode_record(rec, ctx_);
-    if (!ev) {
+    if (auto st = decode_record_into(rec, ctx_, ev_); !st) {
       ++res_.decode_errors;
-      spdlog::warn("dropping undecodable kernel record: {}", ev.error().message());
+      spdlog::warn("dropping undecodable kernel record: {}", st.error().message());
       emit_loss(1, "decode_error");
       return;
     }
     ++res_.events;
-    procs_.apply(*ev);
-    if (opts_.on_event) opts_.on_event(*ev);
+    procs_.apply(ev_);
+    if (opts_.on_event) opts_.on_event(ev_);
   }
 
   void report_loss() {
@@ -111,6 +110,7 @@ class Reader {
   SessionResult& res_;
   DecodeContext ctx_;
   ProcessTable procs_;
+  v1::Event ev_;  // reused for every record (reader thread only)
   KernelStats base_stats_{};
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -51,6 +51,14 @@ std::vector<v1::Event> parse_events(const std::string& text) {
   return out;
 }
 
+bool wait_for_file(const std::string& path) {
+  for (int i = 0; i < 1000; ++i) {
+    if (access(path.c_str(), F_OK) == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
 using Pred = std::function<bool(const v1::Event&)>;
 
 std::vector<v1::Event> select(const std::vector<v1::Event>& evs, const Pred& p) {
@@ -271,9 +279,13 @@ TEST(Monitor, OutsideFileActivityOnlyInHostMode) {
   for (bool host : {false, true}) {
     std::vector<std::string> argv = {AGENTCAGE_BIN, "trace", "--output", dir + "/ev.json"};
     if (host) argv.push_back("--host");
-    for (auto a : {"--", "sleep", "1"}) argv.push_back(a);
+    // The sandboxed command starts only once the programs are attached: its "ready" file
+    // says the monitor is live (loading takes from 0.3 s to seconds on a busy machine).
+    const std::string ready = dir + (host ? "/ready-host" : "/ready-sandbox");
+    for (auto a : {"--", "sh", "-c"}) argv.push_back(a);
+    argv.push_back("touch " + ready + "; sleep 1");
     pid_t tracer = testing::start(argv, dir + "/log");
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    ASSERT_TRUE(wait_for_file(ready)) << read_all(dir + "/log");
     ASSERT_EQ(run({MONITOR_HELPER_BIN, "flood", "3", marker}).status, 0);
     ASSERT_EQ(testing::wait_status(tracer), 0) << read_all(dir + "/log");
     auto evs = parse_events(read_all(dir + "/ev.json"));

@@ -78,12 +78,15 @@ int do_trace(const cli::TraceArgs& a) {
   // Every kernel-side degradation is reported, not only losses: truncated strings and
   // failed reads mean a field in some event is incomplete (flagged in that event too).
   const auto& ks = r->kernel_stats;
-  bool degraded = r->decode_errors != 0;
+  bool degraded = r->decode_errors != 0 || r->prog_misses != 0;
   for (int i = 0; i < AC_STAT_MAX; ++i) degraded |= i != AC_STAT_EVENTS && ks[static_cast<size_t>(i)] != 0;
   if (degraded) {
     std::string line = "agentcage: kernel counters:";
     for (int i = 0; i < AC_STAT_MAX; ++i) line += fmt::format(" {}={}", core::stat_name(i), ks[static_cast<size_t>(i)]);
     if (r->decode_errors) line += fmt::format(" decode_errors={}", r->decode_errors);
+    // Skipped program runs (another BPF program was running on the CPU): an upper bound
+    // on records that could not even be attempted.
+    if (r->prog_misses) line += fmt::format(" prog_recursion_misses={}", r->prog_misses);
     fprintf(stderr, "%s\n", line.c_str());
   }
   return r->exit_status;

@@ -3,20 +3,24 @@
  * Syscall exit: file actions (file.bpf.h), failed execs, and every syscall of a tracked
  * process that fails with EACCES or EPERM.
  *
- * Hook choice, measured on this kernel (6.18, 2 cores; tests/bench/README.md):
- *  - tp_btf/sys_exit (raw tracepoint, BTF-typed): attaches without tracefs (which is not
- *    even mounted on these machines), hands us the saved user pt_regs and the return
- *    value directly, and costs one indirect call per syscall.
- *  - classic tracepoint/syscalls/sys_exit_openat etc.: needs tracefs for the event ids,
- *    one program per syscall (~30 here), and each hit builds a perf trace record first.
+ * Hook choice on this kernel (6.18, 2 cores; numbers in tests/bench/README.md):
+ *  - tp_btf/sys_exit (raw tracepoint, BTF-typed): attaches without tracefs, hands us the
+ *    saved user pt_regs and the return value directly, costs one program call per
+ *    syscall. Chosen.
+ *  - classic tracepoint/syscalls/sys_exit_openat etc.: not measured here, because it needs
+ *    tracefs for the event ids and tracefs is not even mounted on these machines (a
+ *    monitor should not have to mount it); it would also take ~30 programs, one per
+ *    syscall, each hit building a perf trace record before our program runs. Its one
+ *    advantage, no call at all for other syscalls, is small next to the cost below.
  *  - fexit/LSM: refused here (EPERM).
- * Any syscall tracepoint sets TIF_SYSCALL_TRACEPOINT on every task, so every syscall on the
- * host takes the tracing path either way; what we control is the work after that. Hence
- * ONE program on sys_exit (each extra attached program is another call on every syscall
- * of every process) whose first instructions reject everything that is neither a file
- * syscall nor an EACCES/EPERM failure, before any map lookup. Only then is the task's
- * tracked state looked up. No sys_enter program: the argument registers are still in the
- * saved pt_regs at exit, so no per-thread map is needed between enter and exit.
+ * Any syscall tracepoint user sets SYSCALL_WORK_SYSCALL_TRACEPOINT on every task, so every
+ * syscall on the host takes the slow exit path either way; measured as the "untracked"
+ * overhead in the benchmarks. What we control is the work after that. Hence ONE program
+ * on sys_exit (each extra attached program is another call on every syscall of every
+ * process) whose first instructions reject everything that is neither a file syscall
+ * (one table load) nor an EACCES/EPERM failure, before any map lookup. Only then is the
+ * task's tracked state looked up. No sys_enter program: the argument registers are still
+ * in the saved pt_regs at exit, so no per-thread map is needed between enter and exit.
  *
  * x86_64 only: syscall numbers are the native 64-bit ABI (32-bit ABIs are denied by the
  * sandbox's seccomp profile; in host mode their numbers would be misread, so compat

@@ -145,6 +145,19 @@ Result<int> BpfMonitor::drain(const RecordFn& fn) {
   return impl_->handled;
 }
 
+uint64_t BpfMonitor::prog_misses() const {
+  uint64_t total = 0;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, impl_->skel->obj) {
+    int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) total += info.recursion_misses;
+  }
+  return total;
+}
+
 KernelStats BpfMonitor::stats() const {
   KernelStats out{};
   int ncpu = libbpf_num_possible_cpus();

@@ -34,6 +34,7 @@ class Reader {
   Reader(BpfMonitor& mon, const SessionOptions& opts, SessionResult& res)
       : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()), procs_(ctx_.boot_id) {
     base_stats_ = mon_.stats();
+    base_misses_ = mon_.prog_misses();
     // Processes that already run (the sandbox's parent, every process in host mode) are
     // known from /proc; later ones from their fork/exec records.
     if (auto n = procs_.seed_from_proc(); !n)
@@ -59,6 +60,7 @@ class Reader {
     thread_.join();
     (void)mon_.drain([this](std::span<const std::byte> rec) { handle(rec); });
     report_loss();
+    res_.prog_misses = mon_.prog_misses() - base_misses_;
     if (opts_.on_batch) opts_.on_batch();
     spdlog::debug("reader: {} events, kernel: submitted={} ringbuf_full={} truncated={} read_fault={}", res_.events,
                   res_.kernel_stats[AC_STAT_EVENTS], res_.kernel_stats[AC_STAT_RINGBUF_FULL],
@@ -112,6 +114,7 @@ class Reader {
   ProcessTable procs_;
   v1::Event ev_;  // reused for every record (reader thread only)
   KernelStats base_stats_{};
+  uint64_t base_misses_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

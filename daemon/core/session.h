@@ -37,6 +37,7 @@ struct SessionResult {
   // lost, truncated, read faults, ... Shown by `agentcage trace` when a loss or
   // degradation counter is non-zero.
   KernelStats kernel_stats{};
+  uint64_t prog_misses = 0;  // BpfMonitor::prog_misses() over the session
 };
 
 // Runs the whole session; teardown always happens (cgroup killed and removed).

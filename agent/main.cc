@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "core/decoder.h"
+#include "core/event_json.h"
 #include "core/session.h"
 
 namespace {
@@ -60,11 +61,16 @@ int do_trace(const cli::TraceArgs& a) {
   // event: a write() per event cost more than decoding it.
   static char outbuf[1 << 16];
   setvbuf(out, outbuf, _IOFBF, sizeof outbuf);
+  std::string buf;  // reused: no allocation per event once it has grown
   so.on_event = [&](const v1::Event& ev) {
-    std::string line = a.format == cli::OutputFormat::json ? core::to_json_line(ev) : core::to_text_line(ev);
-    line += '\n';
     std::lock_guard lk(mu);
-    fwrite(line.data(), 1, line.size(), out);
+    buf.clear();
+    if (a.format == cli::OutputFormat::json)
+      core::append_event_json(ev, buf);
+    else
+      buf = core::to_text_line(ev);
+    buf += '\n';
+    fwrite(buf.data(), 1, buf.size(), out);
   };
   so.on_batch = [&] {
     std::lock_guard lk(mu);

@@ -4,8 +4,10 @@
  * syscall.bpf.c; see there why there is only one). Exit is the place where the result is
  * known and, for a successful open, the new fd already points at the struct file the
  * kernel opened: we resolve that file's real path (path.bpf.h) instead of trusting the
- * user's string. Failed actions, and path-based actions that create no file, record the
- * string the process passed, read from its memory at exit. That string is the caller's
+ * user's string (fd-based calls like fchmod resolve their fd the same way). Failed
+ * actions, and actions that return no fd (unlink, rename, mkdir, chmod, ...), record the
+ * string the process passed, read from its memory at exit, with the dirfd it is
+ * relative to. That string is the caller's
  * claim, not what the kernel resolved (another thread may rewrite the buffer): records
  * say so with path_resolved = false. BPF LSM inode hooks close that gap where available.
  *
@@ -189,7 +191,7 @@ static __always_inline void ac_file_fill(struct ac_file_event *f, char *path2, _
 	ac_submit(f);
 }
 
-/* Records file op `op` of a tracked task. Only called for tracked tasks. */
+/* Records the file syscall described by `d`. Only called for tracked tasks. */
 static __always_inline void ac_file_exit(struct task_struct *task, long nr, __u32 d, const __u64 *a, long ret,
 					 __u64 sandbox, __u32 flags)
 {

@@ -86,13 +86,53 @@ void split_argv(const char* buf, size_t n, size_t cap, v1::Process* proc) {
 
 }  // namespace
 
+static v1::Event::KindCase kind_of(uint16_t type) {
+  switch (type) {
+    case AC_EV_EXEC:
+    case AC_EV_EXEC_FAILED: return v1::Event::kExec;
+    case AC_EV_FORK: return v1::Event::kFork;
+    case AC_EV_EXIT: return v1::Event::kExit;
+    case AC_EV_FILE:
+    case AC_EV_FILE2: return v1::Event::kFile;
+    case AC_EV_SYSCALL: return v1::Event::kSyscall;
+    default: return v1::Event::KIND_NOT_SET;
+  }
+}
+
+void reset_event(v1::Event& ev, v1::Event::KindCase next) {
+  // Message::Clear() deletes sub-messages (proto3, no arena); clearing field by field
+  // keeps the Process and the oneof message, and the capacity of their strings and
+  // repeated fields, for the next record: no allocation per record in the steady state.
+  // kEventFields (checked by a unit test against the descriptor) keeps this in step
+  // with event.proto.
+  ev.clear_seq();
+  ev.clear_node();
+  ev.clear_time_ns();
+  ev.clear_ktime_ns();
+  ev.clear_sandbox_id();
+  ev.clear_host_mode();
+  if (ev.has_process()) ev.mutable_process()->Clear();  // strings only: capacity kept
+  if (ev.kind_case() != next) {
+    ev.clear_kind();
+    return;
+  }
+  switch (next) {
+    case v1::Event::kExec: ev.mutable_exec()->Clear(); break;
+    case v1::Event::kFork: ev.mutable_fork()->Clear(); break;
+    case v1::Event::kExit: ev.mutable_exit()->Clear(); break;
+    case v1::Event::kFile: ev.mutable_file()->Clear(); break;
+    case v1::Event::kSyscall: ev.mutable_syscall()->Clear(); break;
+    default: ev.clear_kind(); break;
+  }
+}
+
 std::string errno_name(int err) {
   if (err <= 0) return {};
   const char* n = strerrorname_np(err);
   return n ? n : fmt::format("errno {}", err);
 }
 
-std::string syscall_name(uint32_t nr) {
+const std::string& syscall_name_ref(uint32_t nr) {
   // libseccomp scans its table and mallocs per call: resolve each number once.
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v(1024);
@@ -103,8 +143,13 @@ std::string syscall_name(uint32_t nr) {
       }
     return v;
   }();
-  if (nr < names.size() && !names[nr].empty()) return names[nr];
-  return fmt::format("syscall_{}", nr);
+  static const std::string none;
+  return nr < names.size() ? names[nr] : none;
+}
+
+std::string syscall_name(uint32_t nr) {
+  const std::string& n = syscall_name_ref(nr);
+  return n.empty() ? fmt::format("syscall_{}", nr) : n;
 }
 
 const char* file_op_name(uint32_t op) {
@@ -130,7 +175,6 @@ std::string make_exec_id(const std::string& boot_id, uint32_t pid, uint64_t star
 std::string sandbox_id_string(uint64_t key) { return fmt::format("{:016x}", key); }
 
 Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& ctx, v1::Event& ev) {
-  ev.Clear();
   auto hdr = read_record<ac_event_header>(rec, "header");
   if (!hdr) return std::unexpected(hdr.error());
   if (hdr->abi_version != AC_ABI_VERSION)
@@ -140,10 +184,19 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
     return error(fmt::format("record type {}: header says {} bytes, ring buffer gave {}", hdr->type, hdr->size,
                              rec.size()));
 
+  reset_event(ev, kind_of(hdr->type));
   ev.set_node(ctx.node);
   ev.set_ktime_ns(hdr->ktime_ns);
   ev.set_time_ns(static_cast<uint64_t>(static_cast<int64_t>(hdr->ktime_ns) + ctx.boot_to_real_ns));
-  if (hdr->sandbox_id) ev.set_sandbox_id(sandbox_id_string(hdr->sandbox_id));
+  if (hdr->sandbox_id) {
+    thread_local uint64_t last_key = 0;
+    thread_local std::string last_str;
+    if (hdr->sandbox_id != last_key) {
+      last_key = hdr->sandbox_id;
+      last_str = sandbox_id_string(last_key);
+    }
+    ev.set_sandbox_id(last_str);
+  }
   ev.set_host_mode((hdr->flags & AC_F_HOST_MODE) != 0);
   auto* proc = ev.mutable_process();
   fill_process(proc, *hdr, ctx);
@@ -205,7 +258,10 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
         return std::unexpected(st.error());
       auto* f = ev.mutable_file();
       f->set_op(kFileOps[r->op]);
-      f->set_syscall(syscall_name(r->nr));
+      if (const auto& n = syscall_name_ref(r->nr); !n.empty())
+        f->set_syscall(n);
+      else
+        f->set_syscall(syscall_name(r->nr));
       f->set_path(fixed_string(r->path, sizeof r->path, r->path_len));
       f->set_path_resolved((hdr->flags & AC_F_PATH_RESOLVED) != 0);
       f->set_path_truncated((hdr->flags & (AC_F_PATH_TRUNCATED | AC_F_PATH2_TRUNCATED)) != 0);

@@ -34,6 +34,13 @@ std::string sandbox_id_string(uint64_t key);
 std::string errno_name(int err);
 // The x86_64 name of syscall nr ("openat"), or "syscall_<nr>".
 std::string syscall_name(uint32_t nr);
+
+// The fields reset_event() clears: must equal v1::Event's field count (unit-tested), so a
+// field added to event.proto is not left stale across reused records.
+inline constexpr int kEventFields = 15;
+// Clears ev for reuse, keeping sub-messages and string capacity when the next record is
+// of kind `next`.
+void reset_event(v1::Event& ev, v1::Event::KindCase next);
 // enum ac_file_op -> FileOp.op ("open"), "unknown" when out of range.
 const char* file_op_name(uint32_t op);
 

@@ -3,11 +3,19 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <array>
 #include <charconv>
 #include <fmt/format.h>
 
 namespace agentcage::core {
 namespace {
+
+// Bytes quote() cannot copy as they are: controls, '"', '\\', and non-ASCII (checked as UTF-8).
+constexpr std::array<bool, 256> kEscape = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+  return t;
+}();
 
 // Writes `"key":value` pairs separated by commas, skipping proto3 default values.
 class Obj {
@@ -17,35 +25,40 @@ class Obj {
   Obj& operator=(const Obj&) = delete;
   ~Obj() { out_ += '}'; }
 
-  void str(const char* k, const std::string& v) {
+  template <size_t N>
+  void str(const char (&k)[N], const std::string& v) {
     if (v.empty()) return;
     key(k);
     quote(v);
   }
-  void u32(const char* k, uint32_t v) {
+  template <size_t N>
+  void u32(const char (&k)[N], uint32_t v) {
     if (!v) return;
     key(k);
     num(v);
   }
-  void i32(const char* k, int32_t v) {
+  template <size_t N>
+  void i32(const char (&k)[N], int32_t v) {
     if (!v) return;
     key(k);
     num(v);
   }
-  void u64(const char* k, uint64_t v) {  // proto3 JSON: 64-bit integers are strings
+  template <size_t N>
+  void u64(const char (&k)[N], uint64_t v) {  // proto3 JSON: 64-bit integers are strings
     if (!v) return;
     key(k);
     out_ += '"';
     num(v);
     out_ += '"';
   }
-  void boolean(const char* k, bool v) {
+  template <size_t N>
+  void boolean(const char (&k)[N], bool v) {
     if (!v) return;
     key(k);
     out_ += "true";
   }
-  template <class R>
-  void strs(const char* k, const R& v) {
+  template <size_t N, class R>
+  void strs(const char (&k)[N], const R& v) {
     if (v.empty()) return;
     key(k);
     out_ += '[';
@@ -57,8 +70,8 @@ class Obj {
     }
     out_ += ']';
   }
-  template <class R>
-  void u64s(const char* k, const R& v) {
+  template <size_t N, class R>
+  void u64s(const char (&k)[N], const R& v) {
     if (v.empty()) return;
     key(k);
     out_ += '[';
@@ -73,13 +86,10 @@ class Obj {
     out_ += ']';
   }
   // Opens a nested object under k; the caller fills it through the returned Obj.
-  Obj child(const char* k) {
+  template <size_t N>
+  Obj child(const char (&k)[N]) {
     key(k);
     return Obj(out_);
-  }
-  std::string& raw(const char* k) {
-    key(k);
-    return out_;
   }
 
  private:
@@ -89,12 +99,13 @@ class Obj {
     auto r = std::to_chars(buf, buf + sizeof buf, v);
     out_.append(buf, r.ptr);
   }
-  void key(const char* k) {
+  template <size_t N>
+  void key(const char (&k)[N]) {  // N - 1 known at compile time: no strlen per field
     if (!first_) out_ += ',';
     first_ = false;
     out_ += '"';
-    out_ += k;
-    out_ += "\":";
+    out_.append(k, N - 1);
+    out_.append("\":", 2);
   }
   // JSON string escaping. Bytes that are not valid UTF-8 (a path may hold any bytes) are
   // written as \u00XX so the line stays valid JSON; valid UTF-8 passes through.
@@ -104,7 +115,7 @@ class Obj {
     size_t n = s.size(), run = 0;  // [run, i) is plain ASCII not yet copied: appended in bulk
     for (size_t i = 0; i < n; ++i) {
       unsigned char c = p[i];
-      if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+      if (!kEscape[c]) continue;
       out_.append(s, run, i - run);
       if (c == '"' || c == '\\') {
         out_ += '\\';

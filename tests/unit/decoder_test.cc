@@ -349,3 +349,36 @@ TEST(DecoderNames, ErrnoAndSyscallNames) {
 
 }  // namespace
 }  // namespace agentcage::core
+
+#include <google/protobuf/util/message_differencer.h>
+
+namespace agentcage::core {
+namespace {
+
+TEST(DecoderReuse, ResetKnowsEveryEventField) {
+  EXPECT_EQ(v1::Event::descriptor()->field_count(), kEventFields)
+      << "event.proto changed: update reset_event() and kEventFields in core/decoder";
+}
+
+// One Event reused across records of different kinds decodes exactly what a fresh one does.
+TEST(DecoderReuse, ReusedEventEqualsFreshDecode) {
+  auto file = open_record();
+  auto exec = exec_record();
+  ac_syscall_event sys{};
+  set_header(sys, AC_EV_SYSCALL);
+  sys.nr = 101;
+  sys.result = -1;
+  std::vector<std::span<const std::byte>> seq = {bytes(exec), bytes(file), bytes(file), bytes(sys), bytes(exec),
+                                                 bytes(sys), bytes(file)};
+  v1::Event reused;
+  for (auto rec : seq) {
+    ASSERT_TRUE(decode_record_into(rec, ctx(), reused));
+    auto fresh = decode_record(rec, ctx());
+    ASSERT_TRUE(fresh);
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(reused, *fresh))
+        << reused.DebugString() << "\nvs\n" << fresh->DebugString();
+  }
+}
+
+}  // namespace
+}  // namespace agentcage::core

@@ -106,6 +106,10 @@ for rate in ${RATES:-50000 100000 200000 300000 400000 500000 600000}; do
   reader_us=$(echo "($total - $gen - $idle_cpu) * 1000000 / $events" | bc -l)
   printf '(r) target %7d/s achieved %7.0f/s  events %8d  lost %7d  reader cpu %5.2f us/event\n' \
     "$rate" "$achieved" "$events" "$lost" "$reader_us"
-  if [[ $lost == 0 ]] && ! grep -q '"loss"' "$W/rate.json"; then best=$achieved; else break; fi
+  if [[ $lost == 0 ]] && ! grep -q '"loss"' "$W/rate.json"; then
+    best=$(echo "if ($achieved > $best) $achieved else $best" | bc -l)
+  else
+    break
+  fi
 done
 printf '(r) highest rate delivered with zero loss: %.0f events/s\n' "$best"

@@ -109,6 +109,18 @@ static int scenario(const char *dir)
 	/* 10. openat2 relative to the dirfd. */
 	struct open_how how = {.flags = O_RDONLY};
 	close(syscall(SYS_openat2, dfd, "../target.txt", &how, sizeof how));
+	/* 10b. fd-based calls (resolved from the fd) and *at() calls relative to the dirfd. */
+	int rw = open(at(dir, "renamed.txt"), O_RDWR);
+	fchmod(rw, 0644);
+	fchown(rw, 3, 4);
+	ftruncate(rw, 0);
+	fsetxattr(rw, "user.fd", "v", 1, 0);
+	close(rw);
+	mkdirat(dfd, "../d2", 0755);
+	unlinkat(dfd, "../d2", AT_REMOVEDIR);
+	fchmodat(dfd, "../renamed.txt", 0640, 0);
+	snprintf(path, sizeof path, "%s/renamed2.txt", dir);
+	syscall(SYS_renameat2, dfd, "../renamed.txt", AT_FDCWD, path, 0);
 	close(dfd);
 	/* 11. EACCES/EPERM as an unprivileged user. */
 	in_child(as_nobody, dir);

@@ -105,10 +105,12 @@ class Scenario : public ::testing::Test {
     ASSERT_NE(helper_.pid(), 0u) << "no exec event for the helper\n" << dump(events_);
   }
 
-  // File events of the helper process (not its children, not the dynamic loader's opens).
-  std::vector<v1::Event> files(const std::string& op, const std::string& path) const {
+  // File events with this op and path; `syscall` narrows to one call ("chmod", not the
+  // fchmod that resolves to the same path).
+  std::vector<v1::Event> files(const std::string& op, const std::string& path, const std::string& syscall = "") const {
     return select(events_, [&](const v1::Event& e) {
-      return e.has_file() && e.file().op() == op && e.file().path() == path;
+      return e.has_file() && e.file().op() == op && e.file().path() == path &&
+             (syscall.empty() || e.file().syscall() == syscall);
     });
   }
 
@@ -189,21 +191,59 @@ TEST_F(Scenario, LinkSymlinkChmodChownTruncateSetxattrUnlink) {
   ASSERT_EQ(s.size(), 1u) << dump(events_);
   EXPECT_EQ(s[0].file().path2(), "renamed.txt");
 
-  auto chmods = files("chmod", dir_ + "/renamed.txt");
+  auto chmods = files("chmod", dir_ + "/renamed.txt", "chmod");
   ASSERT_EQ(chmods.size(), 1u) << dump(events_);
   EXPECT_EQ(chmods[0].file().mode(), 0600u);
 
-  auto ch = files("chown", dir_ + "/renamed.txt");
+  auto ch = files("chown", dir_ + "/renamed.txt", "chown");
   ASSERT_EQ(ch.size(), 1u) << dump(events_);
   EXPECT_EQ(ch[0].file().owner_uid(), 1u);
   EXPECT_EQ(ch[0].file().owner_gid(), 2u);
 
-  EXPECT_EQ(files("truncate", dir_ + "/renamed.txt").size(), 1u) << dump(events_);
-  auto x = files("setxattr", dir_ + "/renamed.txt");
+  EXPECT_EQ(files("truncate", dir_ + "/renamed.txt", "truncate").size(), 1u) << dump(events_);
+  auto x = files("setxattr", dir_ + "/renamed.txt", "setxattr");
   ASSERT_EQ(x.size(), 1u) << dump(events_);
   EXPECT_EQ(x[0].file().xattr_name(), "user.agentcage");
   EXPECT_EQ(x[0].file().result(), 0) << "ext4/tmpfs /tmp takes user xattrs";
   EXPECT_EQ(files("unlink", dir_ + "/hard").size(), 1u) << dump(events_);
+}
+
+TEST_F(Scenario, FdBasedCallsAreResolvedAndAtCallsKeepTheirDirfd) {
+  const std::string f = dir_ + "/renamed.txt";
+  auto by_syscall = [&](const std::string& name) {
+    return select(events_, [&](const v1::Event& e) { return e.has_file() && e.file().syscall() == name; });
+  };
+  for (const char* name : {"fchmod", "fchown", "ftruncate", "fsetxattr"}) {
+    auto evs = by_syscall(name);
+    ASSERT_EQ(evs.size(), 1u) << name << "\n" << dump(events_);
+    EXPECT_EQ(evs[0].file().path(), f) << name;
+    EXPECT_TRUE(evs[0].file().path_resolved()) << name;
+    EXPECT_EQ(evs[0].file().result(), 0) << name;
+    EXPECT_GE(evs[0].file().dirfd(), 0) << name << ": the fd acted on";
+  }
+  EXPECT_EQ(by_syscall("fchmod")[0].file().mode(), 0644u);
+  EXPECT_EQ(by_syscall("fchown")[0].file().owner_uid(), 3u);
+  EXPECT_EQ(by_syscall("fchown")[0].file().owner_gid(), 4u);
+  EXPECT_EQ(by_syscall("fsetxattr")[0].file().xattr_name(), "user.fd");
+
+  auto mk = by_syscall("mkdirat");
+  ASSERT_EQ(mk.size(), 1u) << dump(events_);
+  EXPECT_EQ(mk[0].file().op(), "mkdir");
+  EXPECT_EQ(mk[0].file().path(), "../d2");
+  EXPECT_EQ(mk[0].file().mode(), 0755u);
+  EXPECT_GE(mk[0].file().dirfd(), 0);
+  auto rm = by_syscall("unlinkat");
+  ASSERT_EQ(rm.size(), 1u) << dump(events_);
+  EXPECT_EQ(rm[0].file().op(), "rmdir") << "unlinkat with AT_REMOVEDIR";
+  EXPECT_EQ(rm[0].file().dirfd(), mk[0].file().dirfd());
+  auto chm = by_syscall("fchmodat");
+  ASSERT_EQ(chm.size(), 1u) << dump(events_);
+  EXPECT_EQ(chm[0].file().mode(), 0640u);
+  auto rn = by_syscall("renameat2");
+  ASSERT_EQ(rn.size(), 1u) << dump(events_);
+  EXPECT_EQ(rn[0].file().path(), "../renamed.txt");
+  EXPECT_EQ(rn[0].file().path2(), dir_ + "/renamed2.txt");
+  EXPECT_EQ(rn[0].file().result(), 0);
 }
 
 TEST_F(Scenario, EaccesAndEpermAreRecordedAsFailedSyscalls) {

@@ -20,7 +20,6 @@
 #define AC_FILENAME_MAX 256 /* bytes: exec filename as given to execve */
 #define AC_PATH_MAX 512     /* bytes: a path resolved in the kernel */
 #define AC_ARGV_MAX 1024    /* bytes: NUL-separated argv */
-#define AC_XATTR_NAME_MAX 256 /* bytes: XATTR_NAME_MAX + NUL */
 
 /*
  * Record types. Numbers are stable: never reuse one. Ranges:

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <fmt/format.h>
 #include <mutex>
 
 #include <google/protobuf/util/json_util.h>
@@ -16,6 +17,7 @@
 #include "core/decoder.h"
 #include "core/launcher.h"
 #include "core/profile.h"
+#include "core/event_json.h"
 #include "core/session.h"
 #include "grpc/client.h"
 
@@ -159,17 +161,44 @@ int do_trace(const cli::TraceArgs& a) {
   so.monitor_opts.ring_bytes = a.ring_bytes;
   so.net_policy = a.net;
   so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
+  // Lines are buffered and flushed once per reader batch (at most every 50 ms), not per
+  // event: a write() per event cost more than decoding it.
+  static char outbuf[1 << 16];
+  setvbuf(out, outbuf, _IOFBF, sizeof outbuf);
+  std::string buf;  // reused: no allocation per event once it has grown
   so.on_event = [&](const v1::Event& ev) {
-    std::string line = a.format == cli::OutputFormat::json ? core::to_json_line(ev) : core::to_text_line(ev);
     std::lock_guard lk(mu);
-    fputs(line.c_str(), out);
-    fputc('\n', out);
+    buf.clear();
+    if (a.format == cli::OutputFormat::json)
+      core::append_event_json(ev, buf);
+    else
+      buf = core::to_text_line(ev);
+    buf += '\n';
+    fwrite(buf.data(), 1, buf.size(), out);
+  };
+  so.on_batch = [&] {
+    std::lock_guard lk(mu);
     fflush(out);
   };
   auto r = core::run_session(so);
+  fflush(out);
   if (out != stdout) fclose(out);
   if (!r) return fail(r.error());
   if (r->lost) fprintf(stderr, "agentcage: warning: %lu events lost (kernel ring buffer full)\n", r->lost);
+  // Every kernel-side degradation is reported, not only losses: truncated strings and
+  // failed reads mean a field in some event is incomplete (flagged in that event too).
+  const auto& ks = r->kernel_stats;
+  bool degraded = r->decode_errors != 0 || r->prog_misses != 0;
+  for (int i = 0; i < AC_STAT_MAX; ++i) degraded |= i != AC_STAT_EVENTS && ks[static_cast<size_t>(i)] != 0;
+  if (degraded) {
+    std::string line = "agentcage: kernel counters:";
+    for (int i = 0; i < AC_STAT_MAX; ++i) line += fmt::format(" {}={}", core::stat_name(i), ks[static_cast<size_t>(i)]);
+    if (r->decode_errors) line += fmt::format(" decode_errors={}", r->decode_errors);
+    // Skipped program runs (another BPF program was running on the CPU): an upper bound
+    // on records that could not even be attempted.
+    if (r->prog_misses) line += fmt::format(" prog_recursion_misses={}", r->prog_misses);
+    fprintf(stderr, "%s\n", line.c_str());
+  }
   return r->exit_status;
 }
 

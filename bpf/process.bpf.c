@@ -4,6 +4,7 @@
  * task and binprm and work on every BTF kernel; fentry/LSM are not needed here.
  */
 #include "common.bpf.h"
+#include "path.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -24,7 +25,7 @@ int BPF_PROG(tp__sched_process_fork, struct task_struct *parent, struct task_str
 	/* Threads share the process: only a new thread group is a new process. */
 	if (BPF_CORE_READ(child, pid) != child_tgid)
 		return 0;
-	if (!ac_tracked(child, &sandbox, &flags) && !ac_tracked(parent, &sandbox, &flags))
+	if (!ac_tracked_btf(child, &sandbox, &flags) && !ac_tracked_btf(parent, &sandbox, &flags))
 		return 0;
 	if (sandbox && bpf_map_update_elem(&ac_tasks, &child_tgid, &sandbox, BPF_ANY))
 		ac_stat_inc(AC_STAT_TASK_MAP_FULL);
@@ -32,7 +33,7 @@ int BPF_PROG(tp__sched_process_fork, struct task_struct *parent, struct task_str
 	struct ac_fork_event *ev = ac_reserve(sizeof(*ev));
 	if (!ev)
 		return 0;
-	ac_fill_header(&ev->hdr, child, AC_EV_FORK, sizeof(*ev), sandbox, flags);
+	ac_fill_header_btf(&ev->hdr, child, AC_EV_FORK, sizeof(*ev), sandbox, flags);
 	ev->child_start_ns = BPF_CORE_READ(child, start_boottime);
 	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), BPF_CORE_READ(child, comm));
 	ac_submit(ev);
@@ -50,7 +51,7 @@ int BPF_PROG(tp__sched_process_exec, struct task_struct *task, pid_t old_pid, st
 	__u64 sandbox = 0;
 	__u32 flags = 0;
 
-	if (!ac_tracked(task, &sandbox, &flags))
+	if (!ac_tracked_btf(task, &sandbox, &flags))
 		return 0;
 
 	struct ac_exec_event *ev = ac_reserve(sizeof(*ev));
@@ -83,8 +84,26 @@ int BPF_PROG(tp__sched_process_exec, struct task_struct *task, pid_t old_pid, st
 	}
 	ev->argv_len = len;
 	ev->argc = BPF_CORE_READ(bprm, argc);
+
+	/*
+	 * The image really mapped: bprm->file, walked in the kernel. For a script,
+	 * load_script() has replaced bprm->file by the interpreter's file, and bprm->interp
+	 * holds the interpreter as the #! line names it; filename stays the script.
+	 */
+	int truncated = 0;
+	ev->exe_len = ac_resolve_path(&bprm->file->f_path, task, ev->exe, &truncated);
+	ev->cwd_len = ac_resolve_path(&task->fs->pwd, task, ev->cwd, &truncated);
+	if (truncated) {
+		flags |= AC_F_EXE_TRUNCATED;
+		ac_stat_inc(AC_STAT_TRUNCATED);
+	}
+	const char *interp = BPF_CORE_READ(bprm, interp);
+	if (interp != BPF_CORE_READ(bprm, filename)) {
+		n = bpf_probe_read_kernel_str(ev->interp, sizeof(ev->interp), interp);
+		ev->interp_len = n > 0 ? n : 0;
+	}
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	ac_fill_header(&ev->hdr, task, AC_EV_EXEC, sizeof(*ev), sandbox, flags);
+	ac_fill_header_btf(&ev->hdr, task, AC_EV_EXEC, sizeof(*ev), sandbox, flags);
 	ac_submit(ev);
 	return 0;
 }
@@ -103,14 +122,14 @@ int BPF_PROG(tp__sched_process_exit, struct task_struct *task)
 
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
-	if (!ac_tracked(task, &sandbox, &flags))
+	if (!ac_tracked_btf(task, &sandbox, &flags))
 		return 0;
 	bpf_map_delete_elem(&ac_tasks, &tgid);
 
 	struct ac_exit_event *ev = ac_reserve(sizeof(*ev));
 	if (!ev)
 		return 0;
-	ac_fill_header(&ev->hdr, task, AC_EV_EXIT, sizeof(*ev), sandbox, flags);
+	ac_fill_header_btf(&ev->hdr, task, AC_EV_EXIT, sizeof(*ev), sandbox, flags);
 	ev->exit_code = BPF_CORE_READ(task, exit_code);
 	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), BPF_CORE_READ(task, comm));
 	ac_submit(ev);

@@ -23,6 +23,8 @@ PKGS=(
   nlohmann-json3-dev libcli11-dev
   # tests
   libgtest-dev libgmock-dev iproute2 python3 procps util-linux
+  # benchmarks (tests/bench/monitor_bench.sh): ratios and /usr/bin/time
+  bc time
   # LSM test tier: a qemu guest under software emulation
   qemu-system-x86 busybox-static cpio
   # gRPC interop test (Node's @grpc/grpc-js; npm ships with this nodejs)

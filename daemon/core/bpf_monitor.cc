@@ -11,6 +11,8 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -42,14 +44,18 @@ std::atomic<bool> g_libbpf_quiet{false};
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
   if (level == LIBBPF_DEBUG) return 0;
   if (g_libbpf_quiet.load(std::memory_order_relaxed)) level = LIBBPF_INFO;
-  char buf[1024];
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
-  std::string_view s(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1) : 0);
+  // Verifier logs run to many kilobytes: format into a heap string, not a fixed buffer,
+  // so the line that explains a rejected program is not cut off.
+  char* buf = nullptr;
+  int n = vasprintf(&buf, fmt, ap);
+  if (n < 0) return 0;
+  std::string_view s(buf, static_cast<size_t>(n));
   while (!s.empty() && s.back() == '\n') s.remove_suffix(1);
   if (level == LIBBPF_WARN)
     spdlog::warn("libbpf: {}", s);
   else
     spdlog::debug("libbpf: {}", s);
+  free(buf);
   return 0;
 }
 
@@ -59,6 +65,16 @@ const char* kStatNames[AC_STAT_MAX] = {"events",     "ringbuf_full", "truncated"
 // uapi values newer than the build host's linux/bpf.h may be (net.bpf.c asserts them).
 constexpr int kAttachUnixConnect = 49;  // BPF_CGROUP_UNIX_CONNECT
 constexpr int kAttachUnixSendmsg = 50;  // BPF_CGROUP_UNIX_SENDMSG
+
+// Feature probe, not a version check: does the running kernel's BTF have a kfunc (a BTF
+// FUNC named `name`)?
+bool kernel_has_kfunc(const char* name) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
+  btf__free(vmlinux);
+  return found;
+}
 
 // Feature probe, not a version check: does this kernel's BTF know the attach type?
 bool kernel_has_attach_type(const char* name) {
@@ -159,6 +175,11 @@ Result<BpfSkeleton<agentcage_bpf>> load_skeleton(const MonitorOptions& opts, boo
       if (bpf_program__type(p) == BPF_PROG_TYPE_LSM) bpf_program__set_autoload(p, false);
     }
   }
+  // One sys_exit program: the BTF-load variant where the kernel has bpf_rdonly_cast
+  // (6.2+), the CO-RE variant elsewhere (e.g. Debian 12's 6.1).
+  bool rdonly_cast = kernel_has_kfunc("bpf_rdonly_cast");
+  bpf_program__set_autoload(rdonly_cast ? s->progs.tp_btf__sys_exit_compat : s->progs.tp_btf__sys_exit, false);
+  spdlog::debug("sys_exit program: {}", rdonly_cast ? "BTF path walk (bpf_rdonly_cast)" : "CO-RE path walk (compat)");
   if (int e = bpf_map__set_max_entries(s->maps.ac_events, opts.ring_bytes); e != 0)
     return sys_error("bpf_map__set_max_entries(ac_events, " + std::to_string(opts.ring_bytes) + ")", -e,
                      "the ring size must be a power of two and a multiple of the page size");
@@ -183,7 +204,9 @@ Result<BpfSkeleton<agentcage_bpf>> load_skeleton(const MonitorOptions& opts, boo
   ac_config cfg{};
   cfg.host_mode = opts.host_mode ? 1 : 0;
   cfg.self_tgid = static_cast<uint32_t>(::getpid());
-  cfg.wakeup_bytes = opts.wakeup_bytes;
+  // A threshold the ring can never reach would leave the reader to its poll timeout
+  // alone: cap it at a quarter of the ring so bursts still wake it early.
+  cfg.wakeup_bytes = std::min(opts.wakeup_bytes, opts.ring_bytes / 4);
   uint32_t zero = 0;
   if (bpf_map__update_elem(s->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
     return sys_error("bpf_map_update_elem(ac_config_map)");
@@ -396,6 +419,19 @@ Result<int> BpfMonitor::drain(const RecordFn& fn) {
   impl_->fn = nullptr;
   if (r < 0) return sys_error("ring_buffer__consume(ac_events)", -r);
   return impl_->handled;
+}
+
+uint64_t BpfMonitor::prog_misses() const {
+  uint64_t total = 0;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, impl_->skel->obj) {
+    int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) total += info.recursion_misses;
+  }
+  return total;
 }
 
 KernelStats BpfMonitor::stats() const {

@@ -71,6 +71,11 @@ class BpfMonitor {
   Result<int> drain(const RecordFn& fn);
 
   KernelStats stats() const;
+  // Runs of our programs the kernel skipped because another BPF program was already
+  // running on that CPU (bpf_prog_info.recursion_misses, summed). Such a skipped run may
+  // have been a record, so this is an upper bound on records lost that way; it also counts
+  // skipped runs for processes nobody traces, so it is reported, not turned into Loss.
+  uint64_t prog_misses() const;
 
   struct Impl;
 

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <netinet/in.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -12,10 +13,13 @@
 
 #include <agentcage/abi.h>
 
+#include <cstddef>
 #include <cstring>
+#include <vector>
 #include <fmt/format.h>
 
 #include "core/cgroup.h"
+#include "core/event_json.h"
 
 namespace agentcage::core {
 namespace {
@@ -50,7 +54,37 @@ void fill_process(v1::Process* p, const ac_event_header& h, const DecodeContext&
   p->set_gid(h.gid);
   p->set_cgroup_id(h.cgroup_id);
   p->set_start_time_ns(h.start_ns);
-  p->set_exec_id(make_exec_id(ctx.boot_id, h.pid, h.start_ns));
+  // Consecutive records mostly come from the same process: format its id once.
+  thread_local uint32_t last_pid = 0;
+  thread_local uint64_t last_start = 0;
+  thread_local std::string last_id, last_boot;
+  if (h.pid != last_pid || h.start_ns != last_start || last_boot != ctx.boot_id) {
+    last_pid = h.pid;
+    last_start = h.start_ns;
+    last_boot = ctx.boot_id;
+    last_id = make_exec_id(ctx.boot_id, h.pid, h.start_ns);
+  }
+  p->set_exec_id(last_id);
+}
+
+const char* const kFileOps[] = {"",      "open",  "creat",   "unlink", "rmdir",    "rename",  "mkdir",
+                                 "link",  "symlink", "chmod", "chown",  "truncate", "setxattr"};
+
+// A length field from the kernel must fit its array; anything else is a malformed record.
+Status check_len(const char* rec, const char* field, uint32_t len, size_t cap) {
+  if (len > cap) return error(fmt::format("{} record: {} is {} bytes, the field holds {}", rec, field, len, cap));
+  return {};
+}
+
+// NUL-separated args; n is clamped to the array so a lying length cannot read past it.
+void split_argv(const char* buf, size_t n, size_t cap, v1::Process* proc) {
+  n = std::min(n, cap);
+  size_t i = 0;
+  while (i < n) {
+    size_t len = strnlen(buf + i, n - i);
+    proc->add_argv(std::string(buf + i, len));
+    i += len + 1;
+  }
 }
 
 const char* net_op_name(uint8_t op) {
@@ -151,6 +185,76 @@ std::string net_rule(const ac_net_event& r) {
 
 }  // namespace
 
+static v1::Event::KindCase kind_of(uint16_t type) {
+  switch (type) {
+    case AC_EV_EXEC:
+    case AC_EV_EXEC_FAILED: return v1::Event::kExec;
+    case AC_EV_FORK: return v1::Event::kFork;
+    case AC_EV_EXIT: return v1::Event::kExit;
+    case AC_EV_FILE:
+    case AC_EV_FILE2: return v1::Event::kFile;
+    case AC_EV_SYSCALL: return v1::Event::kSyscall;
+    default: return v1::Event::KIND_NOT_SET;
+  }
+}
+
+void reset_event(v1::Event& ev, v1::Event::KindCase next) {
+  // Message::Clear() deletes sub-messages (proto3, no arena); clearing field by field
+  // keeps the Process and the oneof message, and the capacity of their strings and
+  // repeated fields, for the next record: no allocation per record in the steady state.
+  // kEventFields (checked by a unit test against the descriptor) keeps this in step
+  // with event.proto.
+  ev.clear_seq();
+  ev.clear_node();
+  ev.clear_time_ns();
+  ev.clear_ktime_ns();
+  ev.clear_sandbox_id();
+  ev.clear_host_mode();
+  if (ev.has_process()) ev.mutable_process()->Clear();  // strings only: capacity kept
+  if (ev.kind_case() != next) {
+    ev.clear_kind();
+    return;
+  }
+  switch (next) {
+    case v1::Event::kExec: ev.mutable_exec()->Clear(); break;
+    case v1::Event::kFork: ev.mutable_fork()->Clear(); break;
+    case v1::Event::kExit: ev.mutable_exit()->Clear(); break;
+    case v1::Event::kFile: ev.mutable_file()->Clear(); break;
+    case v1::Event::kSyscall: ev.mutable_syscall()->Clear(); break;
+    default: ev.clear_kind(); break;
+  }
+}
+
+std::string errno_name(int err) {
+  if (err <= 0) return {};
+  const char* n = strerrorname_np(err);
+  return n ? n : fmt::format("errno {}", err);
+}
+
+const std::string& syscall_name_ref(uint32_t nr) {
+  // libseccomp scans its table and mallocs per call: resolve each number once.
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v(1024);
+    for (int i = 0; i < static_cast<int>(v.size()); ++i)
+      if (char* n = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, i)) {
+        v[static_cast<size_t>(i)] = n;
+        free(n);
+      }
+    return v;
+  }();
+  static const std::string none;
+  return nr < names.size() ? names[nr] : none;
+}
+
+std::string syscall_name(uint32_t nr) {
+  const std::string& n = syscall_name_ref(nr);
+  return n.empty() ? fmt::format("syscall_{}", nr) : n;
+}
+
+const char* file_op_name(uint32_t op) {
+  return op < std::size(kFileOps) && op ? kFileOps[op] : "unknown";
+}
+
 DecodeContext DecodeContext::for_this_host() {
   DecodeContext c;
   char host[256] = {};
@@ -169,7 +273,7 @@ std::string make_exec_id(const std::string& boot_id, uint32_t pid, uint64_t star
 
 std::string sandbox_id_string(uint64_t key) { return fmt::format("{:016x}", key); }
 
-Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeContext& ctx) {
+Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& ctx, v1::Event& ev) {
   auto hdr = read_record<ac_event_header>(rec, "header");
   if (!hdr) return std::unexpected(hdr.error());
   if (hdr->abi_version != AC_ABI_VERSION)
@@ -179,11 +283,19 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
     return error(fmt::format("record type {}: header says {} bytes, ring buffer gave {}", hdr->type, hdr->size,
                              rec.size()));
 
-  v1::Event ev;
+  reset_event(ev, kind_of(hdr->type));
   ev.set_node(ctx.node);
   ev.set_ktime_ns(hdr->ktime_ns);
   ev.set_time_ns(static_cast<uint64_t>(static_cast<int64_t>(hdr->ktime_ns) + ctx.boot_to_real_ns));
-  if (hdr->sandbox_id) ev.set_sandbox_id(sandbox_id_string(hdr->sandbox_id));
+  if (hdr->sandbox_id) {
+    thread_local uint64_t last_key = 0;
+    thread_local std::string last_str;
+    if (hdr->sandbox_id != last_key) {
+      last_key = hdr->sandbox_id;
+      last_str = sandbox_id_string(last_key);
+    }
+    ev.set_sandbox_id(last_str);
+  }
   ev.set_host_mode((hdr->flags & AC_F_HOST_MODE) != 0);
   auto* proc = ev.mutable_process();
   fill_process(proc, *hdr, ctx);
@@ -192,20 +304,95 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
     case AC_EV_EXEC: {
       auto r = read_record<ac_exec_event>(rec, "exec");
       if (!r) return std::unexpected(r.error());
+      // Exec lengths are clamped to their arrays (fixed_string), as in ABI 1.
       auto* x = ev.mutable_exec();
       x->set_filename(fixed_string(r->filename, sizeof r->filename, r->filename_len));
       x->set_argc(r->argc);
       x->set_filename_truncated((hdr->flags & AC_F_FILENAME_TRUNCATED) != 0);
-      proc->set_binary(x->filename());
+      if (r->interp_len) x->set_interpreter(fixed_string(r->interp, sizeof r->interp, r->interp_len));
+      // The resolved image when the kernel walked it; the name given to execve otherwise.
+      proc->set_binary(r->exe_len ? fixed_string(r->exe, sizeof r->exe, r->exe_len) : x->filename());
+      if (r->cwd_len) proc->set_cwd(fixed_string(r->cwd, sizeof r->cwd, r->cwd_len));
       proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
-      size_t n = std::min<size_t>(r->argv_len, sizeof r->argv);
-      size_t i = 0;
-      while (i < n) {
-        size_t len = strnlen(r->argv + i, n - i);
-        proc->add_argv(std::string(r->argv + i, len));
-        i += len + 1;
-      }
+      split_argv(r->argv, r->argv_len, sizeof r->argv, proc);
       proc->set_argv_truncated((hdr->flags & AC_F_ARGV_TRUNCATED) != 0);
+      break;
+    }
+    case AC_EV_EXEC_FAILED: {
+      auto r = read_record<ac_exec_failed_event>(rec, "exec_failed");
+      if (!r) return std::unexpected(r.error());
+      if (auto st = check_len("exec_failed", "filename_len", r->filename_len, sizeof r->filename); !st)
+        return std::unexpected(st.error());
+      if (auto st = check_len("exec_failed", "argv_len", r->argv_len, sizeof r->argv); !st)
+        return std::unexpected(st.error());
+      if (r->result >= 0)
+        return error(fmt::format("exec_failed record: result {} is not an error", r->result));
+      auto* x = ev.mutable_exec();
+      x->set_filename(fixed_string(r->filename, sizeof r->filename, r->filename_len));
+      x->set_filename_truncated((hdr->flags & AC_F_FILENAME_TRUNCATED) != 0);
+      x->set_argc(r->argc);
+      x->set_result(r->result);
+      x->set_error(errno_name(-r->result));
+      // The process keeps its old image: the argv it tried goes with the exec, not the process.
+      v1::Process tried;
+      split_argv(r->argv, r->argv_len, sizeof r->argv, &tried);
+      *x->mutable_argv() = tried.argv();
+      proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
+      break;
+    }
+    case AC_EV_FILE:
+    case AC_EV_FILE2: {
+      const bool two = hdr->type == AC_EV_FILE2;
+      auto r = read_record<ac_file_event>(rec, "file");
+      if (!r) return std::unexpected(r.error());
+      if (two && rec.size() != sizeof(ac_file2_event))
+        return error(fmt::format("file2 record: {} bytes, expected {}", rec.size(), sizeof(ac_file2_event)));
+      if (!two && rec.size() != sizeof(ac_file_event))
+        return error(fmt::format("file record: {} bytes, expected {}", rec.size(), sizeof(ac_file_event)));
+      if (r->op == 0 || r->op >= std::size(kFileOps))
+        return error(fmt::format("file record: unknown op {}", r->op));
+      if (auto st = check_len("file", "path_len", r->path_len, sizeof r->path); !st)
+        return std::unexpected(st.error());
+      if (auto st = check_len("file", "path2_len", r->path2_len, two ? AC_PATH_MAX : 0); !st)
+        return std::unexpected(st.error());
+      auto* f = ev.mutable_file();
+      f->set_op(kFileOps[r->op]);
+      if (const auto& n = syscall_name_ref(r->nr); !n.empty())
+        f->set_syscall(n);
+      else
+        f->set_syscall(syscall_name(r->nr));
+      f->set_path(fixed_string(r->path, sizeof r->path, r->path_len));
+      f->set_path_resolved((hdr->flags & AC_F_PATH_RESOLVED) != 0);
+      f->set_path_truncated((hdr->flags & (AC_F_PATH_TRUNCATED | AC_F_PATH2_TRUNCATED)) != 0);
+      if (two && r->path2_len) {
+        const char* p2 = reinterpret_cast<const char*>(rec.data()) + offsetof(ac_file2_event, path2);
+        std::string s2 = fixed_string(p2, AC_PATH_MAX, r->path2_len);
+        if (r->op == AC_FOP_SETXATTR)
+          f->set_xattr_name(std::move(s2));
+        else
+          f->set_path2(std::move(s2));
+      }
+      f->set_flags(r->open_flags);
+      f->set_mode(r->mode);
+      if (r->op == AC_FOP_CHOWN) {
+        f->set_owner_uid(r->owner_uid);
+        f->set_owner_gid(r->owner_gid);
+      }
+      f->set_dirfd(r->dirfd);
+      f->set_result(r->result);
+      if (r->result < 0) f->set_error(errno_name(-r->result));
+      break;
+    }
+    case AC_EV_SYSCALL: {
+      auto r = read_record<ac_syscall_event>(rec, "syscall");
+      if (!r) return std::unexpected(r.error());
+      if (r->result >= 0) return error(fmt::format("syscall record: result {} is not an error", r->result));
+      auto* x = ev.mutable_syscall();
+      x->set_nr(r->nr);
+      x->set_name(syscall_name(r->nr));
+      x->set_result(r->result);
+      x->set_error(errno_name(-r->result));
+      for (uint64_t a : r->args) x->add_args(a);
       break;
     }
     case AC_EV_FORK: {
@@ -292,14 +479,19 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
     default:
       return error(fmt::format("unknown record type {} ({} bytes)", hdr->type, rec.size()));
   }
+  return {};
+}
+
+Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeContext& ctx) {
+  v1::Event ev;
+  if (auto st = decode_record_into(rec, ctx, ev); !st) return std::unexpected(st.error());
   return ev;
 }
 
 std::string to_json_line(const v1::Event& ev) {
   std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(ev, &out, o);
+  out.reserve(512);
+  append_event_json(ev, out);
   return out;
 }
 
@@ -315,7 +507,19 @@ std::string to_text_line(const v1::Event& ev) {
   for (const auto& a : p.argv()) argv += (argv.empty() ? "" : " ") + a;
   switch (ev.kind_case()) {
     case v1::Event::kExec:
+      if (ev.exec().result() < 0)
+        return head + fmt::format("execerr {:>7} {} {}", p.pid(), ev.exec().filename(), ev.exec().error());
       return head + fmt::format("exec    {:>7} {} {}", p.pid(), ev.exec().filename(), argv);
+    case v1::Event::kFile: {
+      const auto& f = ev.file();
+      std::string line = head + fmt::format("{:<7} {:>7} {}", f.op(), p.pid(), f.path());
+      if (!f.path2().empty()) line += " -> " + f.path2();
+      if (!f.xattr_name().empty()) line += " " + f.xattr_name();
+      if (f.result() < 0) line += " = " + f.error();
+      return line;
+    }
+    case v1::Event::kSyscall:
+      return head + fmt::format("denied  {:>7} {} {} = {}", p.pid(), p.comm(), ev.syscall().name(), ev.syscall().error());
     case v1::Event::kFork:
       return head + fmt::format("fork    {:>7} {} -> {}", p.pid(), p.comm(), ev.fork().child_pid());
     case v1::Event::kExit:

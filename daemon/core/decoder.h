@@ -34,7 +34,24 @@ std::string make_exec_id(const std::string& boot_id, uint32_t pid, uint64_t star
 // Sandbox keys are random 64-bit values; their text form is 16 hex digits.
 std::string sandbox_id_string(uint64_t key);
 
+// "EACCES" for 13; empty for 0.
+std::string errno_name(int err);
+// The x86_64 name of syscall nr ("openat"), or "syscall_<nr>".
+std::string syscall_name(uint32_t nr);
+
+// The fields reset_event() clears: must equal v1::Event's field count (unit-tested), so a
+// field added to event.proto is not left stale across reused records.
+inline constexpr int kEventFields = 15;
+// Clears ev for reuse, keeping sub-messages and string capacity when the next record is
+// of kind `next`.
+void reset_event(v1::Event& ev, v1::Event::KindCase next);
+// enum ac_file_op -> FileOp.op ("open"), "unknown" when out of range.
+const char* file_op_name(uint32_t op);
+
 Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeContext& ctx);
+// The same into an existing message (cleared first): a reader that reuses one Event keeps
+// its string and repeated-field capacity instead of allocating per record.
+Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& ctx, v1::Event& out);
 
 // One JSON object per line, snake_case field names as in the .proto.
 std::string to_json_line(const v1::Event& ev);

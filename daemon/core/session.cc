@@ -14,6 +14,7 @@
 #include "core/cgroup.h"
 #include "core/decoder.h"
 #include "core/launcher.h"
+#include "core/process_table.h"
 
 namespace agentcage::core {
 
@@ -31,8 +32,15 @@ namespace {
 class Reader {
  public:
   Reader(BpfMonitor& mon, const SessionOptions& opts, SessionResult& res)
-      : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()) {
-    base_lost_ = mon_.stats()[AC_STAT_RINGBUF_FULL];
+      : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()), procs_(ctx_.boot_id) {
+    base_stats_ = mon_.stats();
+    base_misses_ = mon_.prog_misses();
+    // Processes that already run (the sandbox's parent, every process in host mode) are
+    // known from /proc; later ones from their fork/exec records.
+    if (auto n = procs_.seed_from_proc(); !n)
+      spdlog::warn("process table: {}", n.error().message());
+    else
+      spdlog::debug("process table: {} processes from /proc", *n);
     ctx_.lsm_rule_name = [this](uint32_t id) {
       return id < opts_.lsm_deny.size() ? rule_text(opts_.lsm_deny[id]) : "inode rule " + std::to_string(id);
     };
@@ -44,6 +52,7 @@ class Reader {
         auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { handle(rec); });
         if (!r) spdlog::warn("{}", r.error().message());
         report_loss();
+        if (opts_.on_batch) opts_.on_batch();
       }
     });
   }
@@ -54,25 +63,32 @@ class Reader {
     thread_.join();
     (void)mon_.drain([this](std::span<const std::byte> rec) { handle(rec); });
     report_loss();
+    res_.prog_misses = mon_.prog_misses() - base_misses_;
+    if (opts_.on_batch) opts_.on_batch();
+    spdlog::debug("reader: {} events, kernel: submitted={} ringbuf_full={} truncated={} read_fault={}", res_.events,
+                  res_.kernel_stats[AC_STAT_EVENTS], res_.kernel_stats[AC_STAT_RINGBUF_FULL],
+                  res_.kernel_stats[AC_STAT_TRUNCATED], res_.kernel_stats[AC_STAT_READ_FAULT]);
   }
 
   ~Reader() { stop(); }
 
  private:
   void handle(std::span<const std::byte> rec) {
-    auto ev = decode_record(rec, ctx_);
-    if (!ev) {
+    if (auto st = decode_record_into(rec, ctx_, ev_); !st) {
       ++res_.decode_errors;
-      spdlog::warn("dropping undecodable kernel record: {}", ev.error().message());
+      spdlog::warn("dropping undecodable kernel record: {}", st.error().message());
       emit_loss(1, "decode_error");
       return;
     }
     ++res_.events;
-    if (opts_.on_event) opts_.on_event(*ev);
+    procs_.apply(ev_);
+    if (opts_.on_event) opts_.on_event(ev_);
   }
 
   void report_loss() {
-    uint64_t lost = mon_.stats()[AC_STAT_RINGBUF_FULL] - base_lost_;
+    KernelStats now = mon_.stats();
+    for (size_t i = 0; i < now.size(); ++i) res_.kernel_stats[i] = now[i] - base_stats_[i];
+    uint64_t lost = res_.kernel_stats[AC_STAT_RINGBUF_FULL];
     if (lost > res_.lost) {
       emit_loss(lost - res_.lost, "ringbuf_full");
       res_.lost = lost;
@@ -98,7 +114,10 @@ class Reader {
   const SessionOptions& opts_;
   SessionResult& res_;
   DecodeContext ctx_;
-  uint64_t base_lost_ = 0;
+  ProcessTable procs_;
+  v1::Event ev_;  // reused for every record (reader thread only)
+  KernelStats base_stats_{};
+  uint64_t base_misses_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
@@ -212,14 +231,13 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   }
   // Spawn before the reader thread starts: the child is forked from a single-threaded
   // process. Records it produces meanwhile wait in the ring buffer.
+  // The reader's counter baseline and process table are taken before the child exists,
+  // so nothing it does (or loses) falls before the baseline; its thread starts after.
+  std::optional<Reader> reader;
+  if (mon) reader.emplace(*mon, opts, res);
   auto child = spawn(so);
   if (!child) return std::unexpected(child.error());
-
-  std::optional<Reader> reader;
-  if (mon) {
-    reader.emplace(*mon, opts, res);
-    reader->start();
-  }
+  if (reader) reader->start();
   auto status = wait_forwarding_signals(*child);
 
   // Nothing the command started outlives it: kill and remove the cgroup, then let the

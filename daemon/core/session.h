@@ -22,6 +22,9 @@ struct SessionOptions {
   MonitorOptions monitor_opts;
   // Receives every decoded event, and Loss events, on the reader thread.
   std::function<void(const v1::Event&)> on_event;
+  // Called on the reader thread after each batch of events (each ring-buffer poll), so a
+  // sink can buffer per batch and flush once instead of once per event.
+  std::function<void()> on_batch;
   // Passed to spawn(): runs in the child before execve (see SpawnOptions::child_setup).
   std::function<int(const char** what)> child_setup;
   std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
@@ -49,6 +52,11 @@ struct SessionResult {
   uint64_t lost = 0;      // events the kernel could not queue (ring full)
   uint64_t decode_errors = 0;
   std::vector<Provenance> enforcement;  // what confined the child, when confine was set
+  // Kernel counters (enum ac_stat) accumulated during the session: records submitted,
+  // lost, truncated, read faults, ... Shown by `agentcage trace` when a loss or
+  // degradation counter is non-zero.
+  KernelStats kernel_stats{};
+  uint64_t prog_misses = 0;  // BpfMonitor::prog_misses() over the session
 };
 
 // Runs the whole session; teardown always happens (cgroup killed and removed).

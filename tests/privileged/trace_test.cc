@@ -98,9 +98,14 @@ TEST(Trace, OutsideProcessesAreFilteredInTheKernel) {
   for (bool host : {false, true}) {
     std::vector<std::string> argv = {AGENTCAGE_BIN, "trace", "--output", dir + "/ev.json"};
     if (host) argv.push_back("--host");
-    for (auto a : {"--", "sh", "-c", "sleep 0.8"}) argv.push_back(a);
+    // The command starts only once the monitor is attached: wait for its "ready" file
+    // rather than a fixed delay (loading the programs takes longer on a busy machine).
+    const std::string ready = dir + (host ? "/ready-host" : "/ready-sandbox");
+    for (auto a : {"--", "sh", "-c"}) argv.push_back(a);
+    argv.push_back("touch " + ready + "; sleep 0.8");
     pid_t tracer = testing::start(argv, dir + "/log");
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    for (int i = 0; i < 1000 && access(ready.c_str(), F_OK) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     auto m = run({"/bin/echo", marker});  // a process outside the sandbox
     ASSERT_EQ(m.status, 0);
     ASSERT_EQ(testing::wait_status(tracer), 0) << read_all(dir + "/log");

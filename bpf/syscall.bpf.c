@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Syscall exit: file actions (file.bpf.h), failed execs, and every syscall of a tracked
+ * process that fails with EACCES or EPERM.
+ *
+ * Hook choice on this kernel (6.18, 2 cores; numbers in tests/bench/README.md):
+ *  - tp_btf/sys_exit (raw tracepoint, BTF-typed): attaches without tracefs, hands us the
+ *    saved user pt_regs and the return value directly, costs one program call per
+ *    syscall. Chosen.
+ *  - classic tracepoint/syscalls/sys_exit_openat etc.: not measured here, because it needs
+ *    tracefs for the event ids and tracefs is not even mounted on these machines (a
+ *    monitor should not have to mount it); it would also take ~30 programs, one per
+ *    syscall, each hit building a perf trace record before our program runs. Its one
+ *    advantage, no call at all for other syscalls, is small next to the cost below.
+ *  - fexit/LSM: refused here (EPERM).
+ * Any syscall tracepoint user sets SYSCALL_WORK_SYSCALL_TRACEPOINT on every task, so every
+ * syscall on the host takes the slow exit path either way; measured as the "untracked"
+ * overhead in the benchmarks. What we control is the work after that. Hence ONE program
+ * on sys_exit (each extra attached program is another call on every syscall of every
+ * process) whose first instructions reject everything that is neither a file syscall
+ * (one table load) nor an EACCES/EPERM failure, before any map lookup. Only then is the
+ * task's tracked state looked up. No sys_enter program: the argument registers are still
+ * in the saved pt_regs at exit, so no per-thread map is needed between enter and exit.
+ *
+ * x86_64 only: syscall numbers are the native 64-bit ABI (32-bit ABIs are denied by the
+ * sandbox's seccomp profile; in host mode their numbers would be misread, so compat
+ * tasks are skipped).
+ */
+/*
+ * BTF-typed path walk on this hot path (see path.bpf.h), where the kernel has the
+ * bpf_rdonly_cast kfunc (6.2+). syscall_compat.bpf.c builds the same program with CO-RE
+ * reads for older kernels; the loader keeps exactly one of the two.
+ */
+#ifndef AC_SYSCALL_PROG
+#define AC_PATH_BTF 1
+#define AC_SYSCALL_PROG tp_btf__sys_exit
+#endif
+#include "common.bpf.h"
+#include "file.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AC_EPERM 1
+#define AC_EACCES 13
+#define AC_TS_COMPAT 0x0002 /* thread_info.status: the task is in a 32-bit syscall */
+
+/* a[8]: the six argument registers, then two zeroes (the value of an absent field). */
+static __always_inline void ac_syscall_args(struct pt_regs *regs, __u64 *a)
+{
+	a[6] = 0;
+	a[7] = 0;
+	a[0] = regs->di;
+	a[1] = regs->si;
+	a[2] = regs->dx;
+	a[3] = regs->r10;
+	a[4] = regs->r8;
+	a[5] = regs->r9;
+}
+
+static __always_inline void ac_emit_denied(struct task_struct *task, long nr, long ret, const __u64 *a,
+					   __u64 sandbox, __u32 flags)
+{
+	struct ac_syscall_event *ev = ac_reserve(sizeof(*ev));
+	if (!ev)
+		return;
+	ev->nr = nr;
+	ev->result = ret;
+	for (int i = 0; i < 6; i++)
+		ev->args[i] = a[i];
+	ac_fill_header_btf(&ev->hdr, task, AC_EV_SYSCALL, sizeof(*ev), sandbox, flags);
+	ac_submit(ev);
+}
+
+/*
+ * execve/execveat returned an error: the caller keeps its image. Successful execs are
+ * reported by sched_process_exec (process.bpf.c). Filename and the first
+ * AC_EXEC_FAILED_ARGS args are read from the caller's memory, which is still intact.
+ */
+static __always_inline void ac_emit_exec_failed(struct task_struct *task, long nr, long ret, const __u64 *a,
+						__u64 sandbox, __u32 flags)
+{
+	struct ac_exec_failed_event *ev = ac_reserve(sizeof(*ev));
+	if (!ev)
+		return;
+	__u64 filename = nr == AC_NR_execve ? a[0] : a[1];
+	const char *const *argv = (const char *const *)(nr == AC_NR_execve ? a[1] : a[2]);
+
+	ev->result = ret;
+	ev->filename_len = ac_user_str(ev->filename, sizeof(ev->filename), filename, &flags,
+				       AC_F_FILENAME_TRUNCATED);
+	/* Each arg gets at most half the buffer, so a masked offset plus its bound stays inside. */
+	__u32 off = 0, argc = 0;
+	for (int i = 0; i < AC_EXEC_FAILED_ARGS && argv; i++) {
+		const char *arg = 0;
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
+			break;
+		if (off >= AC_ARGV_MAX / 2) {
+			flags |= AC_F_ARGV_TRUNCATED;
+			ac_stat_inc(AC_STAT_TRUNCATED);
+			break;
+		}
+		long n = bpf_probe_read_user_str(ev->argv + (off & (AC_ARGV_MAX / 2 - 1)), AC_ARGV_MAX / 2, arg);
+		if (n <= 0) {
+			flags |= AC_F_READ_FAULT;
+			ac_stat_inc(AC_STAT_READ_FAULT);
+			break;
+		}
+		off += n;
+		argc++;
+	}
+	ev->argv_len = off;
+	ev->argc = argc;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	ac_fill_header_btf(&ev->hdr, task, AC_EV_EXEC_FAILED, sizeof(*ev), sandbox, flags);
+	ac_submit(ev);
+}
+
+/*
+ * syscall_exit_to_user_mode -> syscall_exit_work -> trace_sys_exit(regs, ret)
+ * Runs in the task's context after the syscall finished: the result is final and, for a
+ * successful open, the fd is installed.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(AC_SYSCALL_PROG, struct pt_regs *regs, long ret)
+{
+	long nr = regs->orig_ax;
+	int denied = ret == -AC_EACCES || ret == -AC_EPERM;
+	__u32 fdesc = ac_file_desc(nr);
+	int failed_exec = ret < 0 && (nr == AC_NR_execve || nr == AC_NR_execveat);
+
+	/* The hot path for everything else on the host: no map lookup, no helper call. */
+	if (!denied && !fdesc && !failed_exec)
+		return 0;
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 sandbox = 0;
+	__u32 flags = 0;
+	if (!ac_tracked_btf(task, &sandbox, &flags))
+		return 0;
+	if (BPF_CORE_READ(task, thread_info.status) & AC_TS_COMPAT)
+		return 0;
+
+	__u64 a[8];
+	ac_syscall_args(regs, a);
+	if (denied)
+		ac_emit_denied(task, nr, ret, a, sandbox, flags);
+	if (fdesc)
+		ac_file_exit(task, nr, fdesc, a, ret, sandbox, flags);
+	else if (failed_exec)
+		ac_emit_exec_failed(task, nr, ret, a, sandbox, flags);
+	return 0;
+}

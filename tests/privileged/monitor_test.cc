@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kernel monitor against real processes: monitor_helper performs each file action,
+// failed syscall and process event under `agentcage trace`; the JSON lines are parsed back
+// and every field the issue names is asserted.
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "agentcage/v1/event.pb.h"
+#include "support/subprocess.h"
+
+namespace agentcage {
+namespace {
+
+using testing::run;
+
+#define REQUIRE_ROOT() \
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs and creates cgroups"
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+void write_file(const std::string& path, const std::string& text, mode_t mode) {
+  std::ofstream(path) << text;
+  chmod(path.c_str(), mode);
+}
+
+std::string real(const std::string& p) {
+  char buf[PATH_MAX];
+  return realpath(p.c_str(), buf) ? buf : p;
+}
+
+std::vector<v1::Event> parse_events(const std::string& text) {
+  std::vector<v1::Event> out;
+  for (const auto& l : testing::lines(text)) {
+    v1::Event ev;
+    auto st = google::protobuf::util::JsonStringToMessage(l, &ev);
+    EXPECT_TRUE(st.ok()) << "not an event: " << l;
+    out.push_back(ev);
+  }
+  return out;
+}
+
+bool wait_for_file(const std::string& path) {
+  for (int i = 0; i < 1000; ++i) {
+    if (access(path.c_str(), F_OK) == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+using Pred = std::function<bool(const v1::Event&)>;
+
+std::vector<v1::Event> select(const std::vector<v1::Event>& evs, const Pred& p) {
+  std::vector<v1::Event> out;
+  for (const auto& e : evs)
+    if (p(e)) out.push_back(e);
+  return out;
+}
+
+std::string dump(const std::vector<v1::Event>& evs) {
+  std::string s;
+  for (const auto& e : evs)
+    if (e.has_file() || e.has_syscall() || e.has_exec() || e.has_exit()) {
+      std::string j;
+      google::protobuf::util::MessageToJsonString(e, &j);
+      s += j + "\n";
+    }
+  return s;
+}
+
+// A prepared directory and the events of one `monitor_helper scenario` run.
+class Scenario : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) return;
+    dir_ = real(testing::temp_dir());
+    chmod(dir_.c_str(), 0755);  // nobody must reach "secret" to be refused by its mode
+    mkdir((dir_ + "/sub").c_str(), 0755);
+    write_file(dir_ + "/target.txt", "t\n", 0644);
+    symlink((dir_ + "/target.txt").c_str(), (dir_ + "/link").c_str());
+    write_file(dir_ + "/secret", "s\n", 0600);
+    write_file(dir_ + "/script.sh", "#!/bin/sh\nexit 0\n", 0755);
+    auto r = run({AGENTCAGE_BIN, "trace", "--output", dir_ + "/ev.json", "--", MONITOR_HELPER_BIN, "scenario", dir_});
+    status_ = r.status;
+    err_ = r.err;
+    events_ = parse_events(read_all(dir_ + "/ev.json"));
+    for (const auto& e : events_)
+      if (e.has_exec() && e.exec().filename() == MONITOR_HELPER_BIN) helper_ = e.process();
+  }
+
+  void SetUp() override {
+    REQUIRE_ROOT();
+    ASSERT_EQ(status_, 0) << err_;
+    ASSERT_NE(helper_.pid(), 0u) << "no exec event for the helper\n" << dump(events_);
+  }
+
+  // File events with this op and path; `syscall` narrows to one call ("chmod", not the
+  // fchmod that resolves to the same path).
+  std::vector<v1::Event> files(const std::string& op, const std::string& path, const std::string& syscall = "") const {
+    return select(events_, [&](const v1::Event& e) {
+      return e.has_file() && e.file().op() == op && e.file().path() == path &&
+             (syscall.empty() || e.file().syscall() == syscall);
+    });
+  }
+
+  static std::string dir_;
+  static int status_;
+  static std::string err_;
+  static std::vector<v1::Event> events_;
+  static v1::Process helper_;
+};
+std::string Scenario::dir_;
+int Scenario::status_ = -1;
+std::string Scenario::err_;
+std::vector<v1::Event> Scenario::events_;
+v1::Process Scenario::helper_;
+
+TEST_F(Scenario, RelativeOpenViaDirfdIsResolvedInTheKernel) {
+  auto opens = files("open", dir_ + "/target.txt");
+  auto via_dirfd = select(opens, [](const v1::Event& e) {
+    return e.file().syscall() == "openat" && e.file().dirfd() >= 0;
+  });
+  ASSERT_EQ(via_dirfd.size(), 1u) << dump(events_);
+  const auto& f = via_dirfd[0].file();
+  EXPECT_TRUE(f.path_resolved());
+  EXPECT_GE(f.result(), 0);
+  EXPECT_EQ(via_dirfd[0].process().pid(), helper_.pid());
+  EXPECT_EQ(via_dirfd[0].process().exec_id(), helper_.exec_id());
+
+  auto openat2 = select(opens, [](const v1::Event& e) { return e.file().syscall() == "openat2"; });
+  ASSERT_EQ(openat2.size(), 1u) << dump(events_);
+  EXPECT_TRUE(openat2[0].file().path_resolved());
+}
+
+TEST_F(Scenario, SymlinkAndProcSelfRootOpensRecordTheRealPath) {
+  // Opens of link and of /proc/self/root/<dir>/target.txt both come out as target.txt:
+  // three openat records in all with the dirfd one; none names the link or /proc.
+  auto opens = select(files("open", dir_ + "/target.txt"),
+                      [](const v1::Event& e) { return e.file().syscall() == "openat" && e.file().dirfd() == -100; });
+  EXPECT_EQ(opens.size(), 2u) << dump(events_);
+  for (const auto& e : opens) EXPECT_TRUE(e.file().path_resolved());
+  for (const auto& e : events_)
+    if (e.has_file() && e.file().op() == "open" && e.process().pid() == helper_.pid()) {
+      EXPECT_EQ(e.file().path().find("/proc/self/root"), std::string::npos) << e.file().path();
+      EXPECT_NE(e.file().path(), dir_ + "/link");
+    }
+}
+
+TEST_F(Scenario, FailedOpenHasThePathAsGivenAndTheErrno) {
+  auto f = files("open", dir_ + "/missing");
+  ASSERT_EQ(f.size(), 1u) << dump(events_);
+  EXPECT_FALSE(f[0].file().path_resolved());
+  EXPECT_EQ(f[0].file().result(), -ENOENT);
+  EXPECT_EQ(f[0].file().error(), "ENOENT");
+}
+
+TEST_F(Scenario, CreatRenameMkdirRmdir) {
+  auto c = files("creat", dir_ + "/new.txt");
+  ASSERT_EQ(c.size(), 1u) << dump(events_);
+  EXPECT_TRUE(c[0].file().path_resolved());
+  EXPECT_EQ(c[0].file().mode(), 0640u);
+
+  auto r = files("rename", dir_ + "/new.txt");
+  ASSERT_EQ(r.size(), 1u) << dump(events_);
+  EXPECT_EQ(r[0].file().path2(), dir_ + "/renamed.txt");
+  EXPECT_EQ(r[0].file().result(), 0);
+
+  auto m = files("mkdir", dir_ + "/d");
+  ASSERT_EQ(m.size(), 1u) << dump(events_);
+  EXPECT_EQ(m[0].file().mode(), 0700u);
+  EXPECT_EQ(files("rmdir", dir_ + "/d").size(), 1u) << dump(events_);
+}
+
+TEST_F(Scenario, LinkSymlinkChmodChownTruncateSetxattrUnlink) {
+  auto l = files("link", dir_ + "/renamed.txt");
+  ASSERT_EQ(l.size(), 1u) << dump(events_);
+  EXPECT_EQ(l[0].file().path2(), dir_ + "/hard");
+
+  auto s = files("symlink", dir_ + "/sym");
+  ASSERT_EQ(s.size(), 1u) << dump(events_);
+  EXPECT_EQ(s[0].file().path2(), "renamed.txt");
+
+  auto chmods = files("chmod", dir_ + "/renamed.txt", "chmod");
+  ASSERT_EQ(chmods.size(), 1u) << dump(events_);
+  EXPECT_EQ(chmods[0].file().mode(), 0600u);
+
+  auto ch = files("chown", dir_ + "/renamed.txt", "chown");
+  ASSERT_EQ(ch.size(), 1u) << dump(events_);
+  EXPECT_EQ(ch[0].file().owner_uid(), 1u);
+  EXPECT_EQ(ch[0].file().owner_gid(), 2u);
+
+  EXPECT_EQ(files("truncate", dir_ + "/renamed.txt", "truncate").size(), 1u) << dump(events_);
+  auto x = files("setxattr", dir_ + "/renamed.txt", "setxattr");
+  ASSERT_EQ(x.size(), 1u) << dump(events_);
+  EXPECT_EQ(x[0].file().xattr_name(), "user.agentcage");
+  EXPECT_EQ(x[0].file().result(), 0) << "ext4/tmpfs /tmp takes user xattrs";
+  EXPECT_EQ(files("unlink", dir_ + "/hard").size(), 1u) << dump(events_);
+}
+
+TEST_F(Scenario, FdBasedCallsAreResolvedAndAtCallsKeepTheirDirfd) {
+  const std::string f = dir_ + "/renamed.txt";
+  auto by_syscall = [&](const std::string& name) {
+    return select(events_, [&](const v1::Event& e) { return e.has_file() && e.file().syscall() == name; });
+  };
+  for (const char* name : {"fchmod", "fchown", "ftruncate", "fsetxattr"}) {
+    auto evs = by_syscall(name);
+    ASSERT_EQ(evs.size(), 1u) << name << "\n" << dump(events_);
+    EXPECT_EQ(evs[0].file().path(), f) << name;
+    EXPECT_TRUE(evs[0].file().path_resolved()) << name;
+    EXPECT_EQ(evs[0].file().result(), 0) << name;
+    EXPECT_GE(evs[0].file().dirfd(), 0) << name << ": the fd acted on";
+  }
+  EXPECT_EQ(by_syscall("fchmod")[0].file().mode(), 0644u);
+  EXPECT_EQ(by_syscall("fchown")[0].file().owner_uid(), 3u);
+  EXPECT_EQ(by_syscall("fchown")[0].file().owner_gid(), 4u);
+  EXPECT_EQ(by_syscall("fsetxattr")[0].file().xattr_name(), "user.fd");
+
+  auto mk = by_syscall("mkdirat");
+  ASSERT_EQ(mk.size(), 1u) << dump(events_);
+  EXPECT_EQ(mk[0].file().op(), "mkdir");
+  EXPECT_EQ(mk[0].file().path(), "../d2");
+  EXPECT_EQ(mk[0].file().mode(), 0755u);
+  EXPECT_GE(mk[0].file().dirfd(), 0);
+  auto rm = by_syscall("unlinkat");
+  ASSERT_EQ(rm.size(), 1u) << dump(events_);
+  EXPECT_EQ(rm[0].file().op(), "rmdir") << "unlinkat with AT_REMOVEDIR";
+  EXPECT_EQ(rm[0].file().dirfd(), mk[0].file().dirfd());
+  auto chm = by_syscall("fchmodat");
+  ASSERT_EQ(chm.size(), 1u) << dump(events_);
+  EXPECT_EQ(chm[0].file().mode(), 0640u);
+  auto rn = by_syscall("renameat2");
+  ASSERT_EQ(rn.size(), 1u) << dump(events_);
+  EXPECT_EQ(rn[0].file().path(), "../renamed.txt");
+  EXPECT_EQ(rn[0].file().path2(), dir_ + "/renamed2.txt");
+  EXPECT_EQ(rn[0].file().result(), 0);
+}
+
+TEST_F(Scenario, EaccesAndEpermAreRecordedAsFailedSyscalls) {
+  auto open = files("open", dir_ + "/secret");
+  ASSERT_EQ(open.size(), 1u) << dump(events_);
+  EXPECT_EQ(open[0].file().error(), "EACCES");
+  EXPECT_EQ(open[0].process().uid(), 65534u);
+  auto chmod_ev = files("chmod", dir_ + "/secret");
+  ASSERT_EQ(chmod_ev.size(), 1u) << dump(events_);
+  EXPECT_EQ(chmod_ev[0].file().error(), "EPERM");
+
+  auto denied = select(events_, [&](const v1::Event& e) {
+    return e.has_syscall() && e.process().pid() == open[0].process().pid();
+  });
+  ASSERT_EQ(denied.size(), 2u) << dump(events_);
+  EXPECT_EQ(denied[0].syscall().name(), "openat");
+  EXPECT_EQ(denied[0].syscall().error(), "EACCES");
+  EXPECT_EQ(denied[0].syscall().result(), -EACCES);
+  EXPECT_EQ(denied[1].syscall().name(), "chmod");
+  EXPECT_EQ(denied[1].syscall().error(), "EPERM");
+  // The child is attributed to the helper that forked it.
+  EXPECT_EQ(denied[0].process().parent_exec_id(), helper_.exec_id());
+}
+
+TEST_F(Scenario, ScriptExecRecordsScriptAndInterpreter) {
+  auto ex = select(events_, [&](const v1::Event& e) {
+    return e.has_exec() && e.exec().filename() == dir_ + "/script.sh";
+  });
+  ASSERT_EQ(ex.size(), 1u) << dump(events_);
+  EXPECT_EQ(ex[0].exec().interpreter(), "/bin/sh");
+  EXPECT_EQ(ex[0].process().binary(), real("/bin/sh"));
+  EXPECT_EQ(ex[0].exec().result(), 0);
+  EXPECT_EQ(ex[0].process().parent_exec_id(), helper_.exec_id());
+  EXPECT_EQ(ex[0].process().cwd(), real(std::string(get_current_dir_name())));
+  // The kernel passes the interpreter the script's path; the original argv follows.
+  ASSERT_GE(ex[0].process().argv_size(), 3);
+  EXPECT_EQ(ex[0].process().argv(1), dir_ + "/script.sh");
+  EXPECT_EQ(ex[0].process().argv(2), "arg1");
+}
+
+TEST_F(Scenario, FailedExecIsRecorded) {
+  auto ex = select(events_, [](const v1::Event& e) {
+    return e.has_exec() && e.exec().filename() == "/nonexistent/agentcage-missing";
+  });
+  ASSERT_EQ(ex.size(), 1u) << dump(events_);
+  EXPECT_EQ(ex[0].exec().result(), -ENOENT);
+  EXPECT_EQ(ex[0].exec().error(), "ENOENT");
+  ASSERT_EQ(ex[0].exec().argv_size(), 2);
+  EXPECT_EQ(ex[0].exec().argv(1), "-x");
+}
+
+TEST_F(Scenario, ExitBySignal) {
+  auto killed = select(events_, [&](const v1::Event& e) {
+    return e.has_exit() && e.exit().signal() == SIGKILL && e.process().ppid() == helper_.pid();
+  });
+  ASSERT_EQ(killed.size(), 1u) << dump(events_);
+  EXPECT_EQ(killed[0].process().parent_exec_id(), helper_.exec_id());
+  auto helper_exit = select(events_, [&](const v1::Event& e) {
+    return e.has_exit() && e.process().pid() == helper_.pid();
+  });
+  ASSERT_EQ(helper_exit.size(), 1u);
+  EXPECT_EQ(helper_exit[0].exit().code(), 0);
+  EXPECT_EQ(helper_exit[0].exit().signal(), 0);
+}
+
+// File events of a process outside the sandbox never reach a sandbox's stream; with
+// --host they do. The control makes the filter test able to fail.
+TEST(Monitor, OutsideFileActivityOnlyInHostMode) {
+  REQUIRE_ROOT();
+  auto dir = real(testing::temp_dir());
+  const std::string marker = dir + "/outside-marker";
+  write_file(marker, "m\n", 0644);
+  for (bool host : {false, true}) {
+    std::vector<std::string> argv = {AGENTCAGE_BIN, "trace", "--output", dir + "/ev.json"};
+    if (host) argv.push_back("--host");
+    // The sandboxed command starts only once the programs are attached: its "ready" file
+    // says the monitor is live (loading takes from 0.3 s to seconds on a busy machine).
+    const std::string ready = dir + (host ? "/ready-host" : "/ready-sandbox");
+    for (auto a : {"--", "sh", "-c"}) argv.push_back(a);
+    argv.push_back("touch " + ready + "; sleep 1");
+    pid_t tracer = testing::start(argv, dir + "/log");
+    ASSERT_TRUE(wait_for_file(ready)) << read_all(dir + "/log");
+    ASSERT_EQ(run({MONITOR_HELPER_BIN, "flood", "3", marker}).status, 0);
+    ASSERT_EQ(testing::wait_status(tracer), 0) << read_all(dir + "/log");
+    auto evs = parse_events(read_all(dir + "/ev.json"));
+    auto seen = select(evs, [&](const v1::Event& e) { return e.has_file() && e.file().path() == marker; });
+    if (host) {
+      EXPECT_EQ(seen.size(), 3u) << "host mode must record the outside process";
+      for (const auto& e : seen) EXPECT_TRUE(e.host_mode());
+    } else {
+      EXPECT_TRUE(seen.empty()) << "an outside process leaked into the sandbox's events";
+    }
+  }
+}
+
+// A ring too small for a burst: records are lost, and the loss is counted in the kernel,
+// reported in-band as Loss events and at the end on stderr. Nothing vanishes silently:
+// delivered + lost accounts for every open.
+TEST(Monitor, FloodedRingReportsLossInBandAndInCounters) {
+  REQUIRE_ROOT();
+  auto dir = real(testing::temp_dir());
+  const std::string target = dir + "/t";
+  write_file(target, "t\n", 0644);
+  const int n = 100000;
+  auto r = run({AGENTCAGE_BIN, "trace", "--ring-bytes", "65536", "--output", dir + "/ev.json", "--",
+                MONITOR_HELPER_BIN, "flood", std::to_string(n), target});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto evs = parse_events(read_all(dir + "/ev.json"));
+  uint64_t lost = 0, delivered = 0;
+  for (const auto& e : evs) {
+    if (e.has_loss()) {
+      EXPECT_EQ(e.loss().reason(), "ringbuf_full");
+      EXPECT_EQ(e.loss().where(), "kernel");
+      EXPECT_GT(e.loss().count(), 0u);
+      lost += e.loss().count();
+    }
+    if (e.has_file() && e.file().path() == target) ++delivered;
+  }
+  EXPECT_GT(lost, 0u) << "a 64 KiB ring cannot hold " << n << " records";
+  EXPECT_GE(delivered + lost, static_cast<uint64_t>(n)) << "records vanished without a loss record";
+  EXPECT_LE(delivered, static_cast<uint64_t>(n));
+  EXPECT_NE(r.err.find("ringbuf_full=" + std::to_string(lost)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("events lost"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace agentcage

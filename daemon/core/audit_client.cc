@@ -153,7 +153,9 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
     std::lock_guard lk(mu_);
     stats_.connected = false;
     if (how == SessionEnd::failed) {
-      if (failure.empty()) failure = st.empty() ? "the collector closed the stream" : st;
+      // The stream ended on its own (we had not cancelled): the collector went away or
+      // refused; gRPC reports a vanished peer as CANCELLED or UNAVAILABLE.
+      if (failure.empty()) failure = st.empty() ? "the collector closed the stream" : "the stream broke: " + st;
       else if (!st.empty() && st.find("CANCELLED") == std::string::npos) failure += " (" + st + ")";
       stats_.last_error = failure;
       spdlog::warn("audit stream to {}: {}; reconnecting", ep, failure);

@@ -84,6 +84,8 @@ Status AuditClient::run_until_caught_up(Clock::time_point deadline) {
   run_loop(*target, deadline);
   auto s = stats();
   if (s.shipped_through >= *target) return {};
+  if (permanent_)
+    return error(fmt::format("audit push to {}: rejected by the collector: {}", connector_->endpoint(), s.last_error));
   return error(fmt::format("audit push to {}: timed out: acknowledged through seq {} of {}", connector_->endpoint(),
                            s.shipped_through, *target),
                s.last_error.empty() ? "" : "last error: " + s.last_error);
@@ -94,10 +96,15 @@ void AuditClient::run_loop(std::optional<uint64_t> target, Clock::time_point dea
   auto backoff = opts_.backoff_min;
   while (!stop_) {
     uint64_t acked_before = stats().acked_seq;
+    permanent_ = false;
     auto end = session(target, deadline);
     if (end != SessionEnd::failed) return;
     if (Clock::now() >= deadline) return;
+    // A one-shot push gives up on a rejection; the daemon keeps trying, slowly, so the
+    // collector's operator can fix it without restarting nodes.
+    if (permanent_ && target) return;
     if (stats().acked_seq > acked_before) backoff = opts_.backoff_min;  // it was working: retry soon
+    if (permanent_) backoff = opts_.backoff_max * 6;
     // Jitter spreads the reconnects of many nodes after a collector restart.
     auto jitter = std::chrono::milliseconds(rng() % static_cast<uint64_t>(backoff.count() / 2 + 1));
     auto wait = std::min<Clock::duration>(backoff + jitter, deadline - Clock::now());
@@ -132,9 +139,12 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
   });
 
   std::string failure;
-  auto fail = [&](std::string why) {
+  bool cancel_now = false;
+  // `now`: our own decision (timeout, protocol error): cancel at once. Otherwise the stream
+  // broke under us: finish() first waits for the collector's status, which says why.
+  auto fail = [&](std::string why, bool now = true) {
     if (failure.empty()) failure = std::move(why);
-    stream->cancel();
+    cancel_now = cancel_now || now;
   };
   auto finish = [&](SessionEnd how) {
     if (how == SessionEnd::caught_up) {
@@ -142,6 +152,12 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
       // that does not.
       std::unique_lock lk(mu_);
       if (!cv_.wait_for(lk, std::chrono::seconds(5), [&] { return ended; })) {
+        lk.unlock();
+        stream->cancel();
+      }
+    } else if (how == SessionEnd::failed && !cancel_now) {
+      std::unique_lock lk(mu_);
+      if (!cv_.wait_for(lk, std::chrono::seconds(2), [&] { return ended; })) {
         lk.unlock();
         stream->cancel();
       }
@@ -153,12 +169,19 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
     std::lock_guard lk(mu_);
     stats_.connected = false;
     if (how == SessionEnd::failed) {
+      // Rejections that a retry cannot fix: say so loudly, and back off for long.
+      for (const char* code : {"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED", "UNIMPLEMENTED"})
+        if (st.rfind(code, 0) == 0) permanent_ = true;
       // The stream ended on its own (we had not cancelled): the collector went away or
       // refused; gRPC reports a vanished peer as CANCELLED or UNAVAILABLE.
       if (failure.empty()) failure = st.empty() ? "the collector closed the stream" : "the stream broke: " + st;
       else if (!st.empty() && st.find("CANCELLED") == std::string::npos) failure += " (" + st + ")";
       stats_.last_error = failure;
-      spdlog::warn("audit stream to {}: {}; reconnecting", ep, failure);
+      if (permanent_)
+        spdlog::error("audit stream to {}: rejected: {}; retrying in {} s", ep, failure,
+                      opts_.backoff_max.count() * 6 / 1000);
+      else
+        spdlog::warn("audit stream to {}: {}; reconnecting", ep, failure);
     }
     return how;
   };
@@ -167,7 +190,7 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
   v1::EventBatch batch;
   batch.set_node(opts_.node);
   batch.set_store_id(store_.store_id());
-  if (!stream->write(batch)) fail("sending the hello failed");
+  if (!stream->write(batch)) fail("sending the hello failed", false);
   uint64_t resume = 0;
   {
     std::unique_lock lk(mu_);
@@ -270,7 +293,7 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
         uint64_t last = batch.events(batch.events_size() - 1).seq();
         if (in_flight.empty()) last_progress = Clock::now();  // the ack clock starts now
         if (!stream->write(batch)) {
-          fail("sending a batch failed");
+          fail("sending a batch failed", false);
           return finish(SessionEnd::failed);
         }
         in_flight.push_back(last);

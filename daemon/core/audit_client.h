@@ -108,6 +108,7 @@ class AuditClient {
   AuditClientStats stats_;
   std::chrono::steady_clock::time_point last_persist_{};
   uint64_t persisted_ = 0;
+  bool permanent_ = false;  // the last session ended with a rejection (run_loop's thread only)
 };
 
 }  // namespace agentcage::core

@@ -36,8 +36,6 @@ std::string validate_batch(const v1::EventBatch& b, const StreamState& st, const
     if (ev.seq() == 0) return fmt::format("events[{}].seq: 0: every event needs its store sequence number", i);
     if (ev.seq() <= prev)
       return fmt::format("events[{}].seq: {} after {}: seqs must increase along a stream", i, ev.seq(), prev);
-    if (!ev.node().empty() && ev.node() != b.node())
-      return fmt::format("events[{}].node: '{}' in a batch from '{}'", i, ev.node(), b.node());
     prev = ev.seq();
   }
   return {};

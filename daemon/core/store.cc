@@ -618,7 +618,10 @@ Result<VerifyReport> EventStore::verify() const {
       if (st->col_text(3) != event_kind(ev)) return col_mismatch("kind", st->col_text(3), event_kind(ev));
       if ((st->col_u(4) != 0) != ev.has_violation())
         return col_mismatch("is_violation", std::to_string(st->col_u(4)), ev.has_violation() ? "1" : "0");
-      if (st->col_text(5) != ev.node()) return col_mismatch("node", st->col_text(5), ev.node());
+      // Collector stores: `node` is the sender (a dedup key), which may differ from the name
+      // the event was recorded under (a renamed host ships its older events).
+      if (!opts_.collector && st->col_text(5) != ev.node())
+        return col_mismatch("node", st->col_text(5), ev.node());
       if (opts_.collector && (st->col_null(7) || st->col_u(7) != ev.seq()))
         return col_mismatch("origin_seq", st->col_null(7) ? "NULL" : std::to_string(st->col_u(7)),
                             std::to_string(ev.seq()));

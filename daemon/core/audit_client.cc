@@ -81,9 +81,12 @@ Status AuditClient::run_until_caught_up(Clock::time_point deadline) {
   auto target = store_.refresh_last_seq();
   if (!target) return std::unexpected(target.error());
   stop_ = false;
+  caught_up_ = false;
   run_loop(*target, deadline);
   auto s = stats();
-  if (s.shipped_through >= *target) return {};
+  // Only a collector that answered in this run counts: an old local ack alone does not
+  // show that the collector (still) has the events.
+  if (caught_up_ && s.shipped_through >= *target) return {};
   if (permanent_)
     return error(fmt::format("audit push to {}: rejected by the collector: {}", connector_->endpoint(), s.last_error));
   return error(fmt::format("audit push to {}: timed out: acknowledged through seq {} of {}", connector_->endpoint(),
@@ -98,6 +101,7 @@ void AuditClient::run_loop(std::optional<uint64_t> target, Clock::time_point dea
     uint64_t acked_before = stats().acked_seq;
     permanent_ = false;
     auto end = session(target, deadline);
+    if (end == SessionEnd::caught_up) caught_up_ = true;
     if (end != SessionEnd::failed) return;
     if (Clock::now() >= deadline) return;
     // A one-shot push gives up on a rejection; the daemon keeps trying, slowly, so the

@@ -108,7 +108,8 @@ class AuditClient {
   AuditClientStats stats_;
   std::chrono::steady_clock::time_point last_persist_{};
   uint64_t persisted_ = 0;
-  bool permanent_ = false;  // the last session ended with a rejection (run_loop's thread only)
+  bool permanent_ = false;
+  bool caught_up_ = false;  // run_until_caught_up: a session reached the target  // the last session ended with a rejection (run_loop's thread only)
 };
 
 }  // namespace agentcage::core

@@ -24,9 +24,10 @@
 // the anchor against that (it holds its own copy and its own chain).
 //
 // Collector stores (StoreOptions::collector) hold events from many nodes: each row also
-// has (node, origin_store, origin_seq), unique, so a replayed event is stored once. The
-// event is kept byte-identical to what the node sent (its `seq` is the origin seq); the
-// collector's own chain runs over its own row seqs.
+// has (node = the sender, origin_store, origin_seq), unique, so a replayed event is stored
+// once. The event is kept as the node sent it (its `seq` is the origin seq; an empty
+// `node` is filled with the sender's), and the collector's own chain runs over its own row
+// seqs: the same recipe, without the "seq == row seq" rule (origin_seq == event seq instead).
 //
 // Threads: one EventStore may be shared. Writes (append*, ingest, apply_retention, kv_set)
 // serialize on one writer connection behind `write_mu_`; queries and verify each take a

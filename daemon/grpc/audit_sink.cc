@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 
@@ -110,12 +111,17 @@ class GrpcConnector final : public core::AuditConnector {
 class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack> {
  public:
   PushReactor(core::EventStore& store, core::CollectorWriter& writer, const core::CollectorLimits& limits,
-              std::string peer)
-      : store_(store), writer_(writer), limits_(limits), peer_(std::move(peer)) {
+              const std::atomic<bool>& stopping, std::string peer)
+      : store_(store), writer_(writer), limits_(limits), stopping_(stopping), peer_(std::move(peer)) {
     StartRead(&in_);
   }
 
   void OnReadDone(bool ok) override {
+    if (ok && stopping_) {
+      // Shutting down: take no new batch (the client keeps it and resends elsewhere/later).
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector shutting down"));
+      return;
+    }
     if (!ok) {  // the client half-closed (or went away)
       if (!st_.node.empty())
         spdlog::info("collector: stream from {} (node {}) ended after seq {}", peer_, st_.node, st_.last_seq);
@@ -168,6 +174,10 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away before the ack"));
       return;
     }
+    if (stopping_) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector shutting down"));
+      return;
+    }
     in_.Clear();
     StartRead(&in_);
   }
@@ -178,6 +188,7 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
   core::EventStore& store_;
   core::CollectorWriter& writer_;
   const core::CollectorLimits& limits_;
+  const std::atomic<bool>& stopping_;
   std::string peer_;
   core::StreamState st_;
   v1::EventBatch in_;
@@ -189,8 +200,9 @@ class AuditSinkService final : public v1::AuditSink::CallbackService {
   AuditSinkService(core::EventStore& store, core::CollectorWriter& writer, core::CollectorLimits limits)
       : store_(store), writer_(writer), limits_(limits) {}
   grpc::ServerBidiReactor<v1::EventBatch, v1::Ack>* Push(grpc::CallbackServerContext* ctx) override {
-    return new PushReactor(store_, writer_, limits_, ctx->peer());
+    return new PushReactor(store_, writer_, limits_, stopping, ctx->peer());
   }
+  std::atomic<bool> stopping{false};  // set once by shutdown(); read by every reactor
 
  private:
   core::EventStore& store_;
@@ -252,6 +264,7 @@ core::CollectorWriter::Stats CollectorServer::stats() const { return impl_->writ
 void CollectorServer::shutdown(std::chrono::milliseconds grace) {
   if (impl_->down) return;
   impl_->down = true;
+  impl_->service->stopping = true;
   // Streams waiting on the writer still get their callback: the writer runs until the
   // server has finished every call.
   impl_->server->Shutdown(std::chrono::system_clock::now() + grace);

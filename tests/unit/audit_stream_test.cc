@@ -494,6 +494,19 @@ TEST(AuditStream, MutualTlsAdmitsOnlyCertifiedNodes) {
   EXPECT_EQ(count_rows(cdb), 10u);
   EXPECT_EQ(stop(c.pid), 0);
 
+  // Server-only TLS: any node that trusts the collector's CA may push.
+  auto tdb = dir + "/tls-collector.db";
+  auto t = start_collector(dir, tdb, 0, {"--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key"});
+  ASSERT_GT(t.port, 0);
+  EXPECT_NE(read_file(t.log).find("(tls)"), std::string::npos);
+  r = run(push_argv(db, t.port, {"--ca", dir + "/ca.pem", "--server-name", "localhost", "--once", "--all"}));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count_rows(tdb), 50u);
+  // The name in the certificate is checked: another expected name is refused.
+  r = run(push_argv(db, t.port, {"--ca", dir + "/ca.pem", "--server-name", "evil.example", "--once", "--timeout", "3"}));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_EQ(stop(t.pid), 0);
+
   // Bad paths are named before anything connects.
   r = run(push_argv(db, c.port, {"--ca", dir + "/nope.pem", "--once"}));
   EXPECT_EQ(r.status, 1);

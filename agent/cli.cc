@@ -84,7 +84,9 @@ Parsed parse(const std::vector<std::string>& args) {
   coll_cmd->add_flag("--insecure", coll.insecure, "Accept plaintext, no TLS (only on a trusted network)");
   coll_cmd->add_option("--tls-cert", coll.tls_cert, "PEM server certificate chain");
   coll_cmd->add_option("--tls-key", coll.tls_key, "PEM server key");
-  coll_cmd->add_option("--tls-client-ca", coll.tls_client_ca, "PEM CA: require client certificates signed by it (mTLS)");
+  coll_cmd->add_option("--tls-client-ca", coll.tls_client_ca,
+                       "PEM CA: require client certificates signed by it (mTLS); a node may then only push "
+                       "under a name (CN or SAN) of its certificate");
   coll_cmd->footer(
       "Stores events from many nodes once each (dedup by node, store and seq) in its own\n"
       "hash-chained store; prints 'listening on ADDR:PORT' and runs until SIGINT/SIGTERM.");

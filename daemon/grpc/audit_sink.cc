@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <sstream>
@@ -110,9 +111,16 @@ class GrpcConnector final : public core::AuditConnector {
 // the reactor stays alive while the writer holds it (Finish has not been called).
 class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack> {
  public:
+  // `cert_names`: with mTLS, the names in the client's certificate (CN and SANs); the
+  // stream may only speak for one of them. Empty without mTLS.
   PushReactor(core::EventStore& store, core::CollectorWriter& writer, const core::CollectorLimits& limits,
-              const std::atomic<bool>& stopping, std::string peer)
-      : store_(store), writer_(writer), limits_(limits), stopping_(stopping), peer_(std::move(peer)) {
+              const std::atomic<bool>& stopping, std::string peer, std::vector<std::string> cert_names)
+      : store_(store),
+        writer_(writer),
+        limits_(limits),
+        stopping_(stopping),
+        peer_(std::move(peer)),
+        cert_names_(std::move(cert_names)) {
     StartRead(&in_);
   }
 
@@ -131,6 +139,16 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
     if (auto why = core::validate_batch(in_, st_, limits_); !why.empty()) {
       spdlog::warn("collector: rejecting a batch from {}: {}", peer_, why);
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why));
+      return;
+    }
+    if (st_.node.empty() && !cert_names_.empty() &&
+        std::find(cert_names_.begin(), cert_names_.end(), in_.node()) == cert_names_.end()) {
+      // A certified node must not write into another node's history.
+      std::string names;
+      for (const auto& n : cert_names_) names += (names.empty() ? "" : ", ") + n;
+      spdlog::warn("collector: {} sent node '{}' but its certificate names {}", peer_, in_.node(), names);
+      Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          fmt::format("node: '{}' is not a name in the client certificate ({})", in_.node(), names)));
       return;
     }
     if (st_.node.empty()) {
@@ -190,6 +208,7 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
   const core::CollectorLimits& limits_;
   const std::atomic<bool>& stopping_;
   std::string peer_;
+  std::vector<std::string> cert_names_;
   core::StreamState st_;
   v1::EventBatch in_;
   v1::Ack out_;
@@ -197,10 +216,18 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
 
 class AuditSinkService final : public v1::AuditSink::CallbackService {
  public:
-  AuditSinkService(core::EventStore& store, core::CollectorWriter& writer, core::CollectorLimits limits)
-      : store_(store), writer_(writer), limits_(limits) {}
+  AuditSinkService(core::EventStore& store, core::CollectorWriter& writer, core::CollectorLimits limits, bool mtls)
+      : store_(store), writer_(writer), limits_(limits), mtls_(mtls) {}
   grpc::ServerBidiReactor<v1::EventBatch, v1::Ack>* Push(grpc::CallbackServerContext* ctx) override {
-    return new PushReactor(store_, writer_, limits_, stopping, ctx->peer());
+    std::vector<std::string> names;
+    if (mtls_) {
+      auto auth = ctx->auth_context();
+      for (const char* prop : {GRPC_X509_CN_PROPERTY_NAME, GRPC_X509_SAN_PROPERTY_NAME})
+        for (const auto& v : auth->FindPropertyValues(prop)) names.emplace_back(v.data(), v.size());
+      // The handshake required a verified certificate; one without any name gets nowhere.
+      if (names.empty()) names.push_back("(no name in the certificate)");
+    }
+    return new PushReactor(store_, writer_, limits_, stopping, ctx->peer(), std::move(names));
   }
   std::atomic<bool> stopping{false};  // set once by shutdown(); read by every reactor
 
@@ -208,6 +235,7 @@ class AuditSinkService final : public v1::AuditSink::CallbackService {
   core::EventStore& store_;
   core::CollectorWriter& writer_;
   core::CollectorLimits limits_;
+  bool mtls_;
 };
 
 }  // namespace
@@ -305,7 +333,7 @@ Result<std::unique_ptr<CollectorServer>> CollectorServer::start(core::EventStore
   auto impl = std::make_unique<Impl>();
   impl->store = &store;
   impl->writer = std::make_unique<core::CollectorWriter>(store);
-  impl->service = std::make_unique<AuditSinkService>(store, *impl->writer, o.limits);
+  impl->service = std::make_unique<AuditSinkService>(store, *impl->writer, o.limits, !o.tls_client_ca.empty());
   grpc::ServerBuilder b;
   b.AddListeningPort(o.listen, creds, &impl->port);
   b.RegisterService(impl->service.get());

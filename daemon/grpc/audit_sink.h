@@ -34,7 +34,8 @@ struct CollectorServerOptions {
   bool insecure = false;       // plaintext; only when asked for
   std::string tls_cert;        // PEM chain
   std::string tls_key;         // PEM key
-  std::string tls_client_ca;   // set: mTLS, clients must present a certificate signed by it
+  std::string tls_client_ca;   // set: mTLS, clients must present a certificate signed by it,
+                               // and a stream's node must be its CN or a SAN (else PERMISSION_DENIED)
   core::CollectorLimits limits;
 };
 

@@ -488,6 +488,15 @@ TEST(AuditStream, MutualTlsAdmitsOnlyCertifiedNodes) {
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_EQ(count_rows(cdb), 0u);
 
+  // A certified node may not speak for another node.
+  r = run(push_argv(db, c.port, {"--ca", dir + "/ca.pem", "--cert", dir + "/client.pem", "--key", dir + "/client.key",
+                                 "--server-name", "localhost", "--once", "--node", "node-b"}));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("PERMISSION_DENIED: node: 'node-b' is not a name in the client certificate (node-a)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(count_rows(cdb), 0u);
+
   r = run(push_argv(db, c.port, {"--ca", dir + "/ca.pem", "--cert", dir + "/client.pem", "--key", dir + "/client.key",
                                  "--server-name", "localhost", "--once", "--node", "node-a"}));
   EXPECT_EQ(r.status, 0) << r.err;

@@ -40,6 +40,10 @@ AuditClient::AuditClient(EventStore& store, std::unique_ptr<AuditConnector> conn
   if (auto v = store_.kv_get(ack_key_); v && *v) {
     persisted_ = parse_u64(**v);
     stats_.acked_seq = stats_.shipped_through = persisted_;
+  } else if (auto r = store_.kv_set(ack_key_, "0"); !r) {
+    // "0" pins the whole store for age retention until the first acknowledgement, so a
+    // collector that is down from the start does not lose events to age.
+    spdlog::warn("audit stream: registering with the store's retention: {}", r.error().message());
   }
 }
 

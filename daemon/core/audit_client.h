@@ -6,7 +6,11 @@
 // the collector's dedup makes the replays harmless.
 //
 // The transport is an interface: the core never includes gRPC headers. daemon/grpc/
-// implements it over a gRPC channel (TLS, mTLS, or plaintext when asked).
+// implements it over a gRPC channel (TLS, mTLS, or plaintext when asked). In a daemon:
+//   auto conn = rpc::make_audit_connector({endpoint, insecure, ca, cert, key, server_name});
+//   core::AuditClient client(store, std::move(*conn), {.all_events = false});
+//   client.start();   // ships until client.stop(); stats() for status and counters
+// `agentcage audit push` is the same client, standalone.
 #pragma once
 
 #include <atomic>

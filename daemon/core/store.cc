@@ -199,7 +199,10 @@ std::string chain_hash(std::string_view prev_hash, std::string_view bytes) {
 
 void EventStore::ReaderDeleter::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 
-EventStore::EventStore(std::string path, StoreOptions opts) : path_(std::move(path)), opts_(std::move(opts)) {}
+EventStore::EventStore(std::string path, StoreOptions opts)
+    : path_(std::move(path)),
+      opts_(std::move(opts)),
+      last_retention_ns_(std::chrono::steady_clock::now().time_since_epoch().count()) {}
 
 EventStore::~EventStore() {
   pool_.clear();
@@ -433,7 +436,7 @@ Result<uint64_t> EventStore::append(v1::Event& ev) {
 Result<uint64_t> EventStore::append_batch(std::vector<v1::Event>& evs) {
   if (opts_.collector) return error("append to a collector store", "collector stores take events through ingest()");
   if (!writer_) return error(fmt::format("append to {}: opened read-only", path_));
-  std::lock_guard lk(write_mu_);
+  std::unique_lock lk(write_mu_);
   Txn t(writer_, path_);
   if (auto r = t.begin(true); !r) return std::unexpected(r.error());
   auto head = read_head(writer_);
@@ -449,6 +452,14 @@ Result<uint64_t> EventStore::append_batch(std::vector<v1::Event>& evs) {
     return std::unexpected(r.error());
   }
   note_appended(*last);
+  lk.unlock();
+  if (opts_.max_bytes || opts_.max_age.count() > 0) {
+    int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    int64_t prev = last_retention_ns_.load();
+    if (now - prev >= std::chrono::nanoseconds(opts_.retention_every).count() &&
+        last_retention_ns_.compare_exchange_strong(prev, now))
+      if (auto r = apply_retention(); !r) spdlog::warn("retention on {}: {}", path_, r.error().message());
+  }
   return *last;
 }
 

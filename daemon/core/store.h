@@ -74,6 +74,9 @@ struct StoreOptions {
   // kv keys with this prefix hold acknowledged seqs (decimal); age retention keeps
   // everything above the lowest of them.
   std::string retention_pin_prefix = "audit.acked/";
+  // With a limit set, append*() runs apply_retention() itself at most this often
+  // (0: after every append; tests). Retention errors are logged, never fail the append.
+  std::chrono::seconds retention_every{60};
   // Create the file's parent directory (0700) if missing.
   bool create_dirs = true;
   bool read_only = false;
@@ -200,6 +203,7 @@ class EventStore {
   mutable std::vector<Reader> pool_;
 
   std::atomic<uint64_t> last_seq_{0};
+  std::atomic<int64_t> last_retention_ns_{0};  // steady clock; when append last ran retention
   mutable std::mutex append_mu_;   // with append_cv_: wakes wait_for_append
   mutable std::condition_variable append_cv_;
 };

@@ -354,6 +354,24 @@ TEST(StoreRetention, AgeKeepsTheChainVerifiable) {
   EXPECT_EQ(rep.first_bad_seq, 11u);
 }
 
+TEST(StoreRetention, AppendsApplyItWithoutBeingAsked) {
+  auto path = fresh_db();
+  StoreOptions o;
+  o.max_age = std::chrono::hours(1);
+  o.retention_every = std::chrono::seconds(0);
+  auto s = open_store(path, o);
+  fill(*s, 10);  // old: deleted by the append's own retention pass
+  v1::Event now;
+  now.mutable_exec()->set_filename("/bin/true");
+  ASSERT_TRUE(s->append(now).has_value());
+  auto evs = all(*s);
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].seq(), 11u);
+  auto rep = verify(path);
+  EXPECT_TRUE(rep.ok) << rep.what;
+  EXPECT_EQ(rep.checkpoint_seq, 10u);
+}
+
 TEST(StoreRetention, AgeKeepsEventsNotYetShipped) {
   auto path = fresh_db();
   StoreOptions o;

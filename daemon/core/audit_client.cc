@@ -39,7 +39,7 @@ AuditClient::AuditClient(EventStore& store, std::unique_ptr<AuditConnector> conn
   ack_key_ = audit_ack_key(connector_->endpoint());
   if (auto v = store_.kv_get(ack_key_); v && *v) {
     persisted_ = parse_u64(**v);
-    stats_.acked_seq = stats_.shipped_through = persisted_;
+    stats_.shipped_through = persisted_;
   } else if (auto r = store_.kv_set(ack_key_, "0"); !r) {
     // "0" pins the whole store for age retention until the first acknowledgement, so a
     // collector that is down from the start does not lose events to age.
@@ -222,10 +222,12 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
     }
     resume = h.acked_seq();
     acks.pop_front();
-    if (resume < persisted_)
-      spdlog::warn("audit stream to {}: the collector has seq {} of node {} but acknowledged {} before; re-sending "
-                   "from {}",
-                   ep, resume, opts_.node, persisted_, resume + 1);
+    // Only this process's own earlier acks are comparable (the persisted position also
+    // covers events the filter skipped).
+    if (resume < stats_.acked_seq)
+      spdlog::warn("audit stream to {}: the collector has seq {} of node {} but acknowledged {} before (it lost "
+                   "data?); re-sending from {}",
+                   ep, resume, opts_.node, stats_.acked_seq, resume + 1);
     stats_.connected = true;
     stats_.acked_seq = resume;
   }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -346,6 +347,29 @@ TEST(AuditStream, PushClientKilledResumesFromTheLastAck) {
   auto final_ack = store->kv_get(core::audit_ack_key(fmt::format("127.0.0.1:{}", c.port)));
   ASSERT_TRUE(final_ack.has_value() && final_ack->has_value());
   EXPECT_EQ(std::stoull(**final_ack), kTotal);
+}
+
+TEST(AuditStream, CollectorThatLostItsStoreGetsEverythingAgain) {
+  // The hello tells the client where the collector really stands, not where it stood.
+  auto dir = testing::temp_dir();
+  auto db = dir + "/node.db";
+  node_store(db, 500);
+  auto cdb = dir + "/collector.db";
+  auto c = start_collector(dir, cdb, 0);
+  ASSERT_GT(c.port, 0);
+  pid_t push = testing::start(push_argv(db, c.port, {"--insecure", "--node", "node-a"}), dir + "/push.log");
+  ASSERT_TRUE(wait_until([&] { return count_rows(cdb) == 100; }, 30s)) << read_file(dir + "/push.log");
+  EXPECT_EQ(stop(c.pid), 0);
+  for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(cdb + suffix);
+  auto c2 = start_collector(dir, cdb, c.port);
+  ASSERT_EQ(c2.port, c.port);
+  EXPECT_TRUE(wait_until([&] { return count_rows(cdb) == 100; }, 30s)) << read_file(dir + "/push.log");
+  EXPECT_EQ(stop(push), 0);
+  EXPECT_EQ(stop(c2.pid), 0);
+  EXPECT_NE(read_file(dir + "/push.log").find("the collector has seq 0 of node node-a but acknowledged 500 before"),
+            std::string::npos)
+      << read_file(dir + "/push.log");
+  EXPECT_EQ(origin_seqs(cdb, "node-a").size(), 100u);
 }
 
 // A raw client: sends `batches` on one Push stream and returns the final status.

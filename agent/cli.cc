@@ -177,6 +177,50 @@ Parsed parse(const std::vector<std::string>& args) {
       "Names are looked up in $AGENTCAGE_PROFILE_PATH, /etc/agentcage/profiles and the shipped profiles.\n"
       "Example: agentcage profile show coding-agent --workspace ~/src/app");
 
+  auto* audit_cmd = app.add_subcommand("audit", "Check and ship the tamper-evident audit store");
+  audit_cmd->require_subcommand(1);
+  AuditVerifyArgs verify;
+  auto* verify_cmd = audit_cmd->add_subcommand("verify", "Check the store's hash chain: OK, or the first broken link");
+  verify_cmd->add_option("--db", verify.db, "Store file")->capture_default_str();
+  verify_cmd->footer(
+      "Prints 'OK: N events, chain intact' (exit 0) or 'BROKEN at seq N: what' (exit 1):\n"
+      "edited rows, deleted rows (gaps, or missing at the end) and reordered rows are named.\n"
+      "Exit 2 when the store cannot be read.");
+
+  AuditPushArgs push;
+  auto* push_cmd = audit_cmd->add_subcommand("push", "Ship a store's events to an audit collector (AuditSink.Push)");
+  push_cmd->add_option("--db", push.db, "Store file to ship from")->capture_default_str();
+  push_cmd->add_option("--endpoint", push.endpoint, "Collector HOST:PORT")->required();
+  push_cmd->add_flag("--insecure", push.insecure, "Plaintext, no TLS (only on a trusted network)");
+  push_cmd->add_option("--ca", push.ca, "PEM CA certificates for the collector (default: system roots)");
+  push_cmd->add_option("--cert", push.cert, "PEM client certificate for mTLS");
+  push_cmd->add_option("--key", push.key, "PEM client key for mTLS");
+  push_cmd->add_option("--server-name", push.server_name, "Name expected in the collector's certificate");
+  push_cmd->add_flag("--all", push.all, "Ship every event, not only violations and losses");
+  push_cmd->add_flag("--once", push.once, "Exit once everything in the store is acknowledged");
+  push_cmd->add_option("--node", push.node, "Node name to send (default: this host's name)");
+  push_cmd->add_option("--batch", push.batch, "Most events per batch")->check(CLI::Range(1, 10000));
+  push_cmd->add_option("--timeout", push.timeout_s, "With --once: give up after this many seconds")
+      ->check(CLI::Range(1, 86400));
+  push_cmd->footer(
+      "Resumes where the collector stands (it is asked first), retries with backoff through\n"
+      "outages, and advances only on acknowledgement. Without --once it runs until SIGINT/SIGTERM.\n"
+      "Example: agentcage audit push --db audit.db --endpoint collector:7443 --ca ca.pem --once");
+
+  CollectorArgs coll;
+  auto* coll_cmd = app.add_subcommand("collector", "Run the reference audit collector (AuditSink service)");
+  coll_cmd->add_option("--listen", coll.listen, "ADDR:PORT to serve on (port 0: pick a free port)")->required();
+  coll_cmd->add_option("--db", coll.db, "Collector store file")->capture_default_str();
+  coll_cmd->add_flag("--insecure", coll.insecure, "Accept plaintext, no TLS (only on a trusted network)");
+  coll_cmd->add_option("--tls-cert", coll.tls_cert, "PEM server certificate chain");
+  coll_cmd->add_option("--tls-key", coll.tls_key, "PEM server key");
+  coll_cmd->add_option("--tls-client-ca", coll.tls_client_ca,
+                       "PEM CA: require client certificates signed by it (mTLS); a node may then only push "
+                       "under a name (CN or SAN) of its certificate");
+  coll_cmd->footer(
+      "Stores events from many nodes once each (dedup by node, store and seq) in its own\n"
+      "hash-chained store; prints 'listening on ADDR:PORT' and runs until SIGINT/SIGTERM.");
+
   // CLI11 wants argv order reversed for its vector interface.
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
@@ -191,7 +235,7 @@ Parsed parse(const std::vector<std::string>& args) {
   } catch (const CLI::ParseError& e) {
     std::string msg = e.what();
     if (dynamic_cast<const CLI::RequiredError*>(&e) && app.get_subcommands().empty())
-      msg = "a command is required: run, trace, ps, events, status or profile";
+      msg = "a command is required: run, trace, ps, events, status, profile, audit or collector";
     else if (dynamic_cast<const CLI::RequiredError*>(&e) && *profile_cmd && profile_cmd->get_subcommands().empty())
       msg = "profile: a subcommand is required: lint or show";
     return Exit{2, "agentcage: " + msg + "\nRun 'agentcage --help' for usage."};
@@ -207,6 +251,21 @@ Parsed parse(const std::vector<std::string>& args) {
     return run;
   }
   if (*lint_cmd) return lint;
+  if (*verify_cmd) return verify;
+  if (*push_cmd) {
+    if (push.insecure && !(push.ca.empty() && push.cert.empty() && push.key.empty()))
+      return Exit{2, "agentcage: audit push: --insecure excludes --ca, --cert and --key"};
+    if (push.cert.empty() != push.key.empty())
+      return Exit{2, "agentcage: audit push: --cert and --key go together (mTLS)"};
+    return push;
+  }
+  if (*coll_cmd) {
+    if (coll.insecure && !(coll.tls_cert.empty() && coll.tls_key.empty() && coll.tls_client_ca.empty()))
+      return Exit{2, "agentcage: collector: --insecure excludes --tls-cert, --tls-key and --tls-client-ca"};
+    if (!coll.insecure && (coll.tls_cert.empty() || coll.tls_key.empty()))
+      return Exit{2, "agentcage: collector: TLS needs --tls-cert and --tls-key (or --insecure for plaintext)"};
+    return coll;
+  }
   if (*show_cmd) return show;
   auto fmt_of = [](const std::string& f) { return f == "text" ? OutputFormat::text : OutputFormat::json; };
   if (*ps_cmd) {

@@ -77,6 +77,32 @@ struct ProfileShowArgs {
   std::string workspace;
 };
 
+// agentcage audit verify [--db FILE]
+struct AuditVerifyArgs {
+  std::string db = "/var/lib/agentcage/audit.db";
+};
+
+// agentcage audit push --db FILE --endpoint HOST:PORT [TLS options | --insecure] [--all] [--once]
+struct AuditPushArgs {
+  std::string db = "/var/lib/agentcage/audit.db";
+  std::string endpoint;
+  bool insecure = false;
+  std::string ca, cert, key, server_name;
+  bool all = false;
+  bool once = false;
+  std::string node;
+  uint32_t batch = 512;
+  uint32_t timeout_s = 60;  // --once: give up after this long
+};
+
+// agentcage collector --listen ADDR --db FILE [--tls-cert F --tls-key F [--tls-client-ca F] | --insecure]
+struct CollectorArgs {
+  std::string listen;
+  std::string db = "/var/lib/agentcage/collector.db";
+  bool insecure = false;
+  std::string tls_cert, tls_key, tls_client_ca;
+};
+
 // What the parser decided: run a command, or exit now printing `text`
 // (help: status 0 on stdout; usage errors: status 2 on stderr).
 struct Exit {
@@ -84,7 +110,8 @@ struct Exit {
   std::string text;
 };
 
-using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, ProfileLintArgs, ProfileShowArgs, Exit>;
+using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, ProfileLintArgs, ProfileShowArgs,
+                            AuditVerifyArgs, AuditPushArgs, CollectorArgs, Exit>;
 
 Parsed parse(const std::vector<std::string>& args);  // args excludes argv[0]
 

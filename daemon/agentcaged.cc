@@ -9,8 +9,11 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <memory>
 
+#include "core/audit_client.h"
 #include "core/daemon.h"
+#include "grpc/audit_sink.h"
 #include "grpc/client.h"
 #include "grpc/services.h"
 #include "grpc/uds_server.h"
@@ -38,6 +41,21 @@ int main(int argc, char** argv) {
   app.add_option("--subscriber-queue", opts.subscriber_queue, "Events buffered per live subscriber before it drops")
       ->check(CLI::Range(16, 1 << 24))
       ->capture_default_str();
+  bool no_store = false;
+  uint64_t max_bytes = 0, max_age_s = 0;
+  rpc::AuditTransportOptions audit;
+  bool audit_all = false;
+  app.add_option("--audit-db", opts.store_path, "Audit store file (SQLite, hash-chained)")->capture_default_str();
+  app.add_flag("--no-store", no_store, "Keep no audit store (live subscribers only; nothing to stream)");
+  app.add_option("--audit-max-bytes", max_bytes, "Store retention: size limit in bytes (0: none)");
+  app.add_option("--audit-max-age", max_age_s, "Store retention: age limit in seconds (0: none)");
+  app.add_option("--audit-endpoint", audit.endpoint, "Stream violations to this audit collector (HOST:PORT)");
+  app.add_flag("--audit-insecure", audit.insecure, "Plaintext to the collector, no TLS (trusted networks only)");
+  app.add_option("--audit-ca", audit.ca_file, "PEM CA certificates for the collector (default: system roots)");
+  app.add_option("--audit-cert", audit.cert_file, "PEM client certificate (mTLS)");
+  app.add_option("--audit-key", audit.key_file, "PEM client key (mTLS)");
+  app.add_option("--audit-server-name", audit.server_name, "Name expected in the collector's certificate");
+  app.add_flag("--audit-all", audit_all, "Stream every event, not only violations and losses");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   try {
@@ -53,6 +71,13 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
   opts.host_mode = monitor == "host";
+  if (no_store) opts.store_path.clear();
+  opts.store.max_bytes = max_bytes;
+  opts.store.max_age = std::chrono::seconds(max_age_s);
+  if (no_store && !audit.endpoint.empty()) {
+    fprintf(stderr, "agentcaged: error: --audit-endpoint streams from the store: drop --no-store\n");
+    return 2;
+  }
   if (opts.monitor.ring_bytes & (opts.monitor.ring_bytes - 1)) {
     fprintf(stderr, "agentcaged: --ring-bytes: %u is not a power of two\n", opts.monitor.ring_bytes);
     return 2;
@@ -92,6 +117,26 @@ int main(int argc, char** argv) {
         if (server) server->shutdown();
         server.reset();
       });
+
+  // The remote audit stream tails the store (the spool): at-least-once, resumed from the
+  // collector's acknowledged sequence number after an outage or a restart.
+  std::unique_ptr<core::AuditClient> client;
+  if (!audit.endpoint.empty())
+    daemon.add_step(
+        "audit stream",
+        [&]() -> core::Status {
+          auto conn = rpc::make_audit_connector(audit);
+          if (!conn) return std::unexpected(conn.error());
+          core::AuditClientOptions co;
+          co.all_events = audit_all;
+          client = std::make_unique<core::AuditClient>(*daemon.store(), std::move(*conn), co);
+          client->start();
+          return {};
+        },
+        [&] {
+          if (client) client->stop();
+          client.reset();
+        });
 
   if (auto st = daemon.start(); !st) {
     fprintf(stderr, "agentcaged: error: %s\n", st.error().message().c_str());

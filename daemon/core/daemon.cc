@@ -54,6 +54,25 @@ void Daemon::add_core_steps() {
                       return {};
                     },
                     [this] { registry_.reset(); }});
+  steps_.push_back({"audit store",
+                    [this]() -> Status {
+                      if (opts_.store_path.empty()) return {};
+                      auto st = EventStore::open(opts_.store_path, opts_.store);
+                      if (!st) return std::unexpected(st.error());
+                      store_ = std::move(*st);
+                      // Subscribers see events once stored, with their seq: what a live
+                      // client sees is what the store (and the audit stream) has.
+                      writer_ = std::make_unique<StoreWriter>(*store_, 65536, 4096, [this](const std::vector<v1::Event>& evs) {
+                        for (const auto& ev : evs) hub_.publish(ev);
+                      });
+                      spdlog::info("audit store {} (last seq {})", store_->path(), store_->last_seq());
+                      return {};
+                    },
+                    [this] {
+                      if (writer_) writer_->stop();  // stores what is queued
+                      writer_.reset();
+                      store_.reset();
+                    }});
   steps_.push_back({"event reader",
                     [this]() -> Status {
                       kernel_lost_base_ = monitor_->stats()[AC_STAT_RINGBUF_FULL];
@@ -119,11 +138,19 @@ void Daemon::handle(std::span<const std::byte> rec) {
     loss.mutable_loss()->set_count(1);
     loss.mutable_loss()->set_reason("decode_error");
     loss.mutable_loss()->set_where("kernel");
-    hub_.publish(loss);
+    emit(std::move(loss));
     return;
   }
   ++events_;
-  hub_.publish(*ev);
+  emit(std::move(*ev));
+}
+
+void Daemon::emit(v1::Event ev) {
+  // The writer never blocks the reader: a full queue becomes a Loss event in the store.
+  if (writer_)
+    writer_->submit(std::move(ev));
+  else
+    hub_.publish(ev);
 }
 
 void Daemon::report_kernel_loss() {
@@ -137,7 +164,7 @@ void Daemon::report_kernel_loss() {
   loss.mutable_loss()->set_count(lost - prev);
   loss.mutable_loss()->set_reason("ringbuf_full");
   loss.mutable_loss()->set_where("kernel");
-  hub_.publish(loss);
+  emit(std::move(loss));
 }
 
 }  // namespace agentcage::core

@@ -15,6 +15,8 @@
 #include "core/event_hub.h"
 #include "core/result.h"
 #include "core/sandbox_registry.h"
+#include "core/store.h"
+#include "core/store_writer.h"
 
 namespace agentcage::core {
 
@@ -24,6 +26,10 @@ struct DaemonOptions {
   bool host_mode = false;             // record every process on the host
   MonitorOptions monitor;
   size_t subscriber_queue = 65536;    // events buffered per live subscriber before drops
+  // The tamper-evident audit store (the spool of the audit stream). Empty: no store;
+  // then live subscribers get events straight from the reader, without seq numbers.
+  std::string store_path = kDefaultStorePath;
+  StoreOptions store;
 };
 
 class Daemon {
@@ -40,6 +46,7 @@ class Daemon {
   const DaemonOptions& options() const { return opts_; }
   EventHub& hub() { return hub_; }
   SandboxRegistry& registry() { return *registry_; }
+  EventStore* store() { return store_.get(); }
   BpfMonitor* monitor() { return monitor_.get(); }
   const DecodeContext& decode_context() const { return ctx_; }
   uint64_t start_time_ns() const { return start_ns_; }
@@ -57,6 +64,7 @@ class Daemon {
   void reader_loop();
   void handle(std::span<const std::byte> rec);
   void report_kernel_loss();
+  void emit(v1::Event ev);
 
   DaemonOptions opts_;
   DecodeContext ctx_;
@@ -68,6 +76,8 @@ class Daemon {
   EventHub hub_;
   std::unique_ptr<BpfMonitor> monitor_;
   std::unique_ptr<SandboxRegistry> registry_;
+  std::unique_ptr<EventStore> store_;
+  std::unique_ptr<StoreWriter> writer_;  // reader -> writer thread -> store -> hub
   std::atomic<bool> stopping_{false};
   std::thread reader_;
   std::thread reaper_;

@@ -48,6 +48,10 @@ class Reader {
 
   void start() {
     thread_ = std::thread([this] {
+      // Test hook: a stalled consumer, so loss accounting can be tested deterministically
+      // (a fast reader may otherwise keep up with any flood on an idle machine).
+      if (const char* stall = getenv("AGENTCAGE_TEST_READER_STALL_MS"))
+        std::this_thread::sleep_for(std::chrono::milliseconds(atoi(stall)));
       while (!stop_.load(std::memory_order_acquire)) {
         auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { handle(rec); });
         if (!r) spdlog::warn("{}", r.error().message());

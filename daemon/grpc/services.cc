@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <mutex>
 #include <set>
 
@@ -231,10 +232,20 @@ namespace {
 // kernel reader.
 class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
  public:
-  SubscribeReactor(core::EventHub& hub, std::string name, core::Subscription::Filter filter)
+  // With a store and from_seq > 0 the stream first replays stored events from from_seq
+  // (subscribed to live events before the replay starts, so nothing falls in between),
+  // then continues live, skipping live events the replay already sent.
+  SubscribeReactor(core::EventHub& hub, std::string name, core::Subscription::Filter filter, core::EventStore* store,
+                   uint64_t from_seq)
       : hub_(hub), state_(std::make_shared<State>()) {
     state_->self = this;
+    state_->filter = filter;
     sub_ = hub_.subscribe(std::move(name), std::move(filter));
+    if (store && from_seq) {
+      state_->store = store;
+      state_->next_seq = from_seq;
+      state_->replay_until = store->last_seq();
+    }
     std::weak_ptr<State> w = state_;
     sub_->set_notify([w] {
       if (auto s = w.lock()) s->pump();
@@ -278,14 +289,48 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
     bool writing = false;
     bool finished = false;
     v1::Event current;
+    core::Subscription::Filter filter;
+    core::EventStore* store = nullptr;  // replaying while set
+    uint64_t next_seq = 0, replay_until = 0, replayed_max = 0;
+    std::deque<v1::Event> replay;
     void pump() {
       std::lock_guard lk(mu);
       pump_locked();
     }
+    // The next stored event to replay, reading the store a chunk at a time.
+    std::optional<v1::Event> next_replayed() {
+      while (replay.empty() && store && next_seq <= replay_until) {
+        core::StoreQuery q;
+        q.from_seq = next_seq;
+        q.to_seq = replay_until;
+        q.limit = 512;
+        uint64_t rows = 0;
+        auto st = store->query(q, [&](const v1::Event& ev) {
+          ++rows;
+          next_seq = ev.seq() + 1;
+          if (!filter || filter(ev)) replay.push_back(ev);
+          return true;
+        });
+        if (!st || rows == 0) break;
+      }
+      if (replay.empty()) {
+        store = nullptr;  // replay done: live from here on
+        return std::nullopt;
+      }
+      auto ev = std::move(replay.front());
+      replay.pop_front();
+      replayed_max = ev.seq();
+      return ev;
+    }
     void pump_locked() {
       if (!self || writing || finished) return;
-      auto ev = sub->pop();
-      if (!ev) return;
+      std::optional<v1::Event> ev;
+      if (store) ev = next_replayed();
+      while (!ev) {
+        ev = sub->pop();
+        if (!ev) return;
+        if (ev->seq() && ev->seq() <= replayed_max) ev.reset();  // already replayed
+      }
       current = std::move(*ev);
       writing = true;
       self->StartWrite(&current);
@@ -302,6 +347,57 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
   std::shared_ptr<core::Subscription> sub_;
 };
 
+// Streams stored events in seq order, a chunk at a time (one store read per chunk, never
+// the whole result in memory), one write in flight.
+class QueryReactor : public grpc::ServerWriteReactor<v1::Event> {
+ public:
+  QueryReactor(core::EventStore& store, v1::EventFilter f, std::function<bool(const v1::Event&)> visible)
+      : store_(store), f_(std::move(f)), visible_(std::move(visible)), next_seq_(f_.from_seq() ? f_.from_seq() : 1) {
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    while (buf_.empty() && !exhausted_) Fill();
+    if (buf_.empty() || (f_.limit() && sent_ >= f_.limit())) return Finish(grpc::Status::OK);
+    cur_ = std::move(buf_.front());
+    buf_.pop_front();
+    ++sent_;
+    StartWrite(&cur_);
+  }
+  void Fill() {
+    core::StoreQuery q;
+    q.from_seq = next_seq_;
+    q.since_ns = f_.since_ns();
+    q.until_ns = f_.until_ns();
+    q.violations_only = f_.violations_only();
+    if (f_.sandbox_ids_size() == 1) q.sandbox_id = f_.sandbox_ids(0);
+    q.limit = 512;
+    uint64_t rows = 0;
+    auto st = store_.query(q, [&](const v1::Event& ev) {
+      ++rows;
+      next_seq_ = ev.seq() + 1;
+      if (filter_matches(f_, ev) && visible_(ev)) buf_.push_back(ev);
+      return true;
+    });
+    if (!st || rows == 0) exhausted_ = true;
+  }
+
+  core::EventStore& store_;
+  v1::EventFilter f_;
+  std::function<bool(const v1::Event&)> visible_;
+  uint64_t next_seq_;
+  uint64_t sent_ = 0;
+  bool exhausted_ = false;
+  std::deque<v1::Event> buf_;
+  v1::Event cur_;
+};
+
 class ErrorWriter : public grpc::ServerWriteReactor<v1::Event> {
  public:
   explicit ErrorWriter(const grpc::Status& st) { Finish(st); }
@@ -309,6 +405,16 @@ class ErrorWriter : public grpc::ServerWriteReactor<v1::Event> {
 };
 
 }  // namespace
+
+// Non-root callers see their own sandboxes only; host-wide events are root's.
+std::function<bool(const v1::Event&)> visible_to(const core::Peer& who, core::SandboxRegistry& reg) {
+  return [who, &reg](const v1::Event& ev) {
+    if (who.root() || ev.has_loss()) return true;
+    if (ev.sandbox_id().empty()) return false;
+    auto owner = reg.owner(ev.sandbox_id());
+    return owner && *owner == who.uid;
+  };
+}
 
 grpc::ServerWriteReactor<v1::Event>* EventsService::Subscribe(grpc::CallbackServerContext* ctx,
                                                              const v1::SubscribeRequest* req) {
@@ -319,21 +425,14 @@ grpc::ServerWriteReactor<v1::Event>* EventsService::Subscribe(grpc::CallbackServ
     return new ErrorWriter(grpc::Status(StatusCode::INVALID_ARGUMENT, bad));
   for (const auto& id : req->filter().sandbox_ids())
     if (st = may_see(*p, d_.registry(), id); !st.ok()) return new ErrorWriter(st);
-  if (req->filter().from_seq())
-    return new ErrorWriter(grpc::Status(StatusCode::UNIMPLEMENTED, "filter.from_seq: replay needs the audit store"));
+  if (req->filter().from_seq() && !d_.store())
+    return new ErrorWriter(grpc::Status(StatusCode::FAILED_PRECONDITION, "filter.from_seq: agentcaged runs without an audit store"));
   auto& reg = d_.registry();
   core::Peer who = *p;
   v1::EventFilter f = req->filter();
-  auto filter = [f, who, &reg](const v1::Event& ev) {
-    if (!filter_matches(f, ev)) return false;
-    if (who.root() || ev.has_loss()) return true;
-    // Non-root callers see their own sandboxes only; host-wide events are root's.
-    if (ev.sandbox_id().empty()) return false;
-    auto owner = reg.owner(ev.sandbox_id());
-    return owner && *owner == who.uid;
-  };
+  auto filter = [f, vis = visible_to(who, reg)](const v1::Event& ev) { return filter_matches(f, ev) && vis(ev); };
   std::string name = "subscriber-pid" + std::to_string(who.pid);
-  return new SubscribeReactor(d_.hub(), name, filter);
+  return new SubscribeReactor(d_.hub(), name, filter, d_.store(), req->filter().from_seq());
 }
 
 grpc::ServerWriteReactor<v1::Event>* EventsService::Query(grpc::CallbackServerContext* ctx, const v1::QueryRequest* req) {
@@ -342,7 +441,10 @@ grpc::ServerWriteReactor<v1::Event>* EventsService::Query(grpc::CallbackServerCo
   if (!p) return new ErrorWriter(st);
   if (auto bad = validate_filter(req->filter()); !bad.empty())
     return new ErrorWriter(grpc::Status(StatusCode::INVALID_ARGUMENT, bad));
-  return new ErrorWriter(grpc::Status(StatusCode::UNIMPLEMENTED, "Query needs the audit store"));
+  for (const auto& id : req->filter().sandbox_ids())
+    if (st = may_see(*p, d_.registry(), id); !st.ok()) return new ErrorWriter(st);
+  if (!d_.store()) return new ErrorWriter(grpc::Status(StatusCode::FAILED_PRECONDITION, "agentcaged runs without an audit store (--no-store)"));
+  return new QueryReactor(*d_.store(), req->filter(), visible_to(*p, d_.registry()));
 }
 
 grpc::ServerUnaryReactor* EventsService::ProcessTree(grpc::CallbackServerContext* ctx,

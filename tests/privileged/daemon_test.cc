@@ -47,7 +47,7 @@ class Daemon : public ::testing::Test {
       if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
     }
     sock_ = dir_ + "/agentcage.sock";
-    pid_ = testing::start({AGENTCAGED_BIN, "--socket", sock_}, dir_ + "/daemon.log");
+    pid_ = testing::start({AGENTCAGED_BIN, "--socket", sock_, "--audit-db", dir_ + "/audit.db"}, dir_ + "/daemon.log");
     for (int i = 0; i < 500 && access(sock_.c_str(), F_OK) != 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ASSERT_EQ(access(sock_.c_str(), F_OK), 0) << read_all(dir_ + "/daemon.log");
@@ -80,6 +80,24 @@ TEST_F(Daemon, UnprivilegedRunThroughTheDaemonIsRecorded) {
   EXPECT_NE(events.find("\"filename\":\"/bin/echo\""), std::string::npos) << events;
   EXPECT_NE(events.find("via-daemon"), std::string::npos) << events;
   EXPECT_NE(events.find("\"uid\":65534"), std::string::npos) << events;
+
+  // The same events are in the audit store: Query, and a Subscribe that replays from seq 1.
+  auto q = run({AGENTCAGE_BIN, "events", "--socket", sock_, "--kind", "exec"});
+  EXPECT_EQ(q.status, 0) << q.err;
+  EXPECT_NE(q.out.find("via-daemon"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("\"seq\""), std::string::npos) << q.out;
+  pid_t replay = testing::start({AGENTCAGE_BIN, "events", "-f", "--from-seq", "1", "--kind", "exec", "--socket", sock_},
+                                dir_ + "/replay.json");
+  std::string replayed;
+  for (int i = 0; i < 300 && replayed.find("via-daemon") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    replayed = read_all(dir_ + "/replay.json");
+  }
+  kill(replay, SIGINT);
+  testing::wait_status(replay);
+  EXPECT_NE(replayed.find("via-daemon"), std::string::npos) << replayed;
+  auto verify = run({AGENTCAGE_BIN, "audit", "verify", "--db", dir_ + "/audit.db"});
+  EXPECT_EQ(verify.status, 0) << verify.out << verify.err;
 
   auto ps = run({AGENTCAGE_BIN, "ps", "--all", "--socket", sock_});
   EXPECT_NE(ps.out.find("via-daemon"), std::string::npos) << ps.out;

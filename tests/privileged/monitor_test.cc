@@ -348,8 +348,9 @@ TEST(Monitor, FloodedRingReportsLossInBandAndInCounters) {
   const std::string target = dir + "/t";
   write_file(target, "t\n", 0644);
   const int n = 100000;
-  auto r = run({AGENTCAGE_BIN, "trace", "--ring-bytes", "65536", "--output", dir + "/ev.json", "--",
-                MONITOR_HELPER_BIN, "flood", std::to_string(n), target});
+  // The reader stalls for the first second (test hook): the flood must overrun the ring.
+  auto r = run({"env", "AGENTCAGE_TEST_READER_STALL_MS=1000", AGENTCAGE_BIN, "trace", "--ring-bytes", "65536",
+                "--output", dir + "/ev.json", "--", MONITOR_HELPER_BIN, "flood", std::to_string(n), target});
   ASSERT_EQ(r.status, 0) << r.err;
   auto evs = parse_events(read_all(dir + "/ev.json"));
   uint64_t lost = 0, delivered = 0;

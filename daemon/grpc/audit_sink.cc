@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "grpc/audit_sink.h"
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <sstream>
+
+#include "agentcage/v1/audit.grpc.pb.h"
+
+namespace agentcage::rpc {
+namespace {
+
+using core::Result;
+
+Result<std::string> read_pem(const std::string& path, const char* what) {
+  std::ifstream f(path);
+  if (!f) return core::sys_error(fmt::format("read {} {}", what, path), errno);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string s = ss.str();
+  if (s.find("-----BEGIN ") == std::string::npos)
+    return core::error(fmt::format("{} {}: not a PEM file (no -----BEGIN line)", what, path));
+  return s;
+}
+
+const char* code_name(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::OK: return "OK";
+    case grpc::CANCELLED: return "CANCELLED";
+    case grpc::UNKNOWN: return "UNKNOWN";
+    case grpc::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::NOT_FOUND: return "NOT_FOUND";
+    case grpc::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::ABORTED: return "ABORTED";
+    case grpc::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::INTERNAL: return "INTERNAL";
+    case grpc::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::DATA_LOSS: return "DATA_LOSS";
+    default: return "UNKNOWN";
+  }
+}
+
+// --- client transport ---
+
+class GrpcStream final : public core::AuditStream {
+ public:
+  explicit GrpcStream(const std::shared_ptr<grpc::Channel>& ch) : stub_(v1::AuditSink::NewStub(ch)) {
+    rw_ = stub_->Push(&ctx_);
+  }
+  bool write(const v1::EventBatch& b) override { return rw_->Write(b); }
+  bool read(v1::Ack* a) override { return rw_->Read(a); }
+  void writes_done() override { rw_->WritesDone(); }
+  void cancel() override { ctx_.TryCancel(); }
+  std::string finish() override {
+    grpc::Status s = rw_->Finish();
+    if (s.ok()) return {};
+    return fmt::format("{}: {}", code_name(s.error_code()), s.error_message());
+  }
+
+ private:
+  std::unique_ptr<v1::AuditSink::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::EventBatch, v1::Ack>> rw_;
+};
+
+class GrpcConnector final : public core::AuditConnector {
+ public:
+  GrpcConnector(std::string endpoint, std::shared_ptr<grpc::ChannelCredentials> creds, std::string server_name)
+      : endpoint_(std::move(endpoint)), creds_(std::move(creds)), server_name_(std::move(server_name)) {}
+
+  std::unique_ptr<core::AuditStream> connect() override {
+    grpc::ChannelArguments args;
+    // A fresh channel per attempt with its own subchannel pool: gRPC's shared reconnect
+    // backoff (up to minutes) must not delay us after the collector is back; our client
+    // does its own, shorter backoff.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    // Keepalive finds a collector that vanished without closing the connection.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    args.SetMaxSendMessageSize(kMaxMessageBytes);
+    args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    if (!server_name_.empty()) args.SetSslTargetNameOverride(server_name_);
+    return std::make_unique<GrpcStream>(grpc::CreateCustomChannel(endpoint_, creds_, args));
+  }
+  std::string endpoint() const override { return endpoint_; }
+
+ private:
+  std::string endpoint_;
+  std::shared_ptr<grpc::ChannelCredentials> creds_;
+  std::string server_name_;
+};
+
+// --- collector service ---
+
+// One Push stream. Strictly alternating: read a batch, store it (on the writer thread),
+// write its ack, read the next; so at most one read or write is ever outstanding, and
+// the reactor stays alive while the writer holds it (Finish has not been called).
+class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack> {
+ public:
+  // `cert_names`: with mTLS, the names in the client's certificate (CN and SANs); the
+  // stream may only speak for one of them. Empty without mTLS.
+  PushReactor(core::EventStore& store, core::CollectorWriter& writer, const core::CollectorLimits& limits,
+              const std::atomic<bool>& stopping, std::string peer, std::vector<std::string> cert_names)
+      : store_(store),
+        writer_(writer),
+        limits_(limits),
+        stopping_(stopping),
+        peer_(std::move(peer)),
+        cert_names_(std::move(cert_names)) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok && stopping_) {
+      // Shutting down: take no new batch (the client keeps it and resends elsewhere/later).
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector shutting down"));
+      return;
+    }
+    if (!ok) {  // the client half-closed (or went away)
+      if (!st_.node.empty())
+        spdlog::info("collector: stream from {} (node {}) ended after seq {}", peer_, st_.node, st_.last_seq);
+      Finish(grpc::Status::OK);
+      return;
+    }
+    if (auto why = core::validate_batch(in_, st_, limits_); !why.empty()) {
+      spdlog::warn("collector: rejecting a batch from {}: {}", peer_, why);
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why));
+      return;
+    }
+    if (st_.node.empty() && !cert_names_.empty() &&
+        std::find(cert_names_.begin(), cert_names_.end(), in_.node()) == cert_names_.end()) {
+      // A certified node must not write into another node's history.
+      std::string names;
+      for (const auto& n : cert_names_) names += (names.empty() ? "" : ", ") + n;
+      spdlog::warn("collector: {} sent node '{}' but its certificate names {}", peer_, in_.node(), names);
+      Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          fmt::format("node: '{}' is not a name in the client certificate ({})", in_.node(), names)));
+      return;
+    }
+    if (st_.node.empty()) {
+      st_.node = in_.node();
+      st_.store_id = in_.store_id();
+      spdlog::info("collector: stream from {}: node {} store {}", peer_, st_.node, st_.store_id);
+    }
+    out_.Clear();
+    out_.set_node(st_.node);
+    out_.set_store_id(st_.store_id);
+    if (in_.events_size() == 0) {
+      // The hello (or a keepalive batch): where this node's store stands here.
+      auto high = store_.origin_high(st_.node, st_.store_id);
+      if (!high) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector store: " + high.error().message()));
+        return;
+      }
+      out_.set_acked_seq(*high);
+      StartWrite(&out_);
+      return;
+    }
+    uint64_t last = in_.events(in_.events_size() - 1).seq();
+    std::vector<v1::Event> evs;
+    evs.reserve(static_cast<size_t>(in_.events_size()));
+    for (auto& e : *in_.mutable_events()) evs.push_back(std::move(e));
+    in_.Clear();
+    writer_.submit(st_.node, st_.store_id, std::move(evs), [this, last](core::Result<core::IngestResult> r) {
+      if (!r) {
+        // UNAVAILABLE: the client keeps the batch and retries later.
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector store: " + r.error().message()));
+        return;
+      }
+      st_.last_seq = last;
+      out_.set_acked_seq(last);
+      StartWrite(&out_);
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away before the ack"));
+      return;
+    }
+    if (stopping_) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector shutting down"));
+      return;
+    }
+    in_.Clear();
+    StartRead(&in_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  core::EventStore& store_;
+  core::CollectorWriter& writer_;
+  const core::CollectorLimits& limits_;
+  const std::atomic<bool>& stopping_;
+  std::string peer_;
+  std::vector<std::string> cert_names_;
+  core::StreamState st_;
+  v1::EventBatch in_;
+  v1::Ack out_;
+};
+
+class AuditSinkService final : public v1::AuditSink::CallbackService {
+ public:
+  AuditSinkService(core::EventStore& store, core::CollectorWriter& writer, core::CollectorLimits limits, bool mtls)
+      : store_(store), writer_(writer), limits_(limits), mtls_(mtls) {}
+  grpc::ServerBidiReactor<v1::EventBatch, v1::Ack>* Push(grpc::CallbackServerContext* ctx) override {
+    std::vector<std::string> names;
+    if (mtls_) {
+      auto auth = ctx->auth_context();
+      for (const char* prop : {GRPC_X509_CN_PROPERTY_NAME, GRPC_X509_SAN_PROPERTY_NAME})
+        for (const auto& v : auth->FindPropertyValues(prop)) names.emplace_back(v.data(), v.size());
+      // The handshake required a verified certificate; one without any name gets nowhere.
+      if (names.empty()) names.push_back("(no name in the certificate)");
+    }
+    return new PushReactor(store_, writer_, limits_, stopping, ctx->peer(), std::move(names));
+  }
+  std::atomic<bool> stopping{false};  // set once by shutdown(); read by every reactor
+
+ private:
+  core::EventStore& store_;
+  core::CollectorWriter& writer_;
+  core::CollectorLimits limits_;
+  bool mtls_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<core::AuditConnector>> make_audit_connector(const AuditTransportOptions& o) {
+  if (o.endpoint.empty()) return core::error("audit endpoint: empty", "pass HOST:PORT");
+  if (o.endpoint.find(':') == std::string::npos)
+    return core::error(fmt::format("audit endpoint '{}': no port", o.endpoint), "pass HOST:PORT");
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (o.insecure) {
+    if (!o.ca_file.empty() || !o.cert_file.empty() || !o.key_file.empty())
+      return core::error("audit endpoint: plaintext was asked for together with TLS files",
+                         "drop --insecure to use TLS, or drop the certificate options");
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    if (o.cert_file.empty() != o.key_file.empty())
+      return core::error("audit endpoint: mTLS needs both a certificate and its key");
+    grpc::SslCredentialsOptions ssl;
+    if (!o.ca_file.empty()) {
+      auto ca = read_pem(o.ca_file, "CA certificates");
+      if (!ca) return std::unexpected(ca.error());
+      ssl.pem_root_certs = *ca;
+    }
+    if (!o.cert_file.empty()) {
+      auto cert = read_pem(o.cert_file, "client certificate");
+      if (!cert) return std::unexpected(cert.error());
+      auto key = read_pem(o.key_file, "client key");
+      if (!key) return std::unexpected(key.error());
+      ssl.pem_cert_chain = *cert;
+      ssl.pem_private_key = *key;
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  return std::unique_ptr<core::AuditConnector>(new GrpcConnector(o.endpoint, std::move(creds), o.server_name));
+}
+
+struct CollectorServer::Impl {
+  core::EventStore* store = nullptr;
+  std::unique_ptr<core::CollectorWriter> writer;
+  std::unique_ptr<AuditSinkService> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  bool down = false;
+};
+
+CollectorServer::CollectorServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CollectorServer::~CollectorServer() { shutdown(); }
+
+int CollectorServer::port() const { return impl_->port; }
+
+core::CollectorWriter::Stats CollectorServer::stats() const { return impl_->writer->stats(); }
+
+void CollectorServer::shutdown(std::chrono::milliseconds grace) {
+  if (impl_->down) return;
+  impl_->down = true;
+  impl_->service->stopping = true;
+  // Streams waiting on the writer still get their callback: the writer runs until the
+  // server has finished every call.
+  impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
+  impl_->server->Wait();
+  impl_->writer->stop();
+}
+
+Result<std::unique_ptr<CollectorServer>> CollectorServer::start(core::EventStore& store,
+                                                                 const CollectorServerOptions& o) {
+  if (!store.collector()) return core::error("collector: the store is not a collector store");
+  if (o.listen.empty()) return core::error("collector --listen: empty", "pass ADDR:PORT, e.g. 0.0.0.0:7443");
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (o.insecure) {
+    if (!o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_client_ca.empty())
+      return core::error("collector: plaintext was asked for together with TLS files",
+                         "drop --insecure to use TLS, or drop the certificate options");
+    creds = grpc::InsecureServerCredentials();
+  } else {
+    if (o.tls_cert.empty() || o.tls_key.empty())
+      return core::error("collector: TLS needs --tls-cert and --tls-key",
+                         "or pass --insecure to accept plaintext (only on a trusted network)");
+    auto cert = read_pem(o.tls_cert, "server certificate");
+    if (!cert) return std::unexpected(cert.error());
+    auto key = read_pem(o.tls_key, "server key");
+    if (!key) return std::unexpected(key.error());
+    grpc::SslServerCredentialsOptions ssl(o.tls_client_ca.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    if (!o.tls_client_ca.empty()) {
+      auto ca = read_pem(o.tls_client_ca, "client CA certificates");
+      if (!ca) return std::unexpected(ca.error());
+      ssl.pem_root_certs = *ca;
+    }
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    creds = grpc::SslServerCredentials(ssl);
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->store = &store;
+  impl->writer = std::make_unique<core::CollectorWriter>(store);
+  impl->service = std::make_unique<AuditSinkService>(store, *impl->writer, o.limits, !o.tls_client_ca.empty());
+  grpc::ServerBuilder b;
+  b.AddListeningPort(o.listen, creds, &impl->port);
+  b.RegisterService(impl->service.get());
+  b.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  b.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Accept the clients' keepalive pings (every 20 s) without calling them abusive.
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  impl->server = b.BuildAndStart();
+  if (!impl->server || impl->port == 0) {
+    impl->writer->stop();
+    return core::error(fmt::format("collector: cannot listen on {}", o.listen),
+                       "check the address (ADDR:PORT) and that the port is free");
+  }
+  return std::unique_ptr<CollectorServer>(new CollectorServer(std::move(impl)));
+}
+
+}  // namespace agentcage::rpc

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Independent check of an agentcage audit store's hash chain (standard library only).
+
+Follows the recipe in daemon/core/store.h without agentcage's code:
+  rows in seq order, consecutive from meta.checkpoint_seq + 1 to meta.head_seq;
+  row.prev_hash == previous row's hash (the checkpoint hash for the first row);
+  row.hash == SHA-256(row.prev_hash || row.event);
+  the last hash == meta.head_hash;
+  node stores: the event's protobuf field 1 (seq) == row seq.
+Prints "OK: N events, chain intact" or "BROKEN at seq N: ..." (exit 1).
+Usage: verify_audit_chain.py STORE.db
+"""
+import hashlib
+import sqlite3
+import sys
+
+
+def varint(buf, i):
+    shift = value = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def event_seq(blob):
+    """Field 1 (seq, varint) of an agentcage.v1.Event; 0 when absent."""
+    i = 0
+    while i < len(blob):
+        key, i = varint(blob, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = varint(blob, i)
+            if field == 1:
+                return v
+        elif wire == 2:
+            n, i = varint(blob, i)
+            i += n
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError("bad wire type %d" % wire)
+    return 0
+
+
+def main(path):
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    meta = {k: v for k, v in db.execute("SELECT key, value FROM meta")}
+    as_int = lambda v: int(v.decode() if isinstance(v, bytes) else v)
+    node_store = (meta["mode"].decode() if isinstance(meta["mode"], bytes) else meta["mode"]) == "node"
+    expect = as_int(meta["checkpoint_seq"]) + 1
+    prev = bytes(meta["checkpoint_hash"])
+    head = as_int(meta["head_seq"])
+    n = 0
+    for seq, event, prev_hash, h in db.execute("SELECT seq, event, prev_hash, hash FROM events ORDER BY seq"):
+        if seq != expect:
+            return "BROKEN at seq %d: expected seq %d, found %d" % (expect, expect, seq)
+        if hashlib.sha256(bytes(prev_hash) + bytes(event)).digest() != bytes(h):
+            return "BROKEN at seq %d: hash does not match the event" % seq
+        if bytes(prev_hash) != prev:
+            return "BROKEN at seq %d: prev_hash does not link to seq %d" % (seq, seq - 1)
+        if node_store and event_seq(bytes(event)) != seq:
+            return "BROKEN at seq %d: the event says seq %d" % (seq, event_seq(bytes(event)))
+        prev = bytes(h)
+        expect += 1
+        n += 1
+    if expect - 1 != head:
+        return "BROKEN at seq %d: rows end before the head %d" % (expect, head)
+    if prev != bytes(meta["head_hash"]):
+        return "BROKEN at seq %d: head hash mismatch" % head
+    return "OK: %d events, chain intact" % n
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    msg = main(sys.argv[1])
+    print(msg)
+    sys.exit(0 if msg.startswith("OK") else 1)

@@ -206,11 +206,11 @@ static __always_inline void ac_net_emit(struct task_struct *task, __u64 sandbox,
 	ac_submit(ev);
 }
 
-static __always_inline __u8 ac_net_violation_action(const struct ac_net_sandbox *pol)
+static __always_inline __u8 ac_net_violation_action(const struct ac_net_sandbox *pol, __u32 rule_action)
 {
 	if (pol->flags & AC_NET_S_AUDIT)
 		return AC_NET_AUDIT;
-	return (__u8)pol->default_action;
+	return (__u8)(rule_action ? rule_action : pol->default_action);
 }
 
 /*
@@ -233,8 +233,11 @@ static __always_inline int ac_net_enforce(__u8 action)
 	return 0;
 }
 
-/* Is (addr, port, proto) allowed for this sandbox? Longest prefix, then port ranges. */
-static __always_inline int ac_net_allowed(__u64 sandbox, const struct ac_net_attempt *a, __u8 proto)
+/*
+ * Is (addr, port, proto) allowed for this sandbox? Longest prefix, then port ranges.
+ * *deny_action gets the matched entry's action for what it does not allow (0: default).
+ */
+static __always_inline int ac_net_allowed(__u64 sandbox, const struct ac_net_attempt *a, __u8 proto, __u32 *deny_action)
 {
 	struct ac_net_rule_key key = {};
 	struct ac_net_rule_value *v;
@@ -246,6 +249,7 @@ static __always_inline int ac_net_allowed(__u64 sandbox, const struct ac_net_att
 	v = bpf_map_lookup_elem(&ac_net_rules, &key);
 	if (!v)
 		return 0;
+	*deny_action = v->deny_action;
 	for (int i = 0; i < AC_NET_MAX_PORT_RANGES; i++) {
 		if (i >= v->count)
 			break;
@@ -273,8 +277,9 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 	 * bind to port 0 asks the kernel for an ephemeral port, as every client's implicit
 	 * autobind does: it opens nothing another host can reach by a chosen port.
 	 */
+	__u32 rule_action = 0;
 	int ok = !pol || (a->op == AC_NET_BIND && a->port == 0) ||
-		 ac_net_allowed(sandbox, a, ac_proto_bit(ctx->type, ctx->protocol));
+		 ac_net_allowed(sandbox, a, ac_proto_bit(ctx->type, ctx->protocol), &rule_action);
 	if (ok) {
 		if (a->op == AC_NET_SENDMSG) {
 			struct ac_net_seen_key seen = {};
@@ -290,7 +295,7 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 		ac_net_emit(task, sandbox, hflags, a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0, 0);
 		return 1;
 	}
-	__u8 action = ac_net_violation_action(pol);
+	__u8 action = ac_net_violation_action(pol, rule_action);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a->flags |= AC_NET_F_AUDIT_MODE;
 	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, pol, 0, 0);
@@ -418,7 +423,7 @@ static __always_inline int ac_net_unix_hook(struct bpf_sock_addr *ctx, __u8 op)
 		ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET, AC_NET_ALLOW, 0, 0, key, n);
 		return 1;
 	}
-	__u8 action = ac_net_violation_action(pol);
+	__u8 action = ac_net_violation_action(pol, 0);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a.flags |= AC_NET_F_AUDIT_MODE;
 	ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET_VIOLATION, action, AC_NET_R_UNIX_PATH, pol, key, n);
@@ -456,7 +461,7 @@ int cg__sock_create(struct bpf_sock *sk)
 	a.family = sk->family;
 	a.sock_type = sk->type;
 	a.protocol = sk->protocol;
-	__u8 action = ac_net_violation_action(pol);
+	__u8 action = ac_net_violation_action(pol, 0);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a.flags |= AC_NET_F_AUDIT_MODE;
 	ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET_VIOLATION, action, AC_NET_R_SOCKET_TYPE, pol, 0, 0);

@@ -203,6 +203,7 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
     Cidr cidr;
     std::vector<ac_net_port_range> own;  // ranges of rules written for exactly this prefix
     std::string first_rule;              // for error messages
+    uint32_t block_action = 0;           // a block rule for exactly this prefix (AC_NET_*)
   };
   std::map<std::pair<std::array<uint8_t, 16>, int>, Entry> entries;
   auto add = [&](const Cidr& c, uint16_t lo, uint16_t hi, uint8_t proto, const std::string& origin) -> Status {
@@ -232,11 +233,31 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
       return std::unexpected(st.error());
   }
 
+  for (const auto& b : policy.block) {
+    auto c = parse_cidr(b.cidr);
+    if (!c) return std::unexpected(c.error());
+    auto& e = entries[{c->addr, c->prefix}];
+    if (e.first_rule.empty()) {
+      e.cidr = *c;
+      e.first_rule = "block " + b.cidr;
+    }
+    e.block_action = b.action == NetAction::kill ? AC_NET_KILL : b.action == NetAction::audit ? AC_NET_AUDIT : AC_NET_DENY;
+  }
+
   CompiledNetPolicy out{};
   for (const auto& [k, e] : entries) {
-    std::vector<ac_net_port_range> all = e.own;
+    // The innermost block containing this prefix (itself included) cuts inheritance:
+    // allow rules wider than it do not reach inside, and its action applies to what
+    // this entry does not allow.
+    const Entry* cut = e.block_action ? &e : nullptr;
+    for (const auto& [k2, b] : entries)
+      if (b.block_action && b.cidr.prefix < e.cidr.prefix && contains(b.cidr, e.cidr) &&
+          (!cut || b.cidr.prefix > cut->cidr.prefix))
+        cut = &b;
+    // Among rules for the same prefix the strictest wins: a block there drops its allows.
+    std::vector<ac_net_port_range> all = e.block_action ? std::vector<ac_net_port_range>{} : e.own;
     for (const auto& [k2, outer] : entries)
-      if (outer.cidr.prefix < e.cidr.prefix && contains(outer.cidr, e.cidr))
+      if (outer.cidr.prefix < e.cidr.prefix && contains(outer.cidr, e.cidr) && (!cut || outer.cidr.prefix >= cut->cidr.prefix))
         all.insert(all.end(), outer.own.begin(), outer.own.end());
     auto ranges = normalize(std::move(all));
     if (ranges.size() > AC_NET_MAX_PORT_RANGES)
@@ -249,6 +270,7 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
     r.key.sandbox_hi = static_cast<uint32_t>(sandbox_key >> 32);
     std::memcpy(r.key.addr, e.cidr.addr.data(), 16);
     r.value.count = static_cast<uint32_t>(ranges.size());
+    r.value.deny_action = cut ? cut->block_action : 0;
     std::copy(ranges.begin(), ranges.end(), r.value.ranges);
     out.rules.push_back(r);
   }

@@ -44,8 +44,17 @@ struct NetRule {
   NetProto proto = NetProto::any;
 };
 
+// A prefix carved out of wider allow rules: the most specific prefix decides, so
+// 10.0.0.0/8 blocked inside an allowed 0.0.0.0/0 is refused with this rule's action
+// (an allow rule for a still narrower prefix inside it allows again). All ports.
+struct NetBlock {
+  std::string cidr;
+  NetAction action = NetAction::deny;
+};
+
 struct NetPolicy {
   std::vector<NetRule> allow;
+  std::vector<NetBlock> block;
   NetAction default_action = NetAction::deny;
   bool audit_mode = false;
   bool allow_all_unix = false;

@@ -176,6 +176,48 @@ TEST(NetPolicy, PortRangesAndProtocolsOnOnePrefixMerge) {
   EXPECT_FALSE(allowed(c, kSandbox, "10.1.2.3", 53, AC_NET_P_OTHER));
 }
 
+// The deny action the kernel would apply for addr: the longest entry's, 0 = default.
+uint32_t deny_action(const CompiledNetPolicy& c, const std::string& addr) {
+  auto a = kernel_addr(addr);
+  const CompiledNetPolicy::Rule* best = nullptr;
+  for (const auto& r : c.rules) {
+    int plen = static_cast<int>(r.key.prefixlen) - 64;
+    bool match = true;
+    for (int i = 0; i < plen && match; ++i) match = bit(r.key.addr, i) == bit(a.data(), i);
+    if (match && (!best || r.key.prefixlen > best->key.prefixlen)) best = &r;
+  }
+  return best ? best->value.deny_action : 0;
+}
+
+// Blocks carve prefixes out of wider allows; the most specific prefix decides, and a
+// narrower allow inside a block allows again (the coding-agent profile's shape).
+TEST(NetPolicy, BlocksCarveOutOfWiderAllows) {
+  NetPolicy p;
+  p.allow = {rule("0.0.0.0/0:443/tcp"), rule("10.1.0.0/16:22/tcp")};
+  p.block = {{"10.0.0.0/8", NetAction::deny}, {"169.254.169.254/32", NetAction::kill}, {"127.0.0.0/8", NetAction::deny}};
+  p.dns_resolvers = {"127.0.0.53"};
+  auto c = compiled(p);
+  EXPECT_TRUE(allowed(c, kSandbox, "192.0.2.1", 443, AC_NET_P_TCP));
+  EXPECT_EQ(deny_action(c, "192.0.2.1"), 0u);  // outside every block: the sandbox default
+  EXPECT_FALSE(allowed(c, kSandbox, "10.2.0.1", 443, AC_NET_P_TCP));  // blocked despite 0/0:443
+  EXPECT_EQ(deny_action(c, "10.2.0.1"), static_cast<uint32_t>(AC_NET_DENY));
+  EXPECT_TRUE(allowed(c, kSandbox, "10.1.2.3", 22, AC_NET_P_TCP));    // narrower allow inside
+  EXPECT_FALSE(allowed(c, kSandbox, "10.1.2.3", 443, AC_NET_P_TCP));  // 0/0's 443 stays cut off
+  EXPECT_EQ(deny_action(c, "10.1.2.3"), static_cast<uint32_t>(AC_NET_DENY));
+  EXPECT_FALSE(allowed(c, kSandbox, "169.254.169.254", 443, AC_NET_P_TCP));
+  EXPECT_EQ(deny_action(c, "169.254.169.254"), static_cast<uint32_t>(AC_NET_KILL));
+  EXPECT_TRUE(allowed(c, kSandbox, "127.0.0.53", 53, AC_NET_P_UDP));   // resolver inside a block
+  EXPECT_FALSE(allowed(c, kSandbox, "127.0.0.53", 443, AC_NET_P_TCP));
+  EXPECT_FALSE(allowed(c, kSandbox, "127.0.0.1", 443, AC_NET_P_TCP));
+  // A block and an allow for the same prefix: the strictest wins.
+  NetPolicy q;
+  q.allow = {rule("10.0.0.0/8")};
+  q.block = {{"10.0.0.0/8", NetAction::kill}};
+  auto d = compiled(q);
+  EXPECT_FALSE(allowed(d, kSandbox, "10.0.0.1", 80, AC_NET_P_TCP));
+  EXPECT_EQ(deny_action(d, "10.0.0.1"), static_cast<uint32_t>(AC_NET_KILL));
+}
+
 TEST(NetPolicy, OverlappingPrefixesKeepTheShorterPrefixPorts) {
   // The trie returns only 10.1.0.0/16 for 10.1.2.3: its entry must carry /8's port 80.
   NetPolicy p;

@@ -264,8 +264,9 @@ struct ac_net_port_range {
  * ranges of every shorter allowed prefix that contains it (compile() merges them).
  */
 struct ac_net_rule_value {
-	__u32 count; /* ranges in use */
-	__u32 _pad0;
+	__u32 count;       /* ranges in use */
+	__u32 deny_action; /* enum ac_net_action for what this entry does not allow, set when
+	                    * the prefix lies in a deny/kill/audit rule; 0: the sandbox default */
 	struct ac_net_port_range ranges[AC_NET_MAX_PORT_RANGES];
 };
 

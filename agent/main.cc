@@ -22,6 +22,7 @@
 #include "core/decoder.h"
 #include "core/launcher.h"
 #include "core/profile.h"
+#include "core/sandbox_policy.h"
 #include "core/event_json.h"
 #include "core/session.h"
 #include "grpc/client.h"
@@ -106,21 +107,44 @@ std::vector<core::DenyRule> deny_rules(const std::vector<std::string>& paths, co
   return out;
 }
 
+// "3 violations: landlock 1, seccomp 2", or empty when there were none.
+std::string violation_summary(const std::map<std::string, uint64_t>& by_mechanism) {
+  uint64_t total = 0;
+  std::string parts;
+  for (const auto& [m, n] : by_mechanism) {
+    total += n;
+    parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", m, n);
+  }
+  if (!total) return {};
+  return fmt::format("{} violation{}: {}", total, total == 1 ? "" : "s", parts);
+}
+
 int do_run(const cli::RunArgs& a) {
+  std::optional<core::SandboxPolicy> policy;
   if (!a.profile.empty()) {
-    // Validate first, so a bad profile fails with file:line:col even before enforcement exists.
-    auto p = core::resolve_profile(a.profile, core::ProfileVars::from_environment(a.workspace));
+    auto vars = core::ProfileVars::from_environment(a.workspace);
+    auto p = core::resolve_profile(a.profile, vars);
     if (!p) return fail(p.error());
     for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
-    fprintf(stderr, "agentcage: error: --profile: profiles are not enforced by this build yet\n");
-    return 2;
+    char cwd[4096];
+    core::PolicyContext ctx{getcwd(cwd, sizeof cwd) ? cwd : "/"};
+    auto c = core::compile_profile(p->profile, ctx);
+    if (!c) return fail(c.error());
+    policy = std::move(*c);
+    for (const auto& n : policy->notes) spdlog::info("profile {}: {}", policy->profile, n);
+    if (a.net) {
+      fprintf(stderr, "agentcage: error: --allow-net/--allow-unix/--net-default and --profile both set the network "
+                      "policy\nhint: put the rules in the profile's network section\n");
+      return 2;
+    }
   }
   bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
   if (!a.no_daemon && grpcapi::daemon_listening(a.socket)) {
-    if (deny) {
+    if (deny || policy) {
       fprintf(stderr,
-              "agentcage: error: --deny-path/--deny-exec are not supported through agentcaged yet\n"
-              "hint: run as root with --no-daemon\n");
+              "agentcage: error: %s not supported through agentcaged yet\n"
+              "hint: run as root with --no-daemon\n",
+              policy ? "--profile is" : "--deny-path/--deny-exec are");
       return 2;
     }
     auto ch = grpcapi::connect_daemon(a.socket);
@@ -138,8 +162,14 @@ int do_run(const cli::RunArgs& a) {
   so.argv = a.command;
   so.net_policy = a.net;
   so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
-  // Enforcement (network policy, deny rules) loads the monitor; its violations and any
-  // loss of events go to stderr.
+  if (policy) {
+    so.confine = policy->confine;
+    so.net_policy = policy->net;
+    // The monitor attributes Landlock/mount/seccomp denials and records the run.
+    so.monitor = true;
+  }
+  // Enforcement (profile, network policy, deny rules) loads the monitor; violations and
+  // any loss of events go to stderr.
   std::mutex mu;
   so.on_event = [&](const v1::Event& ev) {
     if (!ev.has_violation() && !ev.has_loss()) return;
@@ -148,6 +178,7 @@ int do_run(const cli::RunArgs& a) {
   };
   auto r = core::run_session(so);
   if (!r) return fail(r.error());
+  if (auto sum = violation_summary(r->violations); !sum.empty()) fprintf(stderr, "agentcage: %s\n", sum.c_str());
   return r->exit_status;
 }
 

@@ -58,14 +58,22 @@ if [ "${1:-}" != stage2 ]; then
   # The host wrote the command into its run directory; take it before /tmp is replaced
   # (the run directory may live under the host's /tmp).
   run=
+  keep=
   for w in $(cat $r/proc/cmdline); do
-    case "$w" in ac.run=*) run=${w#ac.run=} ;; esac
+    case "$w" in ac.run=*) run=${w#ac.run=} ;; ac.keep=*) keep=${w#ac.keep=} ;; esac
   done
   [ -n "$run" ] && cp "$r$run/cmd" $r/run/agentcage-vm/cmd ||
     fatal "no command: ac.run= missing or $run/cmd unreadable"
   # A plain tmpfs /tmp (not the overlay): tests create files there and key BPF maps by
   # their (dev, inode), which is simplest to reason about on a single-layer file system.
+  mkdir -p $r/run/agentcage-vm/hosttmp
+  mount -o bind $r/tmp $r/run/agentcage-vm/hosttmp
   mount -t tmpfs -o mode=1777 tmpfs $r/tmp
+  # Trees under the host's /tmp the command needs (ac.keep=/tmp/a,/tmp/b), bound back.
+  for k in $(echo "$keep" | tr ',' ' '); do
+    mkdir -p "$r$k" && mount -o bind "$r/run/agentcage-vm/hosttmp/${k#/tmp/}" "$r$k" ||
+      fatal "cannot show $k in the guest"
+  done
   exec switch_root $r /run/agentcage-vm/busybox sh /run/agentcage-vm/init stage2
   fatal "switch_root failed"
 fi

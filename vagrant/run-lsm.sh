@@ -184,7 +184,16 @@ trap 'rm -rf "$run"' EXIT
 
 # ttyS0: the command's output; ttyS1: its exit status; ttyS2: the kernel's console, kept
 # apart so kernel messages never mix into the command's output.
+# The guest gets a fresh /tmp; a tree the command needs that lives under the host's /tmp
+# (a build tree in a clone under /tmp, as CI may use) is bound back in by the guest.
+keep=
+for p in "$PWD" "$(readlink -f "$1" 2>/dev/null || true)"; do
+  case "$p" in /tmp/?*) d="/tmp/$(echo "${p#/tmp/}" | cut -d/ -f1)"
+    case ",$keep," in *",$d,"*) ;; *) keep=${keep:+$keep,}$d ;; esac ;;
+  esac
+done
 append=(console=ttyS2 panic=-1 ac.run="$run" mitigations=off tsc=reliable no_timer_check)
+[ -n "$keep" ] && append+=(ac.keep="$keep")
 [ "$verbose" = 1 ] && append+=(loglevel=7) || append+=(quiet)
 # shellcheck disable=SC2206 # word splitting intended: several arguments
 [ -n "${AGENTCAGE_VM_APPEND:-}" ] && append+=(${AGENTCAGE_VM_APPEND})

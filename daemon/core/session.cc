@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "core/attribution.h"
 #include "core/cgroup.h"
 #include "core/decoder.h"
 #include "core/launcher.h"
@@ -86,8 +87,25 @@ class Reader {
     }
     ++res_.events;
     procs_.apply(ev_);
+    if (ev_.has_violation()) ++res_.violations[ev_.violation().mechanism()];
     if (opts_.on_event) opts_.on_event(ev_);
+    // Denials the kernel does not report itself (Landlock, the mount view, seccomp's
+    // errno action, a seccomp kill) are attributed from the failure the monitor saw.
+    if (decisions_) {
+      if (auto v = attribute_event(ev_, *decisions_, net_reported_)) {
+        ++res_.violations[v->violation().mechanism()];
+        if (opts_.on_event) opts_.on_event(*v);
+      }
+    }
   }
+
+ public:
+  void set_decisions(ConfineDecisions d, bool net_reported) {
+    decisions_ = std::move(d);
+    net_reported_ = net_reported;
+  }
+
+ private:
 
   void report_loss() {
     KernelStats now = mon_.stats();
@@ -122,6 +140,8 @@ class Reader {
   v1::Event ev_;  // reused for every record (reader thread only)
   KernelStats base_stats_{};
   uint64_t base_misses_ = 0;
+  std::optional<ConfineDecisions> decisions_;  // set before start(), read by the reader thread
+  bool net_reported_ = false;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
@@ -239,6 +259,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   // so nothing it does (or loses) falls before the baseline; its thread starts after.
   std::optional<Reader> reader;
   if (mon) reader.emplace(*mon, opts, res);
+  if (reader && conf) reader->set_decisions(conf->decisions(), net.has_value());
   auto child = spawn(so);
   if (!child) return std::unexpected(child.error());
   if (reader) reader->start();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,7 @@ struct SessionResult {
   uint64_t lost = 0;      // events the kernel could not queue (ring full)
   uint64_t decode_errors = 0;
   std::vector<Provenance> enforcement;  // what confined the child, when confine was set
+  std::map<std::string, uint64_t> violations;  // by mechanism: kernel-reported and attributed
   // Kernel counters (enum ac_stat) accumulated during the session: records submitted,
   // lost, truncated, read faults, ... Shown by `agentcage trace` when a loss or
   // degradation counter is non-zero.

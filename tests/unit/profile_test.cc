@@ -512,7 +512,13 @@ TEST(ShippedProfiles, AllPresentCleanAndDocumented) {
     SCOPED_TRACE(f);
     auto r = resolve_profile(f, test_vars(), {});
     ASSERT_TRUE(r) << r.error().message();
-    for (const auto& w : r->warnings) ADD_FAILURE() << w.str();
+    for (const auto& w : r->warnings) {
+      // Where the checkout itself lies in a tree the profiles make writable (a clone under
+      // /tmp, as CI may use), that warning is true of the checkout, not of the profile.
+      bool checkout_in_tmp = std::string(kShipped).rfind("/tmp/", 0) == 0;
+      if (checkout_in_tmp && w.str().find("writable inside the sandbox") != std::string::npos) continue;
+      ADD_FAILURE() << w.str();
+    }
     EXPECT_EQ(r->profile.name(), fs::path(f).stem().string());
     EXPECT_FALSE(r->profile.description().empty());
     std::ifstream in(f);

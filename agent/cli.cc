@@ -124,6 +124,8 @@ Parsed parse(const std::vector<std::string>& args) {
       ->check(CLI::IsMember({"json", "text"}));
   trace_cmd->add_option("--output", trace.output, "Write events to FILE instead of standard output ('-')");
   trace_cmd->add_flag("--host", trace.host, "Record every process on the host, not only the sandbox");
+  trace_cmd->add_option("--profile", trace.profile, "Also confine the command with this permission profile (name or file)");
+  trace_cmd->add_option("--workspace", trace.workspace, "Directory the agent may work in (with --profile)");
   trace_cmd->add_option("--ring-bytes", trace.ring_bytes, "Kernel ring buffer size in bytes (power of two)")
       ->check(CLI::Range(1u << 16, 1u << 30));
   NetOptions trace_net;

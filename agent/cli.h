@@ -60,6 +60,8 @@ struct TraceArgs {
   std::string output = "-";
   bool host = false;
   uint32_t ring_bytes = 16u << 20;
+  std::string profile;                 // as in RunArgs: confine the traced command
+  std::string workspace;
   std::optional<core::NetPolicy> net;  // set when a network option was given
   std::vector<std::string> deny_paths;  // as in RunArgs
   std::vector<std::string> deny_execs;

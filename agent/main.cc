@@ -119,25 +119,40 @@ std::string violation_summary(const std::map<std::string, uint64_t>& by_mechanis
   return fmt::format("{} violation{}: {}", total, total == 1 ? "" : "s", parts);
 }
 
-int do_run(const cli::RunArgs& a) {
-  std::optional<core::SandboxPolicy> policy;
-  if (!a.profile.empty()) {
-    auto vars = core::ProfileVars::from_environment(a.workspace);
-    auto p = core::resolve_profile(a.profile, vars);
-    if (!p) return fail(p.error());
-    for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
-    char cwd[4096];
-    core::PolicyContext ctx{getcwd(cwd, sizeof cwd) ? cwd : "/"};
-    auto c = core::compile_profile(p->profile, ctx);
-    if (!c) return fail(c.error());
-    policy = std::move(*c);
-    for (const auto& n : policy->notes) spdlog::info("profile {}: {}", policy->profile, n);
-    if (a.net) {
-      fprintf(stderr, "agentcage: error: --allow-net/--allow-unix/--net-default and --profile both set the network "
-                      "policy\nhint: put the rules in the profile's network section\n");
-      return 2;
-    }
+// --profile (run and trace): resolve, lint warnings to stderr, compile onto the
+// enforcement layers. Returns the exit status to use on failure in *status.
+std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const std::string& workspace,
+                                               bool has_net_options, int* status) {
+  *status = 0;
+  if (profile.empty()) return std::nullopt;
+  auto vars = core::ProfileVars::from_environment(workspace);
+  auto p = core::resolve_profile(profile, vars);
+  if (!p) {
+    *status = fail(p.error());
+    return std::nullopt;
   }
+  for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
+  char cwd[4096];
+  core::PolicyContext ctx{getcwd(cwd, sizeof cwd) ? cwd : "/"};
+  auto c = core::compile_profile(p->profile, ctx);
+  if (!c) {
+    *status = fail(c.error());
+    return std::nullopt;
+  }
+  for (const auto& n : c->notes) spdlog::info("profile {}: {}", c->profile, n);
+  if (has_net_options) {
+    fprintf(stderr, "agentcage: error: --allow-net/--allow-unix/--net-default and --profile both set the network "
+                    "policy\nhint: put the rules in the profile's network section\n");
+    *status = 2;
+    return std::nullopt;
+  }
+  return std::move(*c);
+}
+
+int do_run(const cli::RunArgs& a) {
+  int st = 0;
+  std::optional<core::SandboxPolicy> policy = load_policy(a.profile, a.workspace, a.net.has_value(), &st);
+  if (st) return st;
   bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
   if (!a.no_daemon && grpcapi::daemon_listening(a.socket)) {
     if (deny || policy) {
@@ -199,6 +214,13 @@ int do_trace(const cli::TraceArgs& a) {
   so.monitor_opts.ring_bytes = a.ring_bytes;
   so.net_policy = a.net;
   so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
+  int pst = 0;
+  auto policy = load_policy(a.profile, a.workspace, a.net.has_value(), &pst);
+  if (pst) return pst;
+  if (policy) {
+    so.confine = policy->confine;
+    so.net_policy = policy->net;
+  }
   // Lines are buffered and flushed once per reader batch (at most every 50 ms), not per
   // event: a write() per event cost more than decoding it.
   static char outbuf[1 << 16];
@@ -223,11 +245,13 @@ int do_trace(const cli::TraceArgs& a) {
   if (out != stdout) fclose(out);
   if (!r) return fail(r.error());
   if (r->lost) fprintf(stderr, "agentcage: warning: %lu events lost (kernel ring buffer full)\n", r->lost);
+  if (auto sum = violation_summary(r->violations); !sum.empty()) fprintf(stderr, "agentcage: %s\n", sum.c_str());
   // Every kernel-side degradation is reported, not only losses: truncated strings and
   // failed reads mean a field in some event is incomplete (flagged in that event too).
   const auto& ks = r->kernel_stats;
   bool degraded = r->decode_errors != 0 || r->prog_misses != 0;
-  for (int i = 0; i < AC_STAT_MAX; ++i) degraded |= i != AC_STAT_EVENTS && ks[static_cast<size_t>(i)] != 0;
+  for (int i : {AC_STAT_RINGBUF_FULL, AC_STAT_TRUNCATED, AC_STAT_READ_FAULT, AC_STAT_TASK_MAP_FULL, AC_STAT_NET_KILL_FAILED})
+    degraded |= ks[static_cast<size_t>(i)] != 0;
   if (degraded) {
     std::string line = "agentcage: kernel counters:";
     for (int i = 0; i < AC_STAT_MAX; ++i) line += fmt::format(" {}={}", core::stat_name(i), ks[static_cast<size_t>(i)]);

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Quick start: set up, build, and run a small "agent" under agentcage, printing what it did.
+# Quick start: set up, build, and run a small "agent" under the `default` profile, showing
+# every event it caused, each blocked attempt as a VIOLATION naming the kernel mechanism
+# that stopped it, and a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
+echo "== building (first time: a few minutes)"
 bash scripts/build.sh >/dev/null
-echo "== agentcage trace -o text -- sh scripts/demo-agent.sh"
-exec ./build/agent/agentcage trace -o text -- sh scripts/demo-agent.sh
+ws=$(mktemp -d /tmp/agentcage-demo-XXXXXX)
+cp README.md scripts/demo-agent.sh "$ws/"
+echo "== agentcage trace --profile default --workspace $ws -o text -- sh demo-agent.sh"
+cd "$ws"
+"$OLDPWD/build/agent/agentcage" trace --profile default --workspace "$ws" -o text -- sh demo-agent.sh

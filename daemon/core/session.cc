@@ -85,6 +85,12 @@ class Reader {
       emit_loss(1, "decode_error");
       return;
     }
+    // The sandbox's first process builds its view (mkdir, mount, symlink in the scratch
+    // root) between fork and execve: that is agentcage's doing, not the agent's.
+    if (launcher_pid_ && ev_.process().pid() == launcher_pid_) {
+      if (!ev_.has_exec()) return;
+      launcher_pid_ = 0;
+    }
     ++res_.events;
     procs_.apply(ev_);
     if (ev_.has_violation()) ++res_.violations[ev_.violation().mechanism()];
@@ -100,6 +106,8 @@ class Reader {
   }
 
  public:
+  // Events of `pid` before its first exec are the launcher's setup, not the command's.
+  void set_launcher_pid(uint32_t pid) { launcher_pid_ = pid; }
   void set_decisions(ConfineDecisions d, bool net_reported) {
     decisions_ = std::move(d);
     net_reported_ = net_reported;
@@ -142,6 +150,7 @@ class Reader {
   uint64_t base_misses_ = 0;
   std::optional<ConfineDecisions> decisions_;  // set before start(), read by the reader thread
   bool net_reported_ = false;
+  uint32_t launcher_pid_ = 0;  // reader thread only, once started
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
@@ -262,6 +271,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   if (reader && conf) reader->set_decisions(conf->decisions(), net.has_value());
   auto child = spawn(so);
   if (!child) return std::unexpected(child.error());
+  if (reader && so.child_setup) reader->set_launcher_pid(static_cast<uint32_t>(child->pid));
   if (reader) reader->start();
   auto status = wait_forwarding_signals(*child);
 

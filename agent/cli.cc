@@ -105,6 +105,9 @@ Parsed parse(const std::vector<std::string>& args) {
   run_cmd->add_option("--workspace", run.workspace, "Directory the agent may work in");
   run_cmd->add_option("--socket", run.socket, "agentcaged's control socket")->capture_default_str();
   run_cmd->add_flag("--no-daemon", run.no_daemon, "Run in-process (root only) even when agentcaged is running");
+  run_cmd->add_option("--audit-db", run.audit_db, "In-process runs: the audit store events are appended to")
+      ->capture_default_str();
+  run_cmd->add_flag("--no-store", run.no_store, "In-process runs: keep no record in the audit store");
   NetOptions run_net;
   run_net.add_to(run_cmd);
   add_deny_options(run_cmd, run.deny_paths, run.deny_execs);

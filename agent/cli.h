@@ -24,6 +24,8 @@ struct RunArgs {
   std::optional<core::NetPolicy> net;  // set when a network option was given
   std::string socket = "/run/agentcage/agentcage.sock";
   bool no_daemon = false;  // run the core in-process even if a daemon listens
+  std::string audit_db = "/var/lib/agentcage/audit.db";  // embedded mode: the local store
+  bool no_store = false;
   std::vector<std::string> deny_paths;  // --deny-path: no open or exec (BPF LSM, by inode)
   std::vector<std::string> deny_execs;  // --deny-exec: no exec (BPF LSM, by inode)
 };

@@ -27,6 +27,7 @@
 #include "core/session.h"
 #include "grpc/client.h"
 #include "core/store.h"
+#include "core/store_writer.h"
 #include "grpc/audit_sink.h"
 
 namespace {
@@ -183,17 +184,30 @@ int do_run(const cli::RunArgs& a) {
     // The monitor attributes Landlock/mount/seccomp denials and records the run.
     so.monitor = true;
   }
-  // Enforcement (profile, network policy, deny rules) loads the monitor; violations and
-  // any loss of events go to stderr.
+  // Embedded mode records into the same tamper-evident store agentcaged keeps, so a run
+  // without the daemon is on record too (`agentcage audit verify`, the audit stream).
+  std::unique_ptr<core::EventStore> store;
+  std::unique_ptr<core::StoreWriter> writer;
+  if (!a.no_store) {
+    auto opened = core::EventStore::open(a.audit_db);
+    if (!opened) return fail(opened.error());
+    store = std::move(*opened);
+    writer = std::make_unique<core::StoreWriter>(*store);
+    so.monitor = true;
+  }
+  // Violations and any loss of events go to stderr.
   std::mutex mu;
   so.on_event = [&](const v1::Event& ev) {
+    if (writer) writer->submit(ev);  // never blocks the reader: a full queue is a Loss record
     if (!ev.has_violation() && !ev.has_loss()) return;
     std::lock_guard lk(mu);
     fprintf(stderr, "agentcage: %s: %s\n", ev.has_violation() ? "violation" : "loss", core::to_text_line(ev).c_str());
   };
   auto r = core::run_session(so);
+  if (writer) writer->stop();  // stores what is queued
   if (!r) return fail(r.error());
   if (auto sum = violation_summary(r->violations); !sum.empty()) fprintf(stderr, "agentcage: %s\n", sum.c_str());
+  if (store) spdlog::debug("sandbox {} recorded in {} (up to seq {})", r->sandbox_id, store->path(), store->last_seq());
   return r->exit_status;
 }
 

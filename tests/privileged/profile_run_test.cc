@@ -123,3 +123,25 @@ TEST_F(ProfileRun, BadProfileIsAnErrorWithFileLineColumnAndNothingRuns) {
 
 }  // namespace
 }  // namespace agentcage
+
+namespace agentcage {
+namespace {
+
+// Embedded mode (no daemon) records into the same hash-chained store the daemon keeps:
+// the run and its violations are on record and the chain verifies.
+TEST_F(ProfileRun, EmbeddedRunIsRecordedInTheAuditStore) {
+  std::string db = ws_ + "/../audit-" + std::to_string(getpid()) + ".db";
+  auto r = run({AGENTCAGE_BIN, "run", "--no-daemon", "--audit-db", db, "--profile", "default", "--workspace", ws_, "--",
+                "sh", "-c", "cat /etc/shadow; echo recorded-run"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  auto v = run({AGENTCAGE_BIN, "audit", "verify", "--db", db});
+  EXPECT_EQ(v.status, 0) << v.out << v.err;
+  EXPECT_EQ(v.out.rfind("OK: ", 0), 0u) << v.out;
+  auto n = run({"sqlite3", db, "select count(*) from events where is_violation = 1"});
+  EXPECT_EQ(n.status, 0) << n.err;
+  EXPECT_GE(std::stoi(n.out.empty() ? "0" : n.out), 1) << "the shadow read's violation is not in the store";
+  for (const char* suffix : {"", "-wal", "-shm"}) unlink((db + suffix).c_str());
+}
+
+}  // namespace
+}  // namespace agentcage

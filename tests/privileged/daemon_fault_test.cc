@@ -276,12 +276,12 @@ TEST_F(Fault, CollectorOutageUnderLoadDeliversEverythingOnce) {
 }
 
 // A subscriber that stops reading: gRPC flow control stops its stream, its bounded queue
-// overflows and drops, and nobody else notices. The queue (--subscriber-queue 4096, a
-// sixteenth of the default) still holds one whole store-writer batch (at most 4096
-// events, published at once), so a subscriber that reads never drops, while the stalled
-// one (about 20000 events) must.
+// overflows and drops, and nobody else notices. The queue (--subscriber-queue 8192, an
+// eighth of the default) holds two whole store-writer batches (at most 4096 events each,
+// published at once), so a subscriber that reads never drops even when the loaded test
+// machine pauses it for a moment, while the stalled one (about 20000 events) must.
 TEST_F(Fault, StalledSubscriberDropsAloneAndIsToldSo) {
-  start_daemon({"--subscriber-queue", "4096"});
+  start_daemon({"--subscriber-queue", "8192"});
   ASSERT_TRUE(wait_for([&] { return access(sock_.c_str(), F_OK) == 0 || !testing::pid_alive(daemon_); }, 20s));
   pid_t fast = testing::start({AGENTCAGE_BIN, "events", "-f", "--socket", sock_}, dir_ + "/fast.json");
   pid_t slow = testing::start({AGENTCAGE_BIN, "events", "-f", "--socket", sock_}, dir_ + "/slow.json");

@@ -233,7 +233,8 @@ grpc::ServerUnaryReactor* ControlService::ReloadProfiles(grpc::CallbackServerCon
   std::set<std::string> seen;  // a name earlier on the search path shadows later ones
   std::string errors;
   uint32_t ok = 0, bad = 0;
-  for (const auto& dir : core::profile_search_path()) {
+  const auto search = core::profile_search_path();
+  for (const auto& dir : search) {
     std::error_code ec;
     std::vector<std::filesystem::path> files;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec))
@@ -242,7 +243,8 @@ grpc::ServerUnaryReactor* ControlService::ReloadProfiles(grpc::CallbackServerCon
     for (const auto& f : files) {
       std::string name = f.stem().string();
       if (!seen.insert(name).second) continue;
-      auto r = core::resolve_profile(name, vars, {dir});
+      // The whole path, as a sandbox would: `extends` may name a base found elsewhere.
+      auto r = core::resolve_profile(name, vars, search);
       if (r) {
         ++ok;
       } else {

@@ -338,5 +338,30 @@ TEST_F(Daemon, ReloadProfilesResolvesTheSearchPath) {
   EXPECT_GE(resp.profiles(), shipped);
 }
 
+
+// A profile that does not resolve makes ReloadProfiles fail, naming the file and line.
+TEST_F(Daemon, ReloadProfilesNamesABrokenProfile) {
+  auto pdir = dir_ + "/profiles";
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  std::ofstream(pdir + "/broken.yaml") << "name: broken\nnetwork:\n  default: sideways\n";
+  // The second daemon inherits the search path from our environment.
+  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);
+  auto sock2 = dir_ + "/second.sock";
+  pid_t d2 = testing::start({AGENTCAGED_BIN, "--socket", sock2, "--no-store"}, dir_ + "/daemon2.log");
+  unsetenv("AGENTCAGE_PROFILE_PATH");
+  for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(access(sock2.c_str(), F_OK), 0) << read_all(dir_ + "/daemon2.log");
+  auto control = v1::Control::NewStub(grpc::CreateChannel("unix:" + sock2, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::ReloadProfilesResponse resp;
+  auto st = control->ReloadProfiles(&ctx, v1::ReloadProfilesRequest(), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  EXPECT_NE(st.error_message().find("broken.yaml:3"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("1 of"), std::string::npos) << st.error_message();
+  kill(d2, SIGTERM);
+  EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
+}
+
 }  // namespace
 }  // namespace agentcage

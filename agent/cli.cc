@@ -146,6 +146,17 @@ Parsed parse(const std::vector<std::string>& args) {
   ps_cmd->add_flag("--all", ps.all, "Include closed sandboxes the daemon still remembers");
   ps_cmd->add_option("-o,--format", ps_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
 
+  TreeArgs tree;
+  std::string tree_fmt = "text";
+  auto* tree_cmd = app.add_subcommand("tree", "Show a sandbox's process tree (from the daemon's audit store)");
+  tree_cmd->add_option("sandbox", tree.sandbox, "Sandbox id (16 hex digits; see agentcage ps)")->required();
+  tree_cmd->add_option("--socket", tree.socket, "agentcaged's control socket")->capture_default_str();
+  tree_cmd->add_option("-o,--format", tree_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
+  tree_cmd->footer(
+      "Every process the sandbox ran, exited ones included: pid, status (running, or the shell-style exit\n"
+      "status) and command line. A process that forked and never exec'd shows its parent's command.\n"
+      "Example: agentcage tree 0123456789abcdef");
+
   StatusArgs status;
   std::string status_fmt = "text";
   auto* status_cmd = app.add_subcommand("status", "Daemon status: kernel features, enforcement, counters");
@@ -240,7 +251,7 @@ Parsed parse(const std::vector<std::string>& args) {
   } catch (const CLI::ParseError& e) {
     std::string msg = e.what();
     if (dynamic_cast<const CLI::RequiredError*>(&e) && app.get_subcommands().empty())
-      msg = "a command is required: run, trace, ps, events, status, profile, audit or collector";
+      msg = "a command is required: run, trace, ps, tree, events, status, profile, audit or collector";
     else if (dynamic_cast<const CLI::RequiredError*>(&e) && *profile_cmd && profile_cmd->get_subcommands().empty())
       msg = "profile: a subcommand is required: lint or show";
     return Exit{2, "agentcage: " + msg + "\nRun 'agentcage --help' for usage."};
@@ -276,6 +287,12 @@ Parsed parse(const std::vector<std::string>& args) {
   if (*ps_cmd) {
     ps.format = fmt_of(ps_fmt);
     return ps;
+  }
+  if (*tree_cmd) {
+    tree.format = fmt_of(tree_fmt);
+    if (tree.sandbox.size() != 16 || tree.sandbox.find_first_not_of("0123456789abcdef") != std::string::npos)
+      return Exit{2, "agentcage: tree: '" + tree.sandbox + "' is not a sandbox id (16 hex digits; see agentcage ps)"};
+    return tree;
   }
   if (*status_cmd) {
     status.format = fmt_of(status_fmt);

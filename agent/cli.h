@@ -37,6 +37,13 @@ struct PsArgs {
   OutputFormat format = OutputFormat::text;
 };
 
+// agentcage tree [-o json|text] SANDBOX
+struct TreeArgs {
+  std::string socket = "/run/agentcage/agentcage.sock";
+  std::string sandbox;
+  OutputFormat format = OutputFormat::text;
+};
+
 // agentcage status [-o json|text]
 struct StatusArgs {
   std::string socket = "/run/agentcage/agentcage.sock";
@@ -115,8 +122,12 @@ struct Exit {
 };
 
 using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, ProfileLintArgs, ProfileShowArgs,
-                            AuditVerifyArgs, AuditPushArgs, CollectorArgs, Exit>;
+                            AuditVerifyArgs, AuditPushArgs, CollectorArgs, TreeArgs, Exit>;
 
 Parsed parse(const std::vector<std::string>& args);  // args excludes argv[0]
+
+// `agentcage tree`: prints a sandbox's process tree from the daemon. Defined in
+// tree_cmd.cc, part of the agentcage binary only (not of the parsing library).
+int run_tree(const TreeArgs& a);
 
 }  // namespace agentcage::cli

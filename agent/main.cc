@@ -510,6 +510,7 @@ int main(int argc, char** argv) {
   }
   if (auto* r = std::get_if<cli::RunArgs>(&parsed)) return do_run(*r);
   if (auto* p = std::get_if<cli::PsArgs>(&parsed)) return do_ps(*p);
+  if (auto* t = std::get_if<cli::TreeArgs>(&parsed)) return cli::run_tree(*t);
   if (auto* s = std::get_if<cli::StatusArgs>(&parsed)) return do_status(*s);
   if (auto* e = std::get_if<cli::EventsArgs>(&parsed)) return do_events(*e);
   if (auto* l = std::get_if<cli::ProfileLintArgs>(&parsed)) return do_profile_lint(*l);

@@ -5,9 +5,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <set>
+
+#include "core/process_tree.h"
+#include "core/profile.h"
 
 namespace agentcage::grpcapi {
 namespace {
@@ -214,12 +221,43 @@ grpc::ServerUnaryReactor* ControlService::Status(grpc::CallbackServerContext* ct
 }
 
 grpc::ServerUnaryReactor* ControlService::ReloadProfiles(grpc::CallbackServerContext* ctx,
-                                                         const v1::ReloadProfilesRequest*, v1::ReloadProfilesResponse*) {
+                                                         const v1::ReloadProfilesRequest*, v1::ReloadProfilesResponse* resp) {
   grpc::Status st;
   auto p = caller(ctx, peers_, &st);
   if (!p) return done(ctx, st);
   if (!p->root()) return done(ctx, {StatusCode::PERMISSION_DENIED, "reloading profiles is root's"});
-  return done(ctx, {StatusCode::UNIMPLEMENTED, "profiles are read per sandbox at creation; nothing is cached to reload"});
+  // Profiles are read per sandbox at creation, so nothing is cached: a reload is a check
+  // that every profile the next sandbox could name resolves (extends, variables, rules),
+  // so an operator learns about a broken edit now rather than at the next agent start.
+  auto vars = core::ProfileVars::from_environment("/WORKSPACE");
+  std::set<std::string> seen;  // a name earlier on the search path shadows later ones
+  std::string errors;
+  uint32_t ok = 0, bad = 0;
+  const auto search = core::profile_search_path();
+  for (const auto& dir : search) {
+    std::error_code ec;
+    std::vector<std::filesystem::path> files;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+      if (e.path().extension() == ".yaml") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      std::string name = f.stem().string();
+      if (!seen.insert(name).second) continue;
+      // The whole path, as a sandbox would: `extends` may name a base found elsewhere.
+      auto r = core::resolve_profile(name, vars, search);
+      if (r) {
+        ++ok;
+      } else {
+        ++bad;
+        if (errors.size() < 8192) errors += r.error().message() + "\n";
+      }
+    }
+  }
+  resp->set_profiles(ok);
+  if (bad)
+    return done(ctx, {StatusCode::FAILED_PRECONDITION,
+                      fmt::format("{} of {} profiles on the search path do not resolve:\n{}", bad, ok + bad, errors)});
+  return done(ctx, grpc::Status::OK);
 }
 
 // ---- Events ----
@@ -448,12 +486,37 @@ grpc::ServerWriteReactor<v1::Event>* EventsService::Query(grpc::CallbackServerCo
 }
 
 grpc::ServerUnaryReactor* EventsService::ProcessTree(grpc::CallbackServerContext* ctx,
-                                                     const v1::ProcessTreeRequest* req, v1::ProcessTreeResponse*) {
+                                                     const v1::ProcessTreeRequest* req, v1::ProcessTreeResponse* resp) {
   grpc::Status st;
   auto p = caller(ctx, peers_, &st);
   if (!p) return done(ctx, st);
   if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
-  return done(ctx, {StatusCode::UNIMPLEMENTED, "ProcessTree needs the audit store"});
+  if (!d_.store())
+    return done(ctx, {StatusCode::FAILED_PRECONDITION, "the process tree is built from the audit store; agentcaged runs with --no-store"});
+  // Only the process lifecycle is read, in seq order, a chunk at a time.
+  core::ProcessTreeBuilder b;
+  core::StoreQuery q;
+  q.sandbox_id = req->sandbox_id();
+  q.kinds = {"exec", "fork", "exit"};
+  q.limit = 4096;
+  for (uint64_t next = 1;;) {
+    q.from_seq = next;
+    uint64_t rows = 0;
+    auto r = d_.store()->query(q, [&](const v1::Event& ev) {
+      ++rows;
+      next = ev.seq() + 1;
+      b.add(ev);
+      return true;
+    });
+    if (!r) return done(ctx, internal(r.error()));
+    if (b.processes() > kMaxTreeProcesses)
+      return done(ctx, {StatusCode::RESOURCE_EXHAUSTED,
+                        "sandbox " + req->sandbox_id() + " ran more than " + std::to_string(kMaxTreeProcesses) +
+                            " processes; query them with: agentcage events --sandbox " + req->sandbox_id() + " --kind exec"});
+    if (rows < q.limit) break;
+  }
+  *resp = b.build();
+  return done(ctx, grpc::Status::OK);
 }
 
 }  // namespace agentcage::grpcapi

@@ -16,6 +16,8 @@ namespace agentcage::grpcapi {
 inline constexpr size_t kMaxArgv = 4096;
 inline constexpr size_t kMaxString = 4096;
 inline constexpr int kMaxFilterIds = 256;
+// ProcessTree answers stay well under a client's default 4 MiB receive limit.
+inline constexpr size_t kMaxTreeProcesses = 8192;
 
 bool valid_sandbox_id(const std::string& id);
 // Validates an EventFilter; empty string when fine, else what is wrong.

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -247,6 +248,119 @@ TEST_F(Daemon, NodeGrpcJsClientReceivesEvents) {
   EXPECT_NE(text.find("\"filename\":\"/bin/echo\""), std::string::npos) << text;
   EXPECT_NE(text.find("node-interop"), std::string::npos) << text;
   EXPECT_NE(text.find("\"sandbox_id\""), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace agentcage
+
+namespace agentcage {
+namespace {
+
+// Events.ProcessTree through `agentcage tree`: a shell that runs a child, and a subshell
+// (a fork that never execs) with two children of its own, and exits 3; the tree shows
+// each under its parent with its status.
+// Another user gets PERMISSION_DENIED.
+TEST_F(Daemon, ProcessTreeOfASandbox) {
+  auto r = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "/bin/sh", "-c",
+                "/bin/echo tree-child; (/bin/sleep 0.01; /bin/true; exit 4); exit 3"});
+  EXPECT_EQ(r.status, 3) << r.err;
+  auto ps = run({AGENTCAGE_BIN, "ps", "--all", "--socket", sock_, "-o", "json"});
+  auto at = ps.out.find("tree-child");
+  ASSERT_NE(at, std::string::npos) << ps.out;
+  auto line_start = ps.out.rfind('\n', at);
+  auto idp = ps.out.find("\"id\":\"", line_start == std::string::npos ? 0 : line_start);
+  ASSERT_NE(idp, std::string::npos);
+  std::string id = ps.out.substr(idp + 6, 16);
+  std::string text;
+  for (int i = 0; i < 100; ++i) {  // the store writer may lag the exit by a moment
+    auto t = run({AGENTCAGE_BIN, "tree", id, "--socket", sock_});
+    ASSERT_EQ(t.status, 0) << t.err;
+    text = t.out;
+    if (text.find("/bin/true") != std::string::npos && text.find("exit 3") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto ls = testing::lines(text);
+  ASSERT_GE(ls.size(), 5u) << text;
+  // Root: the shell, exited 3; children indented below it.
+  EXPECT_NE(ls[0].find("exit 3"), std::string::npos) << text;
+  EXPECT_NE(ls[0].find("/bin/sh -c"), std::string::npos) << text;
+  auto line_of = [&](const std::string& what) {  // below the root (whose command names them all)
+    for (size_t i = 1; i < ls.size(); ++i)
+      if (ls[i].find(what) != std::string::npos) return static_cast<int>(i);
+    return -1;
+  };
+  // Two spaces: the command column, not a mention inside the shell scripts.
+  int echo = line_of("  /bin/echo tree-child"), sleep = line_of("  /bin/sleep 0.01"), tru = line_of("  /bin/true");
+  ASSERT_GT(echo, 0) << text;
+  ASSERT_GT(sleep, 0) << text;
+  ASSERT_GT(tru, 0) << text;
+  EXPECT_EQ(ls[static_cast<size_t>(echo)].rfind("|- ", 0), 0u) << text;   // a child of the root
+  int sub = line_of("exit 4  /bin/sh");
+  ASSERT_GT(sub, 0) << text;
+  EXPECT_EQ(ls[static_cast<size_t>(sub)].rfind("`- ", 0), 0u) << text;     // the root's last child
+  EXPECT_NE(ls[static_cast<size_t>(sub)].find("/bin/sh -c"), std::string::npos) << text;  // parent's image
+  EXPECT_EQ(ls[static_cast<size_t>(sleep)].rfind("   |- ", 0), 0u) << text; // the subshell's children
+  EXPECT_EQ(ls[static_cast<size_t>(tru)].rfind("   `- ", 0), 0u) << text;
+  EXPECT_NE(ls[static_cast<size_t>(tru)].find("exit 0"), std::string::npos) << text;
+  EXPECT_EQ(ls.size(), 5u) << text;
+  for (const auto& l : ls) EXPECT_EQ(l.find("running"), std::string::npos) << text;  // all exited
+
+  auto j = run({AGENTCAGE_BIN, "tree", id, "--socket", sock_, "-o", "json"});
+  EXPECT_EQ(j.status, 0);
+  EXPECT_NE(j.out.find("\"children\""), std::string::npos) << j.out;
+  EXPECT_NE(j.out.find("\"exit_status\":3"), std::string::npos) << j.out;
+
+  auto denied = run_as_nobody({AGENTCAGE_BIN, "tree", id, "--socket", sock_});
+  EXPECT_EQ(denied.status, 1);
+  EXPECT_NE(denied.err.find("PERMISSION_DENIED"), std::string::npos) << denied.err;
+  auto unknown = run({AGENTCAGE_BIN, "tree", "0123456789abcdef", "--socket", sock_});
+  EXPECT_NE(unknown.err.find("NOT_FOUND"), std::string::npos) << unknown.err;
+}
+
+}  // namespace
+}  // namespace agentcage
+
+namespace agentcage {
+namespace {
+
+// ReloadProfiles re-resolves every profile on the search path (nothing is cached; it is
+// the daemon's check of what the next sandbox would load) and is root's only.
+TEST_F(Daemon, ReloadProfilesResolvesTheSearchPath) {
+  auto control = v1::Control::NewStub(channel_);
+  grpc::ClientContext ctx;
+  v1::ReloadProfilesResponse resp;
+  auto st = control->ReloadProfiles(&ctx, v1::ReloadProfilesRequest(), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  size_t shipped = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(AGENTCAGE_SOURCE_DIR) + "/profiles"))
+    shipped += e.path().extension() == ".yaml";
+  EXPECT_GT(shipped, 0u);
+  EXPECT_GE(resp.profiles(), shipped);
+}
+
+
+// A profile that does not resolve makes ReloadProfiles fail, naming the file and line.
+TEST_F(Daemon, ReloadProfilesNamesABrokenProfile) {
+  auto pdir = dir_ + "/profiles";
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  std::ofstream(pdir + "/broken.yaml") << "name: broken\nnetwork:\n  default: sideways\n";
+  // The second daemon inherits the search path from our environment.
+  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);
+  auto sock2 = dir_ + "/second.sock";
+  pid_t d2 = testing::start({AGENTCAGED_BIN, "--socket", sock2, "--no-store"}, dir_ + "/daemon2.log");
+  unsetenv("AGENTCAGE_PROFILE_PATH");
+  for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(access(sock2.c_str(), F_OK), 0) << read_all(dir_ + "/daemon2.log");
+  auto control = v1::Control::NewStub(grpc::CreateChannel("unix:" + sock2, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::ReloadProfilesResponse resp;
+  auto st = control->ReloadProfiles(&ctx, v1::ReloadProfilesRequest(), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
+  EXPECT_NE(st.error_message().find("broken.yaml:3"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("1 of"), std::string::npos) << st.error_message();
+  kill(d2, SIGTERM);
+  EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
 }
 
 }  // namespace

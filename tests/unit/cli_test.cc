@@ -162,5 +162,21 @@ TEST(Cli, DenyPathMustBeAbsolute) {
   EXPECT_NE(e.text.find("--deny-exec"), std::string::npos) << e.text;
 }
 
+TEST(Cli, TreeTakesASandboxId) {
+  auto p = parse({"tree", "0123456789abcdef", "-o", "json", "--socket", "/tmp/s"});
+  const auto& t = as<TreeArgs>(p);
+  EXPECT_EQ(t.sandbox, "0123456789abcdef");
+  EXPECT_EQ(t.socket, "/tmp/s");
+  EXPECT_EQ(t.format, OutputFormat::json);
+  EXPECT_EQ(as<TreeArgs>(parse({"tree", "0123456789abcdef"})).format, OutputFormat::text);
+  auto e = std::get<Exit>(parse({"tree", "../etc"}));
+  EXPECT_EQ(e.status, 2);
+  EXPECT_NE(e.text.find("not a sandbox id"), std::string::npos) << e.text;
+  EXPECT_EQ(std::get<Exit>(parse({"tree"})).status, 2);
+  auto h = std::get<Exit>(parse({"tree", "--help"}));
+  EXPECT_EQ(h.status, 0);
+  EXPECT_NE(h.text.find("process tree"), std::string::npos) << h.text;
+}
+
 }  // namespace
 }  // namespace agentcage::cli

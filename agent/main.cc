@@ -155,11 +155,14 @@ int do_run(const cli::RunArgs& a) {
   std::optional<core::SandboxPolicy> policy = load_policy(a.profile, a.workspace, a.net.has_value(), &st);
   if (st) return st;
   bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
-  if (!a.no_daemon && grpcapi::daemon_listening(a.socket)) {
+  // Profiles and deny rules are enforced in-process only (the daemon does not yet confine
+  // a caller's command): root runs them embedded even with a daemon up.
+  bool embedded = a.no_daemon || ((deny || policy) && geteuid() == 0);
+  if (!embedded && grpcapi::daemon_listening(a.socket)) {
     if (deny || policy) {
       fprintf(stderr,
               "agentcage: error: %s not supported through agentcaged yet\n"
-              "hint: run as root with --no-daemon\n",
+              "hint: run as root (in-process)\n",
               policy ? "--profile is" : "--deny-path/--deny-exec are");
       return 2;
     }

@@ -197,6 +197,7 @@ int do_run(const cli::RunArgs& a) {
     store = std::move(*opened);
     writer = std::make_unique<core::StoreWriter>(*store);
     so.monitor = true;
+    so.monitor_optional = !policy;
   }
   // Violations and any loss of events go to stderr.
   std::mutex mu;

@@ -195,8 +195,14 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   std::unique_ptr<BpfMonitor> mon;
   if (opts.monitor || net || !deny.empty()) {
     auto m = BpfMonitor::start(opts.monitor_opts);
-    if (!m) return std::unexpected(m.error());
-    mon = std::move(*m);
+    // Recording may degrade, enforcement fails closed: only a session that merely records
+    // runs on without the monitor.
+    bool optional = opts.monitor_optional && !net && deny.empty() && !opts.confine;
+    if (!m && !optional) return std::unexpected(m.error());
+    if (m) mon = std::move(*m);
+    else spdlog::warn("not recording this run: {}", m.error().message());
+  }
+  if (mon) {
     // Fail closed: rules the kernel will not enforce must not let the command start.
     if (!deny.empty()) {
       if (auto st = mon->lsm_deny(deny); !st) return std::unexpected(st.error());

@@ -20,6 +20,9 @@ namespace agentcage::core {
 struct SessionOptions {
   std::vector<std::string> argv;   // the command; empty only in host mode (run until signalled)
   bool monitor = false;            // load the BPF monitor and report events
+  // When the monitor cannot load and nothing needs it for enforcement, run without it
+  // (warned) instead of refusing: `run` records when it can.
+  bool monitor_optional = false;
   MonitorOptions monitor_opts;
   // Receives every decoded event, and Loss events, on the reader thread.
   std::function<void(const v1::Event&)> on_event;

@@ -101,7 +101,8 @@ Parsed parse(const std::vector<std::string>& args) {
 
   RunArgs run;
   auto* run_cmd = app.add_subcommand("run", "Run a command in a fresh sandbox and return its exit status");
-  run_cmd->add_option("--profile", run.profile, "Permission profile name or file (see profiles/)");
+  run_cmd->add_option("--profile", run.profile,
+                      "Permission profile name or file (see profiles/); a non-root caller through agentcaged gives a name");
   run_cmd->add_option("--workspace", run.workspace, "Directory the agent may work in");
   run_cmd->add_option("--socket", run.socket, "agentcaged's control socket")->capture_default_str();
   run_cmd->add_flag("--no-daemon", run.no_daemon, "Run in-process (root only) even when agentcaged is running");

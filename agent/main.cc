@@ -56,11 +56,27 @@ std::string to_json(const google::protobuf::Message& m) {
 
 // `run` through agentcaged: the daemon creates the sandbox and places our held child in
 // it; we supervise the child and close the sandbox. Works for unprivileged users.
-int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch) {
+// With a profile, the daemon installs its network policy and attributes its denials; we
+// confine our child with what an unprivileged process can apply (limit_to_unprivileged).
+int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
+                   const std::optional<core::SandboxPolicy>& policy = std::nullopt) {
   auto stub = v1::Control::NewStub(ch);
   v1::CreateSandboxRequest req;
   req.set_profile(a.profile);
-  req.set_workspace(a.workspace);
+  // The daemon resolves the profile for us: it needs the workspace absolute.
+  req.set_workspace(policy ? core::ProfileVars::from_environment(a.workspace).workspace : a.workspace);
+  core::ConfinePolicy confine;
+  if (policy) {
+    confine = policy->confine;
+    if (auto st = core::check_unprivileged_enforceable(confine); !st) {
+      fail(st.error());
+      return 2;
+    }
+    std::vector<std::string> notes;
+    core::limit_to_unprivileged(confine, &notes);
+    for (const auto& n : notes) spdlog::info("profile {}: {}", policy->profile, n);
+    if (auto ok = core::check_command_allowed(confine, a.command[0]); !ok) return fail(ok.error());
+  }
   for (const auto& s : a.command) req.add_argv(s);
   v1::Sandbox sb;
   {
@@ -69,9 +85,23 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch) {
     if (!st.ok()) return fail(grpcapi::rpc_error("CreateSandbox", st));
   }
   spdlog::debug("sandbox {} ({})", sb.id(), sb.cgroup_path());
+  std::unique_ptr<core::PreparedConfinement> conf;
+  if (policy) {
+    auto pc = core::prepare_confinement(confine, core::probe_kernel_features(), core::ConfineContext{sb.id(), sb.cgroup_path()});
+    if (!pc) {
+      v1::CloseSandboxRequest c;
+      c.set_sandbox_id(sb.id());
+      v1::CloseSandboxResponse cr;
+      grpc::ClientContext ctx;
+      (void)stub->CloseSandbox(&ctx, c, &cr);
+      return fail(pc.error());
+    }
+    conf = std::move(*pc);
+  }
   core::block_forwarded_signals();
   core::SpawnOptions so;
   so.argv = a.command;
+  if (conf) so.child_setup = [c = conf.get()](const char** what) { return core::apply_in_child(*c, what); };
   so.place = [&](pid_t pid) -> core::Status {
     v1::PlaceProcessRequest p;
     p.set_sandbox_id(sb.id());
@@ -155,20 +185,20 @@ int do_run(const cli::RunArgs& a) {
   std::optional<core::SandboxPolicy> policy = load_policy(a.profile, a.workspace, a.net.has_value(), &st);
   if (st) return st;
   bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
-  // Profiles and deny rules are enforced in-process only (the daemon does not yet confine
-  // a caller's command): root runs them embedded even with a daemon up.
+  // Root runs profiles and deny rules in-process, with everything (the private view, the
+  // pids limit). Through agentcaged an unprivileged caller gets a profile's network policy
+  // (the daemon's cgroup-BPF) and the confinement it can apply to its own child.
   bool embedded = a.no_daemon || ((deny || policy) && geteuid() == 0);
   if (!embedded && grpcapi::daemon_listening(a.socket)) {
-    if (deny || policy) {
+    if (deny) {
       fprintf(stderr,
-              "agentcage: error: %s not supported through agentcaged yet\n"
-              "hint: run as root (in-process)\n",
-              policy ? "--profile is" : "--deny-path/--deny-exec are");
+              "agentcage: error: --deny-path/--deny-exec are not supported through agentcaged yet\n"
+              "hint: run as root (in-process), or use a profile's filesystem.deny\n");
       return 2;
     }
     auto ch = grpcapi::connect_daemon(a.socket);
     if (!ch) return fail(ch.error());
-    return run_via_daemon(a, *ch);
+    return run_via_daemon(a, *ch, policy);
   }
   if (geteuid() != 0) {
     fprintf(stderr,

@@ -231,7 +231,10 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
   if (policy.namespaces.net || policy.namespaces.ipc || policy.namespaces.uts)
     prov.push_back({"namespaces", fmt::format("{}{}{}", policy.namespaces.net ? "net " : "", policy.namespaces.ipc ? "ipc " : "",
                                               policy.namespaces.uts ? "uts" : ""), true});
-  prov.push_back({"caps", "all capabilities dropped (bounding, ambient, permitted), securebits locked, no_new_privs", true});
+  if (policy.unprivileged)
+    prov.push_back({"caps", "unprivileged launcher: no capabilities held; no_new_privs", true});
+  else
+    prov.push_back({"caps", "all capabilities dropped (bounding, ambient, permitted), securebits locked, no_new_privs", true});
   if (policy.uid || policy.gid)
     prov.push_back({"ids", fmt::format("uid {} gid {}", policy.uid ? std::to_string(*policy.uid) : "unchanged",
                                        policy.gid ? std::to_string(*policy.gid) : "unchanged"), true});
@@ -289,16 +292,20 @@ int apply_in_child(const PreparedConfinement& pc, const char** what) {
   }
   if (pc.apply_masks_)
     if (int e = mount_mask_apply(pc.masks_, what)) return e;
-  *what = "prctl(PR_SET_SECUREBITS)";
-  if (int e = caps_lock_securebits()) return e;
+  if (!p.unprivileged) {
+    *what = "prctl(PR_SET_SECUREBITS)";
+    if (int e = caps_lock_securebits()) return e;
+  }
   if (p.uid || p.gid) {
     *what = "uid/gid switch";
     uid_t uid = p.uid ? *p.uid : ::getuid();
     gid_t gid = p.gid ? *p.gid : ::getgid();
     if (int e = switch_ids(uid, gid, p.groups.data(), p.groups.size())) return e;
   }
-  *what = "drop capabilities";
-  if (int e = caps_drop_all(pc.cap_last_cap_)) return e;
+  if (!p.unprivileged) {
+    *what = "drop capabilities";
+    if (int e = caps_drop_all(pc.cap_last_cap_)) return e;
+  }
   *what = "prctl(PR_SET_NO_NEW_PRIVS)";
   if (int e = set_no_new_privs()) return e;
   if (pc.ruleset_) {

@@ -95,6 +95,10 @@ struct ConfinePolicy {
   // seccomp and the pids limit (when max_pids > 0) are always required; these are opt-in.
   bool require_net_ports = false;   // Landlock ABI 4
   bool require_scoping = false;     // Landlock ABI 6
+  // The child runs without capabilities (an unprivileged launcher): securebits and the
+  // bounding-set drop need CAP_SETPCAP and there is nothing to drop; no_new_privs keeps
+  // it from gaining any through execve.
+  bool unprivileged = false;
 };
 
 // What this kernel offers; probed once, passed in so decisions are testable.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/daemon.h"
 
+#include "core/attribution.h"
+
 #include <time.h>
 
 #include <spdlog/spdlog.h>
@@ -142,7 +144,14 @@ void Daemon::handle(std::span<const std::byte> rec) {
     return;
   }
   ++events_;
+  // A profiled sandbox's Landlock/seccomp denials are not reported by the kernel: they
+  // are attributed from the failure seen, with what its launcher's confinement decided.
+  std::shared_ptr<const SandboxRegistry::Attribution> attr;
+  if (!ev->sandbox_id().empty() && registry_) attr = registry_->attribution(ev->sandbox_id());
+  std::optional<v1::Event> violation;
+  if (attr) violation = attribute_event(*ev, attr->decisions, attr->net_reported);
   emit(std::move(*ev));
+  if (violation) emit(std::move(*violation));
 }
 
 void Daemon::emit(v1::Event ev) {

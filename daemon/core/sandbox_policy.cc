@@ -2,6 +2,9 @@
 #include "core/sandbox_policy.h"
 
 #include <grp.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <pwd.h>
 #include <sys/resource.h>
 
@@ -164,6 +167,72 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
     }
   }
   return out;
+}
+
+namespace {
+
+// The kernel shows /proc/kallsyms to a reader without CAP_SYSLOG with every address
+// zeroed unless kptr_restrict is 0 and perf_event_paranoid <= 1 (kallsyms_show_value()):
+// then the file holds nothing the deny protects.
+bool kallsyms_censored_for_unprivileged() {
+  auto num = [](const char* f) {
+    auto t = read_file(f);
+    return t ? std::atoi(t->c_str()) : -1;
+  };
+  int kptr = num("/proc/sys/kernel/kptr_restrict"), paranoid = num("/proc/sys/kernel/perf_event_paranoid");
+  return kptr >= 1 || paranoid > 1;
+}
+
+}  // namespace
+
+Status check_unprivileged_enforceable(const ConfinePolicy& p) {
+  if (!p.fs.restrict || p.audit_mode) return {};
+  auto within_any = [](const std::string& path, const std::vector<std::string>& trees, bool strict) {
+    for (const auto& t : trees)
+      if (path_within(path, t) && (!strict || path != t)) return true;
+    return false;
+  };
+  for (const auto& d : p.fs.deny) {
+    if (!within_any(d, p.fs.read, false) && !within_any(d, p.fs.write, false) && !within_any(d, p.fs.exec, false))
+      continue;  // outside every allowed tree: Landlock denies it
+    if (::access(d.c_str(), R_OK) != 0 && ::access(d.c_str(), W_OK) != 0) continue;  // DAC keeps the caller out
+    if (d == "/proc/kallsyms" && kallsyms_censored_for_unprivileged()) continue;
+    return error(fmt::format("filesystem.deny: {} lies inside an allowed tree and this user can access it; without "
+                             "root only the private mount view could hide it",
+                             d),
+                 "run as root, or remove it from the profile's readable trees");
+  }
+  // deny_write trees come as read entries inside a writable tree.
+  for (const auto& r : p.fs.read) {
+    if (!within_any(r, p.fs.write, true) || ::access(r.c_str(), W_OK) != 0) continue;
+    return error(fmt::format("filesystem: {} is to be read-only inside a writable tree and this user can write it; "
+                             "without root only the private mount view could make it read-only",
+                             r),
+                 "run as root, or remove it from the profile's writable trees");
+  }
+  if (p.namespaces.net)
+    return error("process.namespaces: a net namespace needs root", "run as root, or remove it from the profile");
+  if (p.uid || p.gid) return error("process.user/group: switching ids needs root", "run as root, or remove them from the profile");
+  return {};
+}
+
+void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes) {
+  auto note = [&](const char* s) {
+    if (notes) notes->push_back(s);
+  };
+  if (p.fs.restrict && p.fs.private_view)
+    note("unprivileged: no private filesystem view (Landlock alone confines the filesystem; /tmp is the host's)");
+  p.fs.private_view = false;
+  p.fs.deny.clear();  // checked by check_unprivileged_enforceable(): unreachable anyway
+  if (p.max_pids) note("unprivileged: process.max_pids is not enforced (the pids cgroup needs root)");
+  p.max_pids = 0;
+  if (p.namespaces.ipc || p.namespaces.uts)
+    note("unprivileged: no ipc/uts namespaces (they need root); SysV IPC and the hostname are the host's");
+  p.namespaces.ipc = p.namespaces.uts = false;
+  p.uid.reset();
+  p.gid.reset();
+  p.groups.clear();
+  p.unprivileged = true;
 }
 
 }  // namespace agentcage::core

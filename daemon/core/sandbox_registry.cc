@@ -60,16 +60,42 @@ bool SandboxRegistry::pid_in_sandbox(pid_t pid) {
   return false;
 }
 
-Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSandboxRequest& req) {
+Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSandboxRequest& req,
+                                            const SandboxPolicy* policy) {
   uint64_t key = new_sandbox_key();
   std::string id = sandbox_id_string(key);
-  auto cg = Cgroup::create(parent_ + "/" + id);
-  if (!cg) return std::unexpected(cg.error());
   Entry e;
   e.key = key;
+  if (policy) {
+    if (policy->net) {
+      if (!mon_) return error("the profile has a network policy and this daemon runs without its BPF monitor");
+      auto c = compile(*policy->net, key);
+      if (!c) return std::unexpected(c.error());
+      e.net = std::move(*c);
+    }
+    // The same decisions the launcher's own prepare makes (it confines its child with
+    // this policy): prepared here only to know what to attribute, never applied.
+    ConfinePolicy cp = policy->confine;
+    limit_to_unprivileged(cp, nullptr);
+    auto pc = prepare_confinement(cp, probe_kernel_features(), ConfineContext{id, ""});
+    if (!pc) return std::unexpected(pc.error());
+    e.attribution = std::make_shared<const Attribution>(Attribution{(*pc)->decisions(), e.net.has_value()});
+  }
+  auto cg = Cgroup::create(parent_ + "/" + id);
+  if (!cg) return std::unexpected(cg.error());
   e.cgroup = std::make_unique<Cgroup>(std::move(*cg));
   if (mon_) {
     if (auto st = mon_->track_cgroup(e.cgroup->id(), key); !st) return std::unexpected(st.error());
+    // Installed before the launcher can place anything in the cgroup: enforced from the
+    // command's first instruction.
+    if (e.net) {
+      if (auto st = mon_->install_net_policy(key, *e.net); !st) {
+        (void)mon_->remove_net_policy(key, *e.net);
+        (void)mon_->untrack_cgroup(e.cgroup->id());
+        (void)e.cgroup->destroy();
+        return std::unexpected(st.error());
+      }
+    }
   }
   e.owner_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, peer.pid, 0)));
   auto& i = e.info;
@@ -112,6 +138,8 @@ Status SandboxRegistry::place(const Peer& peer, const std::string& id, pid_t pid
 Status SandboxRegistry::close_locked(Entry& e) {
   if (!e.cgroup) return {};
   Status st = e.cgroup->destroy();
+  if (mon_ && e.net) (void)mon_->remove_net_policy(e.key, *e.net);
+  e.net.reset();
   if (mon_) (void)mon_->untrack_cgroup(e.cgroup->id());
   e.cgroup.reset();
   e.owner_pidfd.reset();
@@ -148,6 +176,13 @@ std::vector<v1::Sandbox> SandboxRegistry::list(std::optional<uid_t> uid, bool in
       for (auto p : cgroup_pids(e.cgroup->path())) out.back().add_pids(p);
   }
   return out;
+}
+
+std::shared_ptr<const SandboxRegistry::Attribution> SandboxRegistry::attribution(const std::string& id) const {
+  std::lock_guard lk(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return nullptr;
+  return it->second.attribution;
 }
 
 std::optional<uid_t> SandboxRegistry::owner(const std::string& id) const {

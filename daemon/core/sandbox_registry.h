@@ -16,7 +16,9 @@
 #include "agentcage/v1/control.pb.h"
 #include "core/bpf_monitor.h"
 #include "core/cgroup.h"
+#include "core/net_policy.h"
 #include "core/result.h"
+#include "core/sandbox_policy.h"
 #include "core/unique_fd.h"
 
 namespace agentcage::core {
@@ -36,7 +38,17 @@ class SandboxRegistry {
   SandboxRegistry(std::string cgroup_parent, BpfMonitor* mon) : parent_(std::move(cgroup_parent)), mon_(mon) {}
   ~SandboxRegistry();
 
-  Result<v1::Sandbox> create(const Peer& peer, const v1::CreateSandboxRequest& req);
+  // With a policy (a profile compiled for the caller): its network policy is installed
+  // for the sandbox before this returns, and its confinement decisions are kept so the
+  // daemon attributes the sandbox's Landlock/seccomp denials (attribution()).
+  Result<v1::Sandbox> create(const Peer& peer, const v1::CreateSandboxRequest& req,
+                             const SandboxPolicy* policy = nullptr);
+  // What a running sandbox's confinement decided, for attribution; null without a profile.
+  struct Attribution {
+    ConfineDecisions decisions;
+    bool net_reported = false;
+  };
+  std::shared_ptr<const Attribution> attribution(const std::string& id) const;
   // Moves `pid` (a child of the caller, same uid) into the sandbox cgroup.
   Status place(const Peer& peer, const std::string& id, pid_t pid);
   Status close(const std::string& id);
@@ -57,6 +69,8 @@ class SandboxRegistry {
     uint64_t key = 0;
     std::unique_ptr<Cgroup> cgroup;  // null once closed
     UniqueFd owner_pidfd;
+    std::optional<CompiledNetPolicy> net;          // installed while running
+    std::shared_ptr<const Attribution> attribution;
   };
   Status close_locked(Entry& e);
 

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include <pwd.h>
+
 #include <algorithm>
 #include <deque>
 #include <filesystem>
@@ -15,6 +17,7 @@
 
 #include "core/process_tree.h"
 #include "core/profile.h"
+#include "core/sandbox_policy.h"
 
 namespace agentcage::grpcapi {
 namespace {
@@ -120,8 +123,33 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
   if (!req->workspace().empty() && req->workspace()[0] != '/')
     return done(ctx, {StatusCode::INVALID_ARGUMENT, "workspace: must be an absolute path"});
   if (static_cast<size_t>(req->argv_size()) > kMaxArgv) return done(ctx, {StatusCode::INVALID_ARGUMENT, "argv: too many arguments"});
-  auto sb = d_.registry().create(*p, *req);
-  if (!sb) return done(ctx, internal(sb.error()));
+  // A profile is resolved for the caller (its workspace, home and user), never the daemon.
+  std::optional<core::SandboxPolicy> policy;
+  if (!req->profile().empty()) {
+    // The daemon reads profile files as root: a caller names a profile on the search
+    // path, not an arbitrary file (its parse errors would echo the file's lines).
+    if (core::is_profile_path(req->profile()) && !p->root())
+      return done(ctx, {StatusCode::PERMISSION_DENIED, "profile: only root may name a profile file by path; "
+                                                       "name a profile on the search path"});
+    if (req->workspace().empty())
+      return done(ctx, {StatusCode::INVALID_ARGUMENT, "workspace: required with a profile"});
+    core::ProfileVars vars;
+    vars.workspace = req->workspace();
+    vars.tmpdir = "/tmp";
+    passwd pw{}, *res = nullptr;
+    char buf[4096];
+    if (getpwuid_r(p->uid, &pw, buf, sizeof buf, &res) != 0 || !res)
+      return done(ctx, {StatusCode::FAILED_PRECONDITION, fmt::format("uid {} has no passwd entry", p->uid)});
+    vars.home = pw.pw_dir;
+    vars.user = pw.pw_name;
+    auto r = core::resolve_profile(req->profile(), vars);
+    if (!r) return done(ctx, {StatusCode::INVALID_ARGUMENT, r.error().message()});
+    auto c = core::compile_profile(r->profile, core::PolicyContext{req->workspace()});
+    if (!c) return done(ctx, {StatusCode::INVALID_ARGUMENT, c.error().message()});
+    policy = std::move(*c);
+  }
+  auto sb = d_.registry().create(*p, *req, policy ? &*policy : nullptr);
+  if (!sb) return done(ctx, {policy ? StatusCode::FAILED_PRECONDITION : StatusCode::INTERNAL, sb.error().message()});
   *resp = *sb;
   return done(ctx, grpc::Status::OK);
 }

@@ -4,11 +4,14 @@
 // over loopback. A marker process we run must show up in both stores, identical.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "core/store.h"
@@ -84,6 +87,73 @@ TEST(AuditDaemon, HostEventsReachTheStoreAndTheCollector) {
     EXPECT_EQ(v.status, 0) << db << ": " << v.out << v.err;
     EXPECT_EQ(v.out.rfind("OK: ", 0), 0u) << v.out;
   }
+}
+
+// Issue 5: an unprivileged `run --profile` through agentcaged; its Landlock and seccomp
+// denials (attributed by the daemon) are streamed to the collector like any violation.
+TEST(AuditDaemon, UnprivilegedProfileViolationsReachTheCollector) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: agentcaged loads BPF programs";
+  auto dir = testing::temp_dir();
+  chmod(dir.c_str(), 0755);
+  for (std::string p = AGENTCAGE_BIN; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
+    struct stat st;
+    if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
+  }
+  std::string ws = dir + "/ws";
+  ASSERT_EQ(mkdir(ws.c_str(), 0755), 0);
+  passwd* pw = getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  ASSERT_EQ(chown(ws.c_str(), pw->pw_uid, pw->pw_gid), 0);
+  auto cdb = dir + "/collector.db", ddb = dir + "/audit.db", sock = dir + "/agentcage.sock";
+  pid_t coll = testing::start({AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure"},
+                              dir + "/collector.log");
+  int port = 0;
+  for (int i = 0; i < 200 && !port; ++i) {
+    std::smatch m;
+    std::string text = slurp(dir + "/collector.log");
+    if (std::regex_search(text, m, std::regex("listening on 127\\.0\\.0\\.1:([0-9]+)"))) port = std::stoi(m[1]);
+    else std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_GT(port, 0) << slurp(dir + "/collector.log");
+  pid_t daemon = testing::start({AGENTCAGED_BIN, "--audit-db", ddb, "--audit-endpoint", fmt::format("127.0.0.1:{}", port),
+                                 "--audit-insecure", "--socket", sock},
+                                dir + "/daemon.log");
+  for (int i = 0; i < 500 && access(sock.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(access(sock.c_str(), F_OK), 0) << slurp(dir + "/daemon.log");
+  std::string outside = fmt::format("/srv/agentcage-dprof-audit-{}.txt", getpid());
+  { std::ofstream(outside) << "x\n"; }
+  chmod(outside.c_str(), 0644);
+  std::string cmd = fmt::format("'{}' run --socket '{}' --profile default --workspace '{}' -- sh -c 'cat {}; unshare -U true; exit 4'",
+                                AGENTCAGE_BIN, sock, ws, outside);
+  auto r = testing::run({"su", "nobody", "-s", "/bin/sh", "-c", cmd});
+  unlink(outside.c_str());
+  EXPECT_EQ(r.status, 4) << r.err;
+
+  auto mechanisms = [&] {
+    std::set<std::string> out;
+    core::StoreOptions o;
+    o.read_only = true;
+    auto s = core::EventStore::open(cdb, o);
+    if (!s) return out;
+    core::StoreQuery q;
+    (void)(*s)->query(q, [&](const v1::Event& e) {
+      if (e.has_violation() && e.process().uid() == pw->pw_uid &&
+          (e.violation().what().find(outside) != std::string::npos || e.violation().what() == "syscall unshare"))
+        out.insert(e.violation().mechanism());
+      return true;
+    });
+    return out;
+  };
+  std::set<std::string> seen;
+  for (int i = 0; i < 150 && seen.size() < 2; ++i) {
+    std::this_thread::sleep_for(100ms);
+    seen = mechanisms();
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"landlock", "seccomp"})) << slurp(dir + "/daemon.log").substr(0, 4000);
+  kill(daemon, SIGTERM);
+  EXPECT_EQ(testing::wait_status(daemon), 0);
+  kill(coll, SIGTERM);
+  EXPECT_EQ(testing::wait_status(coll), 0);
 }
 
 }  // namespace

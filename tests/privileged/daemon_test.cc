@@ -3,8 +3,11 @@
 // different uids (via su), raw gRPC requests for the error paths.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -361,6 +364,99 @@ TEST_F(Daemon, ReloadProfilesNamesABrokenProfile) {
   EXPECT_NE(st.error_message().find("1 of"), std::string::npos) << st.error_message();
   kill(d2, SIGTERM);
   EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
+}
+
+// Issue 5: a profile through agentcaged for an unprivileged user. The daemon installs the
+// profile's network policy (cgroup-BPF) and attributes the Landlock/seccomp denials of the
+// launcher's self-applied confinement; the violations reach the store and subscribers.
+class DaemonProfile : public Daemon {
+ protected:
+  void SetUp() override {
+    Daemon::SetUp();
+    if (IsSkipped()) return;
+    ws_ = dir_ + "/ws";
+    ASSERT_EQ(mkdir(ws_.c_str(), 0755), 0);
+    passwd* pw = getpwnam("nobody");
+    ASSERT_NE(pw, nullptr);
+    ASSERT_EQ(chown(ws_.c_str(), pw->pw_uid, pw->pw_gid), 0);
+  }
+  std::string ws_;
+};
+
+TEST_F(DaemonProfile, UnprivilegedProfileRunIsConfinedAndItsViolationsReported) {
+  // World-readable, outside every tree of the default profile (base reads /usr, /etc, ...).
+  std::string outside = "/srv/agentcage-dprof-" + std::to_string(getpid()) + ".txt";
+  { std::ofstream(outside) << "outside-secret\n"; }
+  chmod(outside.c_str(), 0644);
+  // A loopback listener the command will try to reach: the default profile has no network.
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(lfd, 4), 0);
+  socklen_t sl = sizeof sa;
+  ASSERT_EQ(getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &sl), 0);
+  int port = ntohs(sa.sin_port);
+
+  pid_t sub = testing::start({AGENTCAGE_BIN, "events", "-f", "--violations", "--socket", sock_}, dir_ + "/live.json");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string script = "echo in-ws > " + ws_ + "/out && cat " + ws_ + "/out; " +
+                       "bash -c 'echo x > /dev/tcp/127.0.0.1/" + std::to_string(port) + "'; echo connect=$?; " +
+                       "cat " + outside + "; echo cat=$?; unshare -U true; echo unshare=$?; exit 7";
+  auto r = run_as_nobody({AGENTCAGE_BIN, "run", "--socket", sock_, "--profile", "default", "--workspace", ws_, "--",
+                          "sh", "-c", script});
+  close(lfd);
+  unlink(outside.c_str());
+  EXPECT_EQ(r.status, 7) << r.err << log();
+  EXPECT_NE(r.out.find("in-ws\n"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("connect=1"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("cat=1"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(r.out.find("outside-secret"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("unshare=1"), std::string::npos) << r.out << r.err;
+
+  auto has = [](const std::string& text, const std::string& mech, const std::string& what) {
+    for (const auto& l : testing::lines(text))
+      if (l.find("\"mechanism\":\"" + mech + "\"") != std::string::npos && l.find(what) != std::string::npos)
+        return true;
+    return false;
+  };
+  std::string stored;
+  for (int i = 0; i < 300; ++i) {
+    stored = run({AGENTCAGE_BIN, "events", "--violations", "--socket", sock_}).out;
+    if (has(stored, "landlock", outside) && has(stored, "seccomp", "unshare") && has(stored, "cgroup-bpf", "")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(has(stored, "landlock", outside)) << stored << log();
+  EXPECT_TRUE(has(stored, "seccomp", "unshare")) << stored;
+  EXPECT_TRUE(has(stored, "cgroup-bpf", "")) << stored;
+  EXPECT_TRUE(has(stored, "landlock", "65534")) << stored;
+  kill(sub, SIGINT);
+  testing::wait_status(sub);
+  auto live = read_all(dir_ + "/live.json");
+  EXPECT_TRUE(has(live, "landlock", outside)) << live;
+  EXPECT_TRUE(has(live, "seccomp", "unshare")) << live;
+  EXPECT_TRUE(has(live, "cgroup-bpf", "")) << live;
+}
+
+TEST_F(DaemonProfile, DenyPathTheCallerCanReadIsRefusedWithoutRoot) {
+  // Inside the writable workspace, readable by nobody: only the private view could hide it.
+  std::string secret = ws_ + "/secret";
+  { std::ofstream(secret) << "s\n"; }
+  chmod(secret.c_str(), 0644);
+  std::string prof = ws_ + "/p.yaml";
+  { std::ofstream(prof) << "name: p\nextends: default\nfilesystem:\n  deny:\n    - ${WORKSPACE}/secret\n"; }
+  chmod(prof.c_str(), 0644);
+  auto r = run_as_nobody({AGENTCAGE_BIN, "run", "--socket", sock_, "--profile", prof, "--workspace", ws_, "--", "true"});
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find(secret), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("hint: run as root"), std::string::npos) << r.err;
+  // A non-root caller names profiles on the search path, not files the root daemon reads.
+  chmod(secret.c_str(), 0600);
+  auto byp = run_as_nobody({AGENTCAGE_BIN, "run", "--socket", sock_, "--profile", prof, "--workspace", ws_, "--", "true"});
+  EXPECT_NE(byp.status, 0);
+  EXPECT_NE(byp.err.find("PERMISSION_DENIED"), std::string::npos) << byp.err;
 }
 
 }  // namespace

@@ -178,26 +178,31 @@ TEST_F(Escape, ViaOutsideProcessRootAndCwd) {
   EXPECT_EQ(run({kFs, "read", proc(outsider_, "root") + ws_ + "/.env"}), kBlocked);
   EXPECT_EQ(run({kFs, "read", proc(outsider_, "cwd") + "/secret.txt"}), kBlocked);
 }
-// The block device holding / (what a root agent would read to get around every path check).
-std::string root_block_device() {
-  struct stat st{};
-  if (::stat("/", &st) != 0) return {};
-  // /sys/dev/block/M:m/uevent names the node ("DEVNAME=vda").
-  std::ifstream ue("/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev)) + "/uevent");
-  std::string line;
-  while (std::getline(ue, line))
-    if (line.rfind("DEVNAME=", 0) == 0 && fs::exists("/dev/" + line.substr(8))) return "/dev/" + line.substr(8);
-  return {};
-}
-
+// A raw block device is how a root agent would get around every path check: read the
+// disk and parse the file system itself. This host refuses even root on its own disk
+// (/dev/vda: EPERM), so the test makes a disk root can read: a loop device over a file
+// holding a secret, readable outside the sandbox, out of reach inside it.
 TEST_F(Escape, RawDiskRead) {
-  std::string dev = root_block_device();
-  if (dev.empty()) GTEST_SKIP() << "needs / on a block device (not overlay/tmpfs)";
-  int fd = ::open(dev.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) GTEST_SKIP() << "needs a block device root can read (" << dev << ": " << strerror(errno) << ")";
-  ::close(fd);
-  // /dev is in the read list: the host's disk must still be out of reach.
+  std::string img = outside_ + "/disk.img";
+  {
+    std::ofstream f(img, std::ios::binary);
+    std::string block(4096, '\0');
+    std::memcpy(block.data(), "AGENTCAGE-DISK-SECRET", 21);
+    for (int i = 0; i < 256; ++i) f.write(block.data(), static_cast<std::streamsize>(block.size()));
+  }
+  auto attach = testing::run({"losetup", "--find", "--show", "--read-only", img});
+  ASSERT_EQ(attach.status, 0) << "losetup: " << attach.err;
+  std::string dev = attach.out.substr(0, attach.out.find('\n'));
+  // Control: root outside the sandbox reads the secret off the device.
+  {
+    std::ifstream raw(dev, std::ios::binary);
+    std::string head(21, '\0');
+    raw.read(head.data(), 21);
+    EXPECT_EQ(head, "AGENTCAGE-DISK-SECRET") << dev << " is not readable outside the sandbox: the test proves nothing";
+  }
+  // /dev is in the read list: the device must still be out of reach.
   EXPECT_EQ(run({kFs, "read", dev}), kBlocked);
+  testing::run({"losetup", "--detach", dev});
 }
 
 TEST_F(Escape, DeviceNodeInWorkspaceIsInert) {

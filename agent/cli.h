@@ -8,7 +8,7 @@
 #include <variant>
 #include <vector>
 
-#include "core/net_policy.h"
+#include "core/policy/net_policy.h"
 
 namespace agentcage::cli {
 

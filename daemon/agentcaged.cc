@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <memory>
 
-#include "core/audit_client.h"
-#include "core/daemon.h"
+#include "core/audit/audit_client.h"
+#include "core/sandbox/daemon.h"
 #include "grpc/audit_sink.h"
 #include "grpc/client.h"
 #include "grpc/services.h"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Independent check of an agentcage audit store's hash chain (standard library only).
 
-Follows the recipe in daemon/core/store.h without agentcage's code:
+Follows the recipe in daemon/core/store/store.h without agentcage's code:
   rows in seq order, consecutive from meta.checkpoint_seq + 1 to meta.head_seq;
   row.prev_hash == previous row's hash (the checkpoint hash for the first row);
   row.hash == SHA-256(row.prev_hash || row.event);

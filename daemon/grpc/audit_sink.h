@@ -7,10 +7,10 @@
 #include <memory>
 #include <string>
 
-#include "core/audit_client.h"
-#include "core/audit_collector.h"
-#include "core/result.h"
-#include "core/store.h"
+#include "core/audit/audit_client.h"
+#include "core/audit/audit_collector.h"
+#include "core/base/result.h"
+#include "core/store/store.h"
 
 namespace agentcage::rpc {
 

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "core/unique_fd.h"
+#include "core/base/unique_fd.h"
 
 namespace agentcage::grpcapi {
 namespace {

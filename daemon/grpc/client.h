@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "core/result.h"
+#include "core/base/result.h"
 
 namespace agentcage::grpcapi {
 

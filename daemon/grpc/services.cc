@@ -15,9 +15,9 @@
 #include <mutex>
 #include <set>
 
-#include "core/process_tree.h"
-#include "core/profile.h"
-#include "core/sandbox_policy.h"
+#include "core/store/process_tree.h"
+#include "core/policy/profile.h"
+#include "core/sandbox/sandbox_policy.h"
 
 namespace agentcage::grpcapi {
 namespace {

@@ -7,7 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "agentcage/v1/control.grpc.pb.h"
-#include "core/daemon.h"
+#include "core/sandbox/daemon.h"
 #include "grpc/uds_server.h"
 
 namespace agentcage::grpcapi {

@@ -18,9 +18,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/result.h"
-#include "core/sandbox_registry.h"
-#include "core/unique_fd.h"
+#include "core/base/result.h"
+#include "core/sandbox/sandbox_registry.h"
+#include "core/base/unique_fd.h"
 
 namespace agentcage::grpcapi {
 

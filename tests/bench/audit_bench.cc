@@ -13,7 +13,7 @@
 #include <regex>
 #include <thread>
 
-#include "core/store.h"
+#include "core/store/store.h"
 #include "support/subprocess.h"
 
 using namespace agentcage;

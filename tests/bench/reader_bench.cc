@@ -10,9 +10,9 @@
 #include <cstring>
 #include <string>
 
-#include "core/decoder.h"
-#include "core/event_json.h"
-#include "core/process_table.h"
+#include "core/events/decoder.h"
+#include "core/events/event_json.h"
+#include "core/events/process_table.h"
 
 using namespace agentcage;
 

@@ -13,8 +13,8 @@
 #include <sstream>
 
 #include "agentcage/v1/event.pb.h"
-#include "core/bpf_monitor.h"
-#include "core/cgroup.h"
+#include "core/kernel/bpf_monitor.h"
+#include "core/confine/cgroup.h"
 #include "support/subprocess.h"
 
 namespace agentcage {

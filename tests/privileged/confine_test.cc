@@ -12,9 +12,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/cgroup.h"
-#include "core/confine.h"
-#include "core/session.h"
+#include "core/confine/cgroup.h"
+#include "core/confine/confine.h"
+#include "core/sandbox/session.h"
 #include "support/subprocess.h"
 
 namespace agentcage::core {

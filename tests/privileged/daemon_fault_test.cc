@@ -18,7 +18,7 @@
 #include <set>
 #include <thread>
 
-#include "core/store.h"
+#include "core/store/store.h"
 #include "support/subprocess.h"
 
 namespace agentcage {

@@ -7,8 +7,8 @@
 
 #include <sstream>
 
-#include "core/bpf_monitor.h"
-#include "core/cgroup.h"
+#include "core/kernel/bpf_monitor.h"
+#include "core/confine/cgroup.h"
 #include "support/subprocess.h"
 
 namespace agentcage {

@@ -14,6 +14,7 @@
  *   net_probe unixsend PATH|@NAME         one datagram to a unix socket (unconnected)
  *   net_probe raw ADDR                    raw ICMP socket, one echo request to ADDR
  */
+#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -21,8 +21,8 @@
 #include <thread>
 
 #include "agentcage/v1/audit.grpc.pb.h"
-#include "core/audit_client.h"
-#include "core/store.h"
+#include "core/audit/audit_client.h"
+#include "core/store/store.h"
 #include "support/subprocess.h"
 
 namespace agentcage {

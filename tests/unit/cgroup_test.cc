@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "core/cgroup.h"
+#include "core/confine/cgroup.h"
 
 #include <gtest/gtest.h>
 

@@ -6,9 +6,9 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 
-#include "core/confine.h"
-#include "core/mount_mask.h"
-#include "core/pids_limit.h"
+#include "core/confine/confine.h"
+#include "core/confine/mount_mask.h"
+#include "core/confine/pids_limit.h"
 
 namespace agentcage::core {
 namespace {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Synthetic kernel records, built from the shared ABI header, through the decoder.
-#include "core/decoder.h"
+#include "core/events/decoder.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "core/event_hub.h"
+#include "core/events/event_hub.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The direct JSON writer must print exactly what protobuf's JSON printer prints (the
 // reference for "stable field names"), and stay valid JSON on hostile strings.
-#include "core/event_json.h"
+#include "core/events/event_json.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>

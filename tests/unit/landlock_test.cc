@@ -2,7 +2,7 @@
 // profile -> Landlock rules: the pure mapping, per ABI, without a kernel.
 #include <gtest/gtest.h>
 
-#include "core/landlock.h"
+#include "core/confine/landlock.h"
 
 namespace agentcage::core {
 namespace {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Deny rules -> inode keys (no kernel needed: stat() on files this test creates), the
 // dev_t encoding the BPF side compares against, and denial records through the decoder.
-#include "core/lsm_policy.h"
+#include "core/policy/lsm_policy.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "core/decoder.h"
+#include "core/events/decoder.h"
 
 namespace agentcage::core {
 namespace {

@@ -9,7 +9,7 @@
 
 #include <cstring>
 
-#include "core/decoder.h"
+#include "core/events/decoder.h"
 
 namespace agentcage::core {
 namespace {

@@ -2,7 +2,7 @@
 // NetPolicy parsing and compilation into BPF map entries. The compiled entries are
 // checked with a reference lookup that does what the kernel's LPM trie does (longest
 // matching prefix of this sandbox, then the port ranges of that one entry).
-#include "core/net_policy.h"
+#include "core/policy/net_policy.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The process table: seeding from a synthetic /proc tree, fork/exec/exit bookkeeping,
 // enrichment of events, pid reuse.
-#include "core/process_table.h"
+#include "core/events/process_table.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 
 #include <fstream>
 
-#include "core/decoder.h"
+#include "core/events/decoder.h"
 
 namespace agentcage::core {
 namespace {

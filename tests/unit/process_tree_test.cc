@@ -2,7 +2,7 @@
 // The process tree from synthetic events shaped like the daemon's: fork events carry the
 // parent's pid only (no exec_id), exec/exit events carry exec_id and ppid but no
 // parent_exec_id.
-#include "core/process_tree.h"
+#include "core/store/process_tree.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Profiles: parsing, validation (one fixture per error, exact file:line:col), extends,
 // defaults, YAML round trip, every shipped profile, and the `agentcage profile` commands.
-#include "core/profile.h"
+#include "core/policy/profile.h"
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -18,7 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "cli.h"
-#include "core/profile_seccomp.h"
+#include "core/policy/profile_seccomp.h"
 #include "support/subprocess.h"
 
 namespace agentcage::core {

@@ -13,7 +13,7 @@
 
 #include <cstring>
 
-#include "core/seccomp_policy.h"
+#include "core/confine/seccomp_policy.h"
 
 namespace agentcage::core {
 namespace {

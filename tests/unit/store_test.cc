@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The event store on real SQLite files: sequence numbers, the hash chain, queries,
 // tampering (made with SQLite's own API, as an attacker would), retention, collector dedup.
-#include "core/store.h"
+#include "core/store/store.h"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 #include <set>
 #include <thread>
 
-#include "core/audit_collector.h"
+#include "core/audit/audit_collector.h"
 
 namespace agentcage::core {
 namespace {

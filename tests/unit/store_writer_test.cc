@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // StoreWriter: batched appends off the producer's thread; a full queue is never silent.
-#include "core/store_writer.h"
+#include "core/store/store_writer.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -2,7 +2,7 @@
 // What a profile keeps for an unprivileged launcher (daemon mode), and what it refuses.
 #include <gtest/gtest.h>
 
-#include "core/sandbox_policy.h"
+#include "core/sandbox/sandbox_policy.h"
 
 namespace agentcage::core {
 namespace {

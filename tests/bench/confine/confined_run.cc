@@ -14,7 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "core/session.h"
+#include "core/sandbox/session.h"
 
 int main(int argc, char** argv) {
   using namespace agentcage::core;

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/base/fs.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "core/base/unique_fd.h"
+
+namespace agentcage::core {
+
+Result<std::string> read_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return sys_error("open(" + path + ")");
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("read(" + path + ")");
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+Status write_file(const std::string& path, std::string_view data) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return sys_error("open(" + path + ")");
+  ssize_t n = ::write(fd.get(), data.data(), data.size());
+  if (n < 0) return sys_error("write(" + path + ")");
+  if (static_cast<size_t>(n) != data.size()) return error("write(" + path + "): short write");
+  return {};
+}
+
+bool path_within(std::string_view path, std::string_view tree) {
+  while (tree.size() > 1 && tree.back() == '/') tree.remove_suffix(1);
+  if (path.size() < tree.size() || path.substr(0, tree.size()) != tree) return false;
+  return path.size() == tree.size() || tree == "/" || path[tree.size()] == '/';
+}
+
+std::string find_in_path(const std::string& cmd) {
+  if (cmd.find('/') != std::string::npos) return cmd;
+  const char* env = ::getenv("PATH");
+  std::string dirs = env ? env : kDefaultPath;
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string cand = (end > start ? dirs.substr(start, end - start) : std::string(".")) + "/" + cmd;
+    if (::access(cand.c_str(), X_OK) == 0) return cand;
+    start = end + 1;
+  }
+  return {};
+}
+
+}  // namespace agentcage::core

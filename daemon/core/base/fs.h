@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+// Small file helpers every layer uses (procfs, cgroupfs, sysfs).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "core/base/result.h"
+
+namespace agentcage::core {
+
+// Read a whole (small, procfs/cgroupfs) file.
+Result<std::string> read_file(const std::string& path);
+Status write_file(const std::string& path, std::string_view data);
+
+// Whether `path` is `tree` or lies under it, component-wise ("/etc" holds "/etc/x", not
+// "/etcx"). Both absolute and normalised. Pure.
+bool path_within(std::string_view path, std::string_view tree);
+
+// The PATH used when the environment has none (execvp's default, minus ".").
+inline constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+
+// The first executable `cmd` in $PATH (or kDefaultPath); `cmd` itself when it has a '/';
+// empty when none is found. One lookup for the launcher and the exec-list check, so both
+// agree on which binary runs.
+std::string find_in_path(const std::string& cmd);
+
+}  // namespace agentcage::core

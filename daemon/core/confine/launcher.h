@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+// Starts a command inside a sandbox cgroup and supervises it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/base/result.h"
+#include "core/base/unique_fd.h"
+
+namespace agentcage::core {
+
+struct SpawnOptions {
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no '/'
+  int cgroup_fd = -1;             // cgroup v2 directory the child is born into
+  std::string cgroup_path;        // same cgroup, for the cgroup.procs fallback
+  // Runs in the child after placement, right before execve. It runs after fork of a
+  // possibly multi-threaded parent: it must only make system calls on data prepared
+  // beforehand (no allocation, no locks). Returns 0 or an errno, and fills `what`
+  // (a static string) to say which step failed.
+  std::function<int(const char** what)> child_setup;
+  // Instead of a cgroup fd: the child is held on a pipe while this moves it (used when a
+  // daemon does the placement for an unprivileged launcher). Called in the parent.
+  std::function<Status(pid_t)> place;
+};
+
+// A started child. The pidfd makes waiting and signalling race-free against pid reuse.
+struct Child {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+};
+
+// clone3(CLONE_INTO_CGROUP | CLONE_PIDFD) so the child never runs outside its cgroup;
+// where clone3 or CLONE_INTO_CGROUP is missing, the child blocks on a pipe until the
+// parent has written it into cgroup.procs. A failure in the child before exec (setup
+// step, or execve itself) is reported back here as an error, not as an exit status.
+Result<Child> spawn(const SpawnOptions& opts);
+
+// Waits for the child while forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT to it.
+// Returns the shell-style exit status: the exit code, or 128+N when killed by signal N.
+// Call block_forwarded_signals() before spawn() (and before starting threads) so no
+// signal is lost or handled by another thread in between.
+Result<int> wait_forwarding_signals(Child& child);
+void block_forwarded_signals();
+
+// Shell-style status from a wait status: code, or 128+signal.
+int exit_status_from_wait(int wstatus);
+
+}  // namespace agentcage::core

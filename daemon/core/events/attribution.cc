@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/events/attribution.h"
+
+#include <seccomp.h>
+#include <signal.h>
+
+#include <fmt/format.h>
+
+namespace agentcage::core {
+namespace {
+
+int errno_of(const std::string& name) {
+  if (name == "EACCES") return EACCES;
+  if (name == "EPERM") return EPERM;
+  if (name == "EROFS") return EROFS;
+  return 0;
+}
+
+bool is_net_syscall(const std::string& name) {
+  return name == "connect" || name == "sendto" || name == "sendmsg" || name == "sendmmsg" || name == "bind" ||
+         name == "socket";
+}
+
+// Syscalls the monitor reports as file events: their failures are attributed there,
+// with the path, so the matching failed-syscall event must not count twice.
+bool is_file_syscall(const std::string& name) {
+  static const char* kFile[] = {"open",      "openat",    "openat2",  "creat",    "unlink",   "unlinkat",
+                                "rmdir",     "rename",    "renameat", "renameat2", "mkdir",   "mkdirat",
+                                "link",      "linkat",    "symlink",  "symlinkat", "chmod",   "fchmod",
+                                "fchmodat",  "fchmodat2", "chown",    "fchown",   "lchown",   "fchownat",
+                                "truncate",  "ftruncate", "setxattr", "lsetxattr", "fsetxattr"};
+  for (const char* f : kFile)
+    if (name == f) return true;
+  return false;
+}
+
+v1::Event violation_from(const v1::Event& ev, const Violation& v, const std::string& what) {
+  v1::Event out;
+  out.set_node(ev.node());
+  out.set_time_ns(ev.time_ns());
+  out.set_ktime_ns(ev.ktime_ns());
+  out.set_sandbox_id(ev.sandbox_id());
+  *out.mutable_process() = ev.process();
+  auto* vi = out.mutable_violation();
+  vi->set_mechanism(mechanism_name(v.mechanism));
+  vi->set_rule(v.rule);
+  vi->set_what(what);
+  return out;
+}
+
+}  // namespace
+
+std::string mechanism_name(const std::string& m) {
+  if (m == "mount_mask" || m == "mount_view") return "mount-mask";
+  return m;
+}
+
+std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecisions& d, bool net_reported) {
+  if (ev.has_file()) {
+    const auto& f = ev.file();
+    int err = errno_of(f.error());
+    if (f.result() >= 0 || !err) return std::nullopt;
+    if (err == EROFS) {
+      // The private view shows read and exec trees read-only: a write there fails with
+      // EROFS before Landlock is asked.
+      if (!d.masks_enforced || !d.masks.private_view) return std::nullopt;
+      auto out = violation_from(ev, Violation{"mount_view", "filesystem: read-only here (not in filesystem.write)"},
+                                fmt::format("{} {}", f.op(), f.path()));
+      out.mutable_violation()->set_action("deny");
+      *out.mutable_violation()->mutable_file() = f;
+      return out;
+    }
+    FailedOp op;
+    op.err = err;
+    op.path = f.path();
+    op.nr = seccomp_syscall_resolve_name(f.syscall().c_str());
+    if (f.op() == "open" || f.op() == "creat") op.open_flags = static_cast<int>(f.flags());
+    auto v = attribute(d, op);
+    if (!v) return std::nullopt;
+    auto out = violation_from(ev, *v, fmt::format("{} {}", f.op(), f.path()));
+    out.mutable_violation()->set_action(d.policy.audit_mode ? "audit" : "deny");
+    *out.mutable_violation()->mutable_file() = f;
+    return out;
+  }
+  if (ev.has_syscall()) {
+    const auto& s = ev.syscall();
+    int err = errno_of(s.error());
+    if (!err || is_file_syscall(s.name()) || (net_reported && is_net_syscall(s.name()))) return std::nullopt;
+    FailedOp op;
+    op.nr = s.nr();
+    op.err = err;
+    op.has_args = s.args_size() > 0;
+    for (int i = 0; i < s.args_size() && i < 6; ++i) op.args[i] = s.args(i);
+    auto v = attribute(d, op);
+    if (!v) return std::nullopt;
+    auto out = violation_from(ev, *v, "syscall " + s.name());
+    out.mutable_violation()->set_action(d.policy.audit_mode ? "audit" : "deny");
+    *out.mutable_violation()->mutable_syscall() = s;
+    return out;
+  }
+  if (ev.has_exit() && ev.exit().signal()) {
+    auto v = attribute_exit(d, ev.exit().signal());
+    if (!v) return std::nullopt;
+    auto out = violation_from(ev, *v, fmt::format("killed by signal {} ({})", ev.exit().signal(), strsignal(ev.exit().signal())));
+    out.mutable_violation()->set_action("kill");
+    return out;
+  }
+  return std::nullopt;
+}
+
+}  // namespace agentcage::core

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: Apache-2.0
+// Turning observed failures into violation events. Landlock, the mount view and seccomp's
+// errno action do not report their denials; the monitor sees the failed system call
+// (EACCES/EPERM) and this decides, from what the sandbox's confinement enforced, which
+// mechanism and rule refused it. cgroup-bpf and bpf-lsm denials are reported by the
+// kernel programs themselves and need no attribution.
+#pragma once
+
+#include <optional>
+
+#include "agentcage/v1/event.pb.h"
+#include "core/confine/confine.h"
+
+namespace agentcage::core {
+
+// A violation event for `ev`, or nothing when `ev` is not a denial our confinement
+// explains. File failures are attributed from file events (they carry the path);
+// failed-syscall events only for calls that are not file actions (those come as file
+// events too); a process killed by SIGSYS from its exit event. Pure: unit-tested.
+// net_reported: a network policy is installed, whose cgroup-BPF programs report their own
+// denials; failed connect/sendto/bind calls are theirs, not guessed here.
+std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecisions& d, bool net_reported);
+
+// "landlock", "mount-mask", "seccomp": the names violation events use (event.proto).
+std::string mechanism_name(const std::string& confine_mechanism);
+
+}  // namespace agentcage::core

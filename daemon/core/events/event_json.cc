@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/events/event_json.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <array>
+#include <charconv>
+#include <fmt/format.h>
+
+namespace agentcage::core {
+namespace {
+
+// Bytes quote() cannot copy as they are: controls, '"', '\\', and non-ASCII (checked as UTF-8).
+constexpr std::array<bool, 256> kEscape = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+  return t;
+}();
+
+// Writes `"key":value` pairs separated by commas, skipping proto3 default values.
+class Obj {
+ public:
+  explicit Obj(std::string& out) : out_(out) { out_ += '{'; }
+  Obj(const Obj&) = delete;  // one '{', one '}': never copied (returns are elided)
+  Obj& operator=(const Obj&) = delete;
+  ~Obj() { out_ += '}'; }
+
+  template <size_t N>
+  void str(const char (&k)[N], const std::string& v) {
+    if (v.empty()) return;
+    key(k);
+    quote(v);
+  }
+  template <size_t N>
+  void u32(const char (&k)[N], uint32_t v) {
+    if (!v) return;
+    key(k);
+    num(v);
+  }
+  template <size_t N>
+  void i32(const char (&k)[N], int32_t v) {
+    if (!v) return;
+    key(k);
+    num(v);
+  }
+  template <size_t N>
+  void u64(const char (&k)[N], uint64_t v) {  // proto3 JSON: 64-bit integers are strings
+    if (!v) return;
+    key(k);
+    out_ += '"';
+    num(v);
+    out_ += '"';
+  }
+  template <size_t N>
+  void boolean(const char (&k)[N], bool v) {
+    if (!v) return;
+    key(k);
+    out_ += "true";
+  }
+  template <size_t N, class R>
+  void strs(const char (&k)[N], const R& v) {
+    if (v.empty()) return;
+    key(k);
+    out_ += '[';
+    bool first = true;
+    for (const auto& s : v) {
+      if (!first) out_ += ',';
+      first = false;
+      quote(s);
+    }
+    out_ += ']';
+  }
+  template <size_t N, class R>
+  void u64s(const char (&k)[N], const R& v) {
+    if (v.empty()) return;
+    key(k);
+    out_ += '[';
+    bool first = true;
+    for (uint64_t x : v) {
+      if (!first) out_ += ',';
+      first = false;
+      out_ += '"';
+      num(x);
+      out_ += '"';
+    }
+    out_ += ']';
+  }
+  // Opens a nested object under k; the caller fills it through the returned Obj.
+  template <size_t N>
+  Obj child(const char (&k)[N]) {
+    key(k);
+    return Obj(out_);
+  }
+
+ private:
+  template <class T>
+  void num(T v) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out_.append(buf, r.ptr);
+  }
+  template <size_t N>
+  void key(const char (&k)[N]) {  // N - 1 known at compile time: no strlen per field
+    if (!first_) out_ += ',';
+    first_ = false;
+    out_ += '"';
+    out_.append(k, N - 1);
+    out_.append("\":", 2);
+  }
+  // JSON string escaping. Bytes that are not valid UTF-8 (a path may hold any bytes) are
+  // written as \u00XX so the line stays valid JSON; valid UTF-8 passes through.
+  void quote(const std::string& s) {
+    out_ += '"';
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    size_t n = s.size(), run = 0;  // [run, i) is plain ASCII not yet copied: appended in bulk
+    for (size_t i = 0; i < n; ++i) {
+      unsigned char c = p[i];
+      if (!kEscape[c]) continue;
+      out_.append(s, run, i - run);
+      if (c == '"' || c == '\\') {
+        out_ += '\\';
+        out_ += static_cast<char>(c);
+      } else if (c < 0x20) {
+        switch (c) {
+          case '\n': out_ += "\\n"; break;
+          case '\t': out_ += "\\t"; break;
+          case '\r': out_ += "\\r"; break;
+          case '\b': out_ += "\\b"; break;
+          case '\f': out_ += "\\f"; break;
+          default: fmt::format_to(std::back_inserter(out_), "\\u{:04x}", c);
+        }
+      } else {
+        size_t len = utf8_len(p + i, n - i);
+        if (len) {
+          out_.append(s, i, len);
+          i += len - 1;
+        } else {
+          fmt::format_to(std::back_inserter(out_), "\\u{:04x}", c);
+        }
+      }
+      run = i + 1;
+    }
+    out_.append(s, run, n - run);
+    out_ += '"';
+  }
+  // Length of the valid UTF-8 sequence at p, 0 when invalid.
+  static size_t utf8_len(const unsigned char* p, size_t n) {
+    size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : 0;
+    if (!len || len > n) return 0;
+    for (size_t i = 1; i < len; ++i)
+      if ((p[i] & 0xc0) != 0x80) return 0;
+    uint32_t cp = len == 2 ? ((p[0] & 0x1fu) << 6 | (p[1] & 0x3fu))
+                 : len == 3 ? ((p[0] & 0x0fu) << 12 | (p[1] & 0x3fu) << 6 | (p[2] & 0x3fu))
+                            : ((p[0] & 0x07u) << 18 | (p[1] & 0x3fu) << 12 | (p[2] & 0x3fu) << 6 | (p[3] & 0x3fu));
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+      return 0;
+    return len;
+  }
+
+  std::string& out_;
+  bool first_ = true;
+};
+
+void process_json(Obj o, const v1::Process& p) {
+  o.u32("pid", p.pid());
+  o.u32("tid", p.tid());
+  o.u32("ppid", p.ppid());
+  o.str("exec_id", p.exec_id());
+  o.str("parent_exec_id", p.parent_exec_id());
+  o.u32("uid", p.uid());
+  o.u32("gid", p.gid());
+  o.str("binary", p.binary());
+  o.strs("argv", p.argv());
+  o.boolean("argv_truncated", p.argv_truncated());
+  o.str("cwd", p.cwd());
+  o.str("comm", p.comm());
+  o.u64("cgroup_id", p.cgroup_id());
+  o.u64("start_time_ns", p.start_time_ns());
+}
+
+void file_json(Obj o, const v1::FileOp& f) {
+  o.str("op", f.op());
+  o.str("path", f.path());
+  o.boolean("path_resolved", f.path_resolved());
+  o.boolean("path_truncated", f.path_truncated());
+  o.str("path2", f.path2());
+  o.u32("flags", f.flags());
+  o.u32("mode", f.mode());
+  o.u32("owner_uid", f.owner_uid());
+  o.u32("owner_gid", f.owner_gid());
+  o.str("xattr_name", f.xattr_name());
+  o.i32("result", f.result());
+  o.str("error", f.error());
+  o.str("syscall", f.syscall());
+  o.i32("dirfd", f.dirfd());
+}
+
+}  // namespace
+
+void append_event_json(const v1::Event& ev, std::string& out) {
+  if (ev.kind_case() == v1::Event::kNet || ev.kind_case() == v1::Event::kViolation) {
+    std::string j;
+    google::protobuf::util::JsonPrintOptions o;
+    o.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(ev, &j, o);
+    out += j;
+    return;
+  }
+  Obj o(out);
+  o.u64("seq", ev.seq());
+  o.str("node", ev.node());
+  o.u64("time_ns", ev.time_ns());
+  o.u64("ktime_ns", ev.ktime_ns());
+  o.str("sandbox_id", ev.sandbox_id());
+  if (ev.has_process()) process_json(o.child("process"), ev.process());
+  o.boolean("host_mode", ev.host_mode());
+  switch (ev.kind_case()) {
+    case v1::Event::kExec: {
+      const auto& x = ev.exec();
+      Obj c = o.child("exec");
+      c.str("filename", x.filename());
+      c.u32("argc", x.argc());
+      c.boolean("filename_truncated", x.filename_truncated());
+      c.str("interpreter", x.interpreter());
+      c.i32("result", x.result());
+      c.str("error", x.error());
+      c.strs("argv", x.argv());
+      break;
+    }
+    case v1::Event::kFork: {
+      Obj c = o.child("fork");
+      c.u32("child_pid", ev.fork().child_pid());
+      c.str("child_exec_id", ev.fork().child_exec_id());
+      break;
+    }
+    case v1::Event::kExit: {
+      const auto& x = ev.exit();
+      Obj c = o.child("exit");
+      c.i32("status", x.status());
+      c.i32("code", x.code());
+      c.i32("signal", x.signal());
+      c.boolean("core_dumped", x.core_dumped());
+      break;
+    }
+    case v1::Event::kFile:
+      file_json(o.child("file"), ev.file());
+      break;
+    case v1::Event::kLoss: {
+      Obj c = o.child("loss");
+      c.u64("count", ev.loss().count());
+      c.str("reason", ev.loss().reason());
+      c.str("where", ev.loss().where());
+      break;
+    }
+    case v1::Event::kSyscall: {
+      const auto& x = ev.syscall();
+      Obj c = o.child("syscall");
+      c.u32("nr", x.nr());
+      c.str("name", x.name());
+      c.i32("result", x.result());
+      c.str("error", x.error());
+      c.u64s("args", x.args());
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+}  // namespace agentcage::core

@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/kernel/bpf_monitor.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <optional>
+
+#include "agentcage_bpf.skel.h"
+#include "core/base/fs.h"
+#include "core/base/mountinfo.h"
+#include "core/base/unique_fd.h"
+
+namespace agentcage::core {
+namespace {
+
+// RAII over bpftool's C++ skeleton members (open/load/attach/destroy).
+template <class T>
+struct SkeletonDeleter {
+  void operator()(T* s) const { T::destroy(s); }
+};
+template <class T>
+using BpfSkeleton = std::unique_ptr<T, SkeletonDeleter<T>>;
+
+struct RingBufferDeleter {
+  void operator()(ring_buffer* rb) const { ring_buffer__free(rb); }
+};
+
+// Set while trying the optional BPF LSM programs: their failure is expected on kernels
+// without BPF LSM and is reported once, as a status, not as libbpf warnings.
+std::atomic<bool> g_libbpf_quiet{false};
+
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
+  if (level == LIBBPF_DEBUG) return 0;
+  if (g_libbpf_quiet.load(std::memory_order_relaxed)) level = LIBBPF_INFO;
+  // Verifier logs run to many kilobytes: format into a heap string, not a fixed buffer,
+  // so the line that explains a rejected program is not cut off.
+  char* buf = nullptr;
+  int n = vasprintf(&buf, fmt, ap);
+  if (n < 0) return 0;
+  std::string_view s(buf, static_cast<size_t>(n));
+  while (!s.empty() && s.back() == '\n') s.remove_suffix(1);
+  if (level == LIBBPF_WARN)
+    spdlog::warn("libbpf: {}", s);
+  else
+    spdlog::debug("libbpf: {}", s);
+  free(buf);
+  return 0;
+}
+
+const char* kStatNames[AC_STAT_MAX] = {"events",     "ringbuf_full", "truncated",      "read_fault",
+                                      "task_map_full", "net_denied", "net_kill_failed"};
+
+// uapi values newer than the build host's linux/bpf.h may be (net.bpf.c asserts them).
+constexpr int kAttachUnixConnect = 49;  // BPF_CGROUP_UNIX_CONNECT
+constexpr int kAttachUnixSendmsg = 50;  // BPF_CGROUP_UNIX_SENDMSG
+
+// Feature probe, not a version check: does the running kernel's BTF have a kfunc (a BTF
+// FUNC named `name`)?
+bool kernel_has_kfunc(const char* name) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
+  btf__free(vmlinux);
+  return found;
+}
+
+// Feature probe, not a version check: does this kernel's BTF know the attach type?
+bool kernel_has_attach_type(const char* name) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool found = false;
+  int id = btf__find_by_name_kind(vmlinux, "bpf_attach_type", BTF_KIND_ENUM);
+  if (id > 0) {
+    const btf_type* t = btf__type_by_id(vmlinux, static_cast<uint32_t>(id));
+    const struct btf_enum* e = btf_enum(t);
+    for (int i = 0; i < btf_vlen(t) && !found; ++i)
+      found = std::strcmp(btf__name_by_offset(vmlinux, e[i].name_off), name) == 0;
+  }
+  btf__free(vmlinux);
+  return found;
+}
+
+}  // namespace
+
+const char* stat_name(int reason) { return reason >= 0 && reason < AC_STAT_MAX ? kStatNames[reason] : "unknown"; }
+
+struct BpfMonitor::Impl {
+  BpfSkeleton<agentcage_bpf> skel;
+  bool unix_hooks = false;
+  std::optional<Error> net_error;  // why the network programs are not attached
+
+  // Network programs: attached once to the cgroup2 root (links are always multi-attach,
+  // so other programs there keep running) and filtered in the kernel by ac_tracked():
+  // a sandboxed process that moves to another cgroup stays under its policy. See the
+  // top of bpf/net.bpf.c. The links belong to the skeleton and go with it; on failure
+  // the ones already made are destroyed, so it is all or nothing.
+  Status attach_net() {
+    auto* s = skel.get();
+    auto root = cgroup2_mount();
+    if (!root) return std::unexpected(root.error());
+    UniqueFd root_fd(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_fd) return sys_error("open(" + *root + ")");
+    struct CgroupProg {
+      bpf_program* prog;
+      bpf_link** link;
+      bool enabled;
+    };
+    const CgroupProg progs[] = {{s->progs.cg__connect4, &s->links.cg__connect4, true},
+                                {s->progs.cg__connect6, &s->links.cg__connect6, true},
+                                {s->progs.cg__sendmsg4, &s->links.cg__sendmsg4, true},
+                                {s->progs.cg__sendmsg6, &s->links.cg__sendmsg6, true},
+                                {s->progs.cg__bind4, &s->links.cg__bind4, true},
+                                {s->progs.cg__bind6, &s->links.cg__bind6, true},
+                                {s->progs.cg__sock_create, &s->links.cg__sock_create, true},
+                                {s->progs.cg__connect_unix, &s->links.cg__connect_unix, unix_hooks},
+                                {s->progs.cg__sendmsg_unix, &s->links.cg__sendmsg_unix, unix_hooks}};
+    for (const auto& p : progs) {
+      if (!p.enabled) continue;
+      *p.link = bpf_program__attach_cgroup(p.prog, root_fd.get());
+      if (*p.link) continue;
+      int err = errno;
+      for (const auto& q : progs) {
+        bpf_link__destroy(*q.link);  // accepts NULL
+        *q.link = nullptr;
+      }
+      return sys_error(fmt::format("bpf_link_create({}, cgroup {})", bpf_program__name(p.prog), *root), err,
+                       "a program attached to the cgroup2 root without BPF_F_ALLOW_MULTI blocks others");
+    }
+    return {};
+  }
+
+  std::unique_ptr<ring_buffer, RingBufferDeleter> rb;
+  bool lsm_active = false;
+  std::string lsm_status;
+  const RecordFn* fn = nullptr;  // valid only during poll()/drain()
+  int handled = 0;
+
+  static int on_record(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<Impl*>(ctx);
+    if (self->fn) (*self->fn)(std::span<const std::byte>(static_cast<const std::byte*>(data), size));
+    ++self->handled;
+    return 0;
+  }
+};
+
+BpfMonitor::BpfMonitor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+BpfMonitor::~BpfMonitor() = default;
+
+namespace {
+
+// Opens, loads, configures and attaches the skeleton, with or without the BPF LSM
+// programs. Without them, they are switched off before load (autoload) so the verifier
+// never sees them and no attach is tried.
+Result<BpfSkeleton<agentcage_bpf>> load_skeleton(const MonitorOptions& opts, bool lsm, bool* unix_hooks) {
+  const std::string priv_hint = "loading BPF programs needs root (CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN)";
+  BpfSkeleton<agentcage_bpf> skel(agentcage_bpf::open());
+  if (!skel) return sys_error("bpf_object__open(agentcage_bpf)", errno, "the kernel needs BTF (/sys/kernel/btf/vmlinux)");
+  auto* s = skel.get();
+
+  if (!lsm) {
+    bpf_program* p = nullptr;
+    bpf_object__for_each_program(p, s->obj) {
+      if (bpf_program__type(p) == BPF_PROG_TYPE_LSM) bpf_program__set_autoload(p, false);
+    }
+  }
+  // One sys_exit program: the BTF-load variant where the kernel has bpf_rdonly_cast
+  // (6.2+), the CO-RE variant elsewhere (e.g. Debian 12's 6.1).
+  bool rdonly_cast = kernel_has_kfunc("bpf_rdonly_cast");
+  bpf_program__set_autoload(rdonly_cast ? s->progs.tp_btf__sys_exit_compat : s->progs.tp_btf__sys_exit, false);
+  spdlog::debug("sys_exit program: {}", rdonly_cast ? "BTF path walk (bpf_rdonly_cast)" : "CO-RE path walk (compat)");
+  if (int e = bpf_map__set_max_entries(s->maps.ac_events, opts.ring_bytes); e != 0)
+    return sys_error("bpf_map__set_max_entries(ac_events, " + std::to_string(opts.ring_bytes) + ")", -e,
+                     "the ring size must be a power of two and a multiple of the page size");
+  // libbpf 1.1 does not know the unix sock_addr section names: set type and attach
+  // type by hand where the kernel has them, leave the programs out where it does not.
+  *unix_hooks = kernel_has_attach_type("BPF_CGROUP_UNIX_CONNECT") && kernel_has_attach_type("BPF_CGROUP_UNIX_SENDMSG");
+  for (auto [prog, type] : {std::pair{s->progs.cg__connect_unix, kAttachUnixConnect},
+                            std::pair{s->progs.cg__sendmsg_unix, kAttachUnixSendmsg}}) {
+    if (*unix_hooks) {
+      bpf_program__set_type(prog, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
+      bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(type));
+    } else {
+      bpf_program__set_autoload(prog, false);
+    }
+  }
+  if (!*unix_hooks)
+    spdlog::info("kernel has no cgroup unix sock_addr hooks: unix connect/sendmsg not observed or enforced");
+
+  if (int e = agentcage_bpf::load(s); e != 0)
+    return sys_error("bpf_object__load(agentcage_bpf)", -e, geteuid() != 0 ? priv_hint : "see the libbpf messages above");
+
+  ac_config cfg{};
+  cfg.host_mode = opts.host_mode ? 1 : 0;
+  cfg.self_tgid = static_cast<uint32_t>(::getpid());
+  // A threshold the ring can never reach would leave the reader to its poll timeout
+  // alone: cap it at a quarter of the ring so bursts still wake it early.
+  cfg.wakeup_bytes = std::min(opts.wakeup_bytes, opts.ring_bytes / 4);
+  uint32_t zero = 0;
+  if (bpf_map__update_elem(s->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_config_map)");
+
+  if (int e = agentcage_bpf::attach(s); e != 0)
+    return sys_error("bpf_object__attach(agentcage_bpf)", -e, geteuid() != 0 ? priv_hint : "");
+  return skel;
+}
+
+// Whether to try the BPF LSM programs. A BPF LSM program loads and attaches on a kernel
+// built with CONFIG_BPF_LSM even when "bpf" is not among the active LSMs, and then never
+// runs: so the active list decides, not a program-type probe; where the list cannot be
+// read, lsm_self_test() decides after attach. Returns "" to try, or why not.
+std::string lsm_unavailable_reason(std::string* note) {
+  const char* path = "/sys/kernel/security/lsm";
+  auto list = read_file(path);
+  if (!list) {
+    *note = fmt::format("{} unreadable (securityfs not mounted?)", path);
+    return "";  // unknown: try, and fall back if the kernel refuses
+  }
+  std::string l = list->substr(0, list->find('\n'));
+  for (size_t i = 0; i <= l.size();) {
+    size_t j = l.find(',', i);
+    if (j == std::string::npos) j = l.size();
+    if (l.compare(i, j - i, "bpf") == 0) {
+      *note = fmt::format("{}: {}", path, l);
+      return "";
+    }
+    i = j + 1;
+  }
+  return fmt::format("the active LSMs ({}: {}) do not include bpf; boot with lsm={},bpf", path, l, l);
+}
+
+// Attached is not running: on a kernel with BPF LSM built in but not in the active list
+// the programs attach and are never called. Open a file and see whether lsm/file_open
+// noticed. Returns whether it did.
+Result<bool> lsm_self_test(agentcage_bpf* s) {
+  uint32_t zero = 0;
+  ac_lsm_probe p{static_cast<uint32_t>(::getpid()), 0};
+  if (bpf_map__update_elem(s->maps.ac_lsm_probe, &zero, sizeof zero, &p, sizeof p, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_lsm_probe)");
+  int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sys_error("open(/proc/self/stat)");
+  ::close(fd);
+  if (bpf_map__lookup_elem(s->maps.ac_lsm_probe, &zero, sizeof zero, &p, sizeof p, 0) != 0)
+    return sys_error("bpf_map_lookup_elem(ac_lsm_probe)");
+  bool seen = p.seen != 0;
+  p = {};
+  (void)bpf_map__update_elem(s->maps.ac_lsm_probe, &zero, sizeof zero, &p, sizeof p, BPF_ANY);
+  return seen;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts) {
+  libbpf_set_print(libbpf_print);
+  auto impl = std::make_unique<Impl>();
+
+  bool lsm = opts.lsm;
+  std::string note;
+  if (!lsm) {
+    impl->lsm_status = "off: not requested";
+  } else if (auto why = lsm_unavailable_reason(&note); !why.empty()) {
+    lsm = false;
+    impl->lsm_status = "off: " + why;
+  }
+  g_libbpf_quiet = lsm;
+  auto skel = load_skeleton(opts, lsm, &impl->unix_hooks);
+  g_libbpf_quiet = false;
+  if (!skel && lsm) {
+    // Kernels with BPF LSM compiled in can still refuse it (e.g. EPERM where the hooks'
+    // trampolines cannot be patched). Monitoring must not depend on it: retry without.
+    const auto& e = skel.error();
+    impl->lsm_status = fmt::format("off: the kernel refused the BPF LSM programs ({}: {})", e.context,
+                                   e.code ? std::strerror(e.code) : "failed");
+    lsm = false;
+    spdlog::debug("bpf lsm: {}; retrying without them", impl->lsm_status);
+    skel = load_skeleton(opts, false, &impl->unix_hooks);
+  }
+  if (!skel) return std::unexpected(skel.error());
+  impl->skel = std::move(*skel);
+  if (lsm) {
+    if (auto seen = lsm_self_test(impl->skel.get()); !seen) {
+      lsm = false;
+      impl->lsm_status = "off: self-test: " + seen.error().message();
+    } else if (!*seen) {
+      lsm = false;
+      impl->lsm_status = "off: the BPF LSM programs attached but never ran (bpf is not an active LSM; boot with lsm=...,bpf)";
+    }
+  }
+  impl->lsm_active = lsm;
+  if (lsm) impl->lsm_status = note.empty() ? "active" : "active (" + note + ")";
+  spdlog::debug("bpf lsm: {}", impl->lsm_status);
+
+  // Monitoring degrades, enforcement fails closed: without the network programs the
+  // monitor still records processes, and install_net_policy() refuses with this error.
+  if (auto st = impl->attach_net(); !st) {
+    spdlog::warn("network programs not attached: network activity is not recorded and network policies are "
+                 "refused: {}",
+                 st.error().message());
+    impl->net_error = st.error();
+  }
+
+  auto* s = impl->skel.get();
+  impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.ac_events), &Impl::on_record, impl.get(), nullptr));
+  if (!impl->rb) return sys_error("ring_buffer__new(ac_events)");
+  spdlog::debug("bpf monitor attached: ring {} bytes, wakeup at {} bytes, host_mode={}", opts.ring_bytes,
+                opts.wakeup_bytes, opts.host_mode);
+  return std::unique_ptr<BpfMonitor>(new BpfMonitor(std::move(impl)));
+}
+
+bool BpfMonitor::lsm_active() const { return impl_->lsm_active; }
+const std::string& BpfMonitor::lsm_status() const { return impl_->lsm_status; }
+
+Status BpfMonitor::lsm_deny(std::span<const InodeRule> rules) {
+  if (!impl_->lsm_active)
+    return error("deny-by-inode rules need BPF LSM, which is " + impl_->lsm_status,
+                 "use a kernel with CONFIG_BPF_LSM=y booted with \"bpf\" in lsm= (see vagrant/README.md)");
+  for (const auto& r : rules) {
+    if (bpf_map__update_elem(impl_->skel->maps.ac_lsm_inodes, &r.key, sizeof r.key, &r.rule, sizeof r.rule,
+                             BPF_ANY) != 0)
+      return sys_error(fmt::format("bpf_map_update_elem(ac_lsm_inodes, dev {:#x} ino {})", r.key.dev, r.key.ino));
+  }
+  return {};
+}
+
+Status BpfMonitor::lsm_forget(std::span<const InodeRule> rules) {
+  for (const auto& r : rules) {
+    if (bpf_map__delete_elem(impl_->skel->maps.ac_lsm_inodes, &r.key, sizeof r.key, 0) != 0 && errno != ENOENT)
+      return sys_error(fmt::format("bpf_map_delete_elem(ac_lsm_inodes, dev {:#x} ino {})", r.key.dev, r.key.ino));
+  }
+  return {};
+}
+
+Status BpfMonitor::track_cgroup(uint64_t cgroup_id, uint64_t sandbox) {
+  if (bpf_map__update_elem(impl_->skel->maps.ac_cgroups, &cgroup_id, sizeof cgroup_id, &sandbox, sizeof sandbox,
+                           BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_cgroups)");
+  return {};
+}
+
+Status BpfMonitor::untrack_cgroup(uint64_t cgroup_id) {
+  if (bpf_map__delete_elem(impl_->skel->maps.ac_cgroups, &cgroup_id, sizeof cgroup_id, 0) != 0 && errno != ENOENT)
+    return sys_error("bpf_map_delete_elem(ac_cgroups)");
+  return {};
+}
+
+Status BpfMonitor::set_host_mode(bool on) {
+  uint32_t zero = 0;
+  ac_config cfg{};
+  if (bpf_map__lookup_elem(impl_->skel->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, 0) != 0)
+    return sys_error("bpf_map_lookup_elem(ac_config_map)");
+  cfg.host_mode = on ? 1 : 0;
+  if (bpf_map__update_elem(impl_->skel->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_config_map)");
+  return {};
+}
+
+bool BpfMonitor::has_unix_hooks() const { return impl_->unix_hooks; }
+
+Status BpfMonitor::install_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy) {
+  if (impl_->net_error)
+    return error("network policy cannot be enforced: " + impl_->net_error->message(),
+                 "the cgroup sock_addr programs must be attached to the cgroup2 root");
+  if (policy.restricts_unix && !impl_->unix_hooks)
+    return error("network policy restricts unix sockets, but this kernel has no cgroup unix sock_addr hooks",
+                 "allow all unix sockets (--allow-unix '*'), or use a kernel with BPF_CGROUP_UNIX_CONNECT (6.7+)");
+  for (const auto& r : policy.rules)
+    if (bpf_map__update_elem(impl_->skel->maps.ac_net_rules, &r.key, sizeof r.key, &r.value, sizeof r.value,
+                             BPF_ANY) != 0)
+      return sys_error("bpf_map_update_elem(ac_net_rules)", errno, "at most 65536 rules over all sandboxes");
+  uint8_t one = 1;
+  for (const auto& k : policy.unix_allow)
+    if (bpf_map__update_elem(impl_->skel->maps.ac_net_unix, &k, sizeof k, &one, sizeof one, BPF_ANY) != 0)
+      return sys_error("bpf_map_update_elem(ac_net_unix)");
+  // Last: this entry switches enforcement on for the sandbox.
+  if (bpf_map__update_elem(impl_->skel->maps.ac_net_sandboxes, &sandbox, sizeof sandbox, &policy.sandbox,
+                           sizeof policy.sandbox, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_net_sandboxes)");
+  return {};
+}
+
+Status BpfMonitor::remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy) {
+  Status st;
+  auto del = [&](bpf_map* map, const void* key, size_t size, const char* name) {
+    if (bpf_map__delete_elem(map, key, size, 0) != 0 && errno != ENOENT && st)
+      st = sys_error(std::string("bpf_map_delete_elem(") + name + ")");
+  };
+  del(impl_->skel->maps.ac_net_sandboxes, &sandbox, sizeof sandbox, "ac_net_sandboxes");
+  for (const auto& r : policy.rules) del(impl_->skel->maps.ac_net_rules, &r.key, sizeof r.key, "ac_net_rules");
+  for (const auto& k : policy.unix_allow) del(impl_->skel->maps.ac_net_unix, &k, sizeof k, "ac_net_unix");
+  return st;
+}
+
+Result<int> BpfMonitor::poll(int timeout_ms, const RecordFn& fn) {
+  impl_->fn = &fn;
+  impl_->handled = 0;
+  int r = ring_buffer__poll(impl_->rb.get(), timeout_ms);
+  // Records below the wakeup threshold do not wake epoll: pick them up after a timeout.
+  if (r == 0) r = ring_buffer__consume(impl_->rb.get());
+  impl_->fn = nullptr;
+  if (r < 0 && r != -EINTR) return sys_error("ring_buffer__poll(ac_events)", -r);
+  return impl_->handled;
+}
+
+Result<int> BpfMonitor::drain(const RecordFn& fn) {
+  impl_->fn = &fn;
+  impl_->handled = 0;
+  int r = ring_buffer__consume(impl_->rb.get());
+  impl_->fn = nullptr;
+  if (r < 0) return sys_error("ring_buffer__consume(ac_events)", -r);
+  return impl_->handled;
+}
+
+uint64_t BpfMonitor::prog_misses() const {
+  uint64_t total = 0;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, impl_->skel->obj) {
+    int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) total += info.recursion_misses;
+  }
+  return total;
+}
+
+KernelStats BpfMonitor::stats() const {
+  KernelStats out{};
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return out;
+  std::vector<uint64_t> vals(static_cast<size_t>(ncpu));
+  for (uint32_t k = 0; k < AC_STAT_MAX; ++k) {
+    if (bpf_map__lookup_elem(impl_->skel->maps.ac_stats, &k, sizeof k, vals.data(), vals.size() * sizeof(uint64_t),
+                             0) != 0)
+      continue;
+    for (uint64_t v : vals) out[k] += v;
+  }
+  return out;
+}
+
+}  // namespace agentcage::core

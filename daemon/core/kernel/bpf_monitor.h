@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+// The kernel monitor: loads the BPF object (one skeleton), selects sandboxes by cgroup,
+// and drains the ring buffer in batches.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include <agentcage/abi.h>
+
+#include "core/policy/net_policy.h"
+#include "core/policy/lsm_policy.h"
+#include "core/base/result.h"
+
+namespace agentcage::core {
+
+struct MonitorOptions {
+  uint32_t ring_bytes = 16u << 20;   // ring buffer size, power of two >= page size
+  uint32_t wakeup_bytes = 64u << 10; // wake the reader once this much is queued
+  bool host_mode = false;            // record every process on the host
+  bool lsm = true;                   // load the BPF LSM programs where the kernel runs them
+};
+
+// Per-reason kernel counters (enum ac_stat), summed over CPUs.
+using KernelStats = std::array<uint64_t, AC_STAT_MAX>;
+const char* stat_name(int reason);
+
+class BpfMonitor {
+ public:
+  using RecordFn = std::function<void(std::span<const std::byte>)>;
+
+  // Opens, loads and attaches the programs. Errors name the failing step and carry a
+  // hint (privileges, BTF, memlock).
+  static Result<std::unique_ptr<BpfMonitor>> start(const MonitorOptions& opts);
+  ~BpfMonitor();
+
+  // Record the processes of cgroup `cgroup_id` as sandbox `sandbox`.
+  Status track_cgroup(uint64_t cgroup_id, uint64_t sandbox);
+  Status untrack_cgroup(uint64_t cgroup_id);
+  Status set_host_mode(bool on);
+
+  // Network policy of a sandbox (compiled by net_policy.h compile()). The rules are
+  // written before the ac_net_sandboxes entry that switches enforcement on, so a
+  // sandbox never runs with half a policy. Fails closed: a policy that restricts unix
+  // sockets is refused when the kernel lacks the unix sock_addr hooks.
+  Status install_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy);
+  Status remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy);
+  // The kernel has cgroup/connect_unix and cgroup/sendmsg_unix (probed at start).
+  bool has_unix_hooks() const;
+  // BPF LSM (bpf/lsm.bpf.c): active when the kernel lists "bpf" in
+  // /sys/kernel/security/lsm and the programs loaded and attached; otherwise the monitor
+  // runs without them. lsm_status() says which, and why ("active", "off: ...").
+  bool lsm_active() const;
+  const std::string& lsm_status() const;
+  // Deny the inodes of `rules` to the sandbox's tasks (ac_lsm_inodes). Fails, naming the
+  // missing feature, when BPF LSM is not active: a deny rule that is not enforced must
+  // not look as if it were.
+  Status lsm_deny(std::span<const InodeRule> rules);
+  Status lsm_forget(std::span<const InodeRule> rules);
+
+  // Wait up to timeout_ms for the kernel to wake us, then hand every queued record to
+  // fn. Also consumes after a timeout, so records below the wakeup threshold arrive
+  // within one timeout. Returns the number of records handled.
+  Result<int> poll(int timeout_ms, const RecordFn& fn);
+  // Hand every queued record to fn without waiting.
+  Result<int> drain(const RecordFn& fn);
+
+  KernelStats stats() const;
+  // Runs of our programs the kernel skipped because another BPF program was already
+  // running on that CPU (bpf_prog_info.recursion_misses, summed). Such a skipped run may
+  // have been a record, so this is an upper bound on records lost that way; it also counts
+  // skipped runs for processes nobody traces, so it is reported, not turned into Loss.
+  uint64_t prog_misses() const;
+
+  struct Impl;
+
+ private:
+  explicit BpfMonitor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace agentcage::core

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/policy/net_policy.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <map>
+
+#include <fmt/format.h>
+
+namespace agentcage::core {
+namespace {
+
+Result<uint16_t> parse_port(std::string_view s, std::string_view spec) {
+  unsigned v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v > 65535)
+    return error(fmt::format("network rule '{}': port '{}' is not a number in 0-65535", spec, s),
+                 "write CIDR[:PORT[-PORT]][/tcp|/udp], e.g. 127.0.0.1:8000-8100/tcp or [::1]:443");
+  return static_cast<uint16_t>(v);
+}
+
+bool contains(const Cidr& outer, const Cidr& inner) {
+  if (outer.prefix > inner.prefix) return false;
+  for (int bit = 0; bit < outer.prefix; ++bit) {
+    int byte = bit / 8, shift = 7 - bit % 8;
+    if (((outer.addr[byte] >> shift) & 1) != ((inner.addr[byte] >> shift) & 1)) return false;
+  }
+  return true;
+}
+
+uint8_t proto_bits(NetProto p) {
+  switch (p) {
+    case NetProto::tcp: return AC_NET_P_TCP;
+    case NetProto::udp: return AC_NET_P_UDP;
+    case NetProto::any: break;
+  }
+  return AC_NET_P_ANY;
+}
+
+// Merges ranges of the same protocol that overlap or touch, then ranges with the same
+// bounds into one protocol mask: the smallest list that allows exactly the same.
+std::vector<ac_net_port_range> normalize(std::vector<ac_net_port_range> in) {
+  std::vector<ac_net_port_range> out;
+  for (uint8_t bit : {uint8_t{AC_NET_P_TCP}, uint8_t{AC_NET_P_UDP}, uint8_t{AC_NET_P_OTHER}}) {
+    std::vector<std::pair<uint32_t, uint32_t>> rs;
+    for (const auto& r : in)
+      if (r.proto & bit) rs.emplace_back(r.lo, r.hi);
+    std::sort(rs.begin(), rs.end());
+    for (size_t i = 0; i < rs.size();) {
+      uint32_t lo = rs[i].first, hi = rs[i].second;
+      size_t j = i + 1;
+      while (j < rs.size() && rs[j].first <= hi + 1) hi = std::max(hi, rs[j++].second);
+      auto same = std::find_if(out.begin(), out.end(), [&](const auto& o) { return o.lo == lo && o.hi == hi; });
+      if (same != out.end()) {
+        same->proto |= bit;
+      } else {
+        ac_net_port_range r{};
+        r.lo = static_cast<uint16_t>(lo);
+        r.hi = static_cast<uint16_t>(hi);
+        r.proto = bit;
+        out.push_back(r);
+      }
+      i = j;
+    }
+  }
+  return out;
+}
+
+std::string cidr_text(const Cidr& c) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (c.v4) {
+    inet_ntop(AF_INET, c.addr.data() + 12, buf, sizeof buf);
+    return fmt::format("{}/{}", buf, c.prefix - 96);
+  }
+  inet_ntop(AF_INET6, c.addr.data(), buf, sizeof buf);
+  return fmt::format("{}/{}", buf, c.prefix);
+}
+
+}  // namespace
+
+Result<Cidr> parse_cidr(std::string_view text) {
+  const std::string hint = "write an IPv4 or IPv6 address with an optional /prefix: 10.0.0.0/8, 127.0.0.1, ::1, 2001:db8::/32";
+  std::string_view addr = text, len;
+  if (auto slash = text.find('/'); slash != std::string_view::npos) {
+    addr = text.substr(0, slash);
+    len = text.substr(slash + 1);
+  }
+  Cidr c;
+  std::string a(addr);
+  int max = 128;
+  if (inet_pton(AF_INET, a.c_str(), c.addr.data() + 12) == 1) {
+    c.addr[10] = c.addr[11] = 0xff;
+    c.v4 = true;
+    max = 32;
+  } else if (inet_pton(AF_INET6, a.c_str(), c.addr.data()) != 1) {
+    return error(fmt::format("CIDR '{}': '{}' is not an IPv4 or IPv6 address", text, addr), hint);
+  }
+  int plen = max;
+  if (!len.empty() || text.find('/') != std::string_view::npos) {
+    auto [p, ec] = std::from_chars(len.data(), len.data() + len.size(), plen);
+    if (len.empty() || ec != std::errc() || p != len.data() + len.size() || plen < 0 || plen > max)
+      return error(fmt::format("CIDR '{}': prefix length '{}' is not a number in 0-{}", text, len, max), hint);
+  }
+  c.prefix = c.v4 ? 96 + plen : plen;
+  for (int bit = c.prefix; bit < 128; ++bit)
+    if ((c.addr[bit / 8] >> (7 - bit % 8)) & 1) {
+      Cidr fixed = c;
+      for (int b = c.prefix; b < 128; ++b) fixed.addr[b / 8] &= static_cast<uint8_t>(~(1u << (7 - b % 8)));
+      return error(fmt::format("CIDR '{}': address has bits set beyond the /{} prefix", text, plen),
+                   fmt::format("did you mean {}?", cidr_text(fixed)));
+    }
+  return c;
+}
+
+Result<NetRule> parse_net_rule(std::string_view spec) {
+  const std::string hint = "write CIDR[:PORT[-PORT]][/tcp|/udp], e.g. 127.0.0.1:8000-8100/tcp, 10.0.0.0/8, [::1]:443";
+  NetRule r;
+  std::string_view s = spec;
+  if (s.ends_with("/tcp")) {
+    r.proto = NetProto::tcp;
+    s.remove_suffix(4);
+  } else if (s.ends_with("/udp")) {
+    r.proto = NetProto::udp;
+    s.remove_suffix(4);
+  }
+  std::string_view cidr = s, ports;
+  if (s.starts_with('[')) {
+    auto close = s.find(']');
+    if (close == std::string_view::npos)
+      return error(fmt::format("network rule '{}': missing ']' after the IPv6 address", spec), hint);
+    cidr = s.substr(1, close - 1);
+    std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':' || rest.size() == 1)
+        return error(fmt::format("network rule '{}': expected ':PORT' after ']', found '{}'", spec, rest), hint);
+      ports = rest.substr(1);
+    }
+  } else if (std::count(s.begin(), s.end(), ':') == 1) {
+    auto colon = s.find(':');
+    cidr = s.substr(0, colon);
+    ports = s.substr(colon + 1);
+    if (ports.empty()) return error(fmt::format("network rule '{}': empty port after ':'", spec), hint);
+  }
+  if (cidr.empty()) return error(fmt::format("network rule '{}': no address", spec), hint);
+  if (auto c = parse_cidr(cidr); !c) return std::unexpected(c.error());
+  r.cidr = std::string(cidr);
+  if (!ports.empty()) {
+    auto dash = ports.find('-');
+    auto lo = parse_port(ports.substr(0, dash), spec);
+    if (!lo) return std::unexpected(lo.error());
+    auto hi = dash == std::string_view::npos ? lo : parse_port(ports.substr(dash + 1), spec);
+    if (!hi) return std::unexpected(hi.error());
+    if (*lo > *hi)
+      return error(fmt::format("network rule '{}': port range {}-{} is reversed", spec, *lo, *hi), hint);
+    r.port_lo = *lo;
+    r.port_hi = *hi;
+  }
+  return r;
+}
+
+Result<NetAction> parse_net_action(std::string_view text) {
+  if (text == "deny") return NetAction::deny;
+  if (text == "kill") return NetAction::kill;
+  if (text == "audit") return NetAction::audit;
+  return error(fmt::format("network action '{}' is not one of deny, kill, audit", text));
+}
+
+std::string to_string(NetProto p) {
+  switch (p) {
+    case NetProto::tcp: return "tcp";
+    case NetProto::udp: return "udp";
+    case NetProto::any: break;
+  }
+  return "any";
+}
+
+std::string to_string(NetAction a) {
+  switch (a) {
+    case NetAction::kill: return "kill";
+    case NetAction::audit: return "audit";
+    case NetAction::deny: break;
+  }
+  return "deny";
+}
+
+std::string to_string(const NetRule& r) {
+  bool v6 = r.cidr.find(':') != std::string::npos;
+  bool all_ports = r.port_lo == 0 && r.port_hi == 65535;
+  std::string ports;
+  if (!all_ports) ports = r.port_lo == r.port_hi ? fmt::format(":{}", r.port_lo) : fmt::format(":{}-{}", r.port_lo, r.port_hi);
+  std::string proto = r.proto == NetProto::any ? std::string() : fmt::format("/{}", to_string(r.proto));
+  if (v6 && !all_ports) return fmt::format("[{}]{}{}", r.cidr, ports, proto);
+  return fmt::format("{}{}{}", r.cidr, ports, proto);
+}
+
+Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key) {
+  if (sandbox_key == 0) return error("network policy: sandbox key 0 is reserved for host-mode records");
+
+  struct Entry {
+    Cidr cidr;
+    std::vector<ac_net_port_range> own;  // ranges of rules written for exactly this prefix
+    std::string first_rule;              // for error messages
+    uint32_t block_action = 0;           // a block rule for exactly this prefix (AC_NET_*)
+  };
+  std::map<std::pair<std::array<uint8_t, 16>, int>, Entry> entries;
+  auto add = [&](const Cidr& c, uint16_t lo, uint16_t hi, uint8_t proto, const std::string& origin) -> Status {
+    if (lo > hi) return error(fmt::format("network rule '{}': port range {}-{} is reversed", origin, lo, hi));
+    auto& e = entries[{c.addr, c.prefix}];
+    if (e.first_rule.empty()) {
+      e.cidr = c;
+      e.first_rule = origin;
+    }
+    ac_net_port_range r{};
+    r.lo = lo;
+    r.hi = hi;
+    r.proto = proto;
+    e.own.push_back(r);
+    return {};
+  };
+  for (const auto& rule : policy.allow) {
+    auto c = parse_cidr(rule.cidr);
+    if (!c) return std::unexpected(c.error());
+    if (auto st = add(*c, rule.port_lo, rule.port_hi, proto_bits(rule.proto), to_string(rule)); !st)
+      return std::unexpected(st.error());
+  }
+  for (const auto& dns : policy.dns_resolvers) {
+    auto c = parse_cidr(dns);
+    if (!c) return error(fmt::format("dns resolver '{}': {}", dns, c.error().context), c.error().hint);
+    if (auto st = add(*c, 53, 53, AC_NET_P_TCP | AC_NET_P_UDP, "dns resolver " + dns); !st)
+      return std::unexpected(st.error());
+  }
+
+  for (const auto& b : policy.block) {
+    auto c = parse_cidr(b.cidr);
+    if (!c) return std::unexpected(c.error());
+    auto& e = entries[{c->addr, c->prefix}];
+    if (e.first_rule.empty()) {
+      e.cidr = *c;
+      e.first_rule = "block " + b.cidr;
+    }
+    e.block_action = b.action == NetAction::kill ? AC_NET_KILL : b.action == NetAction::audit ? AC_NET_AUDIT : AC_NET_DENY;
+  }
+
+  CompiledNetPolicy out{};
+  for (const auto& [k, e] : entries) {
+    // The innermost block containing this prefix (itself included) cuts inheritance:
+    // allow rules wider than it do not reach inside, and its action applies to what
+    // this entry does not allow.
+    const Entry* cut = e.block_action ? &e : nullptr;
+    for (const auto& [k2, b] : entries)
+      if (b.block_action && b.cidr.prefix < e.cidr.prefix && contains(b.cidr, e.cidr) &&
+          (!cut || b.cidr.prefix > cut->cidr.prefix))
+        cut = &b;
+    // Among rules for the same prefix the strictest wins: a block there drops its allows.
+    std::vector<ac_net_port_range> all = e.block_action ? std::vector<ac_net_port_range>{} : e.own;
+    for (const auto& [k2, outer] : entries)
+      if (outer.cidr.prefix < e.cidr.prefix && contains(outer.cidr, e.cidr) && (!cut || outer.cidr.prefix >= cut->cidr.prefix))
+        all.insert(all.end(), outer.own.begin(), outer.own.end());
+    auto ranges = normalize(std::move(all));
+    if (ranges.size() > AC_NET_MAX_PORT_RANGES)
+      return error(fmt::format("network rule '{}': {} separate port ranges apply to {} (at most {})", e.first_rule,
+                               ranges.size(), cidr_text(e.cidr), AC_NET_MAX_PORT_RANGES),
+                   "merge adjacent ports into ranges (8000-8010) or allow a wider range");
+    CompiledNetPolicy::Rule r{};
+    r.key.prefixlen = AC_NET_KEY_SANDBOX_BITS + static_cast<uint32_t>(e.cidr.prefix);
+    r.key.sandbox_lo = static_cast<uint32_t>(sandbox_key);
+    r.key.sandbox_hi = static_cast<uint32_t>(sandbox_key >> 32);
+    std::memcpy(r.key.addr, e.cidr.addr.data(), 16);
+    r.value.count = static_cast<uint32_t>(ranges.size());
+    r.value.deny_action = cut ? cut->block_action : 0;
+    std::copy(ranges.begin(), ranges.end(), r.value.ranges);
+    out.rules.push_back(r);
+  }
+
+  for (const auto& name : policy.unix_allow) {
+    bool abstract = name.starts_with('@');
+    if (!abstract && !name.starts_with('/'))
+      return error(fmt::format("unix socket '{}': must be an absolute path or @abstract-name", name),
+                   "the kernel side matches names exactly as the process gives them");
+    if (name.size() < 2 || name.size() > AC_UNIX_PATH_MAX - 1 || name.find('\0') != std::string::npos)
+      return error(fmt::format("unix socket '{}': length must be 1-{} bytes without NUL", name, AC_UNIX_PATH_MAX - 2));
+    ac_net_unix_key k{};
+    k.sandbox = sandbox_key;
+    std::memcpy(k.path, name.data(), name.size());
+    out.unix_allow.push_back(k);
+  }
+
+  out.sandbox.default_action = policy.default_action == NetAction::kill    ? AC_NET_KILL
+                               : policy.default_action == NetAction::audit ? AC_NET_AUDIT
+                                                                           : AC_NET_DENY;
+  out.sandbox.flags = (policy.audit_mode ? uint32_t{AC_NET_S_AUDIT} : 0u) | (policy.allow_all_unix ? uint32_t{AC_NET_S_UNIX_ANY} : 0u);
+  out.restricts_unix = !policy.allow_all_unix;
+  return out;
+}
+
+}  // namespace agentcage::core

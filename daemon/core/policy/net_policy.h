@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+// Network policy of one sandbox, and its compilation into the BPF map entries that
+// bpf/net.bpf.c enforces. Pure: no kernel access here (BpfMonitor writes the entries).
+//
+// Semantics (enforced by the cgroup sock_addr programs):
+//  - A sandbox without a NetPolicy is unrestricted (observed only).
+//  - With one, connect(2), sendto/sendmsg(2) to an address (unconnected UDP) and bind(2)
+//    to a non-zero port are allowed only when an `allow` rule matches address, port and
+//    protocol. bind to port 0 (ephemeral) is always allowed.
+//  - IPv4 is matched as its v4-mapped IPv6 form ::ffff:a.b.c.d, so a rule for 10.0.0.0/8
+//    also covers a v4-mapped IPv6 connect to ::ffff:10.1.2.3, and an IPv6 rule that
+//    contains ::ffff:0:0/96 (::/0 for one) covers IPv4 too.
+//  - Loopback is not special: list 127.0.0.0/8 or ::1 to reach local services.
+//  - dns_resolvers are allowed on port 53, TCP and UDP.
+//  - Unix sockets: connect/sendmsg to a path or abstract name ("@name") must be listed
+//    in unix_allow (exact match), unless allow_all_unix. Pathnames are matched as the
+//    process spells them, so list absolute paths.
+//  - Inet sockets other than TCP stream / UDP datagram (raw, ping, SCTP, MPTCP) cannot
+//    be created: their traffic does not pass the address hooks.
+//  - What no rule allows gets default_action: deny (EPERM), kill (EPERM + SIGKILL) or
+//    audit (allowed, reported). audit_mode reports every violation as "audit" and denies
+//    nothing. Every violation is an event with mechanism "cgroup-bpf".
+#pragma once
+
+#include <agentcage/abi.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/base/result.h"
+
+namespace agentcage::core {
+
+enum class NetProto { any, tcp, udp };
+enum class NetAction { deny, kill, audit };
+
+struct NetRule {
+  std::string cidr;        // "10.0.0.0/8", "127.0.0.1", "::1/128", "2001:db8::/32"
+  uint16_t port_lo = 0;    // inclusive
+  uint16_t port_hi = 65535;
+  NetProto proto = NetProto::any;
+};
+
+// A prefix carved out of wider allow rules: the most specific prefix decides, so
+// 10.0.0.0/8 blocked inside an allowed 0.0.0.0/0 is refused with this rule's action
+// (an allow rule for a still narrower prefix inside it allows again). All ports.
+struct NetBlock {
+  std::string cidr;
+  NetAction action = NetAction::deny;
+};
+
+struct NetPolicy {
+  std::vector<NetRule> allow;
+  std::vector<NetBlock> block;
+  NetAction default_action = NetAction::deny;
+  bool audit_mode = false;
+  bool allow_all_unix = false;
+  std::vector<std::string> unix_allow;     // absolute paths, "@name" for abstract names
+  std::vector<std::string> dns_resolvers;  // IP addresses allowed on port 53
+};
+
+// A parsed prefix in the mapped IPv6 space the kernel side matches in.
+struct Cidr {
+  std::array<uint8_t, 16> addr{};  // network order; IPv4 as ::ffff:a.b.c.d
+  int prefix = 0;                  // bits of addr, 0..128 (IPv4 /n is 96+n)
+  bool v4 = false;                 // written as IPv4
+};
+
+// "10.0.0.0/8", "192.0.2.1" (host), "2001:db8::/32", "::1". Host bits must be zero.
+Result<Cidr> parse_cidr(std::string_view text);
+
+// The CLI spelling of a rule: CIDR[:PORT[-PORT]][/tcp|/udp], IPv6 in brackets when a
+// port follows: "127.0.0.1:8000-8100/tcp", "10.0.0.0/8", "[::1]:443", "[2001:db8::/32]:53/udp".
+Result<NetRule> parse_net_rule(std::string_view spec);
+Result<NetAction> parse_net_action(std::string_view text);  // deny | kill | audit
+
+std::string to_string(NetProto p);
+std::string to_string(NetAction a);
+std::string to_string(const NetRule& r);  // back to the CLI spelling
+
+// The map entries of one sandbox.
+struct CompiledNetPolicy {
+  struct Rule {
+    ac_net_rule_key key;
+    ac_net_rule_value value;
+  };
+  std::vector<Rule> rules;  // ac_net_rules (LPM trie)
+  ac_net_sandbox sandbox;   // ac_net_sandboxes[sandbox key]
+  std::vector<ac_net_unix_key> unix_allow;  // ac_net_unix
+  bool restricts_unix = false;  // needs the kernel's unix sock_addr hooks
+};
+
+// Pure: validates every field (errors name the rule) and merges overlapping prefixes so
+// each trie entry carries the ports of every shorter prefix that contains it (the trie
+// only returns the longest match).
+Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key);
+
+}  // namespace agentcage::core

@@ -1,0 +1,866 @@
+// SPDX-License-Identifier: Apache-2.0
+// The YAML <-> agentcage.v1.Profile mapping is generic: it walks the message descriptors, so
+// profile.proto stays the only schema. Field-specific knowledge is limited to the
+// `profile_format` option on fields (how to validate a scalar) and a few message-level
+// checks below (a port range's order, a rule's required CIDR, the OCI seccomp file).
+// YAML output is in profile_emit.cc, value helpers (CIDR, errno, DNS) in profile_values.cc.
+#include "core/policy/profile.h"
+#include "core/policy/net_policy.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <seccomp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+#include <yaml-cpp/yaml.h>
+
+#include "core/policy/profile_seccomp.h"
+
+// Where the build put the shipped profiles: the source tree's profiles/ (so a build tree
+// works without installing) and the installed copy.
+#ifndef AGENTCAGE_PROFILE_DIR
+#define AGENTCAGE_PROFILE_DIR ""
+#endif
+#ifndef AGENTCAGE_PROFILE_INSTALL_DIR
+#define AGENTCAGE_PROFILE_INSTALL_DIR ""
+#endif
+
+namespace agentcage::core {
+namespace {
+
+namespace pb = google::protobuf;
+namespace fs = std::filesystem;
+
+// Deep enough for any sane layering, shallow enough that a runaway chain fails fast.
+constexpr int kMaxExtendsDepth = 16;
+// The largest shipped profile is a few KiB; anything near this is not a hand-written profile.
+constexpr size_t kMaxProfileBytes = 1 << 20;
+
+const pb::EnumValueDescriptor* enum_from_yaml(const pb::EnumDescriptor* e, std::string_view s) {
+  for (int i = 0; i < e->value_count(); ++i) {
+    const auto* v = e->value(i);
+    if (v->number() != 0 && enum_yaml_name(v) == s) return v;  // 0 is UNSPECIFIED: never written
+  }
+  return nullptr;
+}
+
+std::string enum_choices(const pb::EnumDescriptor* e) {
+  std::string out;
+  for (int i = 0; i < e->value_count(); ++i)
+    if (e->value(i)->number() != 0) out += (out.empty() ? "" : ", ") + enum_yaml_name(e->value(i));
+  return out;
+}
+
+std::string key_choices(const pb::Descriptor* d) {
+  std::string out;
+  for (int i = 0; i < d->field_count(); ++i) out += (out.empty() ? "" : ", ") + d->field(i)->name();
+  return out;
+}
+
+const std::string& format_of(const pb::FieldDescriptor* fd) { return fd->options().GetExtension(v1::profile_format); }
+
+bool is_port_range(const pb::Descriptor* d) { return d == v1::Profile::PortRange::descriptor(); }
+
+// Levenshtein distance, for "did you mean".
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Scalar:
+      return "'" + (n.Scalar().size() > 80 ? n.Scalar().substr(0, 77) + "..." : n.Scalar()) + "'";
+    default: return "nothing";
+  }
+}
+
+std::string expected_scalar(const pb::FieldDescriptor* fd) {
+  const std::string& f = format_of(fd);
+  switch (fd->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      if (f == "path") return "an absolute path";
+      if (f == "file") return "a file path";
+      if (f == "cidr") return "a CIDR such as 10.0.0.0/8 or ::/0";
+      if (f == "ip") return "an IP address or 'system'";
+      if (f == "syscall") return "a syscall name";
+      if (f == "errno") return "an errno name such as EPERM";
+      if (f == "account") return "a user or group name or numeric id";
+      return "a string";
+    case pb::FieldDescriptor::CPPTYPE_BOOL: return "true or false";
+    case pb::FieldDescriptor::CPPTYPE_ENUM: return "one of: " + enum_choices(fd->enum_type());
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      if (is_port_range(fd->message_type())) return "a port (443) or a port range (\"8000-8100\")";
+      return "a mapping with keys: " + key_choices(fd->message_type());
+    default:
+      if (f == "port") return "a port number 1-65535";
+      if (f == "positive") return "an integer greater than 0";
+      return "an unsigned integer";
+  }
+}
+
+// Plain (unquoted) decimal digits only: "443" in quotes is a string, and 0x/octal/+/- forms
+// are refused rather than guessed at.
+std::optional<uint64_t> plain_uint(const YAML::Node& n, uint64_t max) {
+  if (!n.IsScalar() || n.Tag() == "!") return std::nullopt;
+  const std::string& s = n.Scalar();
+  if (s.empty() || !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) return std::nullopt;
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v > max) return std::nullopt;
+  return v;
+}
+
+std::optional<uint32_t> parse_port(std::string_view s) {
+  if (s.empty() || !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) return std::nullopt;
+  uint32_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+bool valid_account(std::string_view s) {
+  if (s.empty() || s.size() > 32) return false;
+  if (std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && v < 4294967295u;  // (uid_t)-1 means "no change" to setresuid
+  }
+  // POSIX portable user names (what useradd accepts by default).
+  if (!(std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::islower(c) || std::isdigit(c) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+bool is_under(std::string_view path, std::string_view tree) {
+  if (path == tree || tree == "/") return true;
+  return path.size() > tree.size() && path.starts_with(tree) && path[tree.size()] == '/';
+}
+
+// Expands ${WORKSPACE}, ${HOME}, ${USER}, ${TMPDIR} and a leading "~" or "~/".
+std::expected<std::string, std::string> expand(std::string_view raw, const ProfileVars& v) {
+  auto var = [&](std::string_view name) -> std::expected<std::string, std::string> {
+    const std::string* value = name == "WORKSPACE" ? &v.workspace
+                               : name == "HOME"    ? &v.home
+                               : name == "USER"    ? &v.user
+                               : name == "TMPDIR"  ? &v.tmpdir
+                                                   : nullptr;
+    if (!value)
+      return std::unexpected(fmt::format("unknown variable ${{{}}}; known: ${{WORKSPACE}}, ${{HOME}}, ${{USER}}, ${{TMPDIR}}", name));
+    if (value->empty())
+      return std::unexpected(fmt::format("${{{}}} is not set{}", name,
+                                         name == "WORKSPACE" ? " (pass --workspace DIR)" : ""));
+    return *value;
+  };
+  std::string out;
+  size_t i = 0;
+  if (raw == "~" || raw.starts_with("~/")) {
+    auto home = var("HOME");
+    if (!home) return std::unexpected("~ needs " + home.error());
+    out = *home;
+    i = 1;
+  } else if (raw.starts_with("~")) {
+    return std::unexpected("~user is not supported; write the path out or use ${HOME}");
+  }
+  for (; i < raw.size(); ++i) {
+    if (raw[i] == '$' && i + 1 < raw.size() && raw[i + 1] == '{') {
+      size_t close = raw.find('}', i + 2);
+      if (close == std::string_view::npos) return std::unexpected("unterminated '${' (write ${NAME})");
+      auto value = var(raw.substr(i + 2, close - i - 2));
+      if (!value) return std::unexpected(value.error());
+      out += *value;
+      i = close;
+    } else {
+      out += raw[i];
+    }
+  }
+  return out;
+}
+
+// Lexical normal form: no "//", no "." components, no trailing "/". ".." is refused: with
+// symlinks in play its meaning depends on the file system, and a rule must be unambiguous.
+std::expected<std::string, std::string> normalize_absolute(const std::string& p) {
+  if (p.empty() || p[0] != '/') return std::unexpected(fmt::format("'{}' is not an absolute path", p));
+  // A NUL would cut the path short where the kernel reads it; newlines forge log lines.
+  if (std::any_of(p.begin(), p.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    return std::unexpected("a path must not contain control characters (NUL, newline, ...)");
+  std::string out;
+  size_t i = 0;
+  while (i < p.size()) {
+    size_t j = p.find('/', i);
+    if (j == std::string::npos) j = p.size();
+    std::string_view comp(p.data() + i, j - i);
+    if (comp == "..") return std::unexpected(fmt::format("'{}' contains '..'; write the path without it", p));
+    if (!comp.empty() && comp != ".") {
+      out += '/';
+      out += comp;
+    }
+    i = j + 1;
+  }
+  return out.empty() ? "/" : out;
+}
+
+YAML::Mark mark_at(int line1, int col1) {
+  YAML::Mark m;  // its (pos, line, column) constructor is private
+  m.line = line1 - 1;
+  m.column = col1 - 1;
+  return m;
+}
+
+struct Site {
+  std::string file;
+  std::string where;   // "filesystem.deny[2]"
+  std::string value;   // after expansion
+  int line = 0, column = 0;
+};
+
+// Maps one YAML document onto a Profile, collecting every error rather than stopping at the
+// first, so `profile lint` can show them all.
+class FileLoader {
+ public:
+  FileLoader(std::string file, const ProfileVars& vars) : file_(std::move(file)), vars_(vars) {
+    dir_ = fs::path(file_).parent_path().string();
+    if (dir_.empty()) dir_ = ".";
+  }
+
+  void load(const YAML::Node& root, v1::Profile* out) {
+    if (!root.IsMap()) {
+      err(root.Mark(), fmt::format("a profile is a mapping with keys: {}; got {}", key_choices(out->GetDescriptor()),
+                                   describe(root)));
+      return;
+    }
+    message(root, out, "");
+  }
+
+  std::vector<Diagnostic> errors, warnings;
+  std::vector<Site> sites;
+
+  const Site* site(std::string_view where) const {
+    for (const auto& s : sites)
+      if (s.where == where) return &s;
+    return nullptr;
+  }
+
+ private:
+  static std::string join(const std::string& where, std::string_view key) {
+    return where.empty() ? std::string(key) : where + "." + std::string(key);
+  }
+
+  void add(std::vector<Diagnostic>& to, const YAML::Mark& mark, const std::string& msg, bool warning) {
+    // Messages quote the file's own text; a newline or escape sequence in it must not be
+    // able to forge further diagnostic lines or drive the terminal.
+    std::string clean;
+    for (unsigned char c : msg) clean += c < 0x20 || c == 0x7f ? fmt::format("\\x{:02x}", c) : std::string(1, c);
+    to.push_back(Diagnostic{file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0,
+                            std::move(clean), warning});
+  }
+  void err(const YAML::Mark& mark, const std::string& msg) { add(errors, mark, msg, false); }
+  void warn(const YAML::Mark& mark, const std::string& msg) { add(warnings, mark, msg, true); }
+
+  void message(const YAML::Node& n, pb::Message* m, const std::string& where) {
+    const pb::Descriptor* d = m->GetDescriptor();
+    std::map<std::string, YAML::Mark> seen;
+    size_t errors_before = errors.size();
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const YAML::Node& key = it->first;
+      if (!key.IsScalar()) {
+        err(key.Mark(), fmt::format("{}: keys must be plain names; valid keys: {}", where.empty() ? "profile" : where,
+                                    key_choices(d)));
+        continue;
+      }
+      const std::string& name = key.Scalar();
+      if (auto [prev, fresh] = seen.emplace(name, key.Mark()); !fresh) {
+        // yaml-cpp keeps both; silently taking one would let a reviewer read the other.
+        err(key.Mark(), fmt::format("duplicate key '{}' (first at line {})", join(where, name), prev->second.line + 1));
+        continue;
+      }
+      const pb::FieldDescriptor* fd = d->FindFieldByName(name);
+      if (!fd) {
+        std::string hint;
+        size_t best = 3;
+        for (int i = 0; i < d->field_count(); ++i)
+          if (size_t dist = edit_distance(name, d->field(i)->name()); dist < best) {
+            best = dist;
+            hint = fmt::format("; did you mean '{}'?", d->field(i)->name());
+          }
+        err(key.Mark(), fmt::format("unknown key '{}' in {}{} valid keys: {}", name, where.empty() ? "profile" : where,
+                                    hint.empty() ? ";" : hint, key_choices(d)));
+        continue;
+      }
+      field(it->second, key.Mark(), m, fd, join(where, name));
+    }
+    if (errors.size() == errors_before) check(n, m, where);
+  }
+
+  void field(const YAML::Node& n, const YAML::Mark& key_mark, pb::Message* m, const pb::FieldDescriptor* fd,
+             const std::string& where) {
+    // A key with no value has no useful mark of its own; point at the key.
+    const YAML::Mark mark = n.IsNull() ? key_mark : n.Mark();
+    if (fd->is_repeated()) {
+      if (!n.IsSequence()) {
+        err(mark, fmt::format("{}: expected a list{}, got {}", where, n.IsNull() ? " (write [] for none)" : "", describe(n)));
+        return;
+      }
+      for (size_t i = 0; i < n.size(); ++i) value(n[i], n[i].Mark(), m, fd, fmt::format("{}[{}]", where, i));
+      return;
+    }
+    value(n, mark, m, fd, where);
+  }
+
+  // Sets a singular field or appends to a repeated one.
+  void value(const YAML::Node& n, const YAML::Mark& mark, pb::Message* m, const pb::FieldDescriptor* fd,
+             const std::string& where) {
+    // YAML aliases share nodes, so a few lines of "*a" can stand for billions of values
+    // ("billion laughs"); a budget keeps lint safe on hostile files.
+    if (++values_ > kMaxValues) {
+      if (values_ == kMaxValues + 1) err(mark, fmt::format("more than {} values; is an alias expanding recursively?", kMaxValues));
+      return;
+    }
+    const pb::Reflection* r = m->GetReflection();
+    const bool rep = fd->is_repeated();
+    auto wrong = [&] { err(mark, fmt::format("{}: expected {}, got {}", where, expected_scalar(fd), describe(n))); };
+
+    if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (is_port_range(fd->message_type()) && n.IsScalar()) {
+        v1::Profile::PortRange pr;
+        if (!port_range(n, mark, where, &pr)) return;
+        (rep ? r->AddMessage(m, fd) : r->MutableMessage(m, fd))->CopyFrom(pr);
+        return;
+      }
+      if (!n.IsMap()) return wrong();
+      pb::Message* sub = rep ? r->AddMessage(m, fd) : r->MutableMessage(m, fd);
+      message(n, sub, where);
+      return;
+    }
+    if (!n.IsScalar()) return wrong();
+    const std::string& f = format_of(fd);
+
+    switch (fd->cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_STRING: {
+        auto s = format_string(n.Scalar(), f);
+        if (!s) {
+          err(mark, fmt::format("{}: {}", where, s.error()));
+          return;
+        }
+        sites.push_back(Site{file_, where, *s, mark.line + 1, mark.column + 1});
+        rep ? r->AddString(m, fd, *s) : r->SetString(m, fd, *s);
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_BOOL: {
+        // YAML 1.2 booleans only: "yes"/"on" are strings, not silently true.
+        if (n.Tag() == "!" || (n.Scalar() != "true" && n.Scalar() != "false")) return wrong();
+        bool b = n.Scalar() == "true";
+        rep ? r->AddBool(m, fd, b) : r->SetBool(m, fd, b);
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_UINT32:
+      case pb::FieldDescriptor::CPPTYPE_UINT64: {
+        const bool is32 = fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_UINT32;
+        auto v = plain_uint(n, is32 ? UINT32_MAX : UINT64_MAX);
+        if (!v) return wrong();
+        if (f == "port" && (*v < 1 || *v > 65535))
+          return err(mark, fmt::format("{}: port {} is outside 1-65535", where, *v));
+        if (f == "positive" && *v == 0) return err(mark, fmt::format("{}: must be greater than 0", where));
+        if (is32)
+          rep ? r->AddUInt32(m, fd, static_cast<uint32_t>(*v)) : r->SetUInt32(m, fd, static_cast<uint32_t>(*v));
+        else
+          rep ? r->AddUInt64(m, fd, *v) : r->SetUInt64(m, fd, *v);
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_ENUM: {
+        const auto* ev = enum_from_yaml(fd->enum_type(), n.Scalar());
+        if (!ev)
+          return err(mark, fmt::format("{}: '{}' is not one of: {}", where, n.Scalar(), enum_choices(fd->enum_type())));
+        rep ? r->AddEnum(m, fd, ev) : r->SetEnum(m, fd, ev);
+        return;
+      }
+      default:
+        // profile.proto only uses the types above; a new one needs a case here.
+        return err(mark, fmt::format("{}: field type {} is not supported by the YAML loader", where, fd->type_name()));
+    }
+  }
+
+  std::expected<std::string, std::string> format_string(const std::string& raw, const std::string& f) {
+    if (f == "path" || f == "file") {
+      auto e = expand(raw, vars_);
+      if (!e) return e;
+      if (f == "file" && !e->empty() && (*e)[0] != '/') *e = dir_ + "/" + *e;
+      if (f == "file" && !e->empty() && (*e)[0] != '/') *e = fs::absolute(*e).string();
+      if (!e->empty() && (*e)[0] != '/')
+        return std::unexpected(fmt::format("'{}' is not an absolute path{}", raw,
+                                           raw == *e ? "" : fmt::format(" (expands to '{}')", *e)));
+      return normalize_absolute(*e);
+    }
+    if (f == "cidr") {
+      // One CIDR parser for profiles and the network policy they compile to.
+      if (auto c = parse_cidr(raw); !c)
+        return std::unexpected(c.error().context +
+                               (c.error().hint.rfind("did you mean", 0) == 0 ? "; " + c.error().hint : ""));
+      return raw;
+    }
+    if (f == "ip") {
+      in6_addr a6;
+      in_addr a4;
+      if (raw == "system" || inet_pton(AF_INET, raw.c_str(), &a4) == 1 || inet_pton(AF_INET6, raw.c_str(), &a6) == 1)
+        return raw;
+      return std::unexpected(fmt::format("'{}' is not an IP address (or 'system' for /etc/resolv.conf)", raw));
+    }
+    if (f == "syscall") {
+      if (seccomp_syscall_resolve_name(raw.c_str()) == __NR_SCMP_ERROR)
+        return std::unexpected(fmt::format("unknown syscall '{}' (not known to libseccomp for this architecture)", raw));
+      return raw;
+    }
+    if (f == "errno") {
+      if (!errno_from_name(raw)) return std::unexpected(fmt::format("unknown errno name '{}' (write e.g. EPERM, EACCES)", raw));
+      return raw;
+    }
+    if (f == "account") {
+      if (!valid_account(raw)) return std::unexpected(fmt::format("'{}' is not a user/group name or numeric id", raw));
+      return raw;
+    }
+    return raw;
+  }
+
+  // `443` or "8000-8100".
+  bool port_range(const YAML::Node& n, const YAML::Mark& mark, const std::string& where, v1::Profile::PortRange* out) {
+    const std::string& s = n.Scalar();
+    size_t dash = s.find('-');
+    std::optional<uint32_t> lo, hi;
+    if (dash == std::string::npos) {
+      if (n.Tag() != "!") lo = hi = parse_port(s);
+    } else {
+      lo = parse_port(std::string_view(s).substr(0, dash));
+      hi = parse_port(std::string_view(s).substr(dash + 1));
+    }
+    if (!lo || !hi) {
+      err(mark, fmt::format("{}: expected a port (443) or a port range (\"8000-8100\"), got '{}'", where, s));
+      return false;
+    }
+    out->set_lo(*lo);
+    out->set_hi(*hi);
+    return check_ports(mark, where, *out);
+  }
+
+  bool check_ports(const YAML::Mark& mark, const std::string& where, const v1::Profile::PortRange& pr) {
+    for (uint32_t p : {pr.lo(), pr.hi()})
+      if (p < 1 || p > 65535) {
+        err(mark, fmt::format("{}: port {} is outside 1-65535", where, p));
+        return false;
+      }
+    if (pr.lo() > pr.hi()) {
+      err(mark, fmt::format("{}: port range {}-{} is reversed (the first port must not exceed the second)", where,
+                            pr.lo(), pr.hi()));
+      return false;
+    }
+    return true;
+  }
+
+  // Checks that span fields of one message; runs only when its fields parsed cleanly.
+  void check(const YAML::Node& n, pb::Message* m, const std::string& where) {
+    if (auto* pr = dynamic_cast<v1::Profile::PortRange*>(m)) {
+      if (pr->lo() == 0) return err(n.Mark(), fmt::format("{}: a port range needs 'lo'", where));
+      if (pr->hi() == 0) pr->set_hi(pr->lo());  // {lo: 443} is the single port 443
+      check_ports(n.Mark(), where, *pr);
+    } else if (auto* rule = dynamic_cast<v1::Profile::NetworkRule*>(m)) {
+      if (rule->cidr().empty())
+        err(n.Mark(), fmt::format("{}: a network rule needs 'cidr' (0.0.0.0/0 and ::/0 mean any address)", where));
+    } else if (auto* sc = dynamic_cast<v1::Profile::Syscalls*>(m)) {
+      std::set<std::string> deny(sc->deny().begin(), sc->deny().end());
+      for (int i = 0; i < sc->allow_size(); ++i)
+        if (deny.count(sc->allow(i)))
+          if (const Site* s = site(fmt::format("{}.allow[{}]", where, i)))
+            warn(mark_at(s->line, s->column),
+                 fmt::format("{}.allow[{}]: '{}' is also denied; deny wins", where, i, sc->allow(i)));
+      if (sc->has_seccomp_json()) {
+        const Site* s = site(join(where, "seccomp_json"));
+        YAML::Mark mark = s ? mark_at(s->line, s->column) : n.Mark();
+        auto oci = parse_oci_seccomp(sc->seccomp_json());
+        if (!oci) {
+          const Error& e = oci.error();
+          err(mark, fmt::format("{}.seccomp_json: {}{}", where, e.context, e.code ? std::string(": ") + std::strerror(e.code) : ""));
+        } else if (!oci->unknown_syscalls.empty()) {
+          std::string names;
+          for (const auto& u : oci->unknown_syscalls) names += (names.empty() ? "" : ", ") + u;
+          warn(mark, fmt::format("{}.seccomp_json: syscalls unknown to this libseccomp are skipped (as runc does): {}",
+                                 where, names));
+        }
+      }
+    }
+  }
+
+  static constexpr size_t kMaxValues = 100000;
+  std::string file_, dir_;
+  const ProfileVars& vars_;
+  size_t values_ = 0;
+};
+
+std::string read_text(const std::string& path, int* err) {
+  std::ifstream in(path);
+  if (!in) {
+    *err = errno ? errno : ENOENT;
+    return {};
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *err = 0;
+  return ss.str();
+}
+
+bool is_regular_file(const std::string& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+// Drops repeated entries that occur earlier in the same list (after extends appended them),
+// recursively. Order is kept: the first occurrence stays where it was.
+void dedup(pb::Message* m) {
+  const pb::Reflection* r = m->GetReflection();
+  std::vector<const pb::FieldDescriptor*> fields;
+  r->ListFields(*m, &fields);
+  for (const auto* fd : fields) {
+    if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (!fd->is_repeated()) {
+        dedup(r->MutableMessage(m, fd));
+        continue;
+      }
+      for (int i = 0; i < r->FieldSize(*m, fd); ++i) dedup(r->MutableRepeatedMessage(m, fd, i));
+    }
+    if (!fd->is_repeated()) continue;
+    std::set<std::string> seen;
+    int keep = 0;
+    for (int i = 0; i < r->FieldSize(*m, fd); ++i) {
+      std::string k;
+      switch (fd->cpp_type()) {
+        case pb::FieldDescriptor::CPPTYPE_STRING: k = r->GetRepeatedString(*m, fd, i); break;
+        case pb::FieldDescriptor::CPPTYPE_ENUM: k = std::to_string(r->GetRepeatedEnumValue(*m, fd, i)); break;
+        case pb::FieldDescriptor::CPPTYPE_MESSAGE: k = r->GetRepeatedMessage(*m, fd, i).SerializeAsString(); break;
+        case pb::FieldDescriptor::CPPTYPE_UINT32: k = std::to_string(r->GetRepeatedUInt32(*m, fd, i)); break;
+        case pb::FieldDescriptor::CPPTYPE_UINT64: k = std::to_string(r->GetRepeatedUInt64(*m, fd, i)); break;
+        case pb::FieldDescriptor::CPPTYPE_BOOL: k = std::to_string(r->GetRepeatedBool(*m, fd, i)); break;
+        default: k = std::to_string(i); break;
+      }
+      if (!seen.insert(k).second) continue;
+      if (keep != i) r->SwapElements(m, fd, keep, i);
+      ++keep;
+    }
+    while (r->FieldSize(*m, fd) > keep) r->RemoveLast(m, fd);
+  }
+}
+
+// Makes every default explicit so consumers (and `profile show`) never guess.
+void fill_defaults(v1::Profile* p) {
+  using P = v1::Profile;
+  if (p->mode() == P::MODE_UNSPECIFIED) p->set_mode(P::MODE_ENFORCE);
+  auto* a = p->mutable_actions();
+  if (a->filesystem() == P::ACTION_UNSPECIFIED) a->set_filesystem(P::ACTION_DENY);
+  if (a->network() == P::ACTION_UNSPECIFIED) a->set_network(P::ACTION_DENY);
+  if (a->exec() == P::ACTION_UNSPECIFIED) a->set_exec(P::ACTION_DENY);
+  auto* sc = p->mutable_syscalls();
+  if (sc->action() == P::SYSCALL_ACTION_UNSPECIFIED) sc->set_action(P::SYSCALL_ACTION_ERRNO);
+  if (!sc->has_errno_name()) sc->set_errno_name("EPERM");
+  for (auto& rule : *p->mutable_network()->mutable_rules()) {
+    if (rule.protocol() == P::PROTOCOL_UNSPECIFIED) rule.set_protocol(P::PROTOCOL_ANY);
+    if (rule.action() == P::ACTION_UNSPECIFIED) rule.set_action(P::ACTION_ALLOW);
+  }
+  auto* proc = p->mutable_process();
+  if (p->filesystem().private_tmp()) {
+    auto& ns = proc->namespaces();
+    if (std::find(ns.begin(), ns.end(), P::NAMESPACE_MOUNT) == ns.end()) proc->add_namespaces(P::NAMESPACE_MOUNT);
+  }
+}
+
+class Resolver {
+ public:
+  Resolver(const ProfileVars& vars, const std::vector<std::string>& search) : vars_(vars), search_(search) {}
+
+  std::vector<Diagnostic> errors, warnings;
+  std::vector<std::string> chain;   // canonical paths, outermost first while descending
+  std::vector<Site> sites;
+
+  std::optional<v1::Profile> resolve(const std::string& file, int depth) {
+    int e = 0;
+    std::string text = read_text(file, &e);
+    if (e) {
+      errors.push_back(Diagnostic{file, 0, 0, fmt::format("cannot read: {}", std::strerror(e))});
+      return std::nullopt;
+    }
+    if (text.size() > kMaxProfileBytes) {
+      errors.push_back(Diagnostic{file, 0, 0, fmt::format("{} bytes; a profile is at most {}", text.size(), kMaxProfileBytes)});
+      return std::nullopt;
+    }
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(text);
+    } catch (const YAML::Exception& ex) {
+      errors.push_back(Diagnostic{file, ex.mark.line + 1, ex.mark.column + 1, "YAML syntax error: " + ex.msg});
+      return std::nullopt;
+    }
+    if (docs.size() != 1) {
+      errors.push_back(Diagnostic{file, 1, 1, fmt::format("expected one YAML document, found {}", docs.size())});
+      return std::nullopt;
+    }
+
+    v1::Profile raw;
+    FileLoader loader(file, vars_);
+    loader.load(docs[0], &raw);
+    warnings.insert(warnings.end(), loader.warnings.begin(), loader.warnings.end());
+    sites.insert(sites.end(), loader.sites.begin(), loader.sites.end());
+    if (!loader.errors.empty()) {
+      errors.insert(errors.end(), loader.errors.begin(), loader.errors.end());
+      return std::nullopt;
+    }
+    if (!raw.has_extends()) return raw;
+
+    const Site* at = loader.site("extends");
+    auto diag = [&](std::string msg) {
+      errors.push_back(Diagnostic{file, at ? at->line : 0, at ? at->column : 0, std::move(msg)});
+    };
+    if (depth >= kMaxExtendsDepth) {
+      diag(fmt::format("extends: chain deeper than {} profiles", kMaxExtendsDepth));
+      return std::nullopt;
+    }
+    std::vector<std::string> looked;
+    auto target = find(raw.extends(), fs::path(file).parent_path().string(), &looked);
+    if (!target) {
+      std::string where;
+      for (const auto& l : looked) where += "\n  " + l;
+      diag(fmt::format("extends: profile '{}' not found; looked for:{}", raw.extends(), where));
+      return std::nullopt;
+    }
+    std::string canon = canonical(*target);
+    if (std::find(chain.begin(), chain.end(), canon) != chain.end()) {
+      std::string cyc;
+      auto from = std::find(chain.begin(), chain.end(), canon);
+      for (auto it = from; it != chain.end(); ++it) cyc += *it + " -> ";
+      diag(fmt::format("extends: cycle: {}{}", cyc, canon));
+      return std::nullopt;
+    }
+    chain.push_back(canon);
+    auto parent = resolve(*target, depth + 1);
+    if (!parent) return std::nullopt;
+
+    // Lists append, set scalars override, messages merge (protobuf's MergeFrom), then
+    // duplicates go. Name and description describe one file, so they are not inherited.
+    v1::Profile merged = std::move(*parent);
+    merged.MergeFrom(raw);
+    raw.has_name() ? merged.set_name(raw.name()) : merged.clear_name();
+    raw.has_description() ? merged.set_description(raw.description()) : merged.clear_description();
+    merged.clear_extends();
+    dedup(&merged);
+    return merged;
+  }
+
+  std::optional<std::string> find(const std::string& ref, const std::string& base_dir, std::vector<std::string>* looked) {
+    if (is_profile_path(ref)) {
+      std::string p = ref[0] == '/' || base_dir.empty() ? ref : base_dir + "/" + ref;
+      looked->push_back(p);
+      if (is_regular_file(p)) return p;
+      return std::nullopt;
+    }
+    std::vector<std::string> dirs;
+    if (!base_dir.empty()) dirs.push_back(base_dir);
+    dirs.insert(dirs.end(), search_.begin(), search_.end());
+    for (const auto& d : dirs) {
+      std::string p = d + "/" + ref + ".yaml";
+      looked->push_back(p);
+      if (is_regular_file(p)) return p;
+    }
+    return std::nullopt;
+  }
+
+  static std::string canonical(const std::string& p) {
+    std::error_code ec;
+    auto c = fs::weakly_canonical(p, ec);
+    return ec ? p : c.string();
+  }
+
+ private:
+  const ProfileVars& vars_;
+  const std::vector<std::string>& search_;
+};
+
+// An allow entry that a deny entry covers grants nothing. That is legitimate when a child
+// narrows its parent (extends can only add, so narrowing is done with deny), hence a
+// warning, not an error: deny wins and the result fails closed.
+void overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std::vector<Diagnostic>* out) {
+  const auto& fsys = p.filesystem();
+  struct List {
+    const char* name;
+    const google::protobuf::RepeatedPtrField<std::string>& entries;
+  };
+  const List allows[] = {{"read", fsys.read()}, {"write", fsys.write()}, {"exec", fsys.exec()}};
+  std::set<std::string> reported;
+  for (const auto& s : sites)
+    if (s.where.starts_with("filesystem.write[") && s.value == "/" && reported.insert("/").second)
+      out->push_back(Diagnostic{s.file, s.line, s.column,
+                                fmt::format("{}: the whole file system is writable (only the deny lists still hold); "
+                                            "check what the variables expanded to",
+                                            s.where),
+                                true});
+  for (const auto& s : sites) {
+    bool deny = s.where.starts_with("filesystem.deny[");
+    bool deny_write = s.where.starts_with("filesystem.deny_write[");
+    if (!deny && !deny_write) continue;
+    for (const auto& list : allows) {
+      if (deny_write && std::string_view(list.name) != "write") continue;
+      for (const auto& a : list.entries) {
+        if (!is_under(a, s.value)) continue;
+        std::string key = s.value + "\n" + list.name + "\n" + a;
+        if (!reported.insert(key).second) continue;
+        std::string what = a == s.value ? fmt::format("'{}' is also in filesystem.{}", a, list.name)
+                                        : fmt::format("'{}' covers filesystem.{} entry '{}'", s.value, list.name, a);
+        out->push_back(Diagnostic{s.file, s.line, s.column,
+                                  fmt::format("{}: {}; {} wins, so that entry grants {}", s.where, what,
+                                              deny ? "deny" : "deny_write", deny ? "nothing" : "no writes"),
+                                  true});
+      }
+    }
+  }
+}
+
+// A profile file the sandbox may write is a policy the agent can rewrite for its next run
+// (e.g. a profile kept in the workspace, or a same-named file placed next to it that
+// `extends:` would pick first).
+void self_writable_warnings(const v1::Profile& p, const std::vector<std::string>& chain, std::vector<Diagnostic>* out) {
+  const auto& fsys = p.filesystem();
+  std::set<std::string> reported;
+  for (const auto& file : chain) {
+    std::string dir = fs::path(file).parent_path().string();
+    if (reported.count(dir)) continue;  // once per directory, not once per layer
+    for (const auto& w : fsys.write()) {
+      if (!is_under(dir, w)) continue;
+      bool denied = std::any_of(fsys.deny().begin(), fsys.deny().end(), [&](const std::string& d) { return is_under(dir, d); }) ||
+                    std::any_of(fsys.deny_write().begin(), fsys.deny_write().end(),
+                                [&](const std::string& d) { return is_under(dir, d); });
+      if (denied) continue;
+      out->push_back(Diagnostic{file, 0, 0,
+                                fmt::format("this profile's directory is writable inside the sandbox (filesystem.write "
+                                            "entry '{}'): the agent could change its own policy for the next run; keep "
+                                            "profiles outside writable trees or add the directory to filesystem.deny_write",
+                                            w),
+                                true});
+      reported.insert(dir);
+      break;
+    }
+  }
+}
+
+std::string join_diags(const std::vector<Diagnostic>& ds) {
+  std::string out;
+  for (const auto& d : ds) out += (out.empty() ? "" : "\n") + d.str();
+  return out;
+}
+
+}  // namespace
+
+std::string Diagnostic::str() const {
+  std::string loc = file;
+  if (line > 0) loc += fmt::format(":{}:{}", line, column);
+  return fmt::format("{}: {}{}", loc, warning ? "warning: " : "", message);
+}
+
+ProfileVars ProfileVars::from_environment(const std::string& workspace) {
+  ProfileVars v;
+  std::error_code ec;
+  fs::path ws = workspace.empty() ? fs::current_path(ec) : fs::absolute(workspace, ec);
+  v.workspace = ws.lexically_normal().string();
+  if (v.workspace.size() > 1 && v.workspace.back() == '/') v.workspace.pop_back();
+  const passwd* pw = getpwuid(getuid());
+  const char* home = getenv("HOME");
+  v.home = home && *home ? home : (pw ? pw->pw_dir : "");
+  const char* user = getenv("USER");
+  v.user = user && *user ? user : (pw ? pw->pw_name : "");
+  const char* tmp = getenv("TMPDIR");
+  v.tmpdir = tmp && *tmp ? tmp : "/tmp";
+  return v;
+}
+
+std::vector<std::string> profile_search_path() {
+  std::vector<std::string> dirs;
+  if (const char* env = getenv("AGENTCAGE_PROFILE_PATH")) {
+    std::string_view s(env);
+    while (!s.empty()) {
+      size_t c = s.find(':');
+      if (c == std::string_view::npos) c = s.size();
+      if (c > 0) dirs.emplace_back(s.substr(0, c));
+      s.remove_prefix(std::min(c + 1, s.size()));
+    }
+  }
+  dirs.emplace_back("/etc/agentcage/profiles");
+  if (*AGENTCAGE_PROFILE_INSTALL_DIR) dirs.emplace_back(AGENTCAGE_PROFILE_INSTALL_DIR);
+  if (*AGENTCAGE_PROFILE_DIR) dirs.emplace_back(AGENTCAGE_PROFILE_DIR);
+  return dirs;
+}
+
+bool is_profile_path(std::string_view ref) {
+  return ref.find('/') != std::string_view::npos || ref.ends_with(".yaml") || ref.ends_with(".yml");
+}
+
+Result<LoadedProfile> resolve_profile(const std::string& name_or_path, const ProfileVars& vars,
+                                      const std::vector<std::string>& search) {
+  Resolver res(vars, search);
+  std::vector<std::string> looked;
+  if (!is_profile_path(name_or_path)) {
+    // A name is a file name on the search path, nothing more: no "..", no hidden files.
+    bool ok = !name_or_path.empty() && name_or_path[0] != '.' &&
+              std::all_of(name_or_path.begin(), name_or_path.end(),
+                          [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; });
+    if (!ok) return error(fmt::format("profile name '{}' is not valid", name_or_path), "use letters, digits, '-', '_' or a path to a .yaml file");
+  }
+  auto file = res.find(name_or_path, "", &looked);
+  if (!file) {
+    std::string where;
+    for (const auto& l : looked) where += (where.empty() ? "" : ", ") + l;
+    return error(fmt::format("profile '{}' not found (looked for: {})", name_or_path, where),
+                 "name a shipped profile (default, coding-agent, readonly-analyst, network-none, mcp-server, "
+                 "package-install) or a .yaml file; set AGENTCAGE_PROFILE_PATH to add directories");
+  }
+  res.chain.push_back(Resolver::canonical(*file));
+  auto p = res.resolve(*file, 0);
+  if (!p) return error(join_diags(res.errors));
+
+  LoadedProfile out;
+  out.profile = std::move(*p);
+  if (!out.profile.has_name()) out.profile.set_name(fs::path(*file).stem().string());
+  fill_defaults(&out.profile);
+  // After the defaults, so a rule written with `protocol: any` and one without are one rule.
+  dedup(&out.profile);
+  out.chain.assign(res.chain.rbegin(), res.chain.rend());
+  out.warnings = std::move(res.warnings);
+  overlap_warnings(out.profile, res.sites, &out.warnings);
+  self_writable_warnings(out.profile, out.chain, &out.warnings);
+  return out;
+}
+
+Result<v1::Profile> load_profile(const std::string& name_or_path, const ProfileVars& vars) {
+  auto r = resolve_profile(name_or_path, vars);
+  if (!r) return std::unexpected(r.error());
+  return std::move(r->profile);
+}
+
+}  // namespace agentcage::core

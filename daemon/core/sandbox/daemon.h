@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+// agentcaged's core, without gRPC: the kernel monitor, the sandbox registry, the event
+// pipeline (reader -> decode -> store -> live fan-out) and the ordered start-up/teardown.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/kernel/bpf_monitor.h"
+#include "core/events/decoder.h"
+#include "core/events/event_hub.h"
+#include "core/base/result.h"
+#include "core/sandbox/sandbox_registry.h"
+#include "core/store/store.h"
+#include "core/store/store_writer.h"
+
+namespace agentcage::core {
+
+struct DaemonOptions {
+  std::string socket_path = "/run/agentcage/agentcage.sock";
+  std::string cgroup_parent;          // default: <cgroup2 mount>/agentcage
+  bool host_mode = false;             // record every process on the host
+  MonitorOptions monitor;
+  size_t subscriber_queue = 65536;    // events buffered per live subscriber before drops
+  // The tamper-evident audit store (the spool of the audit stream). Empty: no store;
+  // then live subscribers get events straight from the reader, without seq numbers.
+  std::string store_path = kDefaultStorePath;
+  StoreOptions store;
+};
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions opts);
+  ~Daemon();
+
+  // A named start-up step and its teardown. Steps run in order; teardown runs in reverse
+  // for every step that started, also when a later step fails.
+  void add_step(std::string name, std::function<Status()> up, std::function<void()> down = {});
+  Status start();
+  void stop();
+
+  const DaemonOptions& options() const { return opts_; }
+  EventHub& hub() { return hub_; }
+  SandboxRegistry& registry() { return *registry_; }
+  EventStore* store() { return store_.get(); }
+  BpfMonitor* monitor() { return monitor_.get(); }
+  const DecodeContext& decode_context() const { return ctx_; }
+  uint64_t start_time_ns() const { return start_ns_; }
+  uint64_t events() const { return events_.load(); }
+  uint64_t decode_errors() const { return decode_errors_.load(); }
+  uint64_t kernel_lost() const { return kernel_lost_.load(); }
+
+ private:
+  struct Step {
+    std::string name;
+    std::function<Status()> up;
+    std::function<void()> down;
+  };
+  void add_core_steps();
+  void reader_loop();
+  void handle(std::span<const std::byte> rec);
+  void report_kernel_loss();
+  void emit(v1::Event ev);
+
+  DaemonOptions opts_;
+  DecodeContext ctx_;
+  uint64_t start_ns_ = 0;
+  std::vector<Step> steps_;
+  size_t started_ = 0;
+  bool core_steps_added_ = false;
+
+  EventHub hub_;
+  std::unique_ptr<BpfMonitor> monitor_;
+  std::unique_ptr<SandboxRegistry> registry_;
+  std::unique_ptr<EventStore> store_;
+  std::unique_ptr<StoreWriter> writer_;  // reader -> writer thread -> store -> hub
+  std::atomic<bool> stopping_{false};
+  std::thread reader_;
+  std::thread reaper_;
+  std::atomic<uint64_t> events_{0}, decode_errors_{0}, kernel_lost_{0};
+  uint64_t kernel_lost_base_ = 0;
+};
+
+}  // namespace agentcage::core

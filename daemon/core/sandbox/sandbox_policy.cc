@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/sandbox/sandbox_policy.h"
+
+#include <grp.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <pwd.h>
+#include <sys/resource.h>
+
+#include <fmt/format.h>
+
+#include "core/confine/cgroup.h"
+#include "core/policy/profile.h"
+
+namespace agentcage::core {
+namespace {
+
+using P = v1::Profile;
+
+NetAction net_action(P::Action a) {
+  switch (a) {
+    case P::ACTION_KILL: return NetAction::kill;
+    case P::ACTION_AUDIT: return NetAction::audit;
+    default: return NetAction::deny;
+  }
+}
+
+NetProto net_proto(P::Protocol p) {
+  switch (p) {
+    case P::PROTOCOL_TCP: return NetProto::tcp;
+    case P::PROTOCOL_UDP: return NetProto::udp;
+    default: return NetProto::any;
+  }
+}
+
+Result<std::optional<NetPolicy>> compile_network(const P& p, const PolicyContext& ctx, bool audit) {
+  P::Action def = p.actions().network() == P::ACTION_UNSPECIFIED ? P::ACTION_DENY : p.actions().network();
+  if (def == P::ACTION_ALLOW) return std::optional<NetPolicy>{};  // unrestricted (still observed)
+  NetPolicy n;
+  n.default_action = net_action(def);
+  n.audit_mode = audit;
+  for (const auto& r : p.network().rules()) {
+    P::Action a = r.action() == P::ACTION_UNSPECIFIED ? P::ACTION_ALLOW : r.action();
+    if (a == P::ACTION_ALLOW) {
+      if (r.ports().empty()) {
+        n.allow.push_back(NetRule{r.cidr(), 1, 65535, net_proto(r.protocol())});
+      } else {
+        for (const auto& pr : r.ports())
+          n.allow.push_back(NetRule{r.cidr(), static_cast<uint16_t>(pr.lo()),
+                                    static_cast<uint16_t>(pr.hi() ? pr.hi() : pr.lo()), net_proto(r.protocol())});
+      }
+      continue;
+    }
+    // deny / kill / audit rules carve their prefix out of wider allows, on every port.
+    if (!r.ports().empty() || (r.protocol() != P::PROTOCOL_UNSPECIFIED && r.protocol() != P::PROTOCOL_ANY))
+      return error(fmt::format("network rule {}: a {} rule applies to the whole prefix; ports and protocol are "
+                               "only supported on allow rules",
+                               r.cidr(), a == P::ACTION_KILL ? "kill" : a == P::ACTION_AUDIT ? "audit" : "deny"),
+                   "drop ports/protocol from the rule, or allow the ports you want instead");
+    n.block.push_back(NetBlock{r.cidr(), net_action(a)});
+  }
+  n.dns_resolvers = dns_servers(p, ctx.resolv_conf);
+  for (const auto& u : p.network().unix_sockets()) n.unix_allow.push_back(u);
+  return std::optional<NetPolicy>(std::move(n));
+}
+
+Result<SeccompPolicy> compile_syscalls(const P& p) {
+  SeccompPolicy s;
+  s.deny.assign(p.syscalls().deny().begin(), p.syscalls().deny().end());
+  s.allow.assign(p.syscalls().allow().begin(), p.syscalls().allow().end());
+  switch (effective_syscall_action(p)) {
+    case P::SYSCALL_ACTION_KILL: s.action = SeccompAction::kill; break;
+    case P::SYSCALL_ACTION_LOG: s.action = SeccompAction::log; break;
+    default: s.action = SeccompAction::errno_ret; break;
+  }
+  if (p.syscalls().has_errno_name()) {
+    auto e = errno_from_name(p.syscalls().errno_name());
+    if (!e) return error("syscalls.errno_name: unknown errno " + p.syscalls().errno_name());
+    s.errno_value = *e;
+  }
+  if (p.syscalls().has_seccomp_json()) {
+    auto text = read_file(p.syscalls().seccomp_json());
+    if (!text) return std::unexpected(text.error());
+    s.oci_json = *text;
+    s.oci_source = p.syscalls().seccomp_json();
+  }
+  return s;
+}
+
+void add_rlimit(std::vector<RlimitSetting>& out, int res, bool has, uint64_t v) {
+  if (has) out.push_back(RlimitSetting{res, static_cast<rlim_t>(v), static_cast<rlim_t>(v)});
+}
+
+}  // namespace
+
+Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext& ctx) {
+  SandboxPolicy out;
+  out.profile = p.name();
+  out.audit_mode = p.mode() == P::MODE_AUDIT;
+  auto& c = out.confine;
+  c.audit_mode = out.audit_mode;
+
+  // Filesystem: Landlock rights plus the private view; deny paths are masked inside
+  // allowed trees; deny_write trees are shown read-only inside writable ones.
+  const auto& fs = p.filesystem();
+  P::Action fs_action = p.actions().filesystem();
+  if (fs_action == P::ACTION_ALLOW) {
+    c.fs.restrict = false;
+    c.fs.private_view = false;
+    out.notes.push_back("actions.filesystem: allow: no filesystem confinement");
+  } else {
+    c.fs.read.assign(fs.read().begin(), fs.read().end());
+    c.fs.write.assign(fs.write().begin(), fs.write().end());
+    c.fs.exec.assign(fs.exec().begin(), fs.exec().end());
+    c.fs.deny.assign(fs.deny().begin(), fs.deny().end());
+    for (const auto& d : fs.deny_write()) c.fs.read.push_back(d);
+    if (fs_action == P::ACTION_KILL) out.notes.push_back("actions.filesystem: kill is enforced as deny (EACCES)");
+  }
+  if (p.actions().exec() == P::ACTION_KILL)
+    out.notes.push_back("actions.exec: kill is enforced as deny (Landlock EXECUTE); the attempt is reported");
+
+  auto net = compile_network(p, ctx, out.audit_mode);
+  if (!net) return std::unexpected(net.error());
+  out.net = std::move(*net);
+
+  auto sc = compile_syscalls(p);
+  if (!sc) return std::unexpected(sc.error());
+  c.seccomp = std::move(*sc);
+
+  const auto& pr = p.process();
+  if (pr.has_max_pids()) c.max_pids = pr.max_pids();
+  const auto& rl = pr.rlimits();
+  add_rlimit(c.rlimits, RLIMIT_NOFILE, rl.has_nofile(), rl.nofile());
+  add_rlimit(c.rlimits, RLIMIT_NPROC, rl.has_nproc(), rl.nproc());
+  add_rlimit(c.rlimits, RLIMIT_CORE, rl.has_core(), rl.core());
+  add_rlimit(c.rlimits, RLIMIT_FSIZE, rl.has_fsize(), rl.fsize());
+  add_rlimit(c.rlimits, RLIMIT_AS, rl.has_as(), rl.as());
+  add_rlimit(c.rlimits, RLIMIT_CPU, rl.has_cpu(), rl.cpu());
+  add_rlimit(c.rlimits, RLIMIT_STACK, rl.has_stack(), rl.stack());
+  add_rlimit(c.rlimits, RLIMIT_MEMLOCK, rl.has_memlock(), rl.memlock());
+  if (pr.has_user()) {
+    passwd* pw = getpwnam(pr.user().c_str());
+    if (!pw) return error("process.user: no user " + pr.user());
+    c.uid = pw->pw_uid;
+    c.gid = pw->pw_gid;
+  }
+  if (pr.has_group()) {
+    group* gr = getgrnam(pr.group().c_str());
+    if (!gr) return error("process.group: no group " + pr.group());
+    c.gid = gr->gr_gid;
+  }
+  for (int ns : pr.namespaces()) {
+    switch (ns) {
+      case P::NAMESPACE_NET: c.namespaces.net = true; break;
+      case P::NAMESPACE_IPC: c.namespaces.ipc = true; break;
+      case P::NAMESPACE_UTS: c.namespaces.uts = true; break;
+      case P::NAMESPACE_MOUNT: break;  // the private view is a mount namespace
+      case P::NAMESPACE_PID:
+        out.notes.push_back("namespaces: pid is not applied; the sandbox's own procfs hides other processes "
+                            "(hidepid) and Landlock scoping keeps signals inside");
+        break;
+      case P::NAMESPACE_USER:
+        out.notes.push_back("namespaces: user is not applied (capabilities are dropped instead)");
+        break;
+      default: break;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// The kernel shows /proc/kallsyms to a reader without CAP_SYSLOG with every address
+// zeroed unless kptr_restrict is 0 and perf_event_paranoid <= 1 (kallsyms_show_value()):
+// then the file holds nothing the deny protects.
+bool kallsyms_censored_for_unprivileged() {
+  auto num = [](const char* f) {
+    auto t = read_file(f);
+    return t ? std::atoi(t->c_str()) : -1;
+  };
+  int kptr = num("/proc/sys/kernel/kptr_restrict"), paranoid = num("/proc/sys/kernel/perf_event_paranoid");
+  return kptr >= 1 || paranoid > 1;
+}
+
+}  // namespace
+
+Status check_unprivileged_enforceable(const ConfinePolicy& p) {
+  if (!p.fs.restrict || p.audit_mode) return {};
+  auto within_any = [](const std::string& path, const std::vector<std::string>& trees, bool strict) {
+    for (const auto& t : trees)
+      if (path_within(path, t) && (!strict || path != t)) return true;
+    return false;
+  };
+  for (const auto& d : p.fs.deny) {
+    if (!within_any(d, p.fs.read, false) && !within_any(d, p.fs.write, false) && !within_any(d, p.fs.exec, false))
+      continue;  // outside every allowed tree: Landlock denies it
+    if (::access(d.c_str(), R_OK) != 0 && ::access(d.c_str(), W_OK) != 0) continue;  // DAC keeps the caller out
+    if (d == "/proc/kallsyms" && kallsyms_censored_for_unprivileged()) continue;
+    return error(fmt::format("filesystem.deny: {} lies inside an allowed tree and this user can access it; without "
+                             "root only the private mount view could hide it",
+                             d),
+                 "run as root, or remove it from the profile's readable trees");
+  }
+  // deny_write trees come as read entries inside a writable tree.
+  for (const auto& r : p.fs.read) {
+    if (!within_any(r, p.fs.write, true) || ::access(r.c_str(), W_OK) != 0) continue;
+    return error(fmt::format("filesystem: {} is to be read-only inside a writable tree and this user can write it; "
+                             "without root only the private mount view could make it read-only",
+                             r),
+                 "run as root, or remove it from the profile's writable trees");
+  }
+  if (p.namespaces.net)
+    return error("process.namespaces: a net namespace needs root", "run as root, or remove it from the profile");
+  if (p.uid || p.gid) return error("process.user/group: switching ids needs root", "run as root, or remove them from the profile");
+  return {};
+}
+
+void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes) {
+  auto note = [&](const char* s) {
+    if (notes) notes->push_back(s);
+  };
+  if (p.fs.restrict && p.fs.private_view)
+    note("unprivileged: no private filesystem view (Landlock alone confines the filesystem; /tmp is the host's)");
+  p.fs.private_view = false;
+  p.fs.deny.clear();  // checked by check_unprivileged_enforceable(): unreachable anyway
+  if (p.max_pids) note("unprivileged: process.max_pids is not enforced (the pids cgroup needs root)");
+  p.max_pids = 0;
+  if (p.namespaces.ipc || p.namespaces.uts)
+    note("unprivileged: no ipc/uts namespaces (they need root); SysV IPC and the hostname are the host's");
+  p.namespaces.ipc = p.namespaces.uts = false;
+  p.uid.reset();
+  p.gid.reset();
+  p.groups.clear();
+  p.unprivileged = true;
+}
+
+}  // namespace agentcage::core

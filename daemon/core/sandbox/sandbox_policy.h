@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+// A resolved profile (agentcage.v1.Profile) compiled onto the enforcement layers: the
+// in-child confinement (Landlock, mount view, seccomp, capabilities, limits) and the
+// cgroup-BPF network policy. Pure apart from reading the files the profile names
+// (seccomp_json, resolv.conf) and the passwd/group databases.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agentcage/v1/profile.pb.h"
+#include "core/confine/confine.h"
+#include "core/policy/net_policy.h"
+#include "core/base/result.h"
+
+namespace agentcage::core {
+
+struct SandboxPolicy {
+  std::string profile;             // the profile's name
+  bool audit_mode = false;         // mode: audit
+  ConfinePolicy confine;
+  std::optional<NetPolicy> net;    // unset: network unrestricted (actions.network: allow)
+  std::vector<std::string> notes;  // what the profile asked for and is not applied as asked
+};
+
+struct PolicyContext {
+  std::string cwd;                         // the command's working directory
+  std::string resolv_conf = "/etc/resolv.conf";
+};
+
+Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext& ctx);
+
+// Fail closed for an unprivileged caller (daemon mode): the private mount view is what
+// hides a filesystem.deny path inside an allowed tree and what makes a deny_write tree
+// read-only inside a writable one; without it Landlock alone would grant them. Refuses
+// when the caller (access(2) with its real ids) can read such a deny path or write such a
+// read-only tree; paths the caller cannot reach anyway (DAC) are fine. Also refuses a net
+// namespace and a uid/gid switch, which need root.
+Status check_unprivileged_enforceable(const ConfinePolicy& p);
+
+// What an unprivileged process can apply to itself: Landlock, seccomp, no_new_privs,
+// rlimits. Turns off the private view and masks, the v1 pids limit, the uid switch and the
+// securebits/bounding-set drop (it holds no capabilities to drop); notes say what was
+// left out. Pure.
+void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes);
+
+}  // namespace agentcage::core

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+// The daemon's sandboxes: each owns a cgroup v2 directory, is tracked by the BPF monitor
+// (its cgroup id -> sandbox key), and belongs to the uid that created it. Closing a
+// sandbox (explicitly, or because its launcher died) kills everything left inside.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agentcage/v1/control.pb.h"
+#include "core/kernel/bpf_monitor.h"
+#include "core/confine/cgroup.h"
+#include "core/policy/net_policy.h"
+#include "core/base/result.h"
+#include "core/sandbox/sandbox_policy.h"
+#include "core/base/unique_fd.h"
+
+namespace agentcage::core {
+
+// Who is calling, as the kernel says (SO_PEERCRED).
+struct Peer {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  bool root() const { return uid == 0; }
+};
+
+class SandboxRegistry {
+ public:
+  // cgroup_parent: where sandbox cgroups go (<cgroup2>/agentcage). mon may be null
+  // (nothing recorded, sandboxes still confined to their cgroups).
+  SandboxRegistry(std::string cgroup_parent, BpfMonitor* mon) : parent_(std::move(cgroup_parent)), mon_(mon) {}
+  ~SandboxRegistry();
+
+  // With a policy (a profile compiled for the caller): its network policy is installed
+  // for the sandbox before this returns, and its confinement decisions are kept so the
+  // daemon attributes the sandbox's Landlock/seccomp denials (attribution()).
+  Result<v1::Sandbox> create(const Peer& peer, const v1::CreateSandboxRequest& req,
+                             const SandboxPolicy* policy = nullptr);
+  // What a running sandbox's confinement decided, for attribution; null without a profile.
+  struct Attribution {
+    ConfineDecisions decisions;
+    bool net_reported = false;
+  };
+  std::shared_ptr<const Attribution> attribution(const std::string& id) const;
+  // Moves `pid` (a child of the caller, same uid) into the sandbox cgroup.
+  Status place(const Peer& peer, const std::string& id, pid_t pid);
+  Status close(const std::string& id);
+  Result<v1::Sandbox> get(const std::string& id) const;
+  // Every sandbox, or only those of `uid`.
+  std::vector<v1::Sandbox> list(std::optional<uid_t> uid, bool include_closed) const;
+  std::optional<uid_t> owner(const std::string& id) const;
+  size_t running() const;
+
+  // Closes sandboxes whose launcher process has exited. Returns how many.
+  int reap_orphans();
+  // True when pid runs inside any agentcage sandbox cgroup (per /proc/<pid>/cgroup).
+  static bool pid_in_sandbox(pid_t pid);
+
+ private:
+  struct Entry {
+    v1::Sandbox info;
+    uint64_t key = 0;
+    std::unique_ptr<Cgroup> cgroup;  // null once closed
+    UniqueFd owner_pidfd;
+    std::optional<CompiledNetPolicy> net;          // installed while running
+    std::shared_ptr<const Attribution> attribution;
+  };
+  Status close_locked(Entry& e);
+
+  const std::string parent_;
+  BpfMonitor* const mon_;
+  mutable std::mutex mu_;  // guards entries_
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace agentcage::core

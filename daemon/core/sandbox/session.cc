@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/sandbox/session.h"
+
+#include <signal.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <optional>
+#include <thread>
+
+#include "core/events/attribution.h"
+#include "core/confine/cgroup.h"
+#include "core/events/decoder.h"
+#include "core/confine/launcher.h"
+#include "core/events/process_table.h"
+
+namespace agentcage::core {
+
+uint64_t new_sandbox_key() {
+  uint64_t k = 0;
+  while (k == 0)
+    if (getrandom(&k, sizeof k, 0) != sizeof k) k = static_cast<uint64_t>(::getpid()) << 32 | static_cast<uint64_t>(time(nullptr));
+  return k;
+}
+
+namespace {
+
+// Reads the ring buffer until stopped, then drains what is left. Kernel-side losses are
+// turned into in-band Loss events so a consumer never misses a gap silently.
+class Reader {
+ public:
+  Reader(BpfMonitor& mon, const SessionOptions& opts, SessionResult& res)
+      : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()), procs_(ctx_.boot_id) {
+    base_stats_ = mon_.stats();
+    base_misses_ = mon_.prog_misses();
+    // Processes that already run (the sandbox's parent, every process in host mode) are
+    // known from /proc; later ones from their fork/exec records.
+    if (auto n = procs_.seed_from_proc(); !n)
+      spdlog::warn("process table: {}", n.error().message());
+    else
+      spdlog::debug("process table: {} processes from /proc", *n);
+    ctx_.lsm_rule_name = [this](uint32_t id) {
+      return id < opts_.lsm_deny.size() ? rule_text(opts_.lsm_deny[id]) : "inode rule " + std::to_string(id);
+    };
+  }
+
+  void start() {
+    thread_ = std::thread([this] {
+      // Test hook: a stalled consumer, so loss accounting can be tested deterministically
+      // (a fast reader may otherwise keep up with any flood on an idle machine).
+      if (const char* stall = getenv("AGENTCAGE_TEST_READER_STALL_MS"))
+        std::this_thread::sleep_for(std::chrono::milliseconds(atoi(stall)));
+      while (!stop_.load(std::memory_order_acquire)) {
+        auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { handle(rec); });
+        if (!r) spdlog::warn("{}", r.error().message());
+        report_loss();
+        if (opts_.on_batch) opts_.on_batch();
+      }
+    });
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    stop_.store(true, std::memory_order_release);
+    thread_.join();
+    (void)mon_.drain([this](std::span<const std::byte> rec) { handle(rec); });
+    report_loss();
+    res_.prog_misses = mon_.prog_misses() - base_misses_;
+    if (opts_.on_batch) opts_.on_batch();
+    spdlog::debug("reader: {} events, kernel: submitted={} ringbuf_full={} truncated={} read_fault={}", res_.events,
+                  res_.kernel_stats[AC_STAT_EVENTS], res_.kernel_stats[AC_STAT_RINGBUF_FULL],
+                  res_.kernel_stats[AC_STAT_TRUNCATED], res_.kernel_stats[AC_STAT_READ_FAULT]);
+  }
+
+  ~Reader() { stop(); }
+
+ private:
+  void handle(std::span<const std::byte> rec) {
+    if (auto st = decode_record_into(rec, ctx_, ev_); !st) {
+      ++res_.decode_errors;
+      spdlog::warn("dropping undecodable kernel record: {}", st.error().message());
+      emit_loss(1, "decode_error");
+      return;
+    }
+    // The sandbox's first process builds its view (mkdir, mount, symlink in the scratch
+    // root) between fork and execve: that is agentcage's doing, not the agent's.
+    if (launcher_pid_ && ev_.process().pid() == launcher_pid_) {
+      if (!ev_.has_exec()) return;
+      launcher_pid_ = 0;
+    }
+    ++res_.events;
+    procs_.apply(ev_);
+    if (ev_.has_violation()) ++res_.violations[ev_.violation().mechanism()];
+    if (opts_.on_event) opts_.on_event(ev_);
+    // Denials the kernel does not report itself (Landlock, the mount view, seccomp's
+    // errno action, a seccomp kill) are attributed from the failure the monitor saw.
+    if (decisions_) {
+      if (auto v = attribute_event(ev_, *decisions_, net_reported_)) {
+        ++res_.violations[v->violation().mechanism()];
+        if (opts_.on_event) opts_.on_event(*v);
+      }
+    }
+  }
+
+ public:
+  // Events of `pid` before its first exec are the launcher's setup, not the command's.
+  void set_launcher_pid(uint32_t pid) { launcher_pid_ = pid; }
+  void set_decisions(ConfineDecisions d, bool net_reported) {
+    decisions_ = std::move(d);
+    net_reported_ = net_reported;
+  }
+
+ private:
+
+  void report_loss() {
+    KernelStats now = mon_.stats();
+    for (size_t i = 0; i < now.size(); ++i) res_.kernel_stats[i] = now[i] - base_stats_[i];
+    uint64_t lost = res_.kernel_stats[AC_STAT_RINGBUF_FULL];
+    if (lost > res_.lost) {
+      emit_loss(lost - res_.lost, "ringbuf_full");
+      res_.lost = lost;
+    }
+  }
+
+  void emit_loss(uint64_t n, const char* reason) {
+    if (!opts_.on_event) return;
+    v1::Event ev;
+    ev.set_node(ctx_.node);
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ev.set_time_ns(static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec));
+    ev.set_sandbox_id(res_.sandbox_id);
+    auto* l = ev.mutable_loss();
+    l->set_count(n);
+    l->set_reason(reason);
+    l->set_where("kernel");
+    opts_.on_event(ev);
+  }
+
+  BpfMonitor& mon_;
+  const SessionOptions& opts_;
+  SessionResult& res_;
+  DecodeContext ctx_;
+  ProcessTable procs_;
+  v1::Event ev_;  // reused for every record (reader thread only)
+  KernelStats base_stats_{};
+  uint64_t base_misses_ = 0;
+  std::optional<ConfineDecisions> decisions_;  // set before start(), read by the reader thread
+  bool net_reported_ = false;
+  uint32_t launcher_pid_ = 0;  // reader thread only, once started
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+Status wait_for_signal() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+  int sig = 0;
+  if (sigwait(&set, &sig) != 0) return sys_error("sigwait");
+  spdlog::info("signal {}: stopping", sig);
+  return {};
+}
+
+}  // namespace
+
+Result<SessionResult> run_session(const SessionOptions& opts) {
+  SessionResult res;
+  uint64_t key = new_sandbox_key();
+  res.sandbox_id = sandbox_id_string(key);
+
+  // Signals are blocked before any thread exists, so only wait_forwarding_signals() sees them.
+  block_forwarded_signals();
+  ::signal(SIGPIPE, SIG_IGN);
+
+  // Compile first: a bad policy is an error before anything is created.
+  std::optional<CompiledNetPolicy> net;
+  if (opts.net_policy) {
+    auto c = compile(*opts.net_policy, key);
+    if (!c) return std::unexpected(c.error());
+    net = std::move(*c);
+  }
+  // Deny rules are resolved before anything starts: a path that names nothing fails the
+  // run here, not after the command began unprotected.
+  std::vector<InodeRule> deny;
+  if (!opts.lsm_deny.empty()) {
+    auto r = resolve_deny_rules(opts.argv.empty() ? 0 : key, opts.lsm_deny);
+    if (!r) return std::unexpected(r.error());
+    deny = std::move(*r);
+  }
+
+  std::unique_ptr<BpfMonitor> mon;
+  if (opts.monitor || net || !deny.empty()) {
+    auto m = BpfMonitor::start(opts.monitor_opts);
+    // Recording may degrade, enforcement fails closed: only a session that merely records
+    // runs on without the monitor.
+    bool optional = opts.monitor_optional && !net && deny.empty() && !opts.confine;
+    if (!m && !optional) return std::unexpected(m.error());
+    if (m) mon = std::move(*m);
+    else spdlog::warn("not recording this run: {}", m.error().message());
+  }
+  if (mon) {
+    // Fail closed: rules the kernel will not enforce must not let the command start.
+    if (!deny.empty()) {
+      if (auto st = mon->lsm_deny(deny); !st) return std::unexpected(st.error());
+    }
+  }
+
+  if (opts.argv.empty()) {
+    // Host mode with no command: record until signalled.
+    if (!mon) return error("no command given");
+    Reader reader(*mon, opts, res);
+    reader.start();
+    auto st = wait_for_signal();
+    reader.stop();
+    if (!st) return std::unexpected(st.error());
+    return res;
+  }
+
+  std::string parent = opts.cgroup_parent;
+  if (parent.empty()) {
+    auto root = cgroup2_mount();
+    if (!root) return std::unexpected(root.error());
+    parent = *root + "/agentcage";
+  }
+  auto cg = Cgroup::create(parent + "/" + res.sandbox_id);
+  if (!cg) return std::unexpected(cg.error());
+  if (mon) {
+    if (auto st = mon->track_cgroup(cg->id(), key); !st) return std::unexpected(st.error());
+    // Enforcement fails closed: no policy in the kernel, no child.
+    if (net) {
+      if (auto st = mon->install_net_policy(key, *net); !st) {
+        (void)mon->remove_net_policy(key, *net);
+        (void)mon->untrack_cgroup(cg->id());
+        return std::unexpected(st.error());
+      }
+      spdlog::debug("sandbox {}: network policy installed ({} prefixes, {} unix names, default {}{}), enforced by "
+                    "cgroup-bpf (connect4/6, sendmsg4/6, bind4/6, sock_create{})",
+                    res.sandbox_id, net->rules.size(), net->unix_allow.size(),
+                    to_string(opts.net_policy->default_action), opts.net_policy->audit_mode ? ", audit mode" : "",
+                    mon->has_unix_hooks() ? ", connect_unix, sendmsg_unix" : "");
+    }
+  }
+
+  std::unique_ptr<PreparedConfinement> conf;
+  if (opts.confine) {
+    if (auto ok = check_command_allowed(*opts.confine, opts.argv[0]); !ok) return std::unexpected(ok.error());
+    auto pc = prepare_confinement(*opts.confine, probe_kernel_features(), ConfineContext{res.sandbox_id, cg->path()});
+    if (!pc) return std::unexpected(pc.error());
+    conf = std::move(*pc);
+    res.enforcement = conf->provenance();
+    if (opts.on_confined) opts.on_confined(*conf);
+  }
+
+  SpawnOptions so;
+  so.argv = opts.argv;
+  so.cgroup_fd = cg->fd();
+  so.cgroup_path = cg->path();
+  so.child_setup = opts.child_setup;
+  if (conf) {
+    // Runs in the child: the caller's hook first, then the confinement steps.
+    so.child_setup = [user = opts.child_setup, c = conf.get()](const char** what) -> int {
+      if (user)
+        if (int e = user(what)) return e;
+      return apply_in_child(*c, what);
+    };
+  }
+  // Spawn before the reader thread starts: the child is forked from a single-threaded
+  // process. Records it produces meanwhile wait in the ring buffer.
+  // The reader's counter baseline and process table are taken before the child exists,
+  // so nothing it does (or loses) falls before the baseline; its thread starts after.
+  std::optional<Reader> reader;
+  if (mon) reader.emplace(*mon, opts, res);
+  if (reader && conf) reader->set_decisions(conf->decisions(), net.has_value());
+  auto child = spawn(so);
+  if (!child) return std::unexpected(child.error());
+  if (reader && so.child_setup) reader->set_launcher_pid(static_cast<uint32_t>(child->pid));
+  if (reader) reader->start();
+  auto status = wait_forwarding_signals(*child);
+
+  // Nothing the command started outlives it: kill and remove the cgroup, then let the
+  // reader collect the exits that produced.
+  auto st = cg->destroy();
+  if (!st) spdlog::error("{}", st.error().message());
+  conf.reset();  // after the kill: removes the v1 pids cgroup and the mask scratch files
+  if (reader) reader->stop();
+  if (mon && net) (void)mon->remove_net_policy(key, *net);
+  if (mon) (void)mon->untrack_cgroup(cg->id());
+  if (mon) (void)mon->lsm_forget(deny);
+  if (!status) return std::unexpected(status.error());
+  res.exit_status = *status;
+  return res;
+}
+
+}  // namespace agentcage::core

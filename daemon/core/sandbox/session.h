@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// One sandboxed run: cgroup, optional kernel monitor, child, supervision, teardown.
+// Used by `agentcage run`/`trace` in embedded mode.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agentcage/v1/event.pb.h"
+#include "core/kernel/bpf_monitor.h"
+#include "core/policy/net_policy.h"
+#include "core/confine/confine.h"
+#include "core/base/result.h"
+
+namespace agentcage::core {
+
+struct SessionOptions {
+  std::vector<std::string> argv;   // the command; empty only in host mode (run until signalled)
+  bool monitor = false;            // load the BPF monitor and report events
+  // When the monitor cannot load and nothing needs it for enforcement, run without it
+  // (warned) instead of refusing: `run` records when it can.
+  bool monitor_optional = false;
+  MonitorOptions monitor_opts;
+  // Receives every decoded event, and Loss events, on the reader thread.
+  std::function<void(const v1::Event&)> on_event;
+  // Called on the reader thread after each batch of events (each ring-buffer poll), so a
+  // sink can buffer per batch and flush once instead of once per event.
+  std::function<void()> on_batch;
+  // Passed to spawn(): runs in the child before execve (see SpawnOptions::child_setup).
+  std::function<int(const char** what)> child_setup;
+  std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
+  // Network policy enforced by the cgroup BPF programs; installed before the child is
+  // spawned. Setting it loads the BPF monitor even when `monitor` is false (violations
+  // still reach on_event). Unset: network unrestricted (observed when monitoring).
+  std::optional<NetPolicy> net_policy;
+
+  // Files the sandbox may not open/exec, enforced by BPF LSM by inode (implies monitor).
+  // The session refuses to start when BPF LSM is not active. In host mode (no argv) the
+  // rules apply to every recorded process.
+  std::vector<DenyRule> lsm_deny;
+
+  // Confine the child (see confine.h): prepared after the cgroup exists, applied in the
+  // child after child_setup. A missing required mechanism fails the session before spawn.
+  std::optional<ConfinePolicy> confine;
+  // Called once the confinement is prepared, before spawn (e.g. to wire attribute()).
+  std::function<void(const PreparedConfinement&)> on_confined;
+};
+
+struct SessionResult {
+  int exit_status = 0;    // shell-style: code, or 128+signal
+  std::string sandbox_id;
+  uint64_t events = 0;    // events handed to on_event
+  uint64_t lost = 0;      // events the kernel could not queue (ring full)
+  uint64_t decode_errors = 0;
+  std::vector<Provenance> enforcement;  // what confined the child, when confine was set
+  std::map<std::string, uint64_t> violations;  // by mechanism: kernel-reported and attributed
+  // Kernel counters (enum ac_stat) accumulated during the session: records submitted,
+  // lost, truncated, read faults, ... Shown by `agentcage trace` when a loss or
+  // degradation counter is non-zero.
+  KernelStats kernel_stats{};
+  uint64_t prog_misses = 0;  // BpfMonitor::prog_misses() over the session
+};
+
+// Runs the whole session; teardown always happens (cgroup killed and removed).
+Result<SessionResult> run_session(const SessionOptions& opts);
+
+// A random sandbox key (never 0).
+uint64_t new_sandbox_key();
+
+}  // namespace agentcage::core

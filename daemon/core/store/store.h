@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: Apache-2.0
+// The tamper-evident event store: SQLite in WAL mode, one row per event, a gap-free
+// sequence number and a SHA-256 hash chain. It is also the spool of the remote audit
+// stream (the client ships from it and keeps its acknowledged position in `kv`).
+//
+// Hash chain (the exact recipe, so an independent tool can check a store):
+//   canonical(ev) = the deterministic protobuf serialization of the agentcage.v1.Event
+//                   (SerializeToCodedStream with SetSerializationDeterministic(true));
+//                   in a node store the event's `seq` field is set to its row's seq
+//                   before serializing, so the position is part of what is hashed.
+//   row.event     = canonical(ev), stored as is (the BLOB is the hashed bytes).
+//   row.hash      = SHA-256(row.prev_hash || row.event)            (32 raw bytes)
+//   row.prev_hash = hash of the row before; for the first row kept, the checkpoint
+//                   hash (meta 'checkpoint_hash'; 32 zero bytes in a store that has
+//                   never deleted anything), and seq = meta 'checkpoint_seq' + 1.
+// To verify independently: SELECT seq, event, prev_hash, hash FROM events ORDER BY seq;
+// check seqs are consecutive from checkpoint_seq + 1 to meta 'head_seq', each prev_hash
+// equals the previous hash, each hash equals SHA-256(prev_hash || event), the last hash
+// equals meta 'head_hash', and (node store) the event decodes with seq == row seq.
+// scripts/verify_audit_chain.py does exactly this with Python's standard library.
+//
+// A hash chain without a secret detects edits, deletions and reordering made by anyone
+// who does not rewrite every later row and the meta table too; the remote collector is
+// the anchor against that (it holds its own copy and its own chain).
+//
+// Collector stores (StoreOptions::collector) hold events from many nodes: each row also
+// has (node = the sender, origin_store, origin_seq), unique, so a replayed event is stored
+// once. The event is kept as the node sent it (its `seq` is the origin seq; an empty
+// `node` is filled with the sender's), and the collector's own chain runs over its own row
+// seqs: the same recipe, without the "seq == row seq" rule (origin_seq == event seq instead).
+//
+// Threads: one EventStore may be shared. Writes (append*, ingest, apply_retention, kv_set)
+// serialize on one writer connection behind `write_mu_`; queries and verify each take a
+// reader connection from a small pool and see a consistent WAL snapshot, concurrently with
+// the writer. Other processes may open the same file (WAL + busy timeout); each write
+// transaction re-reads the chain head, so two writers never fork the chain.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "agentcage/v1/event.pb.h"
+#include "core/base/result.h"
+
+namespace agentcage::core {
+
+inline constexpr const char* kDefaultStorePath = "/var/lib/agentcage/audit.db";
+inline constexpr size_t kHashBytes = 32;
+
+struct StoreOptions {
+  // Collector mode: rows carry (node, origin_store, origin_seq); ingest() dedups on it.
+  bool collector = false;
+  // synchronous=FULL: a committed transaction survives power loss (what an ack promises).
+  // false: synchronous=NORMAL, faster; the last transactions may roll back on power loss,
+  // the chain stays intact either way.
+  bool durable = true;
+  // Retention (0 = unlimited). Age is soft: events the audit stream has not shipped yet
+  // (see retention_pin_prefix) are kept. Size is hard: it may delete unshipped events,
+  // and then records a Loss event saying how many, so nothing disappears silently.
+  uint64_t max_bytes = 0;
+  std::chrono::seconds max_age{0};
+  // kv keys with this prefix hold acknowledged seqs (decimal); age retention keeps
+  // everything above the lowest of them.
+  std::string retention_pin_prefix = "audit.acked/";
+  // With a limit set, append*() runs apply_retention() itself at most this often
+  // (0: after every append; tests). Retention errors are logged, never fail the append.
+  std::chrono::seconds retention_every{60};
+  // Create the file's parent directory (0700) if missing.
+  bool create_dirs = true;
+  bool read_only = false;
+};
+
+struct StoreQuery {
+  uint64_t from_seq = 0;        // inclusive
+  uint64_t to_seq = 0;          // inclusive; 0 = no bound
+  uint64_t since_ns = 0;        // time_ns >= since_ns
+  uint64_t until_ns = 0;        // time_ns < until_ns; 0 = no bound
+  std::string sandbox_id;       // empty = any
+  std::vector<std::string> kinds;  // event kinds ("exec", "violation", ...); empty = any
+  bool violations_only = false;
+  std::string node;             // collector stores: only this node
+  uint64_t limit = 0;           // 0 = no limit
+};
+
+struct VerifyReport {
+  bool ok = false;
+  uint64_t checked = 0;          // rows whose link was checked
+  uint64_t first_seq = 0;        // first row kept (checkpoint_seq + 1 when ok)
+  uint64_t last_seq = 0;         // the head
+  uint64_t checkpoint_seq = 0;   // retention deleted everything up to here
+  uint64_t first_bad_seq = 0;    // when !ok
+  std::string what;              // "edited: ...", "deleted: ...", "reordered: ...", ...
+};
+
+// One batch from one node for a collector store.
+struct IngestBatch {
+  std::string node;
+  std::string store_id;
+  std::vector<v1::Event>* events = nullptr;  // origin seq in each event's seq field
+};
+
+struct IngestResult {
+  uint64_t inserted = 0;
+  uint64_t duplicates = 0;
+};
+
+// The event's kind as stored in the `kind` column: the name of its oneof case
+// ("exec", "fork", "exit", "file", "net", "loss", "violation", "syscall"), "" if unset.
+std::string event_kind(const v1::Event& ev);
+
+// canonical(ev) as described above.
+std::string canonical_bytes(const v1::Event& ev);
+// SHA-256(prev_hash || bytes).
+std::string chain_hash(std::string_view prev_hash, std::string_view bytes);
+
+class EventStore {
+ public:
+  static Result<std::unique_ptr<EventStore>> open(const std::string& path, const StoreOptions& opts = {});
+  ~EventStore();
+  EventStore(const EventStore&) = delete;
+  EventStore& operator=(const EventStore&) = delete;
+
+  // Node stores. Assigns ev.seq (and stamps the hash chain); returns the seq.
+  Result<uint64_t> append(v1::Event& ev);
+  // All in one transaction; returns the last seq assigned (last_seq() if evs is empty).
+  Result<uint64_t> append_batch(std::vector<v1::Event>& evs);
+
+  // Collector stores: each event is stored unless (node, store_id, seq) is already there.
+  // All batches in one transaction (group commit); one result per batch.
+  Result<std::vector<IngestResult>> ingest(std::span<const IngestBatch> batches);
+  // Collector stores: the highest origin seq stored for (node, store_id), 0 if none.
+  Result<uint64_t> origin_high(const std::string& node, const std::string& store_id);
+
+  // Calls fn for each matching event in seq order until it returns false.
+  Status query(const StoreQuery& q, const std::function<bool(const v1::Event&)>& fn) const;
+
+  // Checks the whole chain from the checkpoint to the head.
+  Result<VerifyReport> verify() const;
+
+  // Highest seq this process has seen (appended or read at open/with refresh).
+  uint64_t last_seq() const { return last_seq_.load(std::memory_order_acquire); }
+  // Re-reads the head from the file (another process may have appended).
+  Result<uint64_t> refresh_last_seq();
+  // Blocks until this process appends past `after` or `timeout` passes; returns last_seq().
+  uint64_t wait_for_append(uint64_t after, std::chrono::milliseconds timeout) const;
+
+  // Deletes the oldest rows by StoreOptions::max_age / max_bytes, moving the checkpoint.
+  Status apply_retention();
+
+  // Small key/value table (the audit client's acknowledged seq per endpoint).
+  Status kv_set(const std::string& key, const std::string& value);
+  Result<std::optional<std::string>> kv_get(const std::string& key) const;
+
+  // Random identity fixed when the file was created (32 hex digits).
+  const std::string& store_id() const { return store_id_; }
+  const std::string& path() const { return path_; }
+  bool collector() const { return opts_.collector; }
+
+ private:
+  EventStore(std::string path, StoreOptions opts);
+
+  struct Head {
+    uint64_t seq = 0;
+    std::string hash;
+  };
+  struct ReaderDeleter {
+    void operator()(sqlite3* db) const;
+  };
+  using Reader = std::unique_ptr<sqlite3, ReaderDeleter>;
+
+  Status init_schema();
+  Result<Head> read_head(sqlite3* db) const;
+  Result<uint64_t> insert_locked(std::vector<v1::Event>& evs, Head& head);
+  Status insert_row(sqlite3_stmt* ins, const v1::Event& ev, const std::string& bytes, Head& head,
+                    const std::string& origin_node, const std::string& origin_store, uint64_t origin_seq);
+  Status write_head(const Head& head);
+  Result<uint64_t> retention_pin() const;
+  Status delete_through(uint64_t seq, uint64_t unshipped);
+  Result<Reader> reader() const;
+  void release(Reader r) const;
+  void note_appended(uint64_t seq);
+
+  std::string path_;
+  StoreOptions opts_;
+  std::string store_id_;
+
+  mutable std::mutex write_mu_;    // guards writer_ and every write transaction
+  sqlite3* writer_ = nullptr;
+
+  mutable std::mutex pool_mu_;     // guards pool_
+  mutable std::vector<Reader> pool_;
+
+  std::atomic<uint64_t> last_seq_{0};
+  std::atomic<int64_t> last_retention_ns_{0};  // steady clock; when append last ran retention
+  mutable std::mutex append_mu_;   // with append_cv_: wakes wait_for_append
+  mutable std::condition_variable append_cv_;
+};
+
+}  // namespace agentcage::core

@@ -19,6 +19,7 @@
 #include "agentcage/v1/control.grpc.pb.h"
 #include "cli.h"
 #include "core/audit/audit_client.h"
+#include "core/base/text.h"
 #include "core/events/decoder.h"
 #include "core/confine/launcher.h"
 #include "core/policy/profile.h"
@@ -46,13 +47,8 @@ int fail(const core::Error& e) {
   return 1;
 }
 
-std::string to_json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
-}
+// One JSON convention for every message: argv and paths are `bytes` and read as text.
+std::string to_json(const google::protobuf::Message& m) { return core::message_json(m); }
 
 // `run` through agentcaged: the daemon creates the sandbox and places our held child in
 // it; we supervise the child and close the sandbox. Works for unprivileged users.
@@ -330,7 +326,7 @@ int do_ps(const cli::PsArgs& a) {
     std::string cmd;
     for (const auto& x : s.argv()) cmd += (cmd.empty() ? "" : " ") + x;
     printf("%-16s  %-7s  %5u  %5d  %-14s  %s\n", s.id().c_str(), s.state().c_str(), s.owner_uid(), s.pids_size(),
-           s.profile().empty() ? "-" : s.profile().c_str(), cmd.c_str());
+           s.profile().empty() ? "-" : s.profile().c_str(), core::escape_text(cmd).c_str());
   }
   return 0;
 }

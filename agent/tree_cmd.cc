@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // `agentcage tree SANDBOX`: the sandbox's process tree, as agentcaged rebuilds it from
 // the audit store (Events.ProcessTree).
-#include <google/protobuf/util/json_util.h>
-
 #include <cstdio>
 #include <string>
 
 #include "agentcage/v1/control.grpc.pb.h"
 #include "cli.h"
+#include "core/base/text.h"
+#include "core/events/event_json.h"
 #include "grpc/client.h"
 
 namespace agentcage::cli {
@@ -18,7 +18,7 @@ std::string command_of(const v1::Process& p) {
   for (const auto& a : p.argv()) cmd += (cmd.empty() ? "" : " ") + a;
   if (p.argv_truncated()) cmd += " ...";
   if (cmd.empty()) cmd = !p.binary().empty() ? p.binary() : "[" + p.comm() + "]";
-  return cmd;
+  return core::escape_text(cmd);  // argv is the agent's bytes: never raw on a terminal
 }
 
 // One line per process, children indented under their parent with tree rules.
@@ -49,11 +49,7 @@ int run_tree(const TreeArgs& a) {
     return 1;
   }
   if (a.format == OutputFormat::json) {
-    std::string out;
-    google::protobuf::util::JsonPrintOptions o;
-    o.preserve_proto_field_names = true;
-    (void)google::protobuf::util::MessageToJsonString(resp, &out, o);
-    printf("%s\n", out.c_str());
+    printf("%s\n", core::message_json(resp).c_str());
     return 0;
   }
   if (resp.roots_size() == 0) {

@@ -28,8 +28,14 @@ const timer = setTimeout(() => {
   console.error(`interop: timed out after ${timeout} ms with ${seen} events`);
   process.exit(1);
 }, timeout);
+// argv, paths and comm are `bytes` in the schema (Linux names are not UTF-8): grpc-js hands
+// them over as Buffers; print them as text.
+const text = (v) => Buffer.isBuffer(v) ? v.toString('utf8')
+  : Array.isArray(v) ? v.map(text)
+  : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, text(x)]))
+  : v;
 call.on('data', (ev) => {
-  console.log(JSON.stringify(ev));
+  console.log(JSON.stringify(text(ev)));
   if (++seen >= count) {
     clearTimeout(timer);
     call.cancel();

@@ -263,6 +263,68 @@ namespace {
 // (a fork that never execs) with two children of its own, and exits 3; the tree shows
 // each under its parent with its status.
 // Another user gets PERMISSION_DENIED.
+// Linux argv and file names are bytes. A non-UTF-8 byte, a terminal escape and a newline
+// in them are recorded losslessly and never blind the trail: Query, the text and JSON
+// views, verify, tree and later events all keep working, through the daemon and in-process.
+TEST_F(Daemon, OddBytesInArgvAndPathsAreRecordedLosslessly) {
+  const std::string script = "/bin/echo \"$(printf 'bad\\377name')\"; : > \"$(printf '%s/odd\\033[2J\\nVIOLATION fake' \"$1\")\"";
+  auto r = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "/bin/sh", "-c", script, "sh", dir_});
+  EXPECT_EQ(r.status, 0) << r.err << log();
+  EXPECT_EQ(r.out, "bad\xffname\n");
+  // The odd byte in the daemon request itself (CreateSandbox carries argv for the record).
+  auto direct = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "/bin/echo", "direct\xff" "arg"});
+  EXPECT_EQ(direct.status, 0) << direct.err;
+  EXPECT_EQ(direct.out, "direct\xff" "arg\n");
+  auto after = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "/bin/echo", "after-odd"});
+  EXPECT_EQ(after.status, 0) << after.err;
+  std::string json;
+  for (int i = 0; i < 100; ++i) {  // the store writer may lag the exit by a moment
+    auto q = run({AGENTCAGE_BIN, "events", "--socket", sock_});
+    ASSERT_EQ(q.status, 0) << q.err;
+    json = q.out;
+    if (json.find("after-odd") != std::string::npos && json.find("VIOLATION fake") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(json.find(R"("bad\udcffname")"), std::string::npos) << json;  // surrogateescape, lossless
+  EXPECT_NE(json.find(R"("direct\udcffarg")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"(/odd\u001b[2J\nVIOLATION fake")"), std::string::npos) << json;
+  EXPECT_NE(json.find("after-odd"), std::string::npos) << json;  // nothing after the odd row is lost
+  EXPECT_EQ(json.find('\x1b'), std::string::npos);
+  EXPECT_EQ(json.find('\xff'), std::string::npos);
+
+  auto text = run({AGENTCAGE_BIN, "events", "--socket", sock_, "-o", "text"});
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find(R"(bad\xffname)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(R"(/odd\x1b[2J\nVIOLATION fake)"), std::string::npos) << text.out;
+  EXPECT_EQ(text.out.find('\x1b'), std::string::npos) << "a terminal escape reached the operator raw";
+  for (const auto& l : testing::lines(text.out)) EXPECT_NE(l.rfind("VIOLATION", 0), 0u) << "forged line: " << l;
+
+  auto verify = run({AGENTCAGE_BIN, "audit", "verify", "--db", dir_ + "/audit.db"});
+  EXPECT_EQ(verify.status, 0) << verify.out << verify.err;
+  auto ps = run({AGENTCAGE_BIN, "ps", "--all", "--socket", sock_});
+  EXPECT_EQ(ps.status, 0) << ps.err;
+  EXPECT_EQ(ps.out.find('\x1b'), std::string::npos) << ps.out;
+  auto psj = run({AGENTCAGE_BIN, "ps", "--all", "--socket", sock_, "-o", "json"});
+  EXPECT_NE(psj.out.find("\"/bin/echo\",\"after-odd\""), std::string::npos) << psj.out;  // text, not base64
+
+  // In-process, into its own store; then a second daemon serves that store.
+  std::string db2 = dir_ + "/inproc.db", sock2 = dir_ + "/inproc.sock";
+  auto in = run({AGENTCAGE_BIN, "run", "--no-daemon", "--audit-db", db2, "--", "/bin/sh", "-c", script, "sh", dir_});
+  EXPECT_EQ(in.status, 0) << in.err;
+  EXPECT_EQ(in.out, "bad\xffname\n");
+  EXPECT_EQ(in.err.find('\x1b'), std::string::npos) << in.err;
+  auto v2 = run({AGENTCAGE_BIN, "audit", "verify", "--db", db2});
+  EXPECT_EQ(v2.status, 0) << v2.out << v2.err;
+  pid_t d2 = testing::start({AGENTCAGED_BIN, "--socket", sock2, "--audit-db", db2}, dir_ + "/daemon2.log");
+  for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto q2 = run({AGENTCAGE_BIN, "events", "--socket", sock2, "--kind", "exec"});
+  EXPECT_EQ(q2.status, 0) << q2.err << read_all(dir_ + "/daemon2.log");
+  EXPECT_NE(q2.out.find(R"("bad\udcffname")"), std::string::npos) << q2.out;
+  kill(d2, SIGTERM);
+  EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
+}
+
 TEST_F(Daemon, ProcessTreeOfASandbox) {
   auto r = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "/bin/sh", "-c",
                 "/bin/echo tree-child; (/bin/sleep 0.01; /bin/true; exit 4); exit 3"});

@@ -1,20 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
-// The direct JSON writer must print exactly what protobuf's JSON printer prints (the
-// reference for "stable field names"), and stay valid JSON on hostile strings.
+// The direct JSON writer must print exactly what the descriptor-driven writer prints (the
+// reference for "stable field names": it walks the .proto, so a field the fast writer
+// forgets shows up), agree with protobuf's printer wherever no `bytes` field is involved,
+// and carry hostile bytes losslessly as valid JSON.
 #include "core/events/event_json.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
+#include <string_view>
+
+#include "agentcage/v1/control.pb.h"
+
 namespace agentcage::core {
 namespace {
 
-std::string reference(const v1::Event& ev) {
+std::string protobuf_printer(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions o;
   o.preserve_proto_field_names = true;
-  EXPECT_TRUE(google::protobuf::util::MessageToJsonString(ev, &out, o).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageToJsonString(m, &out, o).ok());
   return out;
 }
 
@@ -101,21 +107,101 @@ std::vector<v1::Event> samples() {
   loss.mutable_loss()->set_reason("ringbuf_full");
   loss.mutable_loss()->set_where("kernel");
   v.push_back(loss);
+  e = base;
+  auto* n = e.mutable_net();
+  n->set_op("connect");
+  n->set_protocol("unix-stream");
+  n->mutable_remote()->set_family("unix");
+  n->mutable_remote()->set_address(std::string("@ab\0\xff", 5));
+  n->mutable_local();
+  n->set_result(-1);
+  n->set_error("EPERM");
+  v.push_back(e);
+  e = base;
+  auto* vi = e.mutable_violation();
+  vi->set_mechanism("landlock");
+  vi->set_rule("filesystem.deny: /w/.env");
+  vi->set_action("deny");
+  vi->set_what("open /w/.env\x1b[2J\nVIOLATION fake");
+  vi->mutable_file()->set_op("open");
+  vi->mutable_file()->set_path("/w/.env");
+  v.push_back(e);
+  e = base;
+  e.mutable_violation()->mutable_net()->mutable_remote()->set_port(443);
+  v.push_back(e);
+  e = base;
+  e.mutable_violation()->mutable_syscall()->set_name("bpf");
+  v.push_back(e);
   v.push_back(v1::Event{});
   return v;
 }
 
-TEST(EventJson, MatchesTheProtobufPrinterByteForByte) {
-  for (const auto& ev : samples()) EXPECT_EQ(fast(ev), reference(ev)) << ev.DebugString();
+TEST(EventJson, MatchesTheDescriptorDrivenWriterByteForByte) {
+  for (const auto& ev : samples()) EXPECT_EQ(fast(ev), message_json(ev)) << ev.DebugString();
 }
 
-TEST(EventJson, InvalidUtf8StaysValidJson) {
+TEST(EventJson, MatchesProtobufsPrinterWhereNoBytesFieldIsSet) {
   v1::Event ev;
-  ev.mutable_file()->set_path(std::string("/tmp/\xff\xfe\xc3(\xed\xa0\x80", 12));  // bytes a path may hold
+  ev.set_node("n1");
+  ev.set_seq(7);
+  ev.mutable_process()->set_pid(3);
+  ev.mutable_process()->set_exec_id("b:1:3");
+  ev.mutable_syscall()->set_name("ptrace");
+  ev.mutable_syscall()->add_args(18446744073709551615ull);
+  EXPECT_EQ(fast(ev), protobuf_printer(ev));
+  v1::Event l;
+  l.mutable_loss()->set_reason("decode_error");
+  EXPECT_EQ(fast(l), protobuf_printer(l));
+}
+
+// The inverse of the writer's string escaping, with \udcXX back to the byte XX.
+std::string unquote(std::string_view j) {
+  std::string out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    if (j[i] != '\\') {
+      out += j[i];
+      continue;
+    }
+    char c = j[++i];
+    if (c == 'u') {
+      unsigned v = std::stoul(std::string(j.substr(i + 1, 4)), nullptr, 16);
+      i += 4;
+      if (v >= 0xdc80 && v <= 0xdcff) out += static_cast<char>(v & 0xff);
+      else if (v < 0x80) out += static_cast<char>(v);
+      else ADD_FAILURE() << "unexpected escape " << std::hex << v;
+    } else {
+      out += c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c == 'b' ? '\b' : c == 'f' ? '\f' : c;
+    }
+  }
+  return out;
+}
+
+TEST(EventJson, InvalidUtf8IsValidJsonAndLossless) {
+  const std::string path("/tmp/\xff\xfe\xc3(\xed\xa0\x80 \xc3\xa9\x01\"\\", 18);  // bytes a path may hold
+  v1::Event ev;
+  ev.mutable_file()->set_path(path);
   auto j = fast(ev);
-  v1::Event back;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(j, &back).ok()) << j;
-  EXPECT_EQ(back.file().path().substr(0, 5), "/tmp/");
+  EXPECT_EQ(j, std::string(R"({"file":{"path":"/tmp/\udcff\udcfe\udcc3(\udced\udca0\udc80 )") + "\xc3\xa9" +
+                   R"(\u0001\"\\"}})");
+  auto start = j.find("\"path\":\"") + 8, end = j.rfind("\"}}");
+  EXPECT_EQ(unquote(std::string_view(j).substr(start, end - start)), path) << j;
+  // Every byte value survives, alone and after a UTF-8 lead byte.
+  for (int b = 0; b < 256; ++b) {
+    std::string s = {static_cast<char>(b), 'x', '\xc3', static_cast<char>(b)};
+    v1::Event e;
+    e.mutable_process()->add_argv(s);
+    auto js = fast(e);
+    auto a = js.find("[\"") + 2, z = js.rfind("\"]");
+    EXPECT_EQ(unquote(std::string_view(js).substr(a, z - a)), s) << b << " " << js;
+  }
+}
+
+TEST(EventJson, AnyMessageWritesBytesAsTextNotBase64) {
+  v1::Sandbox sb;
+  sb.set_id("00000000000000ab");
+  sb.add_argv("/bin/echo");
+  sb.add_argv(std::string("bad\xffname", 8));
+  EXPECT_EQ(message_json(sb), R"({"id":"00000000000000ab","argv":["/bin/echo","bad\udcffname"]})");
 }
 
 }  // namespace

@@ -250,6 +250,28 @@ TEST(StoreTamper, EditedEventBlobIsNamed) {
   EXPECT_NE(rep.what.find("edited"), std::string::npos) << rep.what;
 }
 
+TEST(StoreTamper, UndecodableRowIsReportedAndSkippedNeverAStop) {
+  auto path = fresh_db();
+  fill(*open_store(path), 20);
+  tamper(path, "UPDATE events SET event = X'FFFFFFFF' WHERE seq = 7");  // not a protobuf
+  auto s = open_store(path);
+  std::vector<v1::Event> got;
+  ASSERT_TRUE(s->query({}, [&](const v1::Event& e) {
+                 got.push_back(e);
+                 return true;
+               }).has_value());
+  ASSERT_EQ(got.size(), 20u);  // every row, the damaged one as a loss in its place
+  EXPECT_EQ(got[6].seq(), 7u);
+  ASSERT_TRUE(got[6].has_loss());
+  EXPECT_EQ(got[6].loss().reason(), "decode_error");
+  EXPECT_NE(got[6].loss().where().find("store row 7"), std::string::npos) << got[6].loss().where();
+  EXPECT_EQ(got[7].seq(), 8u);
+  EXPECT_FALSE(got[7].has_loss());
+  auto rep = verify(path);  // and verify still names it
+  EXPECT_FALSE(rep.ok);
+  EXPECT_EQ(rep.first_bad_seq, 7u);
+}
+
 TEST(StoreTamper, EditedQueryColumnIsNamed) {
   // Hiding a violation from queries without touching the hashed bytes.
   auto path = fresh_db();

@@ -20,6 +20,7 @@
 
 #include "core/base/fs.h"
 #include "core/base/mountinfo.h"
+#include "core/base/text.h"
 #include "core/events/event_json.h"
 
 namespace agentcage::core {
@@ -496,7 +497,8 @@ std::string to_json_line(const v1::Event& ev) {
   return out;
 }
 
-std::string to_text_line(const v1::Event& ev) {
+namespace {
+std::string text_line_raw(const v1::Event& ev) {
   time_t secs = static_cast<time_t>(ev.time_ns() / 1'000'000'000);
   struct tm tm{};
   localtime_r(&secs, &tm);
@@ -539,5 +541,9 @@ std::string to_text_line(const v1::Event& ev) {
       return head + "event";
   }
 }
+}  // namespace
+
+// Every field may hold kernel bytes: the whole line is escaped, so none can forge another.
+std::string to_text_line(const v1::Event& ev) { return escape_text(text_line_raw(ev)); }
 
 }  // namespace agentcage::core

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/events/event_json.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <array>
+#include <vector>
 #include <charconv>
 #include <fmt/format.h>
 
@@ -21,9 +20,14 @@ constexpr std::array<bool, 256> kEscape = [] {
 class Obj {
  public:
   explicit Obj(std::string& out) : out_(out) { out_ += '{'; }
+  // No braces: only to reach quote() for a value outside an object.
+  enum Bare { bare };
+  Obj(std::string& out, Bare) : out_(out), braces_(false) {}
   Obj(const Obj&) = delete;  // one '{', one '}': never copied (returns are elided)
   Obj& operator=(const Obj&) = delete;
-  ~Obj() { out_ += '}'; }
+  ~Obj() {
+    if (braces_) out_ += '}';
+  }
 
   template <size_t N>
   void str(const char (&k)[N], const std::string& v) {
@@ -85,6 +89,15 @@ class Obj {
     }
     out_ += ']';
   }
+  // For the reflection writer: a key known only at run time, and a bare string value.
+  void dyn_key(std::string_view k) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    out_ += '"';
+    out_ += k;
+    out_.append("\":", 2);
+  }
+  void value(const std::string& v) { quote(v); }
   // Opens a nested object under k; the caller fills it through the returned Obj.
   template <size_t N>
   Obj child(const char (&k)[N]) {
@@ -107,8 +120,11 @@ class Obj {
     out_.append(k, N - 1);
     out_.append("\":", 2);
   }
-  // JSON string escaping. Bytes that are not valid UTF-8 (a path may hold any bytes) are
-  // written as \u00XX so the line stays valid JSON; valid UTF-8 passes through.
+  // JSON string escaping. Valid UTF-8 passes through; a byte that is not part of valid
+  // UTF-8 (a Linux path or argv may hold any bytes) is written as \udcXX, PEP 383's
+  // "surrogateescape": the line stays valid JSON, and the escape cannot be confused with a
+  // real character (lone surrogates never occur in UTF-8), so it is lossless. Python gets
+  // the bytes back with s.encode("utf-8", "surrogateescape").
   void quote(const std::string& s) {
     out_ += '"';
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -135,7 +151,7 @@ class Obj {
           out_.append(s, i, len);
           i += len - 1;
         } else {
-          fmt::format_to(std::back_inserter(out_), "\\u{:04x}", c);
+          fmt::format_to(std::back_inserter(out_), "\\udc{:02x}", c);
         }
       }
       run = i + 1;
@@ -158,6 +174,7 @@ class Obj {
   }
 
   std::string& out_;
+  bool braces_ = true;
   bool first_ = true;
 };
 
@@ -195,17 +212,110 @@ void file_json(Obj o, const v1::FileOp& f) {
   o.i32("dirfd", f.dirfd());
 }
 
+void sockaddr_json(Obj o, const v1::SockAddr& a) {
+  o.str("family", a.family());
+  o.str("address", a.address());
+  o.u32("port", a.port());
+  o.boolean("v4_mapped", a.v4_mapped());
+}
+
+void net_json(Obj o, const v1::NetOp& n) {
+  o.str("op", n.op());
+  o.str("protocol", n.protocol());
+  if (n.has_remote()) sockaddr_json(o.child("remote"), n.remote());
+  if (n.has_local()) sockaddr_json(o.child("local"), n.local());
+  o.i32("result", n.result());
+  o.str("error", n.error());
+}
+
+void syscall_json(Obj o, const v1::SyscallFailure& x) {
+  o.u32("nr", x.nr());
+  o.str("name", x.name());
+  o.i32("result", x.result());
+  o.str("error", x.error());
+  o.u64s("args", x.args());
+}
+
+// Every message by hand, not protobuf's JSON printer: that one writes `bytes` fields as
+// base64, and argv or a path must read as text when it is text (see quote()).
+void violation_json(Obj o, const v1::Violation& v) {
+  o.str("mechanism", v.mechanism());
+  o.str("rule", v.rule());
+  o.str("action", v.action());
+  o.str("what", v.what());
+  switch (v.attempt_case()) {
+    case v1::Violation::kFile: file_json(o.child("file"), v.file()); break;
+    case v1::Violation::kNet: net_json(o.child("net"), v.net()); break;
+    case v1::Violation::kSyscall: syscall_json(o.child("syscall"), v.syscall()); break;
+    default: break;
+  }
+}
+
+// Any message, through reflection, with the same conventions as the event writer (proto
+// field names, defaults omitted, 64-bit integers as strings, `bytes` as escaped text).
+void message_json_into(std::string& out, const google::protobuf::Message& m);
+
+void field_value(std::string& out, const google::protobuf::Message& m, const google::protobuf::FieldDescriptor* f,
+                 int i) {
+  using FD = google::protobuf::FieldDescriptor;
+  const auto* r = m.GetReflection();
+  bool rep = f->is_repeated();
+  auto put = [&](auto v) { out += fmt::format("{}", v); };
+  switch (f->cpp_type()) {
+    case FD::CPPTYPE_INT32: put(rep ? r->GetRepeatedInt32(m, f, i) : r->GetInt32(m, f)); break;
+    case FD::CPPTYPE_UINT32: put(rep ? r->GetRepeatedUInt32(m, f, i) : r->GetUInt32(m, f)); break;
+    case FD::CPPTYPE_INT64: out += fmt::format("\"{}\"", rep ? r->GetRepeatedInt64(m, f, i) : r->GetInt64(m, f)); break;
+    case FD::CPPTYPE_UINT64: out += fmt::format("\"{}\"", rep ? r->GetRepeatedUInt64(m, f, i) : r->GetUInt64(m, f)); break;
+    case FD::CPPTYPE_DOUBLE: put(rep ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f)); break;
+    case FD::CPPTYPE_FLOAT: put(rep ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f)); break;
+    case FD::CPPTYPE_BOOL: out += (rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f)) ? "true" : "false"; break;
+    case FD::CPPTYPE_ENUM: {
+      const auto* e = rep ? r->GetRepeatedEnum(m, f, i) : r->GetEnum(m, f);
+      out += '"';
+      out += e->name();
+      out += '"';
+      break;
+    }
+    case FD::CPPTYPE_STRING: {
+      Obj q(out, Obj::bare);
+      q.value(rep ? r->GetRepeatedString(m, f, i) : r->GetString(m, f));
+      break;
+    }
+    case FD::CPPTYPE_MESSAGE:
+      message_json_into(out, rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f));
+      break;
+  }
+}
+
+void message_json_into(std::string& out, const google::protobuf::Message& m) {
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  m.GetReflection()->ListFields(m, &fields);  // set fields only, in number order
+  Obj o(out);
+  for (const auto* f : fields) {
+    o.dyn_key(f->name());
+    if (!f->is_repeated()) {
+      field_value(out, m, f, 0);
+      continue;
+    }
+    out += '[';
+    int n = m.GetReflection()->FieldSize(m, f);
+    for (int i = 0; i < n; ++i) {
+      if (i) out += ',';
+      field_value(out, m, f, i);
+    }
+    out += ']';
+  }
+}
+
 }  // namespace
 
+std::string message_json(const google::protobuf::Message& m) {
+  std::string out;
+  message_json_into(out, m);
+  return out;
+}
+
 void append_event_json(const v1::Event& ev, std::string& out) {
-  if (ev.kind_case() == v1::Event::kNet || ev.kind_case() == v1::Event::kViolation) {
-    std::string j;
-    google::protobuf::util::JsonPrintOptions o;
-    o.preserve_proto_field_names = true;
-    (void)google::protobuf::util::MessageToJsonString(ev, &j, o);
-    out += j;
-    return;
-  }
   Obj o(out);
   o.u64("seq", ev.seq());
   o.str("node", ev.node());
@@ -252,16 +362,15 @@ void append_event_json(const v1::Event& ev, std::string& out) {
       c.str("where", ev.loss().where());
       break;
     }
-    case v1::Event::kSyscall: {
-      const auto& x = ev.syscall();
-      Obj c = o.child("syscall");
-      c.u32("nr", x.nr());
-      c.str("name", x.name());
-      c.i32("result", x.result());
-      c.str("error", x.error());
-      c.u64s("args", x.args());
+    case v1::Event::kSyscall:
+      syscall_json(o.child("syscall"), ev.syscall());
       break;
-    }
+    case v1::Event::kNet:
+      net_json(o.child("net"), ev.net());
+      break;
+    case v1::Event::kViolation:
+      violation_json(o.child("violation"), ev.violation());
+      break;
     default:
       break;
   }

@@ -4,7 +4,8 @@
 // as strings, a set oneof message printed even when empty, fields in number order), at a
 // fraction of the cost: the printer goes through reflection and a type resolver and
 // costs several microseconds per event, more than the kernel side spends recording it.
-// Kinds this writer does not know (net, violation) fall back to the protobuf printer.
+// Kernel bytes (`bytes` fields) are written as text: valid UTF-8 as is, other bytes as
+// \udcXX (lossless; see the writer), never base64 as protobuf's printer would.
 #pragma once
 
 #include <string>
@@ -15,5 +16,8 @@ namespace agentcage::core {
 
 // Appends one JSON object (no newline) to out.
 void append_event_json(const v1::Event& ev, std::string& out);
+
+// Any other message (sandboxes, process trees) in the same JSON conventions, by reflection.
+std::string message_json(const google::protobuf::Message& m);
 
 }  // namespace agentcage::core

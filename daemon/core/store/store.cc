@@ -508,7 +508,7 @@ Result<uint64_t> EventStore::origin_high(const std::string& node, const std::str
 }
 
 Status EventStore::query(const StoreQuery& q, const std::function<bool(const v1::Event&)>& fn) const {
-  std::string sql = "SELECT event FROM events WHERE seq >= ?1";
+  std::string sql = "SELECT event, seq, time_ns, sandbox_id, node FROM events WHERE seq >= ?1";
   if (q.to_seq) sql += " AND seq <= ?2";
   if (q.since_ns) sql += " AND time_ns >= ?3";
   if (q.until_ns) sql += " AND time_ns < ?4";
@@ -543,8 +543,17 @@ Status EventStore::query(const StoreQuery& q, const std::function<bool(const v1:
     int n = sqlite3_column_bytes(st->get(), 0);
     ev.Clear();
     if (!ev.ParseFromArray(p, n)) {
-      return error(fmt::format("query {}: a stored event does not decode", path_),
-                   "run 'agentcage audit verify' to find the damaged row");
+      // A damaged row is evidence too, but never a reason to stop reading: the reader gets
+      // a loss event in its place (seq and time from the row's columns) and goes on.
+      ev.Clear();
+      ev.set_seq(st->col_u(1));
+      ev.set_time_ns(st->col_u(2));
+      ev.set_sandbox_id(st->col_text(3));
+      ev.set_node(st->col_text(4));
+      auto* loss = ev.mutable_loss();
+      loss->set_count(1);
+      loss->set_reason("decode_error");
+      loss->set_where(fmt::format("store row {} does not decode (run 'agentcage audit verify')", st->col_u(1)));
     }
     if (!fn(ev)) {
       rc = SQLITE_DONE;

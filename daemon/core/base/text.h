@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: Apache-2.0
+// Kernel bytes on an operator's terminal.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace agentcage::core {
+
+// `s` made safe to print on a terminal, one line, and reversible: valid printable UTF-8
+// passes; '\\' becomes "\\\\"; \t \n \r become "\\t" "\\n" "\\r"; other C0 controls, DEL
+// and bytes that are not valid UTF-8 become "\\xNN"; C1 controls (U+0080..U+009F, which
+// terminals honour as CSI/OSC introducers) become "\\u00NN". So an argv or file name can
+// neither run an escape sequence on the operator's terminal nor start a forged line.
+std::string escape_text(std::string_view s);
+
+}  // namespace agentcage::core

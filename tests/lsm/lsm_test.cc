@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "agentcage/v1/event.pb.h"
+#include "core/events/event_json.h"
 #include "core/kernel/bpf_monitor.h"
 #include "core/confine/cgroup.h"
 #include "support/subprocess.h"
@@ -77,8 +78,8 @@ class BpfLsm : public ::testing::Test {
     std::string line;
     while (std::getline(f, line)) {
       v1::Event ev;
-      auto st = google::protobuf::util::JsonStringToMessage(line, &ev);
-      EXPECT_TRUE(st.ok()) << "not an event: " << line;
+      auto st = core::message_from_json(line, &ev);  // our JSON: argv and paths are bytes, not base64
+      EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().message()) << " not an event: " << line;
       t.events.push_back(ev);
     }
     return t;

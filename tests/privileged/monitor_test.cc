@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "agentcage/v1/event.pb.h"
+#include "core/events/event_json.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -44,8 +45,8 @@ std::vector<v1::Event> parse_events(const std::string& text) {
   std::vector<v1::Event> out;
   for (const auto& l : testing::lines(text)) {
     v1::Event ev;
-    auto st = google::protobuf::util::JsonStringToMessage(l, &ev);
-    EXPECT_TRUE(st.ok()) << "not an event: " << l;
+    auto st = core::message_from_json(l, &ev);  // our JSON: argv and paths are bytes, not base64
+    EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().message()) << " not an event: " << l;
     out.push_back(ev);
   }
   return out;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "agentcage/v1/event.pb.h"
+#include "core/events/event_json.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -103,8 +104,8 @@ std::vector<v1::Event> read_events(const std::string& path) {
   std::string line;
   while (std::getline(f, line)) {
     v1::Event ev;
-    auto st = google::protobuf::util::JsonStringToMessage(line, &ev);
-    EXPECT_TRUE(st.ok()) << "not an event: " << line;
+    auto st = core::message_from_json(line, &ev);  // our JSON: argv and paths are bytes, not base64
+    EXPECT_TRUE(st.has_value()) << (st ? "" : st.error().message()) << " not an event: " << line;
     out.push_back(ev);
   }
   return out;

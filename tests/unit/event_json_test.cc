@@ -196,6 +196,26 @@ TEST(EventJson, InvalidUtf8IsValidJsonAndLossless) {
   }
 }
 
+TEST(EventJson, ReadsBackWhatItWritesLosslessly) {
+  auto evs = samples();
+  v1::Event odd;
+  odd.mutable_process()->add_argv(std::string("a\xff\0\x1b\xed\xa0\x80\xf0\x9f\x98\x80", 10));
+  odd.mutable_file()->set_path(std::string("\xc3(", 2));
+  evs.push_back(odd);
+  for (const auto& ev : evs) {
+    v1::Event back;
+    auto st = message_from_json(fast(ev), &back);
+    ASSERT_TRUE(st.has_value()) << st.error().message() << "\n" << fast(ev);
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(ev, back)) << fast(ev);
+  }
+  v1::Event junk;
+  auto bad = message_from_json(R"({"process":{"pid":1},"nope":2})", &junk);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message().find("unknown field \"nope\""), std::string::npos) << bad.error().message();
+  EXPECT_FALSE(message_from_json(R"({"process":{"pid":"x"}})", &junk).has_value());
+  EXPECT_FALSE(message_from_json(R"({"seq":"1"} trailing)", &junk).has_value());
+}
+
 TEST(EventJson, AnyMessageWritesBytesAsTextNotBase64) {
   v1::Sandbox sb;
   sb.set_id("00000000000000ab");

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <vector>
+#include <cctype>
 #include <charconv>
 #include <fmt/format.h>
 
@@ -374,6 +375,200 @@ void append_event_json(const v1::Event& ev, std::string& out) {
     default:
       break;
   }
+}
+
+}  // namespace agentcage::core
+
+// --- reading it back ---
+
+namespace agentcage::core {
+namespace {
+
+namespace pb = google::protobuf;
+
+// A recursive-descent reader for exactly the JSON the writers above produce (and any
+// JSON of the same shape): strings with \udcXX mapped back to the byte XX, 64-bit
+// integers as strings or numbers, enums by name.
+class JsonReader {
+ public:
+  explicit JsonReader(std::string_view s) : s_(s) {}
+
+  Status message(pb::Message* m, int depth = 0) {
+    if (depth > 32) return fail("nested too deep");
+    if (!eat('{')) return fail("expected '{'");
+    if (eat('}')) return {};
+    do {
+      std::string key;
+      if (auto st = string(key); !st) return st;
+      if (!eat(':')) return fail("expected ':'");
+      const auto* f = m->GetDescriptor()->FindFieldByName(key);
+      if (!f) return fail("unknown field \"" + key + "\"");
+      if (f->is_repeated()) {
+        if (!eat('[')) return fail("expected '[' for " + key);
+        if (!eat(']')) {
+          do {
+            if (auto st = value(m, f, depth); !st) return st;
+          } while (eat(','));
+          if (!eat(']')) return fail("expected ']'");
+        }
+      } else if (auto st = value(m, f, depth); !st) {
+        return st;
+      }
+    } while (eat(','));
+    if (!eat('}')) return fail("expected '}'");
+    return {};
+  }
+  bool at_end() {
+    ws();
+    return i_ == s_.size();
+  }
+  Status fail(const std::string& what) const { return error(fmt::format("JSON at byte {}: {}", i_, what)); }
+
+ private:
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
+  }
+  bool eat(char c) {
+    ws();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  Status string(std::string& out) {
+    if (!eat('"')) return fail("expected a string");
+    while (i_ < s_.size() && s_[i_] != '"') {
+      char c = s_[i_++];
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (i_ >= s_.size()) break;
+      char e = s_[i_++];
+      switch (e) {
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'u': {
+          uint32_t cp = 0;
+          if (!hex4(cp)) return fail("bad \\u escape");
+          if (cp >= 0xdc80 && cp <= 0xdcff) {  // surrogateescape: the raw byte
+            out += static_cast<char>(cp & 0xff);
+            break;
+          }
+          if (cp >= 0xd800 && cp <= 0xdbff) {  // a surrogate pair
+            uint32_t lo = 0;
+            if (i_ + 1 >= s_.size() || s_[i_] != '\\' || s_[i_ + 1] != 'u') return fail("lone high surrogate");
+            i_ += 2;
+            if (!hex4(lo) || lo < 0xdc00 || lo > 0xdfff) return fail("bad low surrogate");
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+          }
+          utf8(cp, out);
+          break;
+        }
+        default: out += e;  // \" \\ \/
+      }
+    }
+    if (!eat('"')) return fail("unterminated string");
+    return {};
+  }
+  bool hex4(uint32_t& v) {
+    if (i_ + 4 > s_.size()) return false;
+    auto r = std::from_chars(s_.data() + i_, s_.data() + i_ + 4, v, 16);
+    if (r.ptr != s_.data() + i_ + 4) return false;
+    i_ += 4;
+    return true;
+  }
+  static void utf8(uint32_t cp, std::string& out) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xc0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xe0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else {
+      out += static_cast<char>(0xf0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    }
+  }
+  // A number, or a string holding one (proto3 JSON writes 64-bit integers quoted).
+  Status scalar(std::string& tok) {
+    ws();
+    if (i_ < s_.size() && s_[i_] == '"') return string(tok);
+    size_t b = i_;
+    while (i_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[i_])) || s_[i_] == '-' || s_[i_] == '+' ||
+                              s_[i_] == '.'))
+      ++i_;
+    if (b == i_) return fail("expected a value");
+    tok.assign(s_.substr(b, i_ - b));
+    return {};
+  }
+  template <class T>
+  Status number(const std::string& tok, T& v) {
+    auto r = std::from_chars(tok.data(), tok.data() + tok.size(), v);
+    if (r.ec != std::errc() || r.ptr != tok.data() + tok.size()) return fail("bad number \"" + tok + "\"");
+    return {};
+  }
+  Status value(pb::Message* m, const pb::FieldDescriptor* f, int depth) {
+    using FD = pb::FieldDescriptor;
+    const auto* r = m->GetReflection();
+    bool rep = f->is_repeated();
+    if (f->cpp_type() == FD::CPPTYPE_MESSAGE)
+      return message(rep ? r->AddMessage(m, f) : r->MutableMessage(m, f), depth + 1);
+    std::string tok;
+    if (auto st = scalar(tok); !st) return st;
+#define AC_NUM(T, Add, Set)                                 \
+  {                                                         \
+    T v{};                                                  \
+    if (auto st = number(tok, v); !st) return st;           \
+    rep ? r->Add(m, f, v) : r->Set(m, f, v);                \
+    return {};                                              \
+  }
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_INT32: AC_NUM(int32_t, AddInt32, SetInt32)
+      case FD::CPPTYPE_UINT32: AC_NUM(uint32_t, AddUInt32, SetUInt32)
+      case FD::CPPTYPE_INT64: AC_NUM(int64_t, AddInt64, SetInt64)
+      case FD::CPPTYPE_UINT64: AC_NUM(uint64_t, AddUInt64, SetUInt64)
+      case FD::CPPTYPE_DOUBLE: AC_NUM(double, AddDouble, SetDouble)
+      case FD::CPPTYPE_FLOAT: AC_NUM(float, AddFloat, SetFloat)
+      case FD::CPPTYPE_BOOL:
+        if (tok != "true" && tok != "false") return fail("expected true or false");
+        rep ? r->AddBool(m, f, tok == "true") : r->SetBool(m, f, tok == "true");
+        return {};
+      case FD::CPPTYPE_ENUM: {
+        const auto* e = f->enum_type()->FindValueByName(tok);
+        if (!e) return fail("unknown enum value \"" + tok + "\"");
+        rep ? r->AddEnum(m, f, e) : r->SetEnum(m, f, e);
+        return {};
+      }
+      case FD::CPPTYPE_STRING:
+        rep ? r->AddString(m, f, std::move(tok)) : r->SetString(m, f, std::move(tok));
+        return {};
+      default:
+        return fail("unsupported field type");
+    }
+#undef AC_NUM
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+}  // namespace
+
+Status message_from_json(std::string_view json, google::protobuf::Message* m) {
+  JsonReader r(json);
+  if (auto st = r.message(m); !st) return st;
+  if (!r.at_end()) return r.fail("trailing characters");
+  return {};
 }
 
 }  // namespace agentcage::core

@@ -9,6 +9,9 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+
+#include "core/base/result.h"
 
 #include "agentcage/v1/event.pb.h"
 
@@ -19,5 +22,9 @@ void append_event_json(const v1::Event& ev, std::string& out);
 
 // Any other message (sandboxes, process trees) in the same JSON conventions, by reflection.
 std::string message_json(const google::protobuf::Message& m);
+
+// The inverse, losslessly (\udcXX back to the byte): reads what the writers above write.
+// Errors name the byte offset. Unknown fields are errors.
+Status message_from_json(std::string_view json, google::protobuf::Message* m);
 
 }  // namespace agentcage::core

@@ -12,8 +12,12 @@
 #include <sys/syscall.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "core/confine/seccomp_policy.h"
+#include "core/policy/profile_seccomp.h"
 
 namespace agentcage::core {
 namespace {
@@ -286,6 +290,43 @@ TEST(Seccomp, OciErrorsHaveLocations) {
   c = compile_seccomp(p, false);
   ASSERT_FALSE(c.has_value());
   EXPECT_NE(c.error().message().find("defaultAction"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace agentcage::core
+
+namespace agentcage::core {
+namespace {
+
+// One parser: `profile lint` (parse_oci_seccomp) and `run` (compile_seccomp) accept and
+// refuse the same files, with the same message, for every OCI fixture.
+TEST(Seccomp, LintAndRunAgreeOnEveryOciFixture) {
+  const std::string dir = std::string(AGENTCAGE_SOURCE_DIR) + "/tests/unit/fixtures/profiles/oci";
+  int seen = 0, refused = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(e.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto lint = parse_oci_seccomp(e.path().string());
+    SeccompPolicy p;
+    p.oci_json = ss.str();
+    p.oci_source = e.path().string();
+    auto run = compile_seccomp(p, false);
+    EXPECT_EQ(lint.has_value(), run.has_value()) << e.path() << ": lint " << (lint ? "ok" : lint.error().message())
+                                                 << ", run " << (run ? "ok" : run.error().message());
+    if (!lint && !run) {
+      EXPECT_EQ(lint.error().message(), run.error().message());
+      ++refused;
+    }
+    ++seen;
+  }
+  EXPECT_GE(seen, 5);
+  EXPECT_GE(refused, 3);  // bad_action, bad_syntax, notify
+  auto notify = parse_oci_seccomp(dir + "/notify.json");
+  ASSERT_FALSE(notify.has_value());
+  EXPECT_NE(notify.error().message().find("notify.json: syscalls[0]"), std::string::npos) << notify.error().message();
+  EXPECT_NE(notify.error().message().find("SCMP_ACT_NOTIFY needs a seccomp user-notification supervisor"),
+            std::string::npos);
 }
 
 }  // namespace

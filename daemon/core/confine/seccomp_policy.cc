@@ -12,13 +12,14 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 
 #include "core/base/unique_fd.h"
+#include "core/policy/profile_seccomp.h"
 
 namespace agentcage::core {
 namespace {
@@ -186,143 +187,66 @@ Result<MainFilter> build_main(const SeccompPolicy& p, bool audit) {
 
 // --- OCI / Docker seccomp JSON ---
 
-std::string oci_where(const std::string& source, std::string_view json, size_t byte) {
-  size_t line = 1, col = 1;
-  for (size_t i = 0; i < byte && i < json.size(); ++i) {
-    if (json[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return fmt::format("{}:{}:{}", source, line, col);
-}
-
-Result<uint32_t> oci_action(const std::string& a, const nlohmann::json& errno_ret, int def_errno, const std::string& field) {
-  int e = def_errno;
-  if (!errno_ret.is_null()) {
-    if (!errno_ret.is_number_integer() || errno_ret.get<int64_t>() < 0 || errno_ret.get<int64_t>() > 4095)
-      return error(field + ".errnoRet: must be an integer 0..4095");
-    e = errno_ret.get<int>();
-  }
+// The one OCI parser (policy/profile_seccomp) validates; this only maps its result onto
+// libseccomp, so a file `profile lint` accepts is a file `run` compiles, and vice versa.
+uint32_t oci_action(const std::string& a, std::optional<uint32_t> errno_ret, uint32_t def_errno) {
   if (a == "SCMP_ACT_ALLOW") return SCMP_ACT_ALLOW;
-  if (a == "SCMP_ACT_ERRNO") return SCMP_ACT_ERRNO(static_cast<uint32_t>(e));
+  if (a == "SCMP_ACT_ERRNO") return SCMP_ACT_ERRNO(errno_ret.value_or(def_errno));
   if (a == "SCMP_ACT_KILL" || a == "SCMP_ACT_KILL_THREAD") return SCMP_ACT_KILL_THREAD;
   if (a == "SCMP_ACT_KILL_PROCESS") return SCMP_ACT_KILL_PROCESS;
   if (a == "SCMP_ACT_TRAP") return SCMP_ACT_TRAP;
   if (a == "SCMP_ACT_LOG") return SCMP_ACT_LOG;
-  if (a == "SCMP_ACT_TRACE") return SCMP_ACT_ERRNO(ENOSYS);  // no tracer: as runc does
-  return error(fmt::format("{}: unsupported action \"{}\"", field, a),
-               "use SCMP_ACT_ALLOW, _ERRNO, _KILL, _KILL_PROCESS, _TRAP, _LOG or _TRACE");
+  return SCMP_ACT_ERRNO(ENOSYS);  // SCMP_ACT_TRACE: no tracer attached, as runc does
 }
 
-Result<scmp_compare> oci_op(const std::string& op, const std::string& field) {
+scmp_compare oci_op(const std::string& op) {
   if (op == "SCMP_CMP_NE") return SCMP_CMP_NE;
   if (op == "SCMP_CMP_LT") return SCMP_CMP_LT;
   if (op == "SCMP_CMP_LE") return SCMP_CMP_LE;
-  if (op == "SCMP_CMP_EQ") return SCMP_CMP_EQ;
   if (op == "SCMP_CMP_GE") return SCMP_CMP_GE;
   if (op == "SCMP_CMP_GT") return SCMP_CMP_GT;
   if (op == "SCMP_CMP_MASKED_EQ") return SCMP_CMP_MASKED_EQ;
-  return error(fmt::format("{}: unknown operator \"{}\"", field, op));
+  return SCMP_CMP_EQ;  // the parser admits only the seven operators
 }
 
-bool native_arch_listed(const nlohmann::json& arches) {
+bool native_arch_listed(const std::vector<std::string>& arches) {
   for (const auto& a : arches)
-    if (a.is_string() && (a == "amd64" || a == "x86_64" || a == "SCMP_ARCH_X86_64")) return true;
+    if (a == "amd64" || a == "x86_64" || a == "SCMP_ARCH_X86_64") return true;
   return false;
 }
 
+// Docker's default profile gates entries on capabilities and arches; the agent holds no
+// capabilities, so entries that need one never apply.
+bool rule_applies(const OciSeccompRule& r) {
+  if (!r.include_caps.empty()) return false;
+  if (!r.include_arches.empty() && !native_arch_listed(r.include_arches)) return false;
+  return !native_arch_listed(r.exclude_arches);
+}
+
 Result<ScmpCtx> build_oci(const SeccompPolicy& p, bool audit) {
-  using nlohmann::json;
-  json j;
-  try {
-    j = json::parse(p.oci_json);
-  } catch (const json::parse_error& e) {
-    return error(fmt::format("{}: invalid JSON: {}", oci_where(p.oci_source, p.oci_json, e.byte), e.what()));
-  }
-  const std::string& src = p.oci_source;
-  if (!j.is_object()) return error(src + ": top level must be an object");
-  try {
-    int def_errno = EPERM;
-    if (j.contains("defaultErrnoRet")) {
-      if (!j["defaultErrnoRet"].is_number_integer()) return error(src + ": defaultErrnoRet: must be an integer");
-      def_errno = j["defaultErrnoRet"].get<int>();
+  auto oci = parse_oci_seccomp_text(p.oci_json, p.oci_source);
+  if (!oci) return std::unexpected(oci.error());
+  uint32_t def_errno = oci->default_errno_ret.value_or(EPERM);
+  uint32_t def = oci_action(oci->default_action, oci->default_errno_ret, def_errno);
+  uint32_t def_action = audit && def != SCMP_ACT_ALLOW ? SCMP_ACT_LOG : def;
+  auto ctx = new_ctx(def_action);
+  if (!ctx) return std::unexpected(ctx.error());
+  for (size_t i = 0; i < oci->syscalls.size(); ++i) {
+    const auto& r = oci->syscalls[i];
+    if (!rule_applies(r)) continue;
+    uint32_t act = oci_action(r.action, r.errno_ret, def_errno);
+    uint32_t action = audit && act != SCMP_ACT_ALLOW ? SCMP_ACT_LOG : act;
+    if (action == def_action) continue;  // libseccomp refuses rules equal to the default
+    std::vector<scmp_arg_cmp> cmps;
+    for (const auto& a : r.args) cmps.push_back(scmp_arg_cmp{a.index, oci_op(a.op), a.value, a.value_two});
+    for (const auto& n : r.names) {  // names libseccomp does not know were set aside by the parser
+      int rc = seccomp_rule_add_array(ctx->get(), action, resolve(n), static_cast<unsigned>(cmps.size()), cmps.data());
+      if (rc < 0 && rc != -EEXIST)
+        return sys_error(fmt::format("{}: syscalls[{}]: seccomp_rule_add({})", p.oci_source, i, n), -rc);
     }
-    if (!j.contains("defaultAction") || !j["defaultAction"].is_string())
-      return error(src + ": defaultAction: required string");
-    auto def = oci_action(j["defaultAction"].get<std::string>(), json(def_errno), def_errno, src + ": defaultAction");
-    if (!def) return std::unexpected(def.error());
-    uint32_t def_action = audit && *def != SCMP_ACT_ALLOW ? SCMP_ACT_LOG : *def;
-    auto ctx = new_ctx(def_action);
-    if (!ctx) return std::unexpected(ctx.error());
-    if (j.contains("syscalls") && !j["syscalls"].is_array()) return error(src + ": syscalls: must be an array");
-    const json empty = json::array();
-    const json& calls = j.contains("syscalls") ? j["syscalls"] : empty;
-    for (size_t i = 0; i < calls.size(); ++i) {
-      const json& s = calls[i];
-      std::string field = fmt::format("{}: syscalls[{}]", src, i);
-      if (!s.is_object()) return error(field + ": must be an object");
-      // Docker's default profile gates entries on capabilities and arches; the agent holds
-      // no capabilities, so entries that need one never apply.
-      if (s.contains("includes")) {
-        const json& inc = s["includes"];
-        if (inc.contains("caps") && inc["caps"].is_array() && !inc["caps"].empty()) continue;
-        if (inc.contains("arches") && inc["arches"].is_array() && !inc["arches"].empty() && !native_arch_listed(inc["arches"])) continue;
-      }
-      if (s.contains("excludes")) {
-        const json& exc = s["excludes"];
-        if (exc.contains("arches") && exc["arches"].is_array() && native_arch_listed(exc["arches"])) continue;
-      }
-      std::vector<std::string> names;
-      if (s.contains("names")) {
-        if (!s["names"].is_array()) return error(field + ".names: must be an array of strings");
-        for (const auto& n : s["names"]) {
-          if (!n.is_string()) return error(field + ".names: must be an array of strings");
-          names.push_back(n.get<std::string>());
-        }
-      }
-      if (s.contains("name")) {
-        if (!s["name"].is_string()) return error(field + ".name: must be a string");
-        names.push_back(s["name"].get<std::string>());
-      }
-      if (!s.contains("action") || !s["action"].is_string()) return error(field + ".action: required string");
-      auto act = oci_action(s["action"].get<std::string>(), s.contains("errnoRet") ? s["errnoRet"] : json(), def_errno, field + ".action");
-      if (!act) return std::unexpected(act.error());
-      uint32_t action = audit && *act != SCMP_ACT_ALLOW ? SCMP_ACT_LOG : *act;
-      std::vector<scmp_arg_cmp> cmps;
-      if (s.contains("args") && !s["args"].is_null()) {
-        if (!s["args"].is_array()) return error(field + ".args: must be an array");
-        for (size_t k = 0; k < s["args"].size(); ++k) {
-          const json& a = s["args"][k];
-          std::string af = fmt::format("{}.args[{}]", field, k);
-          if (!a.is_object() || !a.contains("index") || !a["index"].is_number_unsigned() || a["index"].get<unsigned>() > 5)
-            return error(af + ".index: required, 0..5");
-          if (!a.contains("value") || !a["value"].is_number_unsigned()) return error(af + ".value: required unsigned integer");
-          if (!a.contains("op") || !a["op"].is_string()) return error(af + ".op: required string");
-          auto op = oci_op(a["op"].get<std::string>(), af + ".op");
-          if (!op) return std::unexpected(op.error());
-          uint64_t v2 = a.contains("valueTwo") && a["valueTwo"].is_number_unsigned() ? a["valueTwo"].get<uint64_t>() : 0;
-          cmps.push_back(scmp_arg_cmp{a["index"].get<unsigned>(), *op, a["value"].get<uint64_t>(), v2});
-        }
-      }
-      if (action == def_action) continue;  // libseccomp refuses rules equal to the default
-      for (const auto& n : names) {
-        int nr = resolve(n);
-        if (nr == __NR_SCMP_ERROR) {
-          // Profiles list syscalls of newer kernels and other arches; runc skips them too.
-          spdlog::debug("{}: {} unknown here, skipped", field, n);
-          continue;
-        }
-        int rc = seccomp_rule_add_array(ctx->get(), action, nr, static_cast<unsigned>(cmps.size()), cmps.data());
-        if (rc < 0 && rc != -EEXIST) return sys_error(fmt::format("{}: seccomp_rule_add({})", field, n), -rc);
-      }
-    }
-    return std::move(*ctx);
-  } catch (const json::exception& e) {
-    return error(fmt::format("{}: {}", src, e.what()));
   }
+  for (const auto& n : oci->unknown_syscalls) spdlog::debug("{}: {} unknown here, skipped", p.oci_source, n);
+  return std::move(*ctx);
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ using json = nlohmann::json;
 
 constexpr std::array kActions = {"SCMP_ACT_KILL",  "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
                                  "SCMP_ACT_TRAP",  "SCMP_ACT_ERRNO",        "SCMP_ACT_TRACE",
-                                 "SCMP_ACT_ALLOW", "SCMP_ACT_LOG",          "SCMP_ACT_NOTIFY"};
+                                 "SCMP_ACT_ALLOW", "SCMP_ACT_LOG"};
 constexpr std::array kOps = {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE",       "SCMP_CMP_EQ",
                              "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"};
 
@@ -89,6 +89,11 @@ std::optional<uint32_t> errno_field(const json& obj, const char* key, const std:
 }
 
 void action(const std::string& a, const std::string& where) {
+  // SCMP_ACT_NOTIFY hands the syscall to a user-space supervisor; agentcage runs none, so
+  // the call would block forever. Refused here, once, so `profile lint` and `run` agree.
+  if (a == "SCMP_ACT_NOTIFY")
+    throw Bad{where, "SCMP_ACT_NOTIFY needs a seccomp user-notification supervisor, which agentcage does not run; "
+                     "use SCMP_ACT_ERRNO to deny or SCMP_ACT_LOG to record"};
   if (!one_of(a, kActions)) throw Bad{where, fmt::format("unknown action \"{}\"; expected one of: {}", a, join(kActions))};
 }
 

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -232,6 +233,35 @@ TEST(Store, QueryFilters) {
   int calls = 0;
   ASSERT_TRUE(s->query({}, [&](const v1::Event&) { return ++calls < 3; }).has_value());
   EXPECT_EQ(calls, 3);
+}
+
+// argv and paths of every user's sandboxes are in the store: owner-only, WAL included,
+// whatever the umask, and an older world-readable store is narrowed on open.
+TEST(Store, FilesAreOwnerOnly) {
+  auto path = fresh_db();
+  mode_t old = ::umask(0);
+  {
+    auto s = open_store(path);
+    fill(*s, 3);
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      struct stat st{};
+      ASSERT_EQ(::stat((path + suffix).c_str(), &st), 0) << path << suffix;
+      EXPECT_EQ(st.st_mode & 077, 0u) << path << suffix << std::oct << " mode " << st.st_mode;
+    }
+  }
+  auto legacy = fresh_db();
+  {
+    auto s = open_store(legacy);
+  }
+  ASSERT_EQ(::chmod(legacy.c_str(), 0644), 0);
+  {
+    auto s = open_store(legacy);
+    fill(*s, 1);
+  }
+  struct stat st{};
+  ASSERT_EQ(::stat(legacy.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 077, 0u) << std::oct << st.st_mode;
+  ::umask(old);
 }
 
 TEST(StoreTamper, EditedEventBlobIsNamed) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/store/store.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -8,10 +9,13 @@
 #include <spdlog/spdlog.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
 #include <limits>
+
+#include "core/base/unique_fd.h"
 
 namespace agentcage::core {
 namespace {
@@ -225,6 +229,17 @@ Result<std::unique_ptr<EventStore>> EventStore::open(const std::string& path, co
     }
   }
   if (!opts.read_only) {
+    // The store holds the argv and paths of every user's sandboxes: owner-only. Created
+    // 0600 before SQLite opens it (SQLite gives the -wal and -shm files the database
+    // file's mode), and an older world-readable store we own is narrowed.
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return sys_error(fmt::format("open event store {}", path), errno, "check --db and its directory");
+    struct stat st{};
+    if (::fstat(fd.get(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 077))
+      (void)::fchmod(fd.get(), st.st_mode & 0700);
+    for (const char* suffix : {"-wal", "-shm"})
+      if (struct stat ws{}; ::stat((path + suffix).c_str(), &ws) == 0 && ws.st_uid == ::geteuid() && (ws.st_mode & 077))
+        (void)::chmod((path + suffix).c_str(), ws.st_mode & 0700);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path.c_str(), &s->writer_, flags, nullptr) != SQLITE_OK)
       return db_error(s->writer_, "open", path);

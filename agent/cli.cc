@@ -3,6 +3,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/store/store.h"
+
 namespace agentcage::cli {
 namespace {
 
@@ -171,7 +173,7 @@ Parsed parse(const std::vector<std::string>& args) {
   events_cmd->add_flag("-f,--follow", events.follow, "Stream live events until interrupted");
   events_cmd->add_option("--sandbox", events.sandboxes, "Only this sandbox (repeatable)");
   events_cmd->add_option("--kind", events.kinds, "Only this kind (repeatable)")
-      ->check(CLI::IsMember({"exec", "fork", "exit", "file", "net", "syscall", "violation", "loss"}));
+      ->check(CLI::IsMember(core::event_kinds()));
   events_cmd->add_flag("--violations", events.violations, "Only violations");
   events_cmd->add_option("--from-seq", events.from_seq, "Start at this store sequence number");
   events_cmd->add_option("--limit", events.limit, "At most this many events");

@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/base/paths.h"
 #include "core/policy/net_policy.h"
 
 namespace agentcage::cli {
@@ -22,9 +23,9 @@ struct RunArgs {
   std::string profile;
   std::string workspace;
   std::optional<core::NetPolicy> net;  // set when a network option was given
-  std::string socket = "/run/agentcage/agentcage.sock";
+  std::string socket = core::kDefaultSocket;
   bool no_daemon = false;  // run the core in-process even if a daemon listens
-  std::string audit_db = "/var/lib/agentcage/audit.db";  // embedded mode: the local store
+  std::string audit_db = core::kDefaultStorePath;  // embedded mode: the local store
   bool no_store = false;
   std::vector<std::string> deny_paths;  // --deny-path: no open or exec (BPF LSM, by inode)
   std::vector<std::string> deny_execs;  // --deny-exec: no exec (BPF LSM, by inode)
@@ -32,27 +33,27 @@ struct RunArgs {
 
 // agentcage ps [--all] [-o json|text]
 struct PsArgs {
-  std::string socket = "/run/agentcage/agentcage.sock";
+  std::string socket = core::kDefaultSocket;
   bool all = false;
   OutputFormat format = OutputFormat::text;
 };
 
 // agentcage tree [-o json|text] SANDBOX
 struct TreeArgs {
-  std::string socket = "/run/agentcage/agentcage.sock";
+  std::string socket = core::kDefaultSocket;
   std::string sandbox;
   OutputFormat format = OutputFormat::text;
 };
 
 // agentcage status [-o json|text]
 struct StatusArgs {
-  std::string socket = "/run/agentcage/agentcage.sock";
+  std::string socket = core::kDefaultSocket;
   OutputFormat format = OutputFormat::text;
 };
 
 // agentcage events [-f] [--sandbox ID]... [--violations] [--kind K]... [-o json|text]
 struct EventsArgs {
-  std::string socket = "/run/agentcage/agentcage.sock";
+  std::string socket = core::kDefaultSocket;
   bool follow = false;
   std::vector<std::string> sandboxes;
   std::vector<std::string> kinds;
@@ -90,12 +91,12 @@ struct ProfileShowArgs {
 
 // agentcage audit verify [--db FILE]
 struct AuditVerifyArgs {
-  std::string db = "/var/lib/agentcage/audit.db";
+  std::string db = core::kDefaultStorePath;
 };
 
 // agentcage audit push --db FILE --endpoint HOST:PORT [TLS options | --insecure] [--all] [--once]
 struct AuditPushArgs {
-  std::string db = "/var/lib/agentcage/audit.db";
+  std::string db = core::kDefaultStorePath;
   std::string endpoint;
   bool insecure = false;
   std::string ca, cert, key, server_name;
@@ -109,7 +110,7 @@ struct AuditPushArgs {
 // agentcage collector --listen ADDR --db FILE [--tls-cert F --tls-key F [--tls-client-ca F] | --insecure]
 struct CollectorArgs {
   std::string listen;
-  std::string db = "/var/lib/agentcage/collector.db";
+  std::string db = core::kDefaultCollectorStorePath;
   bool insecure = false;
   std::string tls_cert, tls_key, tls_client_ca;
 };

@@ -7,11 +7,12 @@
 #include <memory>
 #include <string>
 
+#include "core/base/paths.h"
 #include "core/base/result.h"
 
 namespace agentcage::grpcapi {
 
-inline constexpr const char* kDefaultSocket = "/run/agentcage/agentcage.sock";
+using core::kDefaultSocket;
 
 // A channel to the daemon, or an error saying nobody listens there.
 core::Result<std::shared_ptr<grpc::Channel>> connect_daemon(const std::string& socket_path);

@@ -24,7 +24,6 @@ namespace {
 
 using grpc::StatusCode;
 
-const std::set<std::string> kKinds = {"exec", "fork", "exit", "file", "net", "syscall", "violation", "loss"};
 
 grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
   auto* r = ctx->DefaultReactor();
@@ -67,17 +66,8 @@ bool valid_sandbox_id(const std::string& id) {
 }
 
 std::string kind_name(const v1::Event& ev) {
-  switch (ev.kind_case()) {
-    case v1::Event::kExec: return "exec";
-    case v1::Event::kFork: return "fork";
-    case v1::Event::kExit: return "exit";
-    case v1::Event::kFile: return "file";
-    case v1::Event::kNet: return "net";
-    case v1::Event::kSyscall: return "syscall";
-    case v1::Event::kViolation: return "violation";
-    case v1::Event::kLoss: return "loss";
-    default: return "unknown";
-  }
+  auto k = core::event_kind(ev);
+  return k.empty() ? "unknown" : k;
 }
 
 std::string validate_filter(const v1::EventFilter& f) {
@@ -86,7 +76,8 @@ std::string validate_filter(const v1::EventFilter& f) {
     if (!valid_sandbox_id(id)) return "filter.sandbox_ids: '" + id.substr(0, 64) + "' is not a sandbox id (16 hex digits)";
   if (f.kinds_size() > 16) return "filter.kinds: too many entries";
   for (const auto& k : f.kinds())
-    if (!kKinds.count(k)) return "filter.kinds: unknown kind '" + k.substr(0, 64) + "' (exec, fork, exit, file, net, syscall, violation, loss)";
+    if (std::ranges::find(core::event_kinds(), k) == core::event_kinds().end())
+      return "filter.kinds: unknown kind '" + k.substr(0, 64) + "' (" + core::event_kinds_joined() + ")";
   if (f.until_ns() && f.since_ns() > f.until_ns()) return "filter: since_ns is after until_ns";
   return {};
 }

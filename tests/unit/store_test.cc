@@ -235,6 +235,19 @@ TEST(Store, QueryFilters) {
   EXPECT_EQ(calls, 3);
 }
 
+// One kind table, read from event.proto's oneof: a kind added there is stored, filterable
+// (gRPC filter.kinds, --kind) and named without touching a list anywhere else.
+TEST(Store, EventKindsComeFromTheProto) {
+  EXPECT_EQ(event_kinds(), (std::vector<std::string>{"exec", "fork", "exit", "file", "net", "loss", "violation", "syscall"}));
+  EXPECT_EQ(event_kinds_joined(), "exec, fork, exit, file, net, loss, violation, syscall");
+  v1::Event ev;
+  EXPECT_EQ(event_kind(ev), "");
+  ev.mutable_violation();
+  EXPECT_EQ(event_kind(ev), "violation");
+  ev.mutable_syscall();
+  EXPECT_EQ(event_kind(ev), "syscall");
+}
+
 // argv and paths of every user's sandboxes are in the store: owner-only, WAL included,
 // whatever the umask, and an older world-readable store is narrowed on open.
 TEST(Store, FilesAreOwnerOnly) {

@@ -32,6 +32,7 @@
 #include "core/confine/landlock.h"
 #include "core/confine/mount_mask.h"
 #include "core/confine/pids_limit.h"
+#include "core/base/paths.h"
 #include "core/base/result.h"
 #include "core/confine/seccomp_policy.h"
 
@@ -114,7 +115,7 @@ KernelFeatures probe_kernel_features();
 struct ConfineContext {
   std::string sandbox_id;           // names the v1 pids cgroup and the scratch dir
   std::string cgroup2_path;         // the sandbox's v2 cgroup
-  std::string scratch_dir = "/run/agentcage";
+  std::string scratch_dir = kRunDir;
 };
 
 // One line per mechanism of what is enforced and by what ("enforcement provenance").

@@ -13,6 +13,7 @@
 #include "core/kernel/bpf_monitor.h"
 #include "core/events/decoder.h"
 #include "core/events/event_hub.h"
+#include "core/base/paths.h"
 #include "core/base/result.h"
 #include "core/sandbox/sandbox_registry.h"
 #include "core/store/store.h"
@@ -21,7 +22,7 @@
 namespace agentcage::core {
 
 struct DaemonOptions {
-  std::string socket_path = "/run/agentcage/agentcage.sock";
+  std::string socket_path = kDefaultSocket;
   std::string cgroup_parent;          // default: <cgroup2 mount>/agentcage
   bool host_mode = false;             // record every process on the host
   MonitorOptions monitor;

@@ -162,20 +162,39 @@ uint64_t now_ns() {
 
 }  // namespace
 
-std::string event_kind(const v1::Event& ev) {
-  switch (ev.kind_case()) {
-    case v1::Event::kExec: return "exec";
-    case v1::Event::kFork: return "fork";
-    case v1::Event::kExit: return "exit";
-    case v1::Event::kFile: return "file";
-    case v1::Event::kNet: return "net";
-    case v1::Event::kLoss: return "loss";
-    case v1::Event::kViolation: return "violation";
-    case v1::Event::kSyscall: return "syscall";
-    case v1::Event::KIND_NOT_SET: return "";
+namespace {
+// Oneof case number -> name, built once from the descriptor (the append path calls
+// event_kind per event; a descriptor lookup each time would be a hash probe).
+struct KindTable {
+  std::vector<std::string> by_number;
+  std::vector<std::string> names;
+  std::string joined;
+  KindTable() {
+    const auto* oneof = v1::Event::descriptor()->FindOneofByName("kind");
+    for (int i = 0; i < oneof->field_count(); ++i) {
+      const auto* f = oneof->field(i);
+      if (static_cast<size_t>(f->number()) >= by_number.size()) by_number.resize(static_cast<size_t>(f->number()) + 1);
+      by_number[static_cast<size_t>(f->number())] = f->name();
+    }
+    for (const auto& n : by_number)
+      if (!n.empty()) names.push_back(n);
+    for (const auto& n : names) joined += (joined.empty() ? "" : ", ") + n;
   }
-  return "";
+};
+const KindTable& kinds() {
+  static const KindTable t;
+  return t;
 }
+}  // namespace
+
+std::string event_kind(const v1::Event& ev) {
+  auto n = static_cast<size_t>(ev.kind_case());
+  const auto& t = kinds().by_number;
+  return n < t.size() ? t[n] : std::string();
+}
+
+const std::vector<std::string>& event_kinds() { return kinds().names; }
+const std::string& event_kinds_joined() { return kinds().joined; }
 
 std::string canonical_bytes(const v1::Event& ev) {
   std::string out;

@@ -52,11 +52,11 @@
 #include <vector>
 
 #include "agentcage/v1/event.pb.h"
+#include "core/base/paths.h"
 #include "core/base/result.h"
 
 namespace agentcage::core {
 
-inline constexpr const char* kDefaultStorePath = "/var/lib/agentcage/audit.db";
 inline constexpr size_t kHashBytes = 32;
 
 struct StoreOptions {
@@ -118,7 +118,11 @@ struct IngestResult {
 
 // The event's kind as stored in the `kind` column: the name of its oneof case
 // ("exec", "fork", "exit", "file", "net", "loss", "violation", "syscall"), "" if unset.
+// The one kind table is event.proto's `kind` oneof: both functions read its descriptor.
 std::string event_kind(const v1::Event& ev);
+// Every kind, in field-number order ("exec", "fork", ...), and them joined by ", ".
+const std::vector<std::string>& event_kinds();
+const std::string& event_kinds_joined();
 
 // canonical(ev) as described above.
 std::string canonical_bytes(const v1::Event& ev);

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+// The installed locations, one constant each: the daemon, the CLI defaults and --help
+// all read these, so they cannot drift apart.
+#pragma once
+
+namespace agentcage::core {
+
+inline constexpr const char* kRunDir = "/run/agentcage";                          // sockets, scratch
+inline constexpr const char* kDefaultSocket = "/run/agentcage/agentcage.sock";    // agentcaged's control socket
+inline constexpr const char* kDefaultStorePath = "/var/lib/agentcage/audit.db";   // the node's audit store
+inline constexpr const char* kDefaultCollectorStorePath = "/var/lib/agentcage/collector.db";
+
+}  // namespace agentcage::core

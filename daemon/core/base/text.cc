@@ -6,11 +6,8 @@
 #include <iterator>
 
 namespace agentcage::core {
-namespace {
 
-// Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
-// U+10FFFF), 0 when invalid.
-size_t utf8_len(const unsigned char* p, size_t n) {
+size_t utf8_sequence_length(const unsigned char* p, size_t n) {
   unsigned char c = p[0];
   size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
   if (!len || len > n) return 0;
@@ -22,8 +19,6 @@ size_t utf8_len(const unsigned char* p, size_t n) {
   if (c == 0xf4 && p[1] >= 0x90) return 0;  // past U+10FFFF
   return len;
 }
-
-}  // namespace
 
 std::string escape_text(std::string_view s) {
   std::string out;
@@ -43,7 +38,7 @@ std::string escape_text(std::string_view s) {
       out += "\\r";
     } else if (c < 0x80) {
       fmt::format_to(out_it, "\\x{:02x}", c);
-    } else if (size_t len = utf8_len(p + i, s.size() - i); len == 0) {
+    } else if (size_t len = utf8_sequence_length(p + i, s.size() - i); len == 0) {
       fmt::format_to(out_it, "\\x{:02x}", c);
     } else if (c == 0xc2 && p[i + 1] < 0xa0) {
       fmt::format_to(out_it, "\\u{:04x}", p[i + 1]);

@@ -2,6 +2,7 @@
 // Kernel bytes on an operator's terminal.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -13,5 +14,9 @@ namespace agentcage::core {
 // terminals honour as CSI/OSC introducers) become "\\u00NN". So an argv or file name can
 // neither run an escape sequence on the operator's terminal nor start a forged line.
 std::string escape_text(std::string_view s);
+
+// Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
+// U+10FFFF), 0 when p[0] does not start one. Shared by the text and JSON escapers.
+size_t utf8_sequence_length(const unsigned char* p, size_t n);
 
 }  // namespace agentcage::core

@@ -7,6 +7,8 @@
 #include <charconv>
 #include <fmt/format.h>
 
+#include "core/base/text.h"
+
 namespace agentcage::core {
 namespace {
 
@@ -147,7 +149,7 @@ class Obj {
           default: fmt::format_to(std::back_inserter(out_), "\\u{:04x}", c);
         }
       } else {
-        size_t len = utf8_len(p + i, n - i);
+        size_t len = utf8_sequence_length(p + i, n - i);
         if (len) {
           out_.append(s, i, len);
           i += len - 1;
@@ -159,19 +161,6 @@ class Obj {
     }
     out_.append(s, run, n - run);
     out_ += '"';
-  }
-  // Length of the valid UTF-8 sequence at p, 0 when invalid.
-  static size_t utf8_len(const unsigned char* p, size_t n) {
-    size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : 0;
-    if (!len || len > n) return 0;
-    for (size_t i = 1; i < len; ++i)
-      if ((p[i] & 0xc0) != 0x80) return 0;
-    uint32_t cp = len == 2 ? ((p[0] & 0x1fu) << 6 | (p[1] & 0x3fu))
-                 : len == 3 ? ((p[0] & 0x0fu) << 12 | (p[1] & 0x3fu) << 6 | (p[2] & 0x3fu))
-                            : ((p[0] & 0x07u) << 18 | (p[1] & 0x3fu) << 12 | (p[2] & 0x3fu) << 6 | (p[3] & 0x3fu));
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-      return 0;
-    return len;
   }
 
   std::string& out_;

@@ -38,6 +38,14 @@ int main(int argc, char** argv) {
   app.add_option("--ring-bytes", opts.monitor.ring_bytes, "Kernel ring buffer size in bytes (power of two)")
       ->check(CLI::Range(1u << 16, 1u << 30))
       ->capture_default_str();
+  opts.state_dir = core::kDefaultStateDir;
+  opts.monitor.pin_dir = core::kDefaultPinDir;
+  app.add_option("--state-dir", opts.state_dir,
+                 "Records of running sandboxes, read back after a crash or restart to re-adopt them")
+      ->capture_default_str();
+  app.add_option("--bpf-pin-dir", opts.monitor.pin_dir,
+                 "bpffs directory for the pinned BPF programs and maps: enforcement outlives a crashed daemon")
+      ->capture_default_str();
   app.add_option("--subscriber-queue", opts.subscriber_queue, "Events buffered per live subscriber before it drops")
       ->check(CLI::Range(16, 1 << 24))
       ->capture_default_str();

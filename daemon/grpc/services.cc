@@ -116,6 +116,7 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
   if (static_cast<size_t>(req->argv_size()) > kMaxArgv) return done(ctx, {StatusCode::INVALID_ARGUMENT, "argv: too many arguments"});
   // A profile is resolved for the caller (its workspace, home and user), never the daemon.
   std::optional<core::SandboxPolicy> policy;
+  v1::Profile resolved;  // recorded with the sandbox, so a restarted daemon enforces the same
   if (!req->profile().empty()) {
     // The daemon reads profile files as root: a caller names a profile on the search
     // path, not an arbitrary file (its parse errors would echo the file's lines).
@@ -138,8 +139,9 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
     auto c = core::compile_profile(r->profile, core::PolicyContext{req->workspace()});
     if (!c) return done(ctx, {StatusCode::INVALID_ARGUMENT, c.error().message()});
     policy = std::move(*c);
+    resolved = std::move(r->profile);
   }
-  auto sb = d_.registry().create(*p, *req, policy ? &*policy : nullptr);
+  auto sb = d_.registry().create(*p, *req, policy ? &*policy : nullptr, policy ? &resolved : nullptr);
   if (!sb) return done(ctx, {policy ? StatusCode::FAILED_PRECONDITION : StatusCode::INTERNAL, sb.error().message()});
   *resp = *sb;
   return done(ctx, grpc::Status::OK);

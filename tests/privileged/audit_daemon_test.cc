@@ -59,10 +59,11 @@ TEST(AuditDaemon, HostEventsReachTheStoreAndTheCollector) {
   }
   ASSERT_GT(port, 0) << slurp(dir + "/collector.log");
 
-  pid_t daemon = testing::start({AGENTCAGED_BIN, "--audit-db", ddb, "--audit-endpoint",
-                                 fmt::format("127.0.0.1:{}", port), "--audit-insecure", "--audit-all", "--monitor", "host",
-                                 "--socket", dir + "/agentcage.sock"},
-                                dir + "/daemon.log");
+  std::vector<std::string> argv{AGENTCAGED_BIN, "--audit-db", ddb, "--audit-endpoint",
+                                fmt::format("127.0.0.1:{}", port), "--audit-insecure", "--audit-all", "--monitor", "host",
+                                "--socket", dir + "/agentcage.sock"};
+  for (auto& a : testing::daemon_state_args(dir)) argv.push_back(a);
+  pid_t daemon = testing::start(argv, dir + "/daemon.log");
   std::string marker = fmt::format("agentcage-audit-marker-{}", getpid());
   bool arrived = false;
   for (int i = 0; i < 150 && !arrived; ++i) {  // the daemon needs a moment to load its programs
@@ -115,9 +116,10 @@ TEST(AuditDaemon, UnprivilegedProfileViolationsReachTheCollector) {
     else std::this_thread::sleep_for(50ms);
   }
   ASSERT_GT(port, 0) << slurp(dir + "/collector.log");
-  pid_t daemon = testing::start({AGENTCAGED_BIN, "--audit-db", ddb, "--audit-endpoint", fmt::format("127.0.0.1:{}", port),
-                                 "--audit-insecure", "--socket", sock},
-                                dir + "/daemon.log");
+  std::vector<std::string> argv{AGENTCAGED_BIN, "--audit-db", ddb, "--audit-endpoint", fmt::format("127.0.0.1:{}", port),
+                                "--audit-insecure", "--socket", sock};
+  for (auto& a : testing::daemon_state_args(dir)) argv.push_back(a);
+  pid_t daemon = testing::start(argv, dir + "/daemon.log");
   for (int i = 0; i < 500 && access(sock.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(access(sock.c_str(), F_OK), 0) << slurp(dir + "/daemon.log");
   std::string outside = fmt::format("/srv/agentcage-dprof-audit-{}.txt", getpid());

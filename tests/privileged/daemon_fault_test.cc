@@ -106,6 +106,7 @@ class Fault : public ::testing::Test {
         testing::wait_status(*p);
         *p = -1;
       }
+    testing::remove_daemon_pins(dir_);
   }
 
   // Starts the collector on `port` (0: any); returns the port it listens on.
@@ -129,6 +130,7 @@ class Fault : public ::testing::Test {
 
   void start_daemon(const std::vector<std::string>& extra) {
     std::vector<std::string> argv = {AGENTCAGED_BIN, "--audit-db", ddb_, "--socket", sock_};
+    for (auto& a : testing::daemon_state_args(dir_)) argv.push_back(a);
     argv.insert(argv.end(), extra.begin(), extra.end());
     daemon_ = testing::start(argv, dir_ + fmt::format("/daemon.{}.log", ++daemon_runs_));
   }

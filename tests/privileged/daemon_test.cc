@@ -51,7 +51,9 @@ class Daemon : public ::testing::Test {
       if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
     }
     sock_ = dir_ + "/agentcage.sock";
-    pid_ = testing::start({AGENTCAGED_BIN, "--socket", sock_, "--audit-db", dir_ + "/audit.db"}, dir_ + "/daemon.log");
+    std::vector<std::string> argv{AGENTCAGED_BIN, "--socket", sock_, "--audit-db", dir_ + "/audit.db"};
+    for (auto& a : testing::daemon_state_args(dir_)) argv.push_back(a);
+    pid_ = testing::start(argv, dir_ + "/daemon.log");
     for (int i = 0; i < 500 && access(sock_.c_str(), F_OK) != 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     ASSERT_EQ(access(sock_.c_str(), F_OK), 0) << read_all(dir_ + "/daemon.log");
@@ -62,7 +64,9 @@ class Daemon : public ::testing::Test {
       kill(pid_, SIGTERM);
       EXPECT_EQ(testing::wait_status(pid_), 0) << read_all(dir_ + "/daemon.log");
       EXPECT_NE(access(sock_.c_str(), F_OK), 0) << "socket left behind";
+      EXPECT_FALSE(std::filesystem::exists(testing::daemon_pin_dir(dir_))) << "pins left behind by a clean stop";
     }
+    testing::remove_daemon_pins(dir_);
   }
   std::string log() { return read_all(dir_ + "/daemon.log"); }
 
@@ -315,7 +319,9 @@ TEST_F(Daemon, OddBytesInArgvAndPathsAreRecordedLosslessly) {
   EXPECT_EQ(in.err.find('\x1b'), std::string::npos) << in.err;
   auto v2 = run({AGENTCAGE_BIN, "audit", "verify", "--db", db2});
   EXPECT_EQ(v2.status, 0) << v2.out << v2.err;
-  pid_t d2 = testing::start({AGENTCAGED_BIN, "--socket", sock2, "--audit-db", db2}, dir_ + "/daemon2.log");
+  std::vector<std::string> argv2{AGENTCAGED_BIN, "--socket", sock2, "--audit-db", db2};
+  for (auto& a : testing::daemon_state_args(dir_ + "/d2")) argv2.push_back(a);
+  pid_t d2 = testing::start(argv2, dir_ + "/daemon2.log");
   for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   auto q2 = run({AGENTCAGE_BIN, "events", "--socket", sock2, "--kind", "exec"});
@@ -412,7 +418,9 @@ TEST_F(Daemon, ReloadProfilesNamesABrokenProfile) {
   // The second daemon inherits the search path from our environment.
   setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);
   auto sock2 = dir_ + "/second.sock";
-  pid_t d2 = testing::start({AGENTCAGED_BIN, "--socket", sock2, "--no-store"}, dir_ + "/daemon2.log");
+  std::vector<std::string> argv2{AGENTCAGED_BIN, "--socket", sock2, "--no-store"};
+  for (auto& a : testing::daemon_state_args(dir_ + "/d2")) argv2.push_back(a);
+  pid_t d2 = testing::start(argv2, dir_ + "/daemon2.log");
   unsetenv("AGENTCAGE_PROFILE_PATH");
   for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

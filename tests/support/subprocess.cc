@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -107,6 +108,22 @@ std::string temp_dir() {
   std::string t = "/tmp/agentcage-test-XXXXXX";
   if (!mkdtemp(t.data())) abort();
   return t;
+}
+
+std::string daemon_pin_dir(const std::string& dir) {
+  std::string name = dir;
+  for (char& c : name)
+    if (c == '/') c = '_';
+  return "/sys/fs/bpf/agentcage-test" + name;
+}
+
+std::vector<std::string> daemon_state_args(const std::string& dir) {
+  return {"--state-dir", dir + "/state", "--bpf-pin-dir", daemon_pin_dir(dir)};
+}
+
+void remove_daemon_pins(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(daemon_pin_dir(dir), ec);
 }
 
 bool pid_alive(pid_t pid) {

@@ -28,4 +28,12 @@ std::vector<std::string> lines(const std::string& text);
 std::string temp_dir();  // a fresh directory under /tmp, removed by the OS eventually
 bool pid_alive(pid_t pid);  // exists and is not a zombie
 
+// agentcaged flags giving a test daemon its own state directory (under `dir`) and BPF pin
+// directory, so the daemons of different tests, or two in one test, never share them (a
+// daemon locks both). remove_daemon_pins() removes what a SIGKILLed daemon leaves pinned:
+// its programs would stay attached to the cgroup root otherwise.
+std::vector<std::string> daemon_state_args(const std::string& dir);
+std::string daemon_pin_dir(const std::string& dir);
+void remove_daemon_pins(const std::string& dir);
+
 }  // namespace agentcage::testing

@@ -9,5 +9,9 @@ inline constexpr const char* kRunDir = "/run/agentcage";                        
 inline constexpr const char* kDefaultSocket = "/run/agentcage/agentcage.sock";    // agentcaged's control socket
 inline constexpr const char* kDefaultStorePath = "/var/lib/agentcage/audit.db";   // the node's audit store
 inline constexpr const char* kDefaultCollectorStorePath = "/var/lib/agentcage/collector.db";
+// Records of running sandboxes (tmpfs: a reboot ends every sandbox, and these with them).
+inline constexpr const char* kDefaultStateDir = "/run/agentcage/state";
+// agentcaged's pinned BPF programs, links and maps (bpffs: also gone at reboot).
+inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/agentcage";
 
 }  // namespace agentcage::core

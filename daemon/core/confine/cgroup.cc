@@ -36,6 +36,16 @@ Result<Cgroup> Cgroup::create(const std::string& path) {
   return Cgroup(path, std::move(fd), *id);
 }
 
+Result<Cgroup> Cgroup::adopt(const std::string& path, uint64_t expected_id) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return sys_error("open(" + path + ")");
+  auto id = cgroup_id_of(path);
+  if (!id) return std::unexpected(id.error());
+  if (*id != expected_id)
+    return error("cgroup " + path + " has id " + std::to_string(*id) + ", not " + std::to_string(expected_id));
+  return Cgroup(path, std::move(fd), *id);
+}
+
 Cgroup::~Cgroup() {
   if (fd_) (void)destroy();
 }

@@ -20,6 +20,10 @@ class Cgroup {
  public:
   // mkdir `path` (parents created as needed) and open it.
   static Result<Cgroup> create(const std::string& path);
+  // Takes ownership of an existing cgroup (one a previous agentcaged created), checking
+  // it is still the one with `expected_id`: a directory recreated under the same name is
+  // another cgroup.
+  static Result<Cgroup> adopt(const std::string& path, uint64_t expected_id);
 
   Cgroup(Cgroup&&) noexcept = default;
   Cgroup& operator=(Cgroup&&) noexcept = default;

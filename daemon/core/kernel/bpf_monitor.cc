@@ -4,7 +4,13 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -143,6 +149,11 @@ struct BpfMonitor::Impl {
   }
 
   std::unique_ptr<ring_buffer, RingBufferDeleter> rb;
+  // Pinning (MonitorOptions::pin_dir): pin_root/<tag of this BPF object>/{maps,links}/.
+  std::string pin_root, pin_path;
+  bool adopted = false;
+  UniqueFd pin_lock;                    // flock on pin_root, held for this object's life
+  std::vector<UniqueFd> adopted_links;  // for prog_misses(): the programs are not ours
   bool lsm_active = false;
   std::string lsm_status;
   const RecordFn* fn = nullptr;  // valid only during poll()/drain()
@@ -160,6 +171,22 @@ BpfMonitor::BpfMonitor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 BpfMonitor::~BpfMonitor() = default;
 
 namespace {
+
+// The programs skip this process's own activity (self_tgid): written at every start,
+// also over adopted maps, where it names the previous process.
+Status write_config(agentcage_bpf* s, const MonitorOptions& opts) {
+  ac_config cfg{};
+  cfg.host_mode = opts.host_mode ? 1 : 0;
+  cfg.self_tgid = static_cast<uint32_t>(::getpid());
+  // A threshold the ring can never reach would leave the reader to its poll timeout
+  // alone: cap it at a quarter of the ring so bursts still wake it early.
+  uint32_t ring = bpf_map__max_entries(s->maps.ac_events);
+  cfg.wakeup_bytes = std::min(opts.wakeup_bytes, ring / 4);
+  uint32_t zero = 0;
+  if (bpf_map__update_elem(s->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_config_map)");
+  return {};
+}
 
 // Opens, loads, configures and attaches the skeleton, with or without the BPF LSM
 // programs. Without them, they are switched off before load (autoload) so the verifier
@@ -202,15 +229,7 @@ Result<BpfSkeleton<agentcage_bpf>> load_skeleton(const MonitorOptions& opts, boo
   if (int e = agentcage_bpf::load(s); e != 0)
     return sys_error("bpf_object__load(agentcage_bpf)", -e, geteuid() != 0 ? priv_hint : "see the libbpf messages above");
 
-  ac_config cfg{};
-  cfg.host_mode = opts.host_mode ? 1 : 0;
-  cfg.self_tgid = static_cast<uint32_t>(::getpid());
-  // A threshold the ring can never reach would leave the reader to its poll timeout
-  // alone: cap it at a quarter of the ring so bursts still wake it early.
-  cfg.wakeup_bytes = std::min(opts.wakeup_bytes, opts.ring_bytes / 4);
-  uint32_t zero = 0;
-  if (bpf_map__update_elem(s->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
-    return sys_error("bpf_map_update_elem(ac_config_map)");
+  if (auto st = write_config(s, opts); !st) return std::unexpected(st.error());
 
   if (int e = agentcage_bpf::attach(s); e != 0)
     return sys_error("bpf_object__attach(agentcage_bpf)", -e, geteuid() != 0 ? priv_hint : "");
@@ -262,9 +281,192 @@ Result<bool> lsm_self_test(agentcage_bpf* s) {
 
 }  // namespace
 
+namespace pins {
+
+// The pins of one build of the BPF object live under a directory named by its hash: a
+// daemon adopts only programs and maps whose layout it was built against.
+std::string object_tag() {
+  size_t size = 0;
+  const auto* p = static_cast<const unsigned char*>(agentcage_bpf::elf_bytes(&size));
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (size_t i = 0; i < size; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return fmt::format("{:016x}", h);
+}
+
+bool on_bpffs(const std::string& path) {
+  struct statfs st{};
+  return ::statfs(path.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
+}
+
+bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+// The pin root must be on bpffs. Debian mounts it at /sys/fs/bpf with systemd; a machine
+// without (a container, a minimal boot) gets it mounted here, as Cilium and Tetragon do.
+Status prepare_root(const std::string& root) {
+  std::string parent = root.substr(0, root.rfind('/'));
+  if (parent.empty()) parent = "/";
+  if (!on_bpffs(parent) && parent == "/sys/fs/bpf") {
+    if (::mount("bpffs", "/sys/fs/bpf", "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") != 0)
+      return sys_error("mount(bpffs, /sys/fs/bpf)", errno, "mount bpffs there, or pass another pin directory on bpffs");
+    spdlog::info("mounted bpffs at /sys/fs/bpf");
+  }
+  if (!on_bpffs(parent))
+    return error("pin directory " + root + ": " + parent + " is not a bpffs mount",
+                 "mount -t bpf bpffs /sys/fs/bpf, or choose a pin directory on bpffs");
+  for (const std::string& d : {root}) {
+    if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("mkdir(" + d + ")");
+  }
+  return {};
+}
+
+std::vector<std::string> entries(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Unlinks every pin of one build: "ready" first, so a half-removed directory is never
+// taken for a complete one; links before maps.
+Status remove_tree(const std::string& dir) {
+  Status st;
+  auto rm = [&](const std::string& p) {
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT && st) st = sys_error("unlink(" + p + ")");
+  };
+  rm(dir + "/ready");
+  for (const char* sub : {"links", "maps"}) {
+    for (const auto& n : entries(dir + "/" + sub)) rm(dir + "/" + sub + "/" + n);
+    ::rmdir((dir + "/" + sub).c_str());
+  }
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT && st) st = sys_error("rmdir(" + dir + ")");
+  return st;
+}
+
+// Pins every map and every live link of a freshly attached skeleton, then "ready" (a
+// second pin of the config map) as the commit mark adopt() looks for.
+Status pin_all(agentcage_bpf* s, const std::string& dir, bool lsm_active) {
+  for (const std::string& d : {dir, dir + "/maps", dir + "/links"})
+    if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("mkdir(" + d + ")");
+  bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, s->obj) {
+    if (bpf_map__is_internal(m)) continue;
+    std::string p = dir + "/maps/" + bpf_map__name(m);
+    if (int e = bpf_map__pin(m, p.c_str()); e != 0) return sys_error("bpf_obj_pin(" + p + ")", -e);
+  }
+  for (int i = 0; i < s->skeleton->prog_cnt; ++i) {
+    bpf_link* l = *s->skeleton->progs[i].link;
+    if (!l) continue;
+    // Attached but never run (bpf not an active LSM): not pinned, so an adopter does not
+    // take BPF LSM for active.
+    if (!lsm_active && bpf_program__type(*s->skeleton->progs[i].prog) == BPF_PROG_TYPE_LSM) continue;
+    std::string p = dir + "/links/" + s->skeleton->progs[i].name;
+    if (int e = bpf_link__pin(l, p.c_str()); e != 0) return sys_error("bpf_obj_pin(" + p + ")", -e);
+  }
+  std::string ready = dir + "/ready";
+  if (bpf_obj_pin(bpf_map__fd(s->maps.ac_config_map), ready.c_str()) != 0) return sys_error("bpf_obj_pin(" + ready + ")");
+  return {};
+}
+
+// Takes over a complete pin directory: every map is the pinned one (the ring buffer with
+// what it queued, the tracked cgroups and tasks, the network policies), no program is
+// loaded (the pinned links keep the previous process's programs attached and running).
+Result<BpfSkeleton<agentcage_bpf>> adopt(const std::string& dir, BpfMonitor::Impl& impl) {
+  BpfSkeleton<agentcage_bpf> skel(agentcage_bpf::open());
+  if (!skel) return sys_error("bpf_object__open(agentcage_bpf)");
+  auto* s = skel.get();
+  bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, s->obj) {
+    if (bpf_map__is_internal(m)) continue;
+    std::string p = dir + "/maps/" + bpf_map__name(m);
+    UniqueFd fd(bpf_obj_get(p.c_str()));
+    if (!fd) return sys_error("bpf_obj_get(" + p + ")");
+    // The ring keeps the size it was made with (--ring-bytes may differ this time).
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return sys_error("bpf_obj_get_info_by_fd(" + p + ")");
+    (void)bpf_map__set_max_entries(m, info.max_entries);
+    if (int e = bpf_map__reuse_fd(m, fd.get()); e != 0) return sys_error("bpf_map__reuse_fd(" + p + ")", -e);
+  }
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, s->obj) bpf_program__set_autoload(prog, false);
+  if (int e = agentcage_bpf::load(s); e != 0) return sys_error("bpf_object__load(agentcage_bpf, pinned maps)", -e);
+  for (const auto& n : entries(dir + "/links")) {
+    std::string p = dir + "/links/" + n;
+    UniqueFd fd(bpf_obj_get(p.c_str()));
+    if (!fd) return sys_error("bpf_obj_get(" + p + ")");
+    impl.adopted_links.push_back(std::move(fd));
+  }
+  impl.unix_hooks = exists(dir + "/links/cg__connect_unix");
+  impl.lsm_active = exists(dir + "/links/lsm__file_open");
+  if (!exists(dir + "/links/cg__connect4"))
+    impl.net_error = Error{0, "the pinned programs of the previous agentcaged have no network programs", {}, {}};
+  return skel;
+}
+
+}  // namespace pins
+
 Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts) {
   libbpf_set_print(libbpf_print);
   auto impl = std::make_unique<Impl>();
+  if (!opts.pin_dir.empty()) {
+    if (auto st = pins::prepare_root(opts.pin_dir); !st) return std::unexpected(st.error());
+    // One process per pin directory: a second would adopt, and on its clean stop remove,
+    // the pins of one that still runs.
+    impl->pin_lock.reset(::open(opts.pin_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!impl->pin_lock) return sys_error("open(" + opts.pin_dir + ")");
+    if (::flock(impl->pin_lock.get(), LOCK_EX | LOCK_NB) != 0)
+      return sys_error("flock(" + opts.pin_dir + ")", errno,
+                       errno == EWOULDBLOCK ? "another agentcaged uses this BPF pin directory: stop it, or give this one "
+                                              "its own --bpf-pin-dir and --state-dir"
+                                            : "");
+    impl->pin_root = opts.pin_dir;
+    impl->pin_path = opts.pin_dir + "/" + pins::object_tag();
+    if (auto adopted = adopt_pinned(opts, impl)) return adopted;
+  }
+  return load_fresh(opts, std::move(impl));
+}
+
+// The pins of this build, when complete, are taken over; an incomplete set (a process
+// that died while pinning) is removed; a complete set that cannot be taken over is moved
+// aside as stale, so its programs keep enforcing until the caller has dealt with the
+// sandboxes they enforce (has_stale_pins()).
+// On success `impl` is moved into the returned monitor; otherwise it is left as it was.
+std::unique_ptr<BpfMonitor> BpfMonitor::adopt_pinned(const MonitorOptions& opts, std::unique_ptr<Impl>& impl) {
+  const std::string& dir = impl->pin_path;
+  if (!pins::exists(dir + "/ready")) {
+    if (pins::exists(dir)) {
+      spdlog::warn("removing incomplete BPF pins in {}", dir);
+      (void)pins::remove_tree(dir);
+    }
+    return nullptr;
+  }
+  auto skel = pins::adopt(dir, *impl);
+  Status st = skel ? write_config(skel->get(), opts) : Status(std::unexpected(skel.error()));
+  if (skel && st) impl->rb.reset(ring_buffer__new(bpf_map__fd((*skel)->maps.ac_events), &Impl::on_record, impl.get(), nullptr));
+  if (!st || !impl->rb) {
+    std::string aside = impl->pin_root + "/stale-" + std::to_string(::getpid());
+    spdlog::error("cannot adopt the BPF pins in {} ({}); moved aside to {}", dir,
+                  st ? "ring_buffer__new failed" : st.error().message(), aside);
+    if (::rename(dir.c_str(), aside.c_str()) != 0) (void)pins::remove_tree(dir);
+    impl->adopted_links.clear();
+    impl->net_error.reset();
+    impl->unix_hooks = impl->lsm_active = false;
+    impl->rb.reset();
+    return nullptr;
+  }
+  impl->skel = std::move(*skel);
+  impl->adopted = true;
+  impl->lsm_status = impl->lsm_active ? "active (adopted from the previous agentcaged)" : "off (as in the previous agentcaged)";
+  spdlog::info("adopted the BPF programs and maps pinned in {} ({} links)", dir, impl->adopted_links.size());
+  return std::unique_ptr<BpfMonitor>(new BpfMonitor(std::move(impl)));
+}
+
+Result<std::unique_ptr<BpfMonitor>> BpfMonitor::load_fresh(const MonitorOptions& opts, std::unique_ptr<Impl> impl) {
 
   bool lsm = opts.lsm;
   std::string note;
@@ -314,9 +516,46 @@ Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts
   auto* s = impl->skel.get();
   impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.ac_events), &Impl::on_record, impl.get(), nullptr));
   if (!impl->rb) return sys_error("ring_buffer__new(ac_events)");
+  if (!impl->pin_path.empty()) {
+    // Fail closed: a daemon whose enforcement would vanish with it does not start.
+    if (auto st = pins::pin_all(s, impl->pin_path, impl->lsm_active); !st) {
+      (void)pins::remove_tree(impl->pin_path);
+      return std::unexpected(st.error());
+    }
+    spdlog::debug("bpf programs and maps pinned in {}", impl->pin_path);
+  }
   spdlog::debug("bpf monitor attached: ring {} bytes, wakeup at {} bytes, host_mode={}", opts.ring_bytes,
                 opts.wakeup_bytes, opts.host_mode);
   return std::unique_ptr<BpfMonitor>(new BpfMonitor(std::move(impl)));
+}
+
+bool BpfMonitor::adopted() const { return impl_->adopted; }
+
+Status BpfMonitor::unpin() {
+  if (impl_->pin_path.empty()) return {};
+  auto st = pins::remove_tree(impl_->pin_path);
+  ::rmdir(impl_->pin_root.c_str());  // when no other build's pins are left in it
+  return st;
+}
+
+bool BpfMonitor::has_stale_pins() const {
+  if (impl_->pin_root.empty()) return false;
+  std::string mine = impl_->pin_path.substr(impl_->pin_root.size() + 1);
+  for (const auto& n : pins::entries(impl_->pin_root))
+    if (n != mine) return true;
+  return false;
+}
+
+Status BpfMonitor::remove_stale_pins() {
+  if (impl_->pin_root.empty()) return {};
+  std::string mine = impl_->pin_path.substr(impl_->pin_root.size() + 1);
+  Status st;
+  for (const auto& n : pins::entries(impl_->pin_root)) {
+    if (n == mine) continue;
+    spdlog::info("removing stale BPF pins {}/{}", impl_->pin_root, n);
+    if (auto r = pins::remove_tree(impl_->pin_root + "/" + n); !r && st) st = r;
+  }
+  return st;
 }
 
 bool BpfMonitor::lsm_active() const { return impl_->lsm_active; }
@@ -424,6 +663,16 @@ Result<int> BpfMonitor::drain(const RecordFn& fn) {
 
 uint64_t BpfMonitor::prog_misses() const {
   uint64_t total = 0;
+  // Adopted: the programs are the previous process's, reached through their links.
+  for (const auto& l : impl_->adopted_links) {
+    bpf_link_info li{};
+    uint32_t len = sizeof li;
+    if (bpf_obj_get_info_by_fd(l.get(), &li, &len) != 0) continue;
+    UniqueFd pfd(bpf_prog_get_fd_by_id(li.prog_id));
+    bpf_prog_info info{};
+    len = sizeof info;
+    if (pfd && bpf_obj_get_info_by_fd(pfd.get(), &info, &len) == 0) total += info.recursion_misses;
+  }
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, impl_->skel->obj) {
     int fd = bpf_program__fd(prog);

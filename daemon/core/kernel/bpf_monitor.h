@@ -24,6 +24,11 @@ struct MonitorOptions {
   uint32_t wakeup_bytes = 64u << 10; // wake the reader once this much is queued
   bool host_mode = false;            // record every process on the host
   bool lsm = true;                   // load the BPF LSM programs where the kernel runs them
+  // Pin programs, links and maps under this bpffs directory so enforcement and recording
+  // outlive the process (agentcaged): a daemon that dies leaves its sandboxes enforced,
+  // and the next one adopts the pins instead of loading anew. Empty: nothing pinned, the
+  // programs go with this object (in-process `run`/`trace`).
+  std::string pin_dir;
 };
 
 // Per-reason kernel counters (enum ac_stat), summed over CPUs.
@@ -38,6 +43,19 @@ class BpfMonitor {
   // hint (privileges, BTF, memlock).
   static Result<std::unique_ptr<BpfMonitor>> start(const MonitorOptions& opts);
   ~BpfMonitor();
+
+  // With MonitorOptions::pin_dir: true when this monitor took over the programs and maps
+  // a previous process pinned (same BPF object), so what they enforced never stopped and
+  // what the ring buffer held is still there to read.
+  bool adopted() const;
+  // Removes this monitor's pins (a clean stop): the programs detach once it is destroyed.
+  Status unpin();
+  // Removes pins under pin_dir left by another build of the BPF object: their programs
+  // detach. Call only once the sandboxes they enforced are gone.
+  Status remove_stale_pins();
+  // Pins under pin_dir left by another build (their programs still run), for the caller
+  // to decide what to do with the sandboxes they enforced.
+  bool has_stale_pins() const;
 
   // Record the processes of cgroup `cgroup_id` as sandbox `sandbox`.
   Status track_cgroup(uint64_t cgroup_id, uint64_t sandbox);
@@ -81,6 +99,8 @@ class BpfMonitor {
 
  private:
   explicit BpfMonitor(std::unique_ptr<Impl> impl);
+  static std::unique_ptr<BpfMonitor> adopt_pinned(const MonitorOptions& opts, std::unique_ptr<Impl>& impl);
+  static Result<std::unique_ptr<BpfMonitor>> load_fresh(const MonitorOptions& opts, std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -3,11 +3,16 @@
 
 #include "core/events/attribution.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
 
 #include "core/confine/cgroup.h"
 
@@ -43,7 +48,13 @@ void Daemon::add_core_steps() {
                       if (opts_.host_mode) return monitor_->set_host_mode(true);
                       return {};
                     },
-                    [this] { monitor_.reset(); }});
+                    [this] {
+                      // A clean stop: the sandboxes are closed (registry step), so
+                      // nothing is left for a successor to adopt.
+                      if (monitor_)
+                        if (auto st = monitor_->unpin(); !st) spdlog::warn("{}", st.error().message());
+                      monitor_.reset();
+                    }});
   steps_.push_back({"sandbox registry",
                     [this]() -> Status {
                       std::string parent = opts_.cgroup_parent;
@@ -52,7 +63,8 @@ void Daemon::add_core_steps() {
                         if (!root) return std::unexpected(root.error());
                         parent = *root + "/agentcage";
                       }
-                      registry_ = std::make_unique<SandboxRegistry>(parent, monitor_.get());
+                      if (auto st = lock_state_dir(); !st) return st;
+                      registry_ = std::make_unique<SandboxRegistry>(parent, monitor_.get(), opts_.state_dir);
                       return {};
                     },
                     [this] { registry_.reset(); }});
@@ -75,9 +87,17 @@ void Daemon::add_core_steps() {
                       writer_.reset();
                       store_.reset();
                     }});
+  steps_.push_back({"re-adopt sandboxes",
+                    [this]() -> Status {
+                      readopt_sandboxes();
+                      return {};
+                    },
+                    {}});
   steps_.push_back({"event reader",
                     [this]() -> Status {
-                      kernel_lost_base_ = monitor_->stats()[AC_STAT_RINGBUF_FULL];
+                      // Adopted maps: the counter is the previous daemon's; what it had
+                      // already reported is not reported again.
+                      kernel_lost_base_ = monitor_->adopted() ? load_kernel_lost() : monitor_->stats()[AC_STAT_RINGBUF_FULL];
                       reader_ = std::thread([this] { reader_loop(); });
                       reaper_ = std::thread([this] {
                         while (!stopping_.load()) {
@@ -163,10 +183,12 @@ void Daemon::emit(v1::Event ev) {
 }
 
 void Daemon::report_kernel_loss() {
-  uint64_t lost = monitor_->stats()[AC_STAT_RINGBUF_FULL] - kernel_lost_base_;
+  uint64_t now = monitor_->stats()[AC_STAT_RINGBUF_FULL];
+  uint64_t lost = now > kernel_lost_base_ ? now - kernel_lost_base_ : 0;
   uint64_t prev = kernel_lost_.load();
   if (lost <= prev) return;
   kernel_lost_.store(lost);
+  save_kernel_lost(now);
   v1::Event loss;
   loss.set_node(ctx_.node);
   loss.set_time_ns(now_ns());
@@ -174,6 +196,79 @@ void Daemon::report_kernel_loss() {
   loss.mutable_loss()->set_reason("ringbuf_full");
   loss.mutable_loss()->set_where("kernel");
   emit(std::move(loss));
+}
+
+// One daemon per state directory: a second one would adopt (and later remove) the pins
+// and records of a daemon that still runs.
+Status Daemon::lock_state_dir() {
+  if (opts_.state_dir.empty()) return {};
+  std::error_code ec;
+  std::filesystem::create_directories(opts_.state_dir, ec);
+  if (ec) return sys_error("mkdir(" + opts_.state_dir + ")", ec.value());
+  ::chmod(opts_.state_dir.c_str(), 0700);  // records name every sandbox's owner and command
+  std::string lock = opts_.state_dir + "/lock";
+  state_lock_.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!state_lock_) return sys_error("open(" + lock + ")");
+  if (::flock(state_lock_.get(), LOCK_EX | LOCK_NB) != 0)
+    return sys_error("flock(" + lock + ")", errno,
+                     errno == EWOULDBLOCK ? "another agentcaged runs with this state directory: stop it, or give "
+                                            "this one its own --state-dir and --bpf-pin-dir"
+                                          : "");
+  return {};
+}
+
+// A daemon that starts after another died: every sandbox the previous one recorded is
+// re-adopted (its policy held meanwhile: the pinned programs kept enforcing it) or
+// killed. Either way the stream says so: a gap notice, since what the previous daemon
+// had read from the kernel but not yet stored is lost, and a violation for each kill.
+void Daemon::readopt_sandboxes() {
+  auto r = registry_->readopt(monitor_ && monitor_->adopted());
+  auto notice = [&](const std::string& id) {
+    v1::Event ev;
+    ev.set_node(ctx_.node);
+    ev.set_time_ns(now_ns());
+    ev.set_sandbox_id(id);
+    auto* l = ev.mutable_loss();
+    l->set_count(0);  // unknown: records read but not stored by the previous daemon
+    l->set_reason("daemon_restart");
+    l->set_where("agentcaged");
+    emit(std::move(ev));
+  };
+  for (const auto& id : r.adopted) notice(id);
+  for (const auto& [id, why] : r.killed) {
+    notice(id);
+    v1::Event ev;
+    ev.set_node(ctx_.node);
+    ev.set_time_ns(now_ns());
+    ev.set_sandbox_id(id);
+    auto* v = ev.mutable_violation();
+    v->set_mechanism("agentcaged");
+    v->set_action("kill");
+    v->set_rule("fail closed: a sandbox the restarted daemon cannot re-adopt is killed");
+    v->set_what("sandbox killed on daemon start: " + why);
+    emit(std::move(ev));
+  }
+  if (!r.adopted.empty() || !r.killed.empty())
+    spdlog::warn("previous agentcaged stopped uncleanly: {} sandbox(es) re-adopted, {} killed", r.adopted.size(),
+                 r.killed.size());
+  // The old build's programs enforced the sandboxes just killed; nothing needs them now.
+  if (monitor_ && monitor_->has_stale_pins())
+    if (auto st = monitor_->remove_stale_pins(); !st) spdlog::warn("{}", st.error().message());
+}
+
+// The ring-full counter lives in a pinned map and survives the daemon; the count already
+// reported as Loss is kept beside the records, so a successor reports only what is new.
+void Daemon::save_kernel_lost(uint64_t absolute) {
+  if (opts_.state_dir.empty()) return;
+  std::string p = opts_.state_dir + "/kernel_lost";
+  (void)write_file(p, std::to_string(absolute));
+}
+
+uint64_t Daemon::load_kernel_lost() const {
+  if (opts_.state_dir.empty()) return 0;
+  auto t = read_file(opts_.state_dir + "/kernel_lost");
+  if (!t) return 0;
+  return std::strtoull(t->c_str(), nullptr, 10);
 }
 
 }  // namespace agentcage::core

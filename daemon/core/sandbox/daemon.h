@@ -15,6 +15,7 @@
 #include "core/events/event_hub.h"
 #include "core/base/paths.h"
 #include "core/base/result.h"
+#include "core/base/unique_fd.h"
 #include "core/sandbox/sandbox_registry.h"
 #include "core/store/store.h"
 #include "core/store/store_writer.h"
@@ -31,6 +32,11 @@ struct DaemonOptions {
   // then live subscribers get events straight from the reader, without seq numbers.
   std::string store_path = kDefaultStorePath;
   StoreOptions store;
+  // Records of running sandboxes, for a restarted daemon to re-adopt them (empty: none
+  // kept). With monitor.pin_dir set, enforcement and recording also outlive this process:
+  // a daemon killed with SIGKILL leaves its sandboxes enforced and its successor adopts
+  // them. Locked: two daemons never share one.
+  std::string state_dir;
 };
 
 class Daemon {
@@ -66,6 +72,10 @@ class Daemon {
   void handle(std::span<const std::byte> rec);
   void report_kernel_loss();
   void emit(v1::Event ev);
+  Status lock_state_dir();
+  void readopt_sandboxes();
+  void save_kernel_lost(uint64_t absolute);
+  uint64_t load_kernel_lost() const;
 
   DaemonOptions opts_;
   DecodeContext ctx_;
@@ -84,6 +94,7 @@ class Daemon {
   std::thread reaper_;
   std::atomic<uint64_t> events_{0}, decode_errors_{0}, kernel_lost_{0};
   uint64_t kernel_lost_base_ = 0;
+  UniqueFd state_lock_;
 };
 
 }  // namespace agentcage::core

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/sandbox/sandbox_registry.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -43,6 +46,36 @@ std::vector<uint32_t> cgroup_pids(const std::string& path) {
   return pids;
 }
 
+// Field 22 of /proc/<pid>/stat: the start time in clock ticks since boot. With the pid it
+// names one process for the life of the system, where the pid alone may be reused.
+std::optional<uint64_t> start_ticks(pid_t pid) {
+  auto text = read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (!text) return std::nullopt;
+  auto rp = text->rfind(')');  // comm may contain spaces and parentheses
+  if (rp == std::string::npos || rp + 2 > text->size()) return std::nullopt;
+  std::istringstream in(text->substr(rp + 2));
+  std::string skip;
+  for (int field = 3; field < 22; ++field) in >> skip;
+  uint64_t v = 0;
+  if (!(in >> v)) return std::nullopt;
+  return v;
+}
+
+// Written whole or not at all: a daemon killed mid-write leaves the previous record.
+Status write_atomically(const std::string& path, const std::string& data) {
+  std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return sys_error("open(" + tmp + ")");
+  for (size_t off = 0; off < data.size();) {
+    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return sys_error("write(" + tmp + ")");
+    off += static_cast<size_t>(n);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error("rename(" + tmp + ", " + path + ")");
+  return {};
+}
+
 }  // namespace
 
 SandboxRegistry::~SandboxRegistry() {
@@ -60,44 +93,29 @@ bool SandboxRegistry::pid_in_sandbox(pid_t pid) {
   return false;
 }
 
+Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy) const {
+  if (policy.net) {
+    if (!mon_) return error("the profile has a network policy and this daemon runs without its BPF monitor");
+    auto c = compile(*policy.net, e.key);
+    if (!c) return std::unexpected(c.error());
+    e.net = std::move(*c);
+  }
+  // The same decisions the launcher's own prepare makes (it confines its child with
+  // this policy): prepared here only to know what to attribute, never applied.
+  ConfinePolicy cp = policy.confine;
+  limit_to_unprivileged(cp, nullptr);
+  auto pc = prepare_confinement(cp, probe_kernel_features(), ConfineContext{e.info.id(), ""});
+  if (!pc) return std::unexpected(pc.error());
+  e.attribution = std::make_shared<const Attribution>(Attribution{(*pc)->decisions(), e.net.has_value()});
+  return {};
+}
+
 Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSandboxRequest& req,
-                                            const SandboxPolicy* policy) {
+                                            const SandboxPolicy* policy, const v1::Profile* profile) {
   uint64_t key = new_sandbox_key();
   std::string id = sandbox_id_string(key);
   Entry e;
   e.key = key;
-  if (policy) {
-    if (policy->net) {
-      if (!mon_) return error("the profile has a network policy and this daemon runs without its BPF monitor");
-      auto c = compile(*policy->net, key);
-      if (!c) return std::unexpected(c.error());
-      e.net = std::move(*c);
-    }
-    // The same decisions the launcher's own prepare makes (it confines its child with
-    // this policy): prepared here only to know what to attribute, never applied.
-    ConfinePolicy cp = policy->confine;
-    limit_to_unprivileged(cp, nullptr);
-    auto pc = prepare_confinement(cp, probe_kernel_features(), ConfineContext{id, ""});
-    if (!pc) return std::unexpected(pc.error());
-    e.attribution = std::make_shared<const Attribution>(Attribution{(*pc)->decisions(), e.net.has_value()});
-  }
-  auto cg = Cgroup::create(parent_ + "/" + id);
-  if (!cg) return std::unexpected(cg.error());
-  e.cgroup = std::make_unique<Cgroup>(std::move(*cg));
-  if (mon_) {
-    if (auto st = mon_->track_cgroup(e.cgroup->id(), key); !st) return std::unexpected(st.error());
-    // Installed before the launcher can place anything in the cgroup: enforced from the
-    // command's first instruction.
-    if (e.net) {
-      if (auto st = mon_->install_net_policy(key, *e.net); !st) {
-        (void)mon_->remove_net_policy(key, *e.net);
-        (void)mon_->untrack_cgroup(e.cgroup->id());
-        (void)e.cgroup->destroy();
-        return std::unexpected(st.error());
-      }
-    }
-  }
-  e.owner_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, peer.pid, 0)));
   auto& i = e.info;
   i.set_id(id);
   i.set_owner_uid(peer.uid);
@@ -105,14 +123,131 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   i.set_profile(req.profile());
   i.set_workspace(req.workspace());
   *i.mutable_argv() = req.argv();
-  i.set_cgroup_path(e.cgroup->path());
-  i.set_cgroup_id(e.cgroup->id());
+  i.set_cgroup_path(parent_ + "/" + id);
   i.set_created_ns(now_ns());
   i.set_state("running");
+  if (policy)
+    if (auto st = apply_policy(e, *policy); !st) return std::unexpected(st.error());
+  e.owner_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, peer.pid, 0)));
+  if (!e.owner_pidfd) return sys_error("pidfd_open(" + std::to_string(peer.pid) + ")");
+  auto owner_ticks = start_ticks(peer.pid);
+  if (!owner_ticks) return error("process " + std::to_string(peer.pid) + " exited while creating its sandbox");
+
+  v1::SandboxRecord rec;
+  rec.set_key(key);
+  rec.set_owner_start_ticks(*owner_ticks);
+  if (profile) *rec.mutable_profile() = *profile;
+  auto write_record = [&]() -> Status {
+    if (state_dir_.empty()) return {};
+    *rec.mutable_sandbox() = i;
+    return write_atomically(record_path(id), rec.SerializeAsString());
+  };
+  // Recorded first: a daemon killed from here on leaves a record, and its successor
+  // finds (and kills or re-adopts) whatever part of the sandbox exists.
+  if (auto st = write_record(); !st) return std::unexpected(st.error());
+  auto fail = [&](Error err) -> Result<v1::Sandbox> {
+    if (e.cgroup) (void)e.cgroup->destroy();
+    if (!state_dir_.empty()) ::unlink(record_path(id).c_str());
+    return std::unexpected(std::move(err));
+  };
+  auto cg = Cgroup::create(i.cgroup_path());
+  if (!cg) return fail(cg.error());
+  e.cgroup = std::make_unique<Cgroup>(std::move(*cg));
+  i.set_cgroup_id(e.cgroup->id());
+  if (auto st = write_record(); !st) return fail(st.error());  // now with the cgroup id
+  if (mon_) {
+    if (auto st = mon_->track_cgroup(e.cgroup->id(), key); !st) return fail(st.error());
+    // Installed before the launcher can place anything in the cgroup: enforced from the
+    // command's first instruction.
+    if (e.net) {
+      if (auto st = mon_->install_net_policy(key, *e.net); !st) {
+        (void)mon_->remove_net_policy(key, *e.net);
+        (void)mon_->untrack_cgroup(e.cgroup->id());
+        return fail(st.error());
+      }
+    }
+  }
   v1::Sandbox out = i;
   std::lock_guard lk(mu_);
   entries_.emplace(id, std::move(e));
   spdlog::info("sandbox {} created for uid {} (pid {})", id, peer.uid, peer.pid);
+  return out;
+}
+
+Status SandboxRegistry::adopt_record(const v1::SandboxRecord& rec, bool enforced, Entry& e) {
+  e.key = rec.key();
+  e.info = rec.sandbox();
+  const auto& i = e.info;
+  if (i.cgroup_id() == 0) return error("it was being created when the previous daemon stopped");
+  auto cg = Cgroup::adopt(i.cgroup_path(), i.cgroup_id());
+  if (!cg) return error("its cgroup is gone (" + cg.error().message() + ")");
+  e.cgroup = std::make_unique<Cgroup>(std::move(*cg));
+  if (!enforced)
+    return error("its policy was not enforced while no daemon ran (the pinned BPF programs were lost or are "
+                 "from another build of agentcaged)");
+  pid_t owner = static_cast<pid_t>(i.owner_pid());
+  e.owner_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, owner, 0)));
+  // Opened first, checked second: if the start time matches now, the pidfd is that process.
+  auto ticks = start_ticks(owner);
+  if (!e.owner_pidfd || !ticks || *ticks != rec.owner_start_ticks())
+    return error("its launcher (pid " + std::to_string(owner) + ") exited while no daemon ran");
+  if (rec.has_profile()) {
+    auto policy = compile_profile(rec.profile(), PolicyContext{i.workspace()});
+    if (!policy) return error("its profile no longer compiles: " + policy.error().message());
+    if (auto st = apply_policy(e, *policy); !st) return error("its policy: " + st.error().message());
+  }
+  if (mon_) {
+    // Both already in the adopted maps; written again so what is enforced is exactly the
+    // policy this daemon will later remove.
+    if (auto st = mon_->track_cgroup(e.cgroup->id(), e.key); !st) return std::unexpected(st.error());
+    if (e.net)
+      if (auto st = mon_->install_net_policy(e.key, *e.net); !st) return std::unexpected(st.error());
+  }
+  return {};
+}
+
+SandboxRegistry::Readopted SandboxRegistry::readopt(bool enforced) {
+  Readopted out;
+  if (state_dir_.empty()) return out;
+  DIR* d = ::opendir(state_dir_.c_str());
+  if (!d) return out;
+  std::vector<std::string> names;
+  while (dirent* de = ::readdir(d)) names.emplace_back(de->d_name);
+  ::closedir(d);
+  for (const auto& n : names) {
+    std::string path = state_dir_ + "/" + n;
+    if (n.size() > 4 && n.ends_with(".tmp")) ::unlink(path.c_str());  // a write cut short
+    if (n.size() < 4 || !n.ends_with(".pb")) continue;
+    v1::SandboxRecord rec;
+    auto data = read_file(path);
+    if (!data || !rec.ParseFromString(*data) || rec.sandbox().id().empty()) {
+      spdlog::error("state record {} is unreadable; removed (no sandbox to re-adopt from it)", path);
+      ::unlink(path.c_str());
+      continue;
+    }
+    Entry e;
+    const std::string id = rec.sandbox().id();
+    if (auto st = adopt_record(rec, enforced, e); !st) {
+      spdlog::error("sandbox {}: killed: {}", id, st.error().message());
+      out.killed.emplace_back(id, st.error().message());
+      if (mon_) {
+        if (e.cgroup) (void)mon_->untrack_cgroup(e.cgroup->id());
+        (void)mon_->remove_net_policy(e.key, e.net ? *e.net : CompiledNetPolicy{});
+      }
+      if (e.cgroup)
+        if (auto k = e.cgroup->destroy(); !k) spdlog::error("sandbox {}: {}", id, k.error().message());
+      e.cgroup.reset();
+      e.net.reset();
+      e.owner_pidfd.reset();
+      e.info.set_state("closed");
+      ::unlink(path.c_str());
+    } else {
+      spdlog::info("sandbox {} re-adopted (uid {}, launcher pid {})", id, e.info.owner_uid(), e.info.owner_pid());
+      out.adopted.push_back(id);
+    }
+    std::lock_guard lk(mu_);
+    entries_.emplace(id, std::move(e));
+  }
   return out;
 }
 
@@ -144,6 +279,7 @@ Status SandboxRegistry::close_locked(Entry& e) {
   e.cgroup.reset();
   e.owner_pidfd.reset();
   e.info.set_state("closed");
+  if (!state_dir_.empty()) ::unlink(record_path(e.info.id()).c_str());
   spdlog::info("sandbox {} closed", e.info.id());
   return st;
 }
@@ -204,8 +340,10 @@ int SandboxRegistry::reap_orphans() {
   std::lock_guard lk(mu_);
   for (auto& [id, e] : entries_) {
     if (!e.cgroup || !e.owner_pidfd) continue;
-    if (::syscall(SYS_pidfd_send_signal, e.owner_pidfd.get(), 0, nullptr, 0) == 0) continue;
-    if (errno != ESRCH) continue;
+    // A pidfd is readable once its process has exited, zombie or not (a signal of 0 would
+    // still reach a zombie whose parent has not waited for it).
+    struct pollfd pfd{e.owner_pidfd.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 0) != 1) continue;
     spdlog::warn("sandbox {}: launcher {} exited without closing it; closing", id, e.info.owner_pid());
     (void)close_locked(e);
     ++n;

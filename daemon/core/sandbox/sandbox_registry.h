@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agentcage/v1/control.pb.h"
+#include "agentcage/v1/state.pb.h"
 #include "core/kernel/bpf_monitor.h"
 #include "core/confine/cgroup.h"
 #include "core/policy/net_policy.h"
@@ -34,15 +35,30 @@ struct Peer {
 class SandboxRegistry {
  public:
   // cgroup_parent: where sandbox cgroups go (<cgroup2>/agentcage). mon may be null
-  // (nothing recorded, sandboxes still confined to their cgroups).
-  SandboxRegistry(std::string cgroup_parent, BpfMonitor* mon) : parent_(std::move(cgroup_parent)), mon_(mon) {}
+  // (nothing recorded, sandboxes still confined to their cgroups). state_dir: where each
+  // running sandbox's record (state.proto) is kept for a restarted daemon to re-adopt;
+  // empty: none kept.
+  SandboxRegistry(std::string cgroup_parent, BpfMonitor* mon, std::string state_dir = {})
+      : parent_(std::move(cgroup_parent)), mon_(mon), state_dir_(std::move(state_dir)) {}
   ~SandboxRegistry();
 
-  // With a policy (a profile compiled for the caller): its network policy is installed
+  // With a policy (`profile` compiled for the caller): its network policy is installed
   // for the sandbox before this returns, and its confinement decisions are kept so the
-  // daemon attributes the sandbox's Landlock/seccomp denials (attribution()).
+  // daemon attributes the sandbox's Landlock/seccomp denials (attribution()). The record
+  // is written before the cgroup exists, so no sandbox can be left that a restarted
+  // daemon does not know of.
   Result<v1::Sandbox> create(const Peer& peer, const v1::CreateSandboxRequest& req,
-                             const SandboxPolicy* policy = nullptr);
+                             const SandboxPolicy* policy = nullptr, const v1::Profile* profile = nullptr);
+
+  // What a start found in the state directory a previous daemon left.
+  struct Readopted {
+    std::vector<std::string> adopted;                         // running on, under its policy
+    std::vector<std::pair<std::string, std::string>> killed;  // sandbox id, why
+  };
+  // Re-adopts every recorded sandbox whose cgroup and launcher still exist, when
+  // `enforced` (the kernel kept enforcing while no daemon ran: the monitor adopted the
+  // pinned programs and maps). Fails closed: any other recorded sandbox is killed.
+  Readopted readopt(bool enforced);
   // What a running sandbox's confinement decided, for attribution; null without a profile.
   struct Attribution {
     ConfineDecisions decisions;
@@ -73,9 +89,13 @@ class SandboxRegistry {
     std::shared_ptr<const Attribution> attribution;
   };
   Status close_locked(Entry& e);
+  Status apply_policy(Entry& e, const SandboxPolicy& policy) const;
+  Status adopt_record(const v1::SandboxRecord& rec, bool enforced, Entry& e);
+  std::string record_path(const std::string& id) const { return state_dir_ + "/" + id + ".pb"; }
 
   const std::string parent_;
   BpfMonitor* const mon_;
+  const std::string state_dir_;
   mutable std::mutex mu_;  // guards entries_
   std::map<std::string, Entry> entries_;
 };

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: Apache-2.0
+// Issue 9: enforcement outlives agentcaged. A daemon killed with SIGKILL leaves its pinned
+// BPF programs enforcing every sandbox; the next one re-adopts each sandbox from the pins
+// and its state records, says in the stream that there was a gap, and kills (fails
+// closed) any sandbox it cannot re-adopt. The caller is a real unprivileged user whose
+// agent loops on a connect the default profile denies, to a listener of the test's own.
+#include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <thread>
+
+#include "support/subprocess.h"
+
+namespace agentcage {
+namespace {
+
+using testing::run;
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+uint64_t wall_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+class Restart : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: agentcaged loads BPF programs";
+    dir_ = testing::temp_dir();
+    chmod(dir_.c_str(), 0755);
+    for (std::string p = AGENTCAGE_BIN; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
+      struct stat st;
+      if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
+    }
+    ws_ = dir_ + "/ws";
+    ASSERT_EQ(mkdir(ws_.c_str(), 0755), 0);
+    passwd* pw = getpwnam("nobody");
+    ASSERT_NE(pw, nullptr);
+    ASSERT_EQ(chown(ws_.c_str(), pw->pw_uid, pw->pw_gid), 0);
+    sock_ = dir_ + "/agentcage.sock";
+    // Its own state and pins: the defaults may belong to a daemon of the host.
+    state_ = dir_ + "/state";
+    pin_ = testing::daemon_pin_dir(dir_);
+    // The agent's target: a loopback listener the default profile (no network) denies.
+    lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    ASSERT_GE(lfd_, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(lfd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    ASSERT_EQ(listen(lfd_, 64), 0);
+    socklen_t sl = sizeof sa;
+    ASSERT_EQ(getsockname(lfd_, reinterpret_cast<sockaddr*>(&sa), &sl), 0);
+    port_ = ntohs(sa.sin_port);
+    start_daemon();
+  }
+
+  void TearDown() override {
+    if (agent_ > 0 && testing::pid_alive(agent_)) kill(agent_, SIGKILL);
+    if (agent_ > 0) testing::wait_status(agent_);
+    // A daemon on the same state cleans up whatever a failed test left: it kills the
+    // sandboxes whose launcher is gone, and a clean stop removes its pins.
+    bool records = false;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(state_, ec)) records |= e.path().extension() == ".pb";
+    if (daemon_ <= 0 && records) start_daemon();
+    stop_daemon();
+    if (!dir_.empty()) testing::remove_daemon_pins(dir_);
+    if (lfd_ >= 0) close(lfd_);
+  }
+
+  void start_daemon() {
+    unlink(sock_.c_str());  // a SIGKILLed daemon leaves its socket file
+    std::string log = dir_ + "/daemon" + std::to_string(++starts_) + ".log";
+    std::vector<std::string> argv{AGENTCAGED_BIN, "--socket", sock_, "--audit-db", dir_ + "/audit.db"};
+    for (auto& a : testing::daemon_state_args(dir_)) argv.push_back(a);
+    daemon_ = testing::start(argv, log);
+    ASSERT_TRUE(wait_until([&] { return access(sock_.c_str(), F_OK) == 0; }, std::chrono::seconds(10)))
+        << read_all(log);
+  }
+  void stop_daemon() {
+    if (daemon_ <= 0) return;
+    kill(daemon_, SIGTERM);
+    EXPECT_EQ(testing::wait_status(daemon_), 0) << logs();
+    daemon_ = -1;
+  }
+  void crash_daemon() {
+    kill(daemon_, SIGKILL);
+    EXPECT_EQ(testing::wait_status(daemon_), 128 + SIGKILL);
+    daemon_ = -1;
+  }
+  std::string logs() {
+    std::string all;
+    for (int i = 1; i <= starts_; ++i) all += read_all(dir_ + "/daemon" + std::to_string(i) + ".log");
+    return all;
+  }
+
+  // As nobody, through the daemon: one connect attempt every 50 ms, one line each.
+  void start_agent() {
+    std::string loop = "while :; do if bash -c 'echo x >/dev/tcp/127.0.0.1/" + std::to_string(port_) +
+                       "' 2>/dev/null; then echo CONNECTED; else echo denied; fi; sleep 0.05; done";
+    agent_ = testing::start({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "setpriv", "--reuid=nobody",
+                             "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run", "--socket", sock_, "--profile",
+                             "default", "--workspace", ws_, "--", "sh", "-c", loop},
+                            dir_ + "/agent.out");
+    ASSERT_TRUE(wait_until([&] { return count("denied") >= 3; }, std::chrono::seconds(20)))
+        << read_all(dir_ + "/agent.out") << logs();
+    auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"id\":\"([0-9a-f]{16})\""))) << ps;
+    id_ = m[1];
+    ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"cgroup_path\":\"([^\"]+)\""))) << ps;
+    cgroup_ = m[1];
+  }
+  int count(const std::string& line) {
+    int n = 0;
+    for (const auto& l : testing::lines(read_all(dir_ + "/agent.out"))) n += l == line;
+    return n;
+  }
+  // Connections that reached the listener: none may, ever.
+  int accepted() {
+    int n = 0;
+    for (int fd; (fd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC)) >= 0; ++n) close(fd);
+    return n;
+  }
+  // With no daemon running: attempts go on and every one is denied.
+  void expect_denied_for_a_while() {
+    int before = count("denied");
+    EXPECT_TRUE(wait_until([&] { return count("denied") >= before + 10; }, std::chrono::seconds(10)))
+        << read_all(dir_ + "/agent.out");
+    EXPECT_EQ(count("CONNECTED"), 0) << read_all(dir_ + "/agent.out");
+    EXPECT_EQ(accepted(), 0);
+  }
+  std::string events(const std::string& extra = "") {
+    std::vector<std::string> argv{AGENTCAGE_BIN, "events", "--socket", sock_, "--sandbox", id_};
+    if (!extra.empty()) argv.push_back(extra);
+    return run(argv).out;
+  }
+
+  std::string dir_, ws_, sock_, state_, pin_, id_, cgroup_;
+  int lfd_ = -1, port_ = 0, starts_ = 0;
+  pid_t daemon_ = -1, agent_ = -1;
+};
+
+TEST_F(Restart, KilledDaemonLeavesTheSandboxEnforcedAndARestartReadoptsIt) {
+  start_agent();
+  crash_daemon();
+  expect_denied_for_a_while();
+
+  uint64_t restarted = wall_ns();
+  start_daemon();
+  auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_}).out;
+  EXPECT_NE(ps.find(id_ + "  running"), std::string::npos) << ps << logs();
+  // In the stream: the gap notice, then denials that happened after the restart.
+  auto later_denial = [&] {
+    bool notice = false;
+    for (const auto& l : testing::lines(events())) {
+      notice |= l.find("\"reason\":\"daemon_restart\"") != std::string::npos;
+      std::smatch m;
+      if (notice && l.find("\"mechanism\":\"cgroup-bpf\"") != std::string::npos &&
+          std::regex_search(l, m, std::regex("\"time_ns\":\"([0-9]+)\"")) && std::stoull(m[1]) > restarted)
+        return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(wait_until(later_denial, std::chrono::seconds(10))) << events() << logs();
+  EXPECT_EQ(count("CONNECTED"), 0);
+  EXPECT_EQ(accepted(), 0);
+
+  // The re-adopted sandbox is supervised as before: its launcher's death closes it.
+  kill(agent_, SIGKILL);
+  EXPECT_EQ(testing::wait_status(agent_), 128 + SIGKILL);
+  agent_ = -1;
+  EXPECT_TRUE(wait_until([&] { return access(cgroup_.c_str(), F_OK) != 0; }, std::chrono::seconds(2)))
+      << cgroup_ << " still exists\n" << logs();
+  // A clean stop leaves nothing pinned.
+  stop_daemon();
+  EXPECT_FALSE(std::filesystem::exists(pin_)) << pin_;
+  EXPECT_FALSE(std::filesystem::exists(state_ + "/" + id_ + ".pb"));
+}
+
+TEST_F(Restart, WithNoDaemonTheSandboxStaysEnforcedAndAnOrphanIsKilledAtStart) {
+  start_agent();
+  crash_daemon();
+  expect_denied_for_a_while();
+  // The launcher dies while no daemon watches: the next daemon must not re-adopt a
+  // sandbox nobody supervises.
+  kill(agent_, SIGKILL);
+  testing::wait_status(agent_);
+  agent_ = -1;
+  expect_denied_for_a_while();  // the agent itself runs on, still denied
+  start_daemon();
+  EXPECT_TRUE(wait_until([&] { return access(cgroup_.c_str(), F_OK) != 0; }, std::chrono::seconds(2)))
+      << cgroup_ << " still exists\n" << logs();
+  auto ev = events("--violations");
+  EXPECT_NE(ev.find("\"mechanism\":\"agentcaged\""), std::string::npos) << ev << logs();
+  EXPECT_NE(ev.find("launcher"), std::string::npos) << ev;
+  EXPECT_EQ(accepted(), 0);
+}
+
+TEST_F(Restart, SandboxWhosePinsWereLostIsKilledNotLeftUnenforced) {
+  start_agent();
+  crash_daemon();
+  // What an upgrade to another BPF build, or someone clearing bpffs, does: the programs
+  // detach and the sandbox runs unenforced until a daemon starts.
+  std::filesystem::remove_all(pin_);
+  EXPECT_TRUE(wait_until([&] { return count("CONNECTED") > 0; }, std::chrono::seconds(10)))
+      << "premise: without the pins nothing enforces\n" << read_all(dir_ + "/agent.out");
+  start_daemon();
+  // Killed with the sandbox: the agent dies of SIGKILL, and `run` reports it.
+  EXPECT_EQ(testing::wait_status(agent_), 128 + SIGKILL) << read_all(dir_ + "/agent.out");
+  agent_ = -1;
+  EXPECT_NE(access(cgroup_.c_str(), F_OK), 0) << cgroup_;
+  auto ev = events("--violations");
+  EXPECT_NE(ev.find("\"mechanism\":\"agentcaged\""), std::string::npos) << ev << logs();
+  EXPECT_NE(ev.find("not enforced while no daemon ran"), std::string::npos) << ev;
+}
+
+}  // namespace
+}  // namespace agentcage

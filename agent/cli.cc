@@ -117,8 +117,9 @@ Parsed parse(const std::vector<std::string>& args) {
   run_cmd->add_option("command", run.command, kCommandHelp)->required();
   run_cmd->footer(std::string(kNetFooter) +
                   "Violations are printed to standard error.\n"
-                  "Exit status: the command's own, or 128+N when it was killed by signal N.\n"
-                  "SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the command.\n"
+                  "Exit status: the command's own, or 128+N when it was killed by signal N; 127 when the\n"
+                  "command does not exist, 126 when it cannot be executed.\n"
+                  "SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH are forwarded to the command.\n"
                   "With agentcaged running, the daemon creates the sandbox (unprivileged users may run);\n"
                   "otherwise, as root, the same core runs in-process.\n"
                   "Example: agentcage run --allow-net 127.0.0.1:8080/tcp -- python3 agent.py");
@@ -140,6 +141,7 @@ Parsed parse(const std::vector<std::string>& args) {
   trace_cmd->add_option("command", trace.command, kCommandHelp);
   trace_cmd->footer(std::string(kNetFooter) +
                     "Without a command, --host records the whole host until interrupted.\n"
+                    "Exit status and forwarded signals as for run.\n"
                     "Example: agentcage trace -o text -- sh -c 'echo hi'");
 
   PsArgs ps;

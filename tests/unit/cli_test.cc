@@ -178,5 +178,11 @@ TEST(Cli, TreeTakesASandboxId) {
   EXPECT_NE(h.text.find("process tree"), std::string::npos) << h.text;
 }
 
+TEST(Cli, RunHelpDocumentsTheExitStatusesAndForwardedSignals) {
+  auto h = std::get<Exit>(parse({"run", "--help"}));
+  EXPECT_NE(h.text.find("127 when the"), std::string::npos) << h.text;
+  EXPECT_NE(h.text.find("SIGWINCH"), std::string::npos) << h.text;
+}
+
 }  // namespace
 }  // namespace agentcage::cli

@@ -103,6 +103,7 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
   // The forwarded signals were blocked by do_run before any gRPC thread existed.
   core::SpawnOptions so;
   so.argv = a.command;
+  so.keep_fds = a.pass_fds;
   if (conf) so.child_setup = [c = conf.get()](const char** what) { return core::apply_in_child(*c, what); };
   so.place = [&](pid_t pid) -> core::Status {
     v1::PlaceProcessRequest p;
@@ -215,6 +216,7 @@ int do_run(const cli::RunArgs& a) {
   }
   core::SessionOptions so;
   so.argv = a.command;
+  so.pass_fds = a.pass_fds;
   so.net_policy = a.net;
   so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
   if (policy) {
@@ -264,6 +266,7 @@ int do_trace(const cli::TraceArgs& a) {
   std::mutex mu;
   core::SessionOptions so;
   so.argv = a.command;
+  so.pass_fds = a.pass_fds;
   so.monitor = true;
   so.monitor_opts.host_mode = a.host;
   so.monitor_opts.ring_bytes = a.ring_bytes;

@@ -2,14 +2,17 @@
 #include "core/confine/launcher.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -52,6 +55,8 @@ struct ChildPlan {
   const SpawnOptions* opts;
   const char* file;
   char* const* argv;
+  const int* keep;  // SpawnOptions::keep_fds, sorted, unique, all > 2
+  size_t nkeep;
   int err_fd;
   int hold_fd;  // -1 when the child is born in its cgroup
 };
@@ -62,6 +67,41 @@ struct ChildPlan {
   std::strncpy(f.what, what, sizeof f.what - 1);
   (void)!::write(pipe_fd, &f, sizeof f);
   ::_exit(127);
+}
+
+// Marks descriptors lo..hi close-on-exec (child only). close_range(CLOSE_RANGE_CLOEXEC)
+// (5.11+) does it in one call and, unlike closing, leaves the error pipe working until
+// execve. Where it is missing (or a profile's seccomp rules refuse it): one fcntl per
+// possible descriptor below the hard RLIMIT_NOFILE; if that is refused too, the command
+// does not start (fail closed).
+int cloexec_range(unsigned lo, unsigned hi) {
+  if (lo > hi) return 0;
+  if (::syscall(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return errno;
+  // fs.nr_open's default bounds the descriptor numbers a process can hold.
+  constexpr unsigned kNrOpen = 1u << 20;
+  unsigned top = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > kNrOpen ? kNrOpen : static_cast<unsigned>(rl.rlim_max);
+  for (unsigned fd = lo; fd <= hi && fd < top; ++fd)
+    if (::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC) != 0 && errno != EBADF) return errno;
+  return 0;
+}
+
+// Only 0-2 and the kept descriptors survive the exec (child only, right before execve,
+// so descriptors the setup steps opened are covered too). Returns 0 or an errno.
+int seal_inherited_fds(const ChildPlan& p, const char** what) {
+  unsigned lo = 3;
+  for (size_t i = 0; i < p.nkeep; ++i) {
+    unsigned k = static_cast<unsigned>(p.keep[i]);
+    *what = "close_range(CLOSE_RANGE_CLOEXEC)";
+    if (int e = cloexec_range(lo, k - 1)) return e;
+    // A passed descriptor may have been opened close-on-exec: passing it means keeping it.
+    *what = "fcntl(F_SETFD) on a --pass-fd descriptor";
+    if (::fcntl(p.keep[i], F_SETFD, 0) != 0) return errno;
+    lo = k + 1;
+  }
+  *what = "close_range(CLOSE_RANGE_CLOEXEC)";
+  return cloexec_range(lo, ~0u);
 }
 
 [[noreturn]] void child_main(const ChildPlan& p) {
@@ -83,8 +123,21 @@ struct ChildPlan {
     int e = p.opts->child_setup(&what);
     if (e != 0) child_fail(p.err_fd, e, what);
   }
+  if (int e = seal_inherited_fds(p, &what)) child_fail(p.err_fd, e, what);
   ::execve(p.file, p.argv, environ);
   child_fail(p.err_fd, errno, "execve");
+}
+
+// The descriptors to keep, sorted and unique, or the error naming a bad one.
+Result<std::vector<int>> kept_fds(const std::vector<int>& in) {
+  std::vector<int> keep(in);
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+  for (int fd : keep) {
+    if (fd <= 2) return error("spawn: cannot keep descriptor " + std::to_string(fd) + ": 0-2 are always inherited");
+    if (::fcntl(fd, F_GETFD) < 0) return sys_error("spawn: descriptor " + std::to_string(fd) + " to pass");
+  }
+  return keep;
 }
 
 // The error pipe closes on a successful exec (O_CLOEXEC, and the parent's write end is
@@ -136,6 +189,8 @@ Result<Child> spawn(const SpawnOptions& opts) {
   // would take it as a relative path): like a shell, the command does not exist.
   if (file.empty())
     return sys_error(std::string(kExecContext) + opts.argv[0] + ")", ENOENT, "command not found: check the name and PATH");
+  auto keep = kept_fds(opts.keep_fds);
+  if (!keep) return std::unexpected(keep.error());
 
   int errp[2];
   if (::pipe2(errp, O_CLOEXEC) != 0) return sys_error("pipe2");
@@ -152,7 +207,7 @@ Result<Child> spawn(const SpawnOptions& opts) {
   errno = ENOSYS;
   if (!opts.place) {
     r = ::syscall(SYS_clone3, &args, sizeof args);
-    if (r == 0) child_main(ChildPlan{&opts, file.c_str(), argv.data(), err_w.get(), -1});
+    if (r == 0) child_main(ChildPlan{&opts, file.c_str(), argv.data(), keep->data(), keep->size(), err_w.get(), -1});
   }
 
   if (r < 0) {
@@ -164,7 +219,8 @@ Result<Child> spawn(const SpawnOptions& opts) {
     UniqueFd hold_r(holdp[0]), hold_w(holdp[1]);
     pid_t pid = ::fork();
     if (pid < 0) return sys_error("fork");
-    if (pid == 0) child_main(ChildPlan{&opts, file.c_str(), argv.data(), err_w.get(), hold_r.get()});
+    if (pid == 0)
+      child_main(ChildPlan{&opts, file.c_str(), argv.data(), keep->data(), keep->size(), err_w.get(), hold_r.get()});
     child.pid = pid;
     child.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!child.pidfd) {

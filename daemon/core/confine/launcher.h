@@ -26,6 +26,10 @@ struct SpawnOptions {
   // Instead of a cgroup fd: the child is held on a pipe while this moves it (used when a
   // daemon does the placement for an unprivileged launcher). Called in the parent.
   std::function<Status(pid_t)> place;
+  // Descriptors above 2 the command inherits (`run --pass-fd`). Every other descriptor of
+  // the launcher is closed at exec, whether or not it was opened close-on-exec: a secret
+  // file, a socket or a pipe the caller left open must not reach the agent by accident.
+  std::vector<int> keep_fds;
 };
 
 // A started child. The pidfd makes waiting and signalling race-free against pid reuse.

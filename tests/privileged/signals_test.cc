@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -64,6 +65,18 @@ std::string join(const std::vector<std::string>& argv) {
   std::string s;
   for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
   return s;
+}
+
+// Whether a process whose command line contains `token` still runs (the sandbox's pid
+// namespace, should it have one, changes pids, not command lines).
+bool process_with(const std::string& token) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_all(e.path() / "cmdline");
+    if (cmdline.find(token) != std::string::npos && testing::pid_alive(std::stoi(name))) return true;
+  }
+  return false;
 }
 
 class Signals : public ::testing::Test {
@@ -137,16 +150,25 @@ TEST_F(Signals, ReachTheAgentThroughTheDaemonAsNobody) {
 TEST_F(Signals, AnAgentKilledBySignalNMakesRunReturn128PlusN) {
   testing::DaemonProcess d;
   ASSERT_EQ(d.start(), "");
-  const std::string waits = "echo ready; while :; do sleep 0.1; done";
+  int path = 0;
   for (const auto& prefix : std::vector<std::vector<std::string>>{
            {AGENTCAGE_BIN, "run", "--no-daemon", "--audit-db", dir_ + "/audit.db"},
            {AGENTCAGE_BIN, "run", "--socket", d.socket()},
            testing::as_nobody({AGENTCAGE_BIN, "run", "--socket", d.socket()})}) {
-    // Forwarded and not trapped: the agent dies of it.
+    // Forwarded and not trapped: the agent dies of it. The comment in its script names
+    // this test's directory and the path: no other process has that in its command line.
+    std::string token = dir_ + "/path" + std::to_string(++path);
     auto argv = prefix;
-    argv.insert(argv.end(), {"--", "sh", "-c", waits});
+    argv.insert(argv.end(), {"--", "sh", "-c", "echo ready; while :; do sleep 0.1; done # " + token});
     std::string out;
     EXPECT_EQ(signal_run(argv, SIGTERM, &out), 128 + SIGTERM) << join(prefix) << "\n" << out;
+    // 143 because the agent died of it, not the launcher: the agent is gone too.
+    bool left = true;
+    for (int i = 0; i < 100 && left; ++i) {
+      left = process_with(token);
+      if (left) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_FALSE(left) << join(prefix) << ": the agent outlived `run`";
     // Killed from within.
     argv = prefix;
     argv.insert(argv.end(), {"--", "sh", "-c", "kill -KILL $$"});

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli.h"
 
+#include <fcntl.h>
+
 #include <CLI/CLI.hpp>
+#include <climits>
 
 #include "core/store/store.h"
 
@@ -90,6 +93,34 @@ std::string check_absolute(const char* opt, const std::vector<std::string>& path
   return {};
 }
 
+constexpr const char* kPassFdHelp =
+    "Let the command inherit descriptor N (above 2, open here; repeatable). Every other descriptor "
+    "agentcage inherited is closed before the command starts";
+
+// --pass-fd values as descriptor numbers: each a decimal number above 2 that is open in
+// this process (what the command would inherit). Empty error when all are.
+std::vector<int> pass_fds(const std::vector<std::string>& specs, std::string& err) {
+  std::vector<int> out;
+  for (const auto& s : specs) {
+    long n = -1;
+    if (!s.empty() && s.size() <= 10 && s.find_first_not_of("0123456789") == std::string::npos) n = std::stol(s);
+    if (n < 0 || n > INT_MAX) {
+      err = "--pass-fd: '" + s + "' is not a file descriptor number (a non-negative integer)";
+      return {};
+    }
+    if (n <= 2) {
+      err = "--pass-fd: " + s + " is standard input, output or error, which the command always inherits";
+      return {};
+    }
+    if (::fcntl(static_cast<int>(n), F_GETFD) < 0) {
+      err = "--pass-fd: descriptor " + s + " is not open in the caller";
+      return {};
+    }
+    out.push_back(static_cast<int>(n));
+  }
+  return out;
+}
+
 }  // namespace
 
 Parsed parse(const std::vector<std::string>& args) {
@@ -114,11 +145,16 @@ Parsed parse(const std::vector<std::string>& args) {
   NetOptions run_net;
   run_net.add_to(run_cmd);
   add_deny_options(run_cmd, run.deny_paths, run.deny_execs);
+  std::vector<std::string> run_pass_fds;
+  run_cmd->add_option("--pass-fd", run_pass_fds, kPassFdHelp)->type_name("N")->allow_extra_args(false);
   run_cmd->add_option("command", run.command, kCommandHelp)->required();
   run_cmd->footer(std::string(kNetFooter) +
                   "Violations are printed to standard error.\n"
-                  "Exit status: the command's own, or 128+N when it was killed by signal N.\n"
-                  "SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the command.\n"
+                  "Exit status: the command's own, or 128+N when it was killed by signal N; 127 when the\n"
+                  "command does not exist, 126 when it cannot be executed.\n"
+                  "SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH are forwarded to the command.\n"
+                  "The command inherits standard input, output and error, and no other descriptor\n"
+                  "unless named with --pass-fd.\n"
                   "With agentcaged running, the daemon creates the sandbox (unprivileged users may run);\n"
                   "otherwise, as root, the same core runs in-process.\n"
                   "Example: agentcage run --allow-net 127.0.0.1:8080/tcp -- python3 agent.py");
@@ -137,9 +173,12 @@ Parsed parse(const std::vector<std::string>& args) {
   NetOptions trace_net;
   trace_net.add_to(trace_cmd);
   add_deny_options(trace_cmd, trace.deny_paths, trace.deny_execs);
+  std::vector<std::string> trace_pass_fds;
+  trace_cmd->add_option("--pass-fd", trace_pass_fds, kPassFdHelp)->type_name("N")->allow_extra_args(false);
   trace_cmd->add_option("command", trace.command, kCommandHelp);
   trace_cmd->footer(std::string(kNetFooter) +
                     "Without a command, --host records the whole host until interrupted.\n"
+                    "Exit status, forwarded signals and inherited descriptors (--pass-fd) as for run.\n"
                     "Example: agentcage trace -o text -- sh -c 'echo hi'");
 
   PsArgs ps;
@@ -266,6 +305,7 @@ Parsed parse(const std::vector<std::string>& args) {
   std::string err;
   if (*run_cmd) {
     run.net = run_net.policy(err);
+    if (err.empty()) run.pass_fds = pass_fds(run_pass_fds, err);
     if (!err.empty()) return Exit{2, "agentcage: run: " + err};
     return run;
   }
@@ -309,10 +349,13 @@ Parsed parse(const std::vector<std::string>& args) {
     return events;
   }
   trace.net = trace_net.policy(err);
+  if (err.empty()) trace.pass_fds = pass_fds(trace_pass_fds, err);
   if (!err.empty()) return Exit{2, "agentcage: trace: " + err};
   trace.format = fmt == "text" ? OutputFormat::text : OutputFormat::json;
   if (!is_power_of_two(trace.ring_bytes))
     return Exit{2, "agentcage: --ring-bytes: " + std::to_string(trace.ring_bytes) + " is not a power of two"};
+  if (trace.command.empty() && !trace.pass_fds.empty())
+    return Exit{2, "agentcage: trace: --pass-fd needs a command to pass the descriptors to"};
   if (trace.command.empty() && !trace.host)
     return Exit{2, "agentcage: trace: a command is required (or --host to record the whole host)\n"
                    "Run 'agentcage trace --help' for usage."};

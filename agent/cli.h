@@ -15,7 +15,7 @@ namespace agentcage::cli {
 
 enum class OutputFormat { json, text };
 
-// agentcage run [--profile P] [--workspace DIR] [network options] -- CMD ARGS...
+// agentcage run [--profile P] [--workspace DIR] [network options] [--pass-fd N]... -- CMD ARGS...
 // Network options (run and trace): --allow-net RULE (repeatable), --allow-unix NAME
 // (repeatable), --net-default deny|kill|audit. Any of them switches the policy on.
 struct RunArgs {
@@ -29,6 +29,7 @@ struct RunArgs {
   bool no_store = false;
   std::vector<std::string> deny_paths;  // --deny-path: no open or exec (BPF LSM, by inode)
   std::vector<std::string> deny_execs;  // --deny-exec: no exec (BPF LSM, by inode)
+  std::vector<int> pass_fds;  // --pass-fd: descriptors above 2 the command inherits (checked open)
 };
 
 // agentcage ps [--all] [-o json|text]
@@ -75,6 +76,7 @@ struct TraceArgs {
   std::optional<core::NetPolicy> net;  // set when a network option was given
   std::vector<std::string> deny_paths;  // as in RunArgs
   std::vector<std::string> deny_execs;
+  std::vector<int> pass_fds;  // as in RunArgs
 };
 
 // agentcage profile lint [--workspace DIR] FILE...

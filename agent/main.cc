@@ -14,7 +14,6 @@
 #include <thread>
 
 #include <google/protobuf/util/json_util.h>
-#include <signal.h>
 
 #include "agentcage/v1/control.grpc.pb.h"
 #include "cli.h"
@@ -45,6 +44,13 @@ void setup_logging() {
 int fail(const core::Error& e) {
   fprintf(stderr, "agentcage: error: %s\n", e.message().c_str());
   return 1;
+}
+
+// A run whose command did not start: the error, and the status a shell would return
+// (127: no such command, 126: not executable; 1 for agentcage's own failures).
+int fail_run(const core::Error& e) {
+  fail(e);
+  return core::exec_failure_status(e).value_or(1);
 }
 
 // One JSON convention for every message: argv and paths are `bytes` and read as text.
@@ -94,9 +100,10 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
     }
     conf = std::move(*pc);
   }
-  core::block_forwarded_signals();
+  // The forwarded signals were blocked by do_run before any gRPC thread existed.
   core::SpawnOptions so;
   so.argv = a.command;
+  so.keep_fds = a.pass_fds;
   if (conf) so.child_setup = [c = conf.get()](const char** what) { return core::apply_in_child(*c, what); };
   so.place = [&](pid_t pid) -> core::Status {
     v1::PlaceProcessRequest p;
@@ -111,7 +118,7 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
   int status = 1;
   auto child = core::spawn(so);
   if (!child) {
-    fail(child.error());
+    status = fail_run(child.error());
   } else {
     auto w = core::wait_forwarding_signals(*child);
     if (!w) fail(w.error());
@@ -177,6 +184,10 @@ std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const
 }
 
 int do_run(const cli::RunArgs& a) {
+  // Before any thread exists (gRPC's, the store writer, the event reader): a forwarded
+  // signal must reach wait_forwarding_signals(), not kill the launcher from another
+  // thread and leave the agent running (or, through the daemon, SIGKILLed unwarned).
+  core::block_forwarded_signals();
   int st = 0;
   std::optional<core::SandboxPolicy> policy = load_policy(a.profile, a.workspace, a.net.has_value(), &st);
   if (st) return st;
@@ -205,6 +216,7 @@ int do_run(const cli::RunArgs& a) {
   }
   core::SessionOptions so;
   so.argv = a.command;
+  so.pass_fds = a.pass_fds;
   so.net_policy = a.net;
   so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
   if (policy) {
@@ -235,13 +247,14 @@ int do_run(const cli::RunArgs& a) {
   };
   auto r = core::run_session(so);
   if (writer) writer->stop();  // stores what is queued
-  if (!r) return fail(r.error());
+  if (!r) return fail_run(r.error());
   if (auto sum = violation_summary(r->violations); !sum.empty()) fprintf(stderr, "agentcage: %s\n", sum.c_str());
   if (store) spdlog::debug("sandbox {} recorded in {} (up to seq {})", r->sandbox_id, store->path(), store->last_seq());
   return r->exit_status;
 }
 
 int do_trace(const cli::TraceArgs& a) {
+  core::block_forwarded_signals();  // before any thread, as in do_run
   FILE* out = stdout;
   if (a.output != "-") {
     out = fopen(a.output.c_str(), "we");
@@ -253,6 +266,7 @@ int do_trace(const cli::TraceArgs& a) {
   std::mutex mu;
   core::SessionOptions so;
   so.argv = a.command;
+  so.pass_fds = a.pass_fds;
   so.monitor = true;
   so.monitor_opts.host_mode = a.host;
   so.monitor_opts.ring_bytes = a.ring_bytes;
@@ -287,7 +301,7 @@ int do_trace(const cli::TraceArgs& a) {
   auto r = core::run_session(so);
   fflush(out);
   if (out != stdout) fclose(out);
-  if (!r) return fail(r.error());
+  if (!r) return fail_run(r.error());
   if (r->lost) fprintf(stderr, "agentcage: warning: %lu events lost (kernel ring buffer full)\n", r->lost);
   if (auto sum = violation_summary(r->violations); !sum.empty()) fprintf(stderr, "agentcage: %s\n", sum.c_str());
   // Every kernel-side degradation is reported, not only losses: truncated strings and

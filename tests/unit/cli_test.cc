@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 namespace agentcage::cli {
 namespace {
@@ -176,6 +178,62 @@ TEST(Cli, TreeTakesASandboxId) {
   auto h = std::get<Exit>(parse({"tree", "--help"}));
   EXPECT_EQ(h.status, 0);
   EXPECT_NE(h.text.find("process tree"), std::string::npos) << h.text;
+}
+
+// An open descriptor of this process, closed at the end of the scope.
+struct OpenFd {
+  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ~OpenFd() { ::close(fd); }
+};
+
+TEST(Cli, PassFdTakesOpenDescriptorsAboveTwo) {
+  OpenFd a, b;
+  ASSERT_GT(a.fd, 2);
+  auto fa = std::to_string(a.fd), fb = std::to_string(b.fd);
+  auto p = parse({"run", "--pass-fd", fa, "--pass-fd", fb, "--", "cat"});
+  EXPECT_EQ(as<RunArgs>(p).pass_fds, (std::vector<int>{a.fd, b.fd}));
+  EXPECT_EQ(as<RunArgs>(p).command, (std::vector<std::string>{"cat"}));
+  auto t = parse({"trace", "--pass-fd", fa, "--", "cat"});
+  EXPECT_EQ(as<TraceArgs>(t).pass_fds, (std::vector<int>{a.fd}));
+  EXPECT_TRUE(as<RunArgs>(parse({"run", "--", "cat"})).pass_fds.empty());
+}
+
+TEST(Cli, PassFdRefusesWhatIsNotAnOpenDescriptorAboveTwo) {
+  OpenFd closed;
+  int gone = closed.fd;
+  ::close(closed.fd);
+  closed.fd = -1;
+  auto why = [](std::vector<std::string> args) {
+    auto p = parse(args);
+    if (!std::holds_alternative<Exit>(p)) return std::string("accepted");
+    EXPECT_EQ(std::get<Exit>(p).status, 2);
+    return std::get<Exit>(p).text;
+  };
+  for (const char* cmd : {"run", "trace"}) {
+    for (std::string bad : {"abc", "7x", "", "1.5", "99999999999"})
+      EXPECT_NE(why({cmd, "--pass-fd", bad, "--", "true"}).find("--pass-fd: '" + bad + "' is not a file descriptor number"),
+                std::string::npos)
+          << bad;
+    // A negative number is no descriptor either (CLI11 may read it as an unknown option).
+    EXPECT_NE(why({cmd, "--pass-fd", "-1", "--", "true"}).find("-1"), std::string::npos);
+    for (std::string std_fd : {"0", "1", "2"})
+      EXPECT_NE(why({cmd, "--pass-fd", std_fd, "--", "true"}).find("--pass-fd: " + std_fd + " is standard input"),
+                std::string::npos);
+    EXPECT_NE(why({cmd, "--pass-fd", std::to_string(gone), "--", "true"})
+                  .find("--pass-fd: descriptor " + std::to_string(gone) + " is not open in the caller"),
+              std::string::npos);
+  }
+  OpenFd open;
+  EXPECT_NE(why({"trace", "--host", "--pass-fd", std::to_string(open.fd)}).find("--pass-fd needs a command"),
+            std::string::npos);
+}
+
+TEST(Cli, RunHelpDocumentsPassFdAndTheExitStatuses) {
+  auto h = std::get<Exit>(parse({"run", "--help"}));
+  EXPECT_NE(h.text.find("--pass-fd"), std::string::npos) << h.text;
+  EXPECT_NE(h.text.find("127 when the"), std::string::npos) << h.text;
+  EXPECT_NE(h.text.find("SIGWINCH"), std::string::npos) << h.text;
+  EXPECT_NE(std::get<Exit>(parse({"trace", "--help"})).text.find("--pass-fd"), std::string::npos);
 }
 
 }  // namespace

@@ -2,16 +2,20 @@
 #include "core/confine/launcher.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "core/base/fs.h"
 
@@ -22,7 +26,15 @@
 namespace agentcage::core {
 namespace {
 
-constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+// SIGWINCH too: a full-screen agent (an editor, a TUI) redraws only when it hears of a
+// resize. The terminal signals its foreground process group, which the command shares
+// with the launcher today; a wrapper or supervisor that signals the launcher's pid alone
+// (and a command spawned out of that group) still needs it forwarded.
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
+
+// The context of every error spawn() reports for a failed execve; exec_failure_status()
+// recognises it.
+constexpr std::string_view kExecContext = "execve(";
 
 sigset_t forwarded_set() {
   sigset_t set;
@@ -37,6 +49,18 @@ struct ChildFailure {
   char what[120];
 };
 
+// Everything the child touches, built before the fork: after fork of a threaded parent
+// the child may not allocate or take locks.
+struct ChildPlan {
+  const SpawnOptions* opts;
+  const char* file;
+  char* const* argv;
+  const int* keep;  // SpawnOptions::keep_fds, sorted, unique, all > 2
+  size_t nkeep;
+  int err_fd;
+  int hold_fd;  // -1 when the child is born in its cgroup
+};
+
 [[noreturn]] void child_fail(int pipe_fd, int err, const char* what) {
   ChildFailure f{};
   f.err = err;
@@ -45,33 +69,93 @@ struct ChildFailure {
   ::_exit(127);
 }
 
-// Runs in the child. Only async-signal-safe calls on prepared data.
-// execvp's PATH search may allocate; after fork in a threaded parent only the exec
-// itself is safe, so the search happens here, before the fork.
-std::string resolve_command(const std::string& cmd) {
-  std::string found = find_in_path(cmd);
-  return found.empty() ? cmd : found;  // execve reports ENOENT with the name the user gave
+// Marks descriptors lo..hi close-on-exec (child only). close_range(CLOSE_RANGE_CLOEXEC)
+// (5.11+) does it in one call and, unlike closing, leaves the error pipe working until
+// execve. Where it is missing (or a profile's seccomp rules refuse it): one fcntl per
+// possible descriptor below the hard RLIMIT_NOFILE; if that is refused too, the command
+// does not start (fail closed).
+int cloexec_range(unsigned lo, unsigned hi) {
+  if (lo > hi) return 0;
+  if (::syscall(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return errno;
+  // fs.nr_open's default bounds the descriptor numbers a process can hold.
+  constexpr unsigned kNrOpen = 1u << 20;
+  unsigned top = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > kNrOpen ? kNrOpen : static_cast<unsigned>(rl.rlim_max);
+  for (unsigned fd = lo; fd <= hi && fd < top; ++fd)
+    if (::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC) != 0 && errno != EBADF) return errno;
+  return 0;
 }
 
-[[noreturn]] void child_main(const SpawnOptions& opts, const char* file, char* const* argv, int err_fd, int hold_fd) {
-  if (hold_fd >= 0) {
+// Only 0-2 and the kept descriptors survive the exec (child only, right before execve,
+// so descriptors the setup steps opened are covered too). Returns 0 or an errno.
+int seal_inherited_fds(const ChildPlan& p, const char** what) {
+  unsigned lo = 3;
+  for (size_t i = 0; i < p.nkeep; ++i) {
+    unsigned k = static_cast<unsigned>(p.keep[i]);
+    *what = "close_range(CLOSE_RANGE_CLOEXEC)";
+    if (int e = cloexec_range(lo, k - 1)) return e;
+    // A passed descriptor may have been opened close-on-exec: passing it means keeping it.
+    *what = "fcntl(F_SETFD) on a --pass-fd descriptor";
+    if (::fcntl(p.keep[i], F_SETFD, 0) != 0) return errno;
+    lo = k + 1;
+  }
+  *what = "close_range(CLOSE_RANGE_CLOEXEC)";
+  return cloexec_range(lo, ~0u);
+}
+
+[[noreturn]] void child_main(const ChildPlan& p) {
+  if (p.hold_fd >= 0) {
     // Fallback path: wait until the parent has moved us into the cgroup.
     char c;
-    if (::read(hold_fd, &c, 1) != 1) child_fail(err_fd, EPIPE, "waiting for cgroup placement");
-    ::close(hold_fd);
+    if (::read(p.hold_fd, &c, 1) != 1) child_fail(p.err_fd, EPIPE, "waiting for cgroup placement");
+    ::close(p.hold_fd);
   }
-  // The parent blocks the forwarded signals; the command starts with a clean mask.
+  // The parent blocks the forwarded signals and ignores SIGPIPE (a dead reader must not
+  // kill the supervisor); the command starts with a clean mask and default dispositions.
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int s : kForwarded) ::signal(s, SIG_DFL);
-  if (opts.child_setup) {
-    const char* what = "child setup";
-    int e = opts.child_setup(&what);
-    if (e != 0) child_fail(err_fd, e, what);
+  ::signal(SIGPIPE, SIG_DFL);
+  const char* what = "child setup";
+  if (p.opts->child_setup) {
+    int e = p.opts->child_setup(&what);
+    if (e != 0) child_fail(p.err_fd, e, what);
   }
-  ::execve(file, argv, environ);
-  child_fail(err_fd, errno, "execve");
+  if (int e = seal_inherited_fds(p, &what)) child_fail(p.err_fd, e, what);
+  ::execve(p.file, p.argv, environ);
+  child_fail(p.err_fd, errno, "execve");
+}
+
+// The descriptors to keep, sorted and unique, or the error naming a bad one.
+Result<std::vector<int>> kept_fds(const std::vector<int>& in) {
+  std::vector<int> keep(in);
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+  for (int fd : keep) {
+    if (fd <= 2) return error("spawn: cannot keep descriptor " + std::to_string(fd) + ": 0-2 are always inherited");
+    if (::fcntl(fd, F_GETFD) < 0) return sys_error("spawn: descriptor " + std::to_string(fd) + " to pass");
+  }
+  return keep;
+}
+
+// The error pipe closes on a successful exec (O_CLOEXEC, and the parent's write end is
+// closed); a record on it means the child failed before, and then it is reaped here.
+Status await_exec(int err_r, pid_t pid, const std::string& cmd) {
+  ChildFailure f{};
+  ssize_t n;
+  do n = ::read(err_r, &f, sizeof f);
+  while (n < 0 && errno == EINTR);
+  if (n != static_cast<ssize_t>(sizeof f)) return {};
+  ::waitpid(pid, nullptr, 0);
+  std::string what(f.what, strnlen(f.what, sizeof f.what));
+  if (what != "execve") return sys_error(what, f.err);
+  std::string hint = f.err == ENOENT ? "command not found: check the name and PATH"
+                     : f.err == EACCES ? "the file exists but cannot be executed (no execute permission, a "
+                                         "directory, a noexec mount, or the profile does not allow it)"
+                                       : "";
+  return sys_error(std::string(kExecContext) + cmd + ")", f.err, hint);
 }
 
 }  // namespace
@@ -79,6 +163,11 @@ std::string resolve_command(const std::string& cmd) {
 void block_forwarded_signals() {
   sigset_t set = forwarded_set();
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+std::optional<int> exec_failure_status(const Error& e) {
+  if (!e.context.starts_with(kExecContext)) return std::nullopt;
+  return e.code == ENOENT ? 127 : 126;
 }
 
 int exit_status_from_wait(int wstatus) {
@@ -93,7 +182,15 @@ Result<Child> spawn(const SpawnOptions& opts) {
   std::vector<char*> argv;
   for (const auto& a : opts.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  const std::string file = resolve_command(opts.argv[0]);
+  // execvp's PATH search may allocate; after fork in a threaded parent only the exec
+  // itself is safe, so the search happens here.
+  const std::string file = find_in_path(opts.argv[0]);
+  // A bare name found nowhere on PATH is not looked for in the current directory (execve
+  // would take it as a relative path): like a shell, the command does not exist.
+  if (file.empty())
+    return sys_error(std::string(kExecContext) + opts.argv[0] + ")", ENOENT, "command not found: check the name and PATH");
+  auto keep = kept_fds(opts.keep_fds);
+  if (!keep) return std::unexpected(keep.error());
 
   int errp[2];
   if (::pipe2(errp, O_CLOEXEC) != 0) return sys_error("pipe2");
@@ -110,7 +207,7 @@ Result<Child> spawn(const SpawnOptions& opts) {
   errno = ENOSYS;
   if (!opts.place) {
     r = ::syscall(SYS_clone3, &args, sizeof args);
-    if (r == 0) child_main(opts, file.c_str(), argv.data(), err_w.get(), -1);
+    if (r == 0) child_main(ChildPlan{&opts, file.c_str(), argv.data(), keep->data(), keep->size(), err_w.get(), -1});
   }
 
   if (r < 0) {
@@ -122,7 +219,8 @@ Result<Child> spawn(const SpawnOptions& opts) {
     UniqueFd hold_r(holdp[0]), hold_w(holdp[1]);
     pid_t pid = ::fork();
     if (pid < 0) return sys_error("fork");
-    if (pid == 0) child_main(opts, file.c_str(), argv.data(), err_w.get(), hold_r.get());
+    if (pid == 0)
+      child_main(ChildPlan{&opts, file.c_str(), argv.data(), keep->data(), keep->size(), err_w.get(), hold_r.get()});
     child.pid = pid;
     child.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!child.pidfd) {
@@ -156,19 +254,8 @@ Result<Child> spawn(const SpawnOptions& opts) {
     child.pidfd.reset(pidfd);
   }
 
-  // The error pipe closes on successful exec (O_CLOEXEC); data means the child failed.
   err_w.reset();
-  ChildFailure f{};
-  ssize_t n;
-  do n = ::read(err_r.get(), &f, sizeof f);
-  while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof f)) {
-    ::waitpid(child.pid, nullptr, 0);
-    std::string what(f.what, strnlen(f.what, sizeof f.what));
-    std::string hint;
-    if (what == "execve" && f.err == ENOENT) hint = "command not found: check the name and PATH";
-    return sys_error(what == "execve" ? "execve(" + opts.argv[0] + ")" : what, f.err, hint);
-  }
+  if (auto st = await_exec(err_r.get(), child.pid, opts.argv[0]); !st) return std::unexpected(st.error());
   return child;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,10 @@ struct SpawnOptions {
   // Instead of a cgroup fd: the child is held on a pipe while this moves it (used when a
   // daemon does the placement for an unprivileged launcher). Called in the parent.
   std::function<Status(pid_t)> place;
+  // Descriptors above 2 the command inherits (`run --pass-fd`). Every other descriptor of
+  // the launcher is closed at exec, whether or not it was opened close-on-exec: a secret
+  // file, a socket or a pipe the caller left open must not reach the agent by accident.
+  std::vector<int> keep_fds;
 };
 
 // A started child. The pidfd makes waiting and signalling race-free against pid reuse.
@@ -39,7 +44,12 @@ struct Child {
 // step, or execve itself) is reported back here as an error, not as an exit status.
 Result<Child> spawn(const SpawnOptions& opts);
 
-// Waits for the child while forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT to it.
+// The shell's status for a spawn() that failed at execve: 127 when the command does not
+// exist, 126 when it exists but cannot be executed. nullopt for any other failure (a
+// confinement step, placement), which is agentcage's own error, not the command's.
+std::optional<int> exec_failure_status(const Error& e);
+
+// Waits for the child while forwarding SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH to it.
 // Returns the shell-style exit status: the exit code, or 128+N when killed by signal N.
 // Call block_forwarded_signals() before spawn() (and before starting threads) so no
 // signal is lost or handled by another thread in between.

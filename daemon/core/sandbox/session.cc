@@ -260,6 +260,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   so.cgroup_fd = cg->fd();
   so.cgroup_path = cg->path();
   so.child_setup = opts.child_setup;
+  so.keep_fds = opts.pass_fds;
   if (conf) {
     // Runs in the child: the caller's hook first, then the confinement steps.
     so.child_setup = [user = opts.child_setup, c = conf.get()](const char** what) -> int {

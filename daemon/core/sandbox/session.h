@@ -31,6 +31,9 @@ struct SessionOptions {
   std::function<void()> on_batch;
   // Passed to spawn(): runs in the child before execve (see SpawnOptions::child_setup).
   std::function<int(const char** what)> child_setup;
+  // Descriptors above 2 the command inherits (see SpawnOptions::keep_fds); all others
+  // are closed at its exec.
+  std::vector<int> pass_fds;
   std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
   // Network policy enforced by the cgroup BPF programs; installed before the child is
   // spawned. Setting it loads the BPF monitor even when `monitor` is false (violations

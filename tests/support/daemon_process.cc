@@ -22,7 +22,9 @@ std::string DaemonProcess::start() {
   ::chmod(dir_.c_str(), 0755);
   make_reachable(AGENTCAGE_BIN);
   sock_ = dir_ + "/agentcage.sock";
-  pid_ = testing::start({AGENTCAGED_BIN, "--socket", sock_, "--audit-db", dir_ + "/audit.db"}, dir_ + "/daemon.log");
+  std::vector<std::string> argv{AGENTCAGED_BIN, "--socket", sock_, "--audit-db", dir_ + "/audit.db"};
+  for (auto& a : daemon_state_args(dir_)) argv.push_back(a);
+  pid_ = testing::start(argv, dir_ + "/daemon.log");
   for (int i = 0; i < 500 && ::access(sock_.c_str(), F_OK) != 0; ++i) {
     if (!pid_alive(pid_)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -36,6 +38,7 @@ int DaemonProcess::stop() {
   ::kill(pid_, SIGTERM);
   int st = wait_status(pid_);
   pid_ = -1;
+  remove_daemon_pins(dir_);  // none after a clean stop; a crashed daemon's would stay attached
   return st;
 }
 

@@ -48,29 +48,14 @@ struct NetOptions {
 
   // nullopt and empty error: no network option given. Otherwise the policy or the usage error.
   std::optional<core::NetPolicy> policy(std::string& err) const {
-    if (allow.empty() && unix_allow.empty() && default_action.empty()) return std::nullopt;
-    core::NetPolicy p;
-    for (const auto& spec : allow) {
-      auto r = core::parse_net_rule(spec);
-      if (!r) {
-        err = "--allow-net: " + r.error().context + (r.error().hint.empty() ? "" : "\nhint: " + r.error().hint);
-        return std::nullopt;
-      }
-      p.allow.push_back(*r);
-    }
-    for (const auto& u : unix_allow) {
-      if (u == "*")
-        p.allow_all_unix = true;  // also what kernels without the unix hooks need
-      else
-        p.unix_allow.push_back(u);
-    }
-    if (!default_action.empty()) p.default_action = *core::parse_net_action(default_action);
-    // Validate everything compile() checks (unix names, prefix overlaps) at parse time.
-    if (auto c = core::compile(p, 1); !c) {
-      err = c.error().context;
+    core::NetFlags f{allow, unix_allow, default_action};
+    if (f.empty()) return std::nullopt;
+    auto p = core::net_policy_from_flags(f);
+    if (!p) {
+      err = p.error().message();
       return std::nullopt;
     }
-    return p;
+    return std::move(*p);
   }
 };
 

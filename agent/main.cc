@@ -60,6 +60,7 @@ std::string to_json(const google::protobuf::Message& m) { return core::message_j
 // it; we supervise the child and close the sandbox. Works for unprivileged users.
 // With a profile, the daemon installs its network policy and attributes its denials; we
 // confine our child with what an unprivileged process can apply (limit_to_unprivileged).
+// Network options without a profile are installed by the daemon the same way.
 int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
                    const std::optional<core::SandboxPolicy>& policy = std::nullopt) {
   auto stub = v1::Control::NewStub(ch);
@@ -80,6 +81,9 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
     if (auto ok = core::check_command_allowed(confine, a.command[0]); !ok) return fail(ok.error());
   }
   for (const auto& s : a.command) req.add_argv(s);
+  // --allow-net/--allow-unix/--net-default travel in the request: the daemon enforces
+  // them exactly as the in-process path does (cgroup-BPF), or refuses the sandbox.
+  if (a.net) *req.mutable_network() = core::network_options(core::net_flags_of(*a.net));
   v1::Sandbox sb;
   {
     grpc::ClientContext ctx;

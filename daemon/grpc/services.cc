@@ -141,7 +141,20 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
     policy = std::move(*c);
     resolved = std::move(r->profile);
   }
-  auto sb = d_.registry().create(*p, *req, policy ? &*policy : nullptr, policy ? &resolved : nullptr);
+  if (req->has_network()) {
+    // Never dropped, never merged: one source decides the network policy.
+    if (policy)
+      return done(ctx, {StatusCode::INVALID_ARGUMENT, "network: the profile's network section decides the network "
+                                                      "policy; drop the network options or the profile"});
+    if (static_cast<size_t>(req->network().allow_size() + req->network().allow_unix_size()) > kMaxArgv)
+      return done(ctx, {StatusCode::INVALID_ARGUMENT, "network: too many rules"});
+    auto net = core::net_policy_from_flags(core::net_flags(req->network()),
+                                           {"network.allow", "network.allow_unix", "network.default_action"});
+    if (!net) return done(ctx, {StatusCode::INVALID_ARGUMENT, net.error().message()});
+    policy.emplace();
+    policy->net = std::move(*net);
+  }
+  auto sb = d_.registry().create(*p, *req, policy ? &*policy : nullptr, req->profile().empty() ? nullptr : &resolved);
   if (!sb) return done(ctx, {policy ? StatusCode::FAILED_PRECONDITION : StatusCode::INTERNAL, sb.error().message()});
   *resp = *sb;
   return done(ctx, grpc::Status::OK);

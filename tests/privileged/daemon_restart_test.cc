@@ -121,13 +121,17 @@ class Restart : public ::testing::Test {
   }
 
   // As nobody, through the daemon: one connect attempt every 50 ms, one line each.
-  void start_agent() {
+  void start_agent(const std::vector<std::string>& policy = {"--profile", "default", "--workspace"}) {
     std::string loop = "while :; do if bash -c 'echo x >/dev/tcp/127.0.0.1/" + std::to_string(port_) +
                        "' 2>/dev/null; then echo CONNECTED; else echo denied; fi; sleep 0.05; done";
-    agent_ = testing::start({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "setpriv", "--reuid=nobody",
-                             "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run", "--socket", sock_, "--profile",
-                             "default", "--workspace", ws_, "--", "sh", "-c", loop},
-                            dir_ + "/agent.out");
+    std::vector<std::string> argv{"env",           "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "setpriv",
+                                  "--reuid=nobody", "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run",
+                                  "--socket",       sock_};
+    argv.insert(argv.end(), policy.begin(), policy.end());
+    if (policy.back() == "--workspace") argv.push_back(ws_);
+    for (const char* a : {"--", "sh", "-c"}) argv.push_back(a);
+    argv.push_back(loop);
+    agent_ = testing::start(argv, dir_ + "/agent.out");
     ASSERT_TRUE(wait_until([&] { return count("denied") >= 3; }, std::chrono::seconds(20)))
         << read_all(dir_ + "/agent.out") << logs();
     auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
@@ -167,8 +171,11 @@ class Restart : public ::testing::Test {
   pid_t daemon_ = -1, agent_ = -1;
 };
 
-TEST_F(Restart, KilledDaemonLeavesTheSandboxEnforcedAndARestartReadoptsIt) {
-  start_agent();
+// The policy is the profile's or the command line's: re-adopted either way.
+class RestartWith : public Restart, public ::testing::WithParamInterface<std::vector<std::string>> {};
+
+TEST_P(RestartWith, KilledDaemonLeavesTheSandboxEnforcedAndARestartReadoptsIt) {
+  start_agent(GetParam());
   crash_daemon();
   expect_denied_for_a_while();
 
@@ -203,6 +210,11 @@ TEST_F(Restart, KilledDaemonLeavesTheSandboxEnforcedAndARestartReadoptsIt) {
   EXPECT_FALSE(std::filesystem::exists(pin_)) << pin_;
   EXPECT_FALSE(std::filesystem::exists(state_ + "/" + id_ + ".pb"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Policy, RestartWith,
+                         ::testing::Values(std::vector<std::string>{"--profile", "default", "--workspace"},
+                                           std::vector<std::string>{"--allow-net", "127.0.0.1:1/tcp"}),
+                         [](const auto& p) { return p.param[0] == "--profile" ? "Profile" : "AllowNet"; });
 
 TEST_F(Restart, WithNoDaemonTheSandboxStaysEnforcedAndAnOrphanIsKilledAtStart) {
   start_agent();

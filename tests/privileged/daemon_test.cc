@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <thread>
 
@@ -527,6 +528,118 @@ TEST_F(DaemonProfile, DenyPathTheCallerCanReadIsRefusedWithoutRoot) {
   auto byp = run_as_nobody({AGENTCAGE_BIN, "run", "--socket", sock_, "--profile", prof, "--workspace", ws_, "--", "true"});
   EXPECT_NE(byp.status, 0);
   EXPECT_NE(byp.err.find("PERMISSION_DENIED"), std::string::npos) << byp.err;
+}
+
+// Issue 9: --allow-net and --net-default travel in the request and are enforced by the
+// daemon's cgroup-BPF programs, for root and for an unprivileged caller alike, with the
+// same results as in-process; bad rules are refused naming the request field.
+class DaemonNet : public Daemon {
+ protected:
+  void SetUp() override {
+    Daemon::SetUp();
+    if (IsSkipped()) return;
+    for (std::string p = NET_PROBE_BIN; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
+      struct stat st;
+      if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
+    }
+    for (int i = 0; i < 2; ++i) {
+      lfd_[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      ASSERT_GE(lfd_[i], 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ASSERT_EQ(bind(lfd_[i], reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+      ASSERT_EQ(listen(lfd_[i], 8), 0);
+      socklen_t sl = sizeof sa;
+      ASSERT_EQ(getsockname(lfd_[i], reinterpret_cast<sockaddr*>(&sa), &sl), 0);
+      port_[i] = ntohs(sa.sin_port);
+    }
+  }
+  void TearDown() override {
+    for (int fd : lfd_)
+      if (fd >= 0) close(fd);
+    Daemon::TearDown();
+  }
+  // allowed port, another port, UDP to it, a raw socket: one status each.
+  std::vector<std::string> command() const {
+    std::string probe = NET_PROBE_BIN, a = std::to_string(port_[0]), b = std::to_string(port_[1]);
+    return {"sh", "-c",
+            probe + " connect tcp 127.0.0.1 " + a + " >/dev/null; echo allowed=$?; " + probe + " connect tcp 127.0.0.1 " +
+                b + " >/dev/null; echo other=$?; " + probe + " sendto 127.0.0.1 " + b + " >/dev/null; echo udp=$?; " +
+                probe + " raw 127.0.0.1 >/dev/null; echo raw=$?"};
+  }
+  std::vector<std::string> run_argv(const std::vector<std::string>& extra) const {
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run", "--socket", sock_, "--allow-net",
+                                  "127.0.0.1:" + std::to_string(port_[0]) + "/tcp"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("--");
+    for (const auto& c : command()) argv.push_back(c);
+    return argv;
+  }
+  int lfd_[2] = {-1, -1};
+  int port_[2] = {0, 0};
+};
+
+TEST_F(DaemonNet, AllowNetIsEnforcedThroughTheDaemonAsInProcess) {
+  const std::string expected = "allowed=0\nother=1\nudp=1\nraw=1\n";  // 1: EPERM
+  auto in = run(run_argv({"--no-daemon", "--no-store"}));
+  EXPECT_EQ(in.status, 0) << in.err;
+  EXPECT_EQ(in.out, expected) << in.err;
+  auto root = run(run_argv({}));
+  EXPECT_EQ(root.status, 0) << root.err << log();
+  EXPECT_EQ(root.out, expected) << root.err << log();
+  auto nobody = run_as_nobody(run_argv({}));
+  EXPECT_EQ(nobody.status, 0) << nobody.err << log();
+  EXPECT_EQ(nobody.out, expected) << nobody.err << log();
+  // The daemon's store has the denials of both daemon runs, with the mechanism.
+  std::string stored;
+  auto denials = [&] {
+    stored = run({AGENTCAGE_BIN, "events", "--violations", "--socket", sock_}).out;
+    int n = 0;
+    for (const auto& l : testing::lines(stored))
+      n += l.find("\"mechanism\":\"cgroup-bpf\"") != std::string::npos &&
+           l.find("127.0.0.1:" + std::to_string(port_[1]) + "/tcp") != std::string::npos;
+    return n;
+  };
+  for (int i = 0; i < 200 && denials() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_GE(denials(), 2) << stored;
+}
+
+TEST_F(DaemonNet, NetDefaultKillIsEnforcedThroughTheDaemon) {
+  std::string probe = NET_PROBE_BIN, b = std::to_string(port_[1]);
+  auto r = run_as_nobody({AGENTCAGE_BIN, "run", "--socket", sock_, "--net-default", "kill", "--", "sh", "-c",
+                          probe + " connect tcp 127.0.0.1 " + b + "; echo after=$?"});
+  EXPECT_EQ(r.status, 0) << r.err << log();
+  EXPECT_NE(r.out.find("after=137"), std::string::npos) << r.out << r.err;
+}
+
+TEST_F(DaemonNet, BadNetworkOptionsAreRefusedNamingTheField) {
+  auto stub = v1::Control::NewStub(channel_);
+  auto create = [&](const std::function<void(v1::CreateSandboxRequest&)>& fill) {
+    v1::CreateSandboxRequest req;
+    req.add_argv("true");
+    fill(req);
+    v1::Sandbox sb;
+    grpc::ClientContext ctx;
+    return stub->CreateSandbox(&ctx, req, &sb);
+  };
+  auto st = create([](auto& r) { r.mutable_network()->add_allow("10.0.0.1:99999/tcp"); });
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("network.allow"), std::string::npos) << st.error_message();
+  st = create([](auto& r) { r.mutable_network()->set_default_action("sideways"); });
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("network.default_action"), std::string::npos) << st.error_message();
+  st = create([](auto& r) {
+    r.set_profile("default");
+    r.set_workspace("/tmp");
+    r.mutable_network()->add_allow("127.0.0.1");
+  });
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("profile's network section"), std::string::npos) << st.error_message();
+  // And the CLI refuses the same bad rule the same way, before any request.
+  auto cli = run({AGENTCAGE_BIN, "run", "--socket", sock_, "--allow-net", "10.0.0.1:99999/tcp", "--", "true"});
+  EXPECT_NE(cli.status, 0);
+  EXPECT_NE(cli.err.find("--allow-net"), std::string::npos) << cli.err;
 }
 
 }  // namespace

@@ -296,4 +296,40 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
   return out;
 }
 
+Result<NetPolicy> net_policy_from_flags(const NetFlags& flags, const NetFlagNames& names) {
+  auto named = [](const std::string& name, Error e) {
+    e.context = name + ": " + e.context;
+    return std::unexpected(std::move(e));
+  };
+  NetPolicy p;
+  for (const auto& spec : flags.allow) {
+    auto r = parse_net_rule(spec);
+    if (!r) return named(names.allow, r.error());
+    p.allow.push_back(*r);
+  }
+  for (const auto& u : flags.allow_unix) {
+    if (u == "*")
+      p.allow_all_unix = true;  // also what kernels without the unix hooks need
+    else
+      p.unix_allow.push_back(u);
+  }
+  if (!flags.default_action.empty()) {
+    auto a = parse_net_action(flags.default_action);
+    if (!a) return named(names.default_action, a.error());
+    p.default_action = *a;
+  }
+  // Everything compile() checks (unix names, prefix overlaps), now rather than at start.
+  if (auto c = compile(p, 1); !c) return std::unexpected(c.error());
+  return p;
+}
+
+NetFlags net_flags_of(const NetPolicy& policy) {
+  NetFlags f;
+  for (const auto& r : policy.allow) f.allow.push_back(to_string(r));
+  if (policy.allow_all_unix) f.allow_unix.push_back("*");
+  for (const auto& u : policy.unix_allow) f.allow_unix.push_back(u);
+  f.default_action = to_string(policy.default_action);
+  return f;
+}
+
 }  // namespace agentcage::core

@@ -98,4 +98,21 @@ struct CompiledNetPolicy {
 // only returns the longest match).
 Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key);
 
+// The command-line network policy (--allow-net, --allow-unix, --net-default), however it
+// arrives: from the CLI, or in a CreateSandbox request (the same strings), so both paths
+// accept and refuse exactly the same input. Validates everything compile() checks.
+// Errors start with the name of the option or request field that holds the bad value.
+struct NetFlags {
+  std::vector<std::string> allow;       // CIDR[:PORT[-PORT]][/tcp|/udp]
+  std::vector<std::string> allow_unix;  // absolute path, @abstract, or "*"
+  std::string default_action;           // deny | kill | audit; empty: deny
+  bool empty() const { return allow.empty() && allow_unix.empty() && default_action.empty(); }
+};
+struct NetFlagNames {
+  std::string allow = "--allow-net", allow_unix = "--allow-unix", default_action = "--net-default";
+};
+Result<NetPolicy> net_policy_from_flags(const NetFlags& flags, const NetFlagNames& names = {});
+// The inverse, for sending a policy parsed here on to agentcaged.
+NetFlags net_flags_of(const NetPolicy& policy);
+
 }  // namespace agentcage::core

@@ -235,4 +235,16 @@ void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes) {
   p.unprivileged = true;
 }
 
+NetFlags net_flags(const v1::NetworkOptions& o) {
+  return NetFlags{{o.allow().begin(), o.allow().end()}, {o.allow_unix().begin(), o.allow_unix().end()}, o.default_action()};
+}
+
+v1::NetworkOptions network_options(const NetFlags& f) {
+  v1::NetworkOptions o;
+  for (const auto& a : f.allow) o.add_allow(a);
+  for (const auto& u : f.allow_unix) o.add_allow_unix(u);
+  o.set_default_action(f.default_action);
+  return o;
+}
+
 }  // namespace agentcage::core

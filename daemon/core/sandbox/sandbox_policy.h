@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agentcage/v1/control.pb.h"
 #include "agentcage/v1/profile.pb.h"
 #include "core/confine/confine.h"
 #include "core/policy/net_policy.h"
@@ -44,5 +45,9 @@ Status check_unprivileged_enforceable(const ConfinePolicy& p);
 // securebits/bounding-set drop (it holds no capabilities to drop); notes say what was
 // left out. Pure.
 void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes);
+
+// A CreateSandbox request's network options (the CLI's strings) as NetFlags, and back.
+NetFlags net_flags(const v1::NetworkOptions& o);
+v1::NetworkOptions network_options(const NetFlags& f);
 
 }  // namespace agentcage::core

@@ -93,13 +93,14 @@ bool SandboxRegistry::pid_in_sandbox(pid_t pid) {
   return false;
 }
 
-Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy) const {
+Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool confined) const {
   if (policy.net) {
-    if (!mon_) return error("the profile has a network policy and this daemon runs without its BPF monitor");
+    if (!mon_) return error("the sandbox has a network policy and this daemon runs without its BPF monitor");
     auto c = compile(*policy.net, e.key);
     if (!c) return std::unexpected(c.error());
     e.net = std::move(*c);
   }
+  if (!confined) return {};  // network options alone: the launcher confines nothing else
   // The same decisions the launcher's own prepare makes (it confines its child with
   // this policy): prepared here only to know what to attribute, never applied.
   ConfinePolicy cp = policy.confine;
@@ -127,7 +128,7 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   i.set_created_ns(now_ns());
   i.set_state("running");
   if (policy)
-    if (auto st = apply_policy(e, *policy); !st) return std::unexpected(st.error());
+    if (auto st = apply_policy(e, *policy, profile != nullptr); !st) return std::unexpected(st.error());
   e.owner_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, peer.pid, 0)));
   if (!e.owner_pidfd) return sys_error("pidfd_open(" + std::to_string(peer.pid) + ")");
   auto owner_ticks = start_ticks(peer.pid);
@@ -137,6 +138,7 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   rec.set_key(key);
   rec.set_owner_start_ticks(*owner_ticks);
   if (profile) *rec.mutable_profile() = *profile;
+  if (req.has_network()) *rec.mutable_network() = req.network();
   auto write_record = [&]() -> Status {
     if (state_dir_.empty()) return {};
     *rec.mutable_sandbox() = i;
@@ -194,7 +196,12 @@ Status SandboxRegistry::adopt_record(const v1::SandboxRecord& rec, bool enforced
   if (rec.has_profile()) {
     auto policy = compile_profile(rec.profile(), PolicyContext{i.workspace()});
     if (!policy) return error("its profile no longer compiles: " + policy.error().message());
-    if (auto st = apply_policy(e, *policy); !st) return error("its policy: " + st.error().message());
+    if (auto st = apply_policy(e, *policy, true); !st) return error("its policy: " + st.error().message());
+  } else if (rec.has_network()) {
+    auto net = net_policy_from_flags(net_flags(rec.network()));
+    if (!net) return error("its network options no longer parse: " + net.error().message());
+    if (auto st = apply_policy(e, SandboxPolicy{.net = std::move(*net)}, false); !st)
+      return error("its network policy: " + st.error().message());
   }
   if (mon_) {
     // Both already in the adopted maps; written again so what is enforced is exactly the

@@ -89,7 +89,8 @@ class SandboxRegistry {
     std::shared_ptr<const Attribution> attribution;
   };
   Status close_locked(Entry& e);
-  Status apply_policy(Entry& e, const SandboxPolicy& policy) const;
+  // confined: the policy comes from a profile (whose confinement decisions attribution needs).
+  Status apply_policy(Entry& e, const SandboxPolicy& policy, bool confined) const;
   Status adopt_record(const v1::SandboxRecord& rec, bool enforced, Entry& e);
   std::string record_path(const std::string& id) const { return state_dir_ + "/" + id + ".pb"; }
 

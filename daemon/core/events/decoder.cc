@@ -227,6 +227,11 @@ void reset_event(v1::Event& ev, v1::Event::KindCase next) {
   }
 }
 
+// The errno a negative kernel return value carries. Records come from the kernel but are
+// parsed as untrusted bytes: INT32_MIN (whose negation overflows an int) or any value
+// outside the kernel's -4095..-1 carries none.
+int errno_of(int64_t ret) { return ret < 0 && ret >= -4095 ? static_cast<int>(-ret) : 0; }
+
 std::string errno_name(int err) {
   if (err <= 0) return {};
   const char* n = strerrorname_np(err);
@@ -288,7 +293,9 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
   reset_event(ev, kind_of(hdr->type));
   ev.set_node(ctx.node);
   ev.set_ktime_ns(hdr->ktime_ns);
-  ev.set_time_ns(static_cast<uint64_t>(static_cast<int64_t>(hdr->ktime_ns) + ctx.boot_to_real_ns));
+  // Unsigned: a ktime near 2^63 (a damaged or forged record) wraps instead of being a
+  // signed overflow.
+  ev.set_time_ns(hdr->ktime_ns + static_cast<uint64_t>(ctx.boot_to_real_ns));
   if (hdr->sandbox_id) {
     thread_local uint64_t last_key = 0;
     thread_local std::string last_str;
@@ -334,7 +341,7 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
       x->set_filename_truncated((hdr->flags & AC_F_FILENAME_TRUNCATED) != 0);
       x->set_argc(r->argc);
       x->set_result(r->result);
-      x->set_error(errno_name(-r->result));
+      x->set_error(errno_name(errno_of(r->result)));
       // The process keeps its old image: the argv it tried goes with the exec, not the process.
       v1::Process tried;
       split_argv(r->argv, r->argv_len, sizeof r->argv, &tried);
@@ -382,7 +389,7 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
       }
       f->set_dirfd(r->dirfd);
       f->set_result(r->result);
-      if (r->result < 0) f->set_error(errno_name(-r->result));
+      if (r->result < 0) f->set_error(errno_name(errno_of(r->result)));
       break;
     }
     case AC_EV_SYSCALL: {
@@ -393,7 +400,7 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
       x->set_nr(r->nr);
       x->set_name(syscall_name(r->nr));
       x->set_result(r->result);
-      x->set_error(errno_name(-r->result));
+      x->set_error(errno_name(errno_of(r->result)));
       for (uint64_t a : r->args) x->add_args(a);
       break;
     }
@@ -471,8 +478,7 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
       f->set_path_resolved((hdr->flags & (AC_F_PATH_TRUNCATED | AC_F_READ_FAULT)) == 0);
       f->set_flags(r->f_flags);
       f->set_result(r->ret);
-      const char* en = r->ret < 0 ? strerrorname_np(-r->ret) : nullptr;
-      f->set_error(en ? en : "");
+      f->set_error(errno_name(errno_of(r->ret)));
       v->set_what(fmt::format("{} {} (lsm/{}, inode {}:{} {})", f->op(), f->path(), hook, r->dev >> 20,
                               r->dev & 0xfffff, r->ino));
       proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));

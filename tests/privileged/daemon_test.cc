@@ -530,6 +530,32 @@ TEST_F(DaemonProfile, DenyPathTheCallerCanReadIsRefusedWithoutRoot) {
   EXPECT_NE(byp.err.find("PERMISSION_DENIED"), std::string::npos) << byp.err;
 }
 
+// Issue 15: the fuzzing review's profiles through the daemon (root may name a file): each
+// is INVALID_ARGUMENT with the reason; the daemon neither crashes, hangs nor aborts.
+TEST_F(Daemon, ReproProfilesGetClearErrorsThroughTheDaemon) {
+  const std::string repro = std::string(AGENTCAGE_SOURCE_DIR) + "/tests/unit/fixtures/repro/";
+  auto stub = v1::Control::NewStub(channel_);
+  for (const auto& [file, reason] : std::vector<std::pair<std::string, std::string>>{
+           {"seccomp_deep.yaml", "nested deeper than"},
+           {"seccomp_deep_names.yaml", "nested deeper than"},
+           {"seccomp_number_overflow.yaml", "number overflow"},
+           {"yaml_comma.yaml", "cannot start with ','"},
+           {"yaml_comma_fuzz_timeout.yaml", "cannot start with ','"},
+           {"diag_escape.yaml", "\\x1b"}}) {
+    v1::CreateSandboxRequest req;
+    req.set_profile(repro + file);
+    req.set_workspace(dir_);
+    req.add_argv("true");
+    v1::Sandbox sb;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto st = stub->CreateSandbox(&ctx, req, &sb);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << file << ": " << st.error_message();
+    EXPECT_NE(st.error_message().find(reason), std::string::npos) << file << ": " << st.error_message();
+  }
+  EXPECT_TRUE(testing::pid_alive(pid_)) << log();
+}
+
 // Issue 9: --allow-net and --net-default travel in the request and are enforced by the
 // daemon's cgroup-BPF programs, for root and for an unprivileged caller alike, with the
 // same results as in-process; bad rules are refused naming the request field.

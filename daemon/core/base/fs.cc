@@ -2,7 +2,10 @@
 #include "core/base/fs.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
 
 #include <cstdlib>
 
@@ -55,6 +58,29 @@ std::string find_in_path(const std::string& cmd) {
     start = end + 1;
   }
   return {};
+}
+
+Result<std::string> read_input_file(const std::string& path, size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd) return sys_error("open(" + path + ")");
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) return sys_error("fstat(" + path + ")");
+  if (!S_ISREG(st.st_mode)) return error(path + ": not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_bytes)
+    return error(fmt::format("{}: {} bytes; at most {} are read", path, st.st_size, max_bytes));
+  std::string out;
+  out.resize(max_bytes + 1);  // one more: a file that grew since fstat is caught too
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("read(" + path + ")");
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got > max_bytes) return error(fmt::format("{}: more than {} bytes", path, max_bytes));
+  out.resize(got);
+  return out;
 }
 
 }  // namespace agentcage::core

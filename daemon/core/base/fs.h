@@ -13,6 +13,12 @@ namespace agentcage::core {
 Result<std::string> read_file(const std::string& path);
 Status write_file(const std::string& path, std::string_view data);
 
+// Read an input file a user names (a profile, a seccomp JSON): it must be a regular file
+// of at most max_bytes. Opened without blocking and checked before reading, so a FIFO,
+// /dev/zero or a sparse file of gigabytes is a clear error, never a stall or an
+// allocation of the whole disk.
+Result<std::string> read_input_file(const std::string& path, size_t max_bytes);
+
 // Whether `path` is `tree` or lies under it, component-wise ("/etc" holds "/etc/x", not
 // "/etcx"). Both absolute and normalised. Pure.
 bool path_within(std::string_view path, std::string_view tree);

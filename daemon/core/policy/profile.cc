@@ -29,6 +29,8 @@
 #include <google/protobuf/message.h>
 #include <yaml-cpp/yaml.h>
 
+#include "core/base/fs.h"
+#include "core/base/text.h"
 #include "core/policy/profile_seccomp.h"
 
 // Where the build put the shipped profiles: the source tree's profiles/ (so a build tree
@@ -287,7 +289,9 @@ class FileLoader {
     std::map<std::string, YAML::Mark> seen;
     size_t errors_before = errors.size();
     for (auto it = n.begin(); it != n.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // Copies: *it is a proxy temporary, and a reference into it dangles (ASan:
+      // stack-use-after-scope).
+      const YAML::Node key = it->first;
       if (!key.IsScalar()) {
         err(key.Mark(), fmt::format("{}: keys must be plain names; valid keys: {}", where.empty() ? "profile" : where,
                                     key_choices(d)));
@@ -519,16 +523,32 @@ class FileLoader {
   size_t values_ = 0;
 };
 
-std::string read_text(const std::string& path, int* err) {
-  std::ifstream in(path);
-  if (!in) {
-    *err = errno ? errno : ENOENT;
-    return {};
+// yaml-cpp 0.7 loops for ever, allocating, on a document whose first token is ','
+// (jbeder/yaml-cpp#1040). Refused before it gets there: the line and column of such a
+// ',' at the start of the text or right after a '---'/'...' marker, or npos.
+std::optional<std::pair<int, int>> document_starting_with_comma(const std::string& text) {
+  bool at_doc_start = true;
+  int line = 1;
+  for (size_t i = 0; i < text.size();) {
+    size_t eol = text.find('\n', i);
+    if (eol == std::string::npos) eol = text.size();
+    std::string_view l(text.data() + i, eol - i);
+    if (l.starts_with("---") || l.starts_with("...")) {
+      at_doc_start = true;
+      l.remove_prefix(3);
+    }
+    if (at_doc_start) {
+      size_t k = l.find_first_not_of(" \t\r");
+      bool skip = k == std::string_view::npos || l[k] == '#' || (l[k] == '%' && k == 0);
+      if (!skip) {
+        if (l[k] == ',') return std::pair{line, static_cast<int>(k + 1 + (eol - i - l.size()))};
+        at_doc_start = false;
+      }
+    }
+    i = eol + 1;
+    ++line;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *err = 0;
-  return ss.str();
+  return std::nullopt;
 }
 
 bool is_regular_file(const std::string& p) {
@@ -603,21 +623,25 @@ class Resolver {
   std::vector<Site> sites;
 
   std::optional<v1::Profile> resolve(const std::string& file, int depth) {
-    int e = 0;
-    std::string text = read_text(file, &e);
-    if (e) {
-      errors.push_back(Diagnostic{file, 0, 0, fmt::format("cannot read: {}", std::strerror(e))});
+    auto read = read_input_file(file, kMaxProfileBytes);
+    if (!read) {
+      const Error& re = read.error();
+      errors.push_back(Diagnostic{file, 0, 0,
+                                  re.code ? fmt::format("cannot read: {}", std::strerror(re.code))
+                                          : "cannot read: " + re.context.substr(std::min(re.context.size(), file.size() + 2))});
       return std::nullopt;
     }
-    if (text.size() > kMaxProfileBytes) {
-      errors.push_back(Diagnostic{file, 0, 0, fmt::format("{} bytes; a profile is at most {}", text.size(), kMaxProfileBytes)});
+    const std::string& text = *read;
+    if (auto at = document_starting_with_comma(text)) {
+      errors.push_back(Diagnostic{file, at->first, at->second, "YAML syntax error: a document cannot start with ','"});
       return std::nullopt;
     }
     std::vector<YAML::Node> docs;
     try {
       docs = YAML::LoadAll(text);
     } catch (const YAML::Exception& ex) {
-      errors.push_back(Diagnostic{file, ex.mark.line + 1, ex.mark.column + 1, "YAML syntax error: " + ex.msg});
+      // The library quotes the offending bytes: control characters must not reach a terminal.
+      errors.push_back(Diagnostic{file, ex.mark.line + 1, ex.mark.column + 1, "YAML syntax error: " + escape_text(ex.msg)});
       return std::nullopt;
     }
     if (docs.size() != 1) {

@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/base/fs.h"
+
 namespace agentcage::core {
 namespace {
 
@@ -121,12 +123,45 @@ std::pair<int, int> line_col(const std::string& text, size_t pos) {
   return {line, col};
 }
 
+// OCI seccomp files nest five levels at most; the JSON library recurses per level and a
+// file of 200 000 '[' overflowed the stack (in lint, run and the daemon). Returns the byte
+// offset where nesting passes `limit`, or npos.
+size_t too_deep_at(const std::string& text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::string::npos;
+}
+
+constexpr int kMaxJsonDepth = 32;
+
 }  // namespace
 
 Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::string& path) {
+  if (size_t at = too_deep_at(text, kMaxJsonDepth); at != std::string::npos) {
+    auto [line, col] = line_col(text, at);
+    return error(fmt::format("{}:{}:{}: invalid JSON: nested deeper than {} levels", path, line, col, kMaxJsonDepth));
+  }
   json doc;
   try {
     doc = json::parse(text);
+  } catch (const json::out_of_range& e) {
+    // A number no double holds (1e400): nlohmann reports no position for it.
+    std::string what = e.what();
+    if (auto p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
+    return error(fmt::format("{}: invalid JSON: {}", path, what));
   } catch (const json::parse_error& e) {
     auto [line, col] = line_col(text, e.byte > 0 ? e.byte - 1 : 0);
     // nlohmann's what() is "[json.exception...] parse error at line L, column C: what";
@@ -215,11 +250,13 @@ Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::st
 }
 
 Result<OciSeccomp> parse_oci_seccomp(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return sys_error(fmt::format("open({})", path), errno, "syscalls.seccomp_json must name a readable OCI seccomp JSON file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_oci_seccomp_text(ss.str(), path);
+  auto text = read_input_file(path, kMaxSeccompJsonBytes);
+  if (!text) {
+    Error e = text.error();
+    e.hint = "syscalls.seccomp_json must name a readable OCI seccomp JSON file";
+    return std::unexpected(e);
+  }
+  return parse_oci_seccomp_text(*text, path);
 }
 
 }  // namespace agentcage::core

@@ -39,6 +39,9 @@ struct OciSeccomp {
   std::vector<std::string> unknown_syscalls;
 };
 
+// A seccomp JSON is read whole: at most this much (Docker's default profile is ~20 KB).
+inline constexpr size_t kMaxSeccompJsonBytes = 4 << 20;
+
 // Errors name the file and, for JSON syntax, line:col; for bad values the JSON path
 // ("syscalls[3].action").
 Result<OciSeccomp> parse_oci_seccomp(const std::string& path);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/sandbox/sandbox_policy.h"
 
+#include "core/policy/profile_seccomp.h"
+
 #include <grp.h>
 #include <unistd.h>
 
@@ -80,7 +82,7 @@ Result<SeccompPolicy> compile_syscalls(const P& p) {
     s.errno_value = *e;
   }
   if (p.syscalls().has_seccomp_json()) {
-    auto text = read_file(p.syscalls().seccomp_json());
+    auto text = read_input_file(p.syscalls().seccomp_json(), kMaxSeccompJsonBytes);
     if (!text) return std::unexpected(text.error());
     s.oci_json = *text;
     s.oci_source = p.syscalls().seccomp_json();

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <climits>
 
+#include "core/base/text.h"
 #include "core/store/store.h"
 
 namespace agentcage::cli {
@@ -199,8 +200,17 @@ Parsed parse(const std::vector<std::string>& args) {
   events_cmd->add_option("--kind", events.kinds, "Only this kind (repeatable)")
       ->check(CLI::IsMember(core::event_kinds()));
   events_cmd->add_flag("--violations", events.violations, "Only violations");
-  events_cmd->add_option("--from-seq", events.from_seq, "Start at this store sequence number");
-  events_cmd->add_option("--limit", events.limit, "At most this many events");
+  // Strict: CLI11 would take "-1" for a uint64 and wrap it.
+  auto seq_number = CLI::Validator(
+      [](const std::string& v) -> std::string {
+        auto n = core::parse_u64(v);
+        if (!n) return "not a non-negative integer: " + v;
+        if (*n > core::kMaxSeq) return "larger than the largest sequence number " + std::to_string(core::kMaxSeq);
+        return {};
+      },
+      "N");
+  events_cmd->add_option("--from-seq", events.from_seq, "Start at this store sequence number")->check(seq_number);
+  events_cmd->add_option("--limit", events.limit, "At most this many events")->check(seq_number);
   events_cmd->add_option("-o,--format", events_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
 
   ProfileLintArgs lint;

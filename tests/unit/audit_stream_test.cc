@@ -426,6 +426,8 @@ TEST(AuditStream, MalformedRequestsGetClearStatusCodes) {
   no_seq.mutable_events(1)->set_seq(0);
   expect_code({no_seq}, grpc::INVALID_ARGUMENT, "events[1].seq: 0");
   expect_code({batch_of("n1", {5, 4})}, grpc::INVALID_ARGUMENT, "seqs must increase");
+  // 2^64-1 would be stored as -1 in SQLite's signed integer.
+  expect_code({batch_of("n1", {1, UINT64_MAX})}, grpc::INVALID_ARGUMENT, "events[1].seq: 18446744073709551615 is beyond");
   expect_code({batch_of("n1", {1, 2}), batch_of("n1", {2})}, grpc::INVALID_ARGUMENT, "events[0].seq: 2 after 2");
   expect_code({batch_of("n1", {1}), batch_of("n2", {2})}, grpc::INVALID_ARGUMENT, "one stream, one node");
   std::vector<uint64_t> many(10001);

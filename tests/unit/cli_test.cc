@@ -20,6 +20,19 @@ TEST(Cli, RunTakesEverythingAfterDoubleDash) {
   EXPECT_EQ(as<RunArgs>(p).command, (std::vector<std::string>{"sh", "-c", "echo hi", "--help"}));
 }
 
+TEST(Cli, SequenceNumbersAreStrictNonNegativeIntegersInRange) {
+  auto ok = parse({"events", "--from-seq", "9223372036854775807", "--limit", "0"});
+  ASSERT_TRUE(std::holds_alternative<EventsArgs>(ok));
+  EXPECT_EQ(as<EventsArgs>(ok).from_seq, 9223372036854775807ull);
+  for (const char* bad : {"-1", "9223372036854775808", "18446744073709551616", "1e3", "", "+5"}) {
+    auto p = parse({"events", "--from-seq", bad});
+    ASSERT_TRUE(std::holds_alternative<Exit>(p)) << bad;
+    EXPECT_EQ(std::get<Exit>(p).status, 2) << bad;
+    EXPECT_NE(std::get<Exit>(p).text.find("--from-seq"), std::string::npos) << std::get<Exit>(p).text;
+  }
+  EXPECT_TRUE(std::holds_alternative<Exit>(parse({"events", "--limit", "-3"})));
+}
+
 TEST(Cli, RunWithoutCommandIsUsageError) {
   auto p = parse({"run"});
   ASSERT_TRUE(std::holds_alternative<Exit>(p));

@@ -218,6 +218,13 @@ TEST(Store, QueryFilters) {
   EXPECT_EQ(r.front().seq(), 10u);
   EXPECT_EQ(r.back().seq(), 19u);
 
+  // A bound past 2^63-1 matches nothing (bound as a wrapped negative it matched all).
+  q = {};
+  q.from_seq = UINT64_MAX;
+  EXPECT_TRUE(all(*s, q).empty());
+  q.from_seq = 1ull << 63;
+  EXPECT_TRUE(all(*s, q).empty());
+
   q = {};
   q.since_ns = make_event(3).time_ns();
   q.until_ns = make_event(6).time_ns();

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/audit/audit_client.h"
 
+#include "core/base/text.h"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -18,15 +20,6 @@ std::string host_name() {
   return buf;
 }
 
-uint64_t parse_u64(const std::string& s) {
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return 0;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return v;
-}
-
 }  // namespace
 
 std::string audit_ack_key(const std::string& endpoint) { return "audit.acked/" + endpoint; }
@@ -38,7 +31,7 @@ AuditClient::AuditClient(EventStore& store, std::unique_ptr<AuditConnector> conn
   if (opts_.max_in_flight == 0) opts_.max_in_flight = 1;
   ack_key_ = audit_ack_key(connector_->endpoint());
   if (auto v = store_.kv_get(ack_key_); v && *v) {
-    persisted_ = parse_u64(**v);
+    persisted_ = parse_u64(**v).value_or(0);
     stats_.shipped_through = persisted_;
   } else if (auto r = store_.kv_set(ack_key_, "0"); !r) {
     // "0" pins the whole store for age retention until the first acknowledgement, so a

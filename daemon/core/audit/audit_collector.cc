@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/audit/audit_collector.h"
 
+#include "core/base/text.h"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -34,6 +36,7 @@ std::string validate_batch(const v1::EventBatch& b, const StreamState& st, const
   for (int i = 0; i < b.events_size(); ++i) {
     const auto& ev = b.events(i);
     if (ev.seq() == 0) return fmt::format("events[{}].seq: 0: every event needs its store sequence number", i);
+    if (ev.seq() > kMaxSeq) return fmt::format("events[{}].seq: {} is beyond the largest store sequence number {}", i, ev.seq(), kMaxSeq);
     if (ev.seq() <= prev)
       return fmt::format("events[{}].seq: {} after {}: seqs must increase along a stream", i, ev.seq(), prev);
     prev = ev.seq();

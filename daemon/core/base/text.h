@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,5 +20,12 @@ std::string escape_text(std::string_view s);
 // Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
 // U+10FFFF), 0 when p[0] does not start one. Shared by the text and JSON escapers.
 size_t utf8_sequence_length(const unsigned char* p, size_t n);
+
+// A decimal unsigned integer, strictly: digits only, at least one, no sign, no overflow.
+std::optional<uint64_t> parse_u64(std::string_view s);
+
+// Sequence numbers are SQLite INTEGERs: at most 2^63-1. Larger values are out of range
+// everywhere (CLI, requests, collector), never wrapped to a negative number.
+inline constexpr uint64_t kMaxSeq = 9223372036854775807ull;
 
 }  // namespace agentcage::core

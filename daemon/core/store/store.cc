@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/store/store.h"
 
+#include "core/base/text.h"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -55,7 +57,9 @@ class Stmt {
   }
   sqlite3_stmt* get() const { return s_; }
   void bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void bind_u(int i, uint64_t v) { sqlite3_bind_int64(s_, i, static_cast<int64_t>(v)); }
+  // SQLite integers are signed: a bound above 2^63-1 (a --from-seq of 2^64-1) is the
+  // largest one, not a wrapped negative number that would match every row.
+  void bind_u(int i, uint64_t v) { sqlite3_bind_int64(s_, i, static_cast<int64_t>(std::min(v, kMaxSeq))); }
   void bind(int i, std::string_view v) { sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
   void bind_blob(int i, std::string_view v) {
     sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
@@ -134,15 +138,6 @@ Status meta_put(sqlite3* db, const std::string& key, std::string_view value, con
   st->bind_blob(2, value);
   if (st->step() != SQLITE_DONE) return db_error(db, "write meta " + key, path);
   return {};
-}
-
-uint64_t parse_u64(const std::string& s) {
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return 0;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return v;
 }
 
 std::string hex(std::string_view b) {
@@ -331,7 +326,7 @@ Status EventStore::init_schema() {
 
   auto schema = meta_get(db, "schema", path_);
   if (!schema) return std::unexpected(schema.error());
-  if (parse_u64(schema->value_or("")) != kSchemaVersion)
+  if (parse_u64(schema->value_or("")).value_or(0) != kSchemaVersion)
     return error(fmt::format("open event store {}: schema version {} is not {}", path_, schema->value_or("?"),
                              kSchemaVersion),
                  "this agentcage is older or newer than the one that created the store");
@@ -376,7 +371,7 @@ Result<EventStore::Head> EventStore::read_head(sqlite3* db) const {
   auto h = meta_get(db, "head_hash", path_);
   if (!h) return std::unexpected(h.error());
   if (!*s || !*h) return error(fmt::format("event store {}: meta head missing", path_), "the store is damaged");
-  return Head{parse_u64(**s), **h};
+  return Head{parse_u64(**s).value_or(0), **h};
 }
 
 Result<uint64_t> EventStore::refresh_last_seq() {
@@ -615,7 +610,7 @@ Result<VerifyReport> EventStore::verify() const {
     if (!cph) return std::unexpected(cph.error());
     auto head = read_head(db);
     if (!head) return std::unexpected(head.error());
-    rep.checkpoint_seq = parse_u64(cps->value_or(""));
+    rep.checkpoint_seq = parse_u64(cps->value_or("")).value_or(0);
     rep.first_seq = rep.checkpoint_seq + 1;
     rep.last_seq = head->seq;
     auto broken = [&](uint64_t seq, std::string what) {
@@ -732,7 +727,7 @@ Result<uint64_t> EventStore::retention_pin() const {
   st->bind(1, opts_.retention_pin_prefix);
   uint64_t pin = std::numeric_limits<uint64_t>::max();
   int rc;
-  while ((rc = st->step()) == SQLITE_ROW) pin = std::min(pin, parse_u64(st->col_text(0)));
+  while ((rc = st->step()) == SQLITE_ROW) pin = std::min(pin, parse_u64(st->col_text(0)).value_or(0));
   if (rc != SQLITE_DONE) return db_error(writer_, "read retention pins", path_);
   return pin;
 }

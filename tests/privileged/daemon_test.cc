@@ -22,12 +22,9 @@
 namespace agentcage {
 namespace {
 
+using testing::read_all;
 using testing::run;
-
-std::string read_all(const std::string& path) {
-  std::ifstream f(path);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+using testing::wait_until;
 
 // Runs argv as user nobody (a real unprivileged caller).
 testing::ProcResult run_as_nobody(const std::vector<std::string>& argv) {

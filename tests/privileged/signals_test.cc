@@ -20,12 +20,9 @@
 namespace agentcage {
 namespace {
 
+using testing::read_all;
 using testing::run;
-
-std::string read_all(const std::string& path) {
-  std::ifstream f(path);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+using testing::wait_until;
 
 // Each forwarded signal, trapped by the agent with its own exit code.
 struct Trapped {

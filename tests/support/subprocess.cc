@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <sstream>
 
 namespace agentcage::testing {
@@ -124,6 +125,20 @@ std::vector<std::string> daemon_state_args(const std::string& dir) {
 void remove_daemon_pins(const std::string& dir) {
   std::error_code ec;
   std::filesystem::remove_all(daemon_pin_dir(dir), ec);
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
 }
 
 bool pid_alive(pid_t pid) {

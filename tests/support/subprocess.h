@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,9 @@ int wait_status(pid_t pid);
 std::vector<std::string> lines(const std::string& text);
 std::string temp_dir();  // a fresh directory under /tmp, removed by the OS eventually
 bool pid_alive(pid_t pid);  // exists and is not a zombie
+std::string read_all(const std::string& path);  // a whole file; empty if unreadable
+// Polls pred every 20 ms until it holds or `timeout` passes; its last answer.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 
 // agentcaged flags giving a test daemon its own state directory (under `dir`) and BPF pin
 // directory, so the daemons of different tests, or two in one test, never share them (a

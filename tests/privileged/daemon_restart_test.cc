@@ -223,6 +223,24 @@ TEST_F(Restart, WithNoDaemonTheSandboxStaysEnforcedAndAnOrphanIsKilledAtStart) {
   EXPECT_EQ(accepted(), 0);
 }
 
+TEST_F(Restart, AStartThatFailsEarlyKeepsTheCrashedDaemonsPins) {
+  start_agent();
+  crash_daemon();
+  // This one fails at its audit store, before it has re-adopted anything: it must not
+  // take the pins (and so the enforcement) of the sandboxes it did not get to.
+  std::vector<std::string> argv{AGENTCAGED_BIN, "--socket", sock_, "--audit-db", "/proc/agentcage-no/audit.db"};
+  for (auto& a : testing::daemon_state_args(dir_)) argv.push_back(a);
+  unlink(sock_.c_str());
+  auto failed = run(argv, std::chrono::seconds(30));
+  EXPECT_EQ(failed.status, 1) << failed.err;
+  EXPECT_NE(failed.err.find("keeping the BPF pins"), std::string::npos) << failed.err;
+  EXPECT_TRUE(std::filesystem::exists(pin_)) << failed.err;
+  expect_denied_for_a_while();
+  start_daemon();  // and a good one re-adopts
+  auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_}).out;
+  EXPECT_NE(ps.find(id_ + "  running"), std::string::npos) << ps << logs();
+}
+
 TEST_F(Restart, SandboxWhosePinsWereLostIsKilledNotLeftUnenforced) {
   start_agent();
   crash_daemon();

@@ -49,10 +49,16 @@ void Daemon::add_core_steps() {
                       return {};
                     },
                     [this] {
-                      // A clean stop: the sandboxes are closed (registry step), so
-                      // nothing is left for a successor to adopt.
-                      if (monitor_)
+                      // A clean stop has closed every sandbox (registry step): nothing is
+                      // left to enforce. A start that failed before re-adopting leaves the
+                      // records of a crashed daemon's sandboxes: their pins stay, or those
+                      // sandboxes would run on unenforced.
+                      if (monitor_ && !records_remain()) {
                         if (auto st = monitor_->unpin(); !st) spdlog::warn("{}", st.error().message());
+                      } else if (monitor_) {
+                        spdlog::warn("keeping the BPF pins: sandbox records remain in {} for the next agentcaged",
+                                     opts_.state_dir);
+                      }
                       monitor_.reset();
                     }});
   steps_.push_back({"sandbox registry",
@@ -254,6 +260,14 @@ void Daemon::readopt_sandboxes() {
   // The old build's programs enforced the sandboxes just killed; nothing needs them now.
   if (monitor_ && monitor_->has_stale_pins())
     if (auto st = monitor_->remove_stale_pins(); !st) spdlog::warn("{}", st.error().message());
+}
+
+bool Daemon::records_remain() const {
+  if (opts_.state_dir.empty()) return false;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(opts_.state_dir, ec))
+    if (e.path().extension() == ".pb") return true;
+  return false;
 }
 
 // The ring-full counter lives in a pinned map and survives the daemon; the count already

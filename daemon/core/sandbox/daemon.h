@@ -74,6 +74,7 @@ class Daemon {
   void emit(v1::Event ev);
   Status lock_state_dir();
   void readopt_sandboxes();
+  bool records_remain() const;
   void save_kernel_lost(uint64_t absolute);
   uint64_t load_kernel_lost() const;
 

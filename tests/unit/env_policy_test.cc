@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The command's environment: patterns, inherit modes, deny over allow, pass and --pass-env
-// over deny, set last.
+// over deny, set last; and what the shipped profiles keep out of a realistic environment.
 #include "core/policy/env_policy.h"
 
 #include <gtest/gtest.h>
 
+#include "core/policy/profile.h"
 
 namespace agentcage::core {
 namespace {
@@ -129,6 +130,41 @@ TEST(EnvPlan, SummaryNamesWhatWasKeptOutNeverValues) {
   // A name may hold any byte but '=': it is escaped, so it cannot forge a log line.
   auto odd = plan_environment(policy(Env::INHERIT_ALL, {}, {"*"}), {"BAD\nagentcage: fake=1"}, {});
   EXPECT_EQ(env_plan_summary(odd).find('\n'), std::string::npos) << env_plan_summary(odd);
+}
+
+// The shipped base.yaml (through default) on a realistic caller: credentials out by
+// name and by convention, ordinary variables and look-alikes in.
+TEST(EnvPlan, ShippedDefaultKeepsCredentialsOutAndTheRestIn) {
+  auto r = resolve_profile(std::string(AGENTCAGE_SOURCE_DIR) + "/profiles/default.yaml",
+                           ProfileVars{"/w", "/h", "u", "/t"}, {});
+  ASSERT_TRUE(r) << r.error().message();
+  const Names secrets = {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS",
+                         "AZURE_CLIENT_SECRET", "GITHUB_TOKEN", "GH_TOKEN", "GITLAB_TOKEN", "NPM_TOKEN",
+                         "NODE_AUTH_TOKEN", "PYPI_TOKEN", "TWINE_PASSWORD", "DOCKER_AUTH_CONFIG", "SSH_AUTH_SOCK",
+                         "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "STRIPE_API_KEY", "MY_SERVICE_SECRET", "PGPASSWORD",
+                         "MYSQL_PWD", "SLACK_BOT_TOKEN", "HF_TOKEN", "VAULT_TOKEN", "GIT_ASKPASS", "DATABASE_URL",
+                         "CI_REGISTRY_PASSWORD", "SENTRY_AUTH_TOKEN", "KUBECONFIG"};
+  const Names ordinary = {"PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "PWD", "OLDPWD", "SHELL", "FOO", "EDITOR",
+                          "GOPATH", "CARGO_HOME", "VIRTUAL_ENV", "JAVA_HOME", "TOKENIZERS_PARALLELISM",
+                          "LD_LIBRARY_PATH", "HTTPS_PROXY", "CI", "GIT_AUTHOR_NAME", "PYTHONPATH"};
+  Names caller;
+  for (const auto& n : secrets) caller.push_back(n + "=v");
+  for (const auto& n : ordinary) caller.push_back(n + "=v");
+  auto plan = plan_environment(r->profile.environment(), caller, {});
+  EXPECT_EQ(plan.denied, secrets);
+  Names kept;
+  for (const auto& e : plan.env) kept.push_back(e.substr(0, e.find('=')));
+  EXPECT_EQ(kept, ordinary);
+
+  // mcp-server runs third-party code: the base set only, and still no credential.
+  auto m = resolve_profile(std::string(AGENTCAGE_SOURCE_DIR) + "/profiles/mcp-server.yaml",
+                           ProfileVars{"/w", "/h", "u", "/t"}, {});
+  ASSERT_TRUE(m) << m.error().message();
+  auto mp = plan_environment(m->profile.environment(), caller, {});
+  Names mkept;
+  for (const auto& e : mp.env) mkept.push_back(e.substr(0, e.find('=')));
+  EXPECT_EQ(mkept, (Names{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "PWD", "SHELL"}));
+  EXPECT_EQ(mp.denied, secrets);
 }
 
 }  // namespace

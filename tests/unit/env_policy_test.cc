@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "core/policy/profile.h"
+#include "core/sandbox/sandbox_policy.h"
 
 namespace agentcage::core {
 namespace {
@@ -165,6 +166,23 @@ TEST(EnvPlan, ShippedDefaultKeepsCredentialsOutAndTheRestIn) {
   for (const auto& e : mp.env) mkept.push_back(e.substr(0, e.find('=')));
   EXPECT_EQ(mkept, (Names{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "PWD", "SHELL"}));
   EXPECT_EQ(mp.denied, secrets);
+}
+
+// The plan is part of the compiled profile: computed once, from the caller's environment
+// and --pass-env given in the context, so every launcher spawns the same one.
+TEST(EnvPlan, CompileProfilePlansTheEnvironmentFromTheContext) {
+  auto r = resolve_profile(std::string(AGENTCAGE_SOURCE_DIR) + "/profiles/default.yaml",
+                           ProfileVars{"/w", "/h", "u", "/t"}, {});
+  ASSERT_TRUE(r) << r.error().message();
+  PolicyContext ctx{"/w"};
+  ctx.env = kCaller;
+  ctx.pass_env = {"GITHUB_TOKEN"};
+  auto c = compile_profile(r->profile, ctx);
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->env.env, (Names{"PATH=/usr/bin:/bin", "HOME=/home/u", "LC_ALL=C.UTF-8", "TERM=xterm", "FOO=z",
+                               "GITHUB_TOKEN=gh-value", "EDITOR=vi"}));
+  EXPECT_EQ(c->env.denied, (Names{"AWS_SECRET_ACCESS_KEY"}));
+  EXPECT_EQ(c->env.passed, (Names{"GITHUB_TOKEN"}));
 }
 
 }  // namespace

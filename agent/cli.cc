@@ -7,6 +7,7 @@
 #include <climits>
 
 #include "core/base/text.h"
+#include "core/policy/env_policy.h"
 #include "core/store/store.h"
 
 namespace agentcage::cli {
@@ -107,6 +108,18 @@ std::vector<int> pass_fds(const std::vector<std::string>& specs, std::string& er
   return out;
 }
 
+constexpr const char* kPassEnvHelp =
+    "Let the command have variable NAME from this environment even if the profile keeps it out "
+    "(repeatable; e.g. the model API key the agent runtime needs)";
+
+// Empty when every --pass-env value is a variable name, else the usage error.
+std::string check_env_names(const std::vector<std::string>& names) {
+  for (const auto& n : names)
+    if (!core::valid_env_name(n))
+      return "--pass-env: '" + n + "' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)";
+  return {};
+}
+
 }  // namespace
 
 Parsed parse(const std::vector<std::string>& args) {
@@ -133,6 +146,7 @@ Parsed parse(const std::vector<std::string>& args) {
   add_deny_options(run_cmd, run.deny_paths, run.deny_execs);
   std::vector<std::string> run_pass_fds;
   run_cmd->add_option("--pass-fd", run_pass_fds, kPassFdHelp)->type_name("N")->allow_extra_args(false);
+  run_cmd->add_option("--pass-env", run.pass_env, kPassEnvHelp)->type_name("NAME")->allow_extra_args(false);
   run_cmd->add_option("command", run.command, kCommandHelp)->required();
   run_cmd->footer(std::string(kNetFooter) +
                   "Violations are printed to standard error.\n"
@@ -141,6 +155,11 @@ Parsed parse(const std::vector<std::string>& args) {
                   "SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH are forwarded to the command.\n"
                   "The command inherits standard input, output and error, and no other descriptor\n"
                   "unless named with --pass-fd.\n"
+                  "Environment: without --profile the command gets this whole environment; with one,\n"
+                  "what its environment section lets in (the shipped profiles keep cloud keys, VCS and\n"
+                  "registry tokens, SSH_AUTH_SOCK and *_TOKEN/*_API_KEY/*SECRET*/*PASSWORD* variables\n"
+                  "out). The names (never the values) of what was kept out are printed to standard\n"
+                  "error; --pass-env NAME lets one through.\n"
                   "With agentcaged running, the daemon creates the sandbox (unprivileged users may run);\n"
                   "otherwise, as root, the same core runs in-process.\n"
                   "Example: agentcage run --allow-net 127.0.0.1:8080/tcp -- python3 agent.py");
@@ -161,10 +180,12 @@ Parsed parse(const std::vector<std::string>& args) {
   add_deny_options(trace_cmd, trace.deny_paths, trace.deny_execs);
   std::vector<std::string> trace_pass_fds;
   trace_cmd->add_option("--pass-fd", trace_pass_fds, kPassFdHelp)->type_name("N")->allow_extra_args(false);
+  trace_cmd->add_option("--pass-env", trace.pass_env, kPassEnvHelp)->type_name("NAME")->allow_extra_args(false);
   trace_cmd->add_option("command", trace.command, kCommandHelp);
   trace_cmd->footer(std::string(kNetFooter) +
                     "Without a command, --host records the whole host until interrupted.\n"
-                    "Exit status, forwarded signals and inherited descriptors (--pass-fd) as for run.\n"
+                    "Exit status, forwarded signals, inherited descriptors (--pass-fd) and the\n"
+                    "environment (--pass-env) as for run.\n"
                     "Example: agentcage trace -o text -- sh -c 'echo hi'");
 
   PsArgs ps;
@@ -301,6 +322,7 @@ Parsed parse(const std::vector<std::string>& args) {
   if (*run_cmd) {
     run.net = run_net.policy(err);
     if (err.empty()) run.pass_fds = pass_fds(run_pass_fds, err);
+    if (err.empty()) err = check_env_names(run.pass_env);
     if (!err.empty()) return Exit{2, "agentcage: run: " + err};
     return run;
   }
@@ -345,12 +367,15 @@ Parsed parse(const std::vector<std::string>& args) {
   }
   trace.net = trace_net.policy(err);
   if (err.empty()) trace.pass_fds = pass_fds(trace_pass_fds, err);
+  if (err.empty()) err = check_env_names(trace.pass_env);
   if (!err.empty()) return Exit{2, "agentcage: trace: " + err};
   trace.format = fmt == "text" ? OutputFormat::text : OutputFormat::json;
   if (!is_power_of_two(trace.ring_bytes))
     return Exit{2, "agentcage: --ring-bytes: " + std::to_string(trace.ring_bytes) + " is not a power of two"};
   if (trace.command.empty() && !trace.pass_fds.empty())
     return Exit{2, "agentcage: trace: --pass-fd needs a command to pass the descriptors to"};
+  if (trace.command.empty() && !trace.pass_env.empty())
+    return Exit{2, "agentcage: trace: --pass-env needs a command to pass the variables to"};
   if (trace.command.empty() && !trace.host)
     return Exit{2, "agentcage: trace: a command is required (or --host to record the whole host)\n"
                    "Run 'agentcage trace --help' for usage."};

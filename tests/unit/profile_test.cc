@@ -103,7 +103,16 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"extends_self", 3, 10, "extends: cycle: "},
         ErrorCase{"seccomp_missing", 4, 17, "/fixtures/profiles/no-such.json): No such file or directory"},
         ErrorCase{"seccomp_bad_json", 4, 17, "oci/bad_syntax.json:5:3: invalid JSON: syntax error"},
-        ErrorCase{"seccomp_bad_action", 4, 17, "bad_action.json: syscalls[1].action: unknown action \"SCMP_ACT_PERMIT\""}),
+        ErrorCase{"seccomp_bad_action", 4, 17, "bad_action.json: syscalls[1].action: unknown action \"SCMP_ACT_PERMIT\""},
+        ErrorCase{"env_bad_name", 5, 5, "environment.set: '1BAD' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"},
+        ErrorCase{"env_bad_pattern", 4, 19, "environment.deny[1]: 'AWS-*' is not an environment variable name or pattern"},
+        ErrorCase{"env_bad_inherit", 4, 12, "environment.inherit: 'some' is not one of: all, none, base"},
+        ErrorCase{"env_set_list", 4, 8, "environment.set: expected a mapping of NAME: value, got a list"},
+        ErrorCase{"env_set_value_list", 5, 8, "environment.set.A: expected a string value"},
+        ErrorCase{"env_set_duplicate", 6, 5, "duplicate key 'environment.set.A' (first at line 5)"},
+        ErrorCase{"env_set_nul", 4, 12, "environment.set.A: a value must not contain a NUL character"},
+        ErrorCase{"env_unknown_key", 4, 3, "unknown key 'alow' in environment; did you mean 'allow'? valid keys: inherit, allow, deny, pass, set"},
+        ErrorCase{"env_pass_pattern", 4, 24, "environment.pass[1]: '*_KEY' is not an environment variable name"}),
     [](const ::testing::TestParamInfo<ErrorCase>& p) { return std::string(p.param.fixture); });
 
 TEST(Profile, EveryErrorInAFileIsReported) {
@@ -192,6 +201,14 @@ TEST(Profile, ExtendsMergeListsAppendScalarsOverrideMessagesMerge) {
   EXPECT_EQ(p.process().namespaces(0), P::NAMESPACE_PID);
   EXPECT_EQ(p.actions().exec(), P::ACTION_KILL);
   EXPECT_EQ(p.actions().filesystem(), P::ACTION_DENY);
+  // environment: inherit overridden, deny and pass appended (deduplicated), set merged by
+  // name with the child's value winning.
+  EXPECT_EQ(p.environment().inherit(), P::Environment::INHERIT_NONE);
+  EXPECT_EQ(repeated(p.environment().deny()), (std::vector<std::string>{"A_*", "B"}));
+  EXPECT_EQ(repeated(p.environment().pass()), (std::vector<std::string>{"A_KEY"}));
+  ASSERT_EQ(p.environment().set_size(), 2);
+  EXPECT_EQ(p.environment().set().at("X"), "parent");
+  EXPECT_EQ(p.environment().set().at("Y"), "child");
   ASSERT_EQ(r->chain.size(), 2u);
   EXPECT_EQ(r->chain[0], fs::canonical(fixture("merge_parent")).string());
   EXPECT_EQ(r->chain[1], fs::canonical(fixture("merge_child")).string());
@@ -257,6 +274,22 @@ TEST(Profile, EmptyProfileGetsExplicitFailClosedDefaults) {
   EXPECT_EQ(p.syscalls().action(), P::SYSCALL_ACTION_ERRNO);
   EXPECT_EQ(p.syscalls().errno_name(), "EPERM");
   EXPECT_EQ(p.network().rules_size(), 0);
+  // No environment section: the caller's whole environment, as without a profile.
+  EXPECT_EQ(p.environment().inherit(), P::Environment::INHERIT_ALL);
+  EXPECT_EQ(p.environment().deny_size(), 0);
+}
+
+TEST(Profile, EnvironmentAllowThatADenyCoversIsAWarningPointingToPass) {
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/p.yaml",
+             "environment:\n  deny: [\"*_TOKEN\"]\n  allow: [GITHUB_TOKEN, EDITOR, \"X_*\"]\n  pass: [NPM_TOKEN]\n");
+  auto r = resolve_profile(dir + "/p.yaml", test_vars(), {});
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_EQ(r->warnings[0].str(),
+            dir + "/p.yaml:3:11: warning: environment.allow[0]: 'GITHUB_TOKEN' is covered by environment.deny entry "
+                  "'*_TOKEN'; deny wins, so it lets nothing in (to let a denied variable through, name it in "
+                  "environment.pass)");
 }
 
 TEST(Profile, VariablesAndTildeExpandAndPathsAreNormalised) {
@@ -408,8 +441,10 @@ TEST(Profile, AuditModeTurnsDenyAndKillIntoAudit) {
 // Every string field is either validated (profile_format) or free text on purpose, so a new
 // path field cannot slip in unchecked.
 TEST(Profile, EveryStringFieldDeclaresHowItIsValidated) {
+  // A map's values are free text; its keys are validated by the map field's own format.
   const std::set<std::string> free_text = {"agentcage.v1.Profile.name", "agentcage.v1.Profile.description",
-                                           "agentcage.v1.Profile.extends", "agentcage.v1.Profile.NetworkRule.comment"};
+                                           "agentcage.v1.Profile.extends", "agentcage.v1.Profile.NetworkRule.comment",
+                                           "agentcage.v1.Profile.Environment.SetEntry.value"};
   std::vector<const google::protobuf::Descriptor*> todo = {P::descriptor()};
   std::set<const google::protobuf::Descriptor*> seen;
   int checked = 0;
@@ -420,6 +455,11 @@ TEST(Profile, EveryStringFieldDeclaresHowItIsValidated) {
     for (int i = 0; i < d->field_count(); ++i) {
       const auto* f = d->field(i);
       if (f->message_type()) todo.push_back(f->message_type());
+      if (d->options().map_entry() && f->name() == "key") continue;  // checked on the map field below
+      if (f->is_map()) {
+        EXPECT_FALSE(f->options().GetExtension(v1::profile_format).empty()) << f->full_name() << ": its keys";
+        continue;
+      }
       if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_STRING) continue;
       ++checked;
       bool has_format = !f->options().GetExtension(v1::profile_format).empty();
@@ -626,6 +666,14 @@ TEST(ProfileShow, WritesEnumsAndPortRangesTheWayTheyAreRead) {
   // Quoted so that other YAML tools read them as the strings they are.
   EXPECT_NE(y.find("comment: \"yes\""), std::string::npos) << y;
   EXPECT_NE(y.find("group: \"65534\""), std::string::npos) << y;
+  // environment: patterns quoted where YAML would read `*` as an alias, set as a mapping
+  // in name order.
+  EXPECT_NE(y.find("inherit: base"), std::string::npos) << y;
+  EXPECT_NE(y.find("- \"*_TOKEN\""), std::string::npos) << y;
+  EXPECT_NE(y.find("  set:\n    EMPTY: \"\"\n    FLAG: \"yes\"\n    GREETING: \"hello: world\"\n    PIP_NO_INPUT: \"1\"\n"
+                   "    lower_case: x\n"),
+            std::string::npos)
+      << y;
 }
 
 // --- the CLI ---

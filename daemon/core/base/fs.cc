@@ -46,9 +46,19 @@ bool path_within(std::string_view path, std::string_view tree) {
 }
 
 std::string find_in_path(const std::string& cmd) {
-  if (cmd.find('/') != std::string::npos) return cmd;
   const char* env = ::getenv("PATH");
-  std::string dirs = env ? env : kDefaultPath;
+  return find_in_path(cmd, env ? env : kDefaultPath);
+}
+
+std::string path_in_env(const std::vector<std::string>& env) {
+  for (const auto& e : env)
+    if (e.starts_with("PATH=")) return e.substr(5);
+  return kDefaultPath;
+}
+
+std::string find_in_path(const std::string& cmd, std::string_view path) {
+  if (cmd.find('/') != std::string::npos) return cmd;
+  std::string dirs(path);
   size_t start = 0;
   while (start <= dirs.size()) {
     size_t end = dirs.find(':', start);

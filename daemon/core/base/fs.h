@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/base/result.h"
 
@@ -30,5 +31,12 @@ inline constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
 // empty when none is found. One lookup for the launcher and the exec-list check, so both
 // agree on which binary runs.
 std::string find_in_path(const std::string& cmd);
+// The same lookup in the PATH value `path` (a command's own environment may differ from
+// this process's).
+std::string find_in_path(const std::string& cmd, std::string_view path);
+
+// The PATH value of an environment given as "NAME=value" entries (the first PATH entry,
+// as getenv finds it), or kDefaultPath when it has none.
+std::string path_in_env(const std::vector<std::string>& env);
 
 }  // namespace agentcage::core

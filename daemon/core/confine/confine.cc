@@ -243,9 +243,9 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
   return pc;
 }
 
-Status check_command_allowed(const ConfinePolicy& policy, const std::string& argv0) {
+Status check_command_allowed(const ConfinePolicy& policy, const std::string& argv0, const std::vector<std::string>* env) {
   if (!policy.fs.restrict || policy.audit_mode || argv0.empty()) return {};
-  std::string path = find_in_path(argv0);
+  std::string path = env ? find_in_path(argv0, path_in_env(*env)) : find_in_path(argv0);
   if (path.empty()) return {};  // the launcher reports "command not found"
   char real[PATH_MAX];
   std::string resolved = ::realpath(path.c_str(), real) ? std::string(real) : path;

@@ -133,8 +133,10 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
 
 // Parent side, before spawn: the command must be executable under the policy, otherwise
 // the child would fail with a bare ENOENT/EACCES from execve inside the view. `argv0` is
-// looked up in PATH when it has no '/'. Pure apart from the PATH lookup.
-Status check_command_allowed(const ConfinePolicy& policy, const std::string& argv0);
+// looked up in PATH when it has no '/': in `env`'s PATH when given (the command's own
+// environment, SpawnOptions::env), else in this process's. Pure apart from the PATH lookup.
+Status check_command_allowed(const ConfinePolicy& policy, const std::string& argv0,
+                             const std::vector<std::string>* env = nullptr);
 
 // Child side: the ordered steps above. 0 or errno; `what` names the failed step.
 int apply_in_child(const PreparedConfinement& pc, const char** what);

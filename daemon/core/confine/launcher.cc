@@ -55,6 +55,7 @@ struct ChildPlan {
   const SpawnOptions* opts;
   const char* file;
   char* const* argv;
+  char* const* envp;
   const int* keep;  // SpawnOptions::keep_fds, sorted, unique, all > 2
   size_t nkeep;
   int err_fd;
@@ -124,7 +125,7 @@ int seal_inherited_fds(const ChildPlan& p, const char** what) {
     if (e != 0) child_fail(p.err_fd, e, what);
   }
   if (int e = seal_inherited_fds(p, &what)) child_fail(p.err_fd, e, what);
-  ::execve(p.file, p.argv, environ);
+  ::execve(p.file, p.argv, p.envp);
   child_fail(p.err_fd, errno, "execve");
 }
 
@@ -182,9 +183,15 @@ Result<Child> spawn(const SpawnOptions& opts) {
   std::vector<char*> argv;
   for (const auto& a : opts.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  if (opts.env) {
+    for (const auto& e : *opts.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+  }
+  char* const* env = opts.env ? envp.data() : environ;
   // execvp's PATH search may allocate; after fork in a threaded parent only the exec
-  // itself is safe, so the search happens here.
-  const std::string file = find_in_path(opts.argv[0]);
+  // itself is safe, so the search happens here, in the PATH the command will have.
+  const std::string file = opts.env ? find_in_path(opts.argv[0], path_in_env(*opts.env)) : find_in_path(opts.argv[0]);
   // A bare name found nowhere on PATH is not looked for in the current directory (execve
   // would take it as a relative path): like a shell, the command does not exist.
   if (file.empty())
@@ -207,7 +214,7 @@ Result<Child> spawn(const SpawnOptions& opts) {
   errno = ENOSYS;
   if (!opts.place) {
     r = ::syscall(SYS_clone3, &args, sizeof args);
-    if (r == 0) child_main(ChildPlan{&opts, file.c_str(), argv.data(), keep->data(), keep->size(), err_w.get(), -1});
+    if (r == 0) child_main(ChildPlan{&opts, file.c_str(), argv.data(), env, keep->data(), keep->size(), err_w.get(), -1});
   }
 
   if (r < 0) {
@@ -220,7 +227,7 @@ Result<Child> spawn(const SpawnOptions& opts) {
     pid_t pid = ::fork();
     if (pid < 0) return sys_error("fork");
     if (pid == 0)
-      child_main(ChildPlan{&opts, file.c_str(), argv.data(), keep->data(), keep->size(), err_w.get(), hold_r.get()});
+      child_main(ChildPlan{&opts, file.c_str(), argv.data(), env, keep->data(), keep->size(), err_w.get(), hold_r.get()});
     child.pid = pid;
     child.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!child.pidfd) {

@@ -30,6 +30,9 @@ struct SpawnOptions {
   // the launcher is closed at exec, whether or not it was opened close-on-exec: a secret
   // file, a socket or a pipe the caller left open must not reach the agent by accident.
   std::vector<int> keep_fds;
+  // The command's whole environment, "NAME=value" (e.g. SandboxPolicy::env.env); argv[0]
+  // is looked up in its PATH. Unset: the launcher's own environ (a run without a profile).
+  std::optional<std::vector<std::string>> env;
 };
 
 // A started child. The pidfd makes waiting and signalling race-free against pid reuse.

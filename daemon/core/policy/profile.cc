@@ -5,6 +5,7 @@
 // checks below (a port range's order, a rule's required CIDR, the OCI seccomp file).
 // YAML output is in profile_emit.cc, value helpers (CIDR, errno, DNS) in profile_values.cc.
 #include "core/policy/profile.h"
+#include "core/policy/env_policy.h"
 #include "core/policy/net_policy.h"
 
 #include <arpa/inet.h>
@@ -112,6 +113,8 @@ std::string expected_scalar(const pb::FieldDescriptor* fd) {
       if (f == "syscall") return "a syscall name";
       if (f == "errno") return "an errno name such as EPERM";
       if (f == "account") return "a user or group name or numeric id";
+      if (f == "env_name") return "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)";
+      if (f == "env_pattern") return "an environment variable name or pattern (AWS_*, *_TOKEN)";
       return "a string";
     case pb::FieldDescriptor::CPPTYPE_BOOL: return "true or false";
     case pb::FieldDescriptor::CPPTYPE_ENUM: return "one of: " + enum_choices(fd->enum_type());
@@ -325,6 +328,7 @@ class FileLoader {
              const std::string& where) {
     // A key with no value has no useful mark of its own; point at the key.
     const YAML::Mark mark = n.IsNull() ? key_mark : n.Mark();
+    if (fd->is_map()) return map_field(n, mark, m, fd, where);
     if (fd->is_repeated()) {
       if (!n.IsSequence()) {
         err(mark, fmt::format("{}: expected a list{}, got {}", where, n.IsNull() ? " (write [] for none)" : "", describe(n)));
@@ -334,6 +338,57 @@ class FileLoader {
       return;
     }
     value(n, mark, m, fd, where);
+  }
+
+  // A map<string, string> field is a YAML mapping; its keys are validated by the field's
+  // profile_format, its values are free text (one scalar each).
+  void map_field(const YAML::Node& n, const YAML::Mark& mark, pb::Message* m, const pb::FieldDescriptor* fd,
+           const std::string& where) {
+    if (!n.IsMap()) {
+      err(mark, fmt::format("{}: expected a mapping of NAME: value{}, got {}", where,
+                            n.IsNull() ? " (write {} for none)" : "", describe(n)));
+      return;
+    }
+    const pb::Descriptor* entry = fd->message_type();
+    std::map<std::string, YAML::Mark> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (++values_ > kMaxValues) {
+        if (values_ == kMaxValues + 1) err(mark, fmt::format("more than {} values; is an alias expanding recursively?", kMaxValues));
+        return;
+      }
+      const YAML::Node& key = it->first;
+      const YAML::Node& val = it->second;
+      if (!key.IsScalar()) {
+        err(key.Mark(), fmt::format("{}: keys must be {}", where, expected_scalar(fd)));
+        continue;
+      }
+      std::string kwhere = fmt::format("{}.{}", where, key.Scalar());
+      if (auto [prev, fresh] = seen.emplace(key.Scalar(), key.Mark()); !fresh) {
+        err(key.Mark(), fmt::format("duplicate key '{}' (first at line {})", kwhere, prev->second.line + 1));
+        continue;
+      }
+      auto k = format_string(key.Scalar(), format_of(fd));
+      if (!k) {
+        err(key.Mark(), fmt::format("{}: {}", where, k.error()));
+        continue;
+      }
+      // A value is one scalar: `1` and "1" are the same string; a list or mapping is not.
+      if (!val.IsScalar()) {
+        err(val.IsNull() ? key.Mark() : val.Mark(),
+            fmt::format("{}: expected a string value (write \"\" for empty), got {}", kwhere, describe(val)));
+        continue;
+      }
+      // execve takes NUL-terminated strings: a NUL ("\0" in a quoted YAML string) would
+      // silently cut the value short.
+      if (val.Scalar().find('\0') != std::string::npos) {
+        err(val.Mark(), fmt::format("{}: a value must not contain a NUL character", kwhere));
+        continue;
+      }
+      sites.push_back(Site{file_, kwhere, *k, key.Mark().line + 1, key.Mark().column + 1});
+      pb::Message* e = m->GetReflection()->AddMessage(m, fd);
+      e->GetReflection()->SetString(e, entry->map_key(), *k);
+      e->GetReflection()->SetString(e, entry->map_value(), val.Scalar());
+    }
   }
 
   // Sets a singular field or appends to a repeated one.
@@ -445,6 +500,18 @@ class FileLoader {
     }
     if (f == "account") {
       if (!valid_account(raw)) return std::unexpected(fmt::format("'{}' is not a user/group name or numeric id", raw));
+      return raw;
+    }
+    if (f == "env_name") {
+      if (!valid_env_name(raw))
+        return std::unexpected(fmt::format("'{}' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", raw));
+      return raw;
+    }
+    if (f == "env_pattern") {
+      if (!valid_env_pattern(raw))
+        return std::unexpected(fmt::format("'{}' is not an environment variable name or pattern (letters, digits, "
+                                           "'_', and '*' or '?' as wildcards; not starting with a digit)",
+                                           raw));
       return raw;
     }
     return raw;
@@ -563,6 +630,7 @@ void dedup(pb::Message* m) {
   std::vector<const pb::FieldDescriptor*> fields;
   r->ListFields(*m, &fields);
   for (const auto* fd : fields) {
+    if (fd->is_map()) continue;  // keys are unique already (a merge replaces a parent's value)
     if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
       if (!fd->is_repeated()) {
         dedup(r->MutableMessage(m, fd));
@@ -607,6 +675,8 @@ void fill_defaults(v1::Profile* p) {
     if (rule.protocol() == P::PROTOCOL_UNSPECIFIED) rule.set_protocol(P::PROTOCOL_ANY);
     if (rule.action() == P::ACTION_UNSPECIFIED) rule.set_action(P::ACTION_ALLOW);
   }
+  auto* env = p->mutable_environment();
+  if (env->inherit() == P::Environment::INHERIT_UNSPECIFIED) env->set_inherit(P::Environment::INHERIT_ALL);
   auto* proc = p->mutable_process();
   if (p->filesystem().private_tmp()) {
     auto& ns = proc->namespaces();
@@ -767,6 +837,23 @@ void overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std:
   }
 }
 
+// An environment.allow entry a deny pattern covers lets nothing in: deny wins. The way
+// to let a denied credential through on purpose is its exact name in environment.pass.
+void env_overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std::vector<Diagnostic>* out) {
+  const auto& deny = p.environment().deny();
+  std::set<std::string> reported;
+  for (const auto& s : sites) {
+    if (!s.where.starts_with("environment.allow[") || !reported.insert(s.value).second) continue;
+    auto d = std::find_if(deny.begin(), deny.end(), [&](const std::string& pattern) { return env_pattern_matches(pattern, s.value); });
+    if (d == deny.end()) continue;
+    out->push_back(Diagnostic{s.file, s.line, s.column,
+                              fmt::format("{}: '{}' is covered by environment.deny entry '{}'; deny wins, so it lets "
+                                          "nothing in (to let a denied variable through, name it in environment.pass)",
+                                          s.where, s.value, *d),
+                              true});
+  }
+}
+
 // A profile file the sandbox may write is a policy the agent can rewrite for its next run
 // (e.g. a profile kept in the workspace, or a same-named file placed next to it that
 // `extends:` would pick first).
@@ -877,6 +964,7 @@ Result<LoadedProfile> resolve_profile(const std::string& name_or_path, const Pro
   out.chain.assign(res.chain.rbegin(), res.chain.rend());
   out.warnings = std::move(res.warnings);
   overlap_warnings(out.profile, res.sites, &out.warnings);
+  env_overlap_warnings(out.profile, res.sites, &out.warnings);
   self_writable_warnings(out.profile, out.chain, &out.warnings);
   return out;
 }

@@ -3,6 +3,7 @@
 // loader reads back (enum values without prefix, port ranges as 443 / "8000-8100").
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -30,22 +31,41 @@ bool is_port_range(const pb::Descriptor* d) { return d == v1::Profile::PortRange
 
 void emit_message(YAML::Emitter& out, const pb::Message& m);
 
+void emit_string(YAML::Emitter& out, const std::string& s) {
+  // Our loader reads any scalar into a string field, but other YAML tools would turn
+  // `65534` into a number or `yes` into a boolean: quote whatever looks like one.
+  std::string lower = s;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  static const std::set<std::string> special = {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n"};
+  bool quote = special.count(lower) ||
+               std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) || c == '.' || c == '-' || c == '+'; });
+  out << (quote ? YAML::DoubleQuoted : YAML::Auto) << s;
+}
+
+// A map<string, string> as a YAML mapping, in key order (protobuf maps have none).
+void emit_map(YAML::Emitter& out, const pb::Message& m, const pb::FieldDescriptor* fd) {
+  const pb::Reflection* r = m.GetReflection();
+  const pb::Descriptor* entry = fd->message_type();
+  std::map<std::string, std::string> sorted;
+  for (int i = 0; i < r->FieldSize(m, fd); ++i) {
+    const pb::Message& e = r->GetRepeatedMessage(m, fd, i);
+    sorted[e.GetReflection()->GetString(e, entry->map_key())] = e.GetReflection()->GetString(e, entry->map_value());
+  }
+  out << YAML::BeginMap;
+  for (const auto& [k, v] : sorted) {
+    out << YAML::Key << k << YAML::Value;
+    emit_string(out, v);
+  }
+  out << YAML::EndMap;
+}
+
 void emit_value(YAML::Emitter& out, const pb::Message& m, const pb::FieldDescriptor* fd, int i) {
   const pb::Reflection* r = m.GetReflection();
   const bool rep = i >= 0;
   switch (fd->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_STRING: {
-      std::string s = rep ? r->GetRepeatedString(m, fd, i) : r->GetString(m, fd);
-      // Our loader reads any scalar into a string field, but other YAML tools would turn
-      // `65534` into a number or `yes` into a boolean: quote whatever looks like one.
-      std::string lower = s;
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-      static const std::set<std::string> special = {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n"};
-      bool quote = special.count(lower) ||
-                   std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) || c == '.' || c == '-' || c == '+'; });
-      out << (quote ? YAML::DoubleQuoted : YAML::Auto) << s;
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      emit_string(out, rep ? r->GetRepeatedString(m, fd, i) : r->GetString(m, fd));
       return;
-    }
     case pb::FieldDescriptor::CPPTYPE_BOOL: out << (rep ? r->GetRepeatedBool(m, fd, i) : r->GetBool(m, fd)); return;
     case pb::FieldDescriptor::CPPTYPE_UINT32: out << (rep ? r->GetRepeatedUInt32(m, fd, i) : r->GetUInt32(m, fd)); return;
     case pb::FieldDescriptor::CPPTYPE_UINT64: out << (rep ? r->GetRepeatedUInt64(m, fd, i) : r->GetUInt64(m, fd)); return;
@@ -77,6 +97,10 @@ void emit_message(YAML::Emitter& out, const pb::Message& m) {
   out << YAML::BeginMap;
   for (const auto* fd : fields) {
     out << YAML::Key << fd->name() << YAML::Value;
+    if (fd->is_map()) {
+      emit_map(out, m, fd);
+      continue;
+    }
     if (!fd->is_repeated()) {
       emit_value(out, m, fd, -1);
       continue;

@@ -122,6 +122,10 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
   if (p.actions().exec() == P::ACTION_KILL)
     out.notes.push_back("actions.exec: kill is enforced as deny (Landlock EXECUTE); the attempt is reported");
 
+  // In audit mode too: a variable kept out is not a denial to report but data withheld,
+  // and withholding it is what keeps a learning run from leaking the credential.
+  out.env = plan_environment(p.environment(), ctx.env, ctx.pass_env);
+
   auto net = compile_network(p, ctx, out.audit_mode);
   if (!net) return std::unexpected(net.error());
   out.net = std::move(*net);

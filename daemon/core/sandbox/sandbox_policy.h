@@ -12,6 +12,7 @@
 #include "agentcage/v1/control.pb.h"
 #include "agentcage/v1/profile.pb.h"
 #include "core/confine/confine.h"
+#include "core/policy/env_policy.h"
 #include "core/policy/net_policy.h"
 #include "core/base/result.h"
 
@@ -22,12 +23,17 @@ struct SandboxPolicy {
   bool audit_mode = false;         // mode: audit
   ConfinePolicy confine;
   std::optional<NetPolicy> net;    // unset: network unrestricted (actions.network: allow)
+  // The command's environment (profile.environment over PolicyContext::env). Both the
+  // in-process and the daemon path hand exactly this to spawn().
+  EnvPlan env;
   std::vector<std::string> notes;  // what the profile asked for and is not applied as asked
 };
 
 struct PolicyContext {
   std::string cwd;                         // the command's working directory
   std::string resolv_conf = "/etc/resolv.conf";
+  std::vector<std::string> env;            // the caller's environment, "NAME=value" (environ)
+  std::vector<std::string> pass_env;       // `run --pass-env` names
 };
 
 Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext& ctx);

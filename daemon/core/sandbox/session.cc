@@ -247,7 +247,8 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
 
   std::unique_ptr<PreparedConfinement> conf;
   if (opts.confine) {
-    if (auto ok = check_command_allowed(*opts.confine, opts.argv[0]); !ok) return std::unexpected(ok.error());
+    if (auto ok = check_command_allowed(*opts.confine, opts.argv[0], opts.env ? &*opts.env : nullptr); !ok)
+      return std::unexpected(ok.error());
     auto pc = prepare_confinement(*opts.confine, probe_kernel_features(), ConfineContext{res.sandbox_id, cg->path()});
     if (!pc) return std::unexpected(pc.error());
     conf = std::move(*pc);
@@ -261,6 +262,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   so.cgroup_path = cg->path();
   so.child_setup = opts.child_setup;
   so.keep_fds = opts.pass_fds;
+  so.env = opts.env;
   if (conf) {
     // Runs in the child: the caller's hook first, then the confinement steps.
     so.child_setup = [user = opts.child_setup, c = conf.get()](const char** what) -> int {

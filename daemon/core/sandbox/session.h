@@ -34,6 +34,8 @@ struct SessionOptions {
   // Descriptors above 2 the command inherits (see SpawnOptions::keep_fds); all others
   // are closed at its exec.
   std::vector<int> pass_fds;
+  // The command's environment (see SpawnOptions::env); unset: this process's.
+  std::optional<std::vector<std::string>> env;
   std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
   // Network policy enforced by the cgroup BPF programs; installed before the child is
   // spawned. Setting it loads the BPF monitor even when `monitor` is false (violations

@@ -180,5 +180,49 @@ TEST(ProcessTable, ReusedPidIsANewProcess) {
   EXPECT_EQ(t.find(50)->exec_id, ev.process().exec_id());
 }
 
+// A parent that started after the seed and is not tracked (agentcaged's client) is read
+// from proc_root when its child first appears; a pid reused since is not taken for it.
+TEST(ProcessTable, UnknownParentIsReadFromProcWhenItsChildAppears) {
+  auto root = temp_dir();
+  ProcessTable t(kBoot, root);
+  ASSERT_TRUE(t.seed_from_proc(root));
+  fake_proc(root, 20, 1, 300, "client", std::string("agentcage\0run\0", 14), "/usr/bin/agentcage", "/");
+  auto exec = event_of(21, 20, 400 * kTick);
+  exec.set_ktime_ns(500 * kTick);
+  exec.mutable_exec()->set_filename("/bin/sh");
+  t.apply(exec);
+  EXPECT_EQ(exec.process().parent_exec_id(), make_exec_id(kBoot, 20, 300 * kTick));
+  EXPECT_EQ(t.find(20), nullptr) << "only named: the untracked client would never leave the table";
+
+  // Pid 30 now belongs to a process that started after the record was made.
+  fake_proc(root, 30, 1, 900, "other", std::string("other\0", 6), "/bin/other", "/");
+  auto late = event_of(31, 30, 400 * kTick);
+  late.set_ktime_ns(500 * kTick);
+  late.mutable_exec()->set_filename("/bin/sh");
+  t.apply(late);
+  EXPECT_EQ(late.process().parent_exec_id(), "");
+
+  // Without a proc_root the table stays pure.
+  ProcessTable pure(kBoot);
+  auto again = event_of(21, 20, 400 * kTick);
+  again.mutable_exec()->set_filename("/bin/sh");
+  pure.apply(again);
+  EXPECT_EQ(again.process().parent_exec_id(), "");
+}
+
+// A parent the event already names (the pipeline knew a launcher gone from /proc) is the
+// one the table keeps, and stamps on the process's later events.
+TEST(ProcessTable, ParentNamedByTheEventIsKept) {
+  ProcessTable t(kBoot);
+  auto exec = event_of(21, 20, 400 * kTick);
+  exec.mutable_exec()->set_filename("/bin/sh");
+  exec.mutable_process()->set_parent_exec_id("client-id");
+  t.apply(exec);
+  auto open = event_of(21, 20, 400 * kTick);
+  open.mutable_file()->set_op("open");
+  t.apply(open);
+  EXPECT_EQ(open.process().parent_exec_id(), "client-id");
+}
+
 }  // namespace
 }  // namespace agentcage::core

@@ -33,9 +33,8 @@ bool parse_u64(std::string_view s, uint64_t& out) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
-}  // namespace
-
-Result<ProcessInfo> ProcessTable::read_proc_entry(const std::string& dir, uint32_t pid) const {
+// pid, comm, ppid, start time and exec_id from <dir>/stat alone: enough to name a parent.
+Result<ProcessInfo> read_proc_stat(const std::string& dir, uint32_t pid, const std::string& boot_id) {
   auto stat = read_file(dir + "/stat");
   if (!stat) return std::unexpected(stat.error());
   // "pid (comm) S ppid ...": comm may hold spaces and ')', so split at the last ')'.
@@ -54,7 +53,16 @@ Result<ProcessInfo> ProcessTable::read_proc_entry(const std::string& dir, uint32
     return error(fmt::format("{}/stat: expected ppid (field 4) and starttime (field 22)", dir));
   p.ppid = static_cast<uint32_t>(ppid);
   p.start_time_ns = start_ticks * ns_per_tick();
-  p.exec_id = make_exec_id(boot_id_, pid, p.start_time_ns);
+  p.exec_id = make_exec_id(boot_id, pid, p.start_time_ns);
+  return p;
+}
+
+}  // namespace
+
+Result<ProcessInfo> ProcessTable::read_proc_entry(const std::string& dir, uint32_t pid) const {
+  auto stat = read_proc_stat(dir, pid, boot_id_);
+  if (!stat) return std::unexpected(stat.error());
+  ProcessInfo p = std::move(*stat);
 
   if (auto status = read_file(dir + "/status")) {
     std::istringstream in(*status);
@@ -113,9 +121,36 @@ const ProcessInfo* ProcessTable::find(uint32_t pid) const {
   return it == by_pid_.end() ? nullptr : &it->second;
 }
 
+// The exec_id of pid's parent `ppid`, from the table or, for a parent it never saw (started
+// after the seed and not tracked: a daemon client that launched a sandbox), from
+// proc_root. A /proc entry that started after the event (ktime_ns, CLOCK_BOOTTIME) is a
+// later process with a reused pid, not the parent: then the parent stays unknown.
+std::string ProcessTable::parent_exec_id_of(uint32_t ppid, uint32_t pid, uint64_t ktime_ns) const {
+  if (ppid == 0 || ppid == pid) return {};
+  if (auto it = by_pid_.find(ppid); it != by_pid_.end()) return it->second.exec_id;
+  if (proc_root_.empty()) return {};
+  auto p = read_proc_stat(proc_root_ + "/" + std::to_string(ppid), ppid, boot_id_);
+  if (!p || (ktime_ns && p->start_time_ns > ktime_ns)) return {};
+  return p->exec_id;
+}
+
+// The process that acted, read from proc_root when the table never saw it (a parent that
+// forks into a sandbox without being tracked itself); null when unknown. Kept: its fork
+// is the first of a tracked subtree, whose later events find it here.
+const ProcessInfo* ProcessTable::find_or_read(uint32_t pid, uint64_t ktime_ns) {
+  if (const ProcessInfo* p = find(pid)) return p;
+  if (proc_root_.empty()) return nullptr;
+  auto p = read_proc_entry(proc_root_ + "/" + std::to_string(pid), pid);
+  if (!p || (ktime_ns && p->start_time_ns > ktime_ns)) return nullptr;
+  p->parent_exec_id = parent_exec_id_of(p->ppid, pid, ktime_ns);
+  auto& slot = by_pid_[pid];
+  slot = std::move(*p);
+  return &slot;
+}
+
 // The entry for the event's process; a missing entry, or one left over from an earlier
 // process with the same pid, is replaced by what the event says.
-ProcessInfo& ProcessTable::entry_for(const v1::Process& p, const std::string& sandbox_id) {
+ProcessInfo& ProcessTable::entry_for(const v1::Process& p, const std::string& sandbox_id, uint64_t ktime_ns) {
   auto& e = by_pid_[p.pid()];
   if (e.exec_id != p.exec_id()) {
     e = ProcessInfo{};
@@ -124,8 +159,9 @@ ProcessInfo& ProcessTable::entry_for(const v1::Process& p, const std::string& sa
     e.ppid = p.ppid();
     e.start_time_ns = p.start_time_ns();
     e.sandbox_id = sandbox_id;
-    if (auto it = by_pid_.find(p.ppid()); it != by_pid_.end() && it->first != p.pid())
-      e.parent_exec_id = it->second.exec_id;
+    // Named by the event (the pipeline knows a launcher the table never saw), else looked
+    // up; parent_exec_id_of() only reads by_pid_, so `e` stays valid.
+    e.parent_exec_id = !p.parent_exec_id().empty() ? p.parent_exec_id() : parent_exec_id_of(p.ppid(), p.pid(), ktime_ns);
   }
   return e;
 }
@@ -146,7 +182,7 @@ void ProcessTable::apply(v1::Event& ev) {
   switch (ev.kind_case()) {
     case v1::Event::kFork: {
       // The event is about the parent; the record carried the child's identity.
-      const ProcessInfo* parent = find(p->pid());
+      const ProcessInfo* parent = find_or_read(p->pid(), ev.ktime_ns());
       ProcessInfo child;
       if (parent) {
         child = *parent;
@@ -165,7 +201,7 @@ void ProcessTable::apply(v1::Event& ev) {
     }
     case v1::Event::kExec: {
       if (ev.exec().result() < 0) break;  // failed: the old image runs on
-      auto& e = entry_for(*p, ev.sandbox_id());
+      auto& e = entry_for(*p, ev.sandbox_id(), ev.ktime_ns());
       e.ppid = p->ppid();
       e.uid = p->uid();
       e.gid = p->gid();
@@ -175,8 +211,8 @@ void ProcessTable::apply(v1::Event& ev) {
       if (!p->cwd().empty()) e.cwd = p->cwd();
       e.comm = p->comm();
       if (e.parent_exec_id.empty())
-        if (auto it = by_pid_.find(p->ppid()); it != by_pid_.end() && it->first != p->pid())
-          e.parent_exec_id = it->second.exec_id;
+        e.parent_exec_id =
+            !p->parent_exec_id().empty() ? p->parent_exec_id() : parent_exec_id_of(p->ppid(), p->pid(), ev.ktime_ns());
       stamp(e, p);
       return;
     }
@@ -194,7 +230,7 @@ void ProcessTable::apply(v1::Event& ev) {
       break;
   }
   if (p->exec_id().empty()) return;
-  stamp(entry_for(*p, ev.sandbox_id()), p);
+  stamp(entry_for(*p, ev.sandbox_id(), ev.ktime_ns()), p);
 }
 
 }  // namespace agentcage::core

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/sandbox/daemon.h"
 
-#include "core/events/attribution.h"
-
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -28,7 +26,8 @@ uint64_t now_ns() {
 }  // namespace
 
 Daemon::Daemon(DaemonOptions opts)
-    : opts_(std::move(opts)), ctx_(DecodeContext::for_this_host()), hub_(opts_.subscriber_queue) {}
+    : opts_(std::move(opts)), ctx_(DecodeContext::for_this_host()), hub_(opts_.subscriber_queue),
+      pipeline_(make_pipeline()) {}
 
 Daemon::~Daemon() { stop(); }
 
@@ -145,6 +144,12 @@ void Daemon::stop() {
 }
 
 void Daemon::reader_loop() {
+  // Processes that already run (those of re-adopted sandboxes among them) are known from
+  // /proc; later ones from their fork/exec records, which wait in the ring meanwhile.
+  if (auto n = pipeline_->seed(); !n)
+    spdlog::warn("process table: {}", n.error().message());
+  else
+    spdlog::debug("process table: {} processes from /proc", *n);
   auto fn = [this](std::span<const std::byte> rec) { handle(rec); };
   while (!stopping_.load(std::memory_order_acquire)) {
     auto r = monitor_->poll(50, fn);
@@ -155,29 +160,44 @@ void Daemon::reader_loop() {
   report_kernel_loss();
 }
 
-void Daemon::handle(std::span<const std::byte> rec) {
-  auto ev = decode_record(rec, ctx_);
-  if (!ev) {
-    ++decode_errors_;
-    spdlog::warn("undecodable kernel record: {}", ev.error().message());
-    v1::Event loss;
-    loss.set_node(ctx_.node);
-    loss.set_time_ns(now_ns());
-    loss.mutable_loss()->set_count(1);
-    loss.mutable_loss()->set_reason("decode_error");
-    loss.mutable_loss()->set_where("kernel");
-    emit(std::move(loss));
-    return;
-  }
-  ++events_;
+// The one pipeline in-process runs use too: the same decode, process table, setup
+// filtering and attribution, with what this daemon's registry knows of each sandbox.
+std::unique_ptr<EventPipeline> Daemon::make_pipeline() {
+  PipelineOptions o;
+  o.ctx = ctx_;
   // A profiled sandbox's Landlock/seccomp denials are not reported by the kernel: they
   // are attributed from the failure seen, with what its launcher's confinement decided.
-  std::shared_ptr<const SandboxRegistry::Attribution> attr;
-  if (!ev->sandbox_id().empty() && registry_) attr = registry_->attribution(ev->sandbox_id());
-  std::optional<v1::Event> violation;
-  if (attr) violation = attribute_event(*ev, attr->decisions, attr->net_reported);
-  emit(std::move(*ev));
-  if (violation) emit(std::move(*violation));
+  o.attribution = [this](const std::string& id) -> SandboxAttribution {
+    auto a = registry_ ? registry_->attribution(id) : nullptr;
+    if (!a) return {};
+    return {std::shared_ptr<const ConfineDecisions>(a, &a->decisions), a->net_reported};
+  };
+  // The client that created the sandbox places its held child in it (PlaceProcess).
+  o.launcher = [this](const std::string& id) -> LauncherInfo {
+    if (!registry_) return {};
+    auto s = registry_->get(id);
+    if (!s) return {};
+    return {s->owner_pid(), owner_exec_id(id, s->owner_pid())};
+  };
+  return std::make_unique<EventPipeline>(std::move(o), [this](const v1::Event& ev) { emit(ev); });
+}
+
+void Daemon::handle(std::span<const std::byte> rec) { pipeline_->handle(rec); }
+
+// The exec_id of sandbox `id`'s client, from the record this daemon keeps of the sandbox
+// in its state directory (state.proto: <state dir>/<id>.pb, owner_start_ticks). The
+// client is not tracked, and records are read in batches (up to the poll timeout late):
+// a short run's client has often exited and been reaped by the time its child's first
+// record is handled, so /proc cannot be asked then. Empty without a state directory:
+// the process table then tries /proc.
+std::string Daemon::owner_exec_id(const std::string& id, uint32_t owner_pid) const {
+  if (opts_.state_dir.empty()) return {};
+  auto bytes = read_file(opts_.state_dir + "/" + id + ".pb");
+  v1::SandboxRecord rec;
+  if (!bytes || !rec.ParseFromString(*bytes) || rec.sandbox().owner_pid() != owner_pid || !rec.owner_start_ticks())
+    return {};
+  static const uint64_t ns_per_tick = 1'000'000'000ull / static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
+  return make_exec_id(ctx_.boot_id, owner_pid, rec.owner_start_ticks() * ns_per_tick);
 }
 
 void Daemon::emit(v1::Event ev) {
@@ -190,18 +210,8 @@ void Daemon::emit(v1::Event ev) {
 
 void Daemon::report_kernel_loss() {
   uint64_t now = monitor_->stats()[AC_STAT_RINGBUF_FULL];
-  uint64_t lost = now > kernel_lost_base_ ? now - kernel_lost_base_ : 0;
-  uint64_t prev = kernel_lost_.load();
-  if (lost <= prev) return;
-  kernel_lost_.store(lost);
+  if (!pipeline_->ring_full(now > kernel_lost_base_ ? now - kernel_lost_base_ : 0)) return;
   save_kernel_lost(now);
-  v1::Event loss;
-  loss.set_node(ctx_.node);
-  loss.set_time_ns(now_ns());
-  loss.mutable_loss()->set_count(lost - prev);
-  loss.mutable_loss()->set_reason("ringbuf_full");
-  loss.mutable_loss()->set_where("kernel");
-  emit(std::move(loss));
 }
 
 // One daemon per state directory: a second one would adopt (and later remove) the pins

@@ -13,6 +13,7 @@
 #include "core/kernel/bpf_monitor.h"
 #include "core/events/decoder.h"
 #include "core/events/event_hub.h"
+#include "core/events/event_pipeline.h"
 #include "core/base/paths.h"
 #include "core/base/result.h"
 #include "core/base/unique_fd.h"
@@ -57,9 +58,9 @@ class Daemon {
   BpfMonitor* monitor() { return monitor_.get(); }
   const DecodeContext& decode_context() const { return ctx_; }
   uint64_t start_time_ns() const { return start_ns_; }
-  uint64_t events() const { return events_.load(); }
-  uint64_t decode_errors() const { return decode_errors_.load(); }
-  uint64_t kernel_lost() const { return kernel_lost_.load(); }
+  uint64_t events() const { return pipeline_->events(); }
+  uint64_t decode_errors() const { return pipeline_->decode_errors(); }
+  uint64_t kernel_lost() const { return pipeline_->ring_lost(); }
 
  private:
   struct Step {
@@ -68,6 +69,8 @@ class Daemon {
     std::function<void()> down;
   };
   void add_core_steps();
+  std::unique_ptr<EventPipeline> make_pipeline();
+  std::string owner_exec_id(const std::string& id, uint32_t owner_pid) const;
   void reader_loop();
   void handle(std::span<const std::byte> rec);
   void report_kernel_loss();
@@ -93,7 +96,8 @@ class Daemon {
   std::atomic<bool> stopping_{false};
   std::thread reader_;
   std::thread reaper_;
-  std::atomic<uint64_t> events_{0}, decode_errors_{0}, kernel_lost_{0};
+  // Reader thread only (its counters from any thread); after registry_, which it asks.
+  std::unique_ptr<EventPipeline> pipeline_;
   uint64_t kernel_lost_base_ = 0;
   UniqueFd state_lock_;
 };

@@ -11,11 +11,9 @@
 #include <optional>
 #include <thread>
 
-#include "core/events/attribution.h"
 #include "core/confine/cgroup.h"
-#include "core/events/decoder.h"
 #include "core/confine/launcher.h"
-#include "core/events/process_table.h"
+#include "core/events/event_pipeline.h"
 
 namespace agentcage::core {
 
@@ -28,23 +26,20 @@ uint64_t new_sandbox_key() {
 
 namespace {
 
-// Reads the ring buffer until stopped, then drains what is left. Kernel-side losses are
-// turned into in-band Loss events so a consumer never misses a gap silently.
+// Reads the ring buffer until stopped, then drains what is left, through the one event
+// pipeline agentcaged uses too; kernel-side losses become in-band Loss events there.
 class Reader {
  public:
   Reader(BpfMonitor& mon, const SessionOptions& opts, SessionResult& res)
-      : mon_(mon), opts_(opts), res_(res), ctx_(DecodeContext::for_this_host()), procs_(ctx_.boot_id) {
+      : mon_(mon), opts_(opts), res_(res), pipeline_(pipeline_options(), [this](const v1::Event& ev) { deliver(ev); }) {
     base_stats_ = mon_.stats();
     base_misses_ = mon_.prog_misses();
     // Processes that already run (the sandbox's parent, every process in host mode) are
     // known from /proc; later ones from their fork/exec records.
-    if (auto n = procs_.seed_from_proc(); !n)
+    if (auto n = pipeline_.seed(); !n)
       spdlog::warn("process table: {}", n.error().message());
     else
       spdlog::debug("process table: {} processes from /proc", *n);
-    ctx_.lsm_rule_name = [this](uint32_t id) {
-      return id < opts_.lsm_deny.size() ? rule_text(opts_.lsm_deny[id]) : "inode rule " + std::to_string(id);
-    };
   }
 
   void start() {
@@ -54,7 +49,7 @@ class Reader {
       if (const char* stall = getenv("AGENTCAGE_TEST_READER_STALL_MS"))
         std::this_thread::sleep_for(std::chrono::milliseconds(atoi(stall)));
       while (!stop_.load(std::memory_order_acquire)) {
-        auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { handle(rec); });
+        auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { pipeline_.handle(rec); });
         if (!r) spdlog::warn("{}", r.error().message());
         report_loss();
         if (opts_.on_batch) opts_.on_batch();
@@ -66,91 +61,65 @@ class Reader {
     if (!thread_.joinable()) return;
     stop_.store(true, std::memory_order_release);
     thread_.join();
-    (void)mon_.drain([this](std::span<const std::byte> rec) { handle(rec); });
+    (void)mon_.drain([this](std::span<const std::byte> rec) { pipeline_.handle(rec); });
     report_loss();
+    res_.events = pipeline_.events();
+    res_.decode_errors = pipeline_.decode_errors();
     res_.prog_misses = mon_.prog_misses() - base_misses_;
     if (opts_.on_batch) opts_.on_batch();
-    spdlog::debug("reader: {} events, kernel: submitted={} ringbuf_full={} truncated={} read_fault={}", res_.events,
-                  res_.kernel_stats[AC_STAT_EVENTS], res_.kernel_stats[AC_STAT_RINGBUF_FULL],
-                  res_.kernel_stats[AC_STAT_TRUNCATED], res_.kernel_stats[AC_STAT_READ_FAULT]);
+    spdlog::debug("reader: {} events ({} of the launcher's setup dropped), kernel: submitted={} ringbuf_full={} "
+                  "truncated={} read_fault={}",
+                  res_.events, pipeline_.setup_dropped(), res_.kernel_stats[AC_STAT_EVENTS],
+                  res_.kernel_stats[AC_STAT_RINGBUF_FULL], res_.kernel_stats[AC_STAT_TRUNCATED],
+                  res_.kernel_stats[AC_STAT_READ_FAULT]);
   }
 
   ~Reader() { stop(); }
 
- private:
-  void handle(std::span<const std::byte> rec) {
-    if (auto st = decode_record_into(rec, ctx_, ev_); !st) {
-      ++res_.decode_errors;
-      spdlog::warn("dropping undecodable kernel record: {}", st.error().message());
-      emit_loss(1, "decode_error");
-      return;
-    }
-    // The sandbox's first process builds its view (mkdir, mount, symlink in the scratch
-    // root) between fork and execve: that is agentcage's doing, not the agent's.
-    if (launcher_pid_ && ev_.process().pid() == launcher_pid_) {
-      if (!ev_.has_exec()) return;
-      launcher_pid_ = 0;
-    }
-    ++res_.events;
-    procs_.apply(ev_);
-    if (ev_.has_violation()) ++res_.violations[ev_.violation().mechanism()];
-    if (opts_.on_event) opts_.on_event(ev_);
-    // Denials the kernel does not report itself (Landlock, the mount view, seccomp's
-    // errno action, a seccomp kill) are attributed from the failure the monitor saw.
-    if (decisions_) {
-      if (auto v = attribute_event(ev_, *decisions_, net_reported_)) {
-        ++res_.violations[v->violation().mechanism()];
-        if (opts_.on_event) opts_.on_event(*v);
-      }
-    }
-  }
-
- public:
-  // Events of `pid` before its first exec are the launcher's setup, not the command's.
-  void set_launcher_pid(uint32_t pid) { launcher_pid_ = pid; }
   void set_decisions(ConfineDecisions d, bool net_reported) {
-    decisions_ = std::move(d);
-    net_reported_ = net_reported;
+    attribution_.decisions = std::make_shared<const ConfineDecisions>(std::move(d));
+    attribution_.net_reported = net_reported;
   }
 
  private:
+  // This process launches the session's one sandbox (spawn() forks it from here), and
+  // only its own decisions attribute.
+  PipelineOptions pipeline_options() {
+    PipelineOptions o;
+    o.ctx = DecodeContext::for_this_host();
+    o.ctx.lsm_rule_name = [this](uint32_t id) {
+      return id < opts_.lsm_deny.size() ? rule_text(opts_.lsm_deny[id]) : "inode rule " + std::to_string(id);
+    };
+    o.attribution = [this](const std::string& id) {
+      return id == res_.sandbox_id ? attribution_ : SandboxAttribution{};
+    };
+    // Seeded into the table before the child exists: its exec_id is known there.
+    o.launcher = [this, self = static_cast<uint32_t>(::getpid())](const std::string& id) {
+      return id == res_.sandbox_id ? LauncherInfo{self, {}} : LauncherInfo{};
+    };
+    o.loss_sandbox_id = res_.sandbox_id;
+    return o;
+  }
+
+  void deliver(const v1::Event& ev) {
+    if (ev.has_violation()) ++res_.violations[ev.violation().mechanism()];
+    if (opts_.on_event) opts_.on_event(ev);
+  }
 
   void report_loss() {
     KernelStats now = mon_.stats();
     for (size_t i = 0; i < now.size(); ++i) res_.kernel_stats[i] = now[i] - base_stats_[i];
-    uint64_t lost = res_.kernel_stats[AC_STAT_RINGBUF_FULL];
-    if (lost > res_.lost) {
-      emit_loss(lost - res_.lost, "ringbuf_full");
-      res_.lost = lost;
-    }
-  }
-
-  void emit_loss(uint64_t n, const char* reason) {
-    if (!opts_.on_event) return;
-    v1::Event ev;
-    ev.set_node(ctx_.node);
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ev.set_time_ns(static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec));
-    ev.set_sandbox_id(res_.sandbox_id);
-    auto* l = ev.mutable_loss();
-    l->set_count(n);
-    l->set_reason(reason);
-    l->set_where("kernel");
-    opts_.on_event(ev);
+    pipeline_.ring_full(res_.kernel_stats[AC_STAT_RINGBUF_FULL]);
+    res_.lost = pipeline_.ring_lost();
   }
 
   BpfMonitor& mon_;
   const SessionOptions& opts_;
   SessionResult& res_;
-  DecodeContext ctx_;
-  ProcessTable procs_;
-  v1::Event ev_;  // reused for every record (reader thread only)
+  SandboxAttribution attribution_;  // set before start(), read by the reader thread
+  EventPipeline pipeline_;          // reader thread only, once started
   KernelStats base_stats_{};
   uint64_t base_misses_ = 0;
-  std::optional<ConfineDecisions> decisions_;  // set before start(), read by the reader thread
-  bool net_reported_ = false;
-  uint32_t launcher_pid_ = 0;  // reader thread only, once started
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
@@ -280,7 +249,6 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   if (reader && conf) reader->set_decisions(conf->decisions(), net.has_value());
   auto child = spawn(so);
   if (!child) return std::unexpected(child.error());
-  if (reader && so.child_setup) reader->set_launcher_pid(static_cast<uint32_t>(child->pid));
   if (reader) reader->start();
   auto status = wait_forwarding_signals(*child);
 

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/events/event_pipeline.h"
+
+#include <time.h>
+
+#include <spdlog/spdlog.h>
+
+#include "core/events/attribution.h"
+
+namespace agentcage::core {
+namespace {
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Sandboxes come and go for the daemon's lifetime; the launcher cache forgets them all
+// when it reaches this size instead of growing (a forgotten sandbox is asked again).
+constexpr size_t kMaxLaunchers = 1024;
+
+}  // namespace
+
+v1::Event loss_event(const std::string& node, uint64_t count, std::string_view reason, std::string_view where,
+                     const std::string& sandbox_id) {
+  v1::Event ev;
+  ev.set_node(node);
+  ev.set_time_ns(realtime_ns());
+  ev.set_sandbox_id(sandbox_id);
+  auto* l = ev.mutable_loss();
+  l->set_count(count);
+  l->set_reason(std::string(reason));
+  l->set_where(std::string(where));
+  return ev;
+}
+
+EventPipeline::EventPipeline(PipelineOptions opts, Sink sink)
+    : opts_(std::move(opts)), sink_(std::move(sink)), procs_(opts_.ctx.boot_id, opts_.proc_root) {}
+
+Result<size_t> EventPipeline::seed() {
+  if (opts_.proc_root.empty()) return 0;
+  return procs_.seed_from_proc(opts_.proc_root);
+}
+
+void EventPipeline::handle(std::span<const std::byte> rec) {
+  if (auto st = decode_record_into(rec, opts_.ctx, ev_); !st) {
+    decode_errors_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("dropping undecodable kernel record: {}", st.error().message());
+    sink_(loss_event(opts_.ctx.node, 1, "decode_error", "kernel", opts_.loss_sandbox_id));
+    return;
+  }
+  if (is_setup(ev_)) {
+    setup_dropped_.fetch_add(1, std::memory_order_relaxed);
+    if (ev_.has_exit()) procs_.apply(ev_);  // a launch that failed before exec: forget it
+    return;
+  }
+  events_.fetch_add(1, std::memory_order_relaxed);
+  procs_.apply(ev_);
+  sink_(ev_);
+  attribute(ev_);
+}
+
+// The sandbox's first process prepares its confinement between fork and execve (the
+// in-process launcher builds the private view: mkdir, mount, symlink in a scratch root;
+// a daemon client's child installs Landlock and seccomp, which with the shipped profiles
+// leaves no record today): that is agentcage's doing, not the command's, and it is
+// dropped here, on both paths alike. That process is the one
+// child of the sandbox's launcher that enters the sandbox from outside it: born into it
+// (clone3 CLONE_INTO_CGROUP: a fork record whose parent is not in the sandbox) or moved
+// into it (agentcaged's PlaceProcess, the fork+hold fallback: no fork record, its first
+// record names the launcher as ppid). Only the first such child per sandbox, only until
+// its first exec: nothing the command runs is ever filtered.
+bool EventPipeline::is_setup(v1::Event& ev) {
+  if (ev.sandbox_id().empty() || !opts_.launcher) return false;
+  auto* p = ev.mutable_process();
+  // The launcher's child is recorded from its exec on, as the launcher's child.
+  auto name_parent = [p](const std::string& launcher_exec_id) {
+    if (p->parent_exec_id().empty()) p->set_parent_exec_id(launcher_exec_id);
+  };
+  if (ev.has_fork()) {
+    // Recorded: the launcher's fork is where the sandbox's process tree starts.
+    const ProcessInfo* parent = procs_.find(p->pid());
+    if (parent && parent->sandbox_id == ev.sandbox_id()) return false;
+    if (const LauncherInfo* l = starts_setup(ev.sandbox_id(), p->pid()))
+      setup_[ev.fork().child_pid()] = SetupProcess{ev.fork().child_exec_id(), l->exec_id};
+    return false;
+  }
+  if (!setup_.empty())
+    if (auto it = setup_.find(p->pid()); it != setup_.end()) {
+      if (it->second.exec_id == p->exec_id()) {
+        bool exec = ev.has_exec();
+        if (exec) name_parent(it->second.launcher_exec_id);
+        // Its exec starts the command (recorded from here on); an exit ends a failed launch.
+        if (exec || ev.has_exit()) setup_.erase(it);
+        return !exec;
+      }
+      setup_.erase(it);  // a later process with that pid: the launch ended unseen
+    }
+  // A process already known is not entering the sandbox now.
+  if (const ProcessInfo* known = procs_.find(p->pid()); known && known->exec_id == p->exec_id()) return false;
+  const LauncherInfo* l = starts_setup(ev.sandbox_id(), p->ppid());
+  if (!l) return false;
+  if (ev.has_exec()) {  // no setup seen: its first record is the command's exec
+    name_parent(l->exec_id);
+    return false;
+  }
+  setup_[p->pid()] = SetupProcess{p->exec_id(), l->exec_id};
+  return true;
+}
+
+// The sandbox's launcher, once per sandbox: when `parent_pid` is it, whose child this is.
+const LauncherInfo* EventPipeline::starts_setup(const std::string& sandbox_id, uint32_t parent_pid) {
+  auto it = launchers_.find(sandbox_id);
+  if (it == launchers_.end()) {
+    if (launchers_.size() >= kMaxLaunchers) launchers_.clear();
+    it = launchers_.emplace(sandbox_id, Launcher{opts_.launcher(sandbox_id), false}).first;
+  }
+  Launcher& l = it->second;
+  if (l.child_seen || l.info.pid == 0 || l.info.pid != parent_pid) return nullptr;
+  l.child_seen = true;
+  return &l.info;
+}
+
+// Denials the kernel does not report itself (Landlock, the mount view, seccomp's errno
+// action, a seccomp kill) are attributed from the failure the monitor saw, with what the
+// sandbox's compiled profile decided.
+void EventPipeline::attribute(const v1::Event& ev) {
+  if (!opts_.attribution || ev.sandbox_id().empty()) return;
+  SandboxAttribution a = opts_.attribution(ev.sandbox_id());
+  if (!a.decisions) return;
+  if (auto v = attribute_event(ev, *a.decisions, a.net_reported)) sink_(*v);
+}
+
+uint64_t EventPipeline::ring_full(uint64_t total) {
+  uint64_t prev = ring_lost_.load(std::memory_order_relaxed);
+  if (total <= prev) return 0;
+  ring_lost_.store(total, std::memory_order_relaxed);
+  sink_(loss_event(opts_.ctx.node, total - prev, "ringbuf_full", "kernel", opts_.loss_sandbox_id));
+  return total - prev;
+}
+
+}  // namespace agentcage::core

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+// The one event pipeline, for agentcaged and for in-process runs alike: a ring-buffer
+// record is decoded, enriched through the process table (exec_id, parent_exec_id, binary,
+// argv, cwd, comm), dropped when it is agentcage's own launcher setup, handed to the sink,
+// and, when it is a denial the kernel does not report itself, followed by the violation
+// attributed from the sandbox's compiled profile. What cannot be delivered (an undecodable
+// record, records the kernel could not queue) becomes an in-band Loss event.
+//
+// Reader-thread only, like the process table it owns; the counters may be read from any
+// thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "agentcage/v1/event.pb.h"
+#include "core/base/result.h"
+#include "core/confine/confine.h"
+#include "core/events/decoder.h"
+#include "core/events/process_table.h"
+
+namespace agentcage::core {
+
+// The one constructor of Loss events: `count` records (0: unknown) that did not reach
+// the stream, for `reason`, lost at `where` ("kernel", a queue's name).
+v1::Event loss_event(const std::string& node, uint64_t count, std::string_view reason, std::string_view where,
+                     const std::string& sandbox_id = {});
+
+// What attributing a sandbox's denials needs: the decisions of its one compiled profile
+// (null: nothing to attribute) and whether its network policy's cgroup-BPF programs
+// report their own denials.
+struct SandboxAttribution {
+  std::shared_ptr<const ConfineDecisions> decisions;
+  bool net_reported = false;
+};
+
+// The process that launched a sandbox's command: the in-process launcher, or the client
+// whose held child agentcaged placed in the sandbox.
+struct LauncherInfo {
+  uint32_t pid = 0;  // 0: unknown
+  // Its exec_id when known beforehand: a daemon client is not tracked and may be gone
+  // by the time its child's first record is read. Empty: the process table knows it
+  // (seeded) or looks it up in /proc then.
+  std::string exec_id;
+};
+
+struct PipelineOptions {
+  DecodeContext ctx;
+  // Where the process table is seeded from (seed()) and where a parent it never saw is
+  // looked up; empty: neither (unit tests of the pure logic).
+  std::string proc_root = "/proc";
+  // The attribution of a sandbox's events, asked for every event of a sandbox. Unset:
+  // nothing is attributed.
+  std::function<SandboxAttribution(const std::string& sandbox_id)> attribution;
+  // Who launched a sandbox's command. Asked rarely: when a process appears in a sandbox
+  // from outside it. Unset: nothing is filtered as setup.
+  std::function<LauncherInfo(const std::string& sandbox_id)> launcher;
+  // The sandbox kernel losses are charged to (an in-process run's one sandbox); empty
+  // when the ring serves many (the daemon).
+  std::string loss_sandbox_id;
+};
+
+class EventPipeline {
+ public:
+  using Sink = std::function<void(const v1::Event&)>;
+
+  EventPipeline(PipelineOptions opts, Sink sink);
+
+  // Reads the processes that already run into the table; how many.
+  Result<size_t> seed();
+  // One ring-buffer record: its event (unless setup), then its attributed violation.
+  void handle(std::span<const std::byte> rec);
+  // `total`: the kernel's ring-full counter since this pipeline's baseline. Emits one Loss
+  // event for what it counted since the last call; returns that count (0: nothing new).
+  uint64_t ring_full(uint64_t total);
+
+  uint64_t events() const { return events_.load(std::memory_order_relaxed); }
+  uint64_t decode_errors() const { return decode_errors_.load(std::memory_order_relaxed); }
+  uint64_t setup_dropped() const { return setup_dropped_.load(std::memory_order_relaxed); }
+  uint64_t ring_lost() const { return ring_lost_.load(std::memory_order_relaxed); }
+  const ProcessTable& processes() const { return procs_; }
+
+ private:
+  struct Launcher {
+    LauncherInfo info;
+    bool child_seen = false;  // its one child in the sandbox was found
+  };
+  struct SetupProcess {
+    std::string exec_id;
+    std::string launcher_exec_id;  // named as the parent at its exec (empty: the table knows)
+  };
+  bool is_setup(v1::Event& ev);
+  const LauncherInfo* starts_setup(const std::string& sandbox_id, uint32_t parent_pid);
+  void attribute(const v1::Event& ev);
+
+  PipelineOptions opts_;
+  Sink sink_;
+  ProcessTable procs_;
+  v1::Event ev_;  // reused for every record: no allocation per record in the steady state
+  // Launcher children before their first exec, by pid. At most one per sandbox.
+  std::unordered_map<uint32_t, SetupProcess> setup_;
+  // Per sandbox, asked once (bounded: cleared when large; see starts_setup()).
+  std::unordered_map<std::string, Launcher> launchers_;
+  std::atomic<uint64_t> events_{0}, decode_errors_{0}, setup_dropped_{0}, ring_lost_{0};
+};
+
+}  // namespace agentcage::core

@@ -20,6 +20,7 @@
 #include <regex>
 #include <thread>
 
+#include "support/daemon_process.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -41,10 +42,7 @@ class Restart : public ::testing::Test {
     if (geteuid() != 0) GTEST_SKIP() << "needs root: agentcaged loads BPF programs";
     dir_ = testing::temp_dir();
     chmod(dir_.c_str(), 0755);
-    for (std::string p = AGENTCAGE_BIN; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
-      struct stat st;
-      if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
-    }
+    testing::make_reachable(AGENTCAGE_BIN);
     ws_ = dir_ + "/ws";
     ASSERT_EQ(mkdir(ws_.c_str(), 0755), 0);
     passwd* pw = getpwnam("nobody");

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "agentcage/v1/control.grpc.pb.h"
+#include "support/daemon_process.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -44,10 +45,7 @@ class Daemon : public ::testing::Test {
     dir_ = testing::temp_dir();
     chmod(dir_.c_str(), 0755);
     // nobody must reach the binaries: make the path to them traversable.
-    for (std::string p = AGENTCAGE_BIN; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
-      struct stat st;
-      if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
-    }
+    testing::make_reachable(AGENTCAGE_BIN);
     sock_ = dir_ + "/agentcage.sock";
     std::vector<std::string> argv{AGENTCAGED_BIN, "--socket", sock_, "--audit-db", dir_ + "/audit.db"};
     for (auto& a : testing::daemon_state_args(dir_)) argv.push_back(a);
@@ -561,10 +559,7 @@ class DaemonNet : public Daemon {
   void SetUp() override {
     Daemon::SetUp();
     if (IsSkipped()) return;
-    for (std::string p = NET_PROBE_BIN; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
-      struct stat st;
-      if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) chmod(p.c_str(), st.st_mode | 0005);
-    }
+    testing::make_reachable(NET_PROBE_BIN);
     for (int i = 0; i < 2; ++i) {
       lfd_[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       ASSERT_GE(lfd_[i], 0);

@@ -39,9 +39,9 @@
  * before the process runs another user-space instruction. Same guarantee everywhere.
  *
  * Not covered by these hooks: socket families other than inet/inet6/unix (AF_PACKET,
- * AF_VSOCK, ...: no cgroup hook; they need capabilities the sandbox drops, and the
- * seccomp layer should restrict socket(2) families), and inbound traffic (bind to port 0
- * is allowed; listen and accept are observed, not restricted).
+ * AF_VSOCK, ...: no cgroup hook; the seccomp layer refuses them at socket(2) in every
+ * profiled sandbox, see deny_socket_families in seccomp_policy.cc), and inbound traffic
+ * (bind to port 0 is allowed; listen and accept are observed, not restricted).
  *
  * Listen and accept are observed, not enforced: listen in the inet_sock_set_state
  * tracepoint (process context, -> TCP_LISTEN), accept at the exit of accept/accept4,
@@ -235,9 +235,11 @@ static __always_inline int ac_net_enforce(__u8 action)
 
 /*
  * Is (addr, port, proto) allowed for this sandbox? Longest prefix, then port ranges.
- * *deny_action gets the matched entry's action for what it does not allow (0: default).
+ * *deny_action gets the matched entry's action for what it does not allow (0: default);
+ * *prefix the matched entry's prefix length.
  */
-static __always_inline int ac_net_allowed(__u64 sandbox, const struct ac_net_attempt *a, __u8 proto, __u32 *deny_action)
+static __always_inline int ac_net_allowed(__u64 sandbox, const __u8 *addr, __u16 port, __u8 proto,
+					  __u32 *deny_action, __u32 *prefix)
 {
 	struct ac_net_rule_key key = {};
 	struct ac_net_rule_value *v;
@@ -245,17 +247,92 @@ static __always_inline int ac_net_allowed(__u64 sandbox, const struct ac_net_att
 	key.prefixlen = AC_NET_KEY_SANDBOX_BITS + 128;
 	key.sandbox_lo = (__u32)sandbox;
 	key.sandbox_hi = (__u32)(sandbox >> 32);
-	__builtin_memcpy(key.addr, a->addr, sizeof(key.addr));
+	__builtin_memcpy(key.addr, addr, sizeof(key.addr));
 	v = bpf_map_lookup_elem(&ac_net_rules, &key);
 	if (!v)
 		return 0;
 	*deny_action = v->deny_action;
+	*prefix = v->prefix;
 	for (int i = 0; i < AC_NET_MAX_PORT_RANGES; i++) {
 		if (i >= v->count)
 			break;
-		if ((v->ranges[i].proto & proto) && a->port >= v->ranges[i].lo && a->port <= v->ranges[i].hi)
+		if ((v->ranges[i].proto & proto) && port >= v->ranges[i].lo && port <= v->ranges[i].hi)
 			return 1;
 	}
+	return 0;
+}
+
+/*
+ * Spellings of the local host. The stack sends a connect or datagram to these somewhere
+ * other than their face value, so matching only the spelling would let a wide rule
+ * (0.0.0.0/0, ::/0 on 443) reach a host service the profile denies as 127.0.0.0/8 or ::1:
+ *  - the unspecified address, 0.0.0.0, ::ffff:0.0.0.0 and :: (ip_route_connect and
+ *    ip6_datagram/tcp_v6_connect turn it into the loopback address);
+ *  - loopback aliases 127.0.0.2-127.255.255.255 (every one is local);
+ *  - IPv4-compatible ::a.b.c.d (deprecated; reaches a.b.c.d over a sit tunnel).
+ * Such an address must also be allowed as the address it reaches (*out): 127.0.0.1, ::1,
+ * or ::ffff:a.b.c.d. A rule written for the spelling itself (a prefix inside
+ * 127.0.0.0/8, or exactly 0.0.0.0 or ::) is taken as meant and decides alone.
+ * Returns 0 when the spelling needs no second check.
+ */
+static __always_inline int ac_net_local_alias(const __u8 *addr, __u32 prefix, __u8 *out)
+{
+	__u32 w0, w1, w2, w3;
+
+	__builtin_memcpy(&w0, &addr[0], 4);
+	__builtin_memcpy(&w1, &addr[4], 4);
+	__builtin_memcpy(&w2, &addr[8], 4);
+	__builtin_memcpy(&w3, &addr[12], 4);
+	if (w0 || w1)
+		return 0;
+	__builtin_memset(out, 0, 16);
+	if (w2 == bpf_htonl(0xffff)) {
+		if (w3 == bpf_htonl(0x7f000001))
+			return 0;
+		if (w3 == 0 ? prefix == 128 : (addr[12] != 127 || prefix >= 96 + 8))
+			return 0;
+		out[10] = 0xff;
+		out[11] = 0xff;
+		out[12] = 127;
+		out[15] = 1;
+		return 1;
+	}
+	if (w2)
+		return 0;
+	if (w3 == 0) {
+		if (prefix == 128)
+			return 0;
+		out[15] = 1;
+		return 1;
+	}
+	if (w3 == bpf_htonl(1))
+		return 0;
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(&out[12], &w3, 4);
+	return 1;
+}
+
+/*
+ * The verdict for an inet attempt: allowed by its spelling and, for a connect or send to
+ * a spelling of the local host, by the address it reaches (ac_net_local_alias). *reason
+ * says which check refused. bind is taken at face value: it names a local address.
+ */
+static __always_inline int ac_net_decide(__u64 sandbox, const struct ac_net_attempt *a, __u8 proto,
+					 __u32 *deny_action, __u8 *reason)
+{
+	__u8 alt[16];
+	__u32 prefix = 0, alt_prefix = 0, alt_deny = 0;
+
+	*reason = AC_NET_R_NO_RULE;
+	if (!ac_net_allowed(sandbox, a->addr, a->port, proto, deny_action, &prefix))
+		return 0;
+	if (a->op == AC_NET_BIND || !ac_net_local_alias(a->addr, prefix, alt))
+		return 1;
+	if (ac_net_allowed(sandbox, alt, a->port, proto, &alt_deny, &alt_prefix))
+		return 1;
+	*deny_action = alt_deny;
+	*reason = AC_NET_R_LOCAL_ALIAS;
 	return 0;
 }
 
@@ -278,8 +355,9 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 	 * autobind does: it opens nothing another host can reach by a chosen port.
 	 */
 	__u32 rule_action = 0;
+	__u8 reason = AC_NET_R_NO_RULE;
 	int ok = !pol || (a->op == AC_NET_BIND && a->port == 0) ||
-		 ac_net_allowed(sandbox, a, ac_proto_bit(ctx->type, ctx->protocol), &rule_action);
+		 ac_net_decide(sandbox, a, ac_proto_bit(ctx->type, ctx->protocol), &rule_action, &reason);
 	if (ok) {
 		if (a->op == AC_NET_SENDMSG) {
 			struct ac_net_seen_key seen = {};
@@ -298,7 +376,7 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 	__u8 action = ac_net_violation_action(pol, rule_action);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a->flags |= AC_NET_F_AUDIT_MODE;
-	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, pol, 0, 0);
+	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, reason, pol, 0, 0);
 	return ac_net_enforce(action);
 }
 

@@ -406,6 +406,119 @@ TEST(NetEnforce, LeavingTheSandboxCgroupDoesNotLeaveThePolicy) {
   EXPECT_TRUE(find_violation(t.events, "connect 127.0.0.1:" + bad.port() + "/tcp")) << dump(t);
 }
 
+// A profile file for net_probe: base (system libraries), the probe's directory
+// executable, and RULES as the network section's rule list.
+std::string probe_profile(const std::string& dir, const std::string& rules) {
+  std::string path = dir + "/net.yaml";
+  std::string probe_dir = kProbe.substr(0, kProbe.rfind('/'));
+  std::ofstream(path) << "name: net-test\ndescription: net_probe under a network policy\nextends: base\n"
+                      << "filesystem:\n  exec: [" << probe_dir << "]\nnetwork:\n  rules:\n" << rules;
+  return path;
+}
+
+// The VIOLATION lines `run` relayed on stderr.
+std::vector<std::string> violation_lines(const std::string& err) {
+  std::vector<std::string> out;
+  for (const auto& l : testing::lines(err))
+    if (l.find("VIOLATION") != std::string::npos) out.push_back(l);
+  return out;
+}
+
+// Spellings of the local host are decided by what they reach: with ::/0 and 0.0.0.0/0
+// allowed on a port and loopback denied (what coding-agent does for 443), [::], 0.0.0.0,
+// ::ffff:0.0.0.0, a loopback alias and an IPv4-compatible address do not reach the
+// host's listener. Natively every one of them connects (or is routed) to it.
+TEST(NetEnforce, LocalHostSpellingsAreMatchedAsWhatTheyReach) {
+  REQUIRE_ROOT();
+  // Dual-stack wildcard listener: reachable through every local spelling, v4 and v6.
+  int lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  int off = 0;
+  setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_addr = in6addr_any;
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
+  ASSERT_EQ(listen(lfd, 64), 0);
+  socklen_t sl = sizeof sa;
+  ASSERT_EQ(getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &sl), 0);
+  const std::string port = std::to_string(ntohs(sa.sin6_port));
+  const std::vector<std::string> spellings = {"::", "0.0.0.0", "::ffff:0.0.0.0", "127.0.0.2"};
+  // Control: natively each spelling reaches the listener.
+  for (const auto& a : spellings) {
+    auto n = run({kProbe, "connect", "tcp", a, port});
+    ASSERT_EQ(n.status, 0) << a << " does not reach the local listener natively: " << n.out;
+  }
+
+  auto dir = testing::temp_dir();
+  auto prof = probe_profile(dir, "    - {cidr: 0.0.0.0/0, ports: [" + port + "]}\n" +
+                                     "    - {cidr: \"::/0\", ports: [" + port + "]}\n" +
+                                     "    - {cidr: 127.0.0.0/8, action: deny}\n    - {cidr: \"::1/128\", action: deny}\n");
+  std::string script;
+  for (const auto& a : spellings) script += probe("connect tcp " + a + " " + port);
+  script += probe("sendto :: " + port) + probe("connect tcp ::127.0.0.1 " + port) + "true";
+  auto r = run({AGENTCAGE_BIN, "run", "--no-daemon", "--no-store", "--profile", prof, "--", "sh", "-c", script});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  std::vector<std::string> want(spellings.size(), "connect error EPERM");
+  want.push_back("sendto error EPERM");
+  want.push_back("connect error EPERM");
+  EXPECT_EQ(testing::lines(r.out), want) << r.err;
+  auto v = violation_lines(r.err);
+  ASSERT_EQ(v.size(), want.size()) << r.err;
+  for (const std::string& what : {"connect [::]:" + port + "/tcp", "connect 0.0.0.0:" + port + "/tcp",
+                                  "connect ::ffff:0.0.0.0:" + port + "/tcp", "sendmsg [::]:" + port + "/udp",
+                                  "connect [::127.0.0.1]:" + port + "/tcp"}) {
+    bool found = false;
+    for (const auto& l : v)
+      found |= l.find("deny " + what) != std::string::npos && l.find("cgroup-bpf") != std::string::npos &&
+               l.find("reaches this host") != std::string::npos;
+    EXPECT_TRUE(found) << "no local-host violation for " << what << "\n" << r.err;
+  }
+  // The alias 127.0.0.2 lies in the denied 127.0.0.0/8 itself.
+  EXPECT_NE(r.err.find("deny connect 127.0.0.2:" + port + "/tcp"), std::string::npos) << r.err;
+
+  // Allowing loopback too opens them all; a rule written for :: itself decides alone.
+  auto ok = run({AGENTCAGE_BIN, "run", "--no-daemon", "--no-store", "--allow-net", "[::/0]:" + port + "/tcp",
+                 "--allow-net", "0.0.0.0/0:" + port + "/tcp", "--", "sh", "-c",
+                 probe("connect tcp :: " + port) + probe("connect tcp 0.0.0.0 " + port) +
+                     probe("connect tcp 127.0.0.2 " + port) + "true"});
+  EXPECT_EQ(testing::lines(ok.out), (std::vector<std::string>{"connect ok", "connect ok", "connect ok"})) << ok.err;
+  auto exact = run({AGENTCAGE_BIN, "run", "--no-daemon", "--no-store", "--allow-net", "[::]:" + port + "/tcp", "--",
+                    kProbe, "connect", "tcp", "::", port});
+  EXPECT_EQ(exact.status, 0) << exact.out << exact.err;
+  close(lfd);
+}
+
+// Families with no cgroup hook are refused at socket(2) and socketpair(2) by seccomp in
+// every profiled sandbox, with a violation naming the family; the register's upper half
+// cannot smuggle one past the filter. NETLINK_ROUTE, unix and inet stay usable.
+TEST(NetEnforce, SocketFamiliesWithoutHooksAreRefused) {
+  REQUIRE_ROOT();
+  // Native control: AF_VSOCK and netlink sock_diag exist on this kernel.
+  auto native = run({kProbe, "socket", "40", "1", "0"});
+  bool have_vsock = native.status == 0;
+  auto diag = run({kProbe, "socket", "16", "3", "4"});
+  ASSERT_EQ(diag.status, 0) << "netlink sock_diag natively: " << diag.out;
+  auto dir = testing::temp_dir();
+  auto prof = probe_profile(dir, "    - {cidr: 127.0.0.1/32, ports: [1], protocol: tcp}\n");
+  std::string script = probe("socket 40 1 0") + probe("socket 0x1000000028 1 0") + probe("socket 16 3 4") +
+                       probe("socket 38 5 0") + probe("socketpair 30") + probe("socket 16 3 0") +
+                       probe("socket 1 1 0") + probe("socket 2 2 0") + probe("socketpair 1") + "true";
+  auto r = run({AGENTCAGE_BIN, "run", "--no-daemon", "--no-store", "--profile", prof, "--", "sh", "-c", script});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(testing::lines(r.out),
+            (std::vector<std::string>{"socket error EPERM", "socket error EPERM", "socket error EPERM", "socket error EPERM",
+                                      "socketpair error EPERM", "socket ok", "socket ok", "socket ok", "socketpair ok"}))
+      << r.err << (have_vsock ? "" : "\n(AF_VSOCK is not available natively here)");
+  for (const char* rule : {"socket with domain == AF_VSOCK", "socket with domain == AF_NETLINK, protocol != NETLINK_ROUTE",
+                                  "socket with domain == AF_ALG", "socketpair with domain == AF_TIPC"}) {
+    bool found = false;
+    for (const auto& l : violation_lines(r.err)) found |= l.find(std::string("(seccomp, syscalls.deny: ") + rule) != std::string::npos;
+    EXPECT_TRUE(found) << "no seccomp violation naming " << rule << "\n" << r.err;
+  }
+  EXPECT_EQ(violation_lines(r.err).size(), 5u) << r.err;
+}
+
 TEST(NetEnforce, BadRuleIsAUsageError) {
   auto r = run({AGENTCAGE_BIN, "run", "--allow-net", "127.0.0.1:70000", "--", "true"});
   EXPECT_EQ(r.status, 2);

@@ -13,6 +13,10 @@
  *   net_probe unix PATH|@NAME             stream connect to a unix socket
  *   net_probe unixsend PATH|@NAME         one datagram to a unix socket (unconnected)
  *   net_probe raw ADDR                    raw ICMP socket, one echo request to ADDR
+ *   net_probe socket DOMAIN TYPE PROTO    socket(2) by number; DOMAIN is passed as a full
+ *                                         64-bit register (0x1000000028 tests that only
+ *                                         the low 32 bits, as the kernel reads, decide)
+ *   net_probe socketpair DOMAIN           socketpair(DOMAIN, SOCK_STREAM, 0)
  */
 #define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
@@ -23,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -139,6 +144,16 @@ int main(int argc, char **argv)
 			if (connect(fd, (struct sockaddr *)&un, ulen) != 0)
 				return fail("connect");
 		}
+	} else if (strcmp(op, "socket") == 0 && argc == 5) {
+		fd = (int)syscall(SYS_socket, strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0), strtoull(argv[4], 0, 0));
+		if (fd < 0)
+			return fail("socket");
+	} else if (strcmp(op, "socketpair") == 0 && argc == 3) {
+		int sv[2];
+		if (socketpair((int)strtol(argv[2], 0, 0), SOCK_STREAM, 0, sv) != 0)
+			return fail("socketpair");
+		printf("socketpair ok\n");
+		return 0;
 	} else if (strcmp(op, "raw") == 0 && argc == 3) {
 		static const unsigned char echo[8] = {8, 0, 0xf7, 0xff, 0, 0, 0, 0}; /* type 8, checksum */
 		len = inet_addr_of(argv[2], 0, &ss);

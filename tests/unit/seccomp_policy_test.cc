@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #include <cstring>
@@ -116,8 +117,36 @@ TEST(Seccomp, BuiltinDenySet) {
                  426 /* io_uring_enter */, 427 /* io_uring_register */, 428 /* open_tree */, 429 /* move_mount */,
                  430 /* fsopen */, SYS_setns})
     EXPECT_EQ(verdict(c, {nr}), kEperm) << "syscall " << nr;
-  for (int nr : {SYS_read, SYS_write, SYS_openat, SYS_execve, SYS_getpid, SYS_clone, SYS_fork, SYS_socket, SYS_kill})
+  for (int nr : {SYS_read, SYS_write, SYS_openat, SYS_execve, SYS_getpid, SYS_clone, SYS_fork, SYS_kill})
     EXPECT_EQ(verdict(c, {nr}), SECCOMP_RET_ALLOW) << "syscall " << nr;
+}
+
+// socket(2)/socketpair(2): only unix, inet, inet6 and NETLINK_ROUTE pass; the family is
+// compared on its low 32 bits as the kernel reads it; syscalls.allow: [socket] lifts it.
+TEST(Seccomp, SocketFamiliesWithoutCgroupHooksDenied) {
+  auto c = compile({});
+  for (uint64_t fam : {AF_UNIX, AF_INET, AF_INET6}) {
+    EXPECT_EQ(verdict(c, {SYS_socket, AUDIT_ARCH_X86_64, {fam, SOCK_STREAM, 0}}), SECCOMP_RET_ALLOW) << fam;
+    EXPECT_TRUE(seccomp_socket_family_allowed(static_cast<int>(fam), 0));
+  }
+  EXPECT_EQ(verdict(c, {SYS_socket, AUDIT_ARCH_X86_64, {AF_NETLINK, SOCK_RAW, 0}}), SECCOMP_RET_ALLOW);
+  EXPECT_EQ(verdict(c, {SYS_socket, AUDIT_ARCH_X86_64, {AF_NETLINK, SOCK_RAW, 4 /* NETLINK_SOCK_DIAG */}}), kEperm);
+  EXPECT_EQ(verdict(c, {SYS_socket, AUDIT_ARCH_X86_64, {AF_NETLINK, SOCK_RAW, 1ull << 32}}), kEperm);
+  for (uint64_t fam : {AF_VSOCK, AF_PACKET, AF_ALG, AF_XDP, AF_TIPC, AF_BLUETOOTH, AF_CAN, AF_KEY, 0, 46, 63}) {
+    EXPECT_EQ(verdict(c, {SYS_socket, AUDIT_ARCH_X86_64, {fam, SOCK_STREAM, 0}}), kEperm) << fam;
+    EXPECT_EQ(verdict(c, {SYS_socket, AUDIT_ARCH_X86_64, {fam | (1ull << 32), SOCK_STREAM, 0}}), kEperm) << fam;
+    EXPECT_EQ(verdict(c, {SYS_socketpair, AUDIT_ARCH_X86_64, {fam, SOCK_STREAM, 0}}), kEperm) << fam;
+    EXPECT_FALSE(seccomp_socket_family_allowed(static_cast<int>(fam), 0));
+  }
+  EXPECT_EQ(verdict(c, {SYS_socketpair, AUDIT_ARCH_X86_64, {AF_UNIX, SOCK_STREAM, 0}}), SECCOMP_RET_ALLOW);
+  int rules = 0;
+  for (const auto& d : c.denied) rules += d.name == "socket" && !d.conds.empty();
+  EXPECT_GT(rules, 40) << "every family below the bound is a rule with its argument test";
+
+  SeccompPolicy open;
+  open.allow = {"socket"};
+  auto o = compile(open);
+  EXPECT_EQ(verdict(o, {SYS_socket, AUDIT_ARCH_X86_64, {AF_VSOCK, SOCK_STREAM, 0}}), SECCOMP_RET_ALLOW);
 }
 
 TEST(Seccomp, IoctlTiocstiByArgumentLowWordOnly) {

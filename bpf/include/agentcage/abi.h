@@ -199,6 +199,8 @@ enum ac_net_reason {
 	AC_NET_R_NO_RULE = 1,    /* no allow rule matched address/port/protocol */
 	AC_NET_R_UNIX_PATH = 2,  /* unix path/abstract name not in the allow list */
 	AC_NET_R_SOCKET_TYPE = 3, /* raw/ping/other non-TCP/UDP inet socket in a sandbox with policy */
+	AC_NET_R_LOCAL_ALIAS = 4, /* the address reaches this host as the loopback address (or an
+	                           * IPv4-compatible one as its IPv4 address), which no rule allows */
 };
 
 /* Flags in ac_net_event.net_flags */
@@ -265,8 +267,10 @@ struct ac_net_port_range {
  */
 struct ac_net_rule_value {
 	__u32 count;       /* ranges in use */
-	__u32 deny_action; /* enum ac_net_action for what this entry does not allow, set when
+	__u16 deny_action; /* enum ac_net_action for what this entry does not allow, set when
 	                    * the prefix lies in a deny/kill/audit rule; 0: the sandbox default */
+	__u16 prefix;      /* this entry's own address prefix length (0..128, IPv4 96 + n): tells
+	                    * a rule written for loopback from a wider one that only contains it */
 	struct ac_net_port_range ranges[AC_NET_MAX_PORT_RANGES];
 };
 

@@ -376,6 +376,13 @@ std::optional<Violation> attribute(const ConfineDecisions& dec, const FailedOp& 
       if (d.nr != op.nr) continue;
       if (d.rule == "builtin" || d.rule == "profile")
         return Violation{"seccomp", fmt::format("syscalls.deny: {} ({})", d.name, d.rule)};
+      if (!d.conds.empty()) {
+        bool all = op.has_args;
+        for (const auto& c : d.conds)
+          all = all && c.arg < 6 && (((op.args[c.arg] & c.mask) == c.value) != c.ne);
+        if (all) return Violation{"seccomp", fmt::format("syscalls.deny: {} with {} (builtin)", d.name, d.rule)};
+        continue;
+      }
       if (!op.has_args) return Violation{"seccomp", fmt::format("syscalls.deny: {} with {} (builtin)", d.name, d.rule)};
       bool foreign = d.rule.find("!=") != std::string::npos;
       bool match = (foreign && (op.args[0] != (d.name == "ioprio_set" ? 1u : 0u) || op.args[1] != 0)) ||

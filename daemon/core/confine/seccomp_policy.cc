@@ -5,9 +5,11 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <linux/netlink.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -80,6 +82,55 @@ struct MainFilter {
   std::vector<SeccompDenied> denied;
   uint32_t action = 0;
 };
+
+const char* family_name(int f) {
+  static const char* kNames[] = {
+      "AF_UNSPEC", "AF_UNIX",   "AF_INET",  "AF_AX25",     "AF_IPX",  "AF_APPLETALK", "AF_NETROM", "AF_BRIDGE",
+      "AF_ATMPVC", "AF_X25",    "AF_INET6", "AF_ROSE",     "AF_DECnet", "AF_NETBEUI", "AF_SECURITY", "AF_KEY",
+      "AF_NETLINK", "AF_PACKET", "AF_ASH",  "AF_ECONET",   "AF_ATMSVC", "AF_RDS",    "AF_SNA",    "AF_IRDA",
+      "AF_PPPOX",  "AF_WANPIPE", "AF_LLC",  "AF_IB",       "AF_MPLS", "AF_CAN",      "AF_TIPC",   "AF_BLUETOOTH",
+      "AF_IUCV",   "AF_RXRPC",  "AF_ISDN",  "AF_PHONET",   "AF_IEEE802154", "AF_CAIF", "AF_ALG",   "AF_NFC",
+      "AF_VSOCK",  "AF_KCM",    "AF_QIPCRTR", "AF_SMC",    "AF_XDP",  "AF_MCTP"};
+  return f >= 0 && f < static_cast<int>(std::size(kNames)) ? kNames[f] : nullptr;
+}
+
+// Families are denied by enumeration up to this bound (the kernel's AF_MAX is 46 in 6.18;
+// the margin covers families added later, which a newer kernel would otherwise let
+// through). Beyond it socket(2) fails with EAFNOSUPPORT in the kernel itself.
+constexpr int kFamilyBound = 64;
+
+// Socket families with no cgroup hook (AF_VSOCK reaches the hypervisor, AF_ALG, AF_XDP,
+// AF_TIPC, AF_BLUETOOTH, AF_PACKET, ...) are refused at socket(2) and socketpair(2): the
+// network policy cannot see their traffic, so they must not exist. Netlink keeps
+// NETLINK_ROUTE (getaddrinfo, `ip addr` read the interface list through it); the other
+// protocols expose host-wide state (sock_diag lists every socket on the host, generic
+// netlink's taskstats any process) and are refused. `domain` and `protocol` are ints:
+// compare the low 32 bits only, as the kernel reads them (a full 64-bit compare would
+// be bypassed by setting the upper half). The protocol test is a full 64-bit !=, so an
+// upper-half trick there is denied, not let through.
+template <typename DeniedOutright>
+Status deny_socket_families(MainFilter& m, const SeccompPolicy& p, DeniedOutright denied_outright) {
+  if (contains(p.allow, "socket")) return {};
+  for (int nr : {SCMP_SYS(socket), SCMP_SYS(socketpair)}) {
+    if (denied_outright(nr)) continue;
+    const char* sys = nr == SCMP_SYS(socket) ? "socket" : "socketpair";
+    for (int f = 0; f < kFamilyBound; ++f) {
+      if (f == AF_UNIX || f == AF_INET || f == AF_INET6 || f == AF_NETLINK) continue;
+      const char* fname = family_name(f);
+      std::string rule = fname ? fmt::format("domain == {}", fname) : fmt::format("domain == {}", f);
+      int rc = seccomp_rule_add(m.ctx.get(), m.action, nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<scmp_datum_t>(f)));
+      if (rc < 0) return sys_error(fmt::format("seccomp_rule_add({}, {})", sys, rule), -rc);
+      m.denied.push_back({sys, nr, rule, {SeccompArgCond{0, false, 0xffffffffu, static_cast<uint64_t>(f)}}});
+    }
+    std::string rule = "domain == AF_NETLINK, protocol != NETLINK_ROUTE";
+    int rc = seccomp_rule_add(m.ctx.get(), m.action, nr, 2, SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, AF_NETLINK),
+                              SCMP_A2(SCMP_CMP_NE, NETLINK_ROUTE));
+    if (rc < 0) return sys_error(fmt::format("seccomp_rule_add({}, {})", sys, rule), -rc);
+    m.denied.push_back({sys, nr, rule,
+                        {SeccompArgCond{0, false, 0xffffffffu, AF_NETLINK}, SeccompArgCond{2, true, ~uint64_t{0}, NETLINK_ROUTE}}});
+  }
+  return {};
+}
 
 Result<MainFilter> build_main(const SeccompPolicy& p, bool audit) {
   MainFilter m;
@@ -181,6 +232,7 @@ Result<MainFilter> build_main(const SeccompPolicy& p, bool audit) {
       int rc = seccomp_rule_add(m.ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
       if (rc < 0 && rc != -EEXIST) return sys_error("seccomp_rule_add(clone3)", -rc);
     }
+    if (auto st = deny_socket_families(m, p, denied_outright); !st) return std::unexpected(st.error());
   }
   return m;
 }
@@ -251,6 +303,10 @@ Result<ScmpCtx> build_oci(const SeccompPolicy& p, bool audit) {
 
 }  // namespace
 
+bool seccomp_socket_family_allowed(int family, int protocol) {
+  return family == AF_UNIX || family == AF_INET || family == AF_INET6 || (family == AF_NETLINK && protocol == NETLINK_ROUTE);
+}
+
 const std::vector<std::string>& seccomp_builtin_deny() {
   static const std::vector<std::string> kDeny = {
       // async I/O that bypasses per-syscall filtering and has a long CVE history
@@ -274,8 +330,8 @@ const std::vector<std::string>& seccomp_builtin_deny() {
       "nfsservctl",
   };
   // Deliberately not here: personality (setarch and some runtimes call it; it only
-  // affects the caller's own ASLR/ABI quirks), socket(AF_NETLINK) (unprivileged netlink
-  // only reads; changes need CAP_NET_ADMIN, which the agent never has), and unshare/clone
+  // affects the caller's own ASLR/ABI quirks), socket(2) as a whole (its families are
+  // filtered by argument: deny_socket_families), and unshare/clone
   // in general (only their CLONE_NEWUSER forms, below: other namespaces need capabilities).
   return kDeny;
 }

@@ -36,12 +36,28 @@ struct SeccompProgram {
   std::vector<sock_filter> insns;
 };
 
+// One argument test of a conditional deny: (args[arg] & mask) == value, or != when ne.
+struct SeccompArgCond {
+  unsigned arg = 0;
+  bool ne = false;
+  uint64_t mask = ~uint64_t{0};
+  uint64_t value = 0;
+};
+
 // A syscall the main filter denies, for attribution and status.
 struct SeccompDenied {
   std::string name;
   int nr = -1;
   std::string rule;  // "builtin", "profile", or a condition ("cmd == TIOCSTI")
+  // When set, the deny applies exactly when all of these hold (attribution tests them
+  // on the failed call's arguments); empty for rules matched by `rule` text.
+  std::vector<SeccompArgCond> conds;
 };
+
+// Socket families a sandbox may create (everything else is denied by the built-in set,
+// unless syscalls.allow lists "socket"): unix, inet, inet6, and netlink with the
+// NETLINK_ROUTE protocol only. Used by `profile explain` and the tests.
+bool seccomp_socket_family_allowed(int family, int protocol);
 
 struct CompiledSeccomp {
   std::vector<SeccompProgram> programs;  // install all of them, in order

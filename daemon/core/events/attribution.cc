@@ -3,6 +3,7 @@
 
 #include <seccomp.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <fmt/format.h>
 
@@ -85,7 +86,12 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
   if (ev.has_syscall()) {
     const auto& s = ev.syscall();
     int err = errno_of(s.error());
-    if (!err || is_file_syscall(s.name()) || (net_reported && is_net_syscall(s.name()))) return std::nullopt;
+    // The cgroup hooks report inet sockets themselves; other families (refused by
+    // seccomp) have no hook, so their failure is attributed here.
+    bool hooked = is_net_syscall(s.name()) &&
+                  (s.name() != "socket" || (s.args_size() > 0 && ((s.args(0) & 0xffffffffu) == AF_INET ||
+                                                                  (s.args(0) & 0xffffffffu) == AF_INET6)));
+    if (!err || is_file_syscall(s.name()) || (net_reported && hooked)) return std::nullopt;
     FailedOp op;
     op.nr = s.nr();
     op.err = err;

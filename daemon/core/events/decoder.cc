@@ -179,6 +179,10 @@ std::string net_rule(const ac_net_event& r) {
     case AC_NET_R_NO_RULE: why = "no allow rule matches address, port and protocol"; break;
     case AC_NET_R_UNIX_PATH: why = "unix socket name not in the unix allow list"; break;
     case AC_NET_R_SOCKET_TYPE: why = "only TCP and UDP inet sockets may be created"; break;
+    case AC_NET_R_LOCAL_ALIAS:
+      why = "the address reaches this host (as 127.0.0.1, ::1, or as the IPv4 address of an IPv4-compatible one), "
+            "which no rule allows";
+      break;
     default: why = "unknown reason"; break;
   }
   return fmt::format("network.default: {} ({}{})", net_action(r.policy_action), why,

@@ -270,7 +270,8 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
     r.key.sandbox_hi = static_cast<uint32_t>(sandbox_key >> 32);
     std::memcpy(r.key.addr, e.cidr.addr.data(), 16);
     r.value.count = static_cast<uint32_t>(ranges.size());
-    r.value.deny_action = cut ? cut->block_action : 0;
+    r.value.deny_action = static_cast<uint16_t>(cut ? cut->block_action : 0);
+    r.value.prefix = static_cast<uint16_t>(e.cidr.prefix);
     std::copy(ranges.begin(), ranges.end(), r.value.ranges);
     out.rules.push_back(r);
   }

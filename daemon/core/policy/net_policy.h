@@ -10,13 +10,23 @@
 //  - IPv4 is matched as its v4-mapped IPv6 form ::ffff:a.b.c.d, so a rule for 10.0.0.0/8
 //    also covers a v4-mapped IPv6 connect to ::ffff:10.1.2.3, and an IPv6 rule that
 //    contains ::ffff:0:0/96 (::/0 for one) covers IPv4 too.
-//  - Loopback is not special: list 127.0.0.0/8 or ::1 to reach local services.
+//  - Loopback is not special: list 127.0.0.0/8 or ::1 to reach local services. Other
+//    spellings of the local host are matched as what they reach as well, and allowed only
+//    if both are: a connect or send to 0.0.0.0, ::ffff:0.0.0.0 or :: also needs 127.0.0.1
+//    (or ::1), a loopback alias 127.x.y.z also needs 127.0.0.1, and an IPv4-compatible
+//    ::a.b.c.d also needs ::ffff:a.b.c.d -- unless the rule that allowed the spelling was
+//    written for it (exactly 0.0.0.0 or ::, or a prefix inside 127.0.0.0/8). So ::/0 on
+//    443 with ::1 denied does not reach the host's [::1]:443 through [::]:443.
+//    Not covered: the host's own interface addresses (10.0.2.15, a public address) route
+//    locally too; deny them by prefix (the shipped profiles deny RFC 1918 ranges).
 //  - dns_resolvers are allowed on port 53, TCP and UDP.
 //  - Unix sockets: connect/sendmsg to a path or abstract name ("@name") must be listed
 //    in unix_allow (exact match), unless allow_all_unix. Pathnames are matched as the
 //    process spells them, so list absolute paths.
 //  - Inet sockets other than TCP stream / UDP datagram (raw, ping, SCTP, MPTCP) cannot
-//    be created: their traffic does not pass the address hooks.
+//    be created: their traffic does not pass the address hooks. Families other than
+//    unix, inet, inet6 and netlink (route only) are refused by the seccomp layer in every
+//    sandbox (seccomp_policy.cc), policy or not.
 //  - What no rule allows gets default_action: deny (EPERM), kill (EPERM + SIGKILL) or
 //    audit (allowed, reported). audit_mode reports every violation as "audit" and denies
 //    nothing. Every violation is an event with mechanism "cgroup-bpf".

@@ -184,20 +184,17 @@ std::unique_ptr<EventPipeline> Daemon::make_pipeline() {
 
 void Daemon::handle(std::span<const std::byte> rec) { pipeline_->handle(rec); }
 
-// The exec_id of sandbox `id`'s client, from the record this daemon keeps of the sandbox
-// in its state directory (state.proto: <state dir>/<id>.pb, owner_start_ticks). The
-// client is not tracked, and records are read in batches (up to the poll timeout late):
-// a short run's client has often exited and been reaped by the time its child's first
-// record is handled, so /proc cannot be asked then. Empty without a state directory:
-// the process table then tries /proc.
+// The exec_id of sandbox `id`'s client, from the start time the registry noted when the
+// client created it. The client is not tracked, and records are read in batches (up to
+// the poll timeout late, more under load): a short run's client has often exited, been
+// reaped and its sandbox closed by the time its child's first record is handled, so
+// neither /proc nor the state record can be asked then. Empty when unknown: the process
+// table then tries /proc.
 std::string Daemon::owner_exec_id(const std::string& id, uint32_t owner_pid) const {
-  if (opts_.state_dir.empty()) return {};
-  auto bytes = read_file(opts_.state_dir + "/" + id + ".pb");
-  v1::SandboxRecord rec;
-  if (!bytes || !rec.ParseFromString(*bytes) || rec.sandbox().owner_pid() != owner_pid || !rec.owner_start_ticks())
-    return {};
+  uint64_t ticks = registry_ ? registry_->owner_start_ticks(id) : 0;
+  if (!ticks) return {};
   static const uint64_t ns_per_tick = 1'000'000'000ull / static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
-  return make_exec_id(ctx_.boot_id, owner_pid, rec.owner_start_ticks() * ns_per_tick);
+  return make_exec_id(ctx_.boot_id, owner_pid, ticks * ns_per_tick);
 }
 
 void Daemon::emit(v1::Event ev) {

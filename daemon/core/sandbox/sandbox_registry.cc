@@ -137,6 +137,7 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   v1::SandboxRecord rec;
   rec.set_key(key);
   rec.set_owner_start_ticks(*owner_ticks);
+  e.owner_start_ticks = *owner_ticks;
   if (profile) *rec.mutable_profile() = *profile;
   if (req.has_network()) *rec.mutable_network() = req.network();
   auto write_record = [&]() -> Status {
@@ -179,6 +180,7 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
 Status SandboxRegistry::adopt_record(const v1::SandboxRecord& rec, bool enforced, Entry& e) {
   e.key = rec.key();
   e.info = rec.sandbox();
+  e.owner_start_ticks = rec.owner_start_ticks();
   const auto& i = e.info;
   if (i.cgroup_id() == 0) return error("it was being created when the previous daemon stopped");
   auto cg = Cgroup::adopt(i.cgroup_path(), i.cgroup_id());
@@ -296,6 +298,12 @@ Status SandboxRegistry::close(const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return error("no sandbox " + id);
   return close_locked(it->second);
+}
+
+uint64_t SandboxRegistry::owner_start_ticks(const std::string& id) const {
+  std::lock_guard lk(mu_);
+  auto it = entries_.find(id);
+  return it == entries_.end() ? 0 : it->second.owner_start_ticks;
 }
 
 Result<v1::Sandbox> SandboxRegistry::get(const std::string& id) const {

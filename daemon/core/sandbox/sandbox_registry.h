@@ -69,6 +69,11 @@ class SandboxRegistry {
   Status place(const Peer& peer, const std::string& id, pid_t pid);
   Status close(const std::string& id);
   Result<v1::Sandbox> get(const std::string& id) const;
+  // The start time (clock ticks since boot, /proc/PID/stat field 22) of the client that
+  // created sandbox `id`, with its pid; 0 when unknown. Kept after the sandbox closes:
+  // the event reader can be that late with the sandbox's first records, when the client
+  // has exited and /proc can no longer name it.
+  uint64_t owner_start_ticks(const std::string& id) const;
   // Every sandbox, or only those of `uid`.
   std::vector<v1::Sandbox> list(std::optional<uid_t> uid, bool include_closed) const;
   std::optional<uid_t> owner(const std::string& id) const;
@@ -87,6 +92,7 @@ class SandboxRegistry {
     UniqueFd owner_pidfd;
     std::optional<CompiledNetPolicy> net;          // installed while running
     std::shared_ptr<const Attribution> attribution;
+    uint64_t owner_start_ticks = 0;
   };
   Status close_locked(Entry& e);
   // confined: the policy comes from a profile (whose confinement decisions attribution needs).

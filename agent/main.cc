@@ -146,6 +146,16 @@ std::vector<core::DenyRule> deny_rules(const std::vector<std::string>& paths, co
   return out;
 }
 
+// What agentcage tells the operator must not be concealed by terminal state the agent
+// left behind: hidden or same-colour text (SGR 8, 30 on 40), a hidden cursor, or the
+// alternate screen, whose contents vanish when it is left. Only when stderr is a
+// terminal. A relayed line resets the character attributes (the agent's TUI keeps its
+// screen); the end-of-run summary also leaves the alternate screen, so it stays on the
+// operator's main screen after the agent is gone. The event text itself is escaped
+// (escape_text), so a file name cannot carry sequences of its own.
+const char* line_reset() { return ::isatty(STDERR_FILENO) ? "\033[0m" : ""; }
+const char* final_reset() { return ::isatty(STDERR_FILENO) ? "\033[?1049l\033[0m\033[?25h\r" : ""; }
+
 // "3 violations: landlock 1, seccomp 2", or empty when there were none.
 std::string violation_summary(const std::map<std::string, uint64_t>& by_mechanism) {
   uint64_t total = 0;
@@ -254,12 +264,14 @@ int do_run(const cli::RunArgs& a) {
     if (writer) writer->submit(ev);  // never blocks the reader: a full queue is a Loss record
     if (!ev.has_violation() && !ev.has_loss()) return;
     std::lock_guard lk(mu);
-    fprintf(stderr, "agentcage: %s: %s\n", ev.has_violation() ? "violation" : "loss", core::to_text_line(ev).c_str());
+    fprintf(stderr, "%sagentcage: %s: %s\n", line_reset(), ev.has_violation() ? "violation" : "loss",
+            core::to_text_line(ev).c_str());
   };
   auto r = core::run_session(so);
   if (writer) writer->stop();  // stores what is queued
   if (!r) return fail_run(r.error());
-  if (auto sum = violation_summary(r->violations); !sum.empty()) fprintf(stderr, "agentcage: %s\n", sum.c_str());
+  if (auto sum = violation_summary(r->violations); !sum.empty())
+    fprintf(stderr, "%sagentcage: %s\n", final_reset(), sum.c_str());
   if (store) spdlog::debug("sandbox {} recorded in {} (up to seq {})", r->sandbox_id, store->path(), store->last_seq());
   return r->exit_status;
 }
@@ -315,7 +327,8 @@ int do_trace(const cli::TraceArgs& a) {
   if (out != stdout) fclose(out);
   if (!r) return fail_run(r.error());
   if (r->lost) fprintf(stderr, "agentcage: warning: %lu events lost (kernel ring buffer full)\n", r->lost);
-  if (auto sum = violation_summary(r->violations); !sum.empty()) fprintf(stderr, "agentcage: %s\n", sum.c_str());
+  if (auto sum = violation_summary(r->violations); !sum.empty())
+    fprintf(stderr, "%sagentcage: %s\n", final_reset(), sum.c_str());
   // Every kernel-side degradation is reported, not only losses: truncated strings and
   // failed reads mean a field in some event is incomplete (flagged in that event too).
   const auto& ks = r->kernel_stats;

@@ -79,6 +79,31 @@ TEST_F(ProfileRun, DefaultAllowsTheWorkspaceAndDeniesSecretsSystemWritesAndNetwo
   EXPECT_NE(r.err.find("violations: cgroup-bpf 1, mount-mask 2"), std::string::npos) << r.err;
 }
 
+// An agent that switches the terminal to the alternate screen and hidden text cannot
+// conceal what agentcage reports: on a terminal each relayed violation line resets the
+// attributes, and the summary leaves the alternate screen first. Not on a pipe.
+TEST_F(ProfileRun, ViolationReportsResetTerminalStateTheAgentChanged) {
+  const std::string script = "printf '\\033[?1049h\\033[8m\\033[?25l'; cat /etc/shadow; true";
+  std::string cmd = std::string(AGENTCAGE_BIN) + " run --no-daemon --no-store --profile default --workspace " + ws_ +
+                    " -- sh -c \"" + script + "\"";
+  // script(1) gives the run a pseudo-terminal and copies what it writes to stdout.
+  auto r = run({"script", "-qefc", cmd, "/dev/null"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  auto agent_alt = r.out.find("\033[?1049h");
+  auto relayed = r.out.find("\033[0magentcage: violation: ");
+  auto summary = r.out.find("\033[?1049l\033[0m\033[?25h\ragentcage: ");
+  ASSERT_NE(agent_alt, std::string::npos) << r.out;
+  ASSERT_NE(relayed, std::string::npos) << "relayed line without an attribute reset:\n" << r.out;
+  ASSERT_NE(summary, std::string::npos) << "summary without a terminal reset:\n" << r.out;
+  EXPECT_LT(agent_alt, relayed);
+  EXPECT_LT(relayed, summary);
+  EXPECT_NE(r.out.find(" violation", summary), std::string::npos) << r.out;
+  // On a pipe nothing is added: stderr stays plain text for logs and tools.
+  auto plain = agent("default", "cat /etc/shadow; true");
+  EXPECT_NE(plain.err.find("agentcage: violation: "), std::string::npos) << plain.err;
+  EXPECT_EQ(plain.err.find('\033'), std::string::npos) << plain.err;
+}
+
 TEST_F(ProfileRun, DefaultDeniesDangerousSyscallsWithSeccomp) {
   auto r = agent("default", "unshare -U true; echo rc=$?");
   EXPECT_EQ(r.status, 0) << r.err;

@@ -140,6 +140,7 @@ struct ac_net_attempt {
 	__u16 port;       /* host order */
 	__u32 flags;      /* enum ac_net_flags */
 	__u8 addr[16];    /* network order, IPv4 in mapped form */
+	__u8 rule_action; /* with AC_NET_F_RULE_ACTION: the deciding rule's action */
 };
 
 /*
@@ -191,7 +192,7 @@ static __always_inline void ac_net_emit(struct task_struct *task, __u64 sandbox,
 	ev->op = a->op;
 	ev->action = action;
 	ev->reason = reason;
-	ev->policy_action = pol ? (__u8)pol->default_action : 0;
+	ev->policy_action = (a->flags & AC_NET_F_RULE_ACTION) ? a->rule_action : pol ? (__u8)pol->default_action : 0;
 	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), task->comm);
 	ev->family = a->family;
 	ev->sock_type = a->sock_type;
@@ -376,6 +377,10 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 	__u8 action = ac_net_violation_action(pol, rule_action);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a->flags |= AC_NET_F_AUDIT_MODE;
+	if (rule_action) {
+		a->flags |= AC_NET_F_RULE_ACTION;
+		a->rule_action = (__u8)rule_action;
+	}
 	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, reason, pol, 0, 0);
 	return ac_net_enforce(action);
 }

@@ -579,7 +579,8 @@ TEST_F(DaemonProfile, SocketFamiliesAndLocalHostSpellingsHoldThroughTheDaemon) {
       // A root run with a profile is still confined by the in-process launcher (the
       // engine issue moves it into the daemon): its denials are relayed on stderr.
       EXPECT_NE(r.err.find("(seccomp, syscalls.deny: socket with domain == AF_VSOCK"), std::string::npos) << r.err;
-      EXPECT_NE(r.err.find("deny connect [::]:443/tcp (cgroup-bpf, network.default: deny (the address reaches this host"),
+      EXPECT_NE(r.err.find("deny connect [::]:443/tcp (cgroup-bpf, network.rules: action deny of a rule for a prefix "
+                           "containing the address (the address reaches this host"),
                 std::string::npos)
           << r.err;
     }

@@ -149,6 +149,16 @@ TEST(NetDecoder, ViolationCarriesMechanismRuleActionAndAttempt) {
   EXPECT_NE(ev->violation().rule().find("audit mode"), std::string::npos);
   EXPECT_EQ(ev->violation().rule().rfind("network.default: kill", 0), 0u) << ev->violation().rule();
 
+  // A blocked prefix's own action decided (coding-agent's 169.254.169.254/32 kill rule).
+  r.action = AC_NET_KILL;
+  r.net_flags = AC_NET_F_V4 | AC_NET_F_RULE_ACTION;
+  r.policy_action = AC_NET_KILL;
+  ev = decode_record(bytes(r), ctx());
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->violation().rule(),
+            "network.rules: action kill of a rule for a prefix containing the address (no allow rule matches address, "
+            "port and protocol)");
+
   r = net_record(AC_EV_NET_VIOLATION, AC_NET_SOCKET, AF_INET, "0.0.0.0", 0);
   r.sock_type = SOCK_RAW;
   r.protocol = IPPROTO_ICMP;

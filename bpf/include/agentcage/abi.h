@@ -209,6 +209,9 @@ enum ac_net_flags {
 	AC_NET_F_UNIX_ABSTRACT = 1u << 1, /* unix_path is an abstract name (leading NUL dropped) */
 	AC_NET_F_AUDIT_MODE = 1u << 2, /* the sandbox runs in audit mode: nothing denied */
 	AC_NET_F_UNIX_TRUNC = 1u << 3, /* unix path did not fit */
+	AC_NET_F_RULE_ACTION = 1u << 4, /* a rule with an action (deny/kill/audit) for a prefix
+	                                 * containing the address decided, not network.default;
+	                                 * policy_action then holds that rule's action */
 };
 
 struct ac_net_event {
@@ -216,7 +219,8 @@ struct ac_net_event {
 	__u8 op;          /* enum ac_net_op */
 	__u8 action;      /* enum ac_net_action (violations); 0 for observations */
 	__u8 reason;      /* enum ac_net_reason (violations) */
-	__u8 policy_action; /* enum ac_net_action: the sandbox's configured default (violations) */
+	__u8 policy_action; /* enum ac_net_action: the sandbox's configured default, or the
+	                     * deciding rule's action with AC_NET_F_RULE_ACTION (violations) */
 	__u16 family;     /* AF_INET, AF_INET6, AF_UNIX */
 	__u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET */
 	__u16 protocol;   /* IPPROTO_* for inet sockets */

@@ -185,7 +185,10 @@ std::string net_rule(const ac_net_event& r) {
       break;
     default: why = "unknown reason"; break;
   }
-  return fmt::format("network.default: {} ({}{})", net_action(r.policy_action), why,
+  // A rule's own action (a blocked prefix inside a wider allow) or the sandbox default.
+  const char* clause = (r.net_flags & AC_NET_F_RULE_ACTION) ? "network.rules: action" : "network.default:";
+  const char* scope = (r.net_flags & AC_NET_F_RULE_ACTION) ? " of a rule for a prefix containing the address" : "";
+  return fmt::format("{} {}{} ({}{})", clause, net_action(r.policy_action), scope, why,
                      (r.net_flags & AC_NET_F_AUDIT_MODE) ? "; audit mode: not enforced" : "");
 }
 

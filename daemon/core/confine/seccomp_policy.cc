@@ -115,7 +115,8 @@ Status deny_socket_families(MainFilter& m, const SeccompPolicy& p, DeniedOutrigh
     if (denied_outright(nr)) continue;
     const char* sys = nr == SCMP_SYS(socket) ? "socket" : "socketpair";
     for (int f = 0; f < kFamilyBound; ++f) {
-      if (f == AF_UNIX || f == AF_INET || f == AF_INET6 || f == AF_NETLINK) continue;
+      // Allowed with some protocol: not denied outright (netlink's protocol rule follows).
+      if (seccomp_socket_family_allowed(f, NETLINK_ROUTE)) continue;
       const char* fname = family_name(f);
       std::string rule = fname ? fmt::format("domain == {}", fname) : fmt::format("domain == {}", f);
       int rc = seccomp_rule_add(m.ctx.get(), m.action, nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<scmp_datum_t>(f)));

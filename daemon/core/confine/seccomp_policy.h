@@ -56,7 +56,7 @@ struct SeccompDenied {
 
 // Socket families a sandbox may create (everything else is denied by the built-in set,
 // unless syscalls.allow lists "socket"): unix, inet, inet6, and netlink with the
-// NETLINK_ROUTE protocol only. Used by `profile explain` and the tests.
+// NETLINK_ROUTE protocol only. The one statement of that list: the filter is built from it.
 bool seccomp_socket_family_allowed(int family, int protocol);
 
 struct CompiledSeccomp {

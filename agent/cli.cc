@@ -258,10 +258,39 @@ Parsed parse(const std::vector<std::string>& args) {
   AuditVerifyArgs verify;
   auto* verify_cmd = audit_cmd->add_subcommand("verify", "Check the store's hash chain: OK, or the first broken link");
   verify_cmd->add_option("--db", verify.db, "Store file")->capture_default_str();
+  verify_cmd->add_option("--chain-key", verify.chain_key, "Chain key file (keyed stores)")->capture_default_str();
+  verify_cmd->add_option("--against", verify.against, "Collector HOST:PORT whose checkpoints anchor the store");
+  verify_cmd->add_flag("--insecure", verify.insecure, "--against: plaintext, no TLS (only on a trusted network)");
+  verify_cmd->add_option("--ca", verify.ca, "--against: PEM CA certificates for the collector");
+  verify_cmd->add_option("--cert", verify.cert, "--against: PEM client certificate for mTLS");
+  verify_cmd->add_option("--key", verify.key, "--against: PEM client key for mTLS");
+  verify_cmd->add_option("--server-name", verify.server_name, "--against: name expected in the collector's certificate");
+  verify_cmd->add_option("--node", verify.node, "--against: node name the store was shipped under (default: this host)");
+  verify_cmd->add_option("--checkpoint", verify.checkpoint_file, "A checkpoint file written by 'audit checkpoint'");
   verify_cmd->footer(
-      "Prints 'OK: N events, chain intact' (exit 0) or 'BROKEN at seq N: what' (exit 1):\n"
-      "edited rows, deleted rows (gaps, or missing at the end) and reordered rows are named.\n"
-      "Exit 2 when the store cannot be read.");
+      "Prints 'OK: N events, chain intact' and the head it verified (exit 0), or\n"
+      "'BROKEN at seq N: what' (exit 1): edited, deleted, reordered and re-chained rows are named.\n"
+      "A keyed chain (HMAC-SHA256 with the chain key) needs the key to verify: run as root.\n"
+      "--against/--checkpoint also check the store against heads signed earlier: a truncated,\n"
+      "re-chained or replaced store fails. Exit 2 when the store or the anchors cannot be read.");
+
+  AuditCheckpointArgs checkpoint;
+  auto* checkpoint_cmd = audit_cmd->add_subcommand("checkpoint", "Write the store's head, signed, as a checkpoint file");
+  checkpoint_cmd->add_option("--db", checkpoint.db, "Store file")->capture_default_str();
+  checkpoint_cmd->add_option("--chain-key", checkpoint.chain_key, "Chain key file")->capture_default_str();
+  checkpoint_cmd->add_option("--output", checkpoint.output, "File to write ('-': stdout)")->capture_default_str();
+  checkpoint_cmd->add_option("--node", checkpoint.node, "Node name to record (default: this host's name)");
+  checkpoint_cmd->footer(
+      "Keep the file somewhere the node cannot rewrite (or notarise it); later\n"
+      "'agentcage audit verify --checkpoint FILE' fails if the store no longer reaches it.");
+
+  AuditKeygenArgs keygen;
+  auto* keygen_cmd = audit_cmd->add_subcommand("keygen", "Create the chain key (root only, 0600), or rotate it");
+  keygen_cmd->add_option("--chain-key", keygen.chain_key, "Key file")->capture_default_str();
+  keygen_cmd->add_flag("--rotate", keygen.rotate, "Append a new key; older keys stay to verify older rows");
+  keygen_cmd->footer(
+      "agentcaged creates the key on its first start. After --rotate, restart agentcaged: new\n"
+      "rows are keyed with the new key from then on (the store records where each key starts).");
 
   AuditPushArgs push;
   auto* push_cmd = audit_cmd->add_subcommand("push", "Ship a store's events to an audit collector (AuditSink.Push)");
@@ -274,6 +303,8 @@ Parsed parse(const std::vector<std::string>& args) {
   push_cmd->add_option("--server-name", push.server_name, "Name expected in the collector's certificate");
   push_cmd->add_flag("--all", push.all, "Ship every event, not only violations and losses");
   push_cmd->add_flag("--once", push.once, "Exit once everything in the store is acknowledged");
+  push_cmd->add_option("--chain-key", push.chain_key, "Chain key that signs the checkpoints sent")
+      ->capture_default_str();
   push_cmd->add_option("--node", push.node, "Node name to send (default: this host's name)");
   push_cmd->add_option("--batch", push.batch, "Most events per batch")->check(CLI::Range(1, 10000));
   push_cmd->add_option("--timeout", push.timeout_s, "With --once: give up after this many seconds")
@@ -287,6 +318,8 @@ Parsed parse(const std::vector<std::string>& args) {
   auto* coll_cmd = app.add_subcommand("collector", "Run the reference audit collector (AuditSink service)");
   coll_cmd->add_option("--listen", coll.listen, "ADDR:PORT to serve on (port 0: pick a free port)")->required();
   coll_cmd->add_option("--db", coll.db, "Collector store file")->capture_default_str();
+  coll_cmd->add_option("--chain-key", coll.chain_key, "Key for the collector store's own chain (created if missing)")
+      ->capture_default_str();
   coll_cmd->add_flag("--insecure", coll.insecure, "Accept plaintext, no TLS (only on a trusted network)");
   coll_cmd->add_option("--tls-cert", coll.tls_cert, "PEM server certificate chain");
   coll_cmd->add_option("--tls-key", coll.tls_key, "PEM server key");
@@ -329,7 +362,20 @@ Parsed parse(const std::vector<std::string>& args) {
     return run;
   }
   if (*lint_cmd) return lint;
-  if (*verify_cmd) return verify;
+  if (*verify_cmd) {
+    if (!verify.against.empty() && !verify.checkpoint_file.empty())
+      return Exit{2, "agentcage: audit verify: --against and --checkpoint exclude each other"};
+    if (verify.against.empty() && (verify.insecure || !verify.ca.empty() || !verify.cert.empty() ||
+                                   !verify.key.empty() || !verify.server_name.empty() || !verify.node.empty()))
+      return Exit{2, "agentcage: audit verify: the TLS options and --node go with --against"};
+    if (verify.insecure && !(verify.ca.empty() && verify.cert.empty() && verify.key.empty()))
+      return Exit{2, "agentcage: audit verify: --insecure excludes --ca, --cert and --key"};
+    if (verify.cert.empty() != verify.key.empty())
+      return Exit{2, "agentcage: audit verify: --cert and --key go together (mTLS)"};
+    return verify;
+  }
+  if (*checkpoint_cmd) return checkpoint;
+  if (*keygen_cmd) return keygen;
   if (*push_cmd) {
     if (push.insecure && !(push.ca.empty() && push.cert.empty() && push.key.empty()))
       return Exit{2, "agentcage: audit push: --insecure excludes --ca, --cert and --key"};

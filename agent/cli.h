@@ -10,8 +10,11 @@
 
 #include "core/base/paths.h"
 #include "core/policy/net_policy.h"
+#include "core/store/chain_key.h"
 
 namespace agentcage::cli {
+
+using core::kDefaultChainKeyPath;
 
 enum class OutputFormat { json, text };
 
@@ -96,9 +99,30 @@ struct ProfileShowArgs {
   std::string workspace;
 };
 
-// agentcage audit verify [--db FILE]
+// agentcage audit verify [--db FILE] [--chain-key FILE]
+//                        [--against HOST:PORT [TLS options | --insecure] [--node N] | --checkpoint FILE]
 struct AuditVerifyArgs {
   std::string db = core::kDefaultStorePath;
+  std::string chain_key = kDefaultChainKeyPath;
+  std::string against;          // collector endpoint whose checkpoints anchor the store
+  bool insecure = false;
+  std::string ca, cert, key, server_name;
+  std::string node;             // the node name the store was shipped under (default: this host)
+  std::string checkpoint_file;  // a checkpoint written by `audit checkpoint`
+};
+
+// agentcage audit checkpoint [--db FILE] [--chain-key FILE] [--output FILE] [--node N]
+struct AuditCheckpointArgs {
+  std::string db = core::kDefaultStorePath;
+  std::string chain_key = kDefaultChainKeyPath;
+  std::string output = "-";
+  std::string node;
+};
+
+// agentcage audit keygen [--chain-key FILE] [--rotate]
+struct AuditKeygenArgs {
+  std::string chain_key = kDefaultChainKeyPath;
+  bool rotate = false;
 };
 
 // agentcage audit push --db FILE --endpoint HOST:PORT [TLS options | --insecure] [--all] [--once]
@@ -112,6 +136,7 @@ struct AuditPushArgs {
   std::string node;
   uint32_t batch = 512;
   uint32_t timeout_s = 60;  // --once: give up after this long
+  std::string chain_key = kDefaultChainKeyPath;  // signs the checkpoints sent
 };
 
 // agentcage collector --listen ADDR --db FILE [--tls-cert F --tls-key F [--tls-client-ca F] | --insecure]
@@ -120,6 +145,7 @@ struct CollectorArgs {
   std::string db = core::kDefaultCollectorStorePath;
   bool insecure = false;
   std::string tls_cert, tls_key, tls_client_ca;
+  std::string chain_key = kDefaultChainKeyPath;  // keys the collector store's own chain
 };
 
 // What the parser decided: run a command, or exit now printing `text`
@@ -130,7 +156,8 @@ struct Exit {
 };
 
 using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, ProfileLintArgs, ProfileShowArgs,
-                            AuditVerifyArgs, AuditPushArgs, CollectorArgs, TreeArgs, Exit>;
+                            AuditVerifyArgs, AuditCheckpointArgs, AuditKeygenArgs, AuditPushArgs, CollectorArgs,
+                            TreeArgs, Exit>;
 
 Parsed parse(const std::vector<std::string>& args);  // args excludes argv[0]
 

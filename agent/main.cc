@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // agentcage: the CLI.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -18,6 +19,8 @@
 #include "agentcage/v1/control.grpc.pb.h"
 #include "cli.h"
 #include "core/audit/audit_client.h"
+#include "core/base/fs.h"
+#include "core/base/unique_fd.h"
 #include "core/base/text.h"
 #include "core/events/decoder.h"
 #include "core/confine/launcher.h"
@@ -251,7 +254,12 @@ int do_run(const cli::RunArgs& a) {
   std::unique_ptr<core::EventStore> store;
   std::unique_ptr<core::StoreWriter> writer;
   if (!a.no_store) {
-    auto opened = core::EventStore::open(a.audit_db);
+    core::StoreOptions sto;
+    // Root's runs key the chain as agentcaged does (and create the key on a fresh
+    // install); an unprivileged user's own store cannot read the root-only key: unkeyed.
+    sto.chain_key_path = core::kDefaultChainKeyPath;
+    sto.create_chain_key = geteuid() == 0;
+    auto opened = core::EventStore::open(a.audit_db, sto);
     if (!opened) return fail(opened.error());
     store = std::move(*opened);
     writer = std::make_unique<core::StoreWriter>(*store);
@@ -478,34 +486,106 @@ sigset_t block_stop_signals() {
   return set;
 }
 
+std::string this_host() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "unknown";
+  return buf;
+}
+
+// The anchors `verify` checks against: the collector's checkpoints, or a checkpoint file.
+core::Result<std::vector<v1::Checkpoint>> verify_anchors(const cli::AuditVerifyArgs& a) {
+  if (!a.checkpoint_file.empty()) {
+    auto text = core::read_input_file(a.checkpoint_file, 1 << 20);
+    if (!text) return std::unexpected(text.error());
+    v1::Checkpoint cp;
+    if (auto st = google::protobuf::util::JsonStringToMessage(*text, &cp); !st.ok())
+      return core::error(fmt::format("checkpoint file {}: {}", a.checkpoint_file, std::string(st.message())),
+                         "pass a file written by 'agentcage audit checkpoint'");
+    return std::vector<v1::Checkpoint>{cp};
+  }
+  rpc::AuditTransportOptions to{a.against, a.insecure, a.ca, a.cert, a.key, a.server_name};
+  // Every store of the node: a replaced store shows as one the collector never saw.
+  return rpc::fetch_checkpoints(to, a.node.empty() ? this_host() : a.node, "");
+}
+
 int do_audit_verify(const cli::AuditVerifyArgs& a) {
   core::StoreOptions so;
   so.read_only = true;
+  so.chain_key_path = a.chain_key;
   auto store = core::EventStore::open(a.db, so);
   if (!store) {
     fprintf(stderr, "agentcage: error: %s\n", store.error().message().c_str());
     return 2;
   }
-  auto rep = (*store)->verify();
+  std::optional<std::vector<v1::Checkpoint>> anchors;
+  if (!a.against.empty() || !a.checkpoint_file.empty()) {
+    auto got = verify_anchors(a);
+    if (!got) {
+      fprintf(stderr, "agentcage: error: %s\n", got.error().message().c_str());
+      return 2;
+    }
+    anchors = std::move(*got);
+  }
+  auto rep = (*store)->verify(anchors ? &*anchors : nullptr);
   if (!rep) {
     fprintf(stderr, "agentcage: error: %s\n", rep.error().message().c_str());
     return 2;
   }
+  for (const auto& n : rep->notes) fprintf(stderr, "agentcage: note: %s\n", n.c_str());
   if (!rep->ok) {
-    printf("BROKEN at seq %lu: %s\n", rep->first_bad_seq, rep->what.c_str());
-    return 1;
+    printf("%s at seq %lu: %s\n", rep->unverifiable ? "UNVERIFIED" : "BROKEN", rep->first_bad_seq, rep->what.c_str());
+    return rep->unverifiable ? 2 : 1;
   }
-  if (rep->checkpoint_seq)
-    printf("OK: %lu events, chain intact (seq %lu..%lu; retention removed seq 1..%lu)\n", rep->checked,
-           rep->first_seq, rep->last_seq, rep->checkpoint_seq);
-  else
-    printf("OK: %lu events, chain intact\n", rep->checked);
+  std::string range = rep->checkpoint_seq ? fmt::format(" (seq {}..{}; retention removed seq 1..{})", rep->first_seq,
+                                                        rep->last_seq, rep->checkpoint_seq)
+                                          : "";
+  printf("OK: %lu events, chain intact%s, %s\n", rep->checked, range.c_str(), rep->chain.c_str());
+  if (anchors)
+    printf("anchored: %lu checkpoint(s) match, the newest at seq %lu%s\n", rep->anchors_checked, rep->anchored_seq,
+           rep->anchored_seq < rep->last_seq
+               ? fmt::format("; seq {}..{} are not anchored yet", rep->anchored_seq + 1, rep->last_seq).c_str()
+               : "");
+  // The head, to be notarised anywhere: a later verify that ends elsewhere shows a rewrite.
+  printf("head: seq %lu hash %s store %s\n", rep->last_seq, rep->head_hash.c_str(), (*store)->store_id().c_str());
+  return 0;
+}
+
+int do_audit_checkpoint(const cli::AuditCheckpointArgs& a) {
+  core::StoreOptions so;
+  so.read_only = true;
+  so.chain_key_path = a.chain_key;
+  auto store = core::EventStore::open(a.db, so);
+  if (!store) return fail(store.error());
+  auto cp = (*store)->signed_head(a.node.empty() ? this_host() : a.node);
+  if (!cp) return fail(cp.error());
+  std::string json;
+  google::protobuf::util::JsonPrintOptions jo;
+  jo.add_whitespace = true;
+  (void)google::protobuf::util::MessageToJsonString(*cp, &json, jo);
+  if (a.output == "-") {
+    fputs(json.c_str(), stdout);
+    return 0;
+  }
+  core::UniqueFd fd(::open(a.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd || ::write(fd.get(), json.data(), json.size()) != static_cast<ssize_t>(json.size()))
+    return fail(core::sys_error("write checkpoint " + a.output).error());
+  fprintf(stderr, "agentcage: checkpoint of %s at seq %lu written to %s\n", a.db.c_str(), cp->seq(), a.output.c_str());
+  return 0;
+}
+
+int do_audit_keygen(const cli::AuditKeygenArgs& a) {
+  auto ring = core::create_chain_key(a.chain_key, a.rotate);
+  if (!ring) return fail(ring.error());
+  printf("chain key %s: key id %s%s\n", a.chain_key.c_str(), ring->current().id.c_str(),
+         a.rotate ? fmt::format(" (generation {}; restart agentcaged to use it)", ring->keys.size()).c_str() : "");
   return 0;
 }
 
 int do_audit_push(const cli::AuditPushArgs& a) {
   auto set = block_stop_signals();
-  auto store = core::EventStore::open(a.db, {});
+  core::StoreOptions so;
+  so.chain_key_path = a.chain_key;  // signs the checkpoints it sends
+  auto store = core::EventStore::open(a.db, so);
   if (!store) return fail(store.error());
   rpc::AuditTransportOptions to{a.endpoint, a.insecure, a.ca, a.cert, a.key, a.server_name};
   auto conn = rpc::make_audit_connector(to);
@@ -543,6 +623,10 @@ int do_collector(const cli::CollectorArgs& a) {
   auto set = block_stop_signals();
   core::StoreOptions so;
   so.collector = true;
+  // The collector's own chain is keyed with its host's key, as a node's is.
+  so.chain_key_path = a.chain_key;
+  // Root creates the install-time key; another user only a key file of their own choosing.
+  so.create_chain_key = geteuid() == 0 || a.chain_key != core::kDefaultChainKeyPath;
   auto store = core::EventStore::open(a.db, so);
   if (!store) return fail(store.error());
   rpc::CollectorServerOptions o;
@@ -585,6 +669,8 @@ int main(int argc, char** argv) {
   if (auto* l = std::get_if<cli::ProfileLintArgs>(&parsed)) return do_profile_lint(*l);
   if (auto* s = std::get_if<cli::ProfileShowArgs>(&parsed)) return do_profile_show(*s);
   if (auto* v = std::get_if<cli::AuditVerifyArgs>(&parsed)) return do_audit_verify(*v);
+  if (auto* c = std::get_if<cli::AuditCheckpointArgs>(&parsed)) return do_audit_checkpoint(*c);
+  if (auto* k = std::get_if<cli::AuditKeygenArgs>(&parsed)) return do_audit_keygen(*k);
   if (auto* p = std::get_if<cli::AuditPushArgs>(&parsed)) return do_audit_push(*p);
   if (auto* c = std::get_if<cli::CollectorArgs>(&parsed)) return do_collector(*c);
   return do_trace(std::get<cli::TraceArgs>(parsed));

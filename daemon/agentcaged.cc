@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "core/audit/audit_client.h"
+#include "core/store/chain_key.h"
 #include "core/sandbox/daemon.h"
 #include "grpc/audit_sink.h"
 #include "grpc/client.h"
@@ -54,6 +55,10 @@ int main(int argc, char** argv) {
   rpc::AuditTransportOptions audit;
   bool audit_all = false;
   app.add_option("--audit-db", opts.store_path, "Audit store file (SQLite, hash-chained)")->capture_default_str();
+  opts.store.chain_key_path = core::kDefaultChainKeyPath;
+  app.add_option("--chain-key", opts.store.chain_key_path,
+                 "Key for the store's hash chain (HMAC-SHA256), created root-only on first start")
+      ->capture_default_str();
   app.add_flag("--no-store", no_store, "Keep no audit store (live subscribers only; nothing to stream)");
   app.add_option("--audit-max-bytes", max_bytes, "Store retention: size limit in bytes (0: none)");
   app.add_option("--audit-max-age", max_age_s, "Store retention: age limit in seconds (0: none)");
@@ -81,6 +86,7 @@ int main(int argc, char** argv) {
   opts.host_mode = monitor == "host";
   if (no_store) opts.store_path.clear();
   opts.store.max_bytes = max_bytes;
+  opts.store.create_chain_key = true;  // the install-time key: a fresh node keys its chain from seq 1
   opts.store.max_age = std::chrono::seconds(max_age_s);
   if (no_store && !audit.endpoint.empty()) {
     fprintf(stderr, "agentcaged: error: --audit-endpoint streams from the store: drop --no-store\n");

@@ -159,6 +159,23 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
     out_.Clear();
     out_.set_node(st_.node);
     out_.set_store_id(st_.store_id);
+    if (in_.events_size() == 0 && in_.has_checkpoint()) {
+      // A checkpoint-only batch: keep the signed head, answer where the store stands.
+      std::optional<v1::Checkpoint> cp(std::move(*in_.mutable_checkpoint()));
+      in_.Clear();
+      writer_.submit(st_.node, st_.store_id, {}, std::move(cp), [this](core::Result<core::IngestResult> r) {
+        auto high = r ? store_.origin_high(st_.node, st_.store_id) : core::Result<uint64_t>(0);
+        if (!r || !high) {
+          Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "collector store: " + (!r ? r.error().message() : high.error().message())));
+          return;
+        }
+        out_.set_acked_seq(*high);
+        out_.set_checkpoint_seq(r->checkpoint_seq);
+        StartWrite(&out_);
+      });
+      return;
+    }
     if (in_.events_size() == 0) {
       // The hello (or a keepalive batch): where this node's store stands here.
       auto high = store_.origin_high(st_.node, st_.store_id);
@@ -174,8 +191,10 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
     std::vector<v1::Event> evs;
     evs.reserve(static_cast<size_t>(in_.events_size()));
     for (auto& e : *in_.mutable_events()) evs.push_back(std::move(e));
+    std::optional<v1::Checkpoint> cp;
+    if (in_.has_checkpoint()) cp = std::move(*in_.mutable_checkpoint());
     in_.Clear();
-    writer_.submit(st_.node, st_.store_id, std::move(evs), [this, last](core::Result<core::IngestResult> r) {
+    writer_.submit(st_.node, st_.store_id, std::move(evs), std::move(cp), [this, last](core::Result<core::IngestResult> r) {
       if (!r) {
         // UNAVAILABLE: the client keeps the batch and retries later.
         Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector store: " + r.error().message()));
@@ -183,6 +202,7 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
       }
       st_.last_seq = last;
       out_.set_acked_seq(last);
+      out_.set_checkpoint_seq(r->checkpoint_seq);
       StartWrite(&out_);
     });
   }
@@ -218,7 +238,8 @@ class AuditSinkService final : public v1::AuditSink::CallbackService {
  public:
   AuditSinkService(core::EventStore& store, core::CollectorWriter& writer, core::CollectorLimits limits, bool mtls)
       : store_(store), writer_(writer), limits_(limits), mtls_(mtls) {}
-  grpc::ServerBidiReactor<v1::EventBatch, v1::Ack>* Push(grpc::CallbackServerContext* ctx) override {
+  // With mTLS, the names (CN and SANs) the client's certificate speaks for; empty without.
+  std::vector<std::string> cert_names(grpc::CallbackServerContext* ctx) const {
     std::vector<std::string> names;
     if (mtls_) {
       auto auth = ctx->auth_context();
@@ -227,7 +248,35 @@ class AuditSinkService final : public v1::AuditSink::CallbackService {
       // The handshake required a verified certificate; one without any name gets nowhere.
       if (names.empty()) names.push_back("(no name in the certificate)");
     }
-    return new PushReactor(store_, writer_, limits_, stopping, ctx->peer(), std::move(names));
+    return names;
+  }
+
+  grpc::ServerBidiReactor<v1::EventBatch, v1::Ack>* Push(grpc::CallbackServerContext* ctx) override {
+    return new PushReactor(store_, writer_, limits_, stopping, ctx->peer(), cert_names(ctx));
+  }
+
+  // What the collector keeps to anchor a node's store: `agentcage audit verify --against`.
+  grpc::ServerUnaryReactor* Checkpoints(grpc::CallbackServerContext* ctx, const v1::CheckpointsRequest* req,
+                                        v1::CheckpointsResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    auto names = cert_names(ctx);
+    if (req->node().empty()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node: empty: name the node to check"));
+      return reactor;
+    }
+    if (!names.empty() && std::find(names.begin(), names.end(), req->node()) == names.end()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                   fmt::format("node: '{}' is not a name in the client certificate", req->node())));
+      return reactor;
+    }
+    auto cps = store_.checkpoints(req->node(), req->store_id(), std::min<uint32_t>(req->limit() ? req->limit() : 1000, 10000));
+    if (!cps) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector store: " + cps.error().message()));
+      return reactor;
+    }
+    for (auto& c : *cps) *resp->add_checkpoints() = std::move(c);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
   }
   std::atomic<bool> stopping{false};  // set once by shutdown(); read by every reactor
 
@@ -240,7 +289,41 @@ class AuditSinkService final : public v1::AuditSink::CallbackService {
 
 }  // namespace
 
+namespace {
+Result<std::shared_ptr<grpc::ChannelCredentials>> channel_credentials(const AuditTransportOptions& o);
+}  // namespace
+
 Result<std::unique_ptr<core::AuditConnector>> make_audit_connector(const AuditTransportOptions& o) {
+  auto creds = channel_credentials(o);
+  if (!creds) return std::unexpected(creds.error());
+  return std::unique_ptr<core::AuditConnector>(new GrpcConnector(o.endpoint, std::move(*creds), o.server_name));
+}
+
+Result<std::vector<v1::Checkpoint>> fetch_checkpoints(const AuditTransportOptions& o, const std::string& node,
+                                                      const std::string& store_id, std::chrono::seconds timeout) {
+  auto creds = channel_credentials(o);
+  if (!creds) return std::unexpected(creds.error());
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  if (!o.server_name.empty()) args.SetSslTargetNameOverride(o.server_name);
+  auto stub = v1::AuditSink::NewStub(grpc::CreateCustomChannel(o.endpoint, *creds, args));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  ctx.set_wait_for_ready(true);  // a collector that is starting up: wait, up to the deadline
+  v1::CheckpointsRequest req;
+  req.set_node(node);
+  req.set_store_id(store_id);
+  v1::CheckpointsResponse resp;
+  grpc::Status st = stub->Checkpoints(&ctx, req, &resp);
+  if (!st.ok())
+    return core::error(fmt::format("Checkpoints from {}: {}: {}", o.endpoint, code_name(st.error_code()),
+                                   st.error_message()),
+                       "check --against and the TLS options; the collector must be this version or newer");
+  return std::vector<v1::Checkpoint>(resp.checkpoints().begin(), resp.checkpoints().end());
+}
+
+namespace {
+Result<std::shared_ptr<grpc::ChannelCredentials>> channel_credentials(const AuditTransportOptions& o) {
   if (o.endpoint.empty()) return core::error("audit endpoint: empty", "pass HOST:PORT");
   if (o.endpoint.find(':') == std::string::npos)
     return core::error(fmt::format("audit endpoint '{}': no port", o.endpoint), "pass HOST:PORT");
@@ -269,8 +352,9 @@ Result<std::unique_ptr<core::AuditConnector>> make_audit_connector(const AuditTr
     }
     creds = grpc::SslCredentials(ssl);
   }
-  return std::unique_ptr<core::AuditConnector>(new GrpcConnector(o.endpoint, std::move(creds), o.server_name));
+  return creds;
 }
+}  // namespace
 
 struct CollectorServer::Impl {
   core::EventStore* store = nullptr;

@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <string>
+#include <vector>
+#include <chrono>
 
 #include "core/audit/audit_client.h"
 #include "core/audit/audit_collector.h"
@@ -28,6 +30,12 @@ struct AuditTransportOptions {
 
 // Checks the options and reads the PEM files now, so a bad path fails at start.
 core::Result<std::unique_ptr<core::AuditConnector>> make_audit_connector(const AuditTransportOptions& o);
+
+// AuditSink.Checkpoints: what the collector keeps of `node`'s signed heads (of `store_id`
+// when not empty, else of every store of the node), newest first.
+core::Result<std::vector<v1::Checkpoint>> fetch_checkpoints(const AuditTransportOptions& o, const std::string& node,
+                                                            const std::string& store_id,
+                                                            std::chrono::seconds timeout = std::chrono::seconds(30));
 
 struct CollectorServerOptions {
   std::string listen;          // ADDR:PORT; port 0 picks a free one (see CollectorServer::port)

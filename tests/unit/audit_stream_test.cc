@@ -113,7 +113,9 @@ Collector start_collector(const std::string& dir, const std::string& db, int por
   static int n = 0;
   Collector c;
   c.log = fmt::format("{}/collector-{}.log", dir, ++n);
-  std::vector<std::string> argv{AGENTCAGE_BIN, "collector", "--listen", fmt::format("127.0.0.1:{}", port), "--db", db};
+  // The collector keys its own chain; a key of the test's own, not the host's.
+  std::vector<std::string> argv{AGENTCAGE_BIN, "collector", "--listen", fmt::format("127.0.0.1:{}", port), "--db", db,
+                                "--chain-key", dir + "/collector.key"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   c.pid = testing::start(argv, c.log);
   std::regex re("listening on 127\\.0\\.0\\.1:([0-9]+)");
@@ -206,14 +208,15 @@ TEST(AuditStream, ViolationsFromTwoNodesArriveOnceAndVerify) {
   ASSERT_EQ(bseqs.size(), 20u);
   EXPECT_EQ(bseqs.front(), 5u);
 
-  auto v = run({AGENTCAGE_BIN, "audit", "verify", "--db", dir + "/collector.db"});
+  auto v = run({AGENTCAGE_BIN, "audit", "verify", "--db", dir + "/collector.db", "--chain-key", dir + "/collector.key"});
   EXPECT_EQ(v.status, 0) << v.out << v.err;
-  EXPECT_EQ(v.out, "OK: 80 events, chain intact\n");
+  EXPECT_EQ(v.out.rfind("OK: 80 events, chain intact, keyed (key id ", 0), 0u) << v.out;
   v = run({AGENTCAGE_BIN, "audit", "verify", "--db", dir + "/a.db"});
-  EXPECT_EQ(v.out, "OK: 300 events, chain intact\n");
+  EXPECT_EQ(v.out.rfind("OK: 300 events, chain intact, unkeyed\nhead: seq 300 hash ", 0), 0u) << v.out;
   // The documented recipe, implemented without agentcage's code, agrees.
   for (auto db : {"/a.db", "/collector.db"}) {
-    auto py = run({"python3", std::string(AGENTCAGE_SOURCE_DIR) + "/scripts/verify_audit_chain.py", dir + db});
+    auto py = run({"python3", std::string(AGENTCAGE_SOURCE_DIR) + "/scripts/verify_audit_chain.py", "--key",
+                   dir + "/collector.key", dir + db});
     EXPECT_EQ(py.status, 0) << py.out << py.err;
     EXPECT_NE(py.out.find("OK:"), std::string::npos) << py.out;
   }
@@ -225,7 +228,7 @@ TEST(AuditVerify, Sqlite3CliEditsAreNamed) {
   node_store(db, 50);
   auto v = run({AGENTCAGE_BIN, "audit", "verify", "--db", db});
   ASSERT_EQ(v.status, 0);
-  EXPECT_EQ(v.out, "OK: 50 events, chain intact\n");
+  EXPECT_EQ(v.out.rfind("OK: 50 events, chain intact, unkeyed\n", 0), 0u) << v.out;
 
   // Rewrite the violation at seq 25 into a harmless-looking one (same seq, valid event).
   auto ev = make_event(25, "node-a", true);
@@ -308,8 +311,8 @@ TEST(AuditStream, CollectorOutageUnderLoadLosesNothing) {
   EXPECT_NE(plog.find("reconnecting"), std::string::npos) << plog;
   EXPECT_NE(plog.find(fmt::format("acknowledged through seq {}", kTotal)), std::string::npos) << plog;
   expect_exactly(origin_seqs(cdb, "node-a"), kTotal);
-  auto v = run({AGENTCAGE_BIN, "audit", "verify", "--db", cdb});
-  EXPECT_EQ(v.out, fmt::format("OK: {} events, chain intact\n", kTotal)) << v.err;
+  auto v = run({AGENTCAGE_BIN, "audit", "verify", "--db", cdb, "--chain-key", dir + "/collector.key"});
+  EXPECT_EQ(v.out.rfind(fmt::format("OK: {} events, chain intact, keyed", kTotal), 0), 0u) << v.out << v.err;
 }
 
 TEST(AuditStream, PushClientKilledResumesFromTheLastAck) {

@@ -74,6 +74,16 @@ void AuditClient::persist_ack(uint64_t shipped, bool force) {
     spdlog::warn("audit stream: saving the acknowledged position: {}", r.error().message());
 }
 
+std::optional<v1::Checkpoint> AuditClient::checkpoint_now() {
+  auto cp = store_.signed_head(opts_.node);
+  if (cp) return std::move(*cp);
+  if (!sign_warned_)
+    spdlog::warn("audit stream: sending no checkpoints (the collector cannot anchor this store): {}",
+                 cp.error().message());
+  sign_warned_ = true;
+  return std::nullopt;
+}
+
 Status AuditClient::run_until_caught_up(Clock::time_point deadline) {
   auto target = store_.refresh_last_seq();
   if (!target) return std::unexpected(target.error());
@@ -230,6 +240,23 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
   uint64_t sent = resume, acked = resume;
   std::deque<uint64_t> in_flight;  // last seq of each unacknowledged batch
   auto last_progress = Clock::now();
+  uint64_t cp_sent = 0;            // head seq of the last checkpoint sent on this stream
+  auto cp_time = Clock::time_point::min();
+  bool checkpoints = opts_.checkpoint_every.count() > 0;
+  auto checkpoint_due = [&](uint64_t head, bool final) {
+    return checkpoints && head > cp_sent && (final || Clock::now() - cp_time >= opts_.checkpoint_every);
+  };
+  auto attach_checkpoint = [&](uint64_t head) {
+    auto cp = checkpoint_now();
+    if (!cp) {
+      checkpoints = false;  // this store cannot be signed (no key): events still ship
+      return false;
+    }
+    cp_sent = std::max(head, cp->seq());
+    cp_time = Clock::now();
+    *batch.mutable_checkpoint() = std::move(*cp);
+    return true;
+  };
   StoreQuery q;
   if (!opts_.all_events) q.kinds = {"violation", "loss"};  // a Loss is evidence too: always shipped
   while (true) {
@@ -238,6 +265,7 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
       std::unique_lock lk(mu_);
       while (!acks.empty()) {
         uint64_t a = acks.front().acked_seq();
+        stats_.anchored_seq = std::max(stats_.anchored_seq, acks.front().checkpoint_seq());
         acks.pop_front();
         if (a < acked) {
           lk.unlock();
@@ -294,6 +322,7 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
       }
       if (batch.events_size() > 0) {
         uint64_t last = batch.events(batch.events_size() - 1).seq();
+        if (checkpoint_due(*head, false)) attach_checkpoint(*head);
         if (in_flight.empty()) last_progress = Clock::now();  // the ack clock starts now
         if (!stream->write(batch)) {
           fail("sending a batch failed", false);
@@ -305,6 +334,17 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
         std::lock_guard lk(mu_);
         stats_.sent_events += static_cast<uint64_t>(batch.events_size());
         ++stats_.batches;
+      } else if (in_flight.empty() && checkpoint_due(*head, target.has_value()) && attach_checkpoint(*head)) {
+        // Nothing matching to send, but the store moved on: a checkpoint-only batch, so
+        // the collector anchors the head even when no violation happened. Its ack names
+        // the same acknowledged seq.
+        if (!stream->write(batch)) {
+          fail("sending a checkpoint failed", false);
+          return finish(SessionEnd::failed);
+        }
+        last_progress = Clock::now();
+        in_flight.push_back(acked);
+        sent_now = true;
       } else if (in_flight.empty()) {
         // Nothing matching in (sent, head] and nothing outstanding: shipped up to head.
         persist_ack(std::max(acked, *head), target.has_value());

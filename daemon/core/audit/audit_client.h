@@ -59,6 +59,10 @@ struct AuditClientOptions {
   std::chrono::milliseconds backoff_min{100};   // reconnect delay, doubling up to backoff_max
   std::chrono::milliseconds backoff_max{5000};
   std::chrono::milliseconds ack_timeout{15000}; // no ack for this long with batches out: reconnect
+  // A signed head (Checkpoint) rides on the first batch of a session and then at most this
+  // often, and alone when the store moved on but nothing matching was sent; a one-shot
+  // push ends with one for the head it reached. 0: never.
+  std::chrono::milliseconds checkpoint_every{10000};
 };
 
 struct AuditClientStats {
@@ -67,6 +71,7 @@ struct AuditClientStats {
   uint64_t sent_events = 0;    // including resends
   uint64_t batches = 0;
   uint64_t sessions = 0;       // streams opened (1 + reconnects)
+  uint64_t anchored_seq = 0;   // the newest checkpoint the collector acknowledged keeping
   bool connected = false;
   std::string last_error;
 };
@@ -98,6 +103,7 @@ class AuditClient {
   SessionEnd session(std::optional<uint64_t> target, std::chrono::steady_clock::time_point deadline);
   void run_loop(std::optional<uint64_t> target, std::chrono::steady_clock::time_point deadline);
   void persist_ack(uint64_t shipped, bool force);
+  std::optional<v1::Checkpoint> checkpoint_now();
 
   EventStore& store_;
   std::unique_ptr<AuditConnector> connector_;
@@ -113,7 +119,8 @@ class AuditClient {
   std::chrono::steady_clock::time_point last_persist_{};
   uint64_t persisted_ = 0;
   bool permanent_ = false;
-  bool caught_up_ = false;  // run_until_caught_up: a session reached the target  // the last session ended with a rejection (run_loop's thread only)
+  bool caught_up_ = false;
+  bool sign_warned_ = false;  // signed_head failed once: said so, do not repeat per batch  // run_until_caught_up: a session reached the target  // the last session ended with a rejection (run_loop's thread only)
 };
 
 }  // namespace agentcage::core

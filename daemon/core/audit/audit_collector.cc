@@ -32,6 +32,19 @@ std::string validate_batch(const v1::EventBatch& b, const StreamState& st, const
                        b.store_id(), st.node, st.store_id);
   if (static_cast<size_t>(b.events_size()) > lim.max_batch_events)
     return fmt::format("events: {} in one batch, more than {}", b.events_size(), lim.max_batch_events);
+  if (b.has_checkpoint()) {
+    const auto& c = b.checkpoint();
+    if (c.store_id() != b.store_id())
+      return fmt::format("checkpoint.store_id: '{}' in a batch of store '{}'", c.store_id(), b.store_id());
+    if (!c.node().empty() && c.node() != b.node())
+      return fmt::format("checkpoint.node: '{}' in a batch of node '{}'", c.node(), b.node());
+    if (c.seq() == 0 || c.seq() > kMaxSeq) return fmt::format("checkpoint.seq: {} is not a store sequence number", c.seq());
+    if (c.hash().size() != kHashBytes) return fmt::format("checkpoint.hash: {} bytes, not {}", c.hash().size(), kHashBytes);
+    if (c.key_id().size() > 64 || !printable_name(c.key_id())) return "checkpoint.key_id: at most 64 printable bytes";
+    if (c.key_id().empty() != c.mac().empty()) return "checkpoint.mac: a key id and a mac go together";
+    if (c.mac().size() > 64) return fmt::format("checkpoint.mac: {} bytes, more than 64", c.mac().size());
+    if (c.retention().size() > 128) return "checkpoint.retention: more than 128 bytes";
+  }
   uint64_t prev = st.last_seq;
   for (int i = 0; i < b.events_size(); ++i) {
     const auto& ev = b.events(i);
@@ -49,11 +62,13 @@ CollectorWriter::CollectorWriter(EventStore& store, size_t max_group)
 
 CollectorWriter::~CollectorWriter() { stop(); }
 
-void CollectorWriter::submit(std::string node, std::string store_id, std::vector<v1::Event> events, Done done) {
+void CollectorWriter::submit(std::string node, std::string store_id, std::vector<v1::Event> events,
+                             std::optional<v1::Checkpoint> checkpoint, Done done) {
   {
     std::lock_guard lk(mu_);
     if (!stopping_) {
-      queue_.push_back(Job{std::move(node), std::move(store_id), std::move(events), std::move(done)});
+      queue_.push_back(
+          Job{std::move(node), std::move(store_id), std::move(events), std::move(checkpoint), std::move(done)});
       cv_.notify_one();
       return;
     }
@@ -89,7 +104,8 @@ void CollectorWriter::run() {
     }
     std::vector<IngestBatch> batches;
     batches.reserve(jobs.size());
-    for (auto& j : jobs) batches.push_back(IngestBatch{j.node, j.store_id, &j.events});
+    for (auto& j : jobs)
+      batches.push_back(IngestBatch{j.node, j.store_id, &j.events, j.checkpoint ? &*j.checkpoint : nullptr});
     auto r = store_.ingest(batches);
     {
       std::lock_guard lk(mu_);

@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,7 +48,8 @@ class CollectorWriter {
   CollectorWriter(const CollectorWriter&) = delete;
   CollectorWriter& operator=(const CollectorWriter&) = delete;
 
-  void submit(std::string node, std::string store_id, std::vector<v1::Event> events, Done done);
+  void submit(std::string node, std::string store_id, std::vector<v1::Event> events,
+              std::optional<v1::Checkpoint> checkpoint, Done done);
   // Stores what is queued, then ends the thread; later submits fail at once.
   void stop();
 
@@ -60,6 +62,7 @@ class CollectorWriter {
   struct Job {
     std::string node, store_id;
     std::vector<v1::Event> events;
+    std::optional<v1::Checkpoint> checkpoint;
     Done done;
   };
   void run();

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <limits>
+#include <set>
 
 #include "core/base/unique_fd.h"
 
@@ -155,6 +156,16 @@ uint64_t now_ns() {
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+// "2026-12-03T11:40:53Z": times in verify's messages.
+std::string format_time_ns(uint64_t ns) {
+  time_t t = static_cast<time_t>(ns / 1000000000);
+  struct tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 }  // namespace
 
 namespace {
@@ -215,6 +226,106 @@ std::string chain_hash(std::string_view prev_hash, std::string_view bytes) {
   return std::string(reinterpret_cast<char*>(md), len);
 }
 
+std::optional<std::vector<ChainEpoch>> parse_chain_epochs(std::string_view s) {
+  std::vector<ChainEpoch> out;
+  while (!s.empty()) {
+    auto semi = s.find(';');
+    std::string_view item = s.substr(0, semi);
+    s = semi == std::string_view::npos ? std::string_view() : s.substr(semi + 1);
+    auto colon = item.find(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    auto seq = parse_u64(item.substr(0, colon));
+    std::string id(item.substr(colon + 1));
+    if (!seq || *seq == 0 || id.empty()) return std::nullopt;
+    if (!out.empty() && *seq <= out.back().first_seq) return std::nullopt;
+    out.push_back(ChainEpoch{*seq, std::move(id)});
+  }
+  return out;
+}
+
+namespace {
+std::string join_epochs(const std::vector<ChainEpoch>& eps) {
+  std::string out;
+  for (const auto& e : eps) out += fmt::format("{}{}:{}", out.empty() ? "" : ";", e.first_seq, e.key_id);
+  return out;
+}
+
+// The epochs as stored; a store without them is plain SHA-256 from seq 1 when it holds
+// rows (written before keys existed), and has none yet when it is new.
+Result<std::vector<ChainEpoch>> read_epochs(sqlite3* db, const std::string& path, uint64_t head_seq) {
+  auto raw = meta_get(db, "chain_epochs", path);
+  if (!raw) return std::unexpected(raw.error());
+  if (!*raw) {
+    if (head_seq == 0) return std::vector<ChainEpoch>{};
+    return std::vector<ChainEpoch>{ChainEpoch{1, "-"}};
+  }
+  auto eps = parse_chain_epochs(**raw);
+  if (!eps) return error(fmt::format("event store {}: meta chain_epochs is damaged", path), "the store was edited");
+  return *eps;
+}
+}  // namespace
+
+std::string checkpoint_mac(std::string_view secret, const v1::Checkpoint& cp) {
+  v1::Checkpoint c = cp;
+  c.clear_mac();
+  c.clear_received_ns();
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream sos(&bytes);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    c.SerializeToCodedStream(&cos);
+  }
+  static constexpr std::string_view kLabel("agentcage.v1.Checkpoint\0", 24);
+  return hmac_sha256(secret, kLabel, bytes);
+}
+
+std::string EventStore::row_hash(std::string_view prev, std::string_view bytes) const {
+  return cur_secret_.empty() ? chain_hash(prev, bytes) : hmac_sha256(cur_secret_, prev, bytes);
+}
+
+// Caller holds write_mu_ inside a write transaction, about to write rows from next_seq.
+// Picks the key for them and records a new epoch when this writer's key takes over.
+Status EventStore::prepare_epoch_locked(uint64_t next_seq, uint64_t head_seq) {
+  auto eps = read_epochs(writer_, path_, head_seq);
+  if (!eps) return std::unexpected(eps.error());
+  std::string last = eps->empty() ? "" : eps->back().key_id;
+  if (!keys_) {
+    if (!last.empty() && last != "-")
+      return error(fmt::format("append to {}: its chain is keyed (key id {}) and this process holds no chain key",
+                               path_, last),
+                   fmt::format("run as root (the key is {}) or open a store of your own", kDefaultChainKeyPath));
+    if (last.empty())
+      if (auto r = meta_put(writer_, "chain_epochs", fmt::format("{}:-", next_seq), path_); !r) return r;
+    cur_secret_.clear();
+    return {};
+  }
+  if (last != keys_->current().id) {
+    int li = (last.empty() || last == "-") ? -1 : keys_->index(last);
+    if (!last.empty() && last != "-" && li < 0) {
+      // Another writer rotated the key after this process loaded it: reload once.
+      if (auto fresh = load_chain_keys(keys_->path); fresh) keys_ = std::move(*fresh);
+      li = keys_->index(last);
+      if (li < 0)
+        return error(fmt::format("append to {}: its chain is keyed with key id {}, which {} does not hold", path_,
+                                 last, keys_->path),
+                     "the store was written with another key file: pass that one");
+    }
+    if (li < static_cast<int>(keys_->keys.size()) - 1) {
+      // This writer's key is newer than the chain's (or the chain had none): it takes over.
+      eps->push_back(ChainEpoch{next_seq, keys_->current().id});
+      if (auto r = meta_put(writer_, "chain_epochs", join_epochs(*eps), path_); !r) return r;
+    }
+  }
+  cur_secret_ = keys_->current().secret;
+  return {};
+}
+
+std::string EventStore::retention_policy() const {
+  if (!opts_.max_bytes && opts_.max_age.count() == 0) return "none";
+  return fmt::format("max_age={}s max_bytes={}", opts_.max_age.count(), opts_.max_bytes);
+}
+
 void EventStore::ReaderDeleter::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 
 EventStore::EventStore(std::string path, StoreOptions opts)
@@ -230,6 +341,9 @@ EventStore::~EventStore() {
 Result<std::unique_ptr<EventStore>> EventStore::open(const std::string& path, const StoreOptions& opts) {
   if (path.empty()) return error("open event store: empty path", "pass --db FILE");
   std::unique_ptr<EventStore> s(new EventStore(path, opts));
+  auto keys = chain_keys_for_store(opts.chain_key_path, opts.create_chain_key && !opts.read_only);
+  if (!keys) return std::unexpected(keys.error());
+  s->keys_ = std::move(*keys);
   if (opts.read_only) {
     if (!std::filesystem::exists(path))
       return error(fmt::format("open event store {}: no such file", path), "check --db; the daemon creates the store");
@@ -305,6 +419,14 @@ Status EventStore::init_schema() {
     CREATE INDEX IF NOT EXISTS events_sandbox ON events(sandbox_id, seq);
     CREATE INDEX IF NOT EXISTS events_kind ON events(kind, seq);
     CREATE INDEX IF NOT EXISTS events_violations ON events(seq) WHERE is_violation = 1;
+    -- Collector stores: the nodes' signed heads (audit.proto Checkpoint), as sent.
+    CREATE TABLE IF NOT EXISTS checkpoints(
+      node        TEXT NOT NULL,
+      store_id    TEXT NOT NULL,
+      seq         INTEGER NOT NULL,
+      received_ns INTEGER NOT NULL,
+      body        BLOB NOT NULL,
+      PRIMARY KEY(node, store_id, seq)) WITHOUT ROWID;
     CREATE UNIQUE INDEX IF NOT EXISTS events_origin ON events(node, origin_store, origin_seq)
       WHERE origin_seq IS NOT NULL;
   )sql";
@@ -407,7 +529,7 @@ Status EventStore::insert_row(sqlite3_stmt* ins, const v1::Event& ev, const std:
                               const std::string& origin_node, const std::string& origin_store,
                               uint64_t origin_seq) {
   uint64_t seq = head.seq + 1;
-  std::string hash = chain_hash(head.hash, bytes);
+  std::string hash = row_hash(head.hash, bytes);
   sqlite3_reset(ins);
   sqlite3_clear_bindings(ins);
   sqlite3_bind_int64(ins, 1, static_cast<int64_t>(seq));
@@ -440,6 +562,8 @@ static constexpr const char* kInsertIgnoreSql =
 
 // Caller holds write_mu_ and an IMMEDIATE transaction; `head` is the current head.
 Result<uint64_t> EventStore::insert_locked(std::vector<v1::Event>& evs, Head& head) {
+  if (evs.empty()) return head.seq;
+  if (auto r = prepare_epoch_locked(head.seq + 1, head.seq); !r) return std::unexpected(r.error());
   auto ins = Stmt::prepare(writer_, kInsertSql, path_);
   if (!ins) return std::unexpected(ins.error());
   uint64_t stamp = 0;
@@ -500,6 +624,7 @@ Result<std::vector<IngestResult>> EventStore::ingest(std::span<const IngestBatch
   if (auto r = t.begin(true); !r) return std::unexpected(r.error());
   auto head = read_head(writer_);
   if (!head) return std::unexpected(head.error());
+  if (auto r = prepare_epoch_locked(head->seq + 1, head->seq); !r) return std::unexpected(r.error());
   auto ins = Stmt::prepare(writer_, kInsertIgnoreSql, path_);
   if (!ins) return std::unexpected(ins.error());
   std::vector<IngestResult> out(batches.size());
@@ -514,6 +639,10 @@ Result<std::vector<IngestResult>> EventStore::ingest(std::span<const IngestBatch
       if (auto r = insert_row(ins->get(), ev, bytes, *head, b.node, b.store_id, ev.seq()); !r)
         return std::unexpected(r.error());
       if (head->seq != before) ++out[i].inserted; else ++out[i].duplicates;
+    }
+    if (b.checkpoint) {
+      if (auto r = insert_checkpoint(b.node, *b.checkpoint); !r) return std::unexpected(r.error());
+      out[i].checkpoint_seq = b.checkpoint->seq();
     }
   }
   if (auto r = write_head(*head); !r) return std::unexpected(r.error());
@@ -534,6 +663,49 @@ Result<uint64_t> EventStore::origin_high(const std::string& node, const std::str
   st = Stmt();
   release(std::move(*rd));
   return v;
+}
+
+// Caller holds write_mu_ in a write transaction. A resent checkpoint is kept once.
+Status EventStore::insert_checkpoint(const std::string& node, const v1::Checkpoint& cp) {
+  v1::Checkpoint c = cp;
+  c.set_node(node);
+  c.clear_received_ns();
+  auto st = Stmt::prepare(
+      writer_, "INSERT OR IGNORE INTO checkpoints(node, store_id, seq, received_ns, body) VALUES(?,?,?,?,?)", path_);
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, node);
+  st->bind(2, c.store_id());
+  st->bind_u(3, c.seq());
+  st->bind_u(4, now_ns());
+  st->bind_blob(5, c.SerializeAsString());
+  if (st->step() != SQLITE_DONE) return db_error(writer_, "insert checkpoint", path_);
+  return {};
+}
+
+Result<std::vector<v1::Checkpoint>> EventStore::checkpoints(const std::string& node, const std::string& store_id,
+                                                            uint32_t limit) const {
+  auto rd = reader();
+  if (!rd) return std::unexpected(rd.error());
+  std::string sql = "SELECT body, received_ns FROM checkpoints WHERE node = ?1";
+  if (!store_id.empty()) sql += " AND store_id = ?2";
+  sql += " ORDER BY received_ns DESC, seq DESC LIMIT ?3";
+  auto st = Stmt::prepare(rd->get(), sql, path_);
+  if (!st) return std::unexpected(st.error());
+  st->bind(1, node);
+  if (!store_id.empty()) st->bind(2, store_id);
+  st->bind_u(3, limit ? limit : 1000);
+  std::vector<v1::Checkpoint> out;
+  int rc;
+  while ((rc = st->step()) == SQLITE_ROW) {
+    v1::Checkpoint c;
+    if (!c.ParseFromString(st->col_blob(0))) continue;  // a damaged row anchors nothing
+    c.set_received_ns(st->col_u(1));
+    out.push_back(std::move(c));
+  }
+  if (rc != SQLITE_DONE) return db_error(rd->get(), "read checkpoints", path_);
+  st = Stmt();
+  release(std::move(*rd));
+  return out;
 }
 
 Status EventStore::query(const StoreQuery& q, const std::function<bool(const v1::Event&)>& fn) const {
@@ -595,7 +767,242 @@ Status EventStore::query(const StoreQuery& q, const std::function<bool(const v1:
   return {};
 }
 
-Result<VerifyReport> EventStore::verify() const {
+namespace {
+
+VerifyReport& mark_broken(VerifyReport& rep, uint64_t seq, std::string what) {
+  rep.ok = false;
+  rep.first_bad_seq = seq;
+  rep.what = std::move(what);
+  return rep;
+}
+
+// The keys a verification needs, epoch by epoch, and the walk's position in them.
+class EpochCursor {
+ public:
+  EpochCursor(const std::vector<ChainEpoch>& eps, const std::optional<ChainKeyring>& keys) : eps_(eps), keys_(keys) {}
+  // The epoch that hashes row `seq` (rows come in increasing seq order); null before the first.
+  const ChainEpoch* at(uint64_t seq) {
+    while (i_ + 1 < eps_.size() && eps_[i_ + 1].first_seq <= seq) ++i_;
+    return eps_.empty() || eps_[i_].first_seq > seq ? nullptr : &eps_[i_];
+  }
+  // The secret for an epoch: "" for SHA-256, nullopt when this process lacks the key.
+  std::optional<std::string> secret(const ChainEpoch& e) const {
+    if (e.key_id == "-") return std::string();
+    const ChainKey* k = keys_ ? keys_->find(e.key_id) : nullptr;
+    if (!k) return std::nullopt;
+    return k->secret;
+  }
+
+ private:
+  const std::vector<ChainEpoch>& eps_;
+  const std::optional<ChainKeyring>& keys_;
+  size_t i_ = 0;
+};
+
+// rep.chain ("keyed (key id K)", ...) and the notes an operator must read even when intact.
+void describe_chain(const std::vector<ChainEpoch>& eps, VerifyReport& rep) {
+  std::string ids;
+  for (size_t i = 0; i < eps.size(); ++i) {
+    uint64_t end = i + 1 < eps.size() ? eps[i + 1].first_seq - 1 : rep.last_seq;
+    if (end < rep.first_seq || eps[i].first_seq > rep.last_seq) continue;  // no row kept in it
+    if (eps[i].key_id == "-")
+      rep.notes.push_back(fmt::format(
+          "seq {}..{} are hashed without a key (written before a chain key existed, or by a process without one): "
+          "a rewrite that recomputes their hashes passes this check; checkpoints (--against) catch it",
+          std::max(rep.first_seq, eps[i].first_seq), end));
+    else if (ids.find(eps[i].key_id) == std::string::npos)
+      ids += (ids.empty() ? "" : ", ") + eps[i].key_id;
+  }
+  if (ids.empty()) rep.chain = "unkeyed";
+  else rep.chain = fmt::format("{}keyed (key id {})", rep.notes.empty() ? "" : "partly ", ids);
+}
+
+struct RetentionRecord {
+  uint64_t record_seq = 0, through_seq = 0;
+  std::string through_hash;
+};
+
+struct Walk {
+  sqlite3* db;
+  const std::string& path;
+  bool collector;
+  EpochCursor cursor;
+  std::string prev;  // the hash the first kept row must link to
+  uint64_t head_seq;
+  std::string head_hash;
+  std::map<uint64_t, std::string>& anchor_hash;  // seq -> row hash, filled for the anchors' seqs
+  RetentionRecord rec;
+};
+
+// The query columns must say what the hashed event says, or a filter could hide it.
+std::string column_mismatch(const Stmt& st, const v1::Event& ev, bool collector) {
+  auto m = [](const char* col, const std::string& have, const std::string& want) {
+    return fmt::format("edited: column {} ('{}') does not match the event ('{}')", col, have, want);
+  };
+  if (st.col_u(1) != ev.time_ns()) return m("time_ns", std::to_string(st.col_u(1)), std::to_string(ev.time_ns()));
+  if (st.col_text(2) != ev.sandbox_id()) return m("sandbox_id", st.col_text(2), ev.sandbox_id());
+  if (st.col_text(3) != event_kind(ev)) return m("kind", st.col_text(3), event_kind(ev));
+  if ((st.col_u(4) != 0) != ev.has_violation())
+    return m("is_violation", std::to_string(st.col_u(4)), ev.has_violation() ? "1" : "0");
+  // Collector stores: `node` is the sender (a dedup key), which may differ from the name
+  // the event was recorded under (a renamed host ships its older events).
+  if (!collector && st.col_text(5) != ev.node()) return m("node", st.col_text(5), ev.node());
+  if (collector && (st.col_null(7) || st.col_u(7) != ev.seq()))
+    return m("origin_seq", st.col_null(7) ? "NULL" : std::to_string(st.col_u(7)), std::to_string(ev.seq()));
+  return {};
+}
+
+// One row's checks; "" when it holds. `expect` is the seq it must have.
+std::string check_row(Walk& w, const Stmt& st, uint64_t expect, const VerifyReport& rep, v1::Event& ev,
+                      bool& unverifiable) {
+  uint64_t seq = st.col_u(0);
+  if (seq < expect)
+    return fmt::format("inserted: row seq {} is at or below the retention checkpoint {}", seq, rep.checkpoint_seq);
+  if (seq > expect)
+    return seq - 1 == expect ? fmt::format("deleted: seq {} is missing (the next row is seq {})", expect, seq)
+                             : fmt::format("deleted: seq {}..{} are missing (the next row is seq {})", expect,
+                                           seq - 1, seq);
+  if (seq > w.head_seq) return fmt::format("inserted: row seq {} is past the recorded head seq {}", seq, w.head_seq);
+  const ChainEpoch* ep = w.cursor.at(seq);
+  if (!ep) return fmt::format("edited: no chain epoch covers seq {} (meta chain_epochs)", seq);
+  auto secret = w.cursor.secret(*ep);
+  if (!secret) {
+    unverifiable = true;
+    return fmt::format("cannot check seq {} on: the chain is keyed there with key id {}, which this process does "
+                       "not hold (run as root, or pass --chain-key FILE)",
+                       seq, ep->key_id);
+  }
+  std::string bytes = st.col_blob(8), prev_col = st.col_blob(9), hash_col = st.col_blob(10);
+  bool parsed = ev.ParseFromString(bytes);
+  std::string want = secret->empty() ? chain_hash(prev_col, bytes) : hmac_sha256(*secret, prev_col, bytes);
+  if (want != hash_col) {
+    if (parsed && !w.collector && ev.seq() != seq)
+      return fmt::format("reordered: row seq {} holds the event stored as seq {}", seq, ev.seq());
+    return secret->empty() ? "edited: the event's bytes do not match the row's hash"
+                           : fmt::format("edited: the row's hash is not the keyed hash (key id {}) of its bytes: "
+                                         "edited, or re-chained without the key",
+                                         ep->key_id);
+  }
+  if (!parsed) return "edited: the row's event does not decode as agentcage.v1.Event";
+  if (!w.collector && ev.seq() != seq)
+    return fmt::format("reordered: row seq {} holds the event stored as seq {}", seq, ev.seq());
+  if (prev_col != w.prev)
+    return seq == rep.first_seq ? "chain break: prev_hash does not match the retention checkpoint"
+                                : fmt::format("chain break: prev_hash does not match the hash of seq {} "
+                                              "(that row was rewritten, or rows were reordered)",
+                                              seq - 1);
+  if (auto m = column_mismatch(st, ev, w.collector); !m.empty()) return m;
+  if (ev.has_loss() && ev.loss().through_seq() > 0)
+    w.rec = RetentionRecord{seq, ev.loss().through_seq(), ev.loss().through_hash()};
+  if (auto it = w.anchor_hash.find(seq); it != w.anchor_hash.end()) it->second = hash_col;
+  w.prev = std::move(hash_col);
+  return {};
+}
+
+// Every row from the checkpoint to the head; false when one is broken (rep says which).
+Result<bool> walk_rows(Walk& w, VerifyReport& rep) {
+  auto st = Stmt::prepare(w.db,
+                          "SELECT seq, time_ns, sandbox_id, kind, is_violation, node, origin_store, origin_seq, "
+                          "event, prev_hash, hash FROM events ORDER BY seq",
+                          w.path);
+  if (!st) return std::unexpected(st.error());
+  uint64_t expect = rep.first_seq;
+  v1::Event ev;
+  int rc;
+  while ((rc = st->step()) == SQLITE_ROW) {
+    bool unverifiable = false;
+    if (auto why = check_row(w, *st, expect, rep, ev, unverifiable); !why.empty()) {
+      rep.unverifiable = unverifiable;
+      uint64_t seq = st->col_u(0);
+      mark_broken(rep, seq > expect ? expect : seq, std::move(why));
+      return false;
+    }
+    ++rep.checked;
+    ++expect;
+  }
+  if (rc != SQLITE_DONE) return db_error(w.db, "verify: read events", w.path);
+  if (expect - 1 < w.head_seq) {
+    mark_broken(rep, expect,
+                expect == w.head_seq
+                    ? fmt::format("deleted: seq {} is missing at the end (the head is seq {})", expect, w.head_seq)
+                    : fmt::format("deleted: seq {}..{} are missing at the end (the head is seq {})", expect,
+                                  w.head_seq, w.head_seq));
+    return false;
+  }
+  if (w.prev != w.head_hash) {
+    mark_broken(rep, w.head_seq, "edited: the last row's hash does not match the recorded head hash");
+    return false;
+  }
+  return true;
+}
+
+// The rows against checkpoints signed earlier (a collector's, or a file's); false when
+// the store no longer matches them (rep says how).
+bool check_anchors(const std::vector<v1::Checkpoint>& anchors, const std::string& store_id,
+                   const std::map<uint64_t, std::string>& row_hash, const std::optional<ChainKeyring>& keys,
+                   VerifyReport& rep) {
+  std::vector<const v1::Checkpoint*> mine;
+  std::set<std::string> others;
+  for (const auto& a : anchors) {
+    if (a.store_id() == store_id) mine.push_back(&a);
+    else others.insert(a.store_id());
+  }
+  if (mine.empty()) {
+    std::string o;
+    for (const auto& s : others) o += (o.empty() ? "" : ", ") + s;
+    mark_broken(rep, rep.first_seq,
+                others.empty() ? fmt::format("unanchored: no checkpoint of store {} to compare with", store_id)
+                               : fmt::format("replaced: no checkpoint of store {}; the node's checkpoints are for "
+                                             "store(s) {}: this store is not the one that was shipped",
+                                             store_id, o));
+    return false;
+  }
+  std::sort(mine.begin(), mine.end(), [](auto* a, auto* b) { return a->seq() < b->seq(); });
+  bool retention_seen = false;
+  for (const auto* a : mine) {
+    if (!a->key_id().empty()) {
+      const ChainKey* k = keys ? keys->find(a->key_id()) : nullptr;
+      if (!k)
+        rep.notes.push_back(fmt::format("checkpoint at seq {}: key id {} not held here, signature not checked",
+                                        a->seq(), a->key_id()));
+      else if (checkpoint_mac(k->secret, *a) != a->mac()) {
+        mark_broken(rep, a->seq(), fmt::format("forged checkpoint: the one at seq {} is not signed with key id {}",
+                                               a->seq(), a->key_id()));
+        return false;
+      }
+    }
+    retention_seen = retention_seen || (a->retention() != "none" && !a->retention().empty());
+    if (a->seq() > rep.last_seq) {
+      mark_broken(rep, rep.last_seq + 1,
+                  fmt::format("truncated: a checkpoint signed at {} says the store reached seq {}; its head is now "
+                              "seq {}",
+                              format_time_ns(a->time_ns()), a->seq(), rep.last_seq));
+      return false;
+    }
+    if (a->seq() <= rep.checkpoint_seq) continue;  // deleted since: the retention record speaks for it
+    auto it = row_hash.find(a->seq());
+    if (it == row_hash.end() || it->second != a->hash()) {
+      mark_broken(rep, a->seq(),
+                  fmt::format("re-chained: row seq {} no longer has the hash signed at {} (the rows up to it were "
+                              "rewritten)",
+                              a->seq(), format_time_ns(a->time_ns())));
+      return false;
+    }
+    ++rep.anchors_checked;
+    rep.anchored_seq = std::max(rep.anchored_seq, a->seq());
+  }
+  if (rep.checkpoint_seq > mine.front()->checkpoint_seq() && !retention_seen) {
+    mark_broken(rep, rep.first_seq,
+                fmt::format("deleted: seq 1..{} are gone, but every checkpoint says the node ran without retention",
+                            rep.checkpoint_seq));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<VerifyReport> EventStore::verify(const std::vector<v1::Checkpoint>* anchors) const {
   auto rd = reader();
   if (!rd) return std::unexpected(rd.error());
   sqlite3* db = rd->get();
@@ -613,84 +1020,80 @@ Result<VerifyReport> EventStore::verify() const {
     rep.checkpoint_seq = parse_u64(cps->value_or("")).value_or(0);
     rep.first_seq = rep.checkpoint_seq + 1;
     rep.last_seq = head->seq;
-    auto broken = [&](uint64_t seq, std::string what) {
-      rep.ok = false;
-      rep.first_bad_seq = seq;
-      rep.what = std::move(what);
-      return rep;
-    };
-
-    auto st = Stmt::prepare(db,
-                            "SELECT seq, time_ns, sandbox_id, kind, is_violation, node, origin_store, origin_seq, "
-                            "event, prev_hash, hash FROM events ORDER BY seq",
-                            path_);
-    if (!st) return std::unexpected(st.error());
-    uint64_t expect = rep.first_seq;
-    std::string prev = cph->value_or(kZeroHash);
-    v1::Event ev;
-    int rc;
-    while ((rc = st->step()) == SQLITE_ROW) {
-      uint64_t seq = st->col_u(0);
-      if (seq < expect)
-        return broken(seq, fmt::format("inserted: row seq {} is at or below the retention checkpoint {}", seq,
+    rep.head_hash = hex(head->hash);
+    auto eps = read_epochs(db, path_, head->seq);
+    if (!eps) return mark_broken(rep, rep.first_seq, "edited: meta chain_epochs is damaged");
+    for (size_t i = 1; i < eps->size(); ++i)
+      if ((*eps)[i].key_id == "-" && (*eps)[i - 1].key_id != "-")
+        return mark_broken(rep, (*eps)[i].first_seq,
+                           fmt::format("edited: the chain drops its key at seq {} (agentcage never writes an "
+                                       "unkeyed row after a keyed one)",
+                                       (*eps)[i].first_seq));
+    describe_chain(*eps, rep);
+    std::map<uint64_t, std::string> anchor_hash;
+    if (anchors)
+      for (const auto& a : *anchors)
+        if (a.store_id() == store_id_) anchor_hash[a.seq()];
+    Walk w{db, path_, opts_.collector, EpochCursor(*eps, keys_), cph->value_or(kZeroHash), head->seq, head->hash,
+           anchor_hash, {}};
+    auto intact = walk_rows(w, rep);
+    if (!intact) return std::unexpected(intact.error());
+    if (!*intact) return rep;
+    if (!opts_.collector && rep.checkpoint_seq > 0) {
+      if (w.rec.record_seq == 0)
+        return mark_broken(rep, rep.first_seq,
+                           fmt::format("deleted: seq 1..{} are gone and no retention record in the chain says the "
+                                       "store deleted them",
                                        rep.checkpoint_seq));
-      if (seq > expect)
-        return broken(expect, seq - 1 == expect
-                                  ? fmt::format("deleted: seq {} is missing (the next row is seq {})", expect, seq)
-                                  : fmt::format("deleted: seq {}..{} are missing (the next row is seq {})", expect,
-                                                seq - 1, seq));
-      if (seq > head->seq)
-        return broken(seq, fmt::format("inserted: row seq {} is past the recorded head seq {}", seq, head->seq));
-      std::string bytes = st->col_blob(8), prev_col = st->col_blob(9), hash_col = st->col_blob(10);
-      bool parsed = ev.ParseFromString(bytes);
-      if (chain_hash(prev_col, bytes) != hash_col) {
-        if (parsed && !opts_.collector && ev.seq() != seq)
-          return broken(seq, fmt::format("reordered: row seq {} holds the event stored as seq {}", seq, ev.seq()));
-        return broken(seq, "edited: the event's bytes do not match the row's hash");
-      }
-      if (!parsed) return broken(seq, "edited: the row's event does not decode as agentcage.v1.Event");
-      if (!opts_.collector && ev.seq() != seq)
-        return broken(seq, fmt::format("reordered: row seq {} holds the event stored as seq {}", seq, ev.seq()));
-      if (prev_col != prev)
-        return broken(seq, seq == rep.first_seq
-                               ? "chain break: prev_hash does not match the retention checkpoint"
-                               : fmt::format("chain break: prev_hash does not match the hash of seq {} "
-                                             "(that row was rewritten, or rows were reordered)",
-                                             seq - 1));
-      // The query columns must say what the hashed event says, or a filter could hide it.
-      auto col_mismatch = [&](const char* col, const std::string& have, const std::string& want) {
-        return broken(seq, fmt::format("edited: column {} ('{}') does not match the event ('{}')", col, have, want));
-      };
-      if (st->col_u(1) != ev.time_ns())
-        return col_mismatch("time_ns", std::to_string(st->col_u(1)), std::to_string(ev.time_ns()));
-      if (st->col_text(2) != ev.sandbox_id()) return col_mismatch("sandbox_id", st->col_text(2), ev.sandbox_id());
-      if (st->col_text(3) != event_kind(ev)) return col_mismatch("kind", st->col_text(3), event_kind(ev));
-      if ((st->col_u(4) != 0) != ev.has_violation())
-        return col_mismatch("is_violation", std::to_string(st->col_u(4)), ev.has_violation() ? "1" : "0");
-      // Collector stores: `node` is the sender (a dedup key), which may differ from the name
-      // the event was recorded under (a renamed host ships its older events).
-      if (!opts_.collector && st->col_text(5) != ev.node())
-        return col_mismatch("node", st->col_text(5), ev.node());
-      if (opts_.collector && (st->col_null(7) || st->col_u(7) != ev.seq()))
-        return col_mismatch("origin_seq", st->col_null(7) ? "NULL" : std::to_string(st->col_u(7)),
-                            std::to_string(ev.seq()));
-      prev = std::move(hash_col);
-      ++rep.checked;
-      ++expect;
+      if (w.rec.through_seq != rep.checkpoint_seq || w.rec.through_hash != cph->value_or(""))
+        return mark_broken(rep, rep.first_seq,
+                           fmt::format("deleted: the store says seq 1..{} were removed, but its last retention "
+                                       "record (seq {}) says 1..{}",
+                                       rep.checkpoint_seq, w.rec.record_seq, w.rec.through_seq));
     }
-    if (rc != SQLITE_DONE) return db_error(db, "verify: read events", path_);
-    if (expect - 1 < head->seq)
-      return broken(expect, expect == head->seq
-                                ? fmt::format("deleted: seq {} is missing at the end (the head is seq {})", expect,
-                                              head->seq)
-                                : fmt::format("deleted: seq {}..{} are missing at the end (the head is seq {})",
-                                              expect, head->seq, head->seq));
-    if (prev != head->hash)
-      return broken(head->seq, "edited: the last row's hash does not match the recorded head hash");
+    if (anchors && !check_anchors(*anchors, store_id_, anchor_hash, keys_, rep)) return rep;
   }
   rep.ok = true;
   release(std::move(*rd));
   return rep;
+}
+
+Result<v1::Checkpoint> EventStore::signed_head(const std::string& node) const {
+  auto rd = reader();
+  if (!rd) return std::unexpected(rd.error());
+  sqlite3* db = rd->get();
+  v1::Checkpoint cp;
+  std::vector<ChainEpoch> eps;
+  {
+    Txn t(db, path_);
+    if (auto r = t.begin(false); !r) return std::unexpected(r.error());
+    auto head = read_head(db);
+    if (!head) return std::unexpected(head.error());
+    auto cps = meta_get(db, "checkpoint_seq", path_);
+    if (!cps) return std::unexpected(cps.error());
+    auto e = read_epochs(db, path_, head->seq);
+    if (!e) return std::unexpected(e.error());
+    eps = std::move(*e);
+    cp.set_seq(head->seq);
+    cp.set_hash(head->hash);
+    cp.set_checkpoint_seq(parse_u64(cps->value_or("")).value_or(0));
+  }
+  release(std::move(*rd));
+  cp.set_node(node);
+  cp.set_store_id(store_id_);
+  cp.set_time_ns(now_ns());
+  cp.set_retention(retention_policy());
+  std::string key_id = eps.empty() ? "-" : eps.back().key_id;
+  if (key_id == "-") return cp;  // unkeyed: nothing to sign with, the collector keeps it as is
+  std::lock_guard lk(write_mu_);  // keys_ may be reloaded by a writer
+  const ChainKey* k = keys_ ? keys_->find(key_id) : nullptr;
+  if (!k)
+    return error(fmt::format("sign the head of {}: its chain is keyed with key id {}, which this process does not hold",
+                             path_, key_id),
+                 "run as root, or pass the chain key file");
+  cp.set_key_id(key_id);
+  cp.set_mac(checkpoint_mac(k->secret, cp));
+  return cp;
 }
 
 Status EventStore::kv_set(const std::string& key, const std::string& value) {
@@ -747,17 +1150,24 @@ Status EventStore::delete_through(uint64_t seq, uint64_t unshipped) {
   if (!del) return std::unexpected(del.error());
   del->bind_u(1, seq);
   if (del->step() != SQLITE_DONE) return db_error(writer_, "retention delete", path_);
+  auto deleted = static_cast<uint64_t>(sqlite3_changes(writer_));
   if (auto r = meta_put(writer_, "checkpoint_seq", std::to_string(seq), path_); !r) return r;
   if (auto r = meta_put(writer_, "checkpoint_hash", hash, path_); !r) return r;
   uint64_t last = 0;
-  if (unshipped > 0 && !opts_.collector) {
+  if (!opts_.collector) {
+    // The deletion's own record, in the chain (keyed, when the chain is): what `verify`
+    // checks the checkpoint against. Unshipped rows make it a loss the reader must see.
     auto head = read_head(writer_);
     if (!head) return std::unexpected(head.error());
-    std::vector<v1::Event> loss(1);
-    loss[0].mutable_loss()->set_count(unshipped);
-    loss[0].mutable_loss()->set_reason("retention_unshipped");
-    loss[0].mutable_loss()->set_where("store");
-    auto r = insert_locked(loss, *head);
+    std::vector<v1::Event> rec(1);
+    auto* loss = rec[0].mutable_loss();
+    loss->set_count(unshipped ? unshipped : deleted);
+    loss->set_reason(unshipped ? "retention_unshipped" : "retention");
+    loss->set_where("store");
+    loss->set_through_seq(seq);
+    loss->set_through_hash(hash);
+    loss->set_policy(retention_policy());
+    auto r = insert_locked(rec, *head);
     if (!r) return std::unexpected(r.error());
     last = *r;
   }

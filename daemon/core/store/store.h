@@ -19,9 +19,28 @@
 // equals meta 'head_hash', and (node store) the event decodes with seq == row seq.
 // scripts/verify_audit_chain.py does exactly this with Python's standard library.
 //
-// A hash chain without a secret detects edits, deletions and reordering made by anyone
-// who does not rewrite every later row and the meta table too; the remote collector is
-// the anchor against that (it holds its own copy and its own chain).
+// Keyed chain (chain_key.h): when the writer holds a chain key, row.hash is
+// HMAC-SHA256(key, row.prev_hash || row.event) instead of the plain SHA-256 above, so a
+// rewrite that recomputes every later hash needs the key. meta 'chain_epochs' says which
+// key hashes which rows: "FIRST_SEQ:KEY_ID;..." in seq order, KEY_ID "-" for plain
+// SHA-256 (a store without the meta key is plain SHA-256 from seq 1: older stores). A new
+// epoch starts when a writer with a newer key appends; a writer without a key refuses to
+// extend a keyed chain, so a keyed stretch followed by an unkeyed one is never written
+// and `verify` reports it as tampering.
+//
+// Retention leaves evidence: every deletion appends a Loss event (reason retention or
+// retention_unshipped) naming the last deleted seq, its hash and the policy; `verify`
+// requires the last such record to match meta checkpoint_seq/checkpoint_hash, so rows
+// deleted by hand and disguised as retention fail in a keyed store.
+//
+// What a keyed chain cannot show on its own: rows removed from the end together with a
+// head rewritten to an earlier row (every remaining link is genuine), or a whole store
+// replaced by an unkeyed one. Checkpoints anchor the head outside the node: the audit
+// stream sends signed heads (signed_head()) to the collector, which keeps them, and
+// verify(anchors) checks the store against them: a truncation, a re-chain or a
+// replacement then shows. (journald's Forward Secure Sealing seals with evolving keys so
+// even the key holder cannot rewrite the past; here root on the node holds the key, and
+// the collector's checkpoints are what a node's root cannot rewrite.)
 //
 // Collector stores (StoreOptions::collector) hold events from many nodes: each row also
 // has (node = the sender, origin_store, origin_seq), unique, so a replayed event is stored
@@ -51,9 +70,11 @@
 #include <string>
 #include <vector>
 
+#include "agentcage/v1/audit.pb.h"
 #include "agentcage/v1/event.pb.h"
 #include "core/base/paths.h"
 #include "core/base/result.h"
+#include "core/store/chain_key.h"
 
 namespace agentcage::core {
 
@@ -80,6 +101,11 @@ struct StoreOptions {
   // Create the file's parent directory (0700) if missing.
   bool create_dirs = true;
   bool read_only = false;
+  // The chain key file (chain_key.h). Empty, missing or unreadable to this user: no key,
+  // new rows are hashed with plain SHA-256, and a store whose chain is keyed refuses
+  // appends. agentcaged, root's in-process runs and the CLI pass kDefaultChainKeyPath.
+  std::string chain_key_path;
+  bool create_chain_key = false;  // create chain_key_path if missing (the install-time key)
 };
 
 struct StoreQuery {
@@ -102,18 +128,39 @@ struct VerifyReport {
   uint64_t checkpoint_seq = 0;   // retention deleted everything up to here
   uint64_t first_bad_seq = 0;    // when !ok
   std::string what;              // "edited: ...", "deleted: ...", "reordered: ...", ...
+  bool unverifiable = false;     // !ok because a key the chain needs is not available
+  std::string head_hash;         // hex: the head verified (to notarise anywhere)
+  std::string chain;             // "keyed (key id K)", "unkeyed", "unkeyed through seq N, then keyed"
+  std::vector<std::string> notes;  // weaknesses that are not breaks (an unkeyed stretch, ...)
+  // verify(anchors):
+  uint64_t anchors_checked = 0;  // checkpoints of this store compared with its rows
+  uint64_t anchored_seq = 0;     // the newest of them: rows after it are not anchored yet
 };
+
+// One key epoch of meta 'chain_epochs'.
+struct ChainEpoch {
+  uint64_t first_seq = 0;
+  std::string key_id;  // "-": plain SHA-256
+};
+// Parses "FIRST_SEQ:KEY_ID;..." (empty: none). nullopt when malformed or not increasing.
+std::optional<std::vector<ChainEpoch>> parse_chain_epochs(std::string_view s);
+
+// HMAC-SHA256(secret, "agentcage.v1.Checkpoint\0" || cp serialized deterministically
+// with mac and received_ns cleared).
+std::string checkpoint_mac(std::string_view secret, const v1::Checkpoint& cp);
 
 // One batch from one node for a collector store.
 struct IngestBatch {
   std::string node;
   std::string store_id;
   std::vector<v1::Event>* events = nullptr;  // origin seq in each event's seq field
+  const v1::Checkpoint* checkpoint = nullptr;  // optional: the node's signed head, kept as sent
 };
 
 struct IngestResult {
   uint64_t inserted = 0;
   uint64_t duplicates = 0;
+  uint64_t checkpoint_seq = 0;  // the batch's checkpoint is stored (its seq); 0: none
 };
 
 // The event's kind as stored in the `kind` column: the name of its oneof case
@@ -146,12 +193,26 @@ class EventStore {
   Result<std::vector<IngestResult>> ingest(std::span<const IngestBatch> batches);
   // Collector stores: the highest origin seq stored for (node, store_id), 0 if none.
   Result<uint64_t> origin_high(const std::string& node, const std::string& store_id);
+  // Collector stores: the newest `limit` checkpoints of `node` (of `store_id` when not
+  // empty), newest first, each with received_ns set.
+  Result<std::vector<v1::Checkpoint>> checkpoints(const std::string& node, const std::string& store_id,
+                                                  uint32_t limit) const;
 
   // Calls fn for each matching event in seq order until it returns false.
   Status query(const StoreQuery& q, const std::function<bool(const v1::Event&)>& fn) const;
 
-  // Checks the whole chain from the checkpoint to the head.
-  Result<VerifyReport> verify() const;
+  // Checks the whole chain from the checkpoint to the head; with `anchors` (checkpoints
+  // from a collector or a file), also that the store still holds, at each checkpoint's
+  // seq, the row hash that was signed then, and reaches at least the newest of them.
+  Result<VerifyReport> verify(const std::vector<v1::Checkpoint>* anchors = nullptr) const;
+
+  // The head (seq, hash, retention state) signed with this process's chain key: what the
+  // audit stream sends to the collector. Unkeyed chains: key_id and mac empty.
+  Result<v1::Checkpoint> signed_head(const std::string& node) const;
+  // "none" or "max_age=Ns max_bytes=N": the retention this store was opened with.
+  std::string retention_policy() const;
+  // The chain keys this process holds (nullopt: none).
+  const std::optional<ChainKeyring>& chain_keys() const { return keys_; }
 
   // Highest seq this process has seen (appended or read at open/with refresh).
   uint64_t last_seq() const { return last_seq_.load(std::memory_order_acquire); }
@@ -185,6 +246,9 @@ class EventStore {
   using Reader = std::unique_ptr<sqlite3, ReaderDeleter>;
 
   Status init_schema();
+  Status insert_checkpoint(const std::string& node, const v1::Checkpoint& cp);
+  Status prepare_epoch_locked(uint64_t next_seq, uint64_t head_seq);
+  std::string row_hash(std::string_view prev, std::string_view bytes) const;
   Result<Head> read_head(sqlite3* db) const;
   Result<uint64_t> insert_locked(std::vector<v1::Event>& evs, Head& head);
   Status insert_row(sqlite3_stmt* ins, const v1::Event& ev, const std::string& bytes, Head& head,
@@ -199,6 +263,8 @@ class EventStore {
   std::string path_;
   StoreOptions opts_;
   std::string store_id_;
+  std::optional<ChainKeyring> keys_;
+  std::string cur_secret_;  // under write_mu_: the key for rows being written ("" = SHA-256)
 
   mutable std::mutex write_mu_;    // guards writer_ and every write transaction
   sqlite3* writer_ = nullptr;

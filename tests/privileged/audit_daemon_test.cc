@@ -48,8 +48,10 @@ TEST(AuditDaemon, HostEventsReachTheStoreAndTheCollector) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root: agentcaged loads BPF programs";
   auto dir = testing::temp_dir();
   auto cdb = dir + "/collector.db", ddb = dir + "/audit.db";
-  pid_t coll = testing::start({AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure"},
-                              dir + "/collector.log");
+  auto node_key = dir + "/node.key", coll_key = dir + "/collector.key";
+  pid_t coll = testing::start(
+      {AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure", "--chain-key", coll_key},
+      dir + "/collector.log");
   int port = 0;
   for (int i = 0; i < 200 && !port; ++i) {
     std::smatch m;
@@ -61,7 +63,7 @@ TEST(AuditDaemon, HostEventsReachTheStoreAndTheCollector) {
 
   std::vector<std::string> argv{AGENTCAGED_BIN, "--audit-db", ddb, "--audit-endpoint",
                                 fmt::format("127.0.0.1:{}", port), "--audit-insecure", "--audit-all", "--monitor", "host",
-                                "--socket", dir + "/agentcage.sock"};
+                                "--socket", dir + "/agentcage.sock", "--chain-key", node_key};
   for (auto& a : testing::daemon_state_args(dir)) argv.push_back(a);
   pid_t daemon = testing::start(argv, dir + "/daemon.log");
   std::string marker = fmt::format("agentcage-audit-marker-{}", getpid());
@@ -73,6 +75,13 @@ TEST(AuditDaemon, HostEventsReachTheStoreAndTheCollector) {
     arrived = !marker_execs(cdb, marker).empty();
   }
   ASSERT_TRUE(arrived) << slurp(dir + "/daemon.log").substr(0, 4000);
+  // The daemon's stream carried signed heads; the node store checks out against them
+  // while the daemon goes on writing.
+  auto anchored = testing::run({AGENTCAGE_BIN, "audit", "verify", "--db", ddb, "--chain-key", node_key, "--against",
+                                fmt::format("127.0.0.1:{}", port), "--insecure"});
+  EXPECT_EQ(anchored.status, 0) << anchored.out << anchored.err;
+  EXPECT_NE(anchored.out.find("keyed (key id "), std::string::npos) << anchored.out;
+  EXPECT_NE(anchored.out.find("anchored: "), std::string::npos) << anchored.out;
   kill(daemon, SIGTERM);
   EXPECT_EQ(testing::wait_status(daemon), 0) << slurp(dir + "/daemon.log").substr(0, 4000);
   kill(coll, SIGTERM);
@@ -83,8 +92,8 @@ TEST(AuditDaemon, HostEventsReachTheStoreAndTheCollector) {
   ASSERT_FALSE(remote.empty());
   EXPECT_EQ(core::canonical_bytes(remote[0]), core::canonical_bytes(local[0]));  // same seq, same bytes
   EXPECT_EQ(local[0].node(), remote[0].node());
-  for (const auto& db : {ddb, cdb}) {
-    auto v = testing::run({AGENTCAGE_BIN, "audit", "verify", "--db", db});
+  for (const auto& [db, key] : {std::pair{ddb, node_key}, std::pair{cdb, coll_key}}) {
+    auto v = testing::run({AGENTCAGE_BIN, "audit", "verify", "--db", db, "--chain-key", key});
     EXPECT_EQ(v.status, 0) << db << ": " << v.out << v.err;
     EXPECT_EQ(v.out.rfind("OK: ", 0), 0u) << v.out;
   }
@@ -106,8 +115,10 @@ TEST(AuditDaemon, UnprivilegedProfileViolationsReachTheCollector) {
   ASSERT_NE(pw, nullptr);
   ASSERT_EQ(chown(ws.c_str(), pw->pw_uid, pw->pw_gid), 0);
   auto cdb = dir + "/collector.db", ddb = dir + "/audit.db", sock = dir + "/agentcage.sock";
-  pid_t coll = testing::start({AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure"},
-                              dir + "/collector.log");
+  auto node_key = dir + "/node.key", coll_key = dir + "/collector.key";
+  pid_t coll = testing::start(
+      {AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure", "--chain-key", coll_key},
+      dir + "/collector.log");
   int port = 0;
   for (int i = 0; i < 200 && !port; ++i) {
     std::smatch m;
@@ -117,7 +128,7 @@ TEST(AuditDaemon, UnprivilegedProfileViolationsReachTheCollector) {
   }
   ASSERT_GT(port, 0) << slurp(dir + "/collector.log");
   std::vector<std::string> argv{AGENTCAGED_BIN, "--audit-db", ddb, "--audit-endpoint", fmt::format("127.0.0.1:{}", port),
-                                "--audit-insecure", "--socket", sock};
+                                "--audit-insecure", "--socket", sock, "--chain-key", node_key};
   for (auto& a : testing::daemon_state_args(dir)) argv.push_back(a);
   pid_t daemon = testing::start(argv, dir + "/daemon.log");
   for (int i = 0; i < 500 && access(sock.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);

@@ -23,6 +23,8 @@
 #include "agentcage/v1/audit.grpc.pb.h"
 #include "core/audit/audit_client.h"
 #include "core/store/store.h"
+#include "core/store/chain_key.h"
+#include "support/store_tamper.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -549,6 +551,77 @@ TEST(AuditStream, MutualTlsAdmitsOnlyCertifiedNodes) {
   r = run(push_argv(db, c.port, {"--ca", dir + "/nope.pem", "--once"}));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("nope.pem"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace agentcage
+
+namespace agentcage {
+namespace {
+
+// The node's signed heads reach the collector with the stream, and `audit verify
+// --against` checks a node store against them: the real collector process, the real push
+// client, the CLI; the intruder works on copies of the store with SQLite.
+TEST(AuditAnchors, CollectorCheckpointsCatchTruncationRechainAndHeadDeletion) {
+  auto dir = testing::temp_dir();
+  auto db = dir + "/node.db", key = dir + "/node.key";
+  {
+    core::StoreOptions o;
+    o.chain_key_path = key;
+    o.create_chain_key = true;
+    auto s = core::EventStore::open(db, o);
+    ASSERT_TRUE(s.has_value()) << s.error().message();
+    std::vector<v1::Event> evs;
+    for (int i = 1; i <= 60; ++i) evs.push_back(make_event(i, "node-a", i % 5 == 0));
+    ASSERT_TRUE((*s)->append_batch(evs).has_value());
+  }
+  auto c = start_collector(dir, dir + "/collector.db", 0);
+  ASSERT_GT(c.port, 0);
+  auto ep = fmt::format("127.0.0.1:{}", c.port);
+  auto p = run(push_argv(db, c.port, {"--insecure", "--once", "--node", "node-a", "--chain-key", key}));
+  ASSERT_EQ(p.status, 0) << p.err << p.out;
+  auto verify = [&](const std::string& store) {
+    return run({AGENTCAGE_BIN, "audit", "verify", "--db", store, "--chain-key", key, "--against", ep, "--insecure",
+                "--node", "node-a"});
+  };
+  auto v = verify(db);
+  ASSERT_EQ(v.status, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("anchored: "), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("the newest at seq 60\n"), std::string::npos) << v.out;
+
+  auto copy = [&](const std::string& name) {
+    std::filesystem::copy_file(db, dir + "/" + name);
+    return dir + "/" + name;
+  };
+  auto t = copy("truncated.db");
+  testing::StoreFile(t).truncate_after(45);
+  v = verify(t);
+  EXPECT_EQ(v.status, 1) << v.out << v.err;
+  EXPECT_EQ(v.out.rfind("BROKEN at seq 46: truncated: ", 0), 0u) << v.out;
+
+  auto r = copy("rechained.db");
+  auto secret = core::load_chain_keys(key)->current().secret;
+  testing::StoreFile(r).rechain(10, secret, [](uint64_t seq, v1::Event& ev) {
+    if (seq == 10) ev.mutable_violation()->set_what("connect 10.0.0.1:53/udp");
+  });
+  EXPECT_EQ(run({AGENTCAGE_BIN, "audit", "verify", "--db", r, "--chain-key", key}).status, 0);
+  v = verify(r);
+  EXPECT_EQ(v.status, 1) << v.out << v.err;
+  EXPECT_NE(v.out.find("re-chained: row seq 60"), std::string::npos) << v.out;
+
+  auto h = copy("headless.db");
+  testing::StoreFile(h).delete_head_through(20);
+  v = verify(h);
+  EXPECT_EQ(v.status, 1) << v.out << v.err;
+  EXPECT_NE(v.out.find("deleted: seq 1..20 are gone"), std::string::npos) << v.out;
+
+  // A checkpoint file works the same way, offline.
+  auto cpf = dir + "/cp.json";
+  ASSERT_EQ(run({AGENTCAGE_BIN, "audit", "checkpoint", "--db", db, "--chain-key", key, "--output", cpf}).status, 0);
+  v = run({AGENTCAGE_BIN, "audit", "verify", "--db", t, "--chain-key", key, "--checkpoint", cpf});
+  EXPECT_EQ(v.status, 1) << v.out << v.err;
+  EXPECT_NE(v.out.find("truncated"), std::string::npos) << v.out;
+  EXPECT_EQ(stop(c.pid), 0) << read_file(c.log);
 }
 
 }  // namespace

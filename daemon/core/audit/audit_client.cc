@@ -241,10 +241,10 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
   std::deque<uint64_t> in_flight;  // last seq of each unacknowledged batch
   auto last_progress = Clock::now();
   uint64_t cp_sent = 0;            // head seq of the last checkpoint sent on this stream
-  auto cp_time = Clock::time_point::min();
+  std::optional<Clock::time_point> cp_time;  // none yet on this stream: the first batch carries one
   bool checkpoints = opts_.checkpoint_every.count() > 0;
   auto checkpoint_due = [&](uint64_t head, bool final) {
-    return checkpoints && head > cp_sent && (final || Clock::now() - cp_time >= opts_.checkpoint_every);
+    return checkpoints && head > cp_sent && (final || !cp_time || Clock::now() - *cp_time >= opts_.checkpoint_every);
   };
   auto attach_checkpoint = [&](uint64_t head) {
     auto cp = checkpoint_now();

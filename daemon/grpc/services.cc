@@ -48,9 +48,9 @@ grpc::Status may_change(const core::Peer& p) {
   return grpc::Status::OK;
 }
 
-grpc::Status may_see(const core::Peer& p, core::SandboxRegistry& reg, const std::string& id) {
+grpc::Status may_see(const core::Peer& p, core::Daemon& d, const std::string& id) {
   if (!valid_sandbox_id(id)) return {StatusCode::INVALID_ARGUMENT, "sandbox_id: expected 16 hex digits, got '" + id.substr(0, 64) + "'"};
-  auto owner = reg.owner(id);
+  auto owner = d.sandbox_owner(id);  // the registry's, or the store's record after a restart
   if (!owner) return {StatusCode::NOT_FOUND, "no sandbox " + id};
   if (!p.root() && *owner != p.uid) return {StatusCode::PERMISSION_DENIED, "sandbox " + id + " belongs to another user"};
   return grpc::Status::OK;
@@ -166,7 +166,7 @@ grpc::ServerUnaryReactor* ControlService::PlaceProcess(grpc::CallbackServerConte
   auto p = caller(ctx, peers_, &st);
   if (!p) return done(ctx, st);
   if (st = may_change(*p); !st.ok()) return done(ctx, st);
-  if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
+  if (st = may_see(*p, d_, req->sandbox_id()); !st.ok()) return done(ctx, st);
   if (req->pid() == 0) return done(ctx, {StatusCode::INVALID_ARGUMENT, "pid: required"});
   if (auto r = d_.registry().place(*p, req->sandbox_id(), static_cast<pid_t>(req->pid())); !r)
     return done(ctx, {StatusCode::FAILED_PRECONDITION, r.error().message()});
@@ -179,7 +179,7 @@ grpc::ServerUnaryReactor* ControlService::CloseSandbox(grpc::CallbackServerConte
   auto p = caller(ctx, peers_, &st);
   if (!p) return done(ctx, st);
   if (st = may_change(*p); !st.ok()) return done(ctx, st);
-  if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
+  if (st = may_see(*p, d_, req->sandbox_id()); !st.ok()) return done(ctx, st);
   if (auto r = d_.registry().close(req->sandbox_id()); !r) return done(ctx, internal(r.error()));
   return done(ctx, grpc::Status::OK);
 }
@@ -190,7 +190,11 @@ grpc::ServerUnaryReactor* ControlService::ListSandboxes(grpc::CallbackServerCont
   grpc::Status st;
   auto p = caller(ctx, peers_, &st);
   if (!p) return done(ctx, st);
-  auto list = d_.registry().list(p->root() ? std::nullopt : std::optional<uid_t>(p->uid), req->all());
+  auto uid = p->root() ? std::nullopt : std::optional<uid_t>(p->uid);
+  auto list = d_.registry().list(uid, req->all());
+  // --all: also what ended before this daemon started, from the store's records.
+  if (req->all())
+    for (auto& s : d_.recorded_sandboxes(uid)) list.push_back(std::move(s));
   for (auto& s : list) *resp->add_sandboxes() = std::move(s);
   return done(ctx, grpc::Status::OK);
 }
@@ -200,10 +204,16 @@ grpc::ServerUnaryReactor* ControlService::GetSandbox(grpc::CallbackServerContext
   grpc::Status st;
   auto p = caller(ctx, peers_, &st);
   if (!p) return done(ctx, st);
-  if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
+  if (st = may_see(*p, d_, req->sandbox_id()); !st.ok()) return done(ctx, st);
   auto sb = d_.registry().get(req->sandbox_id());
-  if (!sb) return done(ctx, {StatusCode::NOT_FOUND, sb.error().message()});
-  *resp = *sb;
+  if (sb) {
+    *resp = *sb;
+  } else if (auto rec = d_.recorded_sandbox(req->sandbox_id())) {
+    *resp = *rec;
+    if (resp->state() != "closed") resp->set_state("closed (daemon restarted)");
+  } else {
+    return done(ctx, {StatusCode::NOT_FOUND, sb.error().message()});
+  }
   return done(ctx, grpc::Status::OK);
 }
 
@@ -479,11 +489,11 @@ class ErrorWriter : public grpc::ServerWriteReactor<v1::Event> {
 }  // namespace
 
 // Non-root callers see their own sandboxes only; host-wide events are root's.
-std::function<bool(const v1::Event&)> visible_to(const core::Peer& who, core::SandboxRegistry& reg) {
-  return [who, &reg](const v1::Event& ev) {
+std::function<bool(const v1::Event&)> visible_to(const core::Peer& who, core::Daemon& d) {
+  return [who, &d](const v1::Event& ev) {
     if (who.root() || ev.has_loss()) return true;
     if (ev.sandbox_id().empty()) return false;
-    auto owner = reg.owner(ev.sandbox_id());
+    auto owner = d.sandbox_owner(ev.sandbox_id());
     return owner && *owner == who.uid;
   };
 }
@@ -496,13 +506,12 @@ grpc::ServerWriteReactor<v1::Event>* EventsService::Subscribe(grpc::CallbackServ
   if (auto bad = validate_filter(req->filter()); !bad.empty())
     return new ErrorWriter(grpc::Status(StatusCode::INVALID_ARGUMENT, bad));
   for (const auto& id : req->filter().sandbox_ids())
-    if (st = may_see(*p, d_.registry(), id); !st.ok()) return new ErrorWriter(st);
+    if (st = may_see(*p, d_, id); !st.ok()) return new ErrorWriter(st);
   if (req->filter().from_seq() && !d_.store())
     return new ErrorWriter(grpc::Status(StatusCode::FAILED_PRECONDITION, "filter.from_seq: agentcaged runs without an audit store"));
-  auto& reg = d_.registry();
   core::Peer who = *p;
   v1::EventFilter f = req->filter();
-  auto filter = [f, vis = visible_to(who, reg)](const v1::Event& ev) { return filter_matches(f, ev) && vis(ev); };
+  auto filter = [f, vis = visible_to(who, d_)](const v1::Event& ev) { return filter_matches(f, ev) && vis(ev); };
   std::string name = "subscriber-pid" + std::to_string(who.pid);
   return new SubscribeReactor(d_.hub(), name, filter, d_.store(), req->filter().from_seq());
 }
@@ -514,9 +523,9 @@ grpc::ServerWriteReactor<v1::Event>* EventsService::Query(grpc::CallbackServerCo
   if (auto bad = validate_filter(req->filter()); !bad.empty())
     return new ErrorWriter(grpc::Status(StatusCode::INVALID_ARGUMENT, bad));
   for (const auto& id : req->filter().sandbox_ids())
-    if (st = may_see(*p, d_.registry(), id); !st.ok()) return new ErrorWriter(st);
+    if (st = may_see(*p, d_, id); !st.ok()) return new ErrorWriter(st);
   if (!d_.store()) return new ErrorWriter(grpc::Status(StatusCode::FAILED_PRECONDITION, "agentcaged runs without an audit store (--no-store)"));
-  return new QueryReactor(*d_.store(), req->filter(), visible_to(*p, d_.registry()));
+  return new QueryReactor(*d_.store(), req->filter(), visible_to(*p, d_));
 }
 
 grpc::ServerUnaryReactor* EventsService::ProcessTree(grpc::CallbackServerContext* ctx,
@@ -524,7 +533,7 @@ grpc::ServerUnaryReactor* EventsService::ProcessTree(grpc::CallbackServerContext
   grpc::Status st;
   auto p = caller(ctx, peers_, &st);
   if (!p) return done(ctx, st);
-  if (st = may_see(*p, d_.registry(), req->sandbox_id()); !st.ok()) return done(ctx, st);
+  if (st = may_see(*p, d_, req->sandbox_id()); !st.ok()) return done(ctx, st);
   if (!d_.store())
     return done(ctx, {StatusCode::FAILED_PRECONDITION, "the process tree is built from the audit store; agentcaged runs with --no-store"});
   // Only the process lifecycle is read, in seq order, a chunk at a time.

@@ -259,3 +259,56 @@ TEST_F(Restart, SandboxWhosePinsWereLostIsKilledNotLeftUnenforced) {
 
 }  // namespace
 }  // namespace agentcage
+
+namespace agentcage {
+namespace {
+
+// Issue 10: a sandbox's record is in the store, so after a restart its owner still reads
+// `ps --all`, `events --sandbox` and `tree` for a sandbox that closed before it; another
+// unprivileged user still cannot.
+TEST_F(Restart, ClosedSandboxStaysItsOwnersAfterARestart) {
+  start_agent();
+  ASSERT_FALSE(id_.empty());
+  kill(agent_, SIGKILL);  // the client dies: the daemon closes the sandbox
+  testing::wait_status(agent_);
+  agent_ = -1;
+  ASSERT_TRUE(wait_until([&] { return run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out.find(id_) ==
+                                      std::string::npos; },
+                         std::chrono::seconds(10)))
+      << logs();
+  stop_daemon();
+  start_daemon();
+
+  auto nobody = [&](std::vector<std::string> argv) { return run(testing::as_nobody(argv)); };
+  auto ps = nobody({AGENTCAGE_BIN, "ps", "--socket", sock_, "--all", "-o", "json"});
+  EXPECT_EQ(ps.status, 0) << ps.err;
+  EXPECT_NE(ps.out.find(id_), std::string::npos) << ps.out << logs();
+  auto evs = nobody({AGENTCAGE_BIN, "events", "--socket", sock_, "--sandbox", id_, "--kind", "sandbox", "-o", "text"});
+  EXPECT_EQ(evs.status, 0) << evs.err;
+  EXPECT_NE(evs.out.find("sandbox created uid "), std::string::npos) << evs.out;
+  EXPECT_NE(evs.out.find("sandbox closed uid "), std::string::npos) << evs.out;
+  auto execs = nobody({AGENTCAGE_BIN, "events", "--socket", sock_, "--sandbox", id_, "--kind", "exec"});
+  EXPECT_EQ(execs.status, 0) << execs.err;
+  EXPECT_NE(execs.out.find("\"exec\""), std::string::npos) << execs.out;
+  auto tree = nobody({AGENTCAGE_BIN, "tree", "--socket", sock_, id_});
+  EXPECT_EQ(tree.status, 0) << tree.err;
+  EXPECT_NE(tree.out.find("sh -c"), std::string::npos) << tree.out;
+  // The record names the profile, its digest and the mechanisms in force.
+  auto json = run({AGENTCAGE_BIN, "events", "--socket", sock_, "--sandbox", id_, "--kind", "sandbox"}).out;
+  EXPECT_NE(json.find("\"profile\":\"default\""), std::string::npos) << json;
+  EXPECT_TRUE(std::regex_search(json, std::regex("\"profile_digest\":\"[0-9a-f]{64}\""))) << json;
+  EXPECT_NE(json.find("\"landlock: abi "), std::string::npos) << json;
+  EXPECT_NE(json.find("\"seccomp: "), std::string::npos) << json;
+
+  // Another unprivileged user: refused, as before the restart.
+  auto other = run({"setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups", AGENTCAGE_BIN, "events",
+                    "--socket", sock_, "--sandbox", id_});
+  EXPECT_NE(other.status, 0);
+  EXPECT_NE(other.err.find("PERMISSION_DENIED"), std::string::npos) << other.err;
+  auto other_ps = run({"setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups", AGENTCAGE_BIN, "ps",
+                       "--socket", sock_, "--all", "-o", "json"});
+  EXPECT_EQ(other_ps.out.find(id_), std::string::npos) << other_ps.out;
+}
+
+}  // namespace
+}  // namespace agentcage

@@ -547,6 +547,10 @@ std::string text_line_raw(const v1::Event& ev) {
     case v1::Event::kViolation:
       return head + fmt::format("VIOLATION {:>5} {} {} {} ({}, {})", p.pid(), p.comm(), ev.violation().action(), ev.violation().what(),
                                 ev.violation().mechanism(), ev.violation().rule());
+    case v1::Event::kSandbox:
+      return head + fmt::format("sandbox {} uid {} profile '{}'{}", ev.sandbox().phase(), ev.sandbox().sandbox().owner_uid(),
+                                ev.sandbox().sandbox().profile(),
+                                ev.sandbox().reason().empty() ? "" : " (" + ev.sandbox().reason() + ")");
     case v1::Event::kLoss:
       return head + fmt::format("LOSS    {} events lost ({}, {})", ev.loss().count(), ev.loss().reason(),
                                 ev.loss().where());

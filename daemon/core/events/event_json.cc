@@ -350,6 +350,33 @@ void append_event_json(const v1::Event& ev, std::string& out) {
       c.u64("count", ev.loss().count());
       c.str("reason", ev.loss().reason());
       c.str("where", ev.loss().where());
+      if (ev.loss().through_seq()) {
+        c.u64("through_seq", ev.loss().through_seq());
+        c.str("policy", ev.loss().policy());
+      }
+      break;
+    }
+    case v1::Event::kSandbox: {
+      // The resolved profile itself stays in the store (and `audit report`); JSON lines
+      // carry its digest.
+      const auto& x = ev.sandbox();
+      Obj c = o.child("sandbox");
+      c.str("phase", x.phase());
+      {
+        Obj b = c.child("sandbox");
+        b.str("id", x.sandbox().id());
+        b.u32("owner_uid", x.sandbox().owner_uid());
+        b.u32("owner_pid", x.sandbox().owner_pid());
+        b.str("profile", x.sandbox().profile());
+        b.str("workspace", x.sandbox().workspace());
+        b.strs("argv", x.sandbox().argv());
+        b.u64("created_ns", x.sandbox().created_ns());
+        b.str("state", x.sandbox().state());
+      }
+      c.str("profile_digest", x.profile_digest());
+      c.strs("provenance", x.provenance());
+      c.u64("ended_ns", x.ended_ns());
+      c.str("reason", x.reason());
       break;
     }
     case v1::Event::kSyscall:

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/sandbox/daemon.h"
 
+#include <map>
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -70,6 +72,14 @@ void Daemon::add_core_steps() {
                       }
                       if (auto st = lock_state_dir(); !st) return st;
                       registry_ = std::make_unique<SandboxRegistry>(parent, monitor_.get(), opts_.state_dir);
+                      // Every turn of a sandbox's life goes into the store with the events.
+                      registry_->set_recorder([this](v1::Event ev, uint64_t ticks) {
+                        ev.set_node(ctx_.node);
+                        static const uint64_t ns_per_tick = 1'000'000'000ull / static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
+                        if (ticks)
+                          ev.mutable_process()->set_exec_id(make_exec_id(ctx_.boot_id, ev.process().pid(), ticks * ns_per_tick));
+                        emit(std::move(ev));
+                      });
                       return {};
                     },
                     [this] { registry_.reset(); }});
@@ -195,6 +205,61 @@ std::string Daemon::owner_exec_id(const std::string& id, uint32_t owner_pid) con
   if (!ticks) return {};
   static const uint64_t ns_per_tick = 1'000'000'000ull / static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
   return make_exec_id(ctx_.boot_id, owner_pid, ticks * ns_per_tick);
+}
+
+std::optional<uid_t> Daemon::sandbox_owner(const std::string& id) {
+  if (registry_)
+    if (auto o = registry_->owner(id)) return o;
+  if (!store_) return std::nullopt;
+  {
+    std::lock_guard lk(owners_mu_);
+    if (auto it = owners_.find(id); it != owners_.end()) return it->second;
+  }
+  auto rec = recorded_sandbox(id);
+  std::optional<uid_t> owner;
+  if (rec) owner = rec->owner_uid();
+  std::lock_guard lk(owners_mu_);
+  // Unknown ids are remembered too (an id that is not on record now never will be: new
+  // sandboxes are in the registry first); bounded against a caller probing many ids.
+  if (owners_.size() > 65536) owners_.clear();
+  owners_[id] = owner;
+  return owner;
+}
+
+std::optional<v1::Sandbox> Daemon::recorded_sandbox(const std::string& id) const {
+  if (!store_) return std::nullopt;
+  StoreQuery q;
+  q.sandbox_id = id;
+  q.kinds = {"sandbox"};
+  std::optional<v1::Sandbox> out;
+  auto r = store_->query(q, [&](const v1::Event& ev) {
+    out = ev.sandbox().sandbox();
+    return true;
+  });
+  if (!r) spdlog::warn("sandbox {}: reading its record from the store: {}", id, r.error().message());
+  return out;
+}
+
+std::vector<v1::Sandbox> Daemon::recorded_sandboxes(std::optional<uid_t> uid) const {
+  std::vector<v1::Sandbox> out;
+  if (!store_) return out;
+  std::map<std::string, v1::Sandbox> last;
+  StoreQuery q;
+  q.kinds = {"sandbox"};
+  auto r = store_->query(q, [&](const v1::Event& ev) {
+    last[ev.sandbox_id()] = ev.sandbox().sandbox();
+    return true;
+  });
+  if (!r) spdlog::warn("reading sandbox records from the store: {}", r.error().message());
+  for (auto& [id, sb] : last) {
+    if (registry_ && registry_->owner(id)) continue;  // the registry's view is the live one
+    if (uid && sb.owner_uid() != *uid) continue;
+    // Not in this daemon's registry: it ended before this daemon started, whatever its
+    // last record said (a daemon killed with SIGKILL records no close).
+    if (sb.state() != "closed") sb.set_state("closed (daemon restarted)");
+    out.push_back(std::move(sb));
+  }
+  return out;
 }
 
 void Daemon::emit(v1::Event ev) {

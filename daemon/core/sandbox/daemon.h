@@ -6,6 +6,9 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,6 +65,16 @@ class Daemon {
   uint64_t decode_errors() const { return pipeline_->decode_errors(); }
   uint64_t kernel_lost() const { return pipeline_->ring_lost(); }
 
+  // Sandboxes outlive this process in the store (SandboxChange events): a sandbox that
+  // closed before this daemon started is still someone's. The owner of `id` from the
+  // registry, else from the store's record; nullopt when neither knows it.
+  std::optional<uid_t> sandbox_owner(const std::string& id);
+  // The store's last record of `id` (nullopt: none).
+  std::optional<v1::Sandbox> recorded_sandbox(const std::string& id) const;
+  // Every sandbox on record in the store that the registry does not know (closed before
+  // this daemon started), of `uid` when set.
+  std::vector<v1::Sandbox> recorded_sandboxes(std::optional<uid_t> uid) const;
+
  private:
   struct Step {
     std::string name;
@@ -100,6 +113,8 @@ class Daemon {
   std::unique_ptr<EventPipeline> pipeline_;
   uint64_t kernel_lost_base_ = 0;
   UniqueFd state_lock_;
+  std::mutex owners_mu_;  // guards owners_
+  std::unordered_map<std::string, std::optional<uid_t>> owners_;  // store lookups, by sandbox id
 };
 
 }  // namespace agentcage::core

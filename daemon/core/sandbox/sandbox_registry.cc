@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/sandbox/sandbox_registry.h"
+#include "core/store/store.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -108,7 +112,54 @@ Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool
   auto pc = prepare_confinement(cp, probe_kernel_features(), ConfineContext{e.info.id(), ""});
   if (!pc) return std::unexpected(pc.error());
   e.attribution = std::make_shared<const Attribution>(Attribution{(*pc)->decisions(), e.net.has_value()});
+  e.provenance.clear();
+  for (const auto& p : (*pc)->provenance())
+    e.provenance.push_back(fmt::format("{}: {}{}", p.mechanism, p.detail, p.enforced ? "" : " (not enforced)"));
   return {};
+}
+
+namespace {
+std::string deterministic(const google::protobuf::Message& m) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream sos(&out);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&cos);
+  }
+  return out;
+}
+
+std::string sha256_hex(std::string_view bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : chain_hash("", bytes)) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+}  // namespace
+
+void SandboxRegistry::record(const Entry& e, const std::string& phase, const std::string& reason) const {
+  if (!recorder_) return;
+  v1::Event ev;
+  ev.set_time_ns(now_ns());
+  ev.set_sandbox_id(e.info.id());
+  // The process is the sandbox's client: who asked for it.
+  ev.mutable_process()->set_pid(e.info.owner_pid());
+  ev.mutable_process()->set_uid(e.info.owner_uid());
+  auto* c = ev.mutable_sandbox();
+  c->set_phase(phase);
+  *c->mutable_sandbox() = e.info;
+  if (!e.resolved_profile.empty()) {
+    c->set_resolved_profile(e.resolved_profile);
+    c->set_profile_digest(sha256_hex(e.resolved_profile));
+  }
+  for (const auto& p : e.provenance) c->add_provenance(p);
+  if (phase == "closed" || phase == "killed") c->set_ended_ns(ev.time_ns());
+  c->set_reason(reason);
+  recorder_(std::move(ev), e.owner_start_ticks);
 }
 
 Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSandboxRequest& req,
@@ -171,8 +222,10 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
     }
   }
   v1::Sandbox out = i;
+  if (profile) e.resolved_profile = deterministic(*profile);
   std::lock_guard lk(mu_);
-  entries_.emplace(id, std::move(e));
+  auto [it, _] = entries_.emplace(id, std::move(e));
+  record(it->second, "created");
   spdlog::info("sandbox {} created for uid {} (pid {})", id, peer.uid, peer.pid);
   return out;
 }
@@ -254,8 +307,11 @@ SandboxRegistry::Readopted SandboxRegistry::readopt(bool enforced) {
       spdlog::info("sandbox {} re-adopted (uid {}, launcher pid {})", id, e.info.owner_uid(), e.info.owner_pid());
       out.adopted.push_back(id);
     }
+    if (rec.has_profile()) e.resolved_profile = deterministic(rec.profile());
     std::lock_guard lk(mu_);
-    entries_.emplace(id, std::move(e));
+    auto [it, _] = entries_.emplace(id, std::move(e));
+    if (it->second.cgroup) record(it->second, "readopted");
+    else record(it->second, "killed", out.killed.empty() ? "" : out.killed.back().second);
   }
   return out;
 }
@@ -289,6 +345,7 @@ Status SandboxRegistry::close_locked(Entry& e) {
   e.owner_pidfd.reset();
   e.info.set_state("closed");
   if (!state_dir_.empty()) ::unlink(record_path(e.info.id()).c_str());
+  record(e, "closed", st ? "" : st.error().message());
   spdlog::info("sandbox {} closed", e.info.id());
   return st;
 }

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -79,6 +80,13 @@ class SandboxRegistry {
   std::optional<uid_t> owner(const std::string& id) const;
   size_t running() const;
 
+  // Called with a `sandbox` event (SandboxChange) at every turn of a sandbox's life:
+  // created, readopted, closed, killed, and the start time (clock ticks) of its client,
+  // for the client's exec_id. Runs under the registry's lock: it must only queue the
+  // event (the daemon hands it to the store writer), never call back into the registry.
+  using Recorder = std::function<void(v1::Event, uint64_t owner_start_ticks)>;
+  void set_recorder(Recorder r) { recorder_ = std::move(r); }
+
   // Closes sandboxes whose launcher process has exited. Returns how many.
   int reap_orphans();
   // True when pid runs inside any agentcage sandbox cgroup (per /proc/<pid>/cgroup).
@@ -93,8 +101,11 @@ class SandboxRegistry {
     std::optional<CompiledNetPolicy> net;          // installed while running
     std::shared_ptr<const Attribution> attribution;
     uint64_t owner_start_ticks = 0;
+    std::vector<std::string> provenance;  // "mechanism: detail", from the prepared confinement
+    std::string resolved_profile;          // deterministic bytes of the profile; empty: none
   };
   Status close_locked(Entry& e);
+  void record(const Entry& e, const std::string& phase, const std::string& reason = {}) const;
   // confined: the policy comes from a profile (whose confinement decisions attribution needs).
   Status apply_policy(Entry& e, const SandboxPolicy& policy, bool confined) const;
   Status adopt_record(const v1::SandboxRecord& rec, bool enforced, Entry& e);
@@ -105,6 +116,7 @@ class SandboxRegistry {
   const std::string state_dir_;
   mutable std::mutex mu_;  // guards entries_
   std::map<std::string, Entry> entries_;
+  Recorder recorder_;
 };
 
 }  // namespace agentcage::core

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "offline.h"
+
+#include "core/store/process_tree.h"
+#include "grpc/services.h"
+
+namespace agentcage::cli {
+
+core::Result<std::unique_ptr<core::EventStore>> open_store_file(const std::string& path) {
+  core::StoreOptions so;
+  so.read_only = true;
+  auto s = core::EventStore::open(path, so);
+  if (!s && s.error().context.find(path) == std::string::npos) s.error().context = "--db " + path + ": " + s.error().context;
+  return s;
+}
+
+// As QueryReactor in daemon/grpc/services.cc: the store narrows by seq, time, violations
+// and a single sandbox; filter_matches decides the rest, so the two paths cannot drift
+// apart on what a filter means.
+core::Status query_store(const core::EventStore& store, const v1::EventFilter& f,
+                         const std::function<bool(const v1::Event&)>& fn) {
+  core::StoreQuery q;
+  q.from_seq = f.from_seq();
+  q.since_ns = f.since_ns();
+  q.until_ns = f.until_ns();
+  q.violations_only = f.violations_only();
+  if (f.sandbox_ids_size() == 1) q.sandbox_id = f.sandbox_ids(0);
+  uint64_t sent = 0;
+  return store.query(q, [&](const v1::Event& ev) {
+    if (!grpcapi::filter_matches(f, ev)) return true;
+    if (!fn(ev)) return false;
+    return !(f.limit() && ++sent >= f.limit());
+  });
+}
+
+core::Result<v1::ProcessTreeResponse> store_process_tree(const core::EventStore& store, const std::string& sandbox) {
+  core::ProcessTreeBuilder b;
+  core::StoreQuery q;
+  q.sandbox_id = sandbox;
+  q.kinds = {"exec", "fork", "exit"};
+  if (auto st = store.query(q, [&](const v1::Event& ev) {
+        b.add(ev);
+        return true;
+      });
+      !st)
+    return std::unexpected(st.error());
+  return b.build();
+}
+
+}  // namespace agentcage::cli

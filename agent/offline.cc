@@ -1,16 +1,44 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "offline.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "core/base/unique_fd.h"
+
 #include "core/store/process_tree.h"
 #include "grpc/services.h"
 
 namespace agentcage::cli {
 
+namespace {
+
+// The cheap checks first, so the common mistakes (a typo, a directory, some other file)
+// read as what they are rather than as an SQLite error.
+core::Status check_store_file(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return core::sys_error("--db " + path, errno, "pass the store file (agentcaged --audit-db)");
+  if (S_ISDIR(st.st_mode)) return core::error("--db " + path + ": is a directory, not a store file");
+  core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return core::sys_error("--db " + path, errno);
+  char magic[16] = {};
+  if (::read(fd.get(), magic, sizeof magic) != static_cast<ssize_t>(sizeof magic) ||
+      std::memcmp(magic, "SQLite format 3", sizeof magic) != 0)
+    return core::error("--db " + path + ": not an agentcage store (not an SQLite database)");
+  return {};
+}
+
+}  // namespace
+
 core::Result<std::unique_ptr<core::EventStore>> open_store_file(const std::string& path) {
+  if (auto st = check_store_file(path); !st) return std::unexpected(st.error());
   core::StoreOptions so;
   so.read_only = true;
   auto s = core::EventStore::open(path, so);
-  if (!s && s.error().context.find(path) == std::string::npos) s.error().context = "--db " + path + ": " + s.error().context;
+  if (!s) s.error().context = "--db " + path + ": not a readable agentcage store: " + s.error().context;
   return s;
 }
 

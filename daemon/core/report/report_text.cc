@@ -160,9 +160,10 @@ std::string report_losses_text(const v1::ReportHeader& h) {
   std::string out = fmt::format("{} events lost:", h.lost_events());
   const char* sep = " ";
   for (const auto& l : h.losses()) {
-    out += fmt::format("{}{} {} ({}, {} record{}{})", sep, esc(l.reason()),
-                       l.count() ? std::to_string(l.count()) : "count unknown", esc(l.where()), l.records(),
-                       l.records() == 1 ? "" : "s", l.store_wide() ? ", store-wide" : "");
+    out += fmt::format("{}{} {} ({}{} record{}{})", sep, esc(l.reason()),
+                       l.count() ? std::to_string(l.count()) : "count unknown",
+                       l.where().empty() ? "" : esc(l.where()) + ", ", l.records(), l.records() == 1 ? "" : "s",
+                       l.store_wide() ? ", store-wide" : "");
     sep = "; ";
   }
   return out;

@@ -33,10 +33,12 @@ core::Status check_store_file(const std::string& path) {
 
 }  // namespace
 
-core::Result<std::unique_ptr<core::EventStore>> open_store_file(const std::string& path) {
+core::Result<std::unique_ptr<core::EventStore>> open_store_file(const std::string& path,
+                                                                const std::string& chain_key_path) {
   if (auto st = check_store_file(path); !st) return std::unexpected(st.error());
   core::StoreOptions so;
   so.read_only = true;
+  so.chain_key_path = chain_key_path;
   auto s = core::EventStore::open(path, so);
   if (!s) s.error().context = "--db " + path + ": not a readable agentcage store: " + s.error().context;
   return s;

@@ -15,7 +15,9 @@
 namespace agentcage::cli {
 
 // Opens FILE read-only; the error names the file (missing, unreadable, not a store).
-core::Result<std::unique_ptr<core::EventStore>> open_store_file(const std::string& path);
+// Reading needs no chain key; verifying a keyed store does (chain_key_path).
+core::Result<std::unique_ptr<core::EventStore>> open_store_file(const std::string& path,
+                                                                const std::string& chain_key_path = {});
 
 // The events Events.Query would stream for `f`, in seq order, until fn returns false.
 core::Status query_store(const core::EventStore& store, const v1::EventFilter& f,

@@ -122,6 +122,14 @@ std::string check_env_names(const std::vector<std::string>& names) {
   return {};
 }
 
+bool is_sandbox_id(const std::string& id) {
+  return id.size() == 16 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+constexpr const char* kDbHelp =
+    "Read this store file directly (agentcaged's, an in-process run's --audit-db, or a collector's); "
+    "no daemon needed";
+
 }  // namespace
 
 Parsed parse(const std::vector<std::string>& args) {
@@ -201,12 +209,14 @@ Parsed parse(const std::vector<std::string>& args) {
   std::string tree_fmt = "text";
   auto* tree_cmd = app.add_subcommand("tree", "Show a sandbox's process tree (from the daemon's audit store)");
   tree_cmd->add_option("sandbox", tree.sandbox, "Sandbox id (16 hex digits; see agentcage ps)")->required();
-  tree_cmd->add_option("--socket", tree.socket, "agentcaged's control socket")->capture_default_str();
+  auto* tree_sock = tree_cmd->add_option("--socket", tree.socket, "agentcaged's control socket")->capture_default_str();
+  tree_cmd->add_option("--db", tree.db, kDbHelp)->type_name("FILE")->excludes(tree_sock);
   tree_cmd->add_option("-o,--format", tree_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
   tree_cmd->footer(
       "Every process the sandbox ran, exited ones included: pid, status (running, or the shell-style exit\n"
       "status) and command line. A process that forked and never exec'd shows its parent's command.\n"
-      "Example: agentcage tree 0123456789abcdef");
+      "With --db the tree is built here from the store file, the same way the daemon builds it.\n"
+      "Example: agentcage tree 0123456789abcdef; agentcage tree --db /var/lib/agentcage/audit.db 0123456789abcdef");
 
   StatusArgs status;
   std::string status_fmt = "text";
@@ -216,9 +226,10 @@ Parsed parse(const std::vector<std::string>& args) {
 
   EventsArgs events;
   std::string events_fmt = "json";
-  auto* events_cmd = app.add_subcommand("events", "Show events from agentcaged (live with -f)");
-  events_cmd->add_option("--socket", events.socket, "agentcaged's control socket")->capture_default_str();
-  events_cmd->add_flag("-f,--follow", events.follow, "Stream live events until interrupted");
+  auto* events_cmd = app.add_subcommand("events", "Show stored events from agentcaged or a store file (live with -f)");
+  auto* events_sock = events_cmd->add_option("--socket", events.socket, "agentcaged's control socket")->capture_default_str();
+  auto* events_follow = events_cmd->add_flag("-f,--follow", events.follow, "Stream live events until interrupted");
+  events_cmd->add_option("--db", events.db, kDbHelp)->type_name("FILE")->excludes(events_sock)->excludes(events_follow);
   events_cmd->add_option("--sandbox", events.sandboxes, "Only this sandbox (repeatable)");
   events_cmd->add_option("--kind", events.kinds, "Only this kind (repeatable)")
       ->check(CLI::IsMember(core::event_kinds()));
@@ -235,6 +246,10 @@ Parsed parse(const std::vector<std::string>& args) {
   events_cmd->add_option("--from-seq", events.from_seq, "Start at this store sequence number")->check(seq_number);
   events_cmd->add_option("--limit", events.limit, "At most this many events")->check(seq_number);
   events_cmd->add_option("-o,--format", events_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
+  events_cmd->footer(
+      "Without --db, agentcaged answers (Events.Query; Events.Subscribe with -f). With --db the store file\n"
+      "is read directly, with the same filters and output; -f needs the daemon.\n"
+      "Example: agentcage events --db audit.db --sandbox 0123456789abcdef --violations -o text");
 
   ProfileLintArgs lint;
   ProfileShowArgs show;
@@ -253,7 +268,7 @@ Parsed parse(const std::vector<std::string>& args) {
       "Names are looked up in $AGENTCAGE_PROFILE_PATH, /etc/agentcage/profiles and the shipped profiles.\n"
       "Example: agentcage profile show coding-agent --workspace ~/src/app");
 
-  auto* audit_cmd = app.add_subcommand("audit", "Check and ship the tamper-evident audit store");
+  auto* audit_cmd = app.add_subcommand("audit", "Check, report on and ship the tamper-evident audit store");
   audit_cmd->require_subcommand(1);
   AuditVerifyArgs verify;
   auto* verify_cmd = audit_cmd->add_subcommand("verify", "Check the store's hash chain: OK, or the first broken link");
@@ -291,6 +306,30 @@ Parsed parse(const std::vector<std::string>& args) {
   keygen_cmd->footer(
       "agentcaged creates the key on its first start. After --rotate, restart agentcaged: new\n"
       "rows are keyed with the new key from then on (the store records where each key starts).");
+
+  AuditReportArgs report;
+  std::string report_fmt = "text";
+  auto* report_cmd = audit_cmd->add_subcommand("report", "Incident report on one sandbox, from its stored events");
+  report_cmd->add_option("--sandbox", report.sandbox, "Sandbox id (16 hex digits)")->required();
+  auto* report_sock = report_cmd->add_option("--socket", report.socket, "agentcaged's control socket")->capture_default_str();
+  report_cmd->add_option("--db", report.db, kDbHelp)->type_name("FILE")->excludes(report_sock);
+  report_cmd->add_option("-o,--format", report_fmt, "text, json (one document) or html (one self-contained file)")
+      ->check(CLI::IsMember({"text", "json", "html"}));
+  report_cmd->add_option("--output", report.output, "Write the report to FILE (mode 0600) instead of standard output");
+  report_cmd->add_option("--chain-key", report.chain_key, "With --db: chain key file (keyed stores)")
+      ->capture_default_str();
+  report_cmd->add_option("--workspace", report.workspace,
+                         "The sandbox's workspace, when the source does not know it (files inside it are only counted)");
+  report_cmd->footer(
+      "Sections: the sandbox (node, owner, profile, times, how it ended, losses), a timeline of execs,\n"
+      "violations, network actions and writes outside the workspace, the process tree, files read and\n"
+      "written outside the workspace, network actions with their outcome, every violation, and whether\n"
+      "the records verify (--db: the store's hash chain is checked; through the daemon they are not).\n"
+      "Text output escapes every byte an agent controls; long sections end with \"... N more\" (json\n"
+      "and html keep everything).\n"
+      "Exit status: 0, 1 when the store's chain is broken (the report says where), 2 when nothing\n"
+      "could be read.\n"
+      "Example: agentcage audit report --db audit.db --sandbox 0123456789abcdef -o html --output incident.html");
 
   AuditPushArgs push;
   auto* push_cmd = audit_cmd->add_subcommand("push", "Ship a store's events to an audit collector (AuditSink.Push)");
@@ -376,6 +415,12 @@ Parsed parse(const std::vector<std::string>& args) {
   }
   if (*checkpoint_cmd) return checkpoint;
   if (*keygen_cmd) return keygen;
+  if (*report_cmd) {
+    if (!is_sandbox_id(report.sandbox))
+      return Exit{2, "agentcage: audit report: --sandbox: '" + report.sandbox + "' is not a sandbox id (16 hex digits)"};
+    report.format = report_fmt == "json" ? ReportFormat::json : report_fmt == "html" ? ReportFormat::html : ReportFormat::text;
+    return report;
+  }
   if (*push_cmd) {
     if (push.insecure && !(push.ca.empty() && push.cert.empty() && push.key.empty()))
       return Exit{2, "agentcage: audit push: --insecure excludes --ca, --cert and --key"};
@@ -398,7 +443,7 @@ Parsed parse(const std::vector<std::string>& args) {
   }
   if (*tree_cmd) {
     tree.format = fmt_of(tree_fmt);
-    if (tree.sandbox.size() != 16 || tree.sandbox.find_first_not_of("0123456789abcdef") != std::string::npos)
+    if (!is_sandbox_id(tree.sandbox))
       return Exit{2, "agentcage: tree: '" + tree.sandbox + "' is not a sandbox id (16 hex digits; see agentcage ps)"};
     return tree;
   }
@@ -409,7 +454,7 @@ Parsed parse(const std::vector<std::string>& args) {
   if (*events_cmd) {
     events.format = fmt_of(events_fmt);
     for (const auto& id : events.sandboxes)
-      if (id.size() != 16 || id.find_first_not_of("0123456789abcdef") != std::string::npos)
+      if (!is_sandbox_id(id))
         return Exit{2, "agentcage: --sandbox: '" + id + "' is not a sandbox id (16 hex digits; see agentcage ps)"};
     return events;
   }

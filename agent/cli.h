@@ -46,9 +46,10 @@ struct PsArgs {
   OutputFormat format = OutputFormat::text;
 };
 
-// agentcage tree [-o json|text] SANDBOX
+// agentcage tree [--db FILE | --socket S] [-o json|text] SANDBOX
 struct TreeArgs {
   std::string socket = core::kDefaultSocket;
+  std::string db;  // set: read this store file directly, no daemon
   std::string sandbox;
   OutputFormat format = OutputFormat::text;
 };
@@ -59,9 +60,10 @@ struct StatusArgs {
   OutputFormat format = OutputFormat::text;
 };
 
-// agentcage events [-f] [--sandbox ID]... [--violations] [--kind K]... [-o json|text]
+// agentcage events [-f | --db FILE] [--sandbox ID]... [--violations] [--kind K]... [-o json|text]
 struct EventsArgs {
   std::string socket = core::kDefaultSocket;
+  std::string db;  // set: read this store file directly, no daemon
   bool follow = false;
   std::vector<std::string> sandboxes;
   std::vector<std::string> kinds;
@@ -125,6 +127,19 @@ struct AuditKeygenArgs {
   bool rotate = false;
 };
 
+// agentcage audit report --sandbox ID [--db FILE | --socket S] [-o text|json|html] [--output FILE]
+//                        [--workspace DIR]
+enum class ReportFormat { text, json, html };
+struct AuditReportArgs {
+  std::string sandbox;
+  std::string db;  // set: read this store file directly (and verify it); else ask the daemon
+  std::string socket = core::kDefaultSocket;
+  ReportFormat format = ReportFormat::text;
+  std::string output = "-";
+  std::string workspace;  // overrides the daemon's record of the sandbox's workspace
+  std::string chain_key = kDefaultChainKeyPath;  // --db: verifies a keyed store's chain
+};
+
 // agentcage audit push --db FILE --endpoint HOST:PORT [TLS options | --insecure] [--all] [--once]
 struct AuditPushArgs {
   std::string db = core::kDefaultStorePath;
@@ -157,12 +172,14 @@ struct Exit {
 
 using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, ProfileLintArgs, ProfileShowArgs,
                             AuditVerifyArgs, AuditCheckpointArgs, AuditKeygenArgs, AuditPushArgs, CollectorArgs,
-                            TreeArgs, Exit>;
+                            TreeArgs, AuditReportArgs, Exit>;
 
 Parsed parse(const std::vector<std::string>& args);  // args excludes argv[0]
 
 // `agentcage tree`: prints a sandbox's process tree from the daemon. Defined in
 // tree_cmd.cc, part of the agentcage binary only (not of the parsing library).
 int run_tree(const TreeArgs& a);
+// `agentcage audit report`: defined in report_cmd.cc, like run_tree.
+int run_report(const AuditReportArgs& a);
 
 }  // namespace agentcage::cli

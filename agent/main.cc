@@ -32,6 +32,7 @@
 #include "core/store/store.h"
 #include "core/store/store_writer.h"
 #include "grpc/audit_sink.h"
+#include "offline.h"
 
 namespace {
 
@@ -401,16 +402,32 @@ int do_status(const cli::StatusArgs& a) {
   return 0;
 }
 
+void print_event(const cli::EventsArgs& a, const v1::Event& ev) {
+  auto line = a.format == cli::OutputFormat::json ? core::to_json_line(ev) : core::to_text_line(ev);
+  fputs(line.c_str(), stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
+}
+
 int do_events(const cli::EventsArgs& a) {
-  auto ch = grpcapi::connect_daemon(a.socket);
-  if (!ch) return fail(ch.error());
-  auto stub = v1::Events::NewStub(*ch);
   v1::EventFilter f;
   for (const auto& s : a.sandboxes) f.add_sandbox_ids(s);
   for (const auto& k : a.kinds) f.add_kinds(k);
   f.set_violations_only(a.violations);
   f.set_from_seq(a.from_seq);
   f.set_limit(a.limit);
+  if (!a.db.empty()) {  // offline: the store file, read as the daemon's Query would
+    auto store = cli::open_store_file(a.db);
+    if (!store) return fail(store.error());
+    auto st = cli::query_store(**store, f, [&](const v1::Event& ev) {
+      print_event(a, ev);
+      return true;
+    });
+    return st ? 0 : fail(st.error());
+  }
+  auto ch = grpcapi::connect_daemon(a.socket);
+  if (!ch) return fail(ch.error());
+  auto stub = v1::Events::NewStub(*ch);
   grpc::ClientContext ctx;
   std::unique_ptr<grpc::ClientReader<v1::Event>> reader;
   if (a.follow) {
@@ -423,12 +440,7 @@ int do_events(const cli::EventsArgs& a) {
     reader = stub->Query(&ctx, req);
   }
   v1::Event ev;
-  while (reader->Read(&ev)) {
-    auto line = a.format == cli::OutputFormat::json ? core::to_json_line(ev) : core::to_text_line(ev);
-    fputs(line.c_str(), stdout);
-    fputc('\n', stdout);
-    fflush(stdout);
-  }
+  while (reader->Read(&ev)) print_event(a, ev);
   auto st = reader->Finish();
   if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED)
     return fail(grpcapi::rpc_error(a.follow ? "Subscribe" : "Query", st));
@@ -664,6 +676,7 @@ int main(int argc, char** argv) {
   if (auto* r = std::get_if<cli::RunArgs>(&parsed)) return do_run(*r);
   if (auto* p = std::get_if<cli::PsArgs>(&parsed)) return do_ps(*p);
   if (auto* t = std::get_if<cli::TreeArgs>(&parsed)) return cli::run_tree(*t);
+  if (auto* r = std::get_if<cli::AuditReportArgs>(&parsed)) return cli::run_report(*r);
   if (auto* s = std::get_if<cli::StatusArgs>(&parsed)) return do_status(*s);
   if (auto* e = std::get_if<cli::EventsArgs>(&parsed)) return do_events(*e);
   if (auto* l = std::get_if<cli::ProfileLintArgs>(&parsed)) return do_profile_lint(*l);

@@ -23,6 +23,8 @@ PKGS=(
   nlohmann-json3-dev libcli11-dev
   # tests
   libgtest-dev libgmock-dev iproute2 python3 procps util-linux
+  # tests only: renders `audit report -o html` as a browser would (tests/privileged/report_test.cc)
+  chromium-headless-shell
   # benchmarks (tests/bench/monitor_bench.sh): ratios and /usr/bin/time
   bc time
   # LSM test tier: a qemu guest under software emulation

@@ -279,3 +279,41 @@ TEST(Cli, RunHelpDocumentsPassFdAndTheExitStatuses) {
 
 }  // namespace
 }  // namespace agentcage::cli
+
+namespace agentcage::cli {
+namespace {
+
+TEST(Cli, DbReadsAStoreFileAndExcludesTheSocketAndFollow) {
+  auto e = parse({"events", "--db", "audit.db", "--sandbox", "0123456789abcdef", "--kind", "exec", "-o", "text"});
+  EXPECT_EQ(as<EventsArgs>(e).db, "audit.db");
+  EXPECT_EQ(as<TreeArgs>(parse({"tree", "--db", "audit.db", "0123456789abcdef"})).db, "audit.db");
+  for (auto args : std::vector<std::vector<std::string>>{{"events", "--db", "a.db", "--socket", "/s"},
+                                                          {"events", "--db", "a.db", "-f"},
+                                                          {"tree", "--db", "a.db", "--socket", "/s", "0123456789abcdef"},
+                                                          {"audit", "report", "--sandbox", "0123456789abcdef", "--db",
+                                                           "a.db", "--socket", "/s"}}) {
+    auto p = parse(args);
+    ASSERT_TRUE(std::holds_alternative<Exit>(p)) << args[0];
+    EXPECT_EQ(std::get<Exit>(p).status, 2);
+    EXPECT_NE(std::get<Exit>(p).text.find("excludes"), std::string::npos) << std::get<Exit>(p).text;
+  }
+}
+
+TEST(Cli, AuditReportTakesASandboxAFormatAndAnOutputFile) {
+  auto p = parse({"audit", "report", "--sandbox", "0123456789abcdef", "--db", "a.db", "-o", "html", "--output", "r.html",
+                  "--workspace", "/ws"});
+  const auto& r = as<AuditReportArgs>(p);
+  EXPECT_EQ(r.sandbox, "0123456789abcdef");
+  EXPECT_EQ(r.db, "a.db");
+  EXPECT_EQ(r.format, ReportFormat::html);
+  EXPECT_EQ(r.output, "r.html");
+  EXPECT_EQ(r.workspace, "/ws");
+  EXPECT_EQ(as<AuditReportArgs>(parse({"audit", "report", "--sandbox", "0123456789abcdef"})).format, ReportFormat::text);
+  for (auto args : std::vector<std::vector<std::string>>{{"audit", "report"},
+                                                          {"audit", "report", "--sandbox", "../../etc"},
+                                                          {"audit", "report", "--sandbox", "0123456789abcdef", "-o", "pdf"}})
+    EXPECT_EQ(std::get<Exit>(parse(args)).status, 2) << args.back();
+}
+
+}  // namespace
+}  // namespace agentcage::cli

@@ -149,6 +149,8 @@ void fill_net_op(v1::NetOp* n, const ac_net_event& r) {
   if (r.op == AC_NET_ACCEPT) fill_sockaddr(n->mutable_local(), r, r.local_addr, r.local_port);
 }
 
+}  // namespace
+
 std::string sockaddr_text(const v1::SockAddr& a) {
   if (a.family() == "unix") return a.address();
   if (a.family() == "inet6" && !a.v4_mapped()) return fmt::format("[{}]:{}", a.address(), a.port());
@@ -161,6 +163,8 @@ std::string net_what(const v1::NetOp& n) {
   const auto& a = n.has_remote() ? n.remote() : n.local();
   return fmt::format("{} {}/{}", n.op(), sockaddr_text(a), n.protocol());
 }
+
+namespace {
 
 const char* net_action(uint8_t action) {
   switch (action) {

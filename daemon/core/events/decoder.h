@@ -53,6 +53,11 @@ Result<v1::Event> decode_record(std::span<const std::byte> rec, const DecodeCont
 // its string and repeated-field capacity instead of allocating per record.
 Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& ctx, v1::Event& out);
 
+// "10.0.0.1:443", "[2001:db8::1]:53", "/run/x.sock", "::ffff:10.0.0.1:80" (v4-mapped).
+std::string sockaddr_text(const v1::SockAddr& a);
+// "connect 127.0.0.1:9/tcp", "connect /run/x.sock/unix-stream", "socket raw".
+std::string net_what(const v1::NetOp& n);
+
 // One JSON object per line, snake_case field names as in the .proto.
 std::string to_json_line(const v1::Event& ev);
 // A compact human line ("12:00:01.123456 exec 1234 /bin/echo hi").

@@ -300,6 +300,17 @@ TEST_F(Restart, ClosedSandboxStaysItsOwnersAfterARestart) {
   EXPECT_NE(json.find("\"landlock: abi "), std::string::npos) << json;
   EXPECT_NE(json.find("\"seccomp: "), std::string::npos) << json;
 
+  // The incident report names them too, from the store's record (the daemon no longer
+  // has the sandbox in memory), through the daemon for its owner and offline for root.
+  for (auto& rep : {nobody({AGENTCAGE_BIN, "audit", "report", "--socket", sock_, "--sandbox", id_}),
+                    run({AGENTCAGE_BIN, "audit", "report", "--db", dir_ + "/audit.db", "--sandbox", id_})}) {
+    EXPECT_EQ(rep.status, 0) << rep.err;
+    EXPECT_TRUE(std::regex_search(rep.out, std::regex("profile: +default\n"))) << rep.out;
+    EXPECT_TRUE(std::regex_search(rep.out, std::regex("in force: +landlock: abi "))) << rep.out;
+    EXPECT_TRUE(std::regex_search(rep.out, std::regex("sandbox: +closed at "))) << rep.out;
+    EXPECT_TRUE(std::regex_search(rep.out, std::regex("owner: +uid 65534"))) << rep.out;
+  }
+
   // Another unprivileged user: refused, as before the restart.
   auto other = run({"setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups", AGENTCAGE_BIN, "events",
                     "--socket", sock_, "--sandbox", id_});

@@ -139,8 +139,28 @@ void ReportBuilder::add(const v1::Event& ev) {
       break;
     }
     case v1::Event::kLoss: add_loss(ev.loss(), false); break;
+    case v1::Event::kSandbox: add_sandbox(ev); break;
     default: break;
   }
+}
+
+// The sandbox's record in the store: who, which profile, what was in force, how it ended.
+// It comes first (written at create), so the workspace is known for every file after it.
+void ReportBuilder::add_sandbox(const v1::Event& ev) {
+  const auto& c = ev.sandbox();
+  auto* h = r_.mutable_header();
+  if (!ctx_.sandbox) ctx_.sandbox = c.sandbox();
+  if (workspace_.empty()) {
+    workspace_ = c.sandbox().workspace();
+    while (workspace_.size() > 1 && workspace_.back() == '/') workspace_.pop_back();
+  }
+  if (h->provenance().empty())
+    for (const auto& p : c.provenance()) h->add_provenance(p);
+  if (h->profile_digest().empty()) h->set_profile_digest(c.profile_digest());
+  if (h->caller_exec_id().empty()) h->set_caller_exec_id(ev.process().exec_id());
+  if (c.phase() == "closed" || c.phase() == "killed")
+    h->set_closed(fmt::format("{} at {}{}", c.phase(), report_time(c.ended_ns()),
+                              c.reason().empty() ? "" : ": " + c.reason()));
 }
 
 void ReportBuilder::add_store_loss(const v1::Event& ev) {
@@ -269,5 +289,15 @@ v1::IncidentReport ReportBuilder::build(const v1::ReportVerification& verificati
 }
 
 std::string render_report_json(const v1::IncidentReport& r) { return message_json(r) + "\n"; }
+
+std::string report_pids(const google::protobuf::RepeatedField<uint32_t>& pids) {
+  std::string out;
+  for (auto p : pids) {
+    // Two appends: GCC 12's -Wrestrict misfires on `"," + std::to_string(p)` at -O2.
+    if (!out.empty()) out += ',';
+    out += std::to_string(p);
+  }
+  return out;
+}
 
 }  // namespace agentcage::core

@@ -51,6 +51,7 @@ class ReportBuilder {
   void add_file(const v1::Event& ev, const v1::FileOp& f, const std::string& mechanism);
   void add_net(const v1::Event& ev, const v1::NetOp& n, const v1::Violation* v);
   void add_loss(const v1::Loss& l, bool store_wide);
+  void add_sandbox(const v1::Event& ev);
   void add_timeline(const v1::Event& ev, const char* category, std::string summary);
   bool in_workspace(const std::string& path) const;
 
@@ -79,6 +80,8 @@ std::string render_report_json(const v1::IncidentReport& r);
 // One self-contained HTML file: inline CSS, no scripts, no external resources.
 std::string render_report_html(const v1::IncidentReport& r);
 
+// Shared by the renderers: "12,40,41" (the pids of a file row).
+std::string report_pids(const google::protobuf::RepeatedField<uint32_t>& pids);
 // Shared by the renderers: "2024-05-01 12:00:01.123456 UTC".
 std::string report_time(uint64_t ns);
 // escape_text, then the five HTML-special characters as entities (html_entities).

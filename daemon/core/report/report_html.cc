@@ -61,6 +61,10 @@ void header_html(std::string& out, const v1::ReportHeader& hd) {
       {"Owner", owner},
       {"Profile", hd.sandbox_record() ? (hd.profile().empty() ? "none" : h(hd.profile())) : nr},
       {"Mechanisms", hd.mechanisms().empty() ? "none named by a violation" : hlist(hd.mechanisms()) + " (named by violations)"},
+      {"Profile SHA-256", hd.profile_digest().empty() ? nr : h(hd.profile_digest())},
+      {"In force", hd.provenance().empty() ? nr : hlist(hd.provenance(), "<br>")},
+      {"Client", hd.caller_exec_id().empty() ? nr : "exec_id " + h(hd.caller_exec_id())},
+      {"Sandbox end", hd.closed().empty() ? nr : h(hd.closed())},
       {"Workspace", hd.workspace().empty() ? nr + " (files are listed with every path)" : h(hd.workspace())},
       {"Command", hd.command().empty() ? nr : hlist(hd.command(), " ")},
       {"First event", fmt::format("{} (seq {})", report_time(hd.first_time_ns()), hd.first_seq())},
@@ -89,8 +93,7 @@ std::vector<std::pair<std::string, std::vector<std::string>>> file_rows(
     const google::protobuf::RepeatedPtrField<v1::ReportFile>& files) {
   std::vector<std::pair<std::string, std::vector<std::string>>> rows;
   for (const auto& f : files) {
-    std::string pids;
-    for (auto p : f.pids()) pids += (pids.empty() ? "" : ",") + std::to_string(p);
+    std::string pids = report_pids(f.pids());
     std::string viol = f.violations() ? fmt::format("{} ({})", f.violations(), hlist(f.denied_by())) : "";
     rows.push_back({f.violations() ? "violation" : "",
                     {h(f.path()), hlist(f.ops()), std::to_string(f.count()),

@@ -57,6 +57,10 @@ void header_text(std::string& out, const v1::ReportHeader& h) {
   field("owner:", owner);
   field("profile:", h.sandbox_record() ? (h.profile().empty() ? "none" : esc(h.profile())) : nr);
   field("mechanisms:", h.mechanisms().empty() ? "none named by a violation" : list(h.mechanisms()) + " (named by violations)");
+  if (!h.profile_digest().empty()) field("profile sha:", h.profile_digest());
+  for (const auto& p : h.provenance()) field("in force:", esc(p));
+  if (!h.caller_exec_id().empty()) field("client:", "exec_id " + esc(h.caller_exec_id()));
+  if (!h.closed().empty()) field("sandbox:", esc(h.closed()));
   field("workspace:", h.workspace().empty() ? std::string(nr) + " (files below are listed with every path)" : esc(h.workspace()));
   if (!h.command().empty()) field("command:", list(h.command(), " "));
   field("first event:", h.events() ? fmt::format("{} (seq {})", report_time(h.first_time_ns()), h.first_seq()) : "none");
@@ -85,8 +89,7 @@ std::string file_row(const v1::ReportFile& f) {
   std::string line = fmt::format("{}  [{}] x{}", esc(f.path()), list(f.ops()), f.count());
   if (f.failed()) line += fmt::format(", {} failed ({})", f.failed(), list(f.errors()));
   if (f.violations()) line += fmt::format(", {} violation{} ({})", f.violations(), f.violations() == 1 ? "" : "s", list(f.denied_by()));
-  std::string pids;
-  for (auto p : f.pids()) pids += (pids.empty() ? "" : ",") + std::to_string(p);
+  std::string pids = report_pids(f.pids());
   return line + "  pid " + pids;
 }
 

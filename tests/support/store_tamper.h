@@ -67,11 +67,17 @@ class StoreFile {
       edit(seq, ev);
       std::string nb = core::canonical_bytes(ev);
       std::string h = secret.empty() ? core::chain_hash(prev, nb) : core::hmac_sha256(secret, prev, nb);
-      sqlite3_prepare_v2(db_, "UPDATE events SET event = ?, prev_hash = ?, hash = ? WHERE seq = ?", -1, &st, nullptr);
+      // A careful intruder keeps the query columns in step with the event too.
+      auto qc = core::query_columns(ev);
+      sqlite3_prepare_v2(db_, "UPDATE events SET event = ?, prev_hash = ?, hash = ?, path = ?, binary = ? WHERE seq = ?",
+                         -1, &st, nullptr);
       sqlite3_bind_blob(st, 1, nb.data(), static_cast<int>(nb.size()), SQLITE_TRANSIENT);
       sqlite3_bind_blob(st, 2, prev.data(), static_cast<int>(prev.size()), SQLITE_TRANSIENT);
       sqlite3_bind_blob(st, 3, h.data(), static_cast<int>(h.size()), SQLITE_TRANSIENT);
-      sqlite3_bind_int64(st, 4, static_cast<int64_t>(seq));
+      if (!qc.path.empty()) sqlite3_bind_text(st, 4, qc.path.data(), static_cast<int>(qc.path.size()), SQLITE_TRANSIENT);
+      if (!qc.binary.empty())
+        sqlite3_bind_text(st, 5, qc.binary.data(), static_cast<int>(qc.binary.size()), SQLITE_TRANSIENT);
+      sqlite3_bind_int64(st, 6, static_cast<int64_t>(seq));
       sqlite3_step(st);
       sqlite3_finalize(st);
       prev = h;

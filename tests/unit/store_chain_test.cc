@@ -322,5 +322,37 @@ TEST(Anchors, ConfiguredRetentionIsNotFlagged) {
   EXPECT_EQ(rep.anchors_checked, 1u);  // the one at seq 20 is deleted; the retention record speaks for it
 }
 
+// sqlite3 answers "what did sandbox X open under ~/.ssh" from the columns beside the
+// blob, and a column edited to hide a row from such a query fails verify.
+TEST(QueryColumns, Sqlite3FindsWhatASandboxOpenedAndEditsAreCaught) {
+  auto n = keyed_node(0);
+  {
+    auto s = EventStore::open(n.db, keyed_opts(n));
+    ASSERT_TRUE(s.has_value());
+    std::vector<v1::Event> evs(3);
+    for (auto& e : evs) {
+      e.set_sandbox_id("sbX");
+      e.mutable_process()->set_pid(42);
+      e.mutable_process()->set_binary("/usr/bin/cat");
+    }
+    evs[0].mutable_file()->set_path("/home/u/.ssh/id_ed25519");
+    evs[1].mutable_file()->set_path("/home/u/notes.txt");
+    auto* v = evs[2].mutable_violation();
+    v->set_mechanism("landlock");
+    v->mutable_file()->set_path(std::string("/home/u/.ssh/known_\xff", 23));
+    ASSERT_TRUE((*s)->append_batch(evs).has_value());
+  }
+  testing::StoreFile f(n.db);
+  EXPECT_EQ(f.blob("SELECT group_concat(seq || ':' || pid || ':' || binary || ':' || coalesce(mechanism, '-'), ' ') "
+                   "FROM events WHERE sandbox_id = 'sbX' AND path LIKE '/home/u/.ssh/%'"),
+            "1:42:/usr/bin/cat:- 3:42:/usr/bin/cat:landlock");
+  ASSERT_TRUE(verify(n.db, n.key).ok);
+  f.exec("UPDATE events SET path = '/tmp/x' WHERE seq = 1");
+  auto rep = verify(n.db, n.key);
+  EXPECT_FALSE(rep.ok);
+  EXPECT_EQ(rep.first_bad_seq, 1u);
+  EXPECT_NE(rep.what.find("column path"), std::string::npos) << rep.what;
+}
+
 }  // namespace
 }  // namespace agentcage::core

@@ -245,8 +245,8 @@ TEST(Store, QueryFilters) {
 // One kind table, read from event.proto's oneof: a kind added there is stored, filterable
 // (gRPC filter.kinds, --kind) and named without touching a list anywhere else.
 TEST(Store, EventKindsComeFromTheProto) {
-  EXPECT_EQ(event_kinds(), (std::vector<std::string>{"exec", "fork", "exit", "file", "net", "loss", "violation", "syscall"}));
-  EXPECT_EQ(event_kinds_joined(), "exec, fork, exit, file, net, loss, violation, syscall");
+  EXPECT_EQ(event_kinds(), (std::vector<std::string>{"exec", "fork", "exit", "file", "net", "loss", "violation", "syscall", "sandbox"}));
+  EXPECT_EQ(event_kinds_joined(), "exec, fork, exit, file, net, loss, violation, syscall, sandbox");
   v1::Event ev;
   EXPECT_EQ(event_kind(ev), "");
   ev.mutable_violation();

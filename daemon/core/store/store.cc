@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <tuple>
 
 #include "core/base/unique_fd.h"
 
@@ -192,6 +193,28 @@ const KindTable& kinds() {
   return t;
 }
 }  // namespace
+
+QueryColumns query_columns(const v1::Event& ev) {
+  QueryColumns c;
+  c.pid = ev.process().pid();
+  c.exec_id = ev.process().exec_id();
+  c.binary = ev.process().binary();
+  const v1::NetOp* net = nullptr;
+  if (ev.has_file()) c.path = ev.file().path();
+  if (ev.has_exec()) c.path = ev.exec().filename();
+  if (ev.has_net()) net = &ev.net();
+  if (ev.has_violation()) {
+    const auto& v = ev.violation();
+    c.mechanism = v.mechanism();
+    if (v.has_file()) c.path = v.file().path();
+    if (v.has_net()) net = &v.net();
+  }
+  if (net) {
+    c.address = net->remote().address();
+    c.port = net->remote().port();
+  }
+  return c;
+}
 
 std::string event_kind(const v1::Event& ev) {
   auto n = static_cast<size_t>(ev.kind_case());
@@ -445,6 +468,7 @@ Status EventStore::init_schema() {
            {"head_seq", "0"},
            {"head_hash", kZeroHash}})
     if (auto r = meta_put(db, k, v, path_, false); !r) return r;
+  if (auto r = add_query_columns(); !r) return r;
 
   auto schema = meta_get(db, "schema", path_);
   if (!schema) return std::unexpected(schema.error());
@@ -462,6 +486,31 @@ Status EventStore::init_schema() {
   if (!id) return std::unexpected(id.error());
   store_id_ = id->value_or("");
   return t.commit();
+}
+
+// The columns people query with sqlite3 (query_columns), added to a store created before
+// them. Rows from meta 'columns_from_seq' on have them, and verify holds them to the event.
+Status EventStore::add_query_columns() {
+  auto st = Stmt::prepare(writer_, "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'mechanism'", path_);
+  if (!st) return std::unexpected(st.error());
+  if (st->step() != SQLITE_ROW) return db_error(writer_, "read the events table's columns", path_);
+  bool have = st->col_u(0) > 0;
+  st = Stmt();
+  if (!have) {
+    static const char* kAdd = R"sql(
+      ALTER TABLE events ADD COLUMN pid INTEGER;
+      ALTER TABLE events ADD COLUMN exec_id TEXT;
+      ALTER TABLE events ADD COLUMN binary TEXT;
+      ALTER TABLE events ADD COLUMN path TEXT;
+      ALTER TABLE events ADD COLUMN address TEXT;
+      ALTER TABLE events ADD COLUMN port INTEGER;
+      ALTER TABLE events ADD COLUMN mechanism TEXT;
+    )sql";
+    if (auto r = exec(writer_, kAdd, path_); !r) return r;
+  }
+  auto head = read_head(writer_);
+  if (!head) return std::unexpected(head.error());
+  return meta_put(writer_, "columns_from_seq", std::to_string(head->seq + 1), path_, false);
 }
 
 Result<EventStore::Reader> EventStore::reader() const {
@@ -547,6 +596,18 @@ Status EventStore::insert_row(sqlite3_stmt* ins, const v1::Event& ev, const std:
   sqlite3_bind_blob(ins, 9, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
   sqlite3_bind_blob(ins, 10, head.hash.data(), static_cast<int>(head.hash.size()), SQLITE_STATIC);
   sqlite3_bind_blob(ins, 11, hash.data(), static_cast<int>(hash.size()), SQLITE_STATIC);
+  QueryColumns qc = query_columns(ev);
+  if (qc.pid) sqlite3_bind_int64(ins, 12, qc.pid);
+  // TEXT bound from the raw bytes (SQLite does not check UTF-8): LIKE and = work on them.
+  auto text = [&](int i, const std::string& v) {
+    if (!v.empty()) sqlite3_bind_text(ins, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  };
+  text(13, qc.exec_id);
+  text(14, qc.binary);
+  text(15, qc.path);
+  text(16, qc.address);
+  if (qc.port) sqlite3_bind_int64(ins, 17, qc.port);
+  text(18, qc.mechanism);
   if (sqlite3_step(ins) != SQLITE_DONE) return db_error(writer_, fmt::format("insert event seq {}", seq), path_);
   // INSERT OR IGNORE in collector stores: no change means (node, store, seq) was a replay.
   if (sqlite3_changes(writer_) == 1) head = Head{seq, std::move(hash)};
@@ -555,10 +616,12 @@ Status EventStore::insert_row(sqlite3_stmt* ins, const v1::Event& ev, const std:
 
 static constexpr const char* kInsertSql =
     "INSERT INTO events(seq, time_ns, sandbox_id, kind, is_violation, node, origin_store, origin_seq, event, "
-    "prev_hash, hash) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
+    "prev_hash, hash, pid, exec_id, binary, path, address, port, mechanism) "
+    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 static constexpr const char* kInsertIgnoreSql =
     "INSERT OR IGNORE INTO events(seq, time_ns, sandbox_id, kind, is_violation, node, origin_store, origin_seq, "
-    "event, prev_hash, hash) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
+    "event, prev_hash, hash, pid, exec_id, binary, path, address, port, mechanism) "
+    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 
 // Caller holds write_mu_ and an IMMEDIATE transaction; `head` is the current head.
 Result<uint64_t> EventStore::insert_locked(std::vector<v1::Event>& evs, Head& head) {
@@ -831,11 +894,12 @@ struct Walk {
   uint64_t head_seq;
   std::string head_hash;
   std::map<uint64_t, std::string>& anchor_hash;  // seq -> row hash, filled for the anchors' seqs
+  uint64_t columns_from;  // rows from here on carry the query columns
   RetentionRecord rec;
 };
 
 // The query columns must say what the hashed event says, or a filter could hide it.
-std::string column_mismatch(const Stmt& st, const v1::Event& ev, bool collector) {
+std::string column_mismatch(const Stmt& st, const v1::Event& ev, bool collector, uint64_t columns_from) {
   auto m = [](const char* col, const std::string& have, const std::string& want) {
     return fmt::format("edited: column {} ('{}') does not match the event ('{}')", col, have, want);
   };
@@ -849,6 +913,14 @@ std::string column_mismatch(const Stmt& st, const v1::Event& ev, bool collector)
   if (!collector && st.col_text(5) != ev.node()) return m("node", st.col_text(5), ev.node());
   if (collector && (st.col_null(7) || st.col_u(7) != ev.seq()))
     return m("origin_seq", st.col_null(7) ? "NULL" : std::to_string(st.col_u(7)), std::to_string(ev.seq()));
+  if (st.col_u(0) < columns_from) return {};  // written before the query columns existed
+  QueryColumns c = query_columns(ev);
+  if (st.col_u(11) != c.pid) return m("pid", std::to_string(st.col_u(11)), std::to_string(c.pid));
+  for (auto [i, name, want] : {std::tuple{12, "exec_id", &c.exec_id}, std::tuple{13, "binary", &c.binary},
+                               std::tuple{14, "path", &c.path}, std::tuple{15, "address", &c.address},
+                               std::tuple{17, "mechanism", &c.mechanism}})
+    if (st.col_text(i) != *want) return m(name, escape_text(st.col_text(i)), escape_text(*want));
+  if (st.col_u(16) != c.port) return m("port", std::to_string(st.col_u(16)), std::to_string(c.port));
   return {};
 }
 
@@ -891,7 +963,7 @@ std::string check_row(Walk& w, const Stmt& st, uint64_t expect, const VerifyRepo
                                 : fmt::format("chain break: prev_hash does not match the hash of seq {} "
                                               "(that row was rewritten, or rows were reordered)",
                                               seq - 1);
-  if (auto m = column_mismatch(st, ev, w.collector); !m.empty()) return m;
+  if (auto m = column_mismatch(st, ev, w.collector, w.columns_from); !m.empty()) return m;
   if (ev.has_loss() && ev.loss().through_seq() > 0)
     w.rec = RetentionRecord{seq, ev.loss().through_seq(), ev.loss().through_hash()};
   if (auto it = w.anchor_hash.find(seq); it != w.anchor_hash.end()) it->second = hash_col;
@@ -903,7 +975,8 @@ std::string check_row(Walk& w, const Stmt& st, uint64_t expect, const VerifyRepo
 Result<bool> walk_rows(Walk& w, VerifyReport& rep) {
   auto st = Stmt::prepare(w.db,
                           "SELECT seq, time_ns, sandbox_id, kind, is_violation, node, origin_store, origin_seq, "
-                          "event, prev_hash, hash FROM events ORDER BY seq",
+                          "event, prev_hash, hash, pid, exec_id, binary, path, address, port, mechanism "
+                          "FROM events ORDER BY seq",
                           w.path);
   if (!st) return std::unexpected(st.error());
   uint64_t expect = rep.first_seq;
@@ -1034,8 +1107,12 @@ Result<VerifyReport> EventStore::verify(const std::vector<v1::Checkpoint>* ancho
     if (anchors)
       for (const auto& a : *anchors)
         if (a.store_id() == store_id_) anchor_hash[a.seq()];
+    auto cols = meta_get(db, "columns_from_seq", path_);
+    if (!cols) return std::unexpected(cols.error());
+    // No meta: a store read by an older writer's rules; the columns are then not checked.
+    uint64_t columns_from = parse_u64(cols->value_or("")).value_or(kMaxSeq);
     Walk w{db, path_, opts_.collector, EpochCursor(*eps, keys_), cph->value_or(kZeroHash), head->seq, head->hash,
-           anchor_hash, {}};
+           anchor_hash, columns_from, {}};
     auto intact = walk_rows(w, rep);
     if (!intact) return std::unexpected(intact.error());
     if (!*intact) return rep;

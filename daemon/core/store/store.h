@@ -171,6 +171,20 @@ std::string event_kind(const v1::Event& ev);
 const std::vector<std::string>& event_kinds();
 const std::string& event_kinds_joined();
 
+// The columns beside the blob that sqlite3 users query, derived from the event (and held
+// to it by verify): the process's pid, exec_id and binary; the path of a file action, an
+// exec or a file violation; the remote address and port of a network action or network
+// violation; the violation's mechanism. Empty/0 are stored as NULL. E.g.
+//   SELECT seq, pid, binary, path FROM events
+//    WHERE sandbox_id = 'X' AND kind IN ('file','violation') AND path LIKE '/home/u/.ssh/%';
+struct QueryColumns {
+  uint32_t pid = 0;
+  std::string exec_id, binary, path, address;
+  uint32_t port = 0;
+  std::string mechanism;
+};
+QueryColumns query_columns(const v1::Event& ev);
+
 // canonical(ev) as described above.
 std::string canonical_bytes(const v1::Event& ev);
 // SHA-256(prev_hash || bytes).
@@ -246,6 +260,7 @@ class EventStore {
   using Reader = std::unique_ptr<sqlite3, ReaderDeleter>;
 
   Status init_schema();
+  Status add_query_columns();
   Status insert_checkpoint(const std::string& node, const v1::Checkpoint& cp);
   Status prepare_epoch_locked(uint64_t next_seq, uint64_t head_seq);
   std::string row_hash(std::string_view prev, std::string_view bytes) const;

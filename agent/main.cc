@@ -207,6 +207,46 @@ std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const
   return std::move(*c);
 }
 
+// The record of an in-process run's sandbox (agentcaged's SandboxChange, without a daemon).
+v1::Sandbox inprocess_sandbox(const std::string& id, const cli::RunArgs& a) {
+  v1::Sandbox sb;
+  sb.set_id(id);
+  sb.set_owner_uid(getuid());
+  sb.set_owner_pid(static_cast<uint32_t>(getpid()));
+  sb.set_profile(a.profile);
+  std::string ws = a.workspace;
+  if (ws.empty()) {
+    char buf[4096];
+    if (getcwd(buf, sizeof buf)) ws = buf;
+  }
+  sb.set_workspace(a.profile.empty() ? "" : ws);  // a workspace means something only to a profile
+  for (const auto& arg : a.command) sb.add_argv(arg);
+  sb.set_created_ns(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
+  sb.set_state("running");
+  return sb;
+}
+
+v1::Event sandbox_record(const v1::Sandbox& sb, const std::string& phase, const std::vector<std::string>& prov,
+                         const std::string& reason) {
+  v1::Event ev;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) ev.set_node(host);
+  ev.set_sandbox_id(sb.id());
+  ev.mutable_process()->set_pid(sb.owner_pid());
+  ev.mutable_process()->set_uid(sb.owner_uid());
+  auto* c = ev.mutable_sandbox();
+  c->set_phase(phase);
+  *c->mutable_sandbox() = sb;
+  for (const auto& p : prov) c->add_provenance(p);
+  c->set_reason(reason);
+  if (phase == "closed")
+    c->set_ended_ns(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()));
+  return ev;
+}
+
 int do_run(const cli::RunArgs& a) {
   // Before any thread exists (gRPC's, the store writer, the event reader): a forwarded
   // signal must reach wait_forwarding_signals(), not kill the launcher from another
@@ -276,8 +316,26 @@ int do_run(const cli::RunArgs& a) {
     fprintf(stderr, "%sagentcage: %s: %s\n", line_reset(), ev.has_violation() ? "violation" : "loss",
             core::to_text_line(ev).c_str());
   };
+  // The in-process run is on record as a sandbox too, as agentcaged records its own:
+  // created before anything runs, closed with what was in force and how it ended.
+  v1::Sandbox sb;
+  if (writer) {
+    so.sandbox_key = core::new_sandbox_key();
+    sb = inprocess_sandbox(core::sandbox_id_string(so.sandbox_key), a);
+    writer->submit(sandbox_record(sb, "created", {}, ""));
+  }
   auto r = core::run_session(so);
-  if (writer) writer->stop();  // stores what is queued
+  if (writer) {
+    sb.set_state("closed");
+    std::vector<std::string> prov;
+    if (r)
+      for (const auto& p : r->enforcement)
+        prov.push_back(fmt::format("{}: {}{}", p.mechanism, p.detail, p.enforced ? "" : " (not enforced)"));
+    writer->submit(sandbox_record(sb, "closed", prov,
+                                  r ? fmt::format("in-process run; exit status {}", r->exit_status)
+                                    : "in-process run failed: " + r.error().context));
+    writer->stop();  // stores what is queued
+  }
   if (!r) return fail_run(r.error());
   if (auto sum = violation_summary(r->violations); !sum.empty())
     fprintf(stderr, "%sagentcage: %s\n", final_reset(), sum.c_str());

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <regex>
 #include <fstream>
 
 #include "agentcage/v1/report.pb.h"
@@ -181,6 +182,19 @@ TEST_F(RecordedAttack, TextReportNamesEachAttemptInItsSection) {
   EXPECT_NE(section(text, "Verification").find("OK: "), std::string::npos) << text;
 }
 
+// The in-process run recorded its sandbox: the header needs no --workspace and no daemon.
+TEST_F(RecordedAttack, HeaderComesFromTheSandboxsOwnRecord) {
+  auto r = run(report({}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto head = section(r.out, "Sandbox");
+  EXPECT_TRUE(std::regex_search(head, std::regex("profile: +default\n"))) << head;
+  EXPECT_TRUE(std::regex_search(head, std::regex("workspace: +" + ws_ + "\n"))) << head;
+  EXPECT_TRUE(std::regex_search(head, std::regex("owner: +uid 0"))) << head;
+  EXPECT_TRUE(std::regex_search(head, std::regex("in force: +landlock: abi "))) << head;
+  EXPECT_TRUE(std::regex_search(head, std::regex("sandbox: +closed at .*exit status 3"))) << head;
+  EXPECT_EQ(section(r.out, "Files written outside the workspace").find("out.txt"), std::string::npos) << r.out;
+}
+
 TEST_F(RecordedAttack, JsonReportIsOneDocumentWithEveryAttempt) {
   auto r = run(report({"-o", "json"}));
   ASSERT_EQ(r.status, 0) << r.err;
@@ -217,8 +231,8 @@ TEST_F(RecordedAttack, HtmlReportRendersInABrowserWithEverySection) {
                   "--dump-dom", "file://" + html},
                  std::chrono::seconds(120));
   ASSERT_EQ(dom.status, 0) << dom.err;
-  for (const char* h : {"<h2>Sandbox</h2>", "<h2>Timeline (", "<h2>Process tree</h2>", "<h2>Files read (",
-                        "<h2>Files written (", "<h2>Network (", "<h2>Violations (2)</h2>", "<h2>Verification</h2>"})
+  for (const char* h : {"<h2>Sandbox</h2>", "<h2>Timeline (", "<h2>Process tree</h2>", "<h2>Files read outside the workspace (",
+                        "<h2>Files written outside the workspace (", "<h2>Network (", "<h2>Violations (2)</h2>", "<h2>Verification</h2>"})
     EXPECT_NE(dom.out.find(h), std::string::npos) << h << " not in the rendered DOM:\n" << dom.out.substr(0, 4000);
   EXPECT_NE(dom.out.find("deny open /etc/shadow (mount-mask"), std::string::npos);
   EXPECT_NE(dom.out.find("deny connect 127.0.0.1:" + port() + "/tcp"), std::string::npos);

@@ -138,7 +138,7 @@ Status wait_for_signal() {
 
 Result<SessionResult> run_session(const SessionOptions& opts) {
   SessionResult res;
-  uint64_t key = new_sandbox_key();
+  uint64_t key = opts.sandbox_key ? opts.sandbox_key : new_sandbox_key();
   res.sandbox_id = sandbox_id_string(key);
 
   // Signals are blocked before any thread exists, so only wait_forwarding_signals() sees them.

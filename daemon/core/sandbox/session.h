@@ -19,6 +19,9 @@ namespace agentcage::core {
 
 struct SessionOptions {
   std::vector<std::string> argv;   // the command; empty only in host mode (run until signalled)
+  // The sandbox's key (its id is the key in hex); 0: a fresh random one. Set by a caller
+  // that records the sandbox before it starts.
+  uint64_t sandbox_key = 0;
   bool monitor = false;            // load the BPF monitor and report events
   // When the monitor cannot load and nothing needs it for enforcement, run without it
   // (warned) instead of refusing: `run` records when it can.

@@ -24,6 +24,9 @@ size_t utf8_sequence_length(const unsigned char* p, size_t n);
 // A decimal unsigned integer, strictly: digits only, at least one, no sign, no overflow.
 std::optional<uint64_t> parse_u64(std::string_view s);
 
+// Lower-case hex of raw bytes ("0aff"): hashes, keys and ids in text form.
+std::string to_hex(std::string_view bytes);
+
 // Sequence numbers are SQLite INTEGERs: at most 2^63-1. Larger values are out of range
 // everywhere (CLI, requests, collector), never wrapped to a negative number.
 inline constexpr uint64_t kMaxSeq = 9223372036854775807ull;

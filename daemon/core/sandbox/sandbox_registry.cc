@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/sandbox/sandbox_registry.h"
 #include "core/store/store.h"
+#include "core/base/text.h"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -130,15 +131,7 @@ std::string deterministic(const google::protobuf::Message& m) {
   return out;
 }
 
-std::string sha256_hex(std::string_view bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : chain_hash("", bytes)) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
-}
+std::string sha256_hex(std::string_view bytes) { return to_hex(chain_hash("", bytes)); }
 }  // namespace
 
 void SandboxRegistry::record(const Entry& e, const std::string& phase, const std::string& reason) const {

@@ -24,16 +24,6 @@ namespace {
 constexpr size_t kSecretBytes = 32;
 constexpr size_t kMaxKeyFileBytes = 1 << 20;
 
-std::string to_hex(std::string_view b) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : b) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
-}
-
 std::optional<std::string> from_hex(std::string_view h) {
   if (h.size() % 2) return std::nullopt;
   std::string out;

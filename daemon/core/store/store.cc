@@ -142,16 +142,6 @@ Status meta_put(sqlite3* db, const std::string& key, std::string_view value, con
   return {};
 }
 
-std::string hex(std::string_view b) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : b) {
-    out += d[c >> 4];
-    out += d[c & 15];
-  }
-  return out;
-}
-
 uint64_t now_ns() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
@@ -462,7 +452,7 @@ Status EventStore::init_schema() {
   for (auto [k, v] : std::initializer_list<std::pair<const char*, std::string>>{
            {"schema", std::to_string(kSchemaVersion)},
            {"mode", mode},
-           {"store_id", hex(std::string_view(reinterpret_cast<char*>(rnd), sizeof rnd))},
+           {"store_id", to_hex(std::string_view(reinterpret_cast<char*>(rnd), sizeof rnd))},
            {"checkpoint_seq", "0"},
            {"checkpoint_hash", kZeroHash},
            {"head_seq", "0"},
@@ -1093,7 +1083,7 @@ Result<VerifyReport> EventStore::verify(const std::vector<v1::Checkpoint>* ancho
     rep.checkpoint_seq = parse_u64(cps->value_or("")).value_or(0);
     rep.first_seq = rep.checkpoint_seq + 1;
     rep.last_seq = head->seq;
-    rep.head_hash = hex(head->hash);
+    rep.head_hash = to_hex(head->hash);
     auto eps = read_epochs(db, path_, head->seq);
     if (!eps) return mark_broken(rep, rep.first_seq, "edited: meta chain_epochs is damaged");
     for (size_t i = 1; i < eps->size(); ++i)

@@ -331,9 +331,16 @@ int do_run(const cli::RunArgs& a) {
     if (r)
       for (const auto& p : r->enforcement)
         prov.push_back(fmt::format("{}: {}{}", p.mechanism, p.detail, p.enforced ? "" : " (not enforced)"));
-    writer->submit(sandbox_record(sb, "closed", prov,
-                                  r ? fmt::format("in-process run; exit status {}", r->exit_status)
-                                    : "in-process run failed: " + r.error().context));
+    auto rec = sandbox_record(sb, "closed", prov, r ? "in-process run" : "in-process run failed: " + r.error().context);
+    if (r) {
+      auto* c = rec.mutable_sandbox();
+      c->set_exit_known(true);
+      c->set_exit_status(r->exit_status);
+      c->set_lost(r->lost);
+      for (int i = 0; i < AC_STAT_MAX; ++i)
+        if (r->kernel_stats[static_cast<size_t>(i)]) (*c->mutable_kernel_counters())[core::stat_name(i)] = r->kernel_stats[static_cast<size_t>(i)];
+    }
+    writer->submit(std::move(rec));
     writer->stop();  // stores what is queued
   }
   if (!r) return fail_run(r.error());

@@ -180,7 +180,7 @@ grpc::ServerUnaryReactor* ControlService::CloseSandbox(grpc::CallbackServerConte
   if (!p) return done(ctx, st);
   if (st = may_change(*p); !st.ok()) return done(ctx, st);
   if (st = may_see(*p, d_, req->sandbox_id()); !st.ok()) return done(ctx, st);
-  if (auto r = d_.registry().close(req->sandbox_id()); !r) return done(ctx, internal(r.error()));
+  if (auto r = d_.registry().close(req->sandbox_id(), req->exit_status()); !r) return done(ctx, internal(r.error()));
   return done(ctx, grpc::Status::OK);
 }
 

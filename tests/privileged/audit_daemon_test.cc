@@ -165,6 +165,30 @@ TEST(AuditDaemon, UnprivilegedProfileViolationsReachTheCollector) {
   EXPECT_EQ(seen, (std::set<std::string>{"landlock", "seccomp"})) << slurp(dir + "/daemon.log").substr(0, 4000);
   kill(daemon, SIGTERM);
   EXPECT_EQ(testing::wait_status(daemon), 0);
+  // The node store has the sandbox's record: who, which profile, and the exit status its
+  // client reported when it closed it.
+  {
+    core::StoreOptions o;
+    o.read_only = true;
+    o.chain_key_path = node_key;
+    auto s = core::EventStore::open(ddb, o);
+    ASSERT_TRUE(s.has_value());
+    core::StoreQuery q;
+    q.kinds = {"sandbox"};
+    std::vector<v1::SandboxChange> recs;
+    ASSERT_TRUE((*s)->query(q, [&](const v1::Event& e) {
+                     if (e.sandbox().sandbox().owner_uid() == pw->pw_uid) recs.push_back(e.sandbox());
+                     return true;
+                   }).has_value());
+    ASSERT_EQ(recs.size(), 2u);
+    EXPECT_EQ(recs[0].phase(), "created");
+    EXPECT_EQ(recs[0].sandbox().profile(), "default");
+    EXPECT_EQ(recs[0].profile_digest().size(), 64u);
+    EXPECT_FALSE(recs[0].resolved_profile().empty());
+    EXPECT_EQ(recs[1].phase(), "closed");
+    EXPECT_TRUE(recs[1].exit_known());
+    EXPECT_EQ(recs[1].exit_status(), 4);
+  }
   kill(coll, SIGTERM);
   EXPECT_EQ(testing::wait_status(coll), 0);
 }

@@ -377,6 +377,8 @@ void append_event_json(const v1::Event& ev, std::string& out) {
       c.strs("provenance", x.provenance());
       c.u64("ended_ns", x.ended_ns());
       c.str("reason", x.reason());
+      if (x.exit_known()) c.i32("exit_status", x.exit_status());
+      c.u64("lost", x.lost());
       break;
     }
     case v1::Event::kSyscall:

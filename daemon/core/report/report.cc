@@ -159,8 +159,9 @@ void ReportBuilder::add_sandbox(const v1::Event& ev) {
   if (h->profile_digest().empty()) h->set_profile_digest(c.profile_digest());
   if (h->caller_exec_id().empty()) h->set_caller_exec_id(ev.process().exec_id());
   if (c.phase() == "closed" || c.phase() == "killed")
-    h->set_closed(fmt::format("{} at {}{}", c.phase(), report_time(c.ended_ns()),
-                              c.reason().empty() ? "" : ": " + c.reason()));
+    h->set_closed(fmt::format("{} at {}{}{}", c.phase(), report_time(c.ended_ns()),
+                              c.reason().empty() ? "" : ": " + c.reason(),
+                              c.exit_known() ? fmt::format("; exit status {}", c.exit_status()) : ""));
 }
 
 void ReportBuilder::add_store_loss(const v1::Event& ev) {

@@ -134,7 +134,8 @@ std::string deterministic(const google::protobuf::Message& m) {
 std::string sha256_hex(std::string_view bytes) { return to_hex(chain_hash("", bytes)); }
 }  // namespace
 
-void SandboxRegistry::record(const Entry& e, const std::string& phase, const std::string& reason) const {
+void SandboxRegistry::record(const Entry& e, const std::string& phase, const std::string& reason,
+                             std::optional<int> exit_status) const {
   if (!recorder_) return;
   v1::Event ev;
   ev.set_time_ns(now_ns());
@@ -152,6 +153,10 @@ void SandboxRegistry::record(const Entry& e, const std::string& phase, const std
   for (const auto& p : e.provenance) c->add_provenance(p);
   if (phase == "closed" || phase == "killed") c->set_ended_ns(ev.time_ns());
   c->set_reason(reason);
+  if (exit_status) {
+    c->set_exit_known(true);
+    c->set_exit_status(*exit_status);
+  }
   recorder_(std::move(ev), e.owner_start_ticks);
 }
 
@@ -328,7 +333,7 @@ Status SandboxRegistry::place(const Peer& peer, const std::string& id, pid_t pid
   return write_file(procs, std::to_string(pid));
 }
 
-Status SandboxRegistry::close_locked(Entry& e) {
+Status SandboxRegistry::close_locked(Entry& e, std::optional<int> exit_status) {
   if (!e.cgroup) return {};
   Status st = e.cgroup->destroy();
   if (mon_ && e.net) (void)mon_->remove_net_policy(e.key, *e.net);
@@ -338,16 +343,16 @@ Status SandboxRegistry::close_locked(Entry& e) {
   e.owner_pidfd.reset();
   e.info.set_state("closed");
   if (!state_dir_.empty()) ::unlink(record_path(e.info.id()).c_str());
-  record(e, "closed", st ? "" : st.error().message());
+  record(e, "closed", st ? "" : st.error().message(), exit_status);
   spdlog::info("sandbox {} closed", e.info.id());
   return st;
 }
 
-Status SandboxRegistry::close(const std::string& id) {
+Status SandboxRegistry::close(const std::string& id, std::optional<int> exit_status) {
   std::lock_guard lk(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return error("no sandbox " + id);
-  return close_locked(it->second);
+  return close_locked(it->second, exit_status);
 }
 
 uint64_t SandboxRegistry::owner_start_ticks(const std::string& id) const {

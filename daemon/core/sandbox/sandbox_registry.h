@@ -68,7 +68,8 @@ class SandboxRegistry {
   std::shared_ptr<const Attribution> attribution(const std::string& id) const;
   // Moves `pid` (a child of the caller, same uid) into the sandbox cgroup.
   Status place(const Peer& peer, const std::string& id, pid_t pid);
-  Status close(const std::string& id);
+  // `exit_status`: the command's, as the client reports it (for the record).
+  Status close(const std::string& id, std::optional<int> exit_status = std::nullopt);
   Result<v1::Sandbox> get(const std::string& id) const;
   // The start time (clock ticks since boot, /proc/PID/stat field 22) of the client that
   // created sandbox `id`, with its pid; 0 when unknown. Kept after the sandbox closes:
@@ -104,8 +105,9 @@ class SandboxRegistry {
     std::vector<std::string> provenance;  // "mechanism: detail", from the prepared confinement
     std::string resolved_profile;          // deterministic bytes of the profile; empty: none
   };
-  Status close_locked(Entry& e);
-  void record(const Entry& e, const std::string& phase, const std::string& reason = {}) const;
+  Status close_locked(Entry& e, std::optional<int> exit_status = std::nullopt);
+  void record(const Entry& e, const std::string& phase, const std::string& reason = {},
+              std::optional<int> exit_status = std::nullopt) const;
   // confined: the policy comes from a profile (whose confinement decisions attribution needs).
   Status apply_policy(Entry& e, const SandboxPolicy& policy, bool confined) const;
   Status adopt_record(const v1::SandboxRecord& rec, bool enforced, Entry& e);

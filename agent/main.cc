@@ -27,6 +27,7 @@
 #include "core/policy/profile.h"
 #include "core/sandbox/sandbox_policy.h"
 #include "core/events/event_json.h"
+#include "core/sandbox/sandbox_registry.h"
 #include "core/sandbox/session.h"
 #include "grpc/client.h"
 #include "core/store/store.h"
@@ -177,7 +178,7 @@ std::string violation_summary(const std::map<std::string, uint64_t>& by_mechanis
 // it keeps out is named on stderr). Returns the exit status to use on failure in *status.
 std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const std::string& workspace,
                                                bool has_net_options, const std::vector<std::string>& pass_env,
-                                               int* status) {
+                                               int* status, v1::Profile* resolved = nullptr) {
   *status = 0;
   if (profile.empty()) return std::nullopt;
   auto vars = core::ProfileVars::from_environment(workspace);
@@ -187,6 +188,7 @@ std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const
     return std::nullopt;
   }
   for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
+  if (resolved) *resolved = p->profile;
   char cwd[4096];
   core::PolicyContext ctx{getcwd(cwd, sizeof cwd) ? cwd : "/"};
   ctx.env = core::current_environment();
@@ -253,7 +255,9 @@ int do_run(const cli::RunArgs& a) {
   // thread and leave the agent running (or, through the daemon, SIGKILLed unwarned).
   core::block_forwarded_signals();
   int st = 0;
-  std::optional<core::SandboxPolicy> policy = load_policy(a.profile, a.workspace, a.net.has_value(), a.pass_env, &st);
+  v1::Profile resolved;
+  std::optional<core::SandboxPolicy> policy =
+      load_policy(a.profile, a.workspace, a.net.has_value(), a.pass_env, &st, &resolved);
   if (st) return st;
   bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
   // Root runs profiles and deny rules in-process, with everything (the private view, the
@@ -322,7 +326,9 @@ int do_run(const cli::RunArgs& a) {
   if (writer) {
     so.sandbox_key = core::new_sandbox_key();
     sb = inprocess_sandbox(core::sandbox_id_string(so.sandbox_key), a);
-    writer->submit(sandbox_record(sb, "created", {}, ""));
+    auto created = sandbox_record(sb, "created", {}, "");
+    if (policy) core::set_resolved_profile(*created.mutable_sandbox(), resolved);
+    writer->submit(std::move(created));
   }
   auto r = core::run_session(so);
   if (writer) {
@@ -332,6 +338,7 @@ int do_run(const cli::RunArgs& a) {
       for (const auto& p : r->enforcement)
         prov.push_back(fmt::format("{}: {}{}", p.mechanism, p.detail, p.enforced ? "" : " (not enforced)"));
     auto rec = sandbox_record(sb, "closed", prov, r ? "in-process run" : "in-process run failed: " + r.error().context);
+    if (policy) core::set_resolved_profile(*rec.mutable_sandbox(), resolved);
     if (r) {
       auto* c = rec.mutable_sandbox();
       c->set_exit_known(true);

@@ -192,6 +192,7 @@ TEST_F(RecordedAttack, HeaderComesFromTheSandboxsOwnRecord) {
   EXPECT_TRUE(std::regex_search(head, std::regex("owner: +uid 0"))) << head;
   EXPECT_TRUE(std::regex_search(head, std::regex("in force: +landlock: abi "))) << head;
   EXPECT_TRUE(std::regex_search(head, std::regex("sandbox: +closed at .*exit status 3"))) << head;
+  EXPECT_TRUE(std::regex_search(head, std::regex("profile sha: +[0-9a-f]{64}\n"))) << head;
   EXPECT_EQ(section(r.out, "Files written outside the workspace").find("out.txt"), std::string::npos) << r.out;
 }
 

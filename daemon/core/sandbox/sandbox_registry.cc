@@ -134,6 +134,11 @@ std::string deterministic(const google::protobuf::Message& m) {
 std::string sha256_hex(std::string_view bytes) { return to_hex(chain_hash("", bytes)); }
 }  // namespace
 
+void set_resolved_profile(v1::SandboxChange& c, const v1::Profile& p) {
+  c.set_resolved_profile(deterministic(p));
+  c.set_profile_digest(sha256_hex(c.resolved_profile()));
+}
+
 void SandboxRegistry::record(const Entry& e, const std::string& phase, const std::string& reason,
                              std::optional<int> exit_status) const {
   if (!recorder_) return;

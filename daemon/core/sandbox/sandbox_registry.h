@@ -33,6 +33,9 @@ struct Peer {
   bool root() const { return uid == 0; }
 };
 
+// The resolved profile in a sandbox record: its deterministic bytes and their SHA-256.
+void set_resolved_profile(v1::SandboxChange& c, const v1::Profile& p);
+
 class SandboxRegistry {
  public:
   // cgroup_parent: where sandbox cgroups go (<cgroup2>/agentcage). mon may be null

@@ -17,6 +17,7 @@
 #include "core/base/fs.h"
 #include "core/base/text.h"
 #include "core/base/unique_fd.h"
+#include "core/store/store.h"
 
 namespace agentcage::core {
 namespace {
@@ -81,15 +82,7 @@ int ChainKeyring::index(std::string_view id) const {
 
 std::string chain_key_id(std::string_view secret) {
   static constexpr std::string_view kLabel = "agentcage chain key id";
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx, kLabel.data(), kLabel.size());
-  EVP_DigestUpdate(ctx, secret.data(), secret.size());
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  return to_hex(std::string_view(reinterpret_cast<char*>(md), len)).substr(0, 16);
+  return to_hex(chain_hash(kLabel, secret)).substr(0, 16);  // SHA-256(label || key)
 }
 
 std::string hmac_sha256(std::string_view key, std::string_view a, std::string_view b) {

@@ -11,6 +11,7 @@
 
 #include <fstream>
 
+#include "support/loopback_listener.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -26,23 +27,7 @@ std::string read_all(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-// A listening TCP socket on 127.0.0.1 (the target a denied connect would have reached).
-struct Listener {
-  int fd = -1;
-  int port = 0;
-  Listener() {
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    listen(fd, 8);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~Listener() { close(fd); }
-};
+using Listener = testing::LoopbackListener;
 
 std::string connect_cmd(const std::string& host, int port) {
   return "python3 -c 'import socket,sys\ntry:\n  socket.create_connection((\"" + host + "\"," + std::to_string(port) +

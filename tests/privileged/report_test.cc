@@ -18,6 +18,7 @@
 
 #include "agentcage/v1/report.pb.h"
 #include "core/events/event_json.h"
+#include "support/loopback_listener.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -27,23 +28,7 @@ using testing::run;
 
 constexpr const char* kChromium = "/usr/bin/chromium-headless-shell";
 
-// A listening TCP socket on 127.0.0.1: the connect would succeed if the policy let it.
-struct Listener {
-  int fd = -1;
-  int port = 0;
-  Listener() {
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    listen(fd, 8);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  ~Listener() { close(fd); }
-};
+using Listener = testing::LoopbackListener;
 
 // The text between "== TITLE" and the next section heading.
 std::string section(const std::string& text, const std::string& title) {

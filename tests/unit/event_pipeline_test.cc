@@ -215,6 +215,30 @@ TEST(EventPipeline, ChildBornIntoTheSandboxIsEnrichedAndItsSetupDropped) {
   expect_enriched(out.events, make_exec_id(kBoot, kLauncher, 100 * kTick));
 }
 
+// A pid namespace: the launcher forks agentcage's init into the sandbox, the init forks
+// the process that builds the view and execs the command. Both are agentcage's own: only
+// the launcher's fork is recorded, and the command's exec names the launcher as parent.
+TEST(EventPipeline, TheSandboxInitAndItsChildsSetupAreDroppedAndTheLauncherIsTheParent) {
+  auto proc = temp_dir();
+  fake_proc(proc, kLauncher, 1, 100, "agentcage", "/usr/bin/agentcage");
+  const uint64_t init_start = 900 * kTick, sh_start = init_start + 1000;
+  Records r;
+  r.add(fork_rec(kLauncher, 600, init_start, "agentcage"));
+  r.add(fork_rec(600, 601, sh_start, "agentcage"));
+  r.add(open_rec(601, 600, sh_start, "/run/agentcage/x/root/etc"));  // the view, built by the init's child
+  r.add(exec_rec(601, 600, sh_start, "/bin/sh"));
+  r.add(open_rec(601, 600, sh_start, "/work/f"));
+  r.add(exit_rec(601, 600, sh_start, "sh"));
+  r.add(exit_rec(600, kLauncher, init_start, "agentcage"));
+  auto out = run(r, proc);
+  EXPECT_EQ(out.setup_dropped, 3u);  // the init's fork, the view's open, the init's exit
+  ASSERT_EQ(out.events.size(), 4u);
+  EXPECT_TRUE(out.events[0].has_fork());
+  ASSERT_TRUE(out.events[1].has_exec());
+  EXPECT_EQ(out.events[1].process().parent_exec_id(), make_exec_id(kBoot, kLauncher, 100 * kTick));
+  EXPECT_EQ(out.events[2].file().path(), "/work/f");
+}
+
 TEST(EventPipeline, HeldChildPlacedIntoTheSandboxIsEnrichedAndItsSetupDropped) {
   // agentcaged: its client starts after the daemon seeded its table, is not tracked, and
   // forks its child outside the sandbox before PlaceProcess moves it in: no fork record;

@@ -228,9 +228,13 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     }
   }
 
-  if (policy.namespaces.net || policy.namespaces.ipc || policy.namespaces.uts)
-    prov.push_back({"namespaces", fmt::format("{}{}{}", policy.namespaces.net ? "net " : "", policy.namespaces.ipc ? "ipc " : "",
-                                              policy.namespaces.uts ? "uts" : ""), true});
+  if (policy.namespaces.net || policy.namespaces.ipc || policy.namespaces.uts || policy.namespaces.pid) {
+    std::string names;
+    for (auto [on, name] : {std::pair{policy.namespaces.net, "net"}, {policy.namespaces.ipc, "ipc"},
+                            {policy.namespaces.uts, "uts"}, {policy.namespaces.pid, "pid (agentcage init as pid 1)"}})
+      if (on) names += (names.empty() ? "" : " ") + std::string(name);
+    prov.push_back({"namespaces", names, true});
+  }
   if (policy.unprivileged)
     prov.push_back({"caps", "unprivileged launcher: no capabilities held; no_new_privs", true});
   else

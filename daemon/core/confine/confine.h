@@ -62,12 +62,13 @@ struct NetPortPolicy {
 };
 
 // Extra namespaces for the child (the mount namespace comes with the filesystem view).
-// A pid namespace is not offered here: unshare(CLONE_NEWPID) only affects children, so it
-// belongs in the launcher's clone flags.
 struct NamespacePolicy {
   bool net = false;   // no network at all: only a down loopback
   bool ipc = false;   // private SysV IPC and POSIX message queues
   bool uts = false;   // private hostname
+  // A pid namespace under agentcage's init. unshare(CLONE_NEWPID) only affects children,
+  // so it is not applied in the child but by the launcher (SpawnOptions::pid_namespace).
+  bool pid = false;
 };
 
 struct RlimitSetting {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <string_view>
 
@@ -60,6 +61,11 @@ struct ChildPlan {
   size_t nkeep;
   int err_fd;
   int hold_fd;  // -1 when the child is born in its cgroup
+  int life_fd;  // read end of the launcher's life pipe; -1 without a sandbox init
+  // For the init to remove the sandbox cgroup when the launcher died (no one else will):
+  // the cgroup directory and its parent's cgroup.procs. Null: not removed.
+  const char* cgroup_dir;
+  const char* parent_procs;
 };
 
 [[noreturn]] void child_fail(int pipe_fd, int err, const char* what) {
@@ -127,6 +133,88 @@ int seal_inherited_fds(const ChildPlan& p, const char** what) {
   if (int e = seal_inherited_fds(p, &what)) child_fail(p.err_fd, e, what);
   ::execve(p.file, p.argv, p.envp);
   child_fail(p.err_fd, errno, "execve");
+}
+
+// pid 1 of the sandbox's pid namespace (SpawnOptions::pid_namespace). Forked from a
+// possibly threaded launcher (agentcaged), so it lives on system calls alone, like
+// child_main. It forks the command, then only forwards signals, reaps, and ends the
+// namespace: when the command exits (its status becomes the init's, so the launcher's
+// wait sees the command's) and when the launcher dies. Signals reach a namespace's init
+// only when it handles them; blocked and read from a signalfd, they are handled here.
+[[noreturn]] void init_main(const ChildPlan& p) {
+  if (p.hold_fd >= 0) {
+    char c;
+    if (::read(p.hold_fd, &c, 1) != 1) child_fail(p.err_fd, EPIPE, "waiting for cgroup placement");
+    ::close(p.hold_fd);
+  }
+  // The launcher's death is seen on the life pipe (its write end closes with the
+  // launcher, even one that died before we got here), not by PR_SET_PDEATHSIG: a SIGKILL
+  // would end the init before it could remove the cgroup, and no other signal reaches a
+  // namespace's init unless it handles it.
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  sigset_t handled = forwarded_set();
+  sigaddset(&handled, SIGCHLD);
+  int sfd = ::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) child_fail(p.err_fd, errno, "signalfd for the sandbox init");
+  // A raw clone, not fork(): glibc's fork runs atfork handlers that may take locks another
+  // thread of the launcher held when it cloned us.
+  long agent = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (agent < 0) child_fail(p.err_fd, errno, "fork the command under the sandbox init");
+  if (agent == 0) {
+    ChildPlan cp = p;
+    cp.hold_fd = -1;
+    child_main(cp);  // reports its own failures on the error pipe; exits 127 then
+  }
+  // Only the life pipe and the signalfd stay: the error pipe must close here so the
+  // launcher sees the command's exec, and nothing the launcher held is the init's business.
+  const int keep_lo = p.life_fd < sfd ? p.life_fd : sfd, keep_hi = p.life_fd < sfd ? sfd : p.life_fd;
+  ::syscall(SYS_close_range, 3u, static_cast<unsigned>(keep_lo - 1), 0u);
+  ::syscall(SYS_close_range, static_cast<unsigned>(keep_lo + 1), static_cast<unsigned>(keep_hi - 1), 0u);
+  ::syscall(SYS_close_range, static_cast<unsigned>(keep_hi + 1), ~0u, 0u);
+  ::close(p.err_fd);  // in case close_range is unavailable
+  int status = 128 + SIGKILL;
+  bool orphaned = false;
+  for (;;) {
+    struct pollfd f[2] = {{sfd, POLLIN, 0}, {p.life_fd, POLLIN, 0}};
+    if (::poll(f, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (f[1].revents) {  // the launcher is gone: nothing of the sandbox runs unsupervised
+      orphaned = true;
+      break;
+    }
+    if (!(f[0].revents & POLLIN)) continue;
+    struct signalfd_siginfo si;
+    while (::read(sfd, &si, sizeof si) == sizeof si)
+      if (si.ssi_signo != SIGCHLD) ::kill(static_cast<pid_t>(agent), static_cast<int>(si.ssi_signo));
+    int ws = 0;
+    pid_t w;
+    bool done = false;
+    while ((w = ::waitpid(-1, &ws, WNOHANG)) > 0)
+      if (w == agent) {
+        status = exit_status_from_wait(ws);
+        done = true;
+      }
+    if (done) break;
+  }
+  // What the command left behind ends with it, as the cgroup kill would end it.
+  ::kill(-1, SIGKILL);
+  if (orphaned && p.cgroup_dir && p.parent_procs) {
+    // The launcher would have destroyed the cgroup: with every process of the namespace
+    // reaped, the init leaves it for the parent and removes it.
+    for (;;)
+      if (::waitpid(-1, nullptr, 0) < 0 && errno != EINTR) break;
+    int fd = ::open(p.parent_procs, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)!::write(fd, "0", 1);
+      ::close(fd);
+    }
+    ::rmdir(p.cgroup_dir);
+  }
+  ::_exit(status);
 }
 
 // The descriptors to keep, sorted and unique, or the error naming a bad one.
@@ -203,10 +291,32 @@ Result<Child> spawn(const SpawnOptions& opts) {
   if (::pipe2(errp, O_CLOEXEC) != 0) return sys_error("pipe2");
   UniqueFd err_r(errp[0]), err_w(errp[1]);
 
+  UniqueFd life_r, life_w;
+  if (opts.pid_namespace) {
+    int lp[2];
+    if (::pipe2(lp, O_CLOEXEC) != 0) return sys_error("pipe2");
+    life_r.reset(lp[0]);
+    life_w.reset(lp[1]);
+  }
+  std::string parent_procs;
+  if (!opts.cgroup_path.empty()) parent_procs = std::filesystem::path(opts.cgroup_path).parent_path().string() + "/cgroup.procs";
+  auto plan = [&](int hold_fd) {
+    return ChildPlan{&opts, file.c_str(), argv.data(), env, keep->data(), keep->size(), err_w.get(), hold_fd,
+                     opts.pid_namespace ? life_r.get() : -1, opts.cgroup_path.empty() ? nullptr : opts.cgroup_path.c_str(),
+                     parent_procs.empty() ? nullptr : parent_procs.c_str()};
+  };
+  auto start = [&](const ChildPlan& p) {
+    if (opts.pid_namespace) {
+      ::close(life_w.get());  // the launcher's end only: its closing is the launcher's death
+      init_main(p);
+    }
+    child_main(p);
+  };
+
   Child child;
   int pidfd = -1;
   struct clone_args args{};
-  args.flags = CLONE_PIDFD | (opts.cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+  args.flags = CLONE_PIDFD | (opts.cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0) | (opts.pid_namespace ? CLONE_NEWPID : 0);
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   args.cgroup = opts.cgroup_fd >= 0 ? static_cast<uint64_t>(opts.cgroup_fd) : 0;
@@ -214,7 +324,7 @@ Result<Child> spawn(const SpawnOptions& opts) {
   errno = ENOSYS;
   if (!opts.place) {
     r = ::syscall(SYS_clone3, &args, sizeof args);
-    if (r == 0) child_main(ChildPlan{&opts, file.c_str(), argv.data(), env, keep->data(), keep->size(), err_w.get(), -1});
+    if (r == 0) start(plan(-1));
   }
 
   if (r < 0) {
@@ -224,10 +334,12 @@ Result<Child> spawn(const SpawnOptions& opts) {
     int holdp[2];
     if (::pipe2(holdp, O_CLOEXEC) != 0) return sys_error("pipe2");
     UniqueFd hold_r(holdp[0]), hold_w(holdp[1]);
-    pid_t pid = ::fork();
-    if (pid < 0) return sys_error("fork");
-    if (pid == 0)
-      child_main(ChildPlan{&opts, file.c_str(), argv.data(), env, keep->data(), keep->size(), err_w.get(), hold_r.get()});
+    // clone(CLONE_NEWPID) with no stack is a fork into a new pid namespace.
+    pid_t pid = opts.pid_namespace
+                    ? static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD | CLONE_NEWPID, nullptr, nullptr, nullptr, nullptr))
+                    : ::fork();
+    if (pid < 0) return sys_error(opts.pid_namespace ? "clone(CLONE_NEWPID)" : "fork");
+    if (pid == 0) start(plan(hold_r.get()));
     child.pid = pid;
     child.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!child.pidfd) {
@@ -262,6 +374,8 @@ Result<Child> spawn(const SpawnOptions& opts) {
   }
 
   err_w.reset();
+  life_r.reset();
+  child.life = std::move(life_w);
   if (auto st = await_exec(err_r.get(), child.pid, opts.argv[0]); !st) return std::unexpected(st.error());
   return child;
 }

@@ -33,12 +33,21 @@ struct SpawnOptions {
   // The command's whole environment, "NAME=value" (e.g. SandboxPolicy::env.env); argv[0]
   // is looked up in its PATH. Unset: the launcher's own environ (a run without a profile).
   std::optional<std::vector<std::string>> env;
+  // Start the command in a new pid namespace under a small agentcage init (pid 1 there):
+  // it forwards the launcher's signals to the command, reaps orphans, exits with the
+  // command's status, and takes every process of the namespace with it when the command
+  // ends or the launcher dies (SIGKILL of the launcher included). Needs CAP_SYS_ADMIN.
+  bool pid_namespace = false;
 };
 
 // A started child. The pidfd makes waiting and signalling race-free against pid reuse.
+// With SpawnOptions::pid_namespace, pid/pidfd are the init's (signals sent to it reach
+// the command; its exit status is the command's) and `life` is the launcher's end of the
+// pipe whose closing makes the init kill the namespace: dropping the Child ends the sandbox.
 struct Child {
   pid_t pid = -1;
   UniqueFd pidfd;
+  UniqueFd life;
 };
 
 // clone3(CLONE_INTO_CGROUP | CLONE_PIDFD) so the child never runs outside its cgroup;

@@ -79,6 +79,17 @@ bool EventPipeline::is_setup(v1::Event& ev) {
     if (p->parent_exec_id().empty()) p->set_parent_exec_id(launcher_exec_id);
   };
   if (ev.has_fork()) {
+    // A setup process that forks is the sandbox's init (pid namespace): the process it
+    // forks prepares the confinement and execs the command, so it is setup too, and the
+    // command is recorded as the launcher's child, the init being agentcage's own.
+    // (A fork record names its parent by pid alone; the table says which process that is.)
+    const ProcessInfo* init = procs_.find(p->pid());
+    if (auto it = setup_.find(p->pid()); it != setup_.end() && init && init->exec_id == it->second.exec_id) {
+      std::string launcher = it->second.launcher_exec_id;
+      if (launcher.empty()) launcher = init->parent_exec_id;
+      setup_[ev.fork().child_pid()] = SetupProcess{ev.fork().child_exec_id(), launcher, true};
+      return true;
+    }
     // Recorded: the launcher's fork is where the sandbox's process tree starts.
     const ProcessInfo* parent = procs_.find(p->pid());
     if (parent && parent->sandbox_id == ev.sandbox_id()) return false;
@@ -90,7 +101,10 @@ bool EventPipeline::is_setup(v1::Event& ev) {
     if (auto it = setup_.find(p->pid()); it != setup_.end()) {
       if (it->second.exec_id == p->exec_id()) {
         bool exec = ev.has_exec();
-        if (exec) name_parent(it->second.launcher_exec_id);
+        if (exec && it->second.under_init && !it->second.launcher_exec_id.empty())
+          p->set_parent_exec_id(it->second.launcher_exec_id);
+        else if (exec)
+          name_parent(it->second.launcher_exec_id);
         // Its exec starts the command (recorded from here on); an exit ends a failed launch.
         if (exec || ev.has_exit()) setup_.erase(it);
         return !exec;

@@ -94,6 +94,7 @@ class EventPipeline {
   struct SetupProcess {
     std::string exec_id;
     std::string launcher_exec_id;  // named as the parent at its exec (empty: the table knows)
+    bool under_init = false;       // forked by the sandbox's init: the launcher replaces it as parent
   };
   bool is_setup(v1::Event& ev);
   const LauncherInfo* starts_setup(const std::string& sandbox_id, uint32_t parent_pid);

@@ -162,10 +162,7 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
       case P::NAMESPACE_IPC: c.namespaces.ipc = true; break;
       case P::NAMESPACE_UTS: c.namespaces.uts = true; break;
       case P::NAMESPACE_MOUNT: break;  // the private view is a mount namespace
-      case P::NAMESPACE_PID:
-        out.notes.push_back("namespaces: pid is not applied; the sandbox's own procfs hides other processes "
-                            "(hidepid) and Landlock scoping keeps signals inside");
-        break;
+      case P::NAMESPACE_PID: c.namespaces.pid = true; break;
       case P::NAMESPACE_USER:
         out.notes.push_back("namespaces: user is not applied (capabilities are dropped instead)");
         break;
@@ -235,6 +232,9 @@ void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes) {
   if (p.namespaces.ipc || p.namespaces.uts)
     note("unprivileged: no ipc/uts namespaces (they need root); SysV IPC and the hostname are the host's");
   p.namespaces.ipc = p.namespaces.uts = false;
+  if (p.namespaces.pid)
+    note("unprivileged: no pid namespace (it needs root); Landlock scoping keeps the agent's signals inside");
+  p.namespaces.pid = false;
   p.uid.reset();
   p.gid.reset();
   p.groups.clear();

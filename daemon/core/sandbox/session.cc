@@ -232,6 +232,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   so.child_setup = opts.child_setup;
   so.keep_fds = opts.pass_fds;
   so.env = opts.env;
+  so.pid_namespace = opts.confine && opts.confine->namespaces.pid;
   if (conf) {
     // Runs in the child: the caller's hook first, then the confinement steps.
     so.child_setup = [user = opts.child_setup, c = conf.get()](const char** what) -> int {

@@ -170,8 +170,10 @@ Parsed parse(const std::vector<std::string>& args) {
                   "registry tokens, SSH_AUTH_SOCK and *_TOKEN/*_API_KEY/*SECRET*/*PASSWORD* variables\n"
                   "out). The names (never the values) of what was kept out are printed to standard\n"
                   "error; --pass-env NAME lets one through.\n"
-                  "With agentcaged running, the daemon creates the sandbox (unprivileged users may run);\n"
-                  "otherwise, as root, the same core runs in-process.\n"
+                  "With agentcaged running, every run goes through it, root's too: with --profile the\n"
+                  "daemon starts the command itself with the whole profile, as your uid, and the run\n"
+                  "survives a daemon restart; your death ends it. Without the daemon, root runs the\n"
+                  "same engine in-process (so do --no-daemon and --deny-path/--deny-exec).\n"
                   "Example: agentcage run --allow-net 127.0.0.1:8080/tcp -- python3 agent.py");
 
   TraceArgs trace;

@@ -29,11 +29,13 @@
 #include "core/events/event_json.h"
 #include "core/sandbox/sandbox_registry.h"
 #include "core/sandbox/session.h"
+#include "core/sandbox/launch.h"
 #include "grpc/client.h"
 #include "core/store/store.h"
 #include "core/store/store_writer.h"
 #include "grpc/audit_sink.h"
 #include "offline.h"
+#include "violation_relay.h"
 
 namespace {
 
@@ -61,11 +63,25 @@ int fail_run(const core::Error& e) {
 // One JSON convention for every message: argv and paths are `bytes` and read as text.
 std::string to_json(const google::protobuf::Message& m) { return core::message_json(m); }
 
-// `run` through agentcaged: the daemon creates the sandbox and places our held child in
-// it; we supervise the child and close the sandbox. Works for unprivileged users.
-// With a profile, the daemon installs its network policy and attributes its denials; we
-// confine our child with what an unprivileged process can apply (limit_to_unprivileged).
-// Network options without a profile are installed by the daemon the same way.
+// `run` through agentcaged. With a profile the daemon starts the command itself
+// (CreateSandboxRequest.launch) with the profile's whole confinement, as our uid: we hand
+// it our stdio and --pass-fd descriptors on the launch socket, then relay signals and
+// wait for the exit status over that connection, which the sandbox's init holds (so a
+// daemon restart does not interrupt the run, and our death ends it). Without a profile
+// (network options at most) we start the command and the daemon places it in the
+// sandbox, whose network policy it installs. Root and other users alike.
+int close_sandbox(v1::Control::Stub& stub, const std::string& id, int status) {
+  v1::CloseSandboxRequest c;
+  c.set_sandbox_id(id);
+  c.set_exit_status(status);
+  v1::CloseSandboxResponse cr;
+  grpc::ClientContext ctx;
+  if (auto st = stub.CloseSandbox(&ctx, c, &cr); !st.ok()) fail(grpcapi::rpc_error("CloseSandbox", st));
+  return status;
+}
+
+const char* line_reset();
+
 int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
                    const std::optional<core::SandboxPolicy>& policy = std::nullopt) {
   auto stub = v1::Control::NewStub(ch);
@@ -73,17 +89,12 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
   req.set_profile(a.profile);
   // The daemon resolves the profile for us: it needs the workspace absolute.
   req.set_workspace(policy ? core::ProfileVars::from_environment(a.workspace).workspace : a.workspace);
-  core::ConfinePolicy confine;
   if (policy) {
-    confine = policy->confine;
-    if (auto st = core::check_unprivileged_enforceable(confine); !st) {
-      fail(st.error());
-      return 2;
-    }
-    std::vector<std::string> notes;
-    core::limit_to_unprivileged(confine, &notes);
-    for (const auto& n : notes) spdlog::info("profile {}: {}", policy->profile, n);
-    if (auto ok = core::check_command_allowed(confine, a.command[0], &policy->env.env); !ok) return fail(ok.error());
+    if (auto ok = core::check_command_allowed(policy->confine, a.command[0], &policy->env.env); !ok) return fail(ok.error());
+    auto* l = req.mutable_launch();
+    for (char** e = environ; *e; ++e) l->add_env(*e);
+    for (const auto& n : a.pass_env) l->add_pass_env(n);
+    for (int fd : a.pass_fds) l->add_pass_fds(fd);
   }
   for (const auto& s : a.command) req.add_argv(s);
   // --allow-net/--allow-unix/--net-default travel in the request: the daemon enforces
@@ -96,25 +107,28 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
     if (!st.ok()) return fail(grpcapi::rpc_error("CreateSandbox", st));
   }
   spdlog::debug("sandbox {} ({})", sb.id(), sb.cgroup_path());
-  std::unique_ptr<core::PreparedConfinement> conf;
+  std::mutex mu;
+  cli::ViolationRelay relay(ch, sb.id(), [&](const v1::Event& ev) {
+    std::lock_guard lk(mu);
+    fprintf(stderr, "%sagentcage: %s: %s\n", line_reset(), ev.has_violation() ? "violation" : "loss",
+            core::to_text_line(ev).c_str());
+  });
   if (policy) {
-    auto pc = core::prepare_confinement(confine, core::probe_kernel_features(), core::ConfineContext{sb.id(), sb.cgroup_path()});
-    if (!pc) {
-      v1::CloseSandboxRequest c;
-      c.set_sandbox_id(sb.id());
-      v1::CloseSandboxResponse cr;
-      grpc::ClientContext ctx;
-      (void)stub->CloseSandbox(&ctx, c, &cr);
-      return fail(pc.error());
+    int status = 1;
+    auto conn = core::send_launch(a.socket, sb.id(), a.pass_fds);
+    if (!conn) {
+      fail(conn.error());
+    } else if (auto r = core::supervise_launch(conn->get(), &status); !r) {
+      fail(r.error());  // status says how it ended all the same (127/126, 137, 1)
     }
-    conf = std::move(*pc);
+    close_sandbox(*stub, sb.id(), status);
+    relay.finish(std::chrono::seconds(2));
+    return status;
   }
   // The forwarded signals were blocked by do_run before any gRPC thread existed.
   core::SpawnOptions so;
   so.argv = a.command;
   so.keep_fds = a.pass_fds;
-  if (policy) so.env = policy->env.env;  // the same plan the in-process path spawns with
-  if (conf) so.child_setup = [c = conf.get()](const char** what) { return core::apply_in_child(*c, what); };
   so.place = [&](pid_t pid) -> core::Status {
     v1::PlaceProcessRequest p;
     p.set_sandbox_id(sb.id());
@@ -134,12 +148,8 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
     if (!w) fail(w.error());
     else status = *w;
   }
-  v1::CloseSandboxRequest c;
-  c.set_sandbox_id(sb.id());
-  c.set_exit_status(status);
-  v1::CloseSandboxResponse cr;
-  grpc::ClientContext ctx;
-  if (auto st = stub->CloseSandbox(&ctx, c, &cr); !st.ok()) fail(grpcapi::rpc_error("CloseSandbox", st));
+  close_sandbox(*stub, sb.id(), status);
+  relay.finish(std::chrono::seconds(2));
   return status;
 }
 
@@ -260,10 +270,9 @@ int do_run(const cli::RunArgs& a) {
       load_policy(a.profile, a.workspace, a.net.has_value(), a.pass_env, &st, &resolved);
   if (st) return st;
   bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
-  // Root runs profiles and deny rules in-process, with everything (the private view, the
-  // pids limit). Through agentcaged an unprivileged caller gets a profile's network policy
-  // (the daemon's cgroup-BPF) and the confinement it can apply to its own child.
-  bool embedded = a.no_daemon || ((deny || policy) && geteuid() == 0);
+  // Through agentcaged whenever it listens, root included: one engine, and ps, events,
+  // the audit stream see every run. Deny rules (BPF LSM) are root's, in-process.
+  bool embedded = a.no_daemon || (deny && geteuid() == 0);
   if (!embedded && grpcapi::daemon_listening(a.socket)) {
     if (deny) {
       fprintf(stderr,

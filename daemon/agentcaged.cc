@@ -14,6 +14,7 @@
 #include "core/audit/audit_client.h"
 #include "core/store/chain_key.h"
 #include "core/sandbox/daemon.h"
+#include "core/sandbox/launch.h"
 #include "grpc/audit_sink.h"
 #include "grpc/client.h"
 #include "grpc/services.h"
@@ -122,7 +123,10 @@ int main(int argc, char** argv) {
       [&]() -> core::Status {
         control = std::make_unique<grpcapi::ControlService>(daemon, *peers);
         events = std::make_unique<grpcapi::EventsService>(daemon, *peers);
-        auto s = grpcapi::UdsServer::start(opts.socket_path, {control.get(), events.get()}, peers);
+        auto s = grpcapi::UdsServer::start(opts.socket_path, {control.get(), events.get()}, peers,
+                                           [&](core::UniqueFd conn, const core::Peer& peer) {
+                                             core::serve_launch(daemon.registry(), std::move(conn), peer);
+                                           });
         if (!s) return std::unexpected(s.error());
         server = std::move(*s);
         return {};

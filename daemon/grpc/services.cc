@@ -114,6 +114,21 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
   if (!req->workspace().empty() && req->workspace()[0] != '/')
     return done(ctx, {StatusCode::INVALID_ARGUMENT, "workspace: must be an absolute path"});
   if (static_cast<size_t>(req->argv_size()) > kMaxArgv) return done(ctx, {StatusCode::INVALID_ARGUMENT, "argv: too many arguments"});
+  if (req->has_launch()) {
+    const auto& l = req->launch();
+    if (req->profile().empty())
+      return done(ctx, {StatusCode::INVALID_ARGUMENT, "launch: needs a profile (without one the client starts its command)"});
+    if (req->argv_size() == 0) return done(ctx, {StatusCode::INVALID_ARGUMENT, "argv: the command to launch is required"});
+    if (static_cast<size_t>(l.env_size()) > kMaxArgv) return done(ctx, {StatusCode::INVALID_ARGUMENT, "launch.env: too many variables"});
+    if (static_cast<size_t>(l.pass_env_size()) > kMaxArgv)
+      return done(ctx, {StatusCode::INVALID_ARGUMENT, "launch.pass_env: too many names"});
+    if (static_cast<size_t>(l.pass_fds_size()) > core::kMaxLaunchFds)
+      return done(ctx, {StatusCode::INVALID_ARGUMENT, fmt::format("launch.pass_fds: at most {} descriptors", core::kMaxLaunchFds)});
+    for (int fd : l.pass_fds())
+      if (fd <= 2 || fd > 1'000'000)
+        return done(ctx, {StatusCode::INVALID_ARGUMENT,
+                          fmt::format("launch.pass_fds: {} is not a descriptor to pass (0-2 always are; above 2)", fd)});
+  }
   // A profile is resolved for the caller (its workspace, home and user), never the daemon.
   std::optional<core::SandboxPolicy> policy;
   v1::Profile resolved;  // recorded with the sandbox, so a restarted daemon enforces the same
@@ -136,7 +151,14 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
     vars.user = pw.pw_name;
     auto r = core::resolve_profile(req->profile(), vars);
     if (!r) return done(ctx, {StatusCode::INVALID_ARGUMENT, r.error().message()});
-    auto c = core::compile_profile(r->profile, core::PolicyContext{req->workspace()});
+    // A launched command's environment is the caller's, filtered by the profile here as
+    // the in-process path filters its own.
+    core::PolicyContext pctx{req->workspace()};
+    if (req->has_launch()) {
+      pctx.env.assign(req->launch().env().begin(), req->launch().env().end());
+      pctx.pass_env.assign(req->launch().pass_env().begin(), req->launch().pass_env().end());
+    }
+    auto c = core::compile_profile(r->profile, pctx);
     if (!c) return done(ctx, {StatusCode::INVALID_ARGUMENT, c.error().message()});
     policy = std::move(*c);
     resolved = std::move(r->profile);
@@ -154,6 +176,11 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
     policy.emplace();
     policy->net = std::move(*net);
   }
+  // One engine: a profiled command is started by the daemon with the whole profile, never
+  // by a client applying what it can to itself.
+  if (!req->profile().empty() && !req->has_launch())
+    return done(ctx, {StatusCode::INVALID_ARGUMENT, "launch: a sandbox with a profile is started by the daemon "
+                                                    "(set launch; `agentcage run --profile` does)"});
   auto sb = d_.registry().create(*p, *req, policy ? &*policy : nullptr, req->profile().empty() ? nullptr : &resolved);
   if (!sb) return done(ctx, {policy ? StatusCode::FAILED_PRECONDITION : StatusCode::INTERNAL, sb.error().message()});
   *resp = *sb;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "grpc/uds_server.h"
 
+#include "core/sandbox/launch.h"
+
 #include <grpcpp/server_posix.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -37,7 +39,8 @@ std::optional<core::Peer> PeerTable::lookup(const std::string& grpc_peer) const 
 }
 
 core::Result<std::unique_ptr<UdsServer>> UdsServer::start(const std::string& path,
-                                                          std::vector<grpc::Service*> services, PeerTable* peers) {
+                                                          std::vector<grpc::Service*> services, PeerTable* peers,
+                                                          LaunchHandler on_launch) {
   std::unique_ptr<UdsServer> s(new UdsServer());
   s->peers_ = peers;
   s->path_ = path;
@@ -64,6 +67,22 @@ core::Result<std::unique_ptr<UdsServer>> UdsServer::start(const std::string& pat
     return core::sys_error("bind(" + path + ")");
   ::chmod(path.c_str(), 0666);
   if (::listen(s->listen_fd_.get(), 64) != 0) return core::sys_error("listen(" + path + ")");
+  if (on_launch) {
+    // Same stale-socket rule: the control socket above was free, so is this one's name.
+    s->launch_path_ = core::launch_socket_path(path);
+    sockaddr_un la{};
+    if (s->launch_path_.size() >= sizeof la.sun_path) return core::error("socket path too long: " + s->launch_path_);
+    la.sun_family = AF_UNIX;
+    std::memcpy(la.sun_path, s->launch_path_.c_str(), s->launch_path_.size());
+    ::unlink(s->launch_path_.c_str());
+    s->launch_fd_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!s->launch_fd_) return core::sys_error("socket(AF_UNIX, SOCK_SEQPACKET)");
+    if (::bind(s->launch_fd_.get(), reinterpret_cast<sockaddr*>(&la), sizeof la) != 0)
+      return core::sys_error("bind(" + s->launch_path_ + ")");
+    ::chmod(s->launch_path_.c_str(), 0666);
+    if (::listen(s->launch_fd_.get(), 64) != 0) return core::sys_error("listen(" + s->launch_path_ + ")");
+    s->on_launch_ = std::move(on_launch);
+  }
   s->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!s->wake_fd_) return core::sys_error("eventfd");
 
@@ -79,13 +98,21 @@ core::Result<std::unique_ptr<UdsServer>> UdsServer::start(const std::string& pat
 
 void UdsServer::accept_loop() {
   while (!stopping_.load()) {
-    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
+    pollfd fds[3] = {{listen_fd_.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}, {launch_fd_.get(), POLLIN, 0}};
+    if (::poll(fds, launch_fd_ ? 3 : 2, -1) < 0) {
       if (errno == EINTR) continue;
       spdlog::error("poll(control socket): {}", strerror(errno));
       return;
     }
     if (fds[1].revents) return;
+    if (launch_fd_ && (fds[2].revents & POLLIN)) {
+      core::UniqueFd conn(::accept4(launch_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      ucred cred{};
+      socklen_t clen = sizeof cred;
+      if (conn && ::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+        on_launch_(std::move(conn), core::Peer{cred.pid, cred.uid, cred.gid});
+    }
+    if (!(fds[0].revents & POLLIN)) continue;
     int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
     ucred cred{};
@@ -109,6 +136,7 @@ void UdsServer::shutdown() {
   if (acceptor_.joinable()) acceptor_.join();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   ::unlink(path_.c_str());
+  if (!launch_path_.empty()) ::unlink(launch_path_.c_str());
 }
 
 UdsServer::~UdsServer() { shutdown(); }

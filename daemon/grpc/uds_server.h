@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,8 +40,12 @@ class UdsServer {
  public:
   // Creates the socket (parent directory 0755, socket 0666: every local user may connect;
   // what each may do is decided per call from its credentials) and starts serving.
+  // With `on_launch`: also the launch socket (core::launch_socket_path(path), 0666 as
+  // well), whose connections are handed to it with their credentials, one at a time.
+  using LaunchHandler = std::function<void(core::UniqueFd conn, const core::Peer& peer)>;
   static core::Result<std::unique_ptr<UdsServer>> start(const std::string& path,
-                                                        std::vector<grpc::Service*> services, PeerTable* peers);
+                                                        std::vector<grpc::Service*> services, PeerTable* peers,
+                                                        LaunchHandler on_launch = {});
   ~UdsServer();
   void shutdown();
 
@@ -48,8 +53,10 @@ class UdsServer {
   UdsServer() = default;
   void accept_loop();
 
-  std::string path_;
+  std::string path_, launch_path_;
   core::UniqueFd listen_fd_;
+  core::UniqueFd launch_fd_;  // the launch socket; empty without a handler
+  LaunchHandler on_launch_;
   core::UniqueFd wake_fd_;  // eventfd to stop the accept loop
   std::unique_ptr<grpc::Server> server_;
   PeerTable* peers_ = nullptr;  // owned by the caller; outlives the server

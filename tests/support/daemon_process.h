@@ -26,6 +26,7 @@ class DaemonProcess {
 
   const std::string& dir() const { return dir_; }
   const std::string& socket() const { return sock_; }
+  pid_t pid() const { return pid_; }
   std::string log() const;
 
  private:

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// What a profile keeps for an unprivileged launcher (daemon mode), and what it refuses.
+// What a profile keeps for an unprivileged launcher, and what agentcaged keeps for a caller.
 #include <gtest/gtest.h>
 
 #include "core/sandbox/sandbox_policy.h"
@@ -36,28 +36,21 @@ TEST(UnprivilegedPolicy, KeepsLandlockSeccompAndLimitsDropsWhatNeedsRoot) {
   EXPECT_EQ(notes.size(), 3u);  // view, pids, namespaces
 }
 
-TEST(UnprivilegedPolicy, ReachableDenyInsideAnAllowedTreeIsRefused) {
+// agentcaged starting a command for a caller: a root caller keeps the policy as it is;
+// another caller may not switch to another user (nothing forks before that refusal).
+TEST(CallerPolicy, RootKeepsThePolicyAndOthersCannotNameAUser) {
   auto p = base_policy();
-  p.fs.deny = {"/etc/hostname"};  // readable by everyone, inside /etc
-  auto st = check_unprivileged_enforceable(p);
+  p.uid = 1000;
+  auto before = p.fs.read;
+  std::vector<std::string> notes;
+  ASSERT_TRUE(confine_for_caller(p, 0, 0, {}, &notes));
+  EXPECT_EQ(p.uid, std::optional<uid_t>(1000));
+  EXPECT_EQ(p.fs.read, before);
+  EXPECT_TRUE(notes.empty());
+  auto st = confine_for_caller(p, 65534, 65534, {}, &notes);
   ASSERT_FALSE(st);
-  EXPECT_NE(st.error().message().find("/etc/hostname"), std::string::npos) << st.error().message();
-  EXPECT_NE(st.error().message().find("run as root"), std::string::npos) << st.error().message();
-}
-
-TEST(UnprivilegedPolicy, DenyOutsideTheTreesOrUnreachableIsFine) {
-  auto p = base_policy();
-  p.fs.deny = {"/srv/x", "/etc/agentcage-does-not-exist", "/var/lib/whatever"};
-  EXPECT_TRUE(check_unprivileged_enforceable(p));
-}
-
-TEST(UnprivilegedPolicy, NetNamespaceAndIdSwitchNeedRoot) {
-  auto p = base_policy();
-  p.namespaces.net = true;
-  EXPECT_FALSE(check_unprivileged_enforceable(p));
-  p = base_policy();
-  p.uid = 1;
-  EXPECT_FALSE(check_unprivileged_enforceable(p));
+  EXPECT_NE(st.error().message().find("only root may run a profile as another user"), std::string::npos)
+      << st.error().message();
 }
 
 }  // namespace

@@ -117,6 +117,7 @@ struct ConfineContext {
   std::string sandbox_id;           // names the v1 pids cgroup and the scratch dir
   std::string cgroup2_path;         // the sandbox's v2 cgroup
   std::string scratch_dir = kRunDir;
+  std::string cwd;                  // the command's working directory; empty: this process's
 };
 
 // One line per mechanism of what is enforced and by what ("enforcement provenance").

@@ -6,8 +6,10 @@
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,7 +68,24 @@ struct ChildPlan {
   // the cgroup directory and its parent's cgroup.procs. Null: not removed.
   const char* cgroup_dir;
   const char* parent_procs;
+  bool supervised;  // life_fd is SpawnOptions::supervisor_fd (frames), not the life pipe
+  const std::pair<int, int>* fd_map;
+  size_t nmap;
+  int* fd_tmp;      // nmap slots for apply_fd_map()
+  const char* cwd;  // null: unchanged
 };
+
+// SpawnOptions::fd_map, in the child: each source first moves above every number in
+// play (a source may sit on another's target), then onto its target.
+int apply_fd_map(const ChildPlan& p) {
+  int base = 3;
+  for (size_t i = 0; i < p.nmap; ++i) base = std::max({base, p.fd_map[i].first + 1, p.fd_map[i].second + 1});
+  for (size_t i = 0; i < p.nmap; ++i)
+    if ((p.fd_tmp[i] = ::fcntl(p.fd_map[i].first, F_DUPFD_CLOEXEC, base)) < 0) return errno;
+  for (size_t i = 0; i < p.nmap; ++i)
+    if (::dup2(p.fd_tmp[i], p.fd_map[i].second) < 0) return errno;  // the target is inheritable
+  return 0;
+}
 
 [[noreturn]] void child_fail(int pipe_fd, int err, const char* what) {
   ChildFailure f{};
@@ -126,6 +145,9 @@ int seal_inherited_fds(const ChildPlan& p, const char** what) {
   for (int s : kForwarded) ::signal(s, SIG_DFL);
   ::signal(SIGPIPE, SIG_DFL);
   const char* what = "child setup";
+  if (p.nmap)
+    if (int e = apply_fd_map(p)) child_fail(p.err_fd, e, "hand over the caller's descriptors");
+  if (p.cwd && ::chdir(p.cwd) != 0) child_fail(p.err_fd, errno, "chdir to the caller's working directory");
   if (p.opts->child_setup) {
     int e = p.opts->child_setup(&what);
     if (e != 0) child_fail(p.err_fd, e, what);
@@ -151,6 +173,8 @@ int seal_inherited_fds(const ChildPlan& p, const char** what) {
   // launcher, even one that died before we got here), not by PR_SET_PDEATHSIG: a SIGKILL
   // would end the init before it could remove the cgroup, and no other signal reaches a
   // namespace's init unless it handles it.
+  // Named in ps and /proc/PID/comm (its command line stays the launcher's: it never execs).
+  ::prctl(PR_SET_NAME, "agentcage-init");
   sigset_t all;
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -182,9 +206,18 @@ int seal_inherited_fds(const ChildPlan& p, const char** what) {
       if (errno == EINTR) continue;
       break;
     }
-    if (f[1].revents) {  // the launcher is gone: nothing of the sandbox runs unsupervised
-      orphaned = true;
-      break;
+    if (f[1].revents) {
+      // The supervisor's frames, or its end: the launcher (client) is gone, and nothing
+      // of the sandbox runs unsupervised. (The life pipe carries no data: any event is EOF.)
+      SupervisorFrame fr;
+      ssize_t n = p.supervised ? ::recv(p.life_fd, &fr, sizeof fr, MSG_DONTWAIT) : 0;
+      if (n == static_cast<ssize_t>(sizeof fr) && fr.type == kFrameSignal) {
+        for (int s : kForwarded)
+          if (s == fr.value) ::kill(static_cast<pid_t>(agent), s);
+      } else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        orphaned = true;
+        break;
+      }
     }
     if (!(f[0].revents & POLLIN)) continue;
     struct signalfd_siginfo si;
@@ -200,9 +233,14 @@ int seal_inherited_fds(const ChildPlan& p, const char** what) {
       }
     if (done) break;
   }
-  // What the command left behind ends with it, as the cgroup kill would end it.
-  ::kill(-1, SIGKILL);
-  if (orphaned && p.cgroup_dir && p.parent_procs) {
+  if (p.supervised && !orphaned) {
+    SupervisorFrame fr{kFrameExit, status};
+    (void)!::send(p.life_fd, &fr, sizeof fr, MSG_NOSIGNAL);
+  }
+  // What the command left behind ends with it, as the cgroup kill would end it. (Only as
+  // a namespace's init: kill(-1) from anywhere else reaches far more.)
+  if (::getpid() == 1) ::kill(-1, SIGKILL);
+  if (orphaned && !p.supervised && p.cgroup_dir && p.parent_procs) {
     // The launcher would have destroyed the cgroup: with every process of the namespace
     // reaped, the init leaves it for the parent and removes it.
     for (;;)
@@ -291,8 +329,17 @@ Result<Child> spawn(const SpawnOptions& opts) {
   if (::pipe2(errp, O_CLOEXEC) != 0) return sys_error("pipe2");
   UniqueFd err_r(errp[0]), err_w(errp[1]);
 
+  if (opts.supervisor_fd >= 0 && !opts.pid_namespace) return error("spawn: a supervisor channel needs the pid namespace");
+  // --pass-fd targets of an fd_map are the command's numbers, not this process's.
+  for (const auto& [from, to] : opts.fd_map) {
+    if (::fcntl(from, F_GETFD) < 0) return sys_error("spawn: descriptor " + std::to_string(from) + " to hand over");
+    if (to > 2) keep->push_back(to);
+  }
+  std::sort(keep->begin(), keep->end());
+  keep->erase(std::unique(keep->begin(), keep->end()), keep->end());
+  std::vector<int> fd_tmp(opts.fd_map.size());
   UniqueFd life_r, life_w;
-  if (opts.pid_namespace) {
+  if (opts.pid_namespace && opts.supervisor_fd < 0) {
     int lp[2];
     if (::pipe2(lp, O_CLOEXEC) != 0) return sys_error("pipe2");
     life_r.reset(lp[0]);
@@ -301,13 +348,26 @@ Result<Child> spawn(const SpawnOptions& opts) {
   std::string parent_procs;
   if (!opts.cgroup_path.empty()) parent_procs = std::filesystem::path(opts.cgroup_path).parent_path().string() + "/cgroup.procs";
   auto plan = [&](int hold_fd) {
-    return ChildPlan{&opts, file.c_str(), argv.data(), env, keep->data(), keep->size(), err_w.get(), hold_fd,
-                     opts.pid_namespace ? life_r.get() : -1, opts.cgroup_path.empty() ? nullptr : opts.cgroup_path.c_str(),
-                     parent_procs.empty() ? nullptr : parent_procs.c_str()};
+    return ChildPlan{&opts,
+                     file.c_str(),
+                     argv.data(),
+                     env,
+                     keep->data(),
+                     keep->size(),
+                     err_w.get(),
+                     hold_fd,
+                     !opts.pid_namespace ? -1 : opts.supervisor_fd >= 0 ? opts.supervisor_fd : life_r.get(),
+                     opts.cgroup_path.empty() ? nullptr : opts.cgroup_path.c_str(),
+                     parent_procs.empty() ? nullptr : parent_procs.c_str(),
+                     opts.supervisor_fd >= 0,
+                     opts.fd_map.data(),
+                     opts.fd_map.size(),
+                     fd_tmp.data(),
+                     opts.cwd.empty() ? nullptr : opts.cwd.c_str()};
   };
   auto start = [&](const ChildPlan& p) {
     if (opts.pid_namespace) {
-      ::close(life_w.get());  // the launcher's end only: its closing is the launcher's death
+      if (life_w) ::close(life_w.get());  // the launcher's end only: its closing is the launcher's death
       init_main(p);
     }
     child_main(p);

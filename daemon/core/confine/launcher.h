@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -38,6 +39,28 @@ struct SpawnOptions {
   // command's status, and takes every process of the namespace with it when the command
   // ends or the launcher dies (SIGKILL of the launcher included). Needs CAP_SYS_ADMIN.
   bool pid_namespace = false;
+  // With pid_namespace: a SOCK_SEQPACKET socket to the process that supervises the run
+  // (agentcaged hands the client's launch connection here). The init reads SIGNAL frames
+  // from it and forwards them, sends the EXIT frame when the command ends, and ends the
+  // namespace when it closes (the client died). Replaces the life pipe; -1: none.
+  int supervisor_fd = -1;
+  // Descriptors of this process that the command gets under other numbers ({from, to}):
+  // a daemon hands on the client's stdio (to 0-2) and its --pass-fd descriptors.
+  std::vector<std::pair<int, int>> fd_map;
+  // The command's working directory; empty: this process's.
+  std::string cwd;
+};
+
+// One frame per packet on SpawnOptions::supervisor_fd (and on the launch connection).
+struct SupervisorFrame {
+  int32_t type = 0;
+  int32_t value = 0;
+};
+enum : int32_t {
+  kFrameSignal = 1,   // supervisor -> init: forward signal `value` to the command
+  kFrameExit = 2,     // init -> supervisor: the command ended with shell-style status `value`
+  kFrameStarted = 3,  // agentcaged -> client: the command runs (value: the init's pid)
+  kFrameError = 4,    // agentcaged -> client: the launch failed; value: exit status, text follows
 };
 
 // A started child. The pidfd makes waiting and signalling race-free against pid reuse.

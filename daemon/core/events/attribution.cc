@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <sys/stat.h>
+
 #include <fmt/format.h>
 
 namespace agentcage::core {
@@ -14,6 +16,7 @@ int errno_of(const std::string& name) {
   if (name == "EACCES") return EACCES;
   if (name == "EPERM") return EPERM;
   if (name == "EROFS") return EROFS;
+  if (name == "ENOENT") return ENOENT;  // a path the private view leaves out
   return 0;
 }
 
@@ -61,6 +64,11 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
     const auto& f = ev.file();
     int err = errno_of(f.error());
     if (f.result() >= 0 || !err) return std::nullopt;
+    // Missing in the view is a denial only when the host has it: the view hid it. (A
+    // path missing on the host too is a plain ENOENT, reported by nothing.)
+    struct stat st;
+    if (err == ENOENT && (f.path().empty() || f.path()[0] != '/' || ::lstat(f.path().c_str(), &st) != 0))
+      return std::nullopt;
     if (err == EROFS) {
       // The private view shows read and exec trees read-only: a write there fails with
       // EROFS before Landlock is asked.

@@ -187,7 +187,9 @@ std::unique_ptr<EventPipeline> Daemon::make_pipeline() {
     if (!registry_) return {};
     auto s = registry_->get(id);
     if (!s) return {};
-    return {s->owner_pid(), owner_exec_id(id, s->owner_pid())};
+    // A launched sandbox's first process is this daemon's child; its command is recorded
+    // as the child of the client that asked for it.
+    return {registry_->launcher_pid(id), owner_exec_id(id, s->owner_pid())};
   };
   return std::make_unique<EventPipeline>(std::move(o), [this](const v1::Event& ev) { emit(ev); });
 }

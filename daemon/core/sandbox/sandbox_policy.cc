@@ -3,7 +3,11 @@
 
 #include "core/policy/profile_seccomp.h"
 
+#include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -14,6 +18,7 @@
 
 #include "core/confine/cgroup.h"
 #include "core/policy/profile.h"
+#include "core/base/unique_fd.h"
 
 namespace agentcage::core {
 namespace {
@@ -172,53 +177,6 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
   return out;
 }
 
-namespace {
-
-// The kernel shows /proc/kallsyms to a reader without CAP_SYSLOG with every address
-// zeroed unless kptr_restrict is 0 and perf_event_paranoid <= 1 (kallsyms_show_value()):
-// then the file holds nothing the deny protects.
-bool kallsyms_censored_for_unprivileged() {
-  auto num = [](const char* f) {
-    auto t = read_file(f);
-    return t ? std::atoi(t->c_str()) : -1;
-  };
-  int kptr = num("/proc/sys/kernel/kptr_restrict"), paranoid = num("/proc/sys/kernel/perf_event_paranoid");
-  return kptr >= 1 || paranoid > 1;
-}
-
-}  // namespace
-
-Status check_unprivileged_enforceable(const ConfinePolicy& p) {
-  if (!p.fs.restrict || p.audit_mode) return {};
-  auto within_any = [](const std::string& path, const std::vector<std::string>& trees, bool strict) {
-    for (const auto& t : trees)
-      if (path_within(path, t) && (!strict || path != t)) return true;
-    return false;
-  };
-  for (const auto& d : p.fs.deny) {
-    if (!within_any(d, p.fs.read, false) && !within_any(d, p.fs.write, false) && !within_any(d, p.fs.exec, false))
-      continue;  // outside every allowed tree: Landlock denies it
-    if (::access(d.c_str(), R_OK) != 0 && ::access(d.c_str(), W_OK) != 0) continue;  // DAC keeps the caller out
-    if (d == "/proc/kallsyms" && kallsyms_censored_for_unprivileged()) continue;
-    return error(fmt::format("filesystem.deny: {} lies inside an allowed tree and this user can access it; without "
-                             "root only the private mount view could hide it",
-                             d),
-                 "run as root, or remove it from the profile's readable trees");
-  }
-  // deny_write trees come as read entries inside a writable tree.
-  for (const auto& r : p.fs.read) {
-    if (!within_any(r, p.fs.write, true) || ::access(r.c_str(), W_OK) != 0) continue;
-    return error(fmt::format("filesystem: {} is to be read-only inside a writable tree and this user can write it; "
-                             "without root only the private mount view could make it read-only",
-                             r),
-                 "run as root, or remove it from the profile's writable trees");
-  }
-  if (p.namespaces.net)
-    return error("process.namespaces: a net namespace needs root", "run as root, or remove it from the profile");
-  if (p.uid || p.gid) return error("process.user/group: switching ids needs root", "run as root, or remove them from the profile");
-  return {};
-}
-
 void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes) {
   auto note = [&](const char* s) {
     if (notes) notes->push_back(s);
@@ -226,7 +184,7 @@ void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes) {
   if (p.fs.restrict && p.fs.private_view)
     note("unprivileged: no private filesystem view (Landlock alone confines the filesystem; /tmp is the host's)");
   p.fs.private_view = false;
-  p.fs.deny.clear();  // checked by check_unprivileged_enforceable(): unreachable anyway
+  p.fs.deny.clear();  // without the view there is nothing to mask them with
   if (p.max_pids) note("unprivileged: process.max_pids is not enforced (the pids cgroup needs root)");
   p.max_pids = 0;
   if (p.namespaces.ipc || p.namespaces.uts)
@@ -239,6 +197,70 @@ void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes) {
   p.gid.reset();
   p.groups.clear();
   p.unprivileged = true;
+}
+
+namespace {
+
+// Which of `paths` (uid, gid, groups) can reach on the host, asked of the kernel by a
+// child that takes those ids: access(F_OK) needs search permission on every ancestor,
+// ACLs included. A path that does not exist counts as reachable (the view skips it).
+// Forked from a threaded daemon: the child makes raw system calls on prepared data only.
+Result<std::vector<bool>> reachable_as(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                                      const std::vector<std::string>& paths) {
+  std::vector<const char*> c;
+  for (const auto& p : paths) c.push_back(p.c_str());
+  int pp[2];
+  if (::pipe2(pp, O_CLOEXEC) != 0) return sys_error("pipe2");
+  UniqueFd r(pp[0]), w(pp[1]);
+  long pid = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid < 0) return sys_error("fork (path check as the caller)");
+  if (pid == 0) {
+    if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0 || ::syscall(SYS_setresgid, gid, gid, gid) != 0 ||
+        ::syscall(SYS_setresuid, uid, uid, uid) != 0)
+      ::_exit(1);
+    for (const char* path : c) {
+      char ok = ::syscall(SYS_faccessat, AT_FDCWD, path, F_OK) == 0 || errno == ENOENT ? '1' : '0';
+      if (::write(w.get(), &ok, 1) != 1) ::_exit(1);
+    }
+    ::_exit(0);
+  }
+  w.reset();
+  std::vector<bool> out;
+  char buf[256];
+  ssize_t n;
+  while ((n = ::read(r.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    for (ssize_t i = 0; i < n; ++i) out.push_back(buf[i] == '1');
+  int ws = 0;
+  ::waitpid(static_cast<pid_t>(pid), &ws, 0);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0 || out.size() != paths.size())
+    return error(fmt::format("could not check the profile's paths as uid {}", uid));
+  return out;
+}
+
+}  // namespace
+
+Status confine_for_caller(ConfinePolicy& p, uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                          std::vector<std::string>* notes) {
+  if (uid == 0) return {};
+  if (p.uid || p.gid)
+    return error("process.user/group: only root may run a profile as another user",
+                 "remove process.user/group from the profile, or run as root");
+  p.uid = uid;
+  p.gid = gid;
+  p.groups = groups;
+  for (auto* list : {&p.fs.read, &p.fs.write, &p.fs.exec}) {
+    auto ok = reachable_as(uid, gid, groups, *list);
+    if (!ok) return std::unexpected(ok.error());
+    std::vector<std::string> kept;
+    for (size_t i = 0; i < list->size(); ++i) {
+      if ((*ok)[i]) kept.push_back((*list)[i]);
+      else if (notes)
+        notes->push_back(fmt::format("filesystem: {} is out of reach of uid {} on the host: left out of the view",
+                                     (*list)[i], uid));
+    }
+    *list = std::move(kept);
+  }
+  return {};
 }
 
 NetFlags net_flags(const v1::NetworkOptions& o) {

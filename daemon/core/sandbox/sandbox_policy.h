@@ -38,19 +38,21 @@ struct PolicyContext {
 
 Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext& ctx);
 
-// Fail closed for an unprivileged caller (daemon mode): the private mount view is what
-// hides a filesystem.deny path inside an allowed tree and what makes a deny_write tree
-// read-only inside a writable one; without it Landlock alone would grant them. Refuses
-// when the caller (access(2) with its real ids) can read such a deny path or write such a
-// read-only tree; paths the caller cannot reach anyway (DAC) are fine. Also refuses a net
-// namespace and a uid/gid switch, which need root.
-Status check_unprivileged_enforceable(const ConfinePolicy& p);
-
 // What an unprivileged process can apply to itself: Landlock, seccomp, no_new_privs,
 // rlimits. Turns off the private view and masks, the v1 pids limit, the uid switch and the
 // securebits/bounding-set drop (it holds no capabilities to drop); notes say what was
-// left out. Pure.
+// left out. Pure. (agentcaged itself starts every profiled command, with the whole
+// policy; this approximates the decisions of a sandbox it re-adopts, for attribution.)
 void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes);
+
+// For agentcaged starting a command for a caller (CreateSandboxRequest.launch): the
+// whole confinement stays, and the command runs as the caller (uid, gid, `groups`) unless
+// the caller is root. The caller may gain no access it does not have: the private view is
+// built by root, so a tree the caller cannot reach on the host (a 0700 parent directory
+// on its path) is left out of the view (named in `notes`). A root caller keeps a
+// profile's process.user; another caller naming one is refused.
+Status confine_for_caller(ConfinePolicy& p, uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+                          std::vector<std::string>* notes);
 
 // A CreateSandbox request's network options (the CLI's strings) as NetFlags, and back.
 NetFlags net_flags(const v1::NetworkOptions& o);

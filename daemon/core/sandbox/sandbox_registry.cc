@@ -11,15 +11,19 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <sstream>
 
 #include "core/events/decoder.h"
 #include "core/sandbox/session.h"
+#include "core/confine/launcher.h"
+#include "core/base/fs.h"
 
 namespace agentcage::core {
 namespace {
@@ -181,8 +185,12 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   i.set_cgroup_path(parent_ + "/" + id);
   i.set_created_ns(now_ns());
   i.set_state("running");
+  if (req.has_launch()) {
+    if (!policy || !profile) return error("launch: needs a profile (without one the client starts its command)");
+    e.launch.emplace();
+  }
   if (policy)
-    if (auto st = apply_policy(e, *policy, profile != nullptr); !st) return std::unexpected(st.error());
+    if (auto st = apply_policy(e, *policy, profile != nullptr && !e.launch); !st) return std::unexpected(st.error());
   e.owner_pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, peer.pid, 0)));
   if (!e.owner_pidfd) return sys_error("pidfd_open(" + std::to_string(peer.pid) + ")");
   auto owner_ticks = start_ticks(peer.pid);
@@ -194,6 +202,7 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   e.owner_start_ticks = *owner_ticks;
   if (profile) *rec.mutable_profile() = *profile;
   if (req.has_network()) *rec.mutable_network() = req.network();
+  rec.set_launched(e.launch.has_value());
   auto write_record = [&]() -> Status {
     if (state_dir_.empty()) return {};
     *rec.mutable_sandbox() = i;
@@ -211,6 +220,8 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   if (!cg) return fail(cg.error());
   e.cgroup = std::make_unique<Cgroup>(std::move(*cg));
   i.set_cgroup_id(e.cgroup->id());
+  if (e.launch)
+    if (auto st = prepare_launch(e, *policy, peer, req.launch()); !st) return fail(st.error());
   if (auto st = write_record(); !st) return fail(st.error());  // now with the cgroup id
   if (mon_) {
     if (auto st = mon_->track_cgroup(e.cgroup->id(), key); !st) return fail(st.error());
@@ -233,10 +244,80 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   return out;
 }
 
+Status SandboxRegistry::prepare_launch(Entry& e, const SandboxPolicy& policy, const Peer& peer,
+                                       const v1::LaunchSpec& spec) {
+  auto& l = *e.launch;
+  l.env = policy.env.env;
+  l.pass_fds.assign(spec.pass_fds().begin(), spec.pass_fds().end());
+  std::error_code ec;
+  auto cwd = std::filesystem::read_symlink("/proc/" + std::to_string(peer.pid) + "/cwd", ec);
+  l.cwd = ec ? "/" : cwd.string();
+  ConfinePolicy cp = policy.confine;
+  std::vector<gid_t> groups;
+  if (auto g = status_field(peer.pid, "Groups")) {
+    std::istringstream in(*g);
+    for (gid_t x; in >> x;) groups.push_back(x);
+  }
+  std::vector<std::string> notes;
+  if (auto st = confine_for_caller(cp, peer.uid, peer.gid, groups, &notes); !st) return st;
+  for (const auto& n : notes) spdlog::info("sandbox {}: {}", e.info.id(), n);
+  if (e.info.argv_size() == 0) return error("argv: a launched sandbox needs its command");
+  if (auto ok = check_command_allowed(cp, e.info.argv(0), &l.env); !ok) return ok;
+  l.pid_namespace = true;  // always: the init that holds the client's connection is its pid 1
+  cp.namespaces.pid = true;
+  auto pc = prepare_confinement(cp, probe_kernel_features(), ConfineContext{e.info.id(), e.cgroup->path(), kRunDir, l.cwd});
+  if (!pc) return std::unexpected(pc.error());
+  e.attribution = std::make_shared<const Attribution>(Attribution{(*pc)->decisions(), e.net.has_value()});
+  e.provenance.clear();
+  for (const auto& p : (*pc)->provenance())
+    e.provenance.push_back(fmt::format("{}: {}{}", p.mechanism, p.detail, p.enforced ? "" : " (not enforced)"));
+  e.conf = std::shared_ptr<PreparedConfinement>(std::move(*pc));
+  return {};
+}
+
+Result<pid_t> SandboxRegistry::launch(const Peer& peer, const std::string& id, int conn, const std::vector<int>& fds) {
+  std::lock_guard lk(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end() || !it->second.cgroup) return error("no running sandbox " + id);
+  Entry& e = it->second;
+  if (!e.launch) return error("sandbox " + id + " was not created for the daemon to launch");
+  if (peer.pid != static_cast<pid_t>(e.info.owner_pid()) || peer.uid != e.info.owner_uid())
+    return error("sandbox " + id + " is launched only by the process that created it");
+  if (e.launch->started) return error("sandbox " + id + " was launched already");
+  e.launch->started = true;
+  if (fds.size() != 3 + e.launch->pass_fds.size())
+    return error(fmt::format("launch: {} descriptors sent, {} expected (0-2 and the --pass-fd ones)", fds.size(),
+                             3 + e.launch->pass_fds.size()));
+  SpawnOptions so;
+  for (const auto& a : e.info.argv()) so.argv.push_back(a);
+  so.cgroup_fd = e.cgroup->fd();
+  so.cgroup_path = e.cgroup->path();
+  so.env = e.launch->env;
+  so.pid_namespace = e.launch->pid_namespace;
+  so.supervisor_fd = conn;
+  for (int i = 0; i < 3; ++i) so.fd_map.emplace_back(fds[static_cast<size_t>(i)], i);
+  for (size_t i = 0; i < e.launch->pass_fds.size(); ++i) so.fd_map.emplace_back(fds[3 + i], e.launch->pass_fds[i]);
+  so.cwd = e.launch->cwd;
+  so.child_setup = [c = e.conf.get()](const char** what) { return apply_in_child(*c, what); };
+  auto child = spawn(so);
+  if (!child) return std::unexpected(child.error());
+  e.init_pid = child->pid;
+  spdlog::info("sandbox {}: launched {} for uid {} (init pid {})", id, e.info.argv(0), peer.uid, child->pid);
+  return child->pid;
+}
+
+uint32_t SandboxRegistry::launcher_pid(const std::string& id) const {
+  std::lock_guard lk(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return 0;
+  return it->second.launch ? static_cast<uint32_t>(::getpid()) : it->second.info.owner_pid();
+}
+
 Status SandboxRegistry::adopt_record(const v1::SandboxRecord& rec, bool enforced, Entry& e) {
   e.key = rec.key();
   e.info = rec.sandbox();
   e.owner_start_ticks = rec.owner_start_ticks();
+  if (rec.launched()) e.launch.emplace().started = true;
   const auto& i = e.info;
   if (i.cgroup_id() == 0) return error("it was being created when the previous daemon stopped");
   auto cg = Cgroup::adopt(i.cgroup_path(), i.cgroup_id());
@@ -327,6 +408,11 @@ Status SandboxRegistry::place(const Peer& peer, const std::string& id, pid_t pid
     if (it == entries_.end() || !it->second.cgroup) return error("no running sandbox " + id);
     procs = it->second.cgroup->path() + "/cgroup.procs";
   }
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = entries_.find(id); it != entries_.end() && it->second.launch)
+      return error("sandbox " + id + " is launched by the daemon: nothing else is placed in it");
+  }
   // Only the launcher's own held child may be placed: the caller cannot pull an
   // unrelated process (another user's, or the daemon's) into a sandbox.
   auto ppid = status_field(pid, "PPid");
@@ -345,6 +431,12 @@ Status SandboxRegistry::close_locked(Entry& e, std::optional<int> exit_status) {
   e.net.reset();
   if (mon_) (void)mon_->untrack_cgroup(e.cgroup->id());
   e.cgroup.reset();
+  e.conf.reset();  // after the kill: the v1 pids cgroup and the view's scratch directory go
+  if (e.init_pid > 0) {
+    // The cgroup kill ended the init; reap it (not ours after a daemon restart: ECHILD).
+    for (int i = 0; i < 100 && ::waitpid(e.init_pid, nullptr, WNOHANG) == 0; ++i) ::usleep(10'000);
+    e.init_pid = 0;
+  }
   e.owner_pidfd.reset();
   e.info.set_state("closed");
   if (!state_dir_.empty()) ::unlink(record_path(e.info.id()).c_str());

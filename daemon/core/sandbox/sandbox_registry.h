@@ -25,6 +25,9 @@
 
 namespace agentcage::core {
 
+// The most --pass-fd descriptors a launched sandbox takes (after 0-2).
+inline constexpr size_t kMaxLaunchFds = 61;
+
 // Who is calling, as the kernel says (SO_PEERCRED).
 struct Peer {
   pid_t pid = 0;
@@ -71,6 +74,15 @@ class SandboxRegistry {
   std::shared_ptr<const Attribution> attribution(const std::string& id) const;
   // Moves `pid` (a child of the caller, same uid) into the sandbox cgroup.
   Status place(const Peer& peer, const std::string& id, pid_t pid);
+  // A sandbox created with CreateSandboxRequest.launch: starts its command here, with
+  // the whole confinement prepared at create, as the caller's ids, under the sandbox's
+  // init. `conn` (the caller's launch connection) becomes the init's supervisor channel;
+  // `fds` are the caller's 0, 1, 2 and then its --pass-fd descriptors. Only the process
+  // that created the sandbox, once. Returns the init's pid.
+  Result<pid_t> launch(const Peer& peer, const std::string& id, int conn, const std::vector<int>& fds);
+  // The process whose child enters the sandbox: this daemon for a launched sandbox, the
+  // client otherwise (for the event pipeline's setup filtering). 0 when unknown.
+  uint32_t launcher_pid(const std::string& id) const;
   // `exit_status`: the command's, as the client reports it (for the record).
   Status close(const std::string& id, std::optional<int> exit_status = std::nullopt);
   Result<v1::Sandbox> get(const std::string& id) const;
@@ -107,12 +119,26 @@ class SandboxRegistry {
     uint64_t owner_start_ticks = 0;
     std::vector<std::string> provenance;  // "mechanism: detail", from the prepared confinement
     std::string resolved_profile;          // deterministic bytes of the profile; empty: none
+    // Launched by this daemon (CreateSandboxRequest.launch): what launch() starts.
+    struct Launch {
+      std::vector<std::string> env;  // the command's whole environment (the profile's plan)
+      std::vector<int> pass_fds;     // the command's descriptor numbers after 0-2
+      std::string cwd;               // the caller's working directory
+      bool pid_namespace = false;
+      bool started = false;
+    };
+    std::optional<Launch> launch;
+    std::shared_ptr<PreparedConfinement> conf;  // applied by launch(); released at close
+    pid_t init_pid = 0;                         // this daemon's child until it is reaped
   };
   Status close_locked(Entry& e, std::optional<int> exit_status = std::nullopt);
   void record(const Entry& e, const std::string& phase, const std::string& reason = {},
               std::optional<int> exit_status = std::nullopt) const;
   // confined: the policy comes from a profile (whose confinement decisions attribution needs).
   Status apply_policy(Entry& e, const SandboxPolicy& policy, bool confined) const;
+  // For a launched sandbox, once its cgroup exists: the whole confinement, as root would
+  // apply it in-process, for the caller's ids (see confine_for_caller()).
+  Status prepare_launch(Entry& e, const SandboxPolicy& policy, const Peer& peer, const v1::LaunchSpec& spec);
   Status adopt_record(const v1::SandboxRecord& rec, bool enforced, Entry& e);
   std::string record_path(const std::string& id) const { return state_dir_ + "/" + id + ".pb"; }
 

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// The escape suite: each attack program runs as root inside a real sandbox (run_session
-// with a ConfinePolicy, exactly what `agentcage run` does) and must be blocked; the
-// control cases must work. The test process itself is never confined.
+// The escape suite: each attack program runs inside a real sandbox and must be blocked;
+// the control cases must work. Every case runs on each path (Paths/Escape.*/N): as root
+// in-process (run_session with a ConfinePolicy, what `agentcage run --no-daemon` does),
+// and through agentcaged, which starts the command itself, as root and as user nobody
+// (`agentcage run --profile escape`, the same policy as a profile). The cases that need a
+// policy no profile spells (EscapeInProcess.*) run in-process. The test process itself
+// is never confined.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -23,6 +27,7 @@
 #include "core/confine/cgroup.h"
 #include "core/confine/confine.h"
 #include "core/sandbox/session.h"
+#include "support/daemon_process.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -47,7 +52,7 @@ void write_text(const std::string& path, const std::string& text, mode_t mode = 
 // The scene: T/ws is the workspace (writable) with T/ws/.env and T/ws/secrets/ denied
 // inside it; T/outside holds a secret and a victim file no list grants; an outside
 // process (sleep) runs with its cwd in T/outside.
-class Escape : public ::testing::Test {
+class EscapeScene : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
@@ -58,6 +63,7 @@ class Escape : public ::testing::Test {
     ws_ = root_ + "/ws";
     outside_ = root_ + "/outside";
     fs::create_directories(ws_ + "/secrets");
+    ::chmod(ws_.c_str(), 0777);  // user nobody's workspace too (the daemon path)
     fs::create_directories(outside_);
     fs::create_directories(root_ + "/bin");
     write_text(ws_ + "/.env", "API_KEY=workspace-secret\n", 0600);
@@ -134,45 +140,113 @@ class Escape : public ::testing::Test {
     EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message());
     return r ? r->exit_status : -1;
   }
-  static int run(std::vector<std::string> argv) { return run_in(policy(), std::move(argv)); }
+  // What policy() says, as a profile: agentcaged compiles it for its caller.
+  static std::string policy_yaml() {
+    auto list = [](const std::vector<std::string>& v) {
+      std::string out = "[";
+      for (const auto& x : v) out += (out.size() > 1 ? ", " : "") + std::string("\"") + x + "\"";
+      return out + "]";
+    };
+    auto p = policy();
+    return "name: escape\nfilesystem:\n  read: " + list(p.fs.read) + "\n  exec: " + list(p.fs.exec) +
+           "\n  write: " + list(p.fs.write) + "\n  deny: " + list(p.fs.deny) +
+           "\nactions:\n  network: allow\nprocess:\n  max_pids: " + std::to_string(kMaxPids) + "\n";
+  }
 
   static inline std::string root_, ws_, outside_, suid_, host_sock_, abstract_name_;
   static inline std::vector<int> listeners_;
   static inline pid_t outsider_ = -1;
 };
 
+enum class Path { in_process, daemon_root, daemon_nobody };
+
+// Every path: one agentcaged for the suite, with the escape profile on its search path.
+class Escape : public EscapeScene, public ::testing::WithParamInterface<Path> {
+ protected:
+  static void SetUpTestSuite() {
+    EscapeScene::SetUpTestSuite();
+    if (geteuid() != 0 || root_.empty()) return;
+    fs::create_directories(root_ + "/profiles");
+    write_text(root_ + "/profiles/escape.yaml", policy_yaml());
+    testing::make_reachable(AGENTCAGE_BIN);
+    testing::make_reachable(kSys);
+    sock_ = root_ + "/agentcage.sock";
+    std::vector<std::string> argv{"env", "AGENTCAGE_PROFILE_PATH=" + root_ + "/profiles", AGENTCAGED_BIN,
+                                  "--socket", sock_, "--audit-db", root_ + "/audit.db", "--chain-key",
+                                  root_ + "/chain.key"};
+    for (auto& a : testing::daemon_state_args(root_)) argv.push_back(a);
+    daemon_ = testing::start(argv, root_ + "/daemon.log");
+    testing::wait_until([] { return ::access(sock_.c_str(), F_OK) == 0; }, std::chrono::seconds(10));
+  }
+  static void TearDownTestSuite() {
+    if (daemon_ > 0) {
+      ::kill(daemon_, SIGTERM);
+      testing::wait_status(daemon_);
+      testing::remove_daemon_pins(root_);
+      daemon_ = -1;
+    }
+    EscapeScene::TearDownTestSuite();
+  }
+  void SetUp() override {
+    EscapeScene::SetUp();
+    if (IsSkipped() || GetParam() == Path::in_process) return;
+    ASSERT_TRUE(testing::pid_alive(daemon_)) << testing::read_all(root_ + "/daemon.log");
+  }
+  int run(std::vector<std::string> argv) const {
+    if (GetParam() == Path::in_process) return run_in(policy(), std::move(argv));
+    // The client resolves the profile too (lint warnings, the environment it keeps out).
+    std::vector<std::string> cmd{"/usr/bin/env", "AGENTCAGE_PROFILE_PATH=" + root_ + "/profiles", AGENTCAGE_BIN, "run",
+                                 "--socket", sock_, "--profile", "escape", "--workspace", ws_, "--"};
+    cmd.insert(cmd.end(), argv.begin(), argv.end());
+    auto r = testing::run(GetParam() == Path::daemon_nobody ? testing::as_nobody(cmd) : cmd);
+    // agentcage's own failures (not the command's) say so on stderr: shown with the status.
+    if (r.err.find("agentcage: error:") != std::string::npos) ADD_FAILURE() << r.err;
+    return r.status;
+  }
+  std::string agent_uid() const { return GetParam() == Path::daemon_nobody ? "65534" : "0"; }
+  static inline std::string sock_;
+  static inline pid_t daemon_ = -1;
+};
+
+// Cases whose policy is not the scene's profile (a seccomp kill action, a uid switch,
+// Landlock alone, ...), or that read the sandbox's pids from outside: in-process.
+class EscapeInProcess : public EscapeScene {
+ protected:
+  static int run(std::vector<std::string> argv) { return run_in(policy(), std::move(argv)); }
+};
+
 std::string proc(pid_t pid, const char* what) { return "/proc/" + std::to_string(pid) + "/" + what; }
 
 // --- controls: the sandbox must not break ordinary work ---
-TEST_F(Escape, ControlReadWriteInsideWorkspace) { EXPECT_EQ(run({kFs, "control-rw", ws_}), 0); }
+TEST_P(Escape, ControlReadWriteInsideWorkspace) { EXPECT_EQ(run({kFs, "control-rw", ws_}), 0); }
 
-TEST_F(Escape, ControlOrdinaryTools) {
+TEST_P(Escape, ControlOrdinaryTools) {
   std::string script = "set -e; cd " + ws_ + "; ls -la . >/dev/null; cat README | grep -q hello; " +
                        "echo data > out.txt; sort out.txt | wc -l | grep -q 1; sh -c 'true' ; " +
                        "mkdir -p sub/dir && mv out.txt sub/dir/ && rm -r sub; cat /etc/hostname >/dev/null";
   EXPECT_EQ(run({"/bin/sh", "-c", script}), 0);
 }
 
-TEST_F(Escape, ControlOrdinaryIoctls) { EXPECT_EQ(run({kSys, "control-ioctl"}), 0); }
+TEST_P(Escape, ControlOrdinaryIoctls) { EXPECT_EQ(run({kSys, "control-ioctl"}), 0); }
 
 // --- filesystem ---
-TEST_F(Escape, DirectSecretRead) { EXPECT_EQ(run({kFs, "read", outside_ + "/secret.txt"}), kBlocked); }
-TEST_F(Escape, DeniedFileInsideWorkspace) { EXPECT_EQ(run({kFs, "read", ws_ + "/.env"}), kBlocked); }
-TEST_F(Escape, DeniedDirInsideWorkspace) { EXPECT_EQ(run({kFs, "read", ws_ + "/secrets/key"}), kBlocked); }
-TEST_F(Escape, DeniedSystemFileInsideReadTree) { EXPECT_EQ(run({kFs, "read", "/etc/shadow"}), kBlocked); }
-TEST_F(Escape, MaskChmodThenRead) { EXPECT_EQ(run({kFs, "chmod-then-read", ws_ + "/.env"}), kBlocked); }
-TEST_F(Escape, MaskUnmount) { EXPECT_EQ(run({kFs, "umount", ws_ + "/.env"}), kBlocked); }
-TEST_F(Escape, MaskRenameAway) { EXPECT_EQ(run({kFs, "rename", ws_ + "/secrets", ws_ + "/s2"}), kBlocked); }
-TEST_F(Escape, ViaSymlink) { EXPECT_EQ(run({kFs, "symlink", outside_ + "/secret.txt", ws_ + "/link1"}), kBlocked); }
-TEST_F(Escape, ViaSymlinkToMask) { EXPECT_EQ(run({kFs, "symlink", ws_ + "/.env", ws_ + "/link2"}), kBlocked); }
-TEST_F(Escape, ViaHardLink) { EXPECT_EQ(run({kFs, "hardlink", outside_ + "/secret.txt", ws_ + "/hl1"}), kBlocked); }
-TEST_F(Escape, ViaHardLinkOfMask) { EXPECT_EQ(run({kFs, "hardlink", ws_ + "/.env", ws_ + "/hl2"}), kBlocked); }
-TEST_F(Escape, ViaDotDot) { EXPECT_EQ(run({kFs, "read", ws_ + "/../outside/secret.txt"}), kBlocked); }
-TEST_F(Escape, ViaProcSelfRoot) {
+TEST_P(Escape, DirectSecretRead) { EXPECT_EQ(run({kFs, "read", outside_ + "/secret.txt"}), kBlocked); }
+TEST_P(Escape, DeniedFileInsideWorkspace) { EXPECT_EQ(run({kFs, "read", ws_ + "/.env"}), kBlocked); }
+TEST_P(Escape, DeniedDirInsideWorkspace) { EXPECT_EQ(run({kFs, "read", ws_ + "/secrets/key"}), kBlocked); }
+TEST_P(Escape, DeniedSystemFileInsideReadTree) { EXPECT_EQ(run({kFs, "read", "/etc/shadow"}), kBlocked); }
+TEST_P(Escape, MaskChmodThenRead) { EXPECT_EQ(run({kFs, "chmod-then-read", ws_ + "/.env"}), kBlocked); }
+TEST_P(Escape, MaskUnmount) { EXPECT_EQ(run({kFs, "umount", ws_ + "/.env"}), kBlocked); }
+TEST_P(Escape, MaskRenameAway) { EXPECT_EQ(run({kFs, "rename", ws_ + "/secrets", ws_ + "/s2"}), kBlocked); }
+TEST_P(Escape, ViaSymlink) { EXPECT_EQ(run({kFs, "symlink", outside_ + "/secret.txt", ws_ + "/link1"}), kBlocked); }
+TEST_P(Escape, ViaSymlinkToMask) { EXPECT_EQ(run({kFs, "symlink", ws_ + "/.env", ws_ + "/link2"}), kBlocked); }
+TEST_P(Escape, ViaHardLink) { EXPECT_EQ(run({kFs, "hardlink", outside_ + "/secret.txt", ws_ + "/hl1"}), kBlocked); }
+TEST_P(Escape, ViaHardLinkOfMask) { EXPECT_EQ(run({kFs, "hardlink", ws_ + "/.env", ws_ + "/hl2"}), kBlocked); }
+TEST_P(Escape, ViaDotDot) { EXPECT_EQ(run({kFs, "read", ws_ + "/../outside/secret.txt"}), kBlocked); }
+TEST_P(Escape, ViaProcSelfRoot) {
   EXPECT_EQ(run({kFs, "read", "/proc/self/root" + outside_ + "/secret.txt"}), kBlocked);
   EXPECT_EQ(run({kFs, "read", "/proc/self/root" + ws_ + "/.env"}), kBlocked);
 }
-TEST_F(Escape, ViaOutsideProcessRootAndCwd) {
+TEST_P(Escape, ViaOutsideProcessRootAndCwd) {
   // The outside process lives in the host mount namespace, where no mask exists: only
   // Landlock's ptrace-style check on /proc/<pid>/{root,cwd} stands between.
   EXPECT_EQ(run({kFs, "read", proc(outsider_, "root") + ws_ + "/.env"}), kBlocked);
@@ -182,7 +256,7 @@ TEST_F(Escape, ViaOutsideProcessRootAndCwd) {
 // disk and parse the file system itself. This host refuses even root on its own disk
 // (/dev/vda: EPERM), so the test makes a disk root can read: a loop device over a file
 // holding a secret, readable outside the sandbox, out of reach inside it.
-TEST_F(Escape, RawDiskRead) {
+TEST_P(Escape, RawDiskRead) {
   std::string img = outside_ + "/disk.img";
   {
     std::ofstream f(img, std::ios::binary);
@@ -205,7 +279,7 @@ TEST_F(Escape, RawDiskRead) {
   testing::run({"losetup", "--detach", dev});
 }
 
-TEST_F(Escape, DeviceNodeInWorkspaceIsInert) {
+TEST_P(Escape, DeviceNodeInWorkspaceIsInert) {
   // A device node planted in the workspace (here a second /dev/null, char 1:3) must not
   // work: every tree of the view is mounted nodev.
   std::string node = ws_ + "/devnull";
@@ -218,7 +292,7 @@ TEST_F(Escape, DeviceNodeInWorkspaceIsInert) {
   ::unlink(node.c_str());
 }
 
-TEST_F(Escape, OtherTerminals) {
+TEST_P(Escape, OtherTerminals) {
   // Another session's terminal (host devpts) is not in the sandbox's private devpts.
   int m = ::posix_openpt(O_RDWR | O_NOCTTY);
   ASSERT_GE(m, 0);
@@ -229,19 +303,19 @@ TEST_F(Escape, OtherTerminals) {
   ::close(m);
 }
 
-TEST_F(Escape, OpenByHandleAt) { EXPECT_EQ(run({kFs, "open-by-handle", outside_ + "/secret.txt"}), kBlocked); }
-TEST_F(Escape, WriteOutsideWorkspace) {
+TEST_P(Escape, OpenByHandleAt) { EXPECT_EQ(run({kFs, "open-by-handle", outside_ + "/secret.txt"}), kBlocked); }
+TEST_P(Escape, WriteOutsideWorkspace) {
   EXPECT_EQ(run({kFs, "write", outside_ + "/new"}), kBlocked);
   EXPECT_EQ(run({kFs, "append", outside_ + "/victim"}), kBlocked);
   EXPECT_FALSE(fs::exists(outside_ + "/new"));
 }
-TEST_F(Escape, RenameOutsideWorkspace) {
+TEST_P(Escape, RenameOutsideWorkspace) {
   EXPECT_EQ(run({kFs, "rename", outside_ + "/victim", outside_ + "/victim2"}), kBlocked);
   EXPECT_EQ(run({kFs, "rename", outside_ + "/victim", ws_ + "/stolen"}), kBlocked);
   EXPECT_EQ(run({kFs, "unlink", outside_ + "/victim"}), kBlocked);
   EXPECT_TRUE(fs::exists(outside_ + "/victim"));
 }
-TEST_F(Escape, LandlockAloneBlocksWritesAndRenames) {
+TEST_F(EscapeInProcess, LandlockAloneBlocksWritesAndRenames) {
   // Without the read-only view, Landlock is the layer that must hold.
   auto p = policy();
   p.fs.private_view = false;
@@ -253,7 +327,7 @@ TEST_F(Escape, LandlockAloneBlocksWritesAndRenames) {
   EXPECT_EQ(run_in(p, {kFs, "control-rw", ws_}), 0);
   EXPECT_FALSE(fs::exists(outside_ + "/new"));
 }
-TEST_F(Escape, ChmodOutsideWorkspace) {
+TEST_P(Escape, ChmodOutsideWorkspace) {
   EXPECT_EQ(run({kFs, "chmod", outside_ + "/victim"}), kBlocked);
   EXPECT_EQ(run({kFs, "chown", outside_ + "/victim"}), kBlocked);
   EXPECT_EQ(run({kFs, "chmod", "/etc/hostname"}), kBlocked);
@@ -261,18 +335,18 @@ TEST_F(Escape, ChmodOutsideWorkspace) {
   ASSERT_EQ(::stat((outside_ + "/victim").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0644u);
 }
-TEST_F(Escape, Mount) {
+TEST_P(Escape, Mount) {
   EXPECT_EQ(run({kFs, "mount", ws_}), kBlocked);
   EXPECT_EQ(run({kFs, "bind", outside_, ws_}), kBlocked);
 }
 
 // --- syscalls and other processes ---
-TEST_F(Escape, IoUring) { EXPECT_EQ(run({kSys, "io_uring"}), kBlocked); }
-TEST_F(Escape, PtraceOutside) {
+TEST_P(Escape, IoUring) { EXPECT_EQ(run({kSys, "io_uring"}), kBlocked); }
+TEST_P(Escape, PtraceOutside) {
   EXPECT_EQ(run({kSys, "ptrace", std::to_string(outsider_)}), kBlocked);
   EXPECT_EQ(run({kSys, "ptrace-seize", std::to_string(outsider_)}), kBlocked);
 }
-TEST_F(Escape, PtraceOutsideEvenWhenSeccompAllowsIt) {
+TEST_F(EscapeInProcess, PtraceOutsideEvenWhenSeccompAllowsIt) {
   // Defence in depth: with ptrace re-allowed in seccomp, Landlock still refuses access to
   // processes outside the sandbox's domain.
   auto p = policy();
@@ -280,8 +354,8 @@ TEST_F(Escape, PtraceOutsideEvenWhenSeccompAllowsIt) {
   EXPECT_EQ(run_in(p, {kSys, "ptrace", std::to_string(outsider_)}), kBlocked);
   EXPECT_EQ(run_in(p, {kSys, "vm_readv", std::to_string(outsider_)}), kBlocked);
 }
-TEST_F(Escape, ProcessVmReadv) { EXPECT_EQ(run({kSys, "vm_readv", std::to_string(outsider_)}), kBlocked); }
-TEST_F(Escape, RetuneOutsideProcess) {
+TEST_P(Escape, ProcessVmReadv) { EXPECT_EQ(run({kSys, "vm_readv", std::to_string(outsider_)}), kBlocked); }
+TEST_P(Escape, RetuneOutsideProcess) {
   std::string pid = std::to_string(outsider_);
   EXPECT_EQ(run({kSys, "prlimit", pid}), kBlocked);
   EXPECT_EQ(run({kSys, "renice-other", pid}), kBlocked);
@@ -289,8 +363,8 @@ TEST_F(Escape, RetuneOutsideProcess) {
   EXPECT_EQ(run({kSys, "affinity", pid}), kBlocked);
   EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(outsider_)), 0);
 }
-TEST_F(Escape, ControlSelfLimits) { EXPECT_EQ(run({kSys, "control-self-limits"}), 0); }
-TEST_F(Escape, HostUnixSocket) {
+TEST_P(Escape, ControlSelfLimits) { EXPECT_EQ(run({kSys, "control-self-limits"}), 0); }
+TEST_P(Escape, HostUnixSocket) {
   // Sanity: the listener is reachable from outside the sandbox.
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un sa{};
@@ -301,7 +375,7 @@ TEST_F(Escape, HostUnixSocket) {
   EXPECT_EQ(run({kSys, "unix-connect", host_sock_}), kBlocked);
   EXPECT_EQ(run({kSys, "abstract-connect", abstract_name_}), kBlocked);
 }
-TEST_F(Escape, SharedTmpSockets) {
+TEST_F(EscapeInProcess, SharedTmpSockets) {
   // /tmp listed as writable: the agent gets a private /tmp, so sockets of host services
   // there (root's tmux server, X11, ssh-agent) cannot be reached; the workspace, which lives
   // under the host's /tmp in this test, is still bound in.
@@ -322,26 +396,26 @@ TEST_F(Escape, SharedTmpSockets) {
   ::close(fd);
   ::unlink(sock.c_str());
 }
-TEST_F(Escape, OutsideProcessesAreInvisible) {
+TEST_P(Escape, OutsideProcessesAreInvisible) {
   EXPECT_EQ(run({kSys, "proc-peek", std::to_string(outsider_)}), kBlocked);
 }
-TEST_F(Escape, KillOutside) {
+TEST_P(Escape, KillOutside) {
   EXPECT_EQ(run({kSys, "kill", std::to_string(outsider_)}), kBlocked);
   EXPECT_TRUE(testing::pid_alive(outsider_));
 }
-TEST_F(Escape, UserNamespace) {
+TEST_P(Escape, UserNamespace) {
   EXPECT_EQ(run({kSys, "unshare-user"}), kBlocked);
   EXPECT_EQ(run({kSys, "clone-user"}), kBlocked);
   EXPECT_EQ(run({kSys, "clone3-user"}), kBlocked);
   EXPECT_EQ(run({kSys, "unshare-mount"}), kBlocked);
 }
-TEST_F(Escape, Bpf) { EXPECT_EQ(run({kSys, "bpf"}), kBlocked); }
-TEST_F(Escape, Keyctl) {
+TEST_P(Escape, Bpf) { EXPECT_EQ(run({kSys, "bpf"}), kBlocked); }
+TEST_P(Escape, Keyctl) {
   EXPECT_EQ(run({kSys, "keyctl"}), kBlocked);
   EXPECT_EQ(run({kSys, "add_key"}), kBlocked);
 }
-TEST_F(Escape, PerfEventOpen) { EXPECT_EQ(run({kSys, "perf"}), kBlocked); }
-TEST_F(Escape, Tiocsti) {
+TEST_P(Escape, PerfEventOpen) { EXPECT_EQ(run({kSys, "perf"}), kBlocked); }
+TEST_P(Escape, Tiocsti) {
   EXPECT_EQ(run({kSys, "tiocsti"}), kBlocked);
   EXPECT_EQ(run({kSys, "tiocsti-highbits"}), kBlocked);
 }
@@ -362,7 +436,7 @@ static int run_native(const std::vector<std::string>& argv) {
   return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
 }
 
-TEST_F(Escape, ForeignAbisAreKilled) {
+TEST_F(EscapeInProcess, ForeignAbisAreKilled) {
   // The i386 entry point must reach the kernel natively for the test to mean anything:
   // kernels built without IA32 emulation (or booted ia32_emulation=0) fault `int $0x80`
   // with SIGSEGV before any seccomp filter runs. Then there is no foreign ABI to close.
@@ -374,12 +448,12 @@ TEST_F(Escape, ForeignAbisAreKilled) {
   int x32 = run({kSys, "x32"});
   EXPECT_TRUE(x32 == kSigsys || x32 == kBlocked) << x32;
 }
-TEST_F(Escape, SeccompKillAction) {
+TEST_F(EscapeInProcess, SeccompKillAction) {
   auto p = policy();
   p.seccomp.action = core::SeccompAction::kill;
   EXPECT_EQ(run_in(p, {kSys, "bpf"}), kSigsys);
 }
-TEST_F(Escape, MoveToAnotherCgroup) {
+TEST_P(Escape, MoveToAnotherCgroup) {
   auto root2 = core::cgroup2_mount();
   ASSERT_TRUE(root2.has_value());
   EXPECT_EQ(run({kSys, "cgroup-move", *root2 + "/cgroup.procs"}), kBlocked);
@@ -389,19 +463,20 @@ TEST_F(Escape, MoveToAnotherCgroup) {
     EXPECT_EQ(run({kSys, "cgroup-move", *pids + "/cgroup.procs"}), kBlocked);
   }
 }
-TEST_F(Escape, NoCapabilitiesAsRoot) { EXPECT_EQ(run({kSys, "caps", "0"}), kBlocked); }
-TEST_F(Escape, SetuidBinaryAsRoot) { EXPECT_EQ(run({kSys, "setuid-exec", suid_, "0"}), kBlocked); }
-TEST_F(Escape, SetuidBinaryAfterUidSwitch) {
+// The agent keeps its caller's uid (root's, nobody's) and gains nothing.
+TEST_P(Escape, NoCapabilitiesAsRoot) { EXPECT_EQ(run({kSys, "caps", agent_uid()}), kBlocked); }
+TEST_P(Escape, SetuidBinaryAsRoot) { EXPECT_EQ(run({kSys, "setuid-exec", suid_, agent_uid()}), kBlocked); }
+TEST_F(EscapeInProcess, SetuidBinaryAfterUidSwitch) {
   auto p = policy();
   p.uid = 65534;
   p.gid = 65534;
   EXPECT_EQ(run_in(p, {kSys, "setuid-exec", suid_, "65534"}), kBlocked);
   EXPECT_EQ(run_in(p, {kSys, "setuid-root"}), kBlocked);
 }
-TEST_F(Escape, ForkBombCapped) {
+TEST_P(Escape, ForkBombCapped) {
   EXPECT_EQ(run({kSys, "forkbomb", std::to_string(kMaxPids)}), kBlocked);
 }
-TEST_F(Escape, DaemonDoesNotOutliveTheRun) {
+TEST_F(EscapeInProcess, DaemonDoesNotOutliveTheRun) {
   std::string pidfile = ws_ + "/daemon.pid";
   ::unlink(pidfile.c_str());
   ASSERT_EQ(run({kSys, "daemon", pidfile}), 0);
@@ -412,6 +487,13 @@ TEST_F(Escape, DaemonDoesNotOutliveTheRun) {
   EXPECT_FALSE(testing::pid_alive(pid)) << "daemonised child " << pid << " outlived the sandbox";
   if (testing::pid_alive(pid)) ::kill(pid, SIGKILL);
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, Escape, ::testing::Values(Path::in_process, Path::daemon_root, Path::daemon_nobody),
+                         [](const ::testing::TestParamInfo<Path>& i) {
+                           return i.param == Path::in_process    ? std::string("InProcess")
+                                  : i.param == Path::daemon_root ? std::string("DaemonAsRoot")
+                                                                 : std::string("DaemonAsNobody");
+                         });
 
 }  // namespace
 }  // namespace agentcage

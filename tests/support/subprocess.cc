@@ -113,8 +113,9 @@ std::string temp_dir() {
 
 std::string daemon_pin_dir(const std::string& dir) {
   std::string name = dir;
+  // bpffs refuses names with a '.' (EPERM): keep letters, digits, '-' and '_'.
   for (char& c : name)
-    if (c == '/') c = '_';
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '_';
   return "/sys/fs/bpf/agentcage-test" + name;
 }
 

@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
   app.add_option("--subscriber-queue", opts.subscriber_queue, "Events buffered per live subscriber before it drops")
       ->check(CLI::Range(16, 1 << 24))
       ->capture_default_str();
+  app.add_option("--max-subscribers-per-user", opts.max_subscribers_per_user,
+                 "Live Subscribe streams one non-root user may hold; each buffers at most 1 MiB unread")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   bool no_store = false;
   uint64_t max_bytes = 0, max_age_s = 0;
   rpc::AuditTransportOptions audit;

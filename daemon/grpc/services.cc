@@ -345,11 +345,11 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
   // (subscribed to live events before the replay starts, so nothing falls in between),
   // then continues live, skipping live events the replay already sent.
   SubscribeReactor(core::EventHub& hub, std::string name, core::Subscription::Filter filter, core::EventStore* store,
-                   uint64_t from_seq)
-      : hub_(hub), state_(std::make_shared<State>()) {
+                   uint64_t from_seq, size_t max_bytes, std::function<void()> on_done)
+      : hub_(hub), state_(std::make_shared<State>()), on_done_(std::move(on_done)) {
     state_->self = this;
     state_->filter = filter;
-    sub_ = hub_.subscribe(std::move(name), std::move(filter));
+    sub_ = hub_.subscribe(std::move(name), std::move(filter), 0, max_bytes);
     if (store && from_seq) {
       state_->store = store;
       state_->next_seq = from_seq;
@@ -387,6 +387,7 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
       std::lock_guard lk(state_->mu);
       state_->self = nullptr;
     }
+    if (on_done_) on_done_();
     delete this;
   }
 
@@ -454,6 +455,7 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
   core::EventHub& hub_;
   std::shared_ptr<State> state_;
   std::shared_ptr<core::Subscription> sub_;
+  std::function<void()> on_done_;
 };
 
 // Streams stored events in seq order, a chunk at a time (one store read per chunk, never
@@ -540,7 +542,29 @@ grpc::ServerWriteReactor<v1::Event>* EventsService::Subscribe(grpc::CallbackServ
   v1::EventFilter f = req->filter();
   auto filter = [f, vis = visible_to(who, d_)](const v1::Event& ev) { return filter_matches(f, ev) && vis(ev); };
   std::string name = "subscriber-pid" + std::to_string(who.pid);
-  return new SubscribeReactor(d_.hub(), name, filter, d_.store(), req->filter().from_seq());
+  // An unprivileged user holds a bounded share of the daemon: so many streams, so many
+  // unread bytes each (then drops, reported in-band), whatever it does not read.
+  size_t max_bytes = 0;
+  std::function<void()> on_done;
+  if (!who.root()) {
+    const auto& o = d_.options();
+    std::lock_guard lk(*subs_mu_);
+    size_t& n = (*subs_per_uid_)[who.uid];
+    if (n >= o.max_subscribers_per_user)
+      return new ErrorWriter(grpc::Status(
+          StatusCode::RESOURCE_EXHAUSTED,
+          fmt::format("uid {} already holds {} live Subscribe streams (agentcaged --max-subscribers-per-user); "
+                      "close one first",
+                      who.uid, n)));
+    ++n;
+    max_bytes = o.user_subscriber_bytes;
+    on_done = [mu = subs_mu_, counts = subs_per_uid_, uid = who.uid] {
+      std::lock_guard held(*mu);
+      auto it = counts->find(uid);
+      if (it != counts->end() && --it->second == 0) counts->erase(it);
+    };
+  }
+  return new SubscribeReactor(d_.hub(), name, filter, d_.store(), req->filter().from_seq(), max_bytes, std::move(on_done));
 }
 
 grpc::ServerWriteReactor<v1::Event>* EventsService::Query(grpc::CallbackServerContext* ctx, const v1::QueryRequest* req) {

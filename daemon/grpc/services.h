@@ -6,6 +6,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <map>
+#include <memory>
+#include <mutex>
+
 #include "agentcage/v1/control.grpc.pb.h"
 #include "core/sandbox/daemon.h"
 #include "grpc/uds_server.h"
@@ -63,6 +67,9 @@ class EventsService final : public v1::Events::CallbackService {
  private:
   core::Daemon& d_;
   PeerTable& peers_;
+  // Live Subscribe streams per non-root uid (DaemonOptions::max_subscribers_per_user).
+  std::shared_ptr<std::mutex> subs_mu_ = std::make_shared<std::mutex>();
+  std::shared_ptr<std::map<uid_t, size_t>> subs_per_uid_ = std::make_shared<std::map<uid_t, size_t>>();
 };
 
 }  // namespace agentcage::grpcapi

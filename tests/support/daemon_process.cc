@@ -17,13 +17,14 @@ DaemonProcess::~DaemonProcess() {
   if (pid_ > 0) stop();
 }
 
-std::string DaemonProcess::start() {
+std::string DaemonProcess::start(const std::vector<std::string>& extra) {
   dir_ = temp_dir();
   ::chmod(dir_.c_str(), 0755);
   make_reachable(AGENTCAGE_BIN);
   sock_ = dir_ + "/agentcage.sock";
   std::vector<std::string> argv{AGENTCAGED_BIN, "--socket", sock_, "--audit-db", dir_ + "/audit.db"};
   for (auto& a : daemon_state_args(dir_)) argv.push_back(a);
+  argv.insert(argv.end(), extra.begin(), extra.end());
   pid_ = testing::start(argv, dir_ + "/daemon.log");
   for (int i = 0; i < 500 && ::access(sock_.c_str(), F_OK) != 0; ++i) {
     if (!pid_alive(pid_)) break;

@@ -18,9 +18,9 @@ class DaemonProcess {
   DaemonProcess& operator=(const DaemonProcess&) = delete;
   ~DaemonProcess();  // stops it (SIGTERM) if still running
 
-  // Starts it in a fresh directory and waits (up to 5 s) for its socket. Empty on
-  // success, else what went wrong with the daemon's log.
-  std::string start();
+  // Starts it in a fresh directory (`extra`: more agentcaged options) and waits (up to
+  // 5 s) for its socket. Empty on success, else what went wrong with the daemon's log.
+  std::string start(const std::vector<std::string>& extra = {});
   // SIGTERM and wait: its shell-style exit status (0 for a clean shutdown).
   int stop();
 

@@ -88,4 +88,26 @@ TEST(EventHub, ConcurrentPublishAndPop) {
 }
 
 }  // namespace
+// A subscriber's unread events are bounded in bytes too (an unprivileged user's
+// streams): past the bound it drops and is told, and what it reads frees room again.
+TEST(EventHub, AByteBoundDropsPastItAndFreesWhatIsRead) {
+  v1::Event ev;
+  ev.mutable_file()->set_path(std::string(1000, 'x'));
+  const size_t size = ev.ByteSizeLong();
+  EventHub hub(1000);
+  auto sub = hub.subscribe("s", nullptr, 0, 3 * size);
+  for (int i = 0; i < 5; ++i) hub.publish(ev);
+  EXPECT_EQ(sub->depth(), 3u);
+  EXPECT_EQ(sub->dropped(), 2u);
+  auto first = sub->pop();  // the Loss comes first
+  ASSERT_TRUE(first && first->has_loss());
+  EXPECT_EQ(first->loss().count(), 2u);
+  ASSERT_TRUE(sub->pop());
+  hub.publish(ev);  // one read: room for one more
+  EXPECT_EQ(sub->depth(), 3u);
+  EXPECT_EQ(sub->dropped(), 2u);
+  hub.publish(ev);
+  EXPECT_EQ(sub->dropped(), 3u);
+}
+
 }  // namespace agentcage::core

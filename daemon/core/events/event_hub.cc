@@ -9,11 +9,13 @@ bool Subscription::offer(const v1::Event& ev) {
   std::function<void()> notify;
   {
     std::lock_guard lk(mu_);
-    if (queue_.size() >= capacity_) {
+    size_t size = max_bytes_ ? ev.ByteSizeLong() : 0;
+    if (queue_.size() >= capacity_ || (max_bytes_ && bytes_ + size > max_bytes_)) {
       ++dropped_total_;
       ++dropped_unreported_;
       return false;
     }
+    bytes_ += size;
     queue_.push_back(ev);
     notify = notify_;
   }
@@ -34,6 +36,7 @@ std::optional<v1::Event> Subscription::pop() {
   if (queue_.empty()) return std::nullopt;
   v1::Event ev = std::move(queue_.front());
   queue_.pop_front();
+  if (max_bytes_) bytes_ -= std::min(bytes_, ev.ByteSizeLong());
   ++delivered_;
   return ev;
 }
@@ -56,8 +59,10 @@ size_t Subscription::depth() const {
   return queue_.size();
 }
 
-std::shared_ptr<Subscription> EventHub::subscribe(std::string name, Subscription::Filter filter, size_t capacity) {
-  auto sub = std::make_shared<Subscription>(std::move(name), capacity ? capacity : default_capacity_, std::move(filter));
+std::shared_ptr<Subscription> EventHub::subscribe(std::string name, Subscription::Filter filter, size_t capacity,
+                                                  size_t max_bytes) {
+  auto sub = std::make_shared<Subscription>(std::move(name), capacity ? capacity : default_capacity_, std::move(filter),
+                                            max_bytes);
   std::lock_guard lk(mu_);
   subs_.push_back(sub);
   return sub;

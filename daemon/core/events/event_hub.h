@@ -22,8 +22,10 @@ namespace agentcage::core {
 class Subscription {
  public:
   using Filter = std::function<bool(const v1::Event&)>;
-  Subscription(std::string name, size_t capacity, Filter filter)
-      : name_(std::move(name)), capacity_(capacity), filter_(std::move(filter)) {}
+  // capacity: events; max_bytes: their serialized size together (0: no byte bound), so a
+  // subscriber that never reads holds a known amount of memory whatever the events weigh.
+  Subscription(std::string name, size_t capacity, Filter filter, size_t max_bytes = 0)
+      : name_(std::move(name)), capacity_(capacity), max_bytes_(max_bytes), filter_(std::move(filter)) {}
 
   // The next event, or nothing when the queue is empty. When events were dropped since
   // the last pop, a Loss event (reason sink_queue_full) comes first.
@@ -43,7 +45,9 @@ class Subscription {
 
   const std::string name_;
   const size_t capacity_;
+  const size_t max_bytes_;
   const Filter filter_;
+  size_t bytes_ = 0;  // serialized size of queue_ (guarded by mu_)
   mutable std::mutex mu_;  // guards everything below
   std::deque<v1::Event> queue_;
   std::function<void()> notify_;
@@ -56,7 +60,8 @@ class EventHub {
  public:
   explicit EventHub(size_t default_capacity = 65536) : default_capacity_(default_capacity) {}
 
-  std::shared_ptr<Subscription> subscribe(std::string name, Subscription::Filter filter, size_t capacity = 0);
+  std::shared_ptr<Subscription> subscribe(std::string name, Subscription::Filter filter, size_t capacity = 0,
+                                          size_t max_bytes = 0);
   void unsubscribe(const std::shared_ptr<Subscription>& sub);
   // Offers ev to every subscriber whose filter accepts it. Thread-safe; never blocks on
   // a subscriber.

@@ -32,6 +32,11 @@ struct DaemonOptions {
   bool host_mode = false;             // record every process on the host
   MonitorOptions monitor;
   size_t subscriber_queue = 65536;    // events buffered per live subscriber before drops
+  // What one unprivileged user may hold of the daemon through Subscribe: this many live
+  // streams (the next is RESOURCE_EXHAUSTED), each buffering at most this many bytes of
+  // events it has not read (then it drops, told in-band). Root is not bounded here.
+  size_t max_subscribers_per_user = 200;
+  size_t user_subscriber_bytes = 1 << 20;
   // The tamper-evident audit store (the spool of the audit stream). Empty: no store;
   // then live subscribers get events straight from the reader, without seq numbers.
   std::string store_path = kDefaultStorePath;

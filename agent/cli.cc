@@ -193,6 +193,14 @@ Parsed parse(const std::vector<std::string>& args) {
   std::vector<std::string> trace_pass_fds;
   trace_cmd->add_option("--pass-fd", trace_pass_fds, kPassFdHelp)->type_name("N")->allow_extra_args(false);
   trace_cmd->add_option("--pass-env", trace.pass_env, kPassEnvHelp)->type_name("NAME")->allow_extra_args(false);
+  trace_cmd->add_option("--kind", trace.kinds, "Print only this kind (repeatable)")
+      ->check(CLI::IsMember(core::event_kinds()));
+  trace_cmd->add_flag("--violations", trace.violations_only, "Print only violations");
+  trace_cmd->add_option("--exclude", trace.excludes,
+                        "Do not print file or exec events whose path matches this glob (repeatable; fnmatch(3): "
+                        "'/usr/lib/*' spans directories). Violations and losses are always printed")
+      ->type_name("PATH-GLOB")
+      ->allow_extra_args(false);
   trace_cmd->add_option("command", trace.command, kCommandHelp);
   trace_cmd->footer(std::string(kNetFooter) +
                     "Without a command, --host records the whole host until interrupted.\n"

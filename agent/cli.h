@@ -87,6 +87,10 @@ struct TraceArgs {
   std::vector<std::string> deny_execs;
   std::vector<int> pass_fds;  // as in RunArgs
   std::vector<std::string> pass_env;  // as in RunArgs
+  // What is printed (the record and the summary are whole): as `events` filters.
+  std::vector<std::string> kinds;     // --kind (repeatable); empty: every kind
+  bool violations_only = false;       // --violations
+  std::vector<std::string> excludes;  // --exclude PATH-GLOB: file and exec events on these paths
 };
 
 // agentcage profile lint [--workspace DIR] FILE...

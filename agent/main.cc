@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // agentcage: the CLI.
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <unistd.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -9,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fmt/format.h>
 #include <mutex>
@@ -398,7 +400,20 @@ int do_trace(const cli::TraceArgs& a) {
   static char outbuf[1 << 16];
   setvbuf(out, outbuf, _IOFBF, sizeof outbuf);
   std::string buf;  // reused: no allocation per event once it has grown
+  // The same filters as `events`; a violation or a loss is never hidden by --exclude.
+  auto printed = [&](const v1::Event& ev) {
+    if (ev.has_loss()) return true;
+    if (a.violations_only && !ev.has_violation()) return false;
+    if (!a.kinds.empty() && std::find(a.kinds.begin(), a.kinds.end(), core::event_kind(ev)) == a.kinds.end()) return false;
+    if (ev.has_violation() || a.excludes.empty()) return true;
+    const std::string& path = ev.has_file() ? ev.file().path() : ev.has_exec() ? ev.exec().filename() : std::string();
+    if (path.empty()) return true;
+    for (const auto& g : a.excludes)
+      if (::fnmatch(g.c_str(), path.c_str(), 0) == 0) return false;
+    return true;
+  };
   so.on_event = [&](const v1::Event& ev) {
+    if (!printed(ev)) return;
     std::lock_guard lk(mu);
     buf.clear();
     if (a.format == cli::OutputFormat::json)

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "agentcage/v1/event.pb.h"
+#include "core/events/decoder.h"
 #include "core/events/event_json.h"
 #include "support/subprocess.h"
 
@@ -88,6 +89,49 @@ TEST(Trace, JsonGoesToOutputFileAndTextFormatWorks) {
   auto txt = read_all(dir + "/ev.txt");
   EXPECT_NE(txt.find("exec"), std::string::npos) << txt;
   EXPECT_NE(txt.find("/bin/true"), std::string::npos) << txt;
+}
+
+// `trace` takes the filters of `events`: --kind, --violations, and --exclude PATH-GLOB for
+// the library noise; a violation is printed even on an excluded path, and the record the
+// filters apply to is whole (the summary counts every violation).
+TEST(Trace, KindViolationsAndExcludeFilterWhatIsPrinted) {
+  REQUIRE_ROOT();
+  auto dir = testing::temp_dir();
+  std::string ws = dir + "/ws";
+  ASSERT_EQ(mkdir(ws.c_str(), 0755), 0);
+  std::vector<std::string> base = {AGENTCAGE_BIN, "trace", "--profile", "default", "--workspace", ws};
+  std::vector<std::string> cmd = {"--", "/bin/sh", "-c", "cat /usr/share/doc/bash/README* /etc/hostname >/dev/null 2>&1; unshare -U true; true"};
+  auto with = [&](std::vector<std::string> filters) {
+    auto argv = base;
+    argv.insert(argv.end(), filters.begin(), filters.end());
+    argv.push_back("--output");
+    argv.push_back(dir + "/ev.json");
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    auto r = run(argv);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return parse_events(read_all(dir + "/ev.json"));
+  };
+  auto all = with({});
+  auto execs = with({"--kind", "exec"});
+  ASSERT_FALSE(execs.empty());
+  for (const auto& ev : execs) EXPECT_TRUE(ev.has_exec() || ev.has_loss()) << core::to_json_line(ev);
+  EXPECT_LT(execs.size(), all.size());
+  auto viol = with({"--violations"});
+  ASSERT_FALSE(viol.empty());
+  for (const auto& ev : viol) EXPECT_TRUE(ev.has_violation() || ev.has_loss()) << core::to_json_line(ev);
+  bool lib = false;
+  for (const auto& ev : all) lib |= ev.has_file() && ev.file().path().starts_with("/usr/lib/");
+  EXPECT_TRUE(lib) << "the control: library opens are recorded";
+  auto ex = with({"--exclude", "/usr/lib/*", "--exclude", "/etc/*"});
+  size_t violations = 0;
+  for (const auto& ev : ex) {
+    violations += ev.has_violation();
+    if (ev.has_file() && !ev.has_violation()) {
+      EXPECT_FALSE(ev.file().path().starts_with("/usr/lib/")) << core::to_json_line(ev);
+      EXPECT_FALSE(ev.file().path().starts_with("/etc/")) << core::to_json_line(ev);
+    }
+  }
+  EXPECT_EQ(violations, viol.size()) << "--exclude hides no violation";
 }
 
 // Processes outside the sandbox cgroup produce nothing: the kernel filters by cgroup id.

@@ -91,7 +91,7 @@ TEST_F(Launch, RootAndNobodyGetTheWholeConfinementOfTheProfile) {
   for (bool nobody : {false, true}) {
     std::string who = nobody ? "nobody" : "root";
     auto r = in_ws(run_argv(nobody, {"/bin/sh", "-c",
-                                     "echo pid=$$; id -u; pwd; touch " + marker +
+                                     "echo pid=$$; id -u; pwd; touch " + marker + " /var" + marker +
                                          "; for n in pid mnt ipc uts; do readlink /proc/self/ns/$n; done; "
                                          "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; exit 7"}));
     EXPECT_EQ(r.status, 7) << who << "\n" << r.err;
@@ -105,7 +105,9 @@ TEST_F(Launch, RootAndNobodyGetTheWholeConfinementOfTheProfile) {
     EXPECT_EQ(l[7], "CapEff:\t0000000000000000") << who;
     EXPECT_EQ(l[8], "NoNewPrivs:\t1") << who;
     EXPECT_FALSE(std::filesystem::exists(marker)) << who << ": the sandbox's /tmp is the host's";
+    EXPECT_FALSE(std::filesystem::exists("/var" + marker)) << who << ": the sandbox's /var/tmp is the host's";
     std::filesystem::remove(marker);
+    std::filesystem::remove("/var" + marker);
   }
 }
 

@@ -229,6 +229,18 @@ TEST(MountView, PrivateTmpUnderneathListedTrees) {
   EXPECT_EQ(p->cwd, "/tmp/ws");
 }
 
+TEST(MountView, VarTmpIsPrivateLikeTmp) {
+  MountViewInput in;
+  in.write = {"/var/tmp"};
+  auto p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(render(*p), "mkdir /R/var\nmkdir /R/var/tmp\ntmp /R/var/tmp\n");
+  in.private_tmp = false;  // the host's, bound, only when asked
+  p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_NE(render(*p).find("bind /R/var/tmp <- /var/tmp"), std::string::npos) << render(*p);
+}
+
 TEST(MountView, HostDevOnlyWithoutMinimalDev) {
   MountViewInput in;
   in.read = {"/dev"};

@@ -52,7 +52,7 @@ struct FsPolicy {
   bool private_view = true;
   bool fresh_proc = true;           // in the view: own procfs, other processes hidden
   bool minimal_dev = true;          // in the view: a fresh /dev with safe devices only
-  bool private_tmp = true;          // in the view: a listed /tmp is a private tmpfs
+  bool private_tmp = true;          // in the view: a listed /tmp or /var/tmp is a private tmpfs
 };
 
 struct NetPortPolicy {

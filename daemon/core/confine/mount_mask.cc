@@ -146,9 +146,10 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
     }
     // Trees replaced by a fresh filesystem (not the host's content): nothing of the host
     // exists beneath them, so mount points there must be created.
-    auto synthesized = [&](const std::string& r) {
-      return (r == "/tmp" && in.private_tmp) || (r == "/proc" && in.fresh_proc);
-    };
+    // Every host scratch tree a profile may grant is private in the view, /var/tmp as
+    // /tmp: sockets and files there are other users' and the host's (issue 11).
+    auto private_scratch = [&](const std::string& r) { return in.private_tmp && (r == "/tmp" || r == "/var/tmp"); };
+    auto synthesized = [&](const std::string& r) { return private_scratch(r) || (r == "/proc" && in.fresh_proc); };
     for (const auto& [real, t] : trees) {
       bool under_visible = false;  // beneath a bound host tree: its mount point exists
       for (const auto& [other, _] : trees)
@@ -163,8 +164,9 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
         if (!t.rw) plan.ops.push_back({ViewOp::setattr, root + real, {}, kMountAttrRdonly});
         continue;
       }
-      if (real == "/tmp" && in.private_tmp) {
-        if (made.insert(real).second) plan.ops.push_back({ViewOp::mkdir, root + real, {}});
+      if (private_scratch(real)) {
+        mkdirs(real);
+        if (!under_visible && made.insert(real).second) plan.ops.push_back({ViewOp::mkdir, root + real, {}});
         plan.ops.push_back({ViewOp::tmp, root + real, {}});
         if (!t.rw) plan.ops.push_back({ViewOp::setattr, root + real, {}, kMountAttrRdonly});
         continue;

@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
                  "Live Subscribe streams one non-root user may hold; each buffers at most 1 MiB unread")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app.add_option("--max-sandboxes-per-user", opts.max_sandboxes_per_user, "Running sandboxes one non-root user may hold")
+      ->check(CLI::Range(1, 4000))
+      ->capture_default_str();
   bool no_store = false;
   uint64_t max_bytes = 0, max_age_s = 0;
   rpc::AuditTransportOptions audit;

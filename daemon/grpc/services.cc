@@ -182,7 +182,11 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
     return done(ctx, {StatusCode::INVALID_ARGUMENT, "launch: a sandbox with a profile is started by the daemon "
                                                     "(set launch; `agentcage run --profile` does)"});
   auto sb = d_.registry().create(*p, *req, policy ? &*policy : nullptr, req->profile().empty() ? nullptr : &resolved);
-  if (!sb) return done(ctx, {policy ? StatusCode::FAILED_PRECONDITION : StatusCode::INTERNAL, sb.error().message()});
+  if (!sb)
+    return done(ctx, {sb.error().context.find(core::kSandboxQuota) != std::string::npos ? StatusCode::RESOURCE_EXHAUSTED
+                      : policy                  ? StatusCode::FAILED_PRECONDITION
+                                                : StatusCode::INTERNAL,
+                      sb.error().message()});
   *resp = *sb;
   return done(ctx, grpc::Status::OK);
 }

@@ -72,6 +72,7 @@ void Daemon::add_core_steps() {
                       }
                       if (auto st = lock_state_dir(); !st) return st;
                       registry_ = std::make_unique<SandboxRegistry>(parent, monitor_.get(), opts_.state_dir);
+                      registry_->set_max_per_user(opts_.max_sandboxes_per_user);
                       // Every turn of a sandbox's life goes into the store with the events.
                       registry_->set_recorder([this](v1::Event ev, uint64_t ticks) {
                         ev.set_node(ctx_.node);

@@ -36,6 +36,8 @@ struct DaemonOptions {
   // streams (the next is RESOURCE_EXHAUSTED), each buffering at most this many bytes of
   // events it has not read (then it drops, told in-band). Root is not bounded here.
   size_t max_subscribers_per_user = 200;
+  // Running sandboxes one non-root user may hold (each takes BPF map entries, a cgroup).
+  size_t max_sandboxes_per_user = 64;
   size_t user_subscriber_bytes = 1 << 20;
   // The tamper-evident audit store (the spool of the audit stream). Empty: no store;
   // then live subscribers get events straight from the reader, without seq numbers.

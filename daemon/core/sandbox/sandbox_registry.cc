@@ -171,6 +171,28 @@ void SandboxRegistry::record(const Entry& e, const std::string& phase, const std
 
 Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSandboxRequest& req,
                                             const SandboxPolicy* policy, const v1::Profile* profile) {
+  // One user cannot exhaust the BPF maps or the cgroups: a quota on running sandboxes,
+  // creates in flight included (concurrent requests do not slip past it).
+  if (max_per_user_ && !peer.root()) {
+    std::lock_guard lk(mu_);
+    size_t n = creating_[peer.uid];
+    for (const auto& [id, e] : entries_) n += e.cgroup && e.info.owner_uid() == peer.uid;
+    if (n >= max_per_user_) {
+      if (!creating_[peer.uid]) creating_.erase(peer.uid);
+      return error(fmt::format("uid {} already runs {} sandboxes ({} {})", peer.uid, n, kSandboxQuota, max_per_user_),
+                   "close one first");
+    }
+    ++creating_[peer.uid];
+  }
+  struct Done {
+    SandboxRegistry* r;
+    const Peer& p;
+    ~Done() {
+      if (!r->max_per_user_ || p.root()) return;
+      std::lock_guard lk(r->mu_);
+      if (--r->creating_[p.uid] == 0) r->creating_.erase(p.uid);
+    }
+  } done{this, peer};
   uint64_t key = new_sandbox_key();
   std::string id = sandbox_id_string(key);
   Entry e;

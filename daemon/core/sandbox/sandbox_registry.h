@@ -25,6 +25,9 @@
 
 namespace agentcage::core {
 
+// Named in the error of a create past SandboxRegistry::set_max_per_user().
+inline constexpr const char* kSandboxQuota = "agentcaged --max-sandboxes-per-user";
+
 // The most --pass-fd descriptors a launched sandbox takes (after 0-2).
 inline constexpr size_t kMaxLaunchFds = 61;
 
@@ -102,6 +105,9 @@ class SandboxRegistry {
   // event (the daemon hands it to the store writer), never call back into the registry.
   using Recorder = std::function<void(v1::Event, uint64_t owner_start_ticks)>;
   void set_recorder(Recorder r) { recorder_ = std::move(r); }
+  // Running sandboxes a non-root uid may hold at once (create() refuses the next with an
+  // error naming the limit, kSandboxQuota in its context). 0: no limit.
+  void set_max_per_user(size_t n) { max_per_user_ = n; }
 
   // Closes sandboxes whose launcher process has exited. Returns how many.
   int reap_orphans();
@@ -147,6 +153,8 @@ class SandboxRegistry {
   const std::string state_dir_;
   mutable std::mutex mu_;  // guards entries_
   std::map<std::string, Entry> entries_;
+  std::map<uid_t, size_t> creating_;  // creates under way per uid (counted against the limit)
+  size_t max_per_user_ = 0;
   Recorder recorder_;
 };
 

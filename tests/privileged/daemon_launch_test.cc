@@ -216,6 +216,39 @@ TEST_F(Launch, OnlyPassedDescriptorsReachTheCommand) {
   }
 }
 
+// --pass-fd numbers may be anything, the daemon's own descriptors in the child (the error
+// pipe, the Landlock ruleset, ...) included: they land after the setup, the confinement
+// holds, and an exec failure is still reported.
+TEST_F(Launch, PassedDescriptorsOnAnyNumberLeaveTheConfinementWhole) {
+  std::string file = dir_ + "/passed";
+  { std::ofstream(file) << "passed\n"; }
+  chmod(file.c_str(), 0644);
+  std::string opens, reads;
+  std::vector<std::string> extra;
+  for (int fd = 3; fd <= 20; ++fd) {
+    opens += "exec " + std::to_string(fd) + "<" + file + "; ";
+    reads += "read l <&" + std::to_string(fd) + " && echo $l; ";
+    extra.insert(extra.end(), {"--pass-fd", std::to_string(fd)});
+  }
+  auto quoted = [](const std::vector<std::string>& argv) {
+    std::string line;
+    for (const auto& a : argv) line += "'" + a + "' ";
+    return line;
+  };
+  // bash: dash takes single-digit descriptors only.
+  auto argv = run_argv(true, {"/bin/bash", "-c", reads + "grep -E \"^(CapEff|NoNewPrivs|Seccomp):\" /proc/self/status"}, extra);
+  auto r = run({"/bin/bash", "-c", opens + "cd " + ws_ + "; exec " + quoted(argv)});
+  EXPECT_EQ(r.status, 0) << r.err;
+  size_t n = 0;
+  for (const auto& l : testing::lines(r.out)) n += l == "passed";
+  EXPECT_EQ(n, 18u) << r.out;
+  EXPECT_NE(r.out.find("CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2"), std::string::npos) << r.out;
+  argv = run_argv(true, {"/usr/bin/agentcage-no-such-command"}, extra);
+  r = run({"/bin/bash", "-c", opens + "cd " + ws_ + "; exec " + quoted(argv)});
+  EXPECT_EQ(r.status, 127) << r.err;
+  EXPECT_NE(r.err.find("agentcage-no-such-command"), std::string::npos) << r.err;
+}
+
 TEST_F(Launch, MissingCommandIs127AndTheErrorSaysSo) {
   auto r = in_ws(run_argv(true, {"/usr/bin/agentcage-no-such-command"}));
   EXPECT_EQ(r.status, 127) << r.err;

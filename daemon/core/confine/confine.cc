@@ -63,6 +63,7 @@ PreparedConfinement::~PreparedConfinement() {
 Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePolicy& policy, const KernelFeatures& kf,
                                                                  const ConfineContext& ctx) {
   std::unique_ptr<PreparedConfinement> pc(new PreparedConfinement());
+  pc->cwd_ = ctx.cwd;  // without a view; the view's own cwd below replaces it
   pc->policy_ = policy;
   pc->cap_last_cap_ = kf.cap_last_cap;
   const bool enforce = !policy.audit_mode;
@@ -201,6 +202,7 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     if (!m) return std::unexpected(m.error());
     pc->masks_ = std::move(*m);
     pc->apply_masks_ = enforce;
+    if (enforce && view) pc->cwd_ = pc->masks_.cwd;
     if (!pc->masks_.entries.empty())
       prov.push_back({"mount_mask", fmt::format("{} deny paths masked in a private mount namespace", pc->masks_.entries.size()), enforce});
     if (view)
@@ -290,6 +292,10 @@ int apply_in_child(const PreparedConfinement& pc, const char** what) {
     uid_t uid = p.uid ? *p.uid : ::getuid();
     gid_t gid = p.gid ? *p.gid : ::getgid();
     if (int e = switch_ids(uid, gid, p.groups.data(), p.groups.size())) return e;
+    if (!pc.cwd_.empty() && ::chdir(pc.cwd_.c_str()) != 0 && ::chdir("/") != 0) {
+      *what = "chdir after the uid switch";
+      return errno;
+    }
   }
   if (!p.unprivileged) {
     *what = "drop capabilities";

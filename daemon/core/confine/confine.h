@@ -210,6 +210,10 @@ class PreparedConfinement {
   std::vector<LandlockPathRule> late_rules_;
   int cap_last_cap_ = 40;
   std::string scratch_;              // removed on destruction
+  // Where the command continues, entered again after the uid switch: resolved with the
+  // caller's permissions, not root's (a path component swapped for a symlink between the
+  // request and the launch cannot take it into a directory it could not reach).
+  std::string cwd_;
 };
 
 }  // namespace agentcage::core

@@ -145,16 +145,28 @@ int seal_inherited_fds(const ChildPlan& p, const char** what) {
   for (int s : kForwarded) ::signal(s, SIG_DFL);
   ::signal(SIGPIPE, SIG_DFL);
   const char* what = "child setup";
-  if (p.nmap)
-    if (int e = apply_fd_map(p)) child_fail(p.err_fd, e, "hand over the caller's descriptors");
-  if (p.cwd && ::chdir(p.cwd) != 0) child_fail(p.err_fd, errno, "chdir to the caller's working directory");
+  if (p.cwd && ::chdir(p.cwd) != 0) child_fail(p.err_fd, errno, "chdir to the working directory");
   if (p.opts->child_setup) {
     int e = p.opts->child_setup(&what);
     if (e != 0) child_fail(p.err_fd, e, what);
   }
-  if (int e = seal_inherited_fds(p, &what)) child_fail(p.err_fd, e, what);
+  // The handed-over descriptors land last, once the setup no longer needs its own (the
+  // Landlock ruleset, the pids cgroup, ...): a --pass-fd number may be any of them. Only the
+  // error pipe lives on to the exec; it moves out of the way first.
+  int err_fd = p.err_fd;
+  if (p.nmap) {
+    int top = 3;
+    for (size_t i = 0; i < p.nmap; ++i) top = std::max(top, p.fd_map[i].second + 1);
+    if (err_fd < top) {
+      int moved = ::fcntl(err_fd, F_DUPFD_CLOEXEC, top);  // above every target
+      if (moved < 0) child_fail(err_fd, errno, "move the error pipe above the handed-over descriptors");
+      err_fd = moved;
+    }
+    if (int e = apply_fd_map(p)) child_fail(err_fd, e, "hand over the caller's descriptors");
+  }
+  if (int e = seal_inherited_fds(p, &what)) child_fail(err_fd, e, what);
   ::execve(p.file, p.argv, p.envp);
-  child_fail(p.err_fd, errno, "execve");
+  child_fail(err_fd, errno, "execve");
 }
 
 // pid 1 of the sandbox's pid namespace (SpawnOptions::pid_namespace). Forked from a

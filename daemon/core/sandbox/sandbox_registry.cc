@@ -271,6 +271,11 @@ Status SandboxRegistry::prepare_launch(Entry& e, const SandboxPolicy& policy, co
   auto& l = *e.launch;
   l.env = policy.env.env;
   l.pass_fds.assign(spec.pass_fds().begin(), spec.pass_fds().end());
+  // The groups and the working directory are the caller's own: the pid it connected
+  // with still names a process of that uid (not one that reused the pid).
+  auto uid_line = status_field(peer.pid, "Uid");
+  if (!uid_line || std::stoul(*uid_line) != peer.uid)
+    return error("process " + std::to_string(peer.pid) + " is gone or no longer runs as uid " + std::to_string(peer.uid));
   std::error_code ec;
   auto cwd = std::filesystem::read_symlink("/proc/" + std::to_string(peer.pid) + "/cwd", ec);
   l.cwd = ec ? "/" : cwd.string();
@@ -298,7 +303,7 @@ Status SandboxRegistry::prepare_launch(Entry& e, const SandboxPolicy& policy, co
 }
 
 Result<pid_t> SandboxRegistry::launch(const Peer& peer, const std::string& id, int conn, const std::vector<int>& fds) {
-  std::lock_guard lk(mu_);
+  std::unique_lock lk(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end() || !it->second.cgroup) return error("no running sandbox " + id);
   Entry& e = it->second;
@@ -319,10 +324,20 @@ Result<pid_t> SandboxRegistry::launch(const Peer& peer, const std::string& id, i
   so.supervisor_fd = conn;
   for (int i = 0; i < 3; ++i) so.fd_map.emplace_back(fds[static_cast<size_t>(i)], i);
   for (size_t i = 0; i < e.launch->pass_fds.size(); ++i) so.fd_map.emplace_back(fds[3 + i], e.launch->pass_fds[i]);
-  so.cwd = e.launch->cwd;
-  so.child_setup = [c = e.conf.get()](const char** what) { return apply_in_child(*c, what); };
+  // No chdir as root here: the confinement enters the caller's working directory after
+  // the uid switch, as the caller (PreparedConfinement::cwd_).
+  std::shared_ptr<PreparedConfinement> conf = e.conf;
+  so.child_setup = [c = conf.get()](const char** what) { return apply_in_child(*c, what); };
+  // Spawned without the registry's lock: a command slow to reach its exec (a FUSE path,
+  // a stopped child) holds up this launch only, never every other call.
+  lk.unlock();
   auto child = spawn(so);
+  lk.lock();
   if (!child) return std::unexpected(child.error());
+  if (!e.cgroup) {  // closed meanwhile: its cgroup kill ended the init; reap it
+    ::waitpid(child->pid, nullptr, 0);
+    return error("sandbox " + id + " was closed while its command started");
+  }
   e.init_pid = child->pid;
   spdlog::info("sandbox {}: launched {} for uid {} (init pid {})", id, e.info.argv(0), peer.uid, child->pid);
   return child->pid;

@@ -23,21 +23,10 @@
 namespace agentcage {
 namespace {
 
+using testing::processes_with;
 using testing::read_all;
 using testing::run;
 using testing::wait_until;
-
-// Pids of the processes whose command line contains `token`.
-std::vector<pid_t> processes_with(const std::string& token) {
-  std::vector<pid_t> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (read_all(e.path() / "cmdline").find(token) != std::string::npos && testing::pid_alive(std::stoi(name)))
-      out.push_back(std::stoi(name));
-  }
-  return out;
-}
 
 std::string ns_of(const std::string& which) {
   std::error_code ec;

@@ -19,6 +19,7 @@
 namespace agentcage {
 namespace {
 
+using testing::processes_with;
 using testing::read_all;
 using testing::run;
 
@@ -37,18 +38,6 @@ std::set<std::string> sandbox_cgroups() {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(cgroup2_root() + "/agentcage", ec))
     if (e.is_directory()) out.insert(e.path().string());
-  return out;
-}
-
-// Pids of the processes whose command line contains `token`.
-std::vector<pid_t> processes_with(const std::string& token) {
-  std::vector<pid_t> out;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_all(e.path() / "cmdline");
-    if (cmdline.find(token) != std::string::npos && testing::pid_alive(std::stoi(name))) out.push_back(std::stoi(name));
-  }
   return out;
 }
 

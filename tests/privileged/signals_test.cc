@@ -64,17 +64,8 @@ std::string join(const std::vector<std::string>& argv) {
   return s;
 }
 
-// Whether a process whose command line contains `token` still runs (the sandbox's pid
-// namespace, should it have one, changes pids, not command lines).
-bool process_with(const std::string& token) {
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string name = e.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_all(e.path() / "cmdline");
-    if (cmdline.find(token) != std::string::npos && testing::pid_alive(std::stoi(name))) return true;
-  }
-  return false;
-}
+// Whether a process whose command line contains `token` still runs.
+bool process_with(const std::string& token) { return !testing::processes_with(token).empty(); }
 
 class Signals : public ::testing::Test {
  protected:

@@ -150,4 +150,16 @@ bool pid_alive(pid_t pid) {
   return rp != std::string::npos && rp + 2 < s.size() && s[rp + 2] != 'Z' && s[rp + 2] != 'X';
 }
 
+std::vector<pid_t> processes_with(const std::string& token) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (read_all(e.path() / "cmdline").find(token) != std::string::npos && pid_alive(std::stoi(name)))
+      out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
 }  // namespace agentcage::testing

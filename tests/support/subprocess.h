@@ -28,6 +28,9 @@ int wait_status(pid_t pid);
 std::vector<std::string> lines(const std::string& text);
 std::string temp_dir();  // a fresh directory under /tmp, removed by the OS eventually
 bool pid_alive(pid_t pid);  // exists and is not a zombie
+// The live processes whose command line contains `token` (a sandbox's pid namespace
+// changes pids, not command lines).
+std::vector<pid_t> processes_with(const std::string& token);
 std::string read_all(const std::string& path);  // a whole file; empty if unreadable
 // Polls pred every 20 ms until it holds or `timeout` passes; its last answer.
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);

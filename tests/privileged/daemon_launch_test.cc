@@ -100,6 +100,18 @@ TEST_F(Launch, RootAndNobodyGetTheWholeConfinementOfTheProfile) {
   }
 }
 
+// Without a private view (actions.filesystem: allow) the command still starts in the
+// caller's working directory, not agentcaged's.
+TEST_F(Launch, WithoutAViewTheCommandStartsInTheCallersDirectory) {
+  std::string prof = dir_ + "/noview.yaml";
+  { std::ofstream(prof) << "name: noview\nextends: default\nactions:\n  filesystem: allow\n"; }
+  std::vector<std::string> argv = {AGENTCAGE_BIN, "run", "--socket", d_.socket(), "--profile", prof,
+                                   "--workspace", ws_, "--", "/bin/pwd"};
+  auto r = in_ws(argv);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, ws_ + "\n") << r.err;
+}
+
 // The profile's private view makes a deny_write tree inside the writable workspace
 // read-only for nobody too (refused before: without the view Landlock alone would grant it).
 TEST_F(Launch, DenyWriteInsideTheWorkspaceHoldsForNobody) {

@@ -292,10 +292,12 @@ int apply_in_child(const PreparedConfinement& pc, const char** what) {
     uid_t uid = p.uid ? *p.uid : ::getuid();
     gid_t gid = p.gid ? *p.gid : ::getgid();
     if (int e = switch_ids(uid, gid, p.groups.data(), p.groups.size())) return e;
-    if (!pc.cwd_.empty() && ::chdir(pc.cwd_.c_str()) != 0 && ::chdir("/") != 0) {
-      *what = "chdir after the uid switch";
-      return errno;
-    }
+  }
+  // With the command's own ids (and, without a view, the first chdir at all: agentcaged's
+  // working directory is not the caller's).
+  if (!pc.cwd_.empty() && ::chdir(pc.cwd_.c_str()) != 0 && ::chdir("/") != 0) {
+    *what = "chdir to the working directory";
+    return errno;
   }
   if (!p.unprivileged) {
     *what = "drop capabilities";

@@ -71,8 +71,7 @@ struct ChildPlan {
   bool supervised;  // life_fd is SpawnOptions::supervisor_fd (frames), not the life pipe
   const std::pair<int, int>* fd_map;
   size_t nmap;
-  int* fd_tmp;      // nmap slots for apply_fd_map()
-  const char* cwd;  // null: unchanged
+  int* fd_tmp;  // nmap slots for apply_fd_map()
 };
 
 // SpawnOptions::fd_map, in the child: each source first moves above every number in
@@ -145,7 +144,6 @@ int seal_inherited_fds(const ChildPlan& p, const char** what) {
   for (int s : kForwarded) ::signal(s, SIG_DFL);
   ::signal(SIGPIPE, SIG_DFL);
   const char* what = "child setup";
-  if (p.cwd && ::chdir(p.cwd) != 0) child_fail(p.err_fd, errno, "chdir to the working directory");
   if (p.opts->child_setup) {
     int e = p.opts->child_setup(&what);
     if (e != 0) child_fail(p.err_fd, e, what);
@@ -374,8 +372,7 @@ Result<Child> spawn(const SpawnOptions& opts) {
                      opts.supervisor_fd >= 0,
                      opts.fd_map.data(),
                      opts.fd_map.size(),
-                     fd_tmp.data(),
-                     opts.cwd.empty() ? nullptr : opts.cwd.c_str()};
+                     fd_tmp.data()};
   };
   auto start = [&](const ChildPlan& p) {
     if (opts.pid_namespace) {

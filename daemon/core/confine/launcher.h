@@ -47,8 +47,6 @@ struct SpawnOptions {
   // Descriptors of this process that the command gets under other numbers ({from, to}):
   // a daemon hands on the client's stdio (to 0-2) and its --pass-fd descriptors.
   std::vector<std::pair<int, int>> fd_map;
-  // The command's working directory; empty: this process's.
-  std::string cwd;
 };
 
 // One frame per packet on SpawnOptions::supervisor_fd (and on the launch connection).

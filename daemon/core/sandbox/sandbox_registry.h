@@ -129,7 +129,7 @@ class SandboxRegistry {
     struct Launch {
       std::vector<std::string> env;  // the command's whole environment (the profile's plan)
       std::vector<int> pass_fds;     // the command's descriptor numbers after 0-2
-      std::string cwd;               // the caller's working directory
+      std::string cwd;               // the caller's working directory (entered after the uid switch)
       bool pid_namespace = false;
       bool started = false;
     };

@@ -375,9 +375,15 @@ Parsed parse(const std::vector<std::string>& args) {
   coll_cmd->add_option("--tls-client-ca", coll.tls_client_ca,
                        "PEM CA: require client certificates signed by it (mTLS); a node may then only push "
                        "under a name (CN or SAN) of its certificate");
+  coll_cmd->add_flag("--insecure-accept-any-node", coll.accept_any_node,
+                     "Without --tls-client-ca: accept any client as any node (unauthenticated; only on a trusted "
+                     "network)");
   coll_cmd->footer(
       "Stores events from many nodes once each (dedup by node, store and seq) in its own\n"
-      "hash-chained store; prints 'listening on ADDR:PORT' and runs until SIGINT/SIGTERM.");
+      "hash-chained store; prints 'listening on ADDR:PORT' and runs until SIGINT/SIGTERM.\n"
+      "Nodes must authenticate (--tls-client-ca) unless --insecure-accept-any-node says otherwise.\n"
+      "A resent seq whose content differs from the stored one is refused (ALREADY_EXISTS) and\n"
+      "kept in the store's conflicts table: two histories under one node name.");
 
   // CLI11 wants argv order reversed for its vector interface.
   std::vector<std::string> rev(args.rbegin(), args.rend());
@@ -443,6 +449,12 @@ Parsed parse(const std::vector<std::string>& args) {
       return Exit{2, "agentcage: collector: --insecure excludes --tls-cert, --tls-key and --tls-client-ca"};
     if (!coll.insecure && (coll.tls_cert.empty() || coll.tls_key.empty()))
       return Exit{2, "agentcage: collector: TLS needs --tls-cert and --tls-key (or --insecure for plaintext)"};
+    if (coll.tls_client_ca.empty() && !coll.accept_any_node)
+      return Exit{2,
+                  "agentcage: collector: no client authentication: pass --tls-client-ca CA (each node pushes only "
+                  "under its certificate's name), or --insecure-accept-any-node to let any client push as any node"};
+    if (!coll.tls_client_ca.empty() && coll.accept_any_node)
+      return Exit{2, "agentcage: collector: --insecure-accept-any-node excludes --tls-client-ca"};
     return coll;
   }
   if (*show_cmd) return show;

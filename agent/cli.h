@@ -158,11 +158,13 @@ struct AuditPushArgs {
   std::string chain_key = kDefaultChainKeyPath;  // signs the checkpoints sent
 };
 
-// agentcage collector --listen ADDR --db FILE [--tls-cert F --tls-key F [--tls-client-ca F] | --insecure]
+// agentcage collector --listen ADDR --db FILE [--tls-cert F --tls-key F] [--tls-client-ca F | --insecure-accept-any-node]
+//                     [--insecure]
 struct CollectorArgs {
   std::string listen;
   std::string db = core::kDefaultCollectorStorePath;
   bool insecure = false;
+  bool accept_any_node = false;  // --insecure-accept-any-node: no client authentication
   std::string tls_cert, tls_key, tls_client_ca;
   std::string chain_key = kDefaultChainKeyPath;  // keys the collector store's own chain
 };

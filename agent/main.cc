@@ -743,19 +743,21 @@ int do_collector(const cli::CollectorArgs& a) {
   o.tls_cert = a.tls_cert;
   o.tls_key = a.tls_key;
   o.tls_client_ca = a.tls_client_ca;
+  o.accept_any_node = a.accept_any_node;
   auto server = rpc::CollectorServer::start(**store, o);
   if (!server) return fail(server.error());
   // The port line goes to stdout and is flushed: tests and scripts read the chosen port.
   auto colon = a.listen.rfind(':');
-  printf("agentcage collector: listening on %s:%d (%s), store %s\n", a.listen.substr(0, colon).c_str(),
-         (*server)->port(), a.insecure ? "plaintext" : a.tls_client_ca.empty() ? "tls" : "mtls", a.db.c_str());
+  printf("agentcage collector: listening on %s:%d (%s%s), store %s\n", a.listen.substr(0, colon).c_str(),
+         (*server)->port(), a.insecure ? "plaintext" : a.tls_client_ca.empty() ? "tls" : "mtls",
+         a.accept_any_node ? ", any node: unauthenticated" : "", a.db.c_str());
   fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);
   (*server)->shutdown();
   auto st = (*server)->stats();
-  printf("agentcage collector: stopped: %lu batches, %lu events stored, %lu duplicates dropped\n", st.batches,
-         st.inserted, st.duplicates);
+  printf("agentcage collector: stopped: %lu batches, %lu events stored, %lu duplicates dropped, %lu conflicts\n",
+         st.batches, st.inserted, st.duplicates, st.conflicts);
   return 0;
 }
 

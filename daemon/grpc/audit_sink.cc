@@ -109,7 +109,10 @@ class GrpcConnector final : public core::AuditConnector {
 // One Push stream. Strictly alternating: read a batch, store it (on the writer thread),
 // write its ack, read the next; so at most one read or write is ever outstanding, and
 // the reactor stays alive while the writer holds it (Finish has not been called).
-class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack> {
+// Push is a raw method: gRPC's own parse of a typed message that fails ends a bidi
+// stream as if the client had half-closed (OK), which would let a broken or hostile
+// client look like a clean end; parsing here names it instead.
+class PushReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   // `cert_names`: with mTLS, the names in the client's certificate (CN and SANs); the
   // stream may only speak for one of them. Empty without mTLS.
@@ -121,7 +124,7 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
         stopping_(stopping),
         peer_(std::move(peer)),
         cert_names_(std::move(cert_names)) {
-    StartRead(&in_);
+    StartRead(&raw_in_);
   }
 
   void OnReadDone(bool ok) override {
@@ -136,6 +139,56 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
       Finish(grpc::Status::OK);
       return;
     }
+    ++messages_;
+    if (auto why = parse(); !why.empty()) {
+      spdlog::warn("collector: rejecting message {} from {}: {}", messages_, peer_, why);
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why));
+      return;
+    }
+    on_batch();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away before the ack"));
+      return;
+    }
+    if (stopping_) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector shutting down"));
+      return;
+    }
+    in_.Clear();
+    raw_in_.Clear();
+    StartRead(&raw_in_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // raw_in_ into in_; "" or why it is not an EventBatch.
+  std::string parse() {
+    std::vector<grpc::Slice> slices;
+    if (!raw_in_.Dump(&slices).ok()) return fmt::format("message {}: unreadable", messages_);
+    std::string bytes;
+    bytes.reserve(raw_in_.Length());
+    for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    raw_in_.Clear();
+    if (!in_.ParseFromString(bytes))
+      return fmt::format(
+          "message {} ({} bytes) is not an agentcage.v1.EventBatch (malformed protobuf, or a string field "
+          "that is not UTF-8)",
+          messages_, bytes.size());
+    return {};
+  }
+
+  void send_ack() {
+    std::string bytes = out_.SerializeAsString();
+    grpc::Slice sl(bytes);
+    raw_out_ = grpc::ByteBuffer(&sl, 1);
+    StartWrite(&raw_out_);
+  }
+
+  void on_batch() {
     if (auto why = core::validate_batch(in_, st_, limits_); !why.empty()) {
       spdlog::warn("collector: rejecting a batch from {}: {}", peer_, why);
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why));
@@ -159,24 +212,7 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
     out_.Clear();
     out_.set_node(st_.node);
     out_.set_store_id(st_.store_id);
-    if (in_.events_size() == 0 && in_.has_checkpoint()) {
-      // A checkpoint-only batch: keep the signed head, answer where the store stands.
-      std::optional<v1::Checkpoint> cp(std::move(*in_.mutable_checkpoint()));
-      in_.Clear();
-      writer_.submit(st_.node, st_.store_id, {}, std::move(cp), [this](core::Result<core::IngestResult> r) {
-        auto high = r ? store_.origin_high(st_.node, st_.store_id) : core::Result<uint64_t>(0);
-        if (!r || !high) {
-          Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "collector store: " + (!r ? r.error().message() : high.error().message())));
-          return;
-        }
-        out_.set_acked_seq(*high);
-        out_.set_checkpoint_seq(r->checkpoint_seq);
-        StartWrite(&out_);
-      });
-      return;
-    }
-    if (in_.events_size() == 0) {
+    if (in_.events_size() == 0 && !in_.has_checkpoint()) {
       // The hello (or a keepalive batch): where this node's store stands here.
       auto high = store_.origin_high(st_.node, st_.store_id);
       if (!high) {
@@ -184,45 +220,57 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
         return;
       }
       out_.set_acked_seq(*high);
-      StartWrite(&out_);
+      send_ack();
       return;
     }
-    uint64_t last = in_.events(in_.events_size() - 1).seq();
+    // Events, a checkpoint, or both; a checkpoint alone is answered with where the store
+    // stands (the signed head is kept).
+    bool events = in_.events_size() > 0;
+    uint64_t last = events ? in_.events(in_.events_size() - 1).seq() : 0;
     std::vector<v1::Event> evs;
     evs.reserve(static_cast<size_t>(in_.events_size()));
     for (auto& e : *in_.mutable_events()) evs.push_back(std::move(e));
     std::optional<v1::Checkpoint> cp;
     if (in_.has_checkpoint()) cp = std::move(*in_.mutable_checkpoint());
     in_.Clear();
-    writer_.submit(st_.node, st_.store_id, std::move(evs), std::move(cp), [this, last](core::Result<core::IngestResult> r) {
-      if (!r) {
-        // UNAVAILABLE: the client keeps the batch and retries later.
-        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector store: " + r.error().message()));
-        return;
-      }
+    writer_.submit(st_.node, st_.store_id, std::move(evs), std::move(cp),
+                   [this, events, last](core::Result<core::IngestResult> r) { on_stored(r, events, last); });
+  }
+
+  // On the writer thread, once the batch is stored (or not).
+  void on_stored(const core::Result<core::IngestResult>& r, bool events, uint64_t last) {
+    if (!r) {
+      // UNAVAILABLE: the client keeps the batch and retries later.
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector store: " + r.error().message()));
+      return;
+    }
+    if (r->conflicts) {
+      spdlog::error("collector: {} (node {} store {}) resent {} event(s) that differ from the stored ones, first at "
+                    "seq {}: two histories under one name; kept in table conflicts",
+                    peer_, st_.node, st_.store_id, r->conflicts, r->first_conflict_seq);
+      Finish(grpc::Status(
+          grpc::StatusCode::ALREADY_EXISTS,
+          fmt::format("events: seq {} of node '{}' store {} differs from the event the collector already holds under "
+                      "that seq ({} such in this batch): another client pushed a different history under this name, "
+                      "or this node's store was replaced; the collector keeps the first and records the conflict",
+                      r->first_conflict_seq, st_.node, st_.store_id, r->conflicts)));
+      return;
+    }
+    if (events) {
       st_.last_seq = last;
       out_.set_acked_seq(last);
-      out_.set_checkpoint_seq(r->checkpoint_seq);
-      StartWrite(&out_);
-    });
+    } else {
+      auto high = store_.origin_high(st_.node, st_.store_id);
+      if (!high) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector store: " + high.error().message()));
+        return;
+      }
+      out_.set_acked_seq(*high);
+    }
+    out_.set_checkpoint_seq(r->checkpoint_seq);
+    send_ack();
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away before the ack"));
-      return;
-    }
-    if (stopping_) {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "collector shutting down"));
-      return;
-    }
-    in_.Clear();
-    StartRead(&in_);
-  }
-
-  void OnDone() override { delete this; }
-
- private:
   core::EventStore& store_;
   core::CollectorWriter& writer_;
   const core::CollectorLimits& limits_;
@@ -230,11 +278,14 @@ class PushReactor final : public grpc::ServerBidiReactor<v1::EventBatch, v1::Ack
   std::string peer_;
   std::vector<std::string> cert_names_;
   core::StreamState st_;
+  uint64_t messages_ = 0;
+  grpc::ByteBuffer raw_in_, raw_out_;
   v1::EventBatch in_;
   v1::Ack out_;
 };
 
-class AuditSinkService final : public v1::AuditSink::CallbackService {
+class AuditSinkService final
+    : public v1::AuditSink::WithRawCallbackMethod_Push<v1::AuditSink::WithCallbackMethod_Checkpoints<v1::AuditSink::Service>> {
  public:
   AuditSinkService(core::EventStore& store, core::CollectorWriter& writer, core::CollectorLimits limits, bool mtls)
       : store_(store), writer_(writer), limits_(limits), mtls_(mtls) {}
@@ -251,7 +302,7 @@ class AuditSinkService final : public v1::AuditSink::CallbackService {
     return names;
   }
 
-  grpc::ServerBidiReactor<v1::EventBatch, v1::Ack>* Push(grpc::CallbackServerContext* ctx) override {
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Push(grpc::CallbackServerContext* ctx) override {
     return new PushReactor(store_, writer_, limits_, stopping, ctx->peer(), cert_names(ctx));
   }
 
@@ -388,6 +439,12 @@ Result<std::unique_ptr<CollectorServer>> CollectorServer::start(core::EventStore
                                                                  const CollectorServerOptions& o) {
   if (!store.collector()) return core::error("collector: the store is not a collector store");
   if (o.listen.empty()) return core::error("collector --listen: empty", "pass ADDR:PORT, e.g. 0.0.0.0:7443");
+  if (o.tls_client_ca.empty() && !o.accept_any_node)
+    return core::error("collector: no client authentication: any client could push a history under any node's name",
+                       "pass --tls-client-ca CA (each node then pushes only under a name of its certificate), or "
+                       "--insecure-accept-any-node to accept unauthenticated nodes (only on a trusted network)");
+  if (!o.tls_client_ca.empty() && o.accept_any_node)
+    return core::error("collector: --insecure-accept-any-node and --tls-client-ca exclude each other");
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (o.insecure) {
     if (!o.tls_cert.empty() || !o.tls_key.empty() || !o.tls_client_ca.empty())

@@ -44,6 +44,9 @@ struct CollectorServerOptions {
   std::string tls_key;         // PEM key
   std::string tls_client_ca;   // set: mTLS, clients must present a certificate signed by it,
                                // and a stream's node must be its CN or a SAN (else PERMISSION_DENIED)
+  // Without tls_client_ca nothing ties a stream to the node it names, so any client could
+  // push a history under any node's name: start() refuses unless this says so explicitly.
+  bool accept_any_node = false;
   core::CollectorLimits limits;
 };
 

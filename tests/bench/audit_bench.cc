@@ -99,7 +99,7 @@ void bench_push(const std::string& dir, uint64_t n) {
   }
   std::string cdb = fresh(dir, "collector.db");
   std::string log = dir + "/collector.log";
-  pid_t c = testing::start({AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure"}, log);
+  pid_t c = testing::start({AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure", "--insecure-accept-any-node"}, log);
   int port = 0;
   for (int i = 0; i < 200 && !port; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -42,7 +42,7 @@ chmod 0644 "$T/target"
 now() { date +%s.%N; }
 q() { sqlite3 -readonly "$1" "$2" 2>/dev/null || echo 0; }
 
-"$AC" collector --listen 127.0.0.1:0 --db "$T/collector.db" --insecure >"$T/collector.log" 2>&1 &
+"$AC" collector --listen 127.0.0.1:0 --db "$T/collector.db" --insecure --insecure-accept-any-node >"$T/collector.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q 'listening on' "$T/collector.log" && break; sleep 0.05; done
 PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/collector.log")

@@ -50,7 +50,7 @@ TEST(AuditDaemon, HostEventsReachTheStoreAndTheCollector) {
   auto cdb = dir + "/collector.db", ddb = dir + "/audit.db";
   auto node_key = dir + "/node.key", coll_key = dir + "/collector.key";
   pid_t coll = testing::start(
-      {AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure", "--chain-key", coll_key},
+      {AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure", "--insecure-accept-any-node", "--chain-key", coll_key},
       dir + "/collector.log");
   int port = 0;
   for (int i = 0; i < 200 && !port; ++i) {
@@ -117,7 +117,7 @@ TEST(AuditDaemon, UnprivilegedProfileViolationsReachTheCollector) {
   auto cdb = dir + "/collector.db", ddb = dir + "/audit.db", sock = dir + "/agentcage.sock";
   auto node_key = dir + "/node.key", coll_key = dir + "/collector.key";
   pid_t coll = testing::start(
-      {AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure", "--chain-key", coll_key},
+      {AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", cdb, "--insecure", "--insecure-accept-any-node", "--chain-key", coll_key},
       dir + "/collector.log");
   int port = 0;
   for (int i = 0; i < 200 && !port; ++i) {

@@ -113,7 +113,7 @@ class Fault : public ::testing::Test {
   int start_collector(int port) {
     auto log = dir_ + fmt::format("/collector.{}.log", ++collector_runs_);
     coll_ = testing::start({AGENTCAGE_BIN, "collector", "--listen", fmt::format("127.0.0.1:{}", port), "--db", cdb_,
-                            "--insecure"},
+                            "--insecure", "--insecure-accept-any-node"},
                            log);
     int got = 0;
     wait_for(

@@ -60,6 +60,25 @@ TEST(AuditCli, CollectorNeedsTlsOrAnExplicitInsecure) {
   EXPECT_NE(std::get<Exit>(p).text.find("--insecure"), std::string::npos);
   p = parse({"collector", "--listen", "127.0.0.1:0", "--insecure", "--tls-cert", "s.pem"});
   ASSERT_TRUE(std::holds_alternative<Exit>(p));
+  // Nodes authenticate, or the operator says in so many words that anyone may push as
+  // anyone: plaintext and TLS without a client CA are refused otherwise.
+  for (std::vector<std::string> args : {std::vector<std::string>{"collector", "--listen", "127.0.0.1:0", "--insecure"},
+                                        {"collector", "--listen", "127.0.0.1:0", "--tls-cert", "s.pem", "--tls-key",
+                                         "s.key"}}) {
+    p = parse(args);
+    ASSERT_TRUE(std::holds_alternative<Exit>(p)) << args.back();
+    EXPECT_EQ(std::get<Exit>(p).status, 2);
+    EXPECT_NE(std::get<Exit>(p).text.find("no client authentication: pass --tls-client-ca"), std::string::npos)
+        << std::get<Exit>(p).text;
+    args.push_back("--insecure-accept-any-node");
+    p = parse(args);
+    ASSERT_TRUE(std::holds_alternative<CollectorArgs>(p)) << std::get<Exit>(p).text;
+    EXPECT_TRUE(std::get<CollectorArgs>(p).accept_any_node);
+  }
+  p = parse({"collector", "--listen", "127.0.0.1:0", "--tls-cert", "s.pem", "--tls-key", "s.key", "--tls-client-ca",
+             "ca.pem", "--insecure-accept-any-node"});
+  ASSERT_TRUE(std::holds_alternative<Exit>(p));
+  EXPECT_NE(std::get<Exit>(p).text.find("excludes --tls-client-ca"), std::string::npos);
   p = parse({"collector", "--listen", "0.0.0.0:7443", "--db", "c.db", "--tls-cert", "s.pem", "--tls-key", "s.key",
              "--tls-client-ca", "ca.pem"});
   ASSERT_TRUE(std::holds_alternative<CollectorArgs>(p));

@@ -71,7 +71,7 @@ std::unique_ptr<core::EventStore> node_store(const std::string& path, int n, con
   return std::move(*s);
 }
 
-uint64_t count_rows(const std::string& db_path, const std::string& where = "1") {
+uint64_t count_rows(const std::string& db_path, const std::string& where = "1", const std::string& table = "events") {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     sqlite3_close(db);
@@ -80,7 +80,7 @@ uint64_t count_rows(const std::string& db_path, const std::string& where = "1") 
   sqlite3_busy_timeout(db, 5000);
   sqlite3_stmt* st = nullptr;
   uint64_t n = 0;
-  if (sqlite3_prepare_v2(db, ("SELECT count(*) FROM events WHERE " + where).c_str(), -1, &st, nullptr) == SQLITE_OK &&
+  if (sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table + " WHERE " + where).c_str(), -1, &st, nullptr) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW)
     n = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
   sqlite3_finalize(st);
@@ -111,7 +111,7 @@ struct Collector {
 };
 
 Collector start_collector(const std::string& dir, const std::string& db, int port,
-                          std::vector<std::string> extra = {"--insecure"}) {
+                          std::vector<std::string> extra = {"--insecure", "--insecure-accept-any-node"}) {
   static int n = 0;
   Collector c;
   c.log = fmt::format("{}/collector-{}.log", dir, ++n);
@@ -482,6 +482,97 @@ TEST(AuditStream, MalformedRequestsGetClearStatusCodes) {
   EXPECT_NE(read_file(c.log).find("rejecting a batch"), std::string::npos);
 }
 
+// A Push message gRPC cannot parse as an EventBatch ends the stream with a status that
+// says so, not with OK as if the client had finished (a string field that is not UTF-8
+// fails the parse; the C++ client serialises it anyway).
+TEST(AuditStream, AnUnparseablePushMessageIsRefusedWithItsReason) {
+  auto dir = testing::temp_dir();
+  auto cdb = dir + "/collector.db";
+  auto c = start_collector(dir, cdb, 0);
+  ASSERT_GT(c.port, 0);
+  std::vector<v1::Ack> acks;
+  auto bad = batch_of("n1", {2});
+  bad.set_store_id("\xff\xfe not utf-8");
+  auto st = raw_push(c.port, {batch_of("n1", {1}), bad}, &acks);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("message 2 ("), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("is not an agentcage.v1.EventBatch"), std::string::npos) << st.error_message();
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0].acked_seq(), 1u);
+  EXPECT_EQ(count_rows(cdb), 1u);
+  EXPECT_EQ(stop(c.pid), 0) << read_file(c.log);
+}
+
+// The attack: an unauthenticated client pushes a forged history under a real node's
+// name and store id; the real node then resumes after it, its events dropped as
+// duplicates, and `push --once` used to report success. Now the node checks the
+// collector's position against its own store and says what it found; the collector keeps
+// the first history and records the conflicting one.
+TEST(AuditStream, AForgedHistoryUnderANodesNameIsCaughtByTheNodeAndTheCollector) {
+  auto dir = testing::temp_dir();
+  auto db = dir + "/node.db";
+  auto store_id = node_store(db, 300)->store_id();
+  auto forged = [&](std::vector<uint64_t> seqs) {
+    auto b = batch_of("node-a", std::move(seqs));
+    b.set_store_id(store_id);
+    for (auto& e : *b.mutable_events()) e.mutable_violation()->set_what("nothing happened here");
+    return b;
+  };
+
+  // 1. Forged seqs 1..10 that exist on the node with other content.
+  auto cdb = dir + "/collector.db";
+  auto c = start_collector(dir, cdb, 0);
+  ASSERT_GT(c.port, 0);
+  EXPECT_NE(read_file(c.log).find("any node: unauthenticated"), std::string::npos) << read_file(c.log);
+  auto st = raw_push(c.port, {forged({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})});
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto r = run(push_argv(db, c.port, {"--insecure", "--once", "--node", "node-a", "--timeout", "30"}));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("ALREADY_EXISTS: events: seq 10 of node 'node-a' store " + store_id + " differs"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("acknowledged through seq 300"), std::string::npos) << r.out;
+  EXPECT_EQ(count_rows(cdb, "1", "conflicts"), 1u);
+  EXPECT_EQ(count_rows(cdb, "origin_seq > 10"), 0u);  // nothing of the real history after it
+  EXPECT_EQ(stop(c.pid), 0);
+  EXPECT_NE(read_file(c.log).find("1 conflicts"), std::string::npos) << read_file(c.log);
+
+  // 2. A forged position beyond anything the node wrote.
+  auto cdb2 = dir + "/collector2.db";
+  auto c2 = start_collector(dir, cdb2, 0);
+  ASSERT_GT(c2.port, 0);
+  st = raw_push(c2.port, {forged({1000})});
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  r = run(push_argv(db, c2.port, {"--insecure", "--once", "--node", "node-a", "--timeout", "30"}));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("the collector holds seq 1000 of node 'node-a' store " + store_id +
+                       " but this store's head is seq 300"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(stop(c2.pid), 0);
+
+  // 3. The genuine case still works: the same node resuming after its own events checks
+  // the overlap and ships the rest.
+  auto cdb3 = dir + "/collector3.db";
+  auto c3 = start_collector(dir, cdb3, 0);
+  ASSERT_GT(c3.port, 0);
+  r = run(push_argv(db, c3.port, {"--insecure", "--once", "--node", "node-a", "--all"}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  {
+    auto s = core::EventStore::open(db, {});
+    ASSERT_TRUE(s.has_value());
+    std::vector<v1::Event> more;
+    for (int i = 301; i <= 310; ++i) more.push_back(make_event(i, "node-a", true));
+    ASSERT_TRUE((*s)->append_batch(more).has_value());
+  }
+  r = run(push_argv(db, c3.port, {"--insecure", "--once", "--node", "node-a", "--all"}));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("acknowledged through seq 310 (10 events sent"), std::string::npos) << r.out;
+  EXPECT_EQ(count_rows(cdb3), 310u);
+  EXPECT_EQ(count_rows(cdb3, "1", "conflicts"), 0u);
+  EXPECT_EQ(stop(c3.pid), 0);
+}
+
 TEST(AuditStream, MutualTlsAdmitsOnlyCertifiedNodes) {
   auto dir = testing::temp_dir();
   auto sh = [&](const std::string& cmd) {
@@ -534,11 +625,18 @@ TEST(AuditStream, MutualTlsAdmitsOnlyCertifiedNodes) {
   EXPECT_EQ(count_rows(cdb), 10u);
   EXPECT_EQ(stop(c.pid), 0);
 
-  // Server-only TLS: any node that trusts the collector's CA may push.
+  // Server-only TLS: refused unless the operator accepts unauthenticated nodes; then any
+  // node that trusts the collector's CA may push.
   auto tdb = dir + "/tls-collector.db";
-  auto t = start_collector(dir, tdb, 0, {"--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key"});
+  auto refused = run({AGENTCAGE_BIN, "collector", "--listen", "127.0.0.1:0", "--db", tdb, "--chain-key",
+                      dir + "/collector.key", "--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key"});
+  EXPECT_EQ(refused.status, 2);
+  EXPECT_NE(refused.err.find("no client authentication"), std::string::npos) << refused.err;
+  auto t = start_collector(dir, tdb, 0,
+                           {"--tls-cert", dir + "/server.pem", "--tls-key", dir + "/server.key",
+                            "--insecure-accept-any-node"});
   ASSERT_GT(t.port, 0);
-  EXPECT_NE(read_file(t.log).find("(tls)"), std::string::npos);
+  EXPECT_NE(read_file(t.log).find("(tls, any node: unauthenticated)"), std::string::npos);
   r = run(push_argv(db, t.port, {"--ca", dir + "/ca.pem", "--server-name", "localhost", "--once", "--all"}));
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(count_rows(tdb), 50u);

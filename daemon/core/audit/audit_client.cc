@@ -181,7 +181,8 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
     stats_.connected = false;
     if (how == SessionEnd::failed) {
       // Rejections that a retry cannot fix: say so loudly, and back off for long.
-      for (const char* code : {"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED", "UNIMPLEMENTED"})
+      for (const char* code :
+           {"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED", "UNIMPLEMENTED", "ALREADY_EXISTS"})
         if (st.rfind(code, 0) == 0) permanent_ = true;
       // The stream ended on its own (we had not cancelled): the collector went away or
       // refused; gRPC reports a vanished peer as CANCELLED or UNAVAILABLE.
@@ -235,6 +236,66 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
     stats_.acked_seq = resume;
   }
   spdlog::info("audit stream to {}: connected; resuming after seq {}", ep, resume);
+
+  // The collector's position must be one this store reached, and what it holds there must
+  // be this store's event: otherwise another client pushed a history under this node's
+  // name (or this store was rolled back or replaced), and resuming after it would drop the
+  // real events as "already shipped" while reporting success.
+  if (resume > 0) {
+    auto head = store_.refresh_last_seq();
+    if (!head) {
+      fail("reading the store: " + head.error().message());
+      return finish(SessionEnd::failed);
+    }
+    if (resume > *head) {
+      {
+        std::lock_guard lk(mu_);
+        permanent_ = true;
+      }
+      fail(fmt::format("the collector holds seq {} of node '{}' store {} but this store's head is seq {}: another "
+                       "client pushed under this node's name (a forged history?) or this store was rolled back; "
+                       "nothing shipped",
+                       resume, opts_.node, store_.store_id(), *head));
+      return finish(SessionEnd::failed);
+    }
+    // Resend the event at `resume`: the collector compares it with the one it holds and
+    // ends the stream with ALREADY_EXISTS when they differ.
+    StoreQuery one;
+    one.from_seq = one.to_seq = resume;
+    one.limit = 1;
+    batch.Clear();
+    batch.set_node(opts_.node);
+    batch.set_store_id(store_.store_id());
+    auto qr = store_.query(one, [&](const v1::Event& ev) {
+      auto* e = batch.add_events();
+      *e = ev;
+      if (e->node().empty()) e->set_node(opts_.node);
+      return false;
+    });
+    if (!qr) {
+      fail("reading the store: " + qr.error().message());
+      return finish(SessionEnd::failed);
+    }
+    if (batch.events_size() > 0) {  // retention may have removed it: nothing to compare
+      if (!stream->write(batch)) {
+        fail("sending the resume check failed", false);
+        return finish(SessionEnd::failed);
+      }
+      std::unique_lock lk(mu_);
+      cv_.wait_until(lk, std::min(deadline, Clock::now() + opts_.ack_timeout),
+                     [&] { return !acks.empty() || ended || stop_; });
+      if (stop_) {
+        lk.unlock();
+        return finish(SessionEnd::stopped);
+      }
+      if (acks.empty()) {
+        lk.unlock();
+        if (!ended) fail("no answer to the resume check");
+        return finish(SessionEnd::failed);
+      }
+      acks.pop_front();
+    }
+  }
 
   // 2. Pipelined batches: up to max_in_flight unacknowledged, each acked in order.
   uint64_t sent = resume, acked = resume;

@@ -115,6 +115,7 @@ void CollectorWriter::run() {
         for (auto& x : *r) {
           stats_.inserted += x.inserted;
           stats_.duplicates += x.duplicates;
+          stats_.conflicts += x.conflicts;
         }
       } else {
         ++stats_.failures;

@@ -54,7 +54,7 @@ class CollectorWriter {
   void stop();
 
   struct Stats {
-    uint64_t batches = 0, inserted = 0, duplicates = 0, commits = 0, failures = 0;
+    uint64_t batches = 0, inserted = 0, duplicates = 0, conflicts = 0, commits = 0, failures = 0;
   };
   Stats stats() const;
 

@@ -442,6 +442,14 @@ Status EventStore::init_schema() {
       PRIMARY KEY(node, store_id, seq)) WITHOUT ROWID;
     CREATE UNIQUE INDEX IF NOT EXISTS events_origin ON events(node, origin_store, origin_seq)
       WHERE origin_seq IS NOT NULL;
+    -- Collector stores: a resent (node, store, seq) whose content differs from the stored
+    -- one (a forged or replaced history), kept as received; the events row is unchanged.
+    CREATE TABLE IF NOT EXISTS conflicts(
+      node        TEXT NOT NULL,
+      store_id    TEXT NOT NULL,
+      origin_seq  INTEGER NOT NULL,
+      received_ns INTEGER NOT NULL,
+      event       BLOB NOT NULL);
   )sql";
   if (auto r = exec(db, kSchema, path_); !r) return r;
 
@@ -680,6 +688,12 @@ Result<std::vector<IngestResult>> EventStore::ingest(std::span<const IngestBatch
   if (auto r = prepare_epoch_locked(head->seq + 1, head->seq); !r) return std::unexpected(r.error());
   auto ins = Stmt::prepare(writer_, kInsertIgnoreSql, path_);
   if (!ins) return std::unexpected(ins.error());
+  auto stored = Stmt::prepare(writer_, "SELECT event FROM events WHERE node = ? AND origin_store = ? AND origin_seq = ?",
+                              path_);
+  if (!stored) return std::unexpected(stored.error());
+  auto keep = Stmt::prepare(
+      writer_, "INSERT INTO conflicts(node, store_id, origin_seq, received_ns, event) VALUES(?,?,?,?,?)", path_);
+  if (!keep) return std::unexpected(keep.error());
   std::vector<IngestResult> out(batches.size());
   for (size_t i = 0; i < batches.size(); ++i) {
     const auto& b = batches[i];
@@ -691,7 +705,29 @@ Result<std::vector<IngestResult>> EventStore::ingest(std::span<const IngestBatch
       std::string bytes = canonical_bytes(ev);
       if (auto r = insert_row(ins->get(), ev, bytes, *head, b.node, b.store_id, ev.seq()); !r)
         return std::unexpected(r.error());
-      if (head->seq != before) ++out[i].inserted; else ++out[i].duplicates;
+      if (head->seq != before) {
+        ++out[i].inserted;
+        continue;
+      }
+      // A resend must be the same event: a different one under the same (node, store,
+      // seq) means someone else pushed a history under this name (or the node's store
+      // was replaced). First write wins in `events`; the other is kept as evidence.
+      ++out[i].duplicates;
+      stored->reset();
+      stored->bind(1, b.node);
+      stored->bind(2, b.store_id);
+      stored->bind(3, static_cast<int64_t>(ev.seq()));
+      if (stored->step() != SQLITE_ROW) return db_error(writer_, "read a stored duplicate", path_);
+      if (stored->col_blob(0) == bytes) continue;
+      ++out[i].conflicts;
+      if (!out[i].first_conflict_seq) out[i].first_conflict_seq = ev.seq();
+      keep->reset();
+      keep->bind(1, b.node);
+      keep->bind(2, b.store_id);
+      keep->bind(3, static_cast<int64_t>(ev.seq()));
+      keep->bind(4, static_cast<int64_t>(now_ns()));
+      keep->bind_blob(5, bytes);
+      if (keep->step() != SQLITE_DONE) return db_error(writer_, "keep a conflicting event", path_);
     }
     if (b.checkpoint) {
       if (auto r = insert_checkpoint(b.node, *b.checkpoint); !r) return std::unexpected(r.error());
@@ -713,6 +749,18 @@ Result<uint64_t> EventStore::origin_high(const std::string& node, const std::str
   st->bind(2, store_id);
   if (st->step() != SQLITE_ROW) return db_error(rd->get(), "read origin high-water mark", path_);
   uint64_t v = st->col_null(0) ? 0 : st->col_u(0);
+  st = Stmt();
+  release(std::move(*rd));
+  return v;
+}
+
+Result<uint64_t> EventStore::conflict_count() const {
+  auto rd = reader();
+  if (!rd) return std::unexpected(rd.error());
+  auto st = Stmt::prepare(rd->get(), "SELECT count(*) FROM conflicts", path_);
+  if (!st) return std::unexpected(st.error());
+  if (st->step() != SQLITE_ROW) return db_error(rd->get(), "count conflicts", path_);
+  uint64_t v = st->col_u(0);
   st = Stmt();
   release(std::move(*rd));
   return v;

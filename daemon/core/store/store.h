@@ -160,6 +160,10 @@ struct IngestBatch {
 struct IngestResult {
   uint64_t inserted = 0;
   uint64_t duplicates = 0;
+  // Resent seqs whose content differs from what is stored for (node, store, seq): two
+  // histories under one name. The stored event stays; the other is kept in `conflicts`.
+  uint64_t conflicts = 0;
+  uint64_t first_conflict_seq = 0;  // the origin seq of the first one; 0: none
   uint64_t checkpoint_seq = 0;  // the batch's checkpoint is stored (its seq); 0: none
 };
 
@@ -207,6 +211,8 @@ class EventStore {
   Result<std::vector<IngestResult>> ingest(std::span<const IngestBatch> batches);
   // Collector stores: the highest origin seq stored for (node, store_id), 0 if none.
   Result<uint64_t> origin_high(const std::string& node, const std::string& store_id);
+  // Collector stores: how many conflicting resends were kept (table `conflicts`).
+  Result<uint64_t> conflict_count() const;
   // Collector stores: the newest `limit` checkpoints of `node` (of `store_id` when not
   // empty), newest first, each with received_ns set.
   Result<std::vector<v1::Checkpoint>> checkpoints(const std::string& node, const std::string& store_id,

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -20,15 +21,6 @@ Result<uint16_t> parse_port(std::string_view s, std::string_view spec) {
     return error(fmt::format("network rule '{}': port '{}' is not a number in 0-65535", spec, s),
                  "write CIDR[:PORT[-PORT]][/tcp|/udp], e.g. 127.0.0.1:8000-8100/tcp or [::1]:443");
   return static_cast<uint16_t>(v);
-}
-
-bool contains(const Cidr& outer, const Cidr& inner) {
-  if (outer.prefix > inner.prefix) return false;
-  for (int bit = 0; bit < outer.prefix; ++bit) {
-    int byte = bit / 8, shift = 7 - bit % 8;
-    if (((outer.addr[byte] >> shift) & 1) != ((inner.addr[byte] >> shift) & 1)) return false;
-  }
-  return true;
 }
 
 uint8_t proto_bits(NetProto p) {
@@ -245,20 +237,32 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
   }
 
   CompiledNetPolicy out{};
+  // Ancestors of a prefix are found by masking it to each prefix length in use and looking
+  // that key up: O(E * lengths * log E) instead of scanning every entry for every entry.
+  std::set<int> lengths;
+  for (const auto& [k, e] : entries) lengths.insert(k.second);
+  auto masked = [](std::array<uint8_t, 16> a, int prefix) {
+    for (int b = prefix; b < 128; ++b) a[b / 8] &= static_cast<uint8_t>(~(1u << (7 - b % 8)));
+    return a;
+  };
+  std::vector<const Entry*> anc;
   for (const auto& [k, e] : entries) {
+    anc.clear();  // entries strictly containing e, shortest prefix first
+    for (int len : lengths) {
+      if (len >= e.cidr.prefix) break;
+      if (auto it = entries.find({masked(e.cidr.addr, len), len}); it != entries.end()) anc.push_back(&it->second);
+    }
     // The innermost block containing this prefix (itself included) cuts inheritance:
     // allow rules wider than it do not reach inside, and its action applies to what
-    // this entry does not allow.
+    // this entry does not allow. (Keys are masked: parse_cidr refuses host bits past the
+    // prefix, so an ancestor is found by masking this address.)
     const Entry* cut = e.block_action ? &e : nullptr;
-    for (const auto& [k2, b] : entries)
-      if (b.block_action && b.cidr.prefix < e.cidr.prefix && contains(b.cidr, e.cidr) &&
-          (!cut || b.cidr.prefix > cut->cidr.prefix))
-        cut = &b;
+    for (auto it = anc.rbegin(); !cut && it != anc.rend(); ++it)
+      if ((*it)->block_action) cut = *it;
     // Among rules for the same prefix the strictest wins: a block there drops its allows.
     std::vector<ac_net_port_range> all = e.block_action ? std::vector<ac_net_port_range>{} : e.own;
-    for (const auto& [k2, outer] : entries)
-      if (outer.cidr.prefix < e.cidr.prefix && contains(outer.cidr, e.cidr) && (!cut || outer.cidr.prefix >= cut->cidr.prefix))
-        all.insert(all.end(), outer.own.begin(), outer.own.end());
+    for (const Entry* outer : anc)
+      if (!cut || outer->cidr.prefix >= cut->cidr.prefix) all.insert(all.end(), outer->own.begin(), outer->own.end());
     auto ranges = normalize(std::move(all));
     if (ranges.size() > AC_NET_MAX_PORT_RANGES)
       return error(fmt::format("network rule '{}': {} separate port ranges apply to {} (at most {})", e.first_rule,

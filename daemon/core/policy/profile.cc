@@ -18,10 +18,12 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <unordered_map>
 #include <set>
 #include <sstream>
 
@@ -265,10 +267,14 @@ class FileLoader {
   std::vector<Diagnostic> errors, warnings;
   std::vector<Site> sites;
 
+  // The first site recorded at `where`; an index, not a scan: lint asks once per entry.
   const Site* site(std::string_view where) const {
-    for (const auto& s : sites)
-      if (s.where == where) return &s;
-    return nullptr;
+    auto it = site_index_.find(std::string(where));
+    return it == site_index_.end() ? nullptr : &sites[it->second];
+  }
+  void add_site(Site s) {
+    site_index_.emplace(s.where, sites.size());  // first occurrence wins, as the scan did
+    sites.push_back(std::move(s));
   }
 
  private:
@@ -384,7 +390,7 @@ class FileLoader {
         err(val.Mark(), fmt::format("{}: a value must not contain a NUL character", kwhere));
         continue;
       }
-      sites.push_back(Site{file_, kwhere, *k, key.Mark().line + 1, key.Mark().column + 1});
+      add_site(Site{file_, kwhere, *k, key.Mark().line + 1, key.Mark().column + 1});
       pb::Message* e = m->GetReflection()->AddMessage(m, fd);
       e->GetReflection()->SetString(e, entry->map_key(), *k);
       e->GetReflection()->SetString(e, entry->map_value(), val.Scalar());
@@ -426,7 +432,7 @@ class FileLoader {
           err(mark, fmt::format("{}: {}", where, s.error()));
           return;
         }
-        sites.push_back(Site{file_, where, *s, mark.line + 1, mark.column + 1});
+        add_site(Site{file_, where, *s, mark.line + 1, mark.column + 1});
         rep ? r->AddString(m, fd, *s) : r->SetString(m, fd, *s);
         return;
       }
@@ -585,6 +591,7 @@ class FileLoader {
   }
 
   static constexpr size_t kMaxValues = 100000;
+  std::unordered_map<std::string, size_t> site_index_;  // where -> first index in sites
   std::string file_, dir_;
   const ProfileVars& vars_;
   size_t values_ = 0;
@@ -808,6 +815,34 @@ void overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std:
     const google::protobuf::RepeatedPtrField<std::string>& entries;
   };
   const List allows[] = {{"read", fsys.read()}, {"write", fsys.write()}, {"exec", fsys.exec()}};
+  // Each list sorted by path, so the entries under a deny value are found by binary search
+  // (the entry itself and the range [value + "/", value + "0"), '0' being the byte after
+  // '/'), not by testing every entry against every deny value: large profiles stay linear.
+  std::vector<std::vector<std::pair<std::string_view, int>>> sorted;
+  for (const auto& list : allows) {
+    auto& v = sorted.emplace_back();
+    for (int i = 0; i < list.entries.size(); ++i) v.emplace_back(list.entries[i], i);
+    std::sort(v.begin(), v.end());
+  }
+  auto under = [&](size_t l, const std::string& tree) {
+    const auto& v = sorted[l];
+    std::vector<int> hits;
+    auto collect = [&](std::string_view lo, std::string_view hi) {
+      auto it = std::lower_bound(v.begin(), v.end(), std::pair<std::string_view, int>{lo, INT_MIN});
+      for (; it != v.end() && it->first < hi; ++it) hits.push_back(it->second);
+    };
+    if (tree == "/") {
+      for (const auto& e : v) hits.push_back(e.second);
+    } else {
+      std::string lo = tree + "/", hi = tree + "0";
+      auto eq = std::equal_range(v.begin(), v.end(), std::pair<std::string_view, int>{tree, INT_MIN},
+                                 [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (auto it = eq.first; it != eq.second; ++it) hits.push_back(it->second);
+      collect(lo, hi);
+    }
+    std::sort(hits.begin(), hits.end());  // the list's own order, as the warnings always came
+    return hits;
+  };
   std::set<std::string> reported;
   for (const auto& s : sites)
     if (s.where.starts_with("filesystem.write[") && s.value == "/" && reported.insert("/").second)
@@ -820,10 +855,11 @@ void overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std:
     bool deny = s.where.starts_with("filesystem.deny[");
     bool deny_write = s.where.starts_with("filesystem.deny_write[");
     if (!deny && !deny_write) continue;
-    for (const auto& list : allows) {
+    for (size_t l = 0; l < std::size(allows); ++l) {
+      const auto& list = allows[l];
       if (deny_write && std::string_view(list.name) != "write") continue;
-      for (const auto& a : list.entries) {
-        if (!is_under(a, s.value)) continue;
+      for (int i : under(l, s.value)) {
+        const std::string& a = list.entries[i];
         std::string key = s.value + "\n" + list.name + "\n" + a;
         if (!reported.insert(key).second) continue;
         std::string what = a == s.value ? fmt::format("'{}' is also in filesystem.{}", a, list.name)
@@ -841,15 +877,64 @@ void overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std:
 // to let a denied credential through on purpose is its exact name in environment.pass.
 void env_overlap_warnings(const v1::Profile& p, const std::vector<Site>& sites, std::vector<Diagnostic>* out) {
   const auto& deny = p.environment().deny();
+  // Deny patterns indexed so each allow name is matched only against the patterns that can
+  // match it: exact names by lookup, wildcard patterns by their literal prefix (or, when
+  // they start with a wildcard, their literal suffix); only patterns with neither are
+  // tried on every name. The first matching pattern in file order is the one named.
+  std::unordered_map<std::string_view, int> exact;
+  std::unordered_map<std::string_view, std::vector<int>> by_prefix, by_suffix;
+  std::set<size_t> prefix_lens, suffix_lens;
+  std::vector<int> anywhere;
+  for (int i = 0; i < deny.size(); ++i) {
+    std::string_view d = deny[i];
+    size_t first = d.find_first_of("*?"), last = d.find_last_of("*?");
+    if (first == std::string_view::npos) {
+      exact.emplace(d, i);
+    } else if (first > 0) {
+      by_prefix[d.substr(0, first)].push_back(i);
+      prefix_lens.insert(first);
+    } else if (last + 1 < d.size()) {
+      by_suffix[d.substr(last + 1)].push_back(i);
+      suffix_lens.insert(d.size() - last - 1);
+    } else {
+      anywhere.push_back(i);
+    }
+  }
+  // A bound on the pattern matching a hostile profile can ask for (patterns sharing one
+  // prefix), past which the check stops and says so rather than taking minutes.
+  size_t budget = 10'000'000;
   std::set<std::string> reported;
   for (const auto& s : sites) {
     if (!s.where.starts_with("environment.allow[") || !reported.insert(s.value).second) continue;
-    auto d = std::find_if(deny.begin(), deny.end(), [&](const std::string& pattern) { return env_pattern_matches(pattern, s.value); });
-    if (d == deny.end()) continue;
+    std::string_view name = s.value;
+    int best = INT_MAX;
+    if (auto it = exact.find(name); it != exact.end()) best = it->second;
+    auto try_all = [&](const std::vector<int>& cands) {
+      for (int i : cands) {
+        if (i >= best) break;  // candidates are in file order
+        if (budget) --budget;
+        if (env_pattern_matches(deny[i], name)) best = i;
+      }
+    };
+    for (size_t len : prefix_lens)
+      if (len <= name.size())
+        if (auto it = by_prefix.find(name.substr(0, len)); it != by_prefix.end()) try_all(it->second);
+    for (size_t len : suffix_lens)
+      if (len <= name.size())
+        if (auto it = by_suffix.find(name.substr(name.size() - len)); it != by_suffix.end()) try_all(it->second);
+    try_all(anywhere);
+    if (!budget) {
+      out->push_back(Diagnostic{s.file, s.line, s.column,
+                                "environment: too many allow and deny patterns to check them all for overlaps; "
+                                "the rest were not checked",
+                                true});
+      return;
+    }
+    if (best == INT_MAX) continue;
     out->push_back(Diagnostic{s.file, s.line, s.column,
                               fmt::format("{}: '{}' is covered by environment.deny entry '{}'; deny wins, so it lets "
                                           "nothing in (to let a denied variable through, name it in environment.pass)",
-                                          s.where, s.value, *d),
+                                          s.where, s.value, deny[best]),
                               true});
   }
 }

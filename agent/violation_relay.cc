@@ -8,6 +8,11 @@ ViolationRelay::ViolationRelay(std::shared_ptr<grpc::Channel> ch, const std::str
   v1::SubscribeRequest req;
   req.mutable_filter()->add_sandbox_ids(sandbox_id);
   req.mutable_filter()->set_from_seq(1);  // the store's index on sandbox_id makes this a short replay
+  // Only what is relayed (and the closing record): a busy command's file and exec events
+  // would fill this stream's queue and turn into Loss lines on the user's terminal.
+  // Losses always pass a filter.
+  req.mutable_filter()->add_kinds("violation");
+  req.mutable_filter()->add_kinds("sandbox");
   reader_ = stub_->Subscribe(&ctx_, req);
   thread_ = std::thread([this] { loop(); });
 }

@@ -55,6 +55,11 @@ int main(int argc, char** argv) {
                  "Live Subscribe streams one non-root user may hold; each buffers at most 1 MiB unread")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app.add_option_function<unsigned>(
+         "--subscriber-stall-timeout",
+         [&](unsigned s) { opts.subscriber_stall_timeout = std::chrono::seconds(s); },
+         "Close a non-root Subscribe stream that has read nothing for this many seconds (0: never) [30]")
+      ->check(CLI::Range(0u, 86400u));
   app.add_option("--max-sandboxes-per-user", opts.max_sandboxes_per_user, "Running sandboxes one non-root user may hold")
       ->check(CLI::Range(1, 4000))
       ->capture_default_str();

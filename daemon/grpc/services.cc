@@ -7,10 +7,18 @@
 
 #include <fmt/format.h>
 
+#include <malloc.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+#include <sys/socket.h>
 #include <pwd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <condition_variable>
 #include <deque>
+#include <list>
+#include <thread>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -348,10 +356,25 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
   // With a store and from_seq > 0 the stream first replays stored events from from_seq
   // (subscribed to live events before the replay starts, so nothing falls in between),
   // then continues live, skipping live events the replay already sent.
-  SubscribeReactor(core::EventHub& hub, std::string name, core::Subscription::Filter filter, core::EventStore* store,
-                   uint64_t from_seq, size_t max_bytes, std::function<void()> on_done)
+  SubscribeReactor(grpc::CallbackServerContext* ctx, core::EventHub& hub, std::string name,
+                   core::Subscription::Filter filter, core::EventStore* store, uint64_t from_seq, size_t max_bytes,
+                   std::function<void()> on_done)
       : hub_(hub), state_(std::make_shared<State>()), on_done_(std::move(on_done)) {
     state_->self = this;
+    state_->ctx = ctx;
+    state_->name = name;
+    // Connections come from UdsServer, whose peers read "fd:N".
+    if (const std::string peer = ctx->peer(); peer.rfind("fd:", 0) == 0) {
+      int fd = -1;
+      auto [p, ec] = std::from_chars(peer.data() + 3, peer.data() + peer.size(), fd);
+      int sndbuf = 0;
+      socklen_t len = sizeof sndbuf;
+      if (ec == std::errc() && p == peer.data() + peer.size() &&
+          ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0 && sndbuf > 0) {
+        state_->fd = fd;
+        state_->congestion_bytes = sndbuf / 2;
+      }
+    }
     state_->filter = filter;
     sub_ = hub_.subscribe(std::move(name), std::move(filter), 0, max_bytes);
     if (store && from_seq) {
@@ -395,10 +418,19 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
     delete this;
   }
 
- private:
+  // Shared with the hub's notify callback and the StallWatch, which outlive no reactor:
+  // they reach it only through `self`, under `mu`.
   struct State {
     std::recursive_mutex mu;  // recursive: gRPC may run OnWriteDone inline in StartWrite
     SubscribeReactor* self = nullptr;
+    grpc::CallbackServerContext* ctx = nullptr;  // valid while self is set
+    std::string name;
+    std::chrono::steady_clock::time_point write_since;  // when the write in flight started
+    int fd = -1;                  // the connection's socket (gRPC owns it), -1: unknown
+    int congestion_bytes = 0;     // unread bytes in its send queue that mean "not reading"
+    bool paused = false;          // a write held back: the socket is backed up
+    std::chrono::steady_clock::time_point paused_since;
+    bool may_close = false;       // non-root: closed when stuck (--subscriber-stall-timeout)
     std::shared_ptr<core::Subscription> sub;
     bool writing = false;
     bool finished = false;
@@ -436,8 +468,24 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
       replayed_max = ev.seq();
       return ev;
     }
+    // gRPC completes a write once it fits the client's HTTP/2 window, which the client
+    // chooses (several MiB after BDP probing, up to 2 GiB if it likes), and then holds the
+    // bytes until the socket takes them: a client that reads nothing could make the daemon
+    // buffer that much per stream, past this stream's bounded queue. So no write starts
+    // while the connection's socket is backed up (the client is not reading): events wait
+    // in the bounded queue (its overflow told in-band) and the StallWatch retries.
+    bool congested() {
+      if (fd < 0) return false;
+      int queued = 0;
+      if (::ioctl(fd, SIOCOUTQ, &queued) != 0) return false;
+      bool now_congested = queued > congestion_bytes;
+      if (now_congested && !paused) paused_since = std::chrono::steady_clock::now();
+      paused = now_congested;
+      return now_congested;
+    }
     void pump_locked() {
       if (!self || writing || finished) return;
+      if (congested()) return;
       std::optional<v1::Event> ev;
       if (store) ev = next_replayed();
       while (!ev) {
@@ -447,9 +495,33 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
       }
       current = std::move(*ev);
       writing = true;
+      write_since = std::chrono::steady_clock::now();
       self->StartWrite(&current);
     }
+    // A write that has not completed for `limit`: the client reads nothing (its flow-control
+    // window is full), so everything queued for it is held for nothing. Cancelling ends the
+    // stream (the client sees CANCELLED) and frees its share.
+    // Or a write held back that long for a backed-up socket.
+    bool cancel_if_stuck(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit) {
+      std::lock_guard lk(mu);
+      if (!self || finished || !may_close || limit.count() == 0) return false;
+      auto since = writing ? write_since : paused ? paused_since : now;
+      if (now - since < limit) return false;
+      spdlog::warn("{}: read nothing for {} s: stream closed (agentcaged --subscriber-stall-timeout)", name,
+                   std::chrono::duration_cast<std::chrono::seconds>(now - since).count());
+      ctx->TryCancel();
+      return true;
+    }
+    // The StallWatch's retry of a stream held back for congestion.
+    void retry() {
+      std::lock_guard lk(mu);
+      if (paused) pump_locked();
+    }
   };
+
+  std::shared_ptr<State> state() const { return state_; }
+
+ private:
   void finish_locked(const grpc::Status& st) {
     if (state_->finished) return;
     state_->finished = true;
@@ -461,6 +533,79 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::Event> {
   std::shared_ptr<core::Subscription> sub_;
   std::function<void()> on_done_;
 };
+
+}  // namespace
+
+// One thread for the daemon's Subscribe streams: every second it closes the unprivileged
+// streams whose write has been stuck for the limit, and after streams ended it returns the
+// freed heap to the system (glibc keeps it otherwise: 200 stuck streams that left used to
+// leave the daemon at its peak size for good).
+class StallWatch {
+ public:
+  explicit StallWatch(std::chrono::milliseconds limit) : limit_(limit), thread_([this] { run(); }) {}
+  // Every stream is watched (root's too) for its congestion retries; `may_close` on the
+  // state says whether it is also closed when stuck.
+  ~StallWatch() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+      cv_.notify_all();
+    }
+    thread_.join();
+  }
+  void watch(std::weak_ptr<SubscribeReactor::State> s) {
+    std::lock_guard lk(mu_);
+    watched_.push_back(std::move(s));
+  }
+  void ended() { trim_wanted_ = true; }
+
+ private:
+  void run() {
+    std::unique_lock lk(mu_);
+    while (!stop_) {
+      cv_.wait_for(lk, std::chrono::milliseconds(50));
+      if (stop_) break;
+      auto now = std::chrono::steady_clock::now();
+      std::vector<std::shared_ptr<SubscribeReactor::State>> live;
+      for (auto it = watched_.begin(); it != watched_.end();) {
+        if (auto s = it->lock()) {
+          live.push_back(std::move(s));
+          ++it;
+        } else {
+          it = watched_.erase(it);
+        }
+      }
+      lk.unlock();  // a stream's own lock is taken below; never both the other way round
+      for (auto& s : live)
+        if (!s->cancel_if_stuck(now, limit_)) s->retry();
+      live.clear();
+      lk.lock();
+      // After a stream ends, trim now and every 5 s for 30 s more: gRPC frees a cancelled
+      // stream's transport buffers only when its connection goes, later.
+      if (trim_wanted_.exchange(false)) {
+        trim_until_ = now + std::chrono::seconds(30);
+        trim_next_ = std::min(trim_next_, now + std::chrono::seconds(1));  // at most one a second
+      }
+      if (now < trim_until_ && now >= trim_next_) {
+        trim_next_ = now + std::chrono::seconds(5);
+        lk.unlock();
+        malloc_trim(0);
+        lk.lock();
+      }
+    }
+  }
+
+  std::chrono::milliseconds limit_;  // 0: streams are never closed for being stuck
+  std::mutex mu_;                     // guards watched_, stop_
+  std::condition_variable cv_;
+  std::list<std::weak_ptr<SubscribeReactor::State>> watched_;
+  bool stop_ = false;
+  std::atomic<bool> trim_wanted_{false};
+  std::chrono::steady_clock::time_point trim_until_{}, trim_next_{};
+  std::thread thread_;
+};
+
+namespace {
 
 // Streams stored events in seq order, a chunk at a time (one store read per chunk, never
 // the whole result in memory), one write in flight.
@@ -549,7 +694,7 @@ grpc::ServerWriteReactor<v1::Event>* EventsService::Subscribe(grpc::CallbackServ
   // An unprivileged user holds a bounded share of the daemon: so many streams, so many
   // unread bytes each (then drops, reported in-band), whatever it does not read.
   size_t max_bytes = 0;
-  std::function<void()> on_done;
+  std::function<void()> on_done = [stall = stall_] { stall->ended(); };
   if (!who.root()) {
     const auto& o = d_.options();
     std::lock_guard lk(*subs_mu_);
@@ -562,14 +707,26 @@ grpc::ServerWriteReactor<v1::Event>* EventsService::Subscribe(grpc::CallbackServ
                       who.uid, n)));
     ++n;
     max_bytes = o.user_subscriber_bytes;
-    on_done = [mu = subs_mu_, counts = subs_per_uid_, uid = who.uid] {
-      std::lock_guard held(*mu);
-      auto it = counts->find(uid);
-      if (it != counts->end() && --it->second == 0) counts->erase(it);
+    on_done = [mu = subs_mu_, counts = subs_per_uid_, uid = who.uid, stall = stall_] {
+      {
+        std::lock_guard held(*mu);
+        auto it = counts->find(uid);
+        if (it != counts->end() && --it->second == 0) counts->erase(it);
+      }
+      stall->ended();
     };
   }
-  return new SubscribeReactor(d_.hub(), name, filter, d_.store(), req->filter().from_seq(), max_bytes, std::move(on_done));
+  auto* r = new SubscribeReactor(ctx, d_.hub(), name, filter, d_.store(), req->filter().from_seq(), max_bytes,
+                                 std::move(on_done));
+  r->state()->may_close = !who.root();  // before the watch sees it
+  stall_->watch(r->state());
+  return r;
 }
+
+EventsService::EventsService(core::Daemon& d, PeerTable& peers)
+    : d_(d), peers_(peers), stall_(std::make_shared<StallWatch>(d.options().subscriber_stall_timeout)) {}
+
+EventsService::~EventsService() = default;
 
 grpc::ServerWriteReactor<v1::Event>* EventsService::Query(grpc::CallbackServerContext* ctx, const v1::QueryRequest* req) {
   grpc::Status st;

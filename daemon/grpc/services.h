@@ -55,9 +55,14 @@ class ControlService final : public v1::Control::CallbackService {
   PeerTable& peers_;
 };
 
+// Closes unprivileged Subscribe streams that read nothing for too long and gives the
+// memory of ended streams back to the system (services.cc).
+class StallWatch;
+
 class EventsService final : public v1::Events::CallbackService {
  public:
-  EventsService(core::Daemon& d, PeerTable& peers) : d_(d), peers_(peers) {}
+  EventsService(core::Daemon& d, PeerTable& peers);
+  ~EventsService() override;
 
   grpc::ServerWriteReactor<v1::Event>* Subscribe(grpc::CallbackServerContext*, const v1::SubscribeRequest*) override;
   grpc::ServerWriteReactor<v1::Event>* Query(grpc::CallbackServerContext*, const v1::QueryRequest*) override;
@@ -70,6 +75,7 @@ class EventsService final : public v1::Events::CallbackService {
   // Live Subscribe streams per non-root uid (DaemonOptions::max_subscribers_per_user).
   std::shared_ptr<std::mutex> subs_mu_ = std::make_shared<std::mutex>();
   std::shared_ptr<std::map<uid_t, size_t>> subs_per_uid_ = std::make_shared<std::map<uid_t, size_t>>();
+  std::shared_ptr<StallWatch> stall_;
 };
 
 }  // namespace agentcage::grpcapi

@@ -3,6 +3,7 @@
 // --max-subscribers-per-user live Subscribe streams (issue 15 item 3) or
 // --max-sandboxes-per-user running sandboxes (issue 11 item 5) the next request is
 // RESOURCE_EXHAUSTED naming the limit; what ends gives its place back; root is not bounded.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -64,6 +65,74 @@ TEST(SubscriberLimits, AUserHoldsAtMostTheConfiguredStreams) {
   kill(root, SIGTERM);
   testing::wait_status(root);
   EXPECT_EQ(d.stop(), 0) << d.log();
+}
+
+// The daemon's resident memory in KiB ("VmRSS" or "VmHWM").
+long vm_kib(pid_t pid, const std::string& field) {
+  std::string text = read_all("/proc/" + std::to_string(pid) + "/status");
+  auto at = text.find(field + ":");
+  return at == std::string::npos ? -1 : std::stol(text.substr(at + field.size() + 1));
+}
+
+// The fuzzing review's attack: an unprivileged user opens streams and never reads them
+// while its sandbox makes events. Each stream's queue is bounded and shared (one copy of
+// an event for every stream waiting on it); no write starts into a backed-up socket (gRPC
+// would otherwise hold up to the client's HTTP/2 window per stream); a stream stuck for
+// --subscriber-stall-timeout is closed, and the memory goes back to the system.
+TEST(SubscriberLimits, StuckStreamsOfAUserAreBoundedClosedAndGiveTheirMemoryBack) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: agentcaged loads BPF programs";
+  testing::DaemonProcess d;
+  ASSERT_EQ(d.start({"--subscriber-stall-timeout", "3"}), "");
+  auto subscribers = [&] {
+    auto st = testing::run({AGENTCAGE_BIN, "status", "--socket", d.socket()});
+    auto at = st.out.find("subscribers: ");
+    return at == std::string::npos ? -1 : std::stoi(st.out.substr(at + 13));
+  };
+  auto follow = [&](const std::string& out) {
+    return testing::start(testing::as_nobody({AGENTCAGE_BIN, "events", "-f", "--socket", d.socket()}), out);
+  };
+  std::vector<pid_t> stuck;
+  for (int i = 0; i < 199; ++i) stuck.push_back(follow("/dev/null"));
+  pid_t reader = follow(d.dir() + "/reader.out");  // one that keeps reading
+  ASSERT_TRUE(testing::wait_until([&] { return subscribers() >= 200; }, std::chrono::seconds(60))) << subscribers();
+  std::string refused = d.dir() + "/refused";
+  EXPECT_EQ(testing::wait_status(follow(refused)), 1);
+  EXPECT_NE(read_all(refused).find("RESOURCE_EXHAUSTED"), std::string::npos) << read_all(refused);
+  for (pid_t p : stuck) kill(p, SIGSTOP);
+  long base = vm_kib(d.pid(), "VmRSS");
+  ASSERT_GT(base, 0);
+
+  // 300 000 opens in nobody's own sandbox: events every stream may see.
+  auto load = testing::run(testing::as_nobody({AGENTCAGE_BIN, "run", "--socket", d.socket(), "--", "/usr/bin/python3",
+                                               "-c", "for i in range(300000): open('/etc/hostname').close()"}));
+  EXPECT_EQ(load.status, 0) << load.err;
+  // The documented bound: 1 MiB per stuck stream of a user (README), here 199 of them.
+  long peak = vm_kib(d.pid(), "VmHWM");
+  EXPECT_LT(peak - base, 199 * 1024 + 32 * 1024) << "base " << base << " KiB, peak " << peak << " KiB";
+  // Closed for being stuck, the reading one kept; then the memory is given back while the
+  // stopped clients still hold their connections.
+  EXPECT_TRUE(testing::wait_until(
+      [&] {
+        std::string log = d.log();
+        size_t n = 0;
+        for (size_t at = 0; (at = log.find("read nothing for", at)) != std::string::npos; ++at) ++n;
+        return n >= 199;
+      },
+      std::chrono::seconds(20)))
+      << d.log().substr(0, 2000);
+  EXPECT_TRUE(testing::pid_alive(reader));
+  EXPECT_EQ(d.log().find(fmt::format("subscriber-pid{}: read nothing", reader)), std::string::npos);
+  EXPECT_TRUE(testing::wait_until([&] { return vm_kib(d.pid(), "VmRSS") < base + 32 * 1024; }, std::chrono::seconds(20)))
+      << "base " << base << " KiB, now " << vm_kib(d.pid(), "VmRSS") << " KiB";
+  EXPECT_TRUE(testing::wait_until([&] { return subscribers() <= 1; }, std::chrono::seconds(10))) << subscribers();
+  for (pid_t p : stuck) {
+    kill(p, SIGKILL);
+    kill(p, SIGCONT);
+    testing::wait_status(p);
+  }
+  kill(reader, SIGTERM);
+  testing::wait_status(reader);
+  EXPECT_EQ(d.stop(), 0) << d.log().substr(0, 2000);
 }
 
 TEST(SandboxLimits, AUserRunsAtMostTheConfiguredSandboxes) {

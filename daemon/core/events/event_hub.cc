@@ -5,18 +5,17 @@
 
 namespace agentcage::core {
 
-bool Subscription::offer(const v1::Event& ev) {
+bool Subscription::offer(const std::shared_ptr<const v1::Event>& ev, size_t size) {
   std::function<void()> notify;
   {
     std::lock_guard lk(mu_);
-    size_t size = max_bytes_ ? ev.ByteSizeLong() : 0;
     if (queue_.size() >= capacity_ || (max_bytes_ && bytes_ + size > max_bytes_)) {
       ++dropped_total_;
       ++dropped_unreported_;
       return false;
     }
     bytes_ += size;
-    queue_.push_back(ev);
+    queue_.emplace_back(ev, size);
     notify = notify_;
   }
   if (notify) notify();
@@ -34,9 +33,9 @@ std::optional<v1::Event> Subscription::pop() {
     return loss;
   }
   if (queue_.empty()) return std::nullopt;
-  v1::Event ev = std::move(queue_.front());
+  v1::Event ev = *queue_.front().first;
+  bytes_ -= std::min(bytes_, queue_.front().second);
   queue_.pop_front();
-  if (max_bytes_) bytes_ -= std::min(bytes_, ev.ByteSizeLong());
   ++delivered_;
   return ev;
 }
@@ -80,8 +79,16 @@ void EventHub::publish(const v1::Event& ev) {
     std::lock_guard lk(mu_);
     subs = subs_;
   }
+  std::shared_ptr<const v1::Event> shared;  // one copy, made for the first taker
+  size_t size = 0;
   for (auto& s : subs)
-    if (!s->filter_ || s->filter_(ev)) s->offer(ev);
+    if (!s->filter_ || s->filter_(ev)) {
+      if (!shared) {
+        shared = std::make_shared<const v1::Event>(ev);
+        size = ev.ByteSizeLong();
+      }
+      s->offer(shared, size);
+    }
 }
 
 std::vector<EventHub::SubscriberStats> EventHub::stats() const {

@@ -41,7 +41,9 @@ class Subscription {
 
  private:
   friend class EventHub;
-  bool offer(const v1::Event& ev);  // false: dropped (full)
+  // false: dropped (full). The event is shared with every other subscriber it was
+  // offered to: 200 streams that read nothing hold one copy of what they wait for, not 200.
+  bool offer(const std::shared_ptr<const v1::Event>& ev, size_t size);
 
   const std::string name_;
   const size_t capacity_;
@@ -49,7 +51,7 @@ class Subscription {
   const Filter filter_;
   size_t bytes_ = 0;  // serialized size of queue_ (guarded by mu_)
   mutable std::mutex mu_;  // guards everything below
-  std::deque<v1::Event> queue_;
+  std::deque<std::pair<std::shared_ptr<const v1::Event>, size_t>> queue_;  // event, serialized size
   std::function<void()> notify_;
   uint64_t dropped_total_ = 0;
   uint64_t dropped_unreported_ = 0;

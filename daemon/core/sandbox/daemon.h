@@ -39,6 +39,9 @@ struct DaemonOptions {
   // Running sandboxes one non-root user may hold (each takes BPF map entries, a cgroup).
   size_t max_sandboxes_per_user = 64;
   size_t user_subscriber_bytes = 1 << 20;
+  // A non-root stream whose write has not completed for this long (the client reads
+  // nothing) is closed; 0: never.
+  std::chrono::milliseconds subscriber_stall_timeout{30000};
   // The tamper-evident audit store (the spool of the audit stream). Empty: no store;
   // then live subscribers get events straight from the reader, without seq numbers.
   std::string store_path = kDefaultStorePath;

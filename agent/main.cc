@@ -489,6 +489,7 @@ int do_status(const cli::StatusArgs& a) {
   printf("agentcaged %s on %s, up %.1fs, monitor: %s, sandboxes: %u, subscribers: %u\n", resp.version().c_str(),
          resp.node().c_str(), static_cast<double>(resp.uptime_ns()) / 1e9, resp.host_mode() ? "host" : "sandboxes",
          resp.sandboxes(), resp.subscribers());
+  if (!resp.store_state().empty()) printf("store: %s\n", core::escape_text(resp.store_state()).c_str());
   printf("enforcement:\n");
   for (const auto& e : resp.enforcement())
     printf("  %-28s %-40s %s%s%s\n", e.concern().c_str(), e.mechanism().c_str(), e.available() ? "yes" : "NO",

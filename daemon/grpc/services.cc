@@ -278,6 +278,23 @@ grpc::ServerUnaryReactor* ControlService::Status(grpc::CallbackServerContext* ct
   };
   counter("events", d_.events());
   counter("decode_errors", d_.decode_errors());
+  if (auto ss = d_.store_stats()) {
+    counter("store.stored", ss->stored);
+    counter("store.dropped.queue_full", ss->queue_full);
+    counter("store.dropped.not_stored", ss->not_stored);
+    counter("store.append_errors", ss->errors);
+    if (ss->failing_reason.empty()) {
+      resp->set_store_state("ok");
+    } else {
+      time_t t = static_cast<time_t>(ss->failing_since_ns / 1'000'000'000ull);
+      char when[32];
+      tm tmv{};
+      gmtime_r(&t, &tmv);
+      strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+      resp->set_store_state(fmt::format("failing since {}: {}: {}", when, ss->failing_reason,
+                                        p->root() ? ss->failing_message : "(details for root)"));
+    }
+  }
   if (auto* m = d_.monitor()) {
     auto ks = m->stats();
     for (int i = 0; i < AC_STAT_MAX; ++i) counter(std::string("kernel.") + core::stat_name(i), ks[i]);

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -282,6 +283,76 @@ TEST_F(Fault, CollectorOutageUnderLoadDeliversEverythingOnce) {
 // eighth of the default) holds two whole store-writer batches (at most 4096 events each,
 // published at once), so a subscriber that reads never drops even when the loaded test
 // machine pauses it for a moment, while the stalled one (about 20000 events) must.
+// The store's file system fills up under load (a 2 MiB tmpfs): live subscribers learn it
+// in-band at once (a Loss with reason store_full while the store still refuses, and the
+// events themselves), `status` says the store is failing and why, and once space returns
+// the store records how many events it could not keep, under that reason, and verifies.
+TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
+  std::string mnt = dir_ + "/full";
+  ASSERT_EQ(mkdir(mnt.c_str(), 0700), 0);
+  ASSERT_EQ(testing::run({"mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt}).status, 0);
+  struct Unmount {
+    std::string m;
+    pid_t* daemon;
+    ~Unmount() {
+      if (*daemon > 0) kill(*daemon, SIGKILL), testing::wait_status(*daemon), *daemon = -1;
+      testing::run({"umount", "-l", m});
+    }
+  } unmount{mnt, &daemon_};
+  ddb_ = mnt + "/audit.db";
+  start_daemon({});
+  ASSERT_TRUE(wait_for([&] { return access(sock_.c_str(), F_OK) == 0 || !testing::pid_alive(daemon_); }, 20s));
+  pid_t sub = testing::start({AGENTCAGE_BIN, "events", "-f", "--socket", sock_}, dir_ + "/sub.json");
+  auto status = [&] { return testing::run({AGENTCAGE_BIN, "status", "--socket", sock_}).out; };
+  ASSERT_TRUE(wait_for([&] { return status().find("subscribers: 1") != std::string::npos; }, 20s)) << status();
+  EXPECT_NE(status().find("store: ok"), std::string::npos) << status();
+
+  std::string marker = fmt::format("agentcage-full-{}", getpid());
+  load_ = testing::start({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "/bin/sh", "-c",
+                          "i=0; while [ $i -lt 20000 ]; do /bin/echo " + marker + " >/dev/null; i=$((i+1)); done"},
+                         dir_ + "/load.log");
+  std::string st;
+  ASSERT_TRUE(wait_for([&] { return (st = status()).find("store: failing since") != std::string::npos; }, 60s))
+      << st << daemon_log().substr(0, 3000);
+  EXPECT_NE(st.find(": store_full: "), std::string::npos) << st;
+  EXPECT_NE(st.find("No space left on device"), std::string::npos) << st;
+  // In-band while it still fails, not when it recovers.
+  EXPECT_TRUE(wait_for([&] { return slurp(dir_ + "/sub.json").find("\"store_full\"") != std::string::npos; }, 1s))
+      << slurp(dir_ + "/sub.json").substr(0, 2000);
+  EXPECT_NE(status().find("store: failing since"), std::string::npos);
+  // And the subscriber still sees what happens (events without seq), not nothing.
+  size_t before = event_lines(slurp(dir_ + "/sub.json")).size();
+  EXPECT_TRUE(wait_for([&] { return event_lines(slurp(dir_ + "/sub.json")).size() > before + 100; }, 10s));
+  std::smatch m;
+  st = status();
+  ASSERT_TRUE(std::regex_search(st, m, std::regex("store\\.dropped\\.not_stored\\s+([0-9]+)"))) << st;
+  EXPECT_GT(std::stoull(m[1]), 0u) << st;
+  stop_load();
+
+  // Space returns: the store takes events again and records the gap with its reason.
+  ASSERT_EQ(testing::run({"mount", "-o", "remount,size=256m", mnt}).status, 0);
+  EXPECT_TRUE(wait_for([&] { return status().find("store: ok") != std::string::npos; }, 20s)) << status();
+  uint64_t recorded = 0;
+  {
+    core::StoreOptions o;
+    o.read_only = true;
+    auto s = core::EventStore::open(ddb_, o);
+    ASSERT_TRUE(s.has_value()) << s.error().message();
+    core::StoreQuery q;
+    q.kinds = {"loss"};
+    ASSERT_TRUE((*s)->query(q, [&](const v1::Event& e) {
+                   if (e.loss().reason() == "store_full") recorded += e.loss().count();
+                   EXPECT_NE(e.loss().reason(), "store_queue_full") << "a full disk is not a full queue";
+                   return true;
+                 }).has_value());
+  }
+  EXPECT_GT(recorded, 0u);
+  auto v = testing::run({AGENTCAGE_BIN, "audit", "verify", "--db", ddb_});
+  EXPECT_EQ(v.status, 0) << v.out << v.err;
+  kill(sub, SIGTERM);
+  testing::wait_status(sub);
+}
+
 TEST_F(Fault, StalledSubscriberDropsAloneAndIsToldSo) {
   start_daemon({"--subscriber-queue", "8192"});
   ASSERT_TRUE(wait_for([&] { return access(sock_.c_str(), F_OK) == 0 || !testing::pid_alive(daemon_); }, 20s));

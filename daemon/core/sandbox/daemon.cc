@@ -92,9 +92,17 @@ void Daemon::add_core_steps() {
                       store_ = std::move(*st);
                       // Subscribers see events once stored, with their seq: what a live
                       // client sees is what the store (and the audit stream) has.
-                      writer_ = std::make_unique<StoreWriter>(*store_, 65536, 4096, [this](const std::vector<v1::Event>& evs) {
-                        for (const auto& ev : evs) hub_.publish(ev);
-                      });
+                      // While the store refuses (disk full, damage), live subscribers get a
+                      // Loss naming why at once, then the events themselves without seq.
+                      writer_ = std::make_unique<StoreWriter>(
+                          *store_, 65536, 4096,
+                          [this](const std::vector<v1::Event>& evs) {
+                            for (const auto& ev : evs) hub_.publish(ev);
+                          },
+                          [this](const v1::Event& loss, const std::vector<v1::Event>& unstored) {
+                            hub_.publish(loss);
+                            for (const auto& ev : unstored) hub_.publish(ev);
+                          });
                       spdlog::info("audit store {} (last seq {})", store_->path(), store_->last_seq());
                       return {};
                     },

@@ -68,6 +68,10 @@ class Daemon {
   EventHub& hub() { return hub_; }
   SandboxRegistry& registry() { return *registry_; }
   EventStore* store() { return store_.get(); }
+  // The store writer's counters and whether it is failing now (empty without a store).
+  std::optional<StoreWriter::Stats> store_stats() const {
+    return writer_ ? std::optional<StoreWriter::Stats>(writer_->stats()) : std::nullopt;
+  }
   BpfMonitor* monitor() { return monitor_.get(); }
   const DecodeContext& decode_context() const { return ctx_; }
   uint64_t start_time_ns() const { return start_ns_; }

@@ -39,7 +39,13 @@ std::unexpected<Error> db_error(sqlite3* db, const std::string& what, const std:
     hint = "another process holds the store's write lock for too long";
   else if ((code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB)
     hint = "the file is not an agentcage store or is damaged";
-  return error(fmt::format("sqlite {} ({}): {}", what, path, db ? sqlite3_errmsg(db) : "out of memory"), hint);
+  else if ((code & 0xff) == SQLITE_FULL)
+    hint = "free space on the file system that holds the store (events are counted as lost meanwhile)";
+  auto e = error(fmt::format("sqlite {} ({}): {}", what, path, db ? sqlite3_errmsg(db) : "out of memory"), hint);
+  // The cause as an errno where there is one, so callers can tell a full disk from damage.
+  if ((code & 0xff) == SQLITE_FULL) e.error().code = ENOSPC;
+  else if (db && ((code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_CANTOPEN)) e.error().code = sqlite3_system_errno(db);
+  return e;
 }
 
 class Stmt {

@@ -5,11 +5,12 @@
 
 namespace agentcage::core {
 
-StoreWriter::StoreWriter(EventStore& store, size_t max_queue, size_t max_batch, StoredFn on_stored)
+StoreWriter::StoreWriter(EventStore& store, size_t max_queue, size_t max_batch, StoredFn on_stored, FailedFn on_failed)
     : store_(store),
       max_queue_(max_queue ? max_queue : 1),
       max_batch_(max_batch ? max_batch : 1),
-      on_stored_(std::move(on_stored)) {
+      on_stored_(std::move(on_stored)),
+      on_failed_(std::move(on_failed)) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -20,6 +21,7 @@ bool StoreWriter::submit(v1::Event ev) {
   if (stopping_ || queue_.size() >= max_queue_) {
     ++pending_loss_;
     ++stats_.dropped;
+    ++stats_.queue_full;
     return false;
   }
   queue_.push_back(std::move(ev));
@@ -48,48 +50,88 @@ StoreWriter::Stats StoreWriter::stats() const {
   return stats_;
 }
 
+namespace {
+
+uint64_t wall_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+v1::Event loss_event(uint64_t count, const std::string& reason, const std::string& detail = {}) {
+  v1::Event l;
+  l.mutable_loss()->set_count(count);
+  l.mutable_loss()->set_reason(reason);
+  l.mutable_loss()->set_where(detail.empty() ? "store" : "store: " + detail);
+  return l;
+}
+
+}  // namespace
+
 void StoreWriter::run() {
   std::vector<v1::Event> batch;
   while (true) {
-    uint64_t loss = 0;
+    uint64_t loss = 0, failed = 0;
+    std::string failed_reason;
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || !queue_.empty() || pending_loss_ > 0; });
-      if (queue_.empty() && pending_loss_ == 0) return;  // stopping and drained
+      cv_.wait(lk, [&] { return stopping_ || !queue_.empty() || pending_loss_ > 0 || pending_failed_ > 0; });
+      if (queue_.empty() && pending_loss_ == 0 && (pending_failed_ == 0 || stopping_)) return;  // stopping and drained
       batch.clear();
       while (!queue_.empty() && batch.size() < max_batch_) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
       loss = std::exchange(pending_loss_, 0);
+      failed = std::exchange(pending_failed_, 0);
+      failed_reason = std::exchange(pending_failed_reason_, {});
     }
     size_t n = batch.size();
-    if (loss > 0) {
-      // The Loss goes in front: it happened before the events queued after the drop.
-      v1::Event l;
-      l.mutable_loss()->set_count(loss);
-      l.mutable_loss()->set_reason("store_queue_full");
-      l.mutable_loss()->set_where("store");
-      batch.insert(batch.begin(), std::move(l));
-    }
+    // The Losses go in front: they happened before the events queued after them. Each
+    // says why: a full queue, or the store refusing (the disk full, an I/O error).
+    std::vector<v1::Event> front;
+    if (failed > 0) front.push_back(loss_event(failed, failed_reason, "events not stored while it failed"));
+    if (loss > 0) front.push_back(loss_event(loss, "store_queue_full"));
+    batch.insert(batch.begin(), front.begin(), front.end());
     auto r = store_.append_batch(batch);
     if (r && on_stored_) on_stored_(batch);
+    std::string reason;
+    if (!r) reason = r.error().code == ENOSPC || r.error().code == EDQUOT ? "store_full" : "store_error";
     {
       std::lock_guard lk(mu_);
       if (r) {
         stats_.stored += n;
         ++stats_.batches;
+        if (!stats_.failing_reason.empty())
+          spdlog::info("event store {}: storing again after {}", store_.path(), stats_.failing_reason);
+        stats_.failing_reason.clear();
+        stats_.failing_message.clear();
+        stats_.failing_since_ns = 0;
       } else {
-        // The store refused (disk full, I/O error): these events are lost; count them so
-        // the next successful batch records a Loss, and say why now.
+        // The store refused: these events are lost to it; the next stored batch records a
+        // Loss with this reason, and live subscribers hear of it now (on_failed).
         ++stats_.errors;
         stats_.dropped += n;
-        pending_loss_ += n + loss;
-        spdlog::error("event store {}: {} events not stored: {}", store_.path(), n, r.error().message());
+        stats_.not_stored += n;
+        pending_failed_ += n + failed;
+        pending_failed_reason_ = failed_reason.empty() ? reason : failed_reason;
+        pending_loss_ += loss;
+        if (stats_.failing_reason.empty()) {
+          stats_.failing_since_ns = wall_ns();
+          spdlog::error("event store {}: {} events not stored ({}): {}", store_.path(), n, reason, r.error().message());
+        }
+        stats_.failing_reason = reason;
+        stats_.failing_message = r.error().message();
       }
       finished_ += n;
       done_cv_.notify_all();
-      if (!r && stopping_ && queue_.empty()) return;  // nothing more will succeed now
+    }
+    if (!r && on_failed_ && n > 0) {
+      batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(front.size()));
+      on_failed_(loss_event(n, reason, r.error().message()), batch);
+    }
+    if (!r) {
+      std::lock_guard lk(mu_);
+      if (stopping_ && queue_.empty()) return;  // nothing more will succeed now
     }
     if (!r) std::this_thread::sleep_for(std::chrono::milliseconds(200));  // do not spin on a failing disk
   }

@@ -24,7 +24,13 @@ class StoreWriter {
   // on_stored, when set, runs on the writer thread after each batch is durably stored,
   // with the events as stored (seq assigned): live subscribers see what the store has.
   using StoredFn = std::function<void(const std::vector<v1::Event>&)>;
-  explicit StoreWriter(EventStore& store, size_t max_queue = 65536, size_t max_batch = 4096, StoredFn on_stored = {});
+  // on_failed, when set, runs on the writer thread when a batch could not be stored: a
+  // Loss event (reason store_full or store_error, the count, why) and the events
+  // themselves without seq, so live subscribers are told at once and are not blind while
+  // the store cannot take anything.
+  using FailedFn = std::function<void(const v1::Event& loss, const std::vector<v1::Event>& unstored)>;
+  explicit StoreWriter(EventStore& store, size_t max_queue = 65536, size_t max_batch = 4096, StoredFn on_stored = {},
+                       FailedFn on_failed = {});
   ~StoreWriter();  // stores what is queued, then stops
   StoreWriter(const StoreWriter&) = delete;
   StoreWriter& operator=(const StoreWriter&) = delete;
@@ -37,6 +43,12 @@ class StoreWriter {
 
   struct Stats {
     uint64_t stored = 0, dropped = 0, batches = 0, errors = 0;
+    uint64_t queue_full = 0;  // of dropped: refused because the queue was full
+    uint64_t not_stored = 0;  // of dropped: the store refused them (disk full, I/O error)
+    // While the last append failed: "store_full" or "store_error", since when (wall ns),
+    // and the store's message. Empty reason: the last append succeeded.
+    std::string failing_reason, failing_message;
+    uint64_t failing_since_ns = 0;
   };
   Stats stats() const;
 
@@ -46,11 +58,14 @@ class StoreWriter {
   EventStore& store_;
   size_t max_queue_, max_batch_;
   const StoredFn on_stored_;
+  const FailedFn on_failed_;
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_, done_cv_;
   std::deque<v1::Event> queue_;
   uint64_t submitted_ = 0, finished_ = 0;  // events handed in / taken care of (stored or failed)
-  uint64_t pending_loss_ = 0;              // dropped, not yet recorded in a Loss event
+  uint64_t pending_loss_ = 0;              // dropped (queue full), not yet recorded in a Loss event
+  uint64_t pending_failed_ = 0;            // refused by the store, not yet recorded in a Loss event
+  std::string pending_failed_reason_;      // store_full or store_error (the first seen)
   bool stopping_ = false;
   Stats stats_;
   std::thread thread_;

@@ -17,6 +17,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "core/store/store.h"
@@ -283,14 +284,14 @@ TEST_F(Fault, CollectorOutageUnderLoadDeliversEverythingOnce) {
 // eighth of the default) holds two whole store-writer batches (at most 4096 events each,
 // published at once), so a subscriber that reads never drops even when the loaded test
 // machine pauses it for a moment, while the stalled one (about 20000 events) must.
-// The store's file system fills up under load (a 2 MiB tmpfs): live subscribers learn it
+// The store's file system fills up under load (an 8 MiB tmpfs): live subscribers learn it
 // in-band at once (a Loss with reason store_full while the store still refuses, and the
 // events themselves), `status` says the store is failing and why, and once space returns
 // the store records how many events it could not keep, under that reason, and verifies.
 TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
   std::string mnt = dir_ + "/full";
   ASSERT_EQ(mkdir(mnt.c_str(), 0700), 0);
-  ASSERT_EQ(testing::run({"mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt}).status, 0);
+  ASSERT_EQ(testing::run({"mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt}).status, 0);
   struct Unmount {
     std::string m;
     pid_t* daemon;
@@ -300,11 +301,52 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
     }
   } unmount{mnt, &daemon_};
   ddb_ = mnt + "/audit.db";
+  // Profiles that must not run unrecorded: one paused, one stopped while the store fails.
+  std::string pdir = dir_ + "/profiles";
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  std::ofstream(pdir + "/paused.yaml") << "extends: default\non_record_failure: pause\n";
+  std::ofstream(pdir + "/stopped.yaml") << "extends: default\non_record_failure: stop\n";
+  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);
   start_daemon({});
+  unsetenv("AGENTCAGE_PROFILE_PATH");
   ASSERT_TRUE(wait_for([&] { return access(sock_.c_str(), F_OK) == 0 || !testing::pid_alive(daemon_); }, 20s));
+  std::string tag = fmt::format("agentcage-recfail-{}", getpid());
+  auto profiled = [&](const std::string& profile, const std::string& cmd, const std::string& out) {
+    return testing::start({AGENTCAGE_BIN, "run", "--socket", sock_, "--profile", pdir + "/" + profile + ".yaml", "--",
+                           "/bin/sh", "-c", cmd},
+                          out);
+  };
+  pid_t paused = profiled("paused", "while :; do sleep 1; done # " + tag + "-p", dir_ + "/paused.out");
+  pid_t stopped = profiled("stopped", "sleep 1000 # " + tag + "-s", dir_ + "/stopped.out");
+  // The paused sandbox's shell, and whether its cgroup is frozen.
+  std::string cg2;  // the cgroup2 mount (/sys/fs/cgroup, or .../unified on hybrid hosts)
+  {
+    std::istringstream mounts(slurp("/proc/self/mounts"));
+    std::string dev, mp, type, rest;
+    while (mounts >> dev >> mp >> type && std::getline(mounts, rest))
+      if (type == "cgroup2" && cg2.empty()) cg2 = mp;
+  }
+  ASSERT_FALSE(cg2.empty());
+  auto frozen = [&]() -> int {
+    auto pids = testing::processes_with(tag + "-p");
+    for (pid_t p : pids) {
+      std::string rel;
+      for (const auto& line : testing::lines(slurp(fmt::format("/proc/{}/cgroup", p))))
+        if (line.rfind("0::", 0) == 0) rel = line.substr(3);
+      if (rel.find("/agentcage/") == std::string::npos) continue;  // the client, not the sandbox
+      std::string path = cg2 + rel;
+      std::string events = slurp(path + "/cgroup.events");
+      if (events.find("frozen 1") != std::string::npos) return 1;
+      if (events.find("frozen 0") != std::string::npos) return 0;
+    }
+    return -1;
+  };
+  ASSERT_TRUE(wait_for([&] { return frozen() == 0 && testing::processes_with(tag + "-s").size() > 0; }, 20s))
+      << slurp(dir_ + "/paused.out") << slurp(dir_ + "/stopped.out");
   pid_t sub = testing::start({AGENTCAGE_BIN, "events", "-f", "--socket", sock_}, dir_ + "/sub.json");
   auto status = [&] { return testing::run({AGENTCAGE_BIN, "status", "--socket", sock_}).out; };
-  ASSERT_TRUE(wait_for([&] { return status().find("subscribers: 1") != std::string::npos; }, 20s)) << status();
+  // It, and the violation relays of the two runs.
+  ASSERT_TRUE(wait_for([&] { return status().find("subscribers: 3") != std::string::npos; }, 20s)) << status();
   EXPECT_NE(status().find("store: ok"), std::string::npos) << status();
 
   std::string marker = fmt::format("agentcage-full-{}", getpid());
@@ -327,11 +369,24 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
   st = status();
   ASSERT_TRUE(std::regex_search(st, m, std::regex("store\\.dropped\\.not_stored\\s+([0-9]+)"))) << st;
   EXPECT_GT(std::stoull(m[1]), 0u) << st;
+  // on_record_failure: pause froze its sandbox, stop ended its one, and no new sandbox of
+  // such a profile starts while nothing can be recorded.
+  EXPECT_TRUE(wait_for([&] { return frozen() == 1; }, 5s)) << daemon_log().substr(0, 3000);
+  EXPECT_TRUE(wait_for([&] { return !testing::pid_alive(stopped); }, 5s));
+  EXPECT_NE(testing::wait_status(stopped), 0);
+  auto refused = testing::run({AGENTCAGE_BIN, "run", "--socket", sock_, "--profile", pdir + "/stopped.yaml", "--",
+                               "/bin/true"});
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.err.find("the audit store cannot record (store_full)"), std::string::npos) << refused.err;
   stop_load();
 
   // Space returns: the store takes events again and records the gap with its reason.
   ASSERT_EQ(testing::run({"mount", "-o", "remount,size=256m", mnt}).status, 0);
   EXPECT_TRUE(wait_for([&] { return status().find("store: ok") != std::string::npos; }, 20s)) << status();
+  EXPECT_TRUE(wait_for([&] { return frozen() == 0; }, 5s)) << "the paused sandbox resumes";
+  EXPECT_TRUE(testing::pid_alive(paused));
+  kill(paused, SIGTERM);
+  testing::wait_status(paused);
   uint64_t recorded = 0;
   {
     core::StoreOptions o;

@@ -98,10 +98,14 @@ void Daemon::add_core_steps() {
                           *store_, 65536, 4096,
                           [this](const std::vector<v1::Event>& evs) {
                             for (const auto& ev : evs) hub_.publish(ev);
+                            if (recording_failing_.exchange(false) && registry_) registry_->recording_failed(false, "");
                           },
                           [this](const v1::Event& loss, const std::vector<v1::Event>& unstored) {
                             hub_.publish(loss);
                             for (const auto& ev : unstored) hub_.publish(ev);
+                            // Profiles that must not run unrecorded are paused or stopped.
+                            if (!recording_failing_.exchange(true) && registry_)
+                              registry_->recording_failed(true, loss.loss().reason());
                           });
                       spdlog::info("audit store {} (last seq {})", store_->path(), store_->last_seq());
                       return {};

@@ -120,6 +120,7 @@ class Daemon {
   std::unique_ptr<SandboxRegistry> registry_;
   std::unique_ptr<EventStore> store_;
   std::unique_ptr<StoreWriter> writer_;  // reader -> writer thread -> store -> hub
+  std::atomic<bool> recording_failing_{false};  // the writer's last append failed
   std::atomic<bool> stopping_{false};
   std::thread reader_;
   std::thread reaper_;

@@ -96,6 +96,10 @@ class SandboxRegistry {
   uint64_t owner_start_ticks(const std::string& id) const;
   // Every sandbox, or only those of `uid`.
   std::vector<v1::Sandbox> list(std::optional<uid_t> uid, bool include_closed) const;
+  // The audit store stopped (failing = true, `why` says how) or resumed recording: each
+  // running sandbox whose profile says on_record_failure pause is frozen or thawed, stop is
+  // killed; while it fails, creating a sandbox of such a profile is refused.
+  void recording_failed(bool failing, const std::string& why);
   std::optional<uid_t> owner(const std::string& id) const;
   size_t running() const;
 
@@ -125,6 +129,8 @@ class SandboxRegistry {
     uint64_t owner_start_ticks = 0;
     std::vector<std::string> provenance;  // "mechanism: detail", from the prepared confinement
     std::string resolved_profile;          // deterministic bytes of the profile; empty: none
+    v1::Profile::RecordFailure on_record_failure = v1::Profile::RECORD_FAILURE_CONTINUE;
+    bool frozen = false;                   // paused by recording_failed
     // Launched by this daemon (CreateSandboxRequest.launch): what launch() starts.
     struct Launch {
       std::vector<std::string> env;  // the command's whole environment (the profile's plan)
@@ -138,6 +144,7 @@ class SandboxRegistry {
     pid_t init_pid = 0;                         // this daemon's child until it is reaped
   };
   Status close_locked(Entry& e, std::optional<int> exit_status = std::nullopt);
+  std::string recording_failure_;  // guarded by mu_: why the store cannot record; "" if it can
   void record(const Entry& e, const std::string& phase, const std::string& reason = {},
               std::optional<int> exit_status = std::nullopt) const;
   // confined: the policy comes from a profile (whose confinement decisions attribution needs).

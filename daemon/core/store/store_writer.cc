@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+
 namespace agentcage::core {
 
 StoreWriter::StoreWriter(EventStore& store, size_t max_queue, size_t max_batch, StoredFn on_stored, FailedFn on_failed)
@@ -127,7 +129,8 @@ void StoreWriter::run() {
     }
     if (!r && on_failed_ && n > 0) {
       batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(front.size()));
-      on_failed_(loss_event(n, reason, r.error().message()), batch);
+      const Error& e = r.error();  // one line: the hint is in the log and in status
+      on_failed_(loss_event(n, reason, e.code ? e.context + ": " + std::strerror(e.code) : e.context), batch);
     }
     if (!r) {
       std::lock_guard lk(mu_);

@@ -379,11 +379,17 @@ Result<std::unique_ptr<EventStore>> EventStore::open(const std::string& path, co
     // The store holds the argv and paths of every user's sandboxes: owner-only. Created
     // 0600 before SQLite opens it (SQLite gives the -wal and -shm files the database
     // file's mode), and an older world-readable store we own is narrowed.
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return sys_error(fmt::format("open event store {}", path), errno, "check --db and its directory");
-    struct stat st{};
-    if (::fstat(fd.get(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 077))
-      (void)::fchmod(fd.get(), st.st_mode & 0700);
+    {
+      // Closed before SQLite opens the file: closing any descriptor of a file drops every
+      // POSIX lock this process holds on it, SQLite's included, and without its lock on the
+      // database file another connection (a sqlite3 shell) takes itself for the last one
+      // and deletes the live -wal and -shm files under the writer.
+      UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+      if (!fd) return sys_error(fmt::format("open event store {}", path), errno, "check --db and its directory");
+      struct stat st{};
+      if (::fstat(fd.get(), &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 077))
+        (void)::fchmod(fd.get(), st.st_mode & 0700);
+    }
     for (const char* suffix : {"-wal", "-shm"})
       if (struct stat ws{}; ::stat((path + suffix).c_str(), &ws) == 0 && ws.st_uid == ::geteuid() && (ws.st_mode & 077))
         (void)::chmod((path + suffix).c_str(), ws.st_mode & 0700);
@@ -417,8 +423,30 @@ Status EventStore::init_schema() {
   if (auto r = exec(db, "PRAGMA journal_mode = WAL", path_); !r) return r;
   if (auto r = exec(db, opts_.durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", path_); !r)
     return r;
+  // A checkpointed WAL is cut back to this size, not kept at its peak (a disk that filled
+  // once must not stay full of an empty log).
+  if (auto r = exec(db, "PRAGMA journal_size_limit = 16777216", path_); !r) return r;
   Txn t(db, path_);
   if (auto r = t.begin(true); !r) return r;
+  // Damage a fresh schema would paper over: a store whose events table or meta rows are
+  // gone would otherwise be given a new empty table, or a head of 0 and a new identity
+  // under rows it already has, and start "healthy" (then store nothing, or a chain that
+  // silently restarts).
+  auto table_exists = [&](const char* name) -> Result<bool> {
+    auto st = Stmt::prepare(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", path_);
+    if (!st) return std::unexpected(st.error());
+    st->bind(1, std::string_view(name));
+    if (st->step() != SQLITE_ROW) return db_error(db, "read the schema", path_);
+    return st->col_u(0) > 0;
+  };
+  auto had_meta = table_exists("meta"), had_events = table_exists("events");
+  if (!had_meta) return std::unexpected(had_meta.error());
+  if (!had_events) return std::unexpected(had_events.error());
+  const char* kMoveAside = "the store is damaged: keep it for the investigation (audit verify --db names what is "
+                           "left), move it aside, and start with a new store";
+  if (*had_meta && !*had_events)
+    return error(fmt::format("open event store {}: the events table is missing but the meta table is there", path_),
+                 kMoveAside);
   static const char* kSchema = R"sql(
     CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -458,6 +486,30 @@ Status EventStore::init_schema() {
       event       BLOB NOT NULL);
   )sql";
   if (auto r = exec(db, kSchema, path_); !r) return r;
+
+  {
+    auto st = Stmt::prepare(db, "SELECT count(*), coalesce(max(seq), 0) FROM events", path_);
+    if (!st) return std::unexpected(st.error());
+    if (st->step() != SQLITE_ROW) return db_error(db, "count events", path_);
+    uint64_t rows = st->col_u(0), max_seq = st->col_u(1);
+    st = Stmt();
+    if (rows > 0) {
+      for (const char* key : {"store_id", "mode", "schema", "head_seq", "head_hash"}) {
+        auto v = meta_get(db, key, path_);
+        if (!v) return std::unexpected(v.error());
+        if (!*v)
+          return error(fmt::format("open event store {}: meta '{}' is missing but {} events remain", path_, key, rows),
+                       kMoveAside);
+      }
+      auto head = meta_get(db, "head_seq", path_);
+      if (!head) return std::unexpected(head.error());
+      auto head_seq = parse_u64(head->value_or(""));
+      if (!head_seq || *head_seq < max_seq)
+        return error(fmt::format("open event store {}: events run to seq {} past the recorded head '{}'", path_,
+                                 max_seq, head->value_or("")),
+                     kMoveAside);
+    }
+  }
 
   unsigned char rnd[16];
   if (getrandom(rnd, sizeof rnd, 0) != static_cast<ssize_t>(sizeof rnd)) return sys_error("getrandom(store id)");

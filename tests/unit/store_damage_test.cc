@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+// A damaged store is refused at open, not papered over (issue 15 item 4: the fault
+// review's cases that started "healthy" and then stored nothing, or silently restarted
+// the chain under rows it already had), and another process's read-write connection
+// does not take the live WAL away from the writer.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/store/store.h"
+#include "support/store_tamper.h"
+
+namespace agentcage::core {
+namespace {
+
+std::string fresh_store(int n) {
+  static int k = 0;
+  std::string dir = fmt::format("/tmp/agentcage-damage-test-{}-{}", getpid(), ++k);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string db = dir + "/audit.db";
+  auto s = EventStore::open(db, {});
+  EXPECT_TRUE(s.has_value()) << s.error().message();
+  std::vector<v1::Event> evs;
+  for (int i = 1; i <= n; ++i) {
+    v1::Event ev;
+    ev.set_time_ns(1'700'000'000'000'000'000ull + static_cast<uint64_t>(i));
+    ev.set_sandbox_id("sb1");
+    ev.mutable_exec()->set_filename("/bin/echo");
+    evs.push_back(ev);
+  }
+  EXPECT_TRUE((*s)->append_batch(evs).has_value());
+  return db;
+}
+
+std::string refusal(const std::string& db) {
+  auto s = EventStore::open(db, {});
+  return s ? std::string() : s.error().message();
+}
+
+TEST(StoreDamage, LostMetaRowsAreRefusedNotReplacedByAFreshHead) {
+  for (const char* sql : {"DELETE FROM meta", "DELETE FROM meta WHERE key IN ('head_seq', 'head_hash')",
+                          "DELETE FROM meta WHERE key = 'store_id'"}) {
+    auto db = fresh_store(50);
+    testing::StoreFile(db).exec(sql);
+    auto why = refusal(db);
+    EXPECT_NE(why.find("is missing but 50 events remain"), std::string::npos) << sql << ": " << why;
+    EXPECT_NE(why.find("move it aside"), std::string::npos) << why;
+  }
+}
+
+TEST(StoreDamage, ADroppedEventsTableIsRefusedNotRecreatedEmpty) {
+  auto db = fresh_store(20);
+  testing::StoreFile(db).exec("DROP TABLE events");
+  auto why = refusal(db);
+  EXPECT_NE(why.find("the events table is missing"), std::string::npos) << why;
+}
+
+TEST(StoreDamage, RowsPastTheRecordedHeadAreRefused) {
+  auto db = fresh_store(20);
+  testing::StoreFile(db).exec("UPDATE meta SET value = '5' WHERE key = 'head_seq'");
+  auto why = refusal(db);
+  EXPECT_NE(why.find("events run to seq 20 past the recorded head '5'"), std::string::npos) << why;
+  // An intact store still opens and appends on.
+  auto ok = fresh_store(20);
+  EXPECT_EQ(refusal(ok), "");
+}
+
+// A sqlite3 shell on the store while the writer runs: it must see the writer's lock on the
+// database file, so it neither checkpoints nor deletes the -wal and -shm the writer uses.
+TEST(StoreDamage, AnotherProcessesReadWriteConnectionLeavesTheLiveWalAlone) {
+  auto db = fresh_store(10);
+  auto s = EventStore::open(db, {});
+  ASSERT_TRUE(s.has_value()) << s.error().message();
+  v1::Event ev;
+  ev.set_sandbox_id("sb1");
+  ev.mutable_exec()->set_filename("/bin/true");
+  std::vector<v1::Event> one{ev};
+  ASSERT_TRUE((*s)->append_batch(one).has_value());
+  ASSERT_EQ(access((db + "-wal").c_str(), F_OK), 0);
+  // Another process (exec'd: a forked copy would share this one's SQLite lock table).
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    execl("/usr/bin/python3", "python3", "-c",
+          "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM events').fetchall(); "
+          "c.close()",
+          db.c_str(), nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(access((db + "-wal").c_str(), F_OK), 0) << "the writer's WAL was deleted under it";
+  EXPECT_EQ(access((db + "-shm").c_str(), F_OK), 0);
+  one = {ev};
+  ASSERT_TRUE((*s)->append_batch(one).has_value());
+  s->reset();
+  auto again = EventStore::open(db, {});
+  ASSERT_TRUE(again.has_value()) << again.error().message();
+  EXPECT_EQ((*again)->last_seq(), 12u);
+}
+
+}  // namespace
+}  // namespace agentcage::core

@@ -72,6 +72,66 @@ TEST(StoreDamage, RowsPastTheRecordedHeadAreRefused) {
   EXPECT_EQ(refusal(ok), "");
 }
 
+std::vector<v1::Event> losses(const std::string& db) {
+  StoreOptions o;
+  o.read_only = true;
+  auto s = EventStore::open(db, o);
+  std::vector<v1::Event> out;
+  if (!s) return out;
+  StoreQuery q;
+  q.kinds = {"loss"};
+  (void)(*s)->query(q, [&](const v1::Event& e) {
+    out.push_back(e);
+    return true;
+  });
+  return out;
+}
+
+// The fault review: a store deleted or truncated to 0 started a new chain at seq 1 as if
+// it were a first start, and a lost WAL after a crash silently reused seqs. The identity
+// file beside the store makes the new store's first record say so.
+TEST(StoreDamage, ADeletedOrTruncatedStoreSaysSoInItsNewChain) {
+  for (bool truncate : {false, true}) {
+    auto db = fresh_store(30);
+    std::string old_id;
+    {
+      StoreOptions o;
+      o.read_only = true;
+      old_id = (*EventStore::open(db, o))->store_id();
+    }
+    if (truncate) {
+      ASSERT_EQ(::truncate(db.c_str(), 0), 0);
+      for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(db + suffix);
+    } else {
+      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
+    }
+    ASSERT_EQ(refusal(db), "");
+    auto l = losses(db);
+    ASSERT_EQ(l.size(), 1u) << truncate;
+    EXPECT_EQ(l[0].seq(), 1u);
+    EXPECT_EQ(l[0].loss().reason(), "store_replaced");
+    EXPECT_NE(l[0].loss().where().find("store " + old_id + " was there (through seq 30"), std::string::npos)
+        << l[0].loss().where();
+    ASSERT_EQ(refusal(db), "");  // told once, not at every start
+    EXPECT_EQ(losses(db).size(), 1u);
+  }
+}
+
+TEST(StoreDamage, AHeadThatWentBackIsALossNamingHowFar) {
+  auto db = fresh_store(30);
+  // What a lost WAL does: the head and its rows go back, as if never written.
+  testing::StoreFile(db).exec(
+      "DELETE FROM events WHERE seq > 20; UPDATE meta SET value = '20' WHERE key = 'head_seq'; "
+      "UPDATE meta SET value = (SELECT hash FROM events WHERE seq = 20) WHERE key = 'head_hash'");
+  ASSERT_EQ(refusal(db), "");
+  auto l = losses(db);
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].seq(), 21u);
+  EXPECT_EQ(l[0].loss().reason(), "store_rolled_back");
+  EXPECT_EQ(l[0].loss().count(), 10u);
+  EXPECT_NE(l[0].loss().where().find("went back from seq 30 to 20"), std::string::npos) << l[0].loss().where();
+}
+
 // A sqlite3 shell on the store while the writer runs: it must see the writer's lock on the
 // database file, so it neither checkpoints nor deletes the -wal and -shm the writer uses.
 TEST(StoreDamage, AnotherProcessesReadWriteConnectionLeavesTheLiveWalAlone) {

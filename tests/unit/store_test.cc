@@ -24,7 +24,7 @@ std::string fresh_db() {
   std::string dir = "/tmp/agentcage-store-test-" + std::to_string(getpid());
   std::filesystem::create_directories(dir);
   std::string p = dir + "/s" + std::to_string(++n) + ".db";
-  for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(p + suffix);
+  for (auto suffix : {"", "-wal", "-shm", ".id"}) std::filesystem::remove(p + suffix);
   return p;
 }
 

@@ -15,6 +15,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <set>
 #include <tuple>
@@ -353,6 +354,7 @@ EventStore::EventStore(std::string path, StoreOptions opts)
       last_retention_ns_(std::chrono::steady_clock::now().time_since_epoch().count()) {}
 
 EventStore::~EventStore() {
+  if (identity_checked_.load()) write_identity(last_seq());
   pool_.clear();
   if (writer_) sqlite3_close_v2(writer_);
 }
@@ -412,7 +414,59 @@ Result<std::unique_ptr<EventStore>> EventStore::open(const std::string& path, co
     s->release(std::move(*rd));
   }
   if (auto r = s->refresh_last_seq(); !r) return std::unexpected(r.error());
+  if (!opts.read_only)
+    if (auto r = s->check_identity(); !r) return std::unexpected(r.error());
   return s;
+}
+
+void EventStore::write_identity(uint64_t seq) const {
+  // Written beside the store, replaced atomically; losing it only loses this check.
+  std::string side = path_ + ".id", tmp = side + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return;
+  std::string text = fmt::format("{} {}\n", store_id_, seq);
+  if (::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size())) ::rename(tmp.c_str(), side.c_str());
+  else ::unlink(tmp.c_str());
+}
+
+Status EventStore::check_identity() {
+  std::string side = path_ + ".id";
+  std::ifstream f(side);
+  std::string prev_id;
+  uint64_t prev_seq = 0;
+  uint64_t head = last_seq();
+  if (f >> prev_id >> prev_seq) {
+    std::string what, reason;
+    if (prev_id != store_id_) {
+      reason = "store_replaced";
+      what = fmt::format("store: {} is a new store; store {} was there (through seq {} at least) and is gone: deleted, "
+                         "truncated or recreated",
+                         path_, prev_id, prev_seq);
+    } else if (head < prev_seq) {
+      reason = "store_rolled_back";
+      what = fmt::format("store: {} went back from seq {} to {}: committed events were lost (a lost WAL, a restored "
+                         "copy); seqs after {} are reused",
+                         path_, prev_seq, head, head);
+    }
+    if (!reason.empty()) {
+      spdlog::error("{}", what);
+      if (opts_.collector) {
+        // A collector store takes only ingested events: the log says it.
+      } else {
+        std::vector<v1::Event> loss(1);
+        loss[0].mutable_loss()->set_reason(reason);
+        loss[0].mutable_loss()->set_count(reason == "store_rolled_back" ? prev_seq - head : 0);
+        loss[0].mutable_loss()->set_where(what);
+        if (auto r = append_batch(loss); !r) return std::unexpected(r.error());
+        head = last_seq();
+      }
+    }
+  }
+  write_identity(head);
+  // Only now may appends move the file on: before the check it still holds the previous
+  // run's head, which is what the check compares against. Read-only opens never write it.
+  identity_checked_.store(true, std::memory_order_release);
+  return {};
 }
 
 Status EventStore::init_schema() {
@@ -615,6 +669,14 @@ void EventStore::note_appended(uint64_t seq) {
   uint64_t cur = last_seq_.load(std::memory_order_acquire);
   while (seq > cur && !last_seq_.compare_exchange_weak(cur, seq, std::memory_order_acq_rel)) {
   }
+  // The identity file follows the head every few seconds (a rollback smaller than that
+  // after a crash goes unseen here; the collector's checkpoints anchor the rest).
+  int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  int64_t prev = identity_written_ns_.load();
+  if (identity_checked_.load(std::memory_order_acquire) &&
+      now - prev >= std::chrono::nanoseconds(std::chrono::seconds(2)).count() &&
+      identity_written_ns_.compare_exchange_strong(prev, now))
+    write_identity(std::max(seq, cur));
   std::lock_guard lk(append_mu_);
   append_cv_.notify_all();
 }

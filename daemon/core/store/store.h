@@ -280,6 +280,13 @@ class EventStore {
   Result<Reader> reader() const;
   void release(Reader r) const;
   void note_appended(uint64_t seq);
+  // The identity file beside the store ("<path>.id": store id and the last head seen),
+  // so a store that was deleted, truncated or rolled back under the same path is told
+  // in-band (a Loss as its next record) rather than taken for a first start.
+  Status check_identity();
+  void write_identity(uint64_t seq) const;
+  std::atomic<int64_t> identity_written_ns_{0};
+  std::atomic<bool> identity_checked_{false};
 
   std::string path_;
   StoreOptions opts_;

@@ -82,7 +82,7 @@ struct {
 	__uint(max_entries, 4096);
 	__type(key, __u64);
 	__type(value, struct ac_net_sandbox);
-} ac_net_sandboxes SEC(".maps");
+} ac_net_policy SEC(".maps");
 
 /* Allowed unix socket names per sandbox (exact match). */
 struct {
@@ -350,7 +350,7 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 	a->protocol = ctx->protocol;
 	a->port = bpf_ntohs((__u16)ctx->user_port);
 
-	struct ac_net_sandbox *pol = sandbox ? bpf_map_lookup_elem(&ac_net_sandboxes, &sandbox) : 0;
+	struct ac_net_sandbox *pol = sandbox ? bpf_map_lookup_elem(&ac_net_policy, &sandbox) : 0;
 	/*
 	 * bind to port 0 asks the kernel for an ephemeral port, as every client's implicit
 	 * autobind does: it opens nothing another host can reach by a chosen port.
@@ -501,7 +501,7 @@ static __always_inline int ac_net_unix_hook(struct bpf_sock_addr *ctx, __u8 op)
 		n = r > 0 ? r - 1 : 0;
 	}
 
-	struct ac_net_sandbox *pol = sandbox ? bpf_map_lookup_elem(&ac_net_sandboxes, &sandbox) : 0;
+	struct ac_net_sandbox *pol = sandbox ? bpf_map_lookup_elem(&ac_net_policy, &sandbox) : 0;
 	if (!pol || (pol->flags & AC_NET_S_UNIX_ANY) || bpf_map_lookup_elem(&ac_net_unix, key)) {
 		ac_net_emit(task, sandbox, hflags, &a, AC_EV_NET, AC_NET_ALLOW, 0, 0, key, n);
 		return 1;
@@ -537,7 +537,7 @@ int cg__sock_create(struct bpf_sock *sk)
 		return 1;
 	if (!ac_net_tracked(&sandbox, &hflags) || !sandbox)
 		return 1;
-	struct ac_net_sandbox *pol = bpf_map_lookup_elem(&ac_net_sandboxes, &sandbox);
+	struct ac_net_sandbox *pol = bpf_map_lookup_elem(&ac_net_policy, &sandbox);
 	if (!pol)
 		return 1;
 	a.op = AC_NET_SOCKET;

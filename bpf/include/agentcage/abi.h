@@ -278,7 +278,7 @@ struct ac_net_rule_value {
 	struct ac_net_port_range ranges[AC_NET_MAX_PORT_RANGES];
 };
 
-/* ac_net_sandboxes: sandbox key -> policy. A sandbox without an entry is unrestricted. */
+/* ac_net_policy: sandbox key -> policy. A sandbox without an entry is unrestricted. */
 enum ac_net_sandbox_flags {
 	AC_NET_S_AUDIT = 1u << 0,    /* audit mode: record violations, deny nothing */
 	AC_NET_S_UNIX_ANY = 1u << 1, /* unix sockets unrestricted (still observed) */

@@ -623,9 +623,9 @@ Status BpfMonitor::install_net_policy(uint64_t sandbox, const CompiledNetPolicy&
     if (bpf_map__update_elem(impl_->skel->maps.ac_net_unix, &k, sizeof k, &one, sizeof one, BPF_ANY) != 0)
       return sys_error("bpf_map_update_elem(ac_net_unix)");
   // Last: this entry switches enforcement on for the sandbox.
-  if (bpf_map__update_elem(impl_->skel->maps.ac_net_sandboxes, &sandbox, sizeof sandbox, &policy.sandbox,
+  if (bpf_map__update_elem(impl_->skel->maps.ac_net_policy, &sandbox, sizeof sandbox, &policy.sandbox,
                            sizeof policy.sandbox, BPF_ANY) != 0)
-    return sys_error("bpf_map_update_elem(ac_net_sandboxes)");
+    return sys_error("bpf_map_update_elem(ac_net_policy)");
   return {};
 }
 
@@ -635,7 +635,7 @@ Status BpfMonitor::remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& 
     if (bpf_map__delete_elem(map, key, size, 0) != 0 && errno != ENOENT && st)
       st = sys_error(std::string("bpf_map_delete_elem(") + name + ")");
   };
-  del(impl_->skel->maps.ac_net_sandboxes, &sandbox, sizeof sandbox, "ac_net_sandboxes");
+  del(impl_->skel->maps.ac_net_policy, &sandbox, sizeof sandbox, "ac_net_policy");
   for (const auto& r : policy.rules) del(impl_->skel->maps.ac_net_rules, &r.key, sizeof r.key, "ac_net_rules");
   for (const auto& k : policy.unix_allow) del(impl_->skel->maps.ac_net_unix, &k, sizeof k, "ac_net_unix");
   return st;

@@ -63,7 +63,7 @@ class BpfMonitor {
   Status set_host_mode(bool on);
 
   // Network policy of a sandbox (compiled by net_policy.h compile()). The rules are
-  // written before the ac_net_sandboxes entry that switches enforcement on, so a
+  // written before the ac_net_policy entry that switches enforcement on, so a
   // sandbox never runs with half a policy. Fails closed: a policy that restricts unix
   // sockets is refused when the kernel lacks the unix sock_addr hooks.
   Status install_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy);

@@ -98,7 +98,7 @@ struct CompiledNetPolicy {
     ac_net_rule_value value;
   };
   std::vector<Rule> rules;  // ac_net_rules (LPM trie)
-  ac_net_sandbox sandbox;   // ac_net_sandboxes[sandbox key]
+  ac_net_sandbox sandbox;   // ac_net_policy[sandbox key]
   std::vector<ac_net_unix_key> unix_allow;  // ac_net_unix
   bool restricts_unix = false;  // needs the kernel's unix sock_addr hooks
 };

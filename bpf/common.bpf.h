@@ -108,11 +108,14 @@ static __always_inline __u64 ac_task_cgroup_id(struct task_struct *task)
  * sandbox cgroup, or when its tgid inherited a sandbox at fork. In host mode every task
  * but the monitor itself is recorded, with sandbox 0 unless it belongs to one.
  * Returns 1 and sets *sandbox when the task is to be recorded.
+ *
+ * One body; the callers differ only in how they read the task's cgroup id and tgid:
+ * ac_tracked() by CO-RE reads (any task pointer), ac_tracked_btf() by BTF loads (a
+ * trusted pointer: plain loads the verifier protects, no helper call per field), and
+ * net.bpf.c's ac_net_tracked() by helpers for the current task (cgroup programs).
  */
-static __always_inline int ac_tracked(struct task_struct *task, __u64 *sandbox, __u32 *flags)
+static __always_inline int ac_tracked_ids(__u64 cg, __u32 tgid, __u64 *sandbox, __u32 *flags)
 {
-	__u64 cg = ac_task_cgroup_id(task);
-	__u32 tgid = BPF_CORE_READ(task, tgid);
 	__u64 *sb = bpf_map_lookup_elem(&ac_cgroups, &cg);
 
 	if (!sb)
@@ -130,70 +133,76 @@ static __always_inline int ac_tracked(struct task_struct *task, __u64 *sandbox, 
 	return 0;
 }
 
-static __always_inline void ac_fill_header(struct ac_event_header *hdr, struct task_struct *task,
-					   __u16 type, __u32 size, __u64 sandbox, __u32 flags)
+static __always_inline int ac_tracked(struct task_struct *task, __u64 *sandbox, __u32 *flags)
+{
+	return ac_tracked_ids(ac_task_cgroup_id(task), BPF_CORE_READ(task, tgid), sandbox, flags);
+}
+
+static __always_inline int ac_tracked_btf(struct task_struct *task, __u64 *sandbox, __u32 *flags)
+{
+	return ac_tracked_ids(task->cgroups->dfl_cgrp->kn->id, task->tgid, sandbox, flags);
+}
+
+/* What a record header says about its task, read one way or the other (below). */
+struct ac_task_ids {
+	__u64 cgroup_id;
+	__u64 start_ns;
+	__u32 pid, tid, ppid, uid, gid;
+};
+
+static __always_inline void ac_fill_header_ids(struct ac_event_header *hdr, const struct ac_task_ids *t,
+					       __u16 type, __u32 size, __u64 sandbox, __u32 flags)
 {
 	hdr->type = type;
 	hdr->abi_version = AC_ABI_VERSION;
 	hdr->size = size;
 	hdr->ktime_ns = bpf_ktime_get_boot_ns();
-	hdr->cgroup_id = ac_task_cgroup_id(task);
+	hdr->cgroup_id = t->cgroup_id;
 	hdr->sandbox_id = sandbox;
-	hdr->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	hdr->pid = BPF_CORE_READ(task, tgid);
-	hdr->tid = BPF_CORE_READ(task, pid);
-	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	hdr->uid = BPF_CORE_READ(task, cred, uid.val);
-	hdr->gid = BPF_CORE_READ(task, cred, gid.val);
+	hdr->start_ns = t->start_ns;
+	hdr->pid = t->pid;
+	hdr->tid = t->tid;
+	hdr->ppid = t->ppid;
+	hdr->uid = t->uid;
+	hdr->gid = t->gid;
 	hdr->flags = flags;
 }
 
-/*
- * Hot-path variants of ac_tracked()/ac_fill_header() for a task that is a trusted BTF
- * pointer (tp_btf arguments, bpf_get_current_task_btf()): plain loads the verifier turns
- * into exception-table-protected loads, instead of one bpf_probe_read_kernel() helper call
- * per field: ~20 helper calls fewer per file record. Use the generic ones for untyped
- * task pointers.
- */
-static __always_inline int ac_tracked_btf(struct task_struct *task, __u64 *sandbox, __u32 *flags)
+/* Any task pointer: CO-RE reads (one bpf_probe_read_kernel() per field). */
+static __always_inline void ac_fill_header(struct ac_event_header *hdr, struct task_struct *task,
+					   __u16 type, __u32 size, __u64 sandbox, __u32 flags)
 {
-	__u64 cg = task->cgroups->dfl_cgrp->kn->id;
-	__u32 tgid = task->tgid;
-	__u64 *sb = bpf_map_lookup_elem(&ac_cgroups, &cg);
-
-	if (!sb)
-		sb = bpf_map_lookup_elem(&ac_tasks, &tgid);
-	if (sb) {
-		*sandbox = *sb;
-		return 1;
-	}
-	struct ac_config *cfg = ac_config();
-	if (cfg && cfg->host_mode && tgid != cfg->self_tgid) {
-		*sandbox = 0;
-		*flags |= AC_F_HOST_MODE;
-		return 1;
-	}
-	return 0;
+	struct ac_task_ids t = {
+		.cgroup_id = ac_task_cgroup_id(task),
+		.start_ns = BPF_CORE_READ(task, group_leader, start_boottime),
+		.pid = BPF_CORE_READ(task, tgid),
+		.tid = BPF_CORE_READ(task, pid),
+		.ppid = BPF_CORE_READ(task, real_parent, tgid),
+		.uid = BPF_CORE_READ(task, cred, uid.val),
+		.gid = BPF_CORE_READ(task, cred, gid.val),
+	};
+	ac_fill_header_ids(hdr, &t, type, size, sandbox, flags);
 }
 
+/*
+ * A trusted BTF task pointer (tp_btf arguments, bpf_get_current_task_btf()): plain loads
+ * the verifier turns into exception-table-protected loads, ~20 helper calls fewer per
+ * file record than ac_fill_header().
+ */
 static __always_inline void ac_fill_header_btf(struct ac_event_header *hdr, struct task_struct *task,
 					       __u16 type, __u32 size, __u64 sandbox, __u32 flags)
 {
 	const struct cred *cred = task->cred;
-
-	hdr->type = type;
-	hdr->abi_version = AC_ABI_VERSION;
-	hdr->size = size;
-	hdr->ktime_ns = bpf_ktime_get_boot_ns();
-	hdr->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
-	hdr->sandbox_id = sandbox;
-	hdr->start_ns = task->group_leader->start_boottime;
-	hdr->pid = task->tgid;
-	hdr->tid = task->pid;
-	hdr->ppid = task->real_parent->tgid;
-	hdr->uid = cred->uid.val;
-	hdr->gid = cred->gid.val;
-	hdr->flags = flags;
+	struct ac_task_ids t = {
+		.cgroup_id = task->cgroups->dfl_cgrp->kn->id,
+		.start_ns = task->group_leader->start_boottime,
+		.pid = task->tgid,
+		.tid = task->pid,
+		.ppid = task->real_parent->tgid,
+		.uid = cred->uid.val,
+		.gid = cred->gid.val,
+	};
+	ac_fill_header_ids(hdr, &t, type, size, sandbox, flags);
 }
 
 /*

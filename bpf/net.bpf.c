@@ -27,7 +27,8 @@
  * connect/bind/sendmsg with an address: measured with kernel.bpf_stats_enabled=1 on the
  * (shared, loaded) 2-core development VM, ~160 ns per untracked connect4 run, against
  * ~1-3 us for the UDP connect syscall itself; the stats' own clock reads included.
- * The sys_exit program below costs ~55 ns per syscall while loaded, measured the same way.
+ * The network work of the one sys_exit program (syscall.bpf.c, net_exit.bpf.h) is a load
+ * and a compare per syscall on top of its own filter.
  *
  * Raw and other non-TCP/UDP inet sockets never reach a sock_addr hook on send
  * (raw_sendmsg, ping_v4_sendmsg have none), so in a sandbox with a network policy their
@@ -35,7 +36,7 @@
  *
  * Kill actions: older kernels accept bpf_send_signal() only in tracing programs (the
  * 6.18 development kernel takes it in cgroup programs too), so the hook marks the thread
- * and the sys_exit raw tracepoint sends SIGKILL on the way out of the same syscall,
+ * and the sys_exit program (net_exit.bpf.h) sends SIGKILL on the way out of the same syscall,
  * before the process runs another user-space instruction. Same guarantee everywhere.
  *
  * Not covered by these hooks: socket families other than inet/inet6/unix (AF_PACKET,
@@ -48,19 +49,10 @@
  * where the new socket's peer is known.
  */
 #include "common.bpf.h"
-#include <bpf/bpf_endian.h>
+#include "net_exit.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define AF_UNIX 1
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_STREAM 1
-#define SOCK_DGRAM 2
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-#define TCP_LISTEN 10
-#define SIGKILL 9
 #define AC_SUN_PATH_OFF 2 /* offsetof(struct sockaddr_un, sun_path) */
 
 /* The uapi attach types the user side hard-codes (its linux/bpf.h may predate them). */
@@ -92,16 +84,7 @@ struct {
 	__type(value, __u8);
 } ac_net_unix SEC(".maps");
 
-/* Threads to SIGKILL when their current syscall returns (kill action). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u8);
-} ac_net_kill SEC(".maps");
-
-/* Entries in ac_net_kill: lets the sys_exit program skip the lookup when zero. */
-__u32 ac_net_kills_pending = 0;
+/* ac_net_kill and ac_net_kills_pending: see net_exit.bpf.h. */
 
 /*
  * Allowed datagrams already reported: (socket, destination). Unconnected UDP sends
@@ -150,23 +133,7 @@ struct ac_net_attempt {
  */
 static __always_inline int ac_net_tracked(__u64 *sandbox, __u32 *flags)
 {
-	__u64 cg = bpf_get_current_cgroup_id();
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 *sb = bpf_map_lookup_elem(&ac_cgroups, &cg);
-
-	if (!sb)
-		sb = bpf_map_lookup_elem(&ac_tasks, &tgid);
-	if (sb) {
-		*sandbox = *sb;
-		return 1;
-	}
-	struct ac_config *cfg = ac_config();
-	if (cfg && cfg->host_mode && tgid != cfg->self_tgid) {
-		*sandbox = 0;
-		*flags |= AC_F_HOST_MODE;
-		return 1;
-	}
-	return 0;
+	return ac_tracked_ids(bpf_get_current_cgroup_id(), bpf_get_current_pid_tgid() >> 32, sandbox, flags);
 }
 
 static __always_inline __u8 ac_proto_bit(__u32 type, __u32 protocol)
@@ -551,27 +518,6 @@ int cg__sock_create(struct bpf_sock *sk)
 	return ac_net_enforce(action);
 }
 
-/* Fill address/port of one end of an inet socket; returns the family. */
-static __always_inline __u16 ac_sk_end(const struct sock *sk, int remote, __u8 *addr, __u16 *port, __u32 *flags)
-{
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-
-	if (family == AF_INET) {
-		__u32 ip = remote ? BPF_CORE_READ(sk, __sk_common.skc_daddr) : BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		addr[10] = 0xff;
-		addr[11] = 0xff;
-		__builtin_memcpy(&addr[12], &ip, 4);
-		*flags |= AC_NET_F_V4;
-	} else if (family == AF_INET6) {
-		if (remote)
-			BPF_CORE_READ_INTO(addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-		else
-			BPF_CORE_READ_INTO(addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-	}
-	*port = remote ? bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)) : BPF_CORE_READ(sk, __sk_common.skc_num);
-	return family;
-}
-
 /*
  * inet_csk_listen_start -> inet_sk_state_store(sk, TCP_LISTEN) -> trace_inet_sock_set_state
  * Runs in the context of the task calling listen(2).
@@ -596,82 +542,4 @@ int BPF_PROG(tp__inet_sock_set_state, const struct sock *sk, const int oldstate,
 	return 0;
 }
 
-/* accept/accept4 returned fd: report the connection's peer and local end. */
-static __always_inline void ac_net_accepted(struct task_struct *task, long fd)
-{
-	struct ac_net_attempt a = {};
-	__u64 sandbox = 0;
-	__u32 hflags = 0;
-
-	if (fd < 0 || !ac_tracked(task, &sandbox, &hflags))
-		return;
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	struct file *f = 0;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xfffff]) || !f)
-		return;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return;
-	a.op = AC_NET_ACCEPT;
-	a.sock_type = BPF_CORE_READ(sock, type);
-	a.protocol = BPF_CORE_READ(sk, sk_protocol);
-	a.family = ac_sk_end(sk, 1, a.addr, &a.port, &a.flags);
-
-	struct ac_net_event *ev = ac_reserve(sizeof(*ev));
-	if (!ev)
-		return;
-	ac_fill_header(&ev->hdr, task, AC_EV_NET, sizeof(*ev), sandbox, hflags);
-	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), task->comm);
-	ev->op = a.op;
-	ev->family = a.family;
-	ev->sock_type = a.sock_type;
-	ev->protocol = a.protocol;
-	ev->port = a.port;
-	__u32 lflags = 0;
-	ac_sk_end(sk, 0, ev->local_addr, &ev->local_port, &lflags);
-	ev->net_flags = a.flags;
-	__builtin_memcpy(ev->addr, a.addr, sizeof(ev->addr));
-	ac_submit(ev);
-}
-
-#if defined(__TARGET_ARCH_x86)
-#define AC_NR_ACCEPT 43
-#define AC_NR_ACCEPT4 288
-#define AC_SYSCALL_NR(regs) (regs)->orig_ax /* tp_btf: a direct, checked load */
-#elif defined(__TARGET_ARCH_arm64)
-#define AC_NR_ACCEPT 202
-#define AC_NR_ACCEPT4 242
-#define AC_SYSCALL_NR(regs) (regs)->syscallno
-#endif
-
-/*
- * Every syscall exit (raw tracepoint; per-syscall tracepoints would need tracefs, which
- * is not mounted everywhere). Two jobs, both filtered before any map lookup:
- *  - kill delivery: bpf_send_signal() is not available to cgroup programs on older kernels, so a hook
- *    that decides "kill" marks the thread in ac_net_kill and bumps ac_net_kills_pending;
- *    here, on the way out of that same syscall, the thread gets SIGKILL before it runs
- *    another user-space instruction (the EPERM it got is never acted on).
- *  - accept/accept4 results: the new socket's peer is known only now.
- */
-SEC("tp_btf/sys_exit")
-int BPF_PROG(tp__sys_exit_net, struct pt_regs *regs, long ret)
-{
-	if (ac_net_kills_pending) {
-		__u32 tid = (__u32)bpf_get_current_pid_tgid();
-		if (bpf_map_lookup_elem(&ac_net_kill, &tid)) {
-			bpf_map_delete_elem(&ac_net_kill, &tid);
-			__sync_fetch_and_add(&ac_net_kills_pending, (__u32)-1);
-			if (bpf_send_signal(SIGKILL))
-				ac_stat_inc(AC_STAT_NET_KILL_FAILED);
-			return 0;
-		}
-	}
-	long nr = AC_SYSCALL_NR(regs);
-	if (nr == AC_NR_ACCEPT || nr == AC_NR_ACCEPT4)
-		ac_net_accepted(bpf_get_current_task_btf(), ret);
-	return 0;
-}
+/* accept/accept4 results and kill delivery: the sys_exit program, net_exit.bpf.h. */

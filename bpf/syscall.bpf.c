@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Syscall exit: file actions (file.bpf.h), failed execs, and every syscall of a tracked
- * process that fails with EACCES or EPERM.
+ * Syscall exit: file actions (file.bpf.h), failed execs, every syscall of a tracked
+ * process that fails with EACCES or EPERM, accept results and network kill delivery
+ * (net_exit.bpf.h).
  *
  * Hook choice on this kernel (6.18, 2 cores; numbers in tests/bench/README.md):
  *  - tp_btf/sys_exit (raw tracepoint, BTF-typed): attaches without tracefs, hands us the
@@ -37,6 +38,7 @@
 #endif
 #include "common.bpf.h"
 #include "file.bpf.h"
+#include "net_exit.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -118,18 +120,25 @@ static __always_inline void ac_emit_exec_failed(struct task_struct *task, long n
 /*
  * syscall_exit_to_user_mode -> syscall_exit_work -> trace_sys_exit(regs, ret)
  * Runs in the task's context after the syscall finished: the result is final and, for a
- * successful open, the fd is installed.
+ * successful open or accept, the fd is installed.
+ *
+ * The only program on sys_exit: the network hooks' kill delivery and accept results
+ * (net_exit.bpf.h) ride on this call rather than a second program on every syscall.
  */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(AC_SYSCALL_PROG, struct pt_regs *regs, long ret)
 {
+	if (ac_net_exit_kill())
+		return 0;
+
 	long nr = regs->orig_ax;
 	int denied = ret == -AC_EACCES || ret == -AC_EPERM;
 	__u32 fdesc = ac_file_desc(nr);
 	int failed_exec = ret < 0 && (nr == AC_NR_execve || nr == AC_NR_execveat);
+	int accepted = ac_is_accept(nr, ret);
 
 	/* The hot path for everything else on the host: no map lookup, no helper call. */
-	if (!denied && !fdesc && !failed_exec)
+	if (!denied && !fdesc && !failed_exec && !accepted)
 		return 0;
 
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -140,6 +149,10 @@ int BPF_PROG(AC_SYSCALL_PROG, struct pt_regs *regs, long ret)
 	if (BPF_CORE_READ(task, thread_info.status) & AC_TS_COMPAT)
 		return 0;
 
+	if (accepted) {
+		ac_net_accepted(task, ret, sandbox, flags);
+		return 0;
+	}
 	__u64 a[8];
 	ac_syscall_args(regs, a);
 	if (denied)

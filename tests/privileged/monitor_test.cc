@@ -2,6 +2,8 @@
 // The kernel monitor against real processes: monitor_helper performs each file action,
 // failed syscall and process event under `agentcage trace`; the JSON lines are parsed back
 // and every field the issue names is asserted.
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <limits.h>
@@ -10,8 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include "agentcage/v1/event.pb.h"
@@ -338,6 +342,54 @@ TEST(Monitor, OutsideFileActivityOnlyInHostMode) {
       EXPECT_TRUE(seen.empty()) << "an outside process leaked into the sandbox's events";
     }
   }
+}
+
+// Every program on sys_exit runs on every syscall of every process on the host: agentcage
+// attaches exactly one (file actions, denials, failed execs, accept results and network
+// kill delivery all ride on it). Counted from the kernel's program list while a trace
+// runs: programs attached to btf_trace_sys_exit that write the ring buffer the tracer
+// holds (found in its /proc fdinfo), so another agentcage on the machine is not counted.
+TEST(Monitor, OneProgramOnSysExitPerLoadedMonitor) {
+  REQUIRE_ROOT();
+  auto dir = real(testing::temp_dir());
+  const std::string ready = dir + "/ready";
+  pid_t tracer = testing::start({AGENTCAGE_BIN, "trace", "--output", dir + "/ev.json", "--", "sh", "-c",
+                                 "touch " + ready + "; sleep 2"},
+                                dir + "/log");
+  ASSERT_TRUE(wait_for_file(ready)) << read_all(dir + "/log");
+  std::map<uint32_t, int> per_ring;  // the tracer's ring map ids -> sys_exit programs using them
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(tracer) + "/fdinfo")) {
+    std::string info = read_all(e.path());
+    if (info.find("map_type:\t27\n") == std::string::npos) continue;  // BPF_MAP_TYPE_RINGBUF
+    auto at = info.find("map_id:\t");
+    if (at != std::string::npos) per_ring[static_cast<uint32_t>(std::stoul(info.substr(at + 8)))] = 0;
+  }
+  ASSERT_FALSE(per_ring.empty()) << "the tracer holds no ring buffer";
+  btf* vmlinux = btf__load_vmlinux_btf();
+  ASSERT_NE(vmlinux, nullptr);
+  for (uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t map_ids[64];
+    info.nr_map_ids = 64;
+    info.map_ids = reinterpret_cast<uintptr_t>(map_ids);
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == BPF_PROG_TYPE_TRACING && info.attach_btf_id) {
+      const btf_type* t = btf__type_by_id(vmlinux, info.attach_btf_id);
+      const char* name = t ? btf__name_by_offset(vmlinux, t->name_off) : nullptr;
+      if (name && std::string(name) == "btf_trace_sys_exit") {
+        for (uint32_t i = 0; i < std::min<uint32_t>(info.nr_map_ids, 64); ++i)
+          if (auto it = per_ring.find(map_ids[i]); it != per_ring.end()) it->second++;
+      }
+    }
+    ::close(fd);
+  }
+  btf__free(vmlinux);
+  ASSERT_EQ(testing::wait_status(tracer), 0) << read_all(dir + "/log");
+  int total = 0;
+  for (auto [ring, n] : per_ring) total += n;
+  EXPECT_EQ(total, 1) << "programs on sys_exit writing the tracer's ring";
 }
 
 // A ring too small for a burst: records are lost, and the loss is counted in the kernel,

@@ -372,44 +372,100 @@ struct ac_config {
 	__u32 _pad0;
 };
 
+/*
+ * The layout both sides must agree on, checked by both compilers (clang -target bpf for
+ * the programs, the C++ compiler for the decoder) from this one list: a field moved,
+ * resized or padded differently on either side fails the build rather than misreading
+ * records. Sizes, and the offset of every field whose position a change could shift.
+ */
 #ifdef __cplusplus
-static_assert(sizeof(struct ac_event_header) == 64, "ac_event_header layout");
-static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX + 16 + 2 * AC_PATH_MAX + AC_FILENAME_MAX, "ac_exec_event layout");
-static_assert(sizeof(struct ac_exec_failed_event) == 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX, "ac_exec_failed_event layout");
-static_assert(sizeof(struct ac_file_event) == 64 + 40 + AC_PATH_MAX, "ac_file_event layout");
-static_assert(sizeof(struct ac_file2_event) == 64 + 40 + 2 * AC_PATH_MAX, "ac_file2_event layout");
-static_assert(sizeof(struct ac_syscall_event) == 64 + 8 + 48, "ac_syscall_event layout");
-static_assert(sizeof(struct ac_fork_event) == 64 + 8 + 16, "ac_fork_event layout");
-static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout");
-static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
-static_assert(sizeof(struct ac_net_event) == 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN, "ac_net_event layout");
-static_assert(sizeof(struct ac_net_rule_key) == 28, "ac_net_rule_key layout");
-static_assert(sizeof(struct ac_net_rule_value) == 8 + 8 * AC_NET_MAX_PORT_RANGES, "ac_net_rule_value layout");
-static_assert(sizeof(struct ac_net_sandbox) == 8, "ac_net_sandbox layout");
-static_assert(sizeof(struct ac_net_unix_key) == 8 + AC_UNIX_PATH_MAX + 4, "ac_net_unix_key layout");
-static_assert(sizeof(struct ac_inode_key) == 24, "ac_inode_key layout");
-static_assert(sizeof(struct ac_inode_rule) == 8, "ac_inode_rule layout");
-static_assert(sizeof(struct ac_lsm_probe) == 8, "ac_lsm_probe layout");
-static_assert(sizeof(struct ac_lsm_deny_event) == 64 + 40 + AC_TASK_COMM_LEN + AC_PATH_MAX, "ac_lsm_deny_event layout");
+#define AC_ABI_ASSERT(cond, what) static_assert(cond, what)
 #else
-_Static_assert(sizeof(struct ac_event_header) == 64, "ac_event_header layout");
-_Static_assert(sizeof(struct ac_exec_event) == 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX + 16 + 2 * AC_PATH_MAX + AC_FILENAME_MAX, "ac_exec_event layout");
-_Static_assert(sizeof(struct ac_exec_failed_event) == 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX, "ac_exec_failed_event layout");
-_Static_assert(sizeof(struct ac_file_event) == 64 + 40 + AC_PATH_MAX, "ac_file_event layout");
-_Static_assert(sizeof(struct ac_file2_event) == 64 + 40 + 2 * AC_PATH_MAX, "ac_file2_event layout");
-_Static_assert(sizeof(struct ac_syscall_event) == 64 + 8 + 48, "ac_syscall_event layout");
-_Static_assert(sizeof(struct ac_fork_event) == 64 + 8 + 16, "ac_fork_event layout");
-_Static_assert(sizeof(struct ac_exit_event) == 64 + 8 + 16, "ac_exit_event layout");
-_Static_assert(sizeof(struct ac_config) == 16, "ac_config layout");
-_Static_assert(sizeof(struct ac_net_event) == 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN, "ac_net_event layout");
-_Static_assert(sizeof(struct ac_net_rule_key) == 28, "ac_net_rule_key layout");
-_Static_assert(sizeof(struct ac_net_rule_value) == 8 + 8 * AC_NET_MAX_PORT_RANGES, "ac_net_rule_value layout");
-_Static_assert(sizeof(struct ac_net_sandbox) == 8, "ac_net_sandbox layout");
-_Static_assert(sizeof(struct ac_net_unix_key) == 8 + AC_UNIX_PATH_MAX + 4, "ac_net_unix_key layout");
-_Static_assert(sizeof(struct ac_inode_key) == 24, "ac_inode_key layout");
-_Static_assert(sizeof(struct ac_inode_rule) == 8, "ac_inode_rule layout");
-_Static_assert(sizeof(struct ac_lsm_probe) == 8, "ac_lsm_probe layout");
-_Static_assert(sizeof(struct ac_lsm_deny_event) == 64 + 40 + AC_TASK_COMM_LEN + AC_PATH_MAX, "ac_lsm_deny_event layout");
+#define AC_ABI_ASSERT(cond, what) _Static_assert(cond, what)
 #endif
+#define AC_ABI_SIZE(type, bytes) AC_ABI_ASSERT(sizeof(struct type) == (bytes), #type " size")
+#define AC_ABI_OFFSET(type, field, off) \
+	AC_ABI_ASSERT(__builtin_offsetof(struct type, field) == (off), #type "." #field " offset")
+
+AC_ABI_SIZE(ac_event_header, 64);
+AC_ABI_SIZE(ac_exec_event, 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX + 16 + 2 * AC_PATH_MAX + AC_FILENAME_MAX);
+AC_ABI_SIZE(ac_exec_failed_event, 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX);
+AC_ABI_SIZE(ac_file_event, 64 + 40 + AC_PATH_MAX);
+AC_ABI_SIZE(ac_file2_event, 64 + 40 + 2 * AC_PATH_MAX);
+AC_ABI_SIZE(ac_syscall_event, 64 + 8 + 48);
+AC_ABI_SIZE(ac_fork_event, 64 + 8 + 16);
+AC_ABI_SIZE(ac_exit_event, 64 + 8 + 16);
+AC_ABI_SIZE(ac_config, 16);
+AC_ABI_SIZE(ac_net_event, 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN);
+AC_ABI_SIZE(ac_net_rule_key, 28);
+AC_ABI_SIZE(ac_net_rule_value, 8 + 8 * AC_NET_MAX_PORT_RANGES);
+AC_ABI_SIZE(ac_net_sandbox, 8);
+AC_ABI_SIZE(ac_net_unix_key, 8 + AC_UNIX_PATH_MAX + 4);
+AC_ABI_SIZE(ac_inode_key, 24);
+AC_ABI_SIZE(ac_inode_rule, 8);
+AC_ABI_SIZE(ac_lsm_probe, 8);
+AC_ABI_SIZE(ac_lsm_deny_event, 64 + 40 + AC_TASK_COMM_LEN + AC_PATH_MAX);
+AC_ABI_OFFSET(ac_event_header, abi_version, 2);
+AC_ABI_OFFSET(ac_event_header, size, 4);
+AC_ABI_OFFSET(ac_event_header, ktime_ns, 8);
+AC_ABI_OFFSET(ac_event_header, cgroup_id, 16);
+AC_ABI_OFFSET(ac_event_header, sandbox_id, 24);
+AC_ABI_OFFSET(ac_event_header, start_ns, 32);
+AC_ABI_OFFSET(ac_event_header, pid, 40);
+AC_ABI_OFFSET(ac_event_header, tid, 44);
+AC_ABI_OFFSET(ac_event_header, ppid, 48);
+AC_ABI_OFFSET(ac_event_header, uid, 52);
+AC_ABI_OFFSET(ac_event_header, gid, 56);
+AC_ABI_OFFSET(ac_event_header, flags, 60);
+AC_ABI_OFFSET(ac_exec_event, filename_len, 64);
+AC_ABI_OFFSET(ac_exec_event, comm, 80);
+AC_ABI_OFFSET(ac_exec_event, filename, 96);
+AC_ABI_OFFSET(ac_exec_event, argv, 352);
+AC_ABI_OFFSET(ac_exec_event, exe_len, 1376);
+AC_ABI_OFFSET(ac_exec_event, exe, 1392);
+AC_ABI_OFFSET(ac_exec_event, cwd, 1904);
+AC_ABI_OFFSET(ac_exec_event, interp, 2416);
+AC_ABI_OFFSET(ac_exec_failed_event, result, 64);
+AC_ABI_OFFSET(ac_exec_failed_event, comm, 80);
+AC_ABI_OFFSET(ac_exec_failed_event, filename, 96);
+AC_ABI_OFFSET(ac_exec_failed_event, argv, 352);
+AC_ABI_OFFSET(ac_file_event, op, 64);
+AC_ABI_OFFSET(ac_file_event, dirfd, 92);
+AC_ABI_OFFSET(ac_file_event, path_len, 96);
+AC_ABI_OFFSET(ac_file_event, path, 104);
+AC_ABI_OFFSET(ac_file2_event, path2, 616);
+AC_ABI_OFFSET(ac_syscall_event, nr, 64);
+AC_ABI_OFFSET(ac_syscall_event, args, 72);
+AC_ABI_OFFSET(ac_fork_event, child_start_ns, 64);
+AC_ABI_OFFSET(ac_fork_event, comm, 72);
+AC_ABI_OFFSET(ac_exit_event, exit_code, 64);
+AC_ABI_OFFSET(ac_exit_event, comm, 72);
+AC_ABI_OFFSET(ac_net_event, op, 64);
+AC_ABI_OFFSET(ac_net_event, family, 68);
+AC_ABI_OFFSET(ac_net_event, port, 74);
+AC_ABI_OFFSET(ac_net_event, unix_path_len, 78);
+AC_ABI_OFFSET(ac_net_event, net_flags, 80);
+AC_ABI_OFFSET(ac_net_event, addr, 88);
+AC_ABI_OFFSET(ac_net_event, local_addr, 104);
+AC_ABI_OFFSET(ac_net_event, unix_path, 120);
+AC_ABI_OFFSET(ac_net_event, comm, 232);
+AC_ABI_OFFSET(ac_net_rule_key, sandbox_lo, 4);
+AC_ABI_OFFSET(ac_net_rule_key, addr, 12);
+AC_ABI_OFFSET(ac_net_rule_value, deny_action, 4);
+AC_ABI_OFFSET(ac_net_rule_value, ranges, 8);
+AC_ABI_OFFSET(ac_net_port_range, proto, 4);
+AC_ABI_OFFSET(ac_net_sandbox, flags, 4);
+AC_ABI_OFFSET(ac_net_unix_key, path, 8);
+AC_ABI_OFFSET(ac_inode_key, ino, 8);
+AC_ABI_OFFSET(ac_inode_key, dev, 16);
+AC_ABI_OFFSET(ac_inode_rule, deny, 4);
+AC_ABI_OFFSET(ac_lsm_probe, seen, 4);
+AC_ABI_OFFSET(ac_lsm_deny_event, hook, 64);
+AC_ABI_OFFSET(ac_lsm_deny_event, ino, 72);
+AC_ABI_OFFSET(ac_lsm_deny_event, ret, 92);
+AC_ABI_OFFSET(ac_lsm_deny_event, comm, 104);
+AC_ABI_OFFSET(ac_lsm_deny_event, path, 120);
+AC_ABI_OFFSET(ac_config, self_tgid, 4);
+AC_ABI_OFFSET(ac_config, wakeup_bytes, 8);
 
 #endif /* AGENTCAGE_ABI_H */

@@ -201,8 +201,7 @@ std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const
   }
   for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
   if (resolved) *resolved = p->profile;
-  char cwd[4096];
-  core::PolicyContext ctx{getcwd(cwd, sizeof cwd) ? cwd : "/"};
+  core::PolicyContext ctx;
   ctx.env = core::current_environment();
   ctx.pass_env = pass_env;
   auto c = core::compile_profile(p->profile, ctx);

@@ -161,7 +161,7 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
     if (!r) return done(ctx, {StatusCode::INVALID_ARGUMENT, r.error().message()});
     // A launched command's environment is the caller's, filtered by the profile here as
     // the in-process path filters its own.
-    core::PolicyContext pctx{req->workspace()};
+    core::PolicyContext pctx;
     if (req->has_launch()) {
       pctx.env.assign(req->launch().env().begin(), req->launch().env().end());
       pctx.pass_env.assign(req->launch().pass_env().begin(), req->launch().pass_env().end());

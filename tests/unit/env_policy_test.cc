@@ -174,7 +174,7 @@ TEST(EnvPlan, CompileProfilePlansTheEnvironmentFromTheContext) {
   auto r = resolve_profile(std::string(AGENTCAGE_SOURCE_DIR) + "/profiles/default.yaml",
                            ProfileVars{"/w", "/h", "u", "/t"}, {});
   ASSERT_TRUE(r) << r.error().message();
-  PolicyContext ctx{"/w"};
+  PolicyContext ctx;
   ctx.env = kCaller;
   ctx.pass_env = {"GITHUB_TOKEN"};
   auto c = compile_profile(r->profile, ctx);

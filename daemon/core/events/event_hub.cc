@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "core/base/loss.h"
+
 namespace agentcage::core {
 
 bool Subscription::offer(const std::shared_ptr<const v1::Event>& ev, size_t size) {
@@ -25,10 +27,7 @@ bool Subscription::offer(const std::shared_ptr<const v1::Event>& ev, size_t size
 std::optional<v1::Event> Subscription::pop() {
   std::lock_guard lk(mu_);
   if (dropped_unreported_) {
-    v1::Event loss;
-    loss.mutable_loss()->set_count(dropped_unreported_);
-    loss.mutable_loss()->set_reason("sink_queue_full");
-    loss.mutable_loss()->set_where(name_);
+    v1::Event loss = loss_event("sink_queue_full", dropped_unreported_, name_);
     dropped_unreported_ = 0;
     return loss;
   }

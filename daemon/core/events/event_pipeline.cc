@@ -1,39 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/events/event_pipeline.h"
 
-#include <time.h>
-
 #include <spdlog/spdlog.h>
 
+#include "core/base/loss.h"
 #include "core/events/attribution.h"
 
 namespace agentcage::core {
 namespace {
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Sandboxes come and go for the daemon's lifetime; the launcher cache forgets them all
 // when it reaches this size instead of growing (a forgotten sandbox is asked again).
 constexpr size_t kMaxLaunchers = 1024;
 
 }  // namespace
-
-v1::Event loss_event(const std::string& node, uint64_t count, std::string_view reason, std::string_view where,
-                     const std::string& sandbox_id) {
-  v1::Event ev;
-  ev.set_node(node);
-  ev.set_time_ns(realtime_ns());
-  ev.set_sandbox_id(sandbox_id);
-  auto* l = ev.mutable_loss();
-  l->set_count(count);
-  l->set_reason(std::string(reason));
-  l->set_where(std::string(where));
-  return ev;
-}
 
 EventPipeline::EventPipeline(PipelineOptions opts, Sink sink)
     : opts_(std::move(opts)), sink_(std::move(sink)), procs_(opts_.ctx.boot_id, opts_.proc_root) {}
@@ -47,7 +27,7 @@ void EventPipeline::handle(std::span<const std::byte> rec) {
   if (auto st = decode_record_into(rec, opts_.ctx, ev_); !st) {
     decode_errors_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("dropping undecodable kernel record: {}", st.error().message());
-    sink_(loss_event(opts_.ctx.node, 1, "decode_error", "kernel", opts_.loss_sandbox_id));
+    sink_(loss_event("decode_error", 1, "kernel", opts_.ctx.node, opts_.loss_sandbox_id));
     return;
   }
   if (is_setup(ev_)) {
@@ -150,7 +130,7 @@ uint64_t EventPipeline::ring_full(uint64_t total) {
   uint64_t prev = ring_lost_.load(std::memory_order_relaxed);
   if (total <= prev) return 0;
   ring_lost_.store(total, std::memory_order_relaxed);
-  sink_(loss_event(opts_.ctx.node, total - prev, "ringbuf_full", "kernel", opts_.loss_sandbox_id));
+  sink_(loss_event("ringbuf_full", total - prev, "kernel", opts_.ctx.node, opts_.loss_sandbox_id));
   return total - prev;
 }
 

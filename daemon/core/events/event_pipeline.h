@@ -27,11 +27,6 @@
 
 namespace agentcage::core {
 
-// The one constructor of Loss events: `count` records (0: unknown) that did not reach
-// the stream, for `reason`, lost at `where` ("kernel", a queue's name).
-v1::Event loss_event(const std::string& node, uint64_t count, std::string_view reason, std::string_view where,
-                     const std::string& sandbox_id = {});
-
 // What attributing a sandbox's denials needs: the decisions of its one compiled profile
 // (null: nothing to attribute) and whether its network policy's cgroup-BPF programs
 // report their own denials.

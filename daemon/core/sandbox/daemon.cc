@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -14,19 +13,11 @@
 #include <chrono>
 #include <filesystem>
 
+#include "core/base/clock.h"
+#include "core/base/loss.h"
 #include "core/confine/cgroup.h"
 
 namespace agentcage::core {
-namespace {
-
-uint64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-}  // namespace
-
 Daemon::Daemon(DaemonOptions opts)
     : opts_(std::move(opts)), ctx_(DecodeContext::for_this_host()), hub_(opts_.subscriber_queue),
       pipeline_(make_pipeline()) {}
@@ -144,7 +135,7 @@ void Daemon::add_core_steps() {
 
 Status Daemon::start() {
   if (!core_steps_added_) add_core_steps();
-  start_ns_ = now_ns();
+  start_ns_ = wall_ns();
   for (; started_ < steps_.size(); ++started_) {
     auto& s = steps_[started_];
     spdlog::info("start: {}", s.name);
@@ -317,22 +308,15 @@ Status Daemon::lock_state_dir() {
 void Daemon::readopt_sandboxes() {
   auto r = registry_->readopt(monitor_ && monitor_->adopted());
   auto notice = [&](const std::string& id) {
-    v1::Event ev;
-    ev.set_node(ctx_.node);
-    ev.set_time_ns(now_ns());
-    ev.set_sandbox_id(id);
-    auto* l = ev.mutable_loss();
-    l->set_count(0);  // unknown: records read but not stored by the previous daemon
-    l->set_reason("daemon_restart");
-    l->set_where("agentcaged");
-    emit(std::move(ev));
+    // count 0: unknown, records read but not stored by the previous daemon
+    emit(loss_event("daemon_restart", 0, "agentcaged", ctx_.node, id));
   };
   for (const auto& id : r.adopted) notice(id);
   for (const auto& [id, why] : r.killed) {
     notice(id);
     v1::Event ev;
     ev.set_node(ctx_.node);
-    ev.set_time_ns(now_ns());
+    ev.set_time_ns(wall_ns());
     ev.set_sandbox_id(id);
     auto* v = ev.mutable_violation();
     v->set_mechanism("agentcaged");

@@ -30,7 +30,6 @@ struct SandboxPolicy {
 };
 
 struct PolicyContext {
-  std::string cwd;                         // the command's working directory
   std::string resolv_conf = "/etc/resolv.conf";
   std::vector<std::string> env;            // the caller's environment, "NAME=value" (environ)
   std::vector<std::string> pass_env;       // `run --pass-env` names

@@ -24,16 +24,11 @@
 #include "core/events/decoder.h"
 #include "core/sandbox/session.h"
 #include "core/confine/launcher.h"
+#include "core/base/clock.h"
 #include "core/base/fs.h"
 
 namespace agentcage::core {
 namespace {
-
-uint64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // "Key:\tvalue..." fields of /proc/<pid>/status.
 std::optional<std::string> status_field(pid_t pid, const std::string& key) {
@@ -148,7 +143,7 @@ void SandboxRegistry::record(const Entry& e, const std::string& phase, const std
                              std::optional<int> exit_status) const {
   if (!recorder_) return;
   v1::Event ev;
-  ev.set_time_ns(now_ns());
+  ev.set_time_ns(wall_ns());
   ev.set_sandbox_id(e.info.id());
   // The process is the sandbox's client: who asked for it.
   ev.mutable_process()->set_pid(e.info.owner_pid());
@@ -218,7 +213,7 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   i.set_workspace(req.workspace());
   *i.mutable_argv() = req.argv();
   i.set_cgroup_path(parent_ + "/" + id);
-  i.set_created_ns(now_ns());
+  i.set_created_ns(wall_ns());
   i.set_state("running");
   if (req.has_launch()) {
     if (!policy || !profile) return error("launch: needs a profile (without one the client starts its command)");
@@ -383,7 +378,7 @@ Status SandboxRegistry::adopt_record(const v1::SandboxRecord& rec, bool enforced
   if (!e.owner_pidfd || !ticks || *ticks != rec.owner_start_ticks())
     return error("its launcher (pid " + std::to_string(owner) + ") exited while no daemon ran");
   if (rec.has_profile()) {
-    auto policy = compile_profile(rec.profile(), PolicyContext{i.workspace()});
+    auto policy = compile_profile(rec.profile(), PolicyContext{});
     if (!policy) return error("its profile no longer compiles: " + policy.error().message());
     if (auto st = apply_policy(e, *policy, true); !st) return error("its policy: " + st.error().message());
   } else if (rec.has_network()) {

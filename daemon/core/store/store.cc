@@ -20,6 +20,8 @@
 #include <set>
 #include <tuple>
 
+#include "core/base/clock.h"
+#include "core/base/loss.h"
 #include "core/base/unique_fd.h"
 
 namespace agentcage::core {
@@ -147,11 +149,6 @@ Status meta_put(sqlite3* db, const std::string& key, std::string_view value, con
   st->bind_blob(2, value);
   if (st->step() != SQLITE_DONE) return db_error(db, "write meta " + key, path);
   return {};
-}
-
-uint64_t now_ns() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 // "2026-12-03T11:40:53Z": times in verify's messages.
@@ -453,10 +450,7 @@ Status EventStore::check_identity() {
       if (opts_.collector) {
         // A collector store takes only ingested events: the log says it.
       } else {
-        std::vector<v1::Event> loss(1);
-        loss[0].mutable_loss()->set_reason(reason);
-        loss[0].mutable_loss()->set_count(reason == "store_rolled_back" ? prev_seq - head : 0);
-        loss[0].mutable_loss()->set_where(what);
+        std::vector<v1::Event> loss{loss_event(reason, reason == "store_rolled_back" ? prev_seq - head : 0, what)};
         if (auto r = append_batch(loss); !r) return std::unexpected(r.error());
         head = last_seq();
       }
@@ -749,7 +743,7 @@ Result<uint64_t> EventStore::insert_locked(std::vector<v1::Event>& evs, Head& he
   if (!ins) return std::unexpected(ins.error());
   uint64_t stamp = 0;
   for (auto& ev : evs) {
-    if (ev.time_ns() == 0) ev.set_time_ns(stamp ? stamp : (stamp = now_ns()));
+    if (ev.time_ns() == 0) ev.set_time_ns(stamp ? stamp : (stamp = wall_ns()));
     ev.set_seq(head.seq + 1);
     std::string bytes = canonical_bytes(ev);
     if (auto r = insert_row(ins->get(), ev, bytes, head, {}, {}, 0); !r) return std::unexpected(r.error());
@@ -845,7 +839,7 @@ Result<std::vector<IngestResult>> EventStore::ingest(std::span<const IngestBatch
       keep->bind(1, b.node);
       keep->bind(2, b.store_id);
       keep->bind(3, static_cast<int64_t>(ev.seq()));
-      keep->bind(4, static_cast<int64_t>(now_ns()));
+      keep->bind(4, static_cast<int64_t>(wall_ns()));
       keep->bind_blob(5, bytes);
       if (keep->step() != SQLITE_DONE) return db_error(writer_, "keep a conflicting event", path_);
     }
@@ -897,7 +891,7 @@ Status EventStore::insert_checkpoint(const std::string& node, const v1::Checkpoi
   st->bind(1, node);
   st->bind(2, c.store_id());
   st->bind_u(3, c.seq());
-  st->bind_u(4, now_ns());
+  st->bind_u(4, wall_ns());
   st->bind_blob(5, c.SerializeAsString());
   if (st->step() != SQLITE_DONE) return db_error(writer_, "insert checkpoint", path_);
   return {};
@@ -967,15 +961,11 @@ Status EventStore::query(const StoreQuery& q, const std::function<bool(const v1:
     if (!ev.ParseFromArray(p, n)) {
       // A damaged row is evidence too, but never a reason to stop reading: the reader gets
       // a loss event in its place (seq and time from the row's columns) and goes on.
-      ev.Clear();
+      ev = loss_event("decode_error", 1,
+                      fmt::format("store row {} does not decode (run 'agentcage audit verify')", st->col_u(1)),
+                      st->col_text(4), st->col_text(3));
       ev.set_seq(st->col_u(1));
       ev.set_time_ns(st->col_u(2));
-      ev.set_sandbox_id(st->col_text(3));
-      ev.set_node(st->col_text(4));
-      auto* loss = ev.mutable_loss();
-      loss->set_count(1);
-      loss->set_reason("decode_error");
-      loss->set_where(fmt::format("store row {} does not decode (run 'agentcage audit verify')", st->col_u(1)));
     }
     if (!fn(ev)) {
       rc = SQLITE_DONE;
@@ -1316,7 +1306,7 @@ Result<v1::Checkpoint> EventStore::signed_head(const std::string& node) const {
   release(std::move(*rd));
   cp.set_node(node);
   cp.set_store_id(store_id_);
-  cp.set_time_ns(now_ns());
+  cp.set_time_ns(wall_ns());
   cp.set_retention(retention_policy());
   std::string key_id = eps.empty() ? "-" : eps.back().key_id;
   if (key_id == "-") return cp;  // unkeyed: nothing to sign with, the collector keeps it as is
@@ -1394,11 +1384,9 @@ Status EventStore::delete_through(uint64_t seq, uint64_t unshipped) {
     // checks the checkpoint against. Unshipped rows make it a loss the reader must see.
     auto head = read_head(writer_);
     if (!head) return std::unexpected(head.error());
-    std::vector<v1::Event> rec(1);
+    std::vector<v1::Event> rec{loss_event(unshipped ? "retention_unshipped" : "retention", unshipped ? unshipped : deleted,
+                                          "store")};
     auto* loss = rec[0].mutable_loss();
-    loss->set_count(unshipped ? unshipped : deleted);
-    loss->set_reason(unshipped ? "retention_unshipped" : "retention");
-    loss->set_where("store");
     loss->set_through_seq(seq);
     loss->set_through_hash(hash);
     loss->set_policy(retention_policy());
@@ -1429,7 +1417,7 @@ Status EventStore::apply_retention() {
   };
 
   if (opts_.max_age.count() > 0) {
-    uint64_t cutoff = now_ns() - static_cast<uint64_t>(std::chrono::nanoseconds(opts_.max_age).count());
+    uint64_t cutoff = wall_ns() - static_cast<uint64_t>(std::chrono::nanoseconds(opts_.max_age).count());
     // Only a prefix is ever deleted (the chain stays one piece): everything before the
     // first row that is young enough.
     auto young = scalar(fmt::format("SELECT min(seq) FROM events WHERE time_ns >= {}", cutoff));

@@ -5,6 +5,9 @@
 
 #include <cstring>
 
+#include "core/base/clock.h"
+#include "core/base/loss.h"
+
 namespace agentcage::core {
 
 StoreWriter::StoreWriter(EventStore& store, size_t max_queue, size_t max_batch, StoredFn on_stored, FailedFn on_failed)
@@ -54,17 +57,9 @@ StoreWriter::Stats StoreWriter::stats() const {
 
 namespace {
 
-uint64_t wall_ns() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-v1::Event loss_event(uint64_t count, const std::string& reason, const std::string& detail = {}) {
-  v1::Event l;
-  l.mutable_loss()->set_count(count);
-  l.mutable_loss()->set_reason(reason);
-  l.mutable_loss()->set_where(detail.empty() ? "store" : "store: " + detail);
-  return l;
+// The store's Losses say "store" and, after a colon, what failed.
+v1::Event store_loss(uint64_t count, const std::string& reason, const std::string& detail = {}) {
+  return loss_event(reason, count, detail.empty() ? "store" : "store: " + detail);
 }
 
 }  // namespace
@@ -91,8 +86,8 @@ void StoreWriter::run() {
     // The Losses go in front: they happened before the events queued after them. Each
     // says why: a full queue, or the store refusing (the disk full, an I/O error).
     std::vector<v1::Event> front;
-    if (failed > 0) front.push_back(loss_event(failed, failed_reason, "events not stored while it failed"));
-    if (loss > 0) front.push_back(loss_event(loss, "store_queue_full"));
+    if (failed > 0) front.push_back(store_loss(failed, failed_reason, "events not stored while it failed"));
+    if (loss > 0) front.push_back(store_loss(loss, "store_queue_full"));
     batch.insert(batch.begin(), front.begin(), front.end());
     auto r = store_.append_batch(batch);
     if (r && on_stored_) on_stored_(batch);
@@ -130,7 +125,7 @@ void StoreWriter::run() {
     if (!r && on_failed_ && n > 0) {
       batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(front.size()));
       const Error& e = r.error();  // one line: the hint is in the log and in status
-      on_failed_(loss_event(n, reason, e.code ? e.context + ": " + std::strerror(e.code) : e.context), batch);
+      on_failed_(store_loss(n, reason, e.code ? e.context + ": " + std::strerror(e.code) : e.context), batch);
     }
     if (!r) {
       std::lock_guard lk(mu_);

@@ -73,30 +73,40 @@ const char* kStatNames[AC_STAT_MAX] = {"events",     "ringbuf_full", "truncated"
 constexpr int kAttachUnixConnect = 49;  // BPF_CGROUP_UNIX_CONNECT
 constexpr int kAttachUnixSendmsg = 50;  // BPF_CGROUP_UNIX_SENDMSG
 
-// Feature probe, not a version check: does the running kernel's BTF have a kfunc (a BTF
-// FUNC named `name`)?
-bool kernel_has_kfunc(const char* name) {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  if (!vmlinux) return false;
-  bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
-  btf__free(vmlinux);
-  return found;
-}
+// Feature probes, not version checks, answered from the running kernel's BTF. Parsing
+// /sys/kernel/btf/vmlinux costs ~40 ms of CPU (6 MB): one parse per process answers
+// every probe (it was one parse per probe, three per load and six with the LSM
+// fallback, on the start-up path of every run).
+struct KernelBtfFeatures {
+  bool rdonly_cast = false;   // kfunc bpf_rdonly_cast (6.2+)
+  bool unix_connect = false;  // attach type BPF_CGROUP_UNIX_CONNECT (6.7+)
+  bool unix_sendmsg = false;  // attach type BPF_CGROUP_UNIX_SENDMSG
+  int lsm_file_open = -1;     // BTF id of bpf_lsm_file_open, the hook an LSM probe attaches to
+};
 
-// Feature probe, not a version check: does this kernel's BTF know the attach type?
-bool kernel_has_attach_type(const char* name) {
+KernelBtfFeatures probe_kernel_btf() {
+  KernelBtfFeatures f;
   btf* vmlinux = btf__load_vmlinux_btf();
-  if (!vmlinux) return false;
-  bool found = false;
+  if (!vmlinux) return f;
+  f.rdonly_cast = btf__find_by_name_kind(vmlinux, "bpf_rdonly_cast", BTF_KIND_FUNC) >= 0;
+  f.lsm_file_open = btf__find_by_name_kind(vmlinux, "bpf_lsm_file_open", BTF_KIND_FUNC);
   int id = btf__find_by_name_kind(vmlinux, "bpf_attach_type", BTF_KIND_ENUM);
   if (id > 0) {
     const btf_type* t = btf__type_by_id(vmlinux, static_cast<uint32_t>(id));
     const struct btf_enum* e = btf_enum(t);
-    for (int i = 0; i < btf_vlen(t) && !found; ++i)
-      found = std::strcmp(btf__name_by_offset(vmlinux, e[i].name_off), name) == 0;
+    for (int i = 0; i < btf_vlen(t); ++i) {
+      const char* n = btf__name_by_offset(vmlinux, e[i].name_off);
+      f.unix_connect |= std::strcmp(n, "BPF_CGROUP_UNIX_CONNECT") == 0;
+      f.unix_sendmsg |= std::strcmp(n, "BPF_CGROUP_UNIX_SENDMSG") == 0;
+    }
   }
   btf__free(vmlinux);
-  return found;
+  return f;
+}
+
+const KernelBtfFeatures& kernel_btf() {
+  static const KernelBtfFeatures f = probe_kernel_btf();  // the kernel does not change under us
+  return f;
 }
 
 }  // namespace
@@ -205,7 +215,7 @@ Result<BpfSkeleton<agentcage_bpf>> load_skeleton(const MonitorOptions& opts, boo
   }
   // One sys_exit program: the BTF-load variant where the kernel has bpf_rdonly_cast
   // (6.2+), the CO-RE variant elsewhere (e.g. Debian 12's 6.1).
-  bool rdonly_cast = kernel_has_kfunc("bpf_rdonly_cast");
+  bool rdonly_cast = kernel_btf().rdonly_cast;
   bpf_program__set_autoload(rdonly_cast ? s->progs.tp_btf__sys_exit_compat : s->progs.tp_btf__sys_exit, false);
   spdlog::debug("sys_exit program: {}", rdonly_cast ? "BTF path walk (bpf_rdonly_cast)" : "CO-RE path walk (compat)");
   if (int e = bpf_map__set_max_entries(s->maps.ac_events, opts.ring_bytes); e != 0)
@@ -213,7 +223,7 @@ Result<BpfSkeleton<agentcage_bpf>> load_skeleton(const MonitorOptions& opts, boo
                      "the ring size must be a power of two and a multiple of the page size");
   // libbpf 1.1 does not know the unix sock_addr section names: set type and attach
   // type by hand where the kernel has them, leave the programs out where it does not.
-  *unix_hooks = kernel_has_attach_type("BPF_CGROUP_UNIX_CONNECT") && kernel_has_attach_type("BPF_CGROUP_UNIX_SENDMSG");
+  *unix_hooks = kernel_btf().unix_connect && kernel_btf().unix_sendmsg;
   for (auto [prog, type] : {std::pair{s->progs.cg__connect_unix, kAttachUnixConnect},
                             std::pair{s->progs.cg__sendmsg_unix, kAttachUnixSendmsg}}) {
     if (*unix_hooks) {
@@ -258,6 +268,27 @@ std::string lsm_unavailable_reason(std::string* note) {
     i = j + 1;
   }
   return fmt::format("the active LSMs ({}: {}) do not include bpf; boot with lsm={},bpf", path, l, l);
+}
+
+// Whether the kernel loads a BPF LSM program at all: a two-instruction one on file_open.
+// Where it refuses (EPERM here: the hooks' trampolines cannot be made), loading the whole
+// object with its LSM programs would verify every other program (~0.2 s, most of a run's
+// start-up) and then fail on the last one, to be loaded a second time without them.
+// Returns "" when it loads, or why not.
+std::string lsm_load_refused() {
+  int btf_id = kernel_btf().lsm_file_open;
+  if (btf_id < 0) return "the kernel's BTF has no bpf_lsm_file_open (built without CONFIG_BPF_LSM)";
+  const bpf_insn insns[] = {
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .src_reg = 0, .off = 0, .imm = 0},
+      {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0}};
+  LIBBPF_OPTS(bpf_prog_load_opts, o, .expected_attach_type = BPF_LSM_MAC,
+              .attach_btf_id = static_cast<uint32_t>(btf_id));
+  int fd = bpf_prog_load(BPF_PROG_TYPE_LSM, "ac_lsm_probe", "GPL", insns, 2, &o);
+  if (fd >= 0) {
+    ::close(fd);
+    return "";
+  }
+  return fmt::format("the kernel refused a BPF LSM program ({})", std::strerror(errno));
 }
 
 // Attached is not running: on a kernel with BPF LSM built in but not in the active list
@@ -475,6 +506,9 @@ Result<std::unique_ptr<BpfMonitor>> BpfMonitor::load_fresh(const MonitorOptions&
   } else if (auto why = lsm_unavailable_reason(&note); !why.empty()) {
     lsm = false;
     impl->lsm_status = "off: " + why;
+  } else if (auto refused = lsm_load_refused(); !refused.empty()) {
+    lsm = false;
+    impl->lsm_status = "off: " + refused;
   }
   g_libbpf_quiet = lsm;
   auto skel = load_skeleton(opts, lsm, &impl->unix_hooks);

@@ -7,6 +7,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -159,6 +161,7 @@ struct BpfMonitor::Impl {
   }
 
   std::unique_ptr<ring_buffer, RingBufferDeleter> rb;
+  UniqueFd wake_fd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};  // poll()'s early exit, see wake()
   // Pinning (MonitorOptions::pin_dir): pin_root/<tag of this BPF object>/{maps,links}/.
   std::string pin_root, pin_path;
   bool adopted = false;
@@ -444,6 +447,7 @@ Result<BpfSkeleton<agentcage_bpf>> adopt(const std::string& dir, BpfMonitor::Imp
 Result<std::unique_ptr<BpfMonitor>> BpfMonitor::start(const MonitorOptions& opts) {
   libbpf_set_print(libbpf_print);
   auto impl = std::make_unique<Impl>();
+  if (!impl->wake_fd) return sys_error("eventfd(monitor wake)");
   if (!opts.pin_dir.empty()) {
     if (auto st = pins::prepare_root(opts.pin_dir); !st) return std::unexpected(st.error());
     // One process per pin directory: a second would adopt, and on its clean stop remove,
@@ -678,12 +682,27 @@ Status BpfMonitor::remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& 
 Result<int> BpfMonitor::poll(int timeout_ms, const RecordFn& fn) {
   impl_->fn = &fn;
   impl_->handled = 0;
-  int r = ring_buffer__poll(impl_->rb.get(), timeout_ms);
-  // Records below the wakeup threshold do not wake epoll: pick them up after a timeout.
-  if (r == 0) r = ring_buffer__consume(impl_->rb.get());
+  // The ring's epoll set and the wake eventfd, waited on together; then everything queued
+  // is consumed whatever woke us: records below the wakeup threshold do not wake epoll
+  // and are picked up after the timeout.
+  pollfd fds[2] = {{ring_buffer__epoll_fd(impl_->rb.get()), POLLIN, 0}, {impl_->wake_fd.get(), POLLIN, 0}};
+  if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) {
+    impl_->fn = nullptr;
+    return sys_error("poll(ac_events)");
+  }
+  if (fds[1].revents & POLLIN) {
+    uint64_t n;
+    (void)!::read(impl_->wake_fd.get(), &n, sizeof n);
+  }
+  int r = ring_buffer__consume(impl_->rb.get());
   impl_->fn = nullptr;
-  if (r < 0 && r != -EINTR) return sys_error("ring_buffer__poll(ac_events)", -r);
+  if (r < 0) return sys_error("ring_buffer__consume(ac_events)", -r);
   return impl_->handled;
+}
+
+void BpfMonitor::wake() {
+  uint64_t one = 1;
+  (void)!::write(impl_->wake_fd.get(), &one, sizeof one);
 }
 
 Result<int> BpfMonitor::drain(const RecordFn& fn) {

@@ -84,7 +84,10 @@ class BpfMonitor {
   // Wait up to timeout_ms for the kernel to wake us, then hand every queued record to
   // fn. Also consumes after a timeout, so records below the wakeup threshold arrive
   // within one timeout. Returns the number of records handled.
+  // wake() (from any thread) ends a wait early: a reader told to stop leaves at once
+  // instead of sitting out its timeout (50 ms on the end of every run).
   Result<int> poll(int timeout_ms, const RecordFn& fn);
+  void wake();
   // Hand every queued record to fn without waiting.
   Result<int> drain(const RecordFn& fn);
 

@@ -128,6 +128,7 @@ void Daemon::add_core_steps() {
                     },
                     [this] {
                       stopping_.store(true);
+                      monitor_->wake();
                       if (reader_.joinable()) reader_.join();
                       if (reaper_.joinable()) reaper_.join();
                     }});

@@ -60,6 +60,7 @@ class Reader {
   void stop() {
     if (!thread_.joinable()) return;
     stop_.store(true, std::memory_order_release);
+    mon_.wake();
     thread_.join();
     (void)mon_.drain([this](std::span<const std::byte> rec) { pipeline_.handle(rec); });
     report_loss();

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "agentcage/v1/audit.grpc.pb.h"
+#include "grpc/status_interceptor.h"
 
 namespace agentcage::rpc {
 namespace {
@@ -480,6 +481,7 @@ Result<std::unique_ptr<CollectorServer>> CollectorServer::start(core::EventStore
   b.RegisterService(impl->service.get());
   b.SetMaxReceiveMessageSize(kMaxMessageBytes);
   b.SetMaxSendMessageSize(kMaxMessageBytes);
+  b.experimental().SetInterceptorCreators(grpcapi::status_interceptors());
   // Accept the clients' keepalive pings (every 20 s) without calling them abusive.
   b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

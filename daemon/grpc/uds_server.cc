@@ -2,6 +2,7 @@
 #include "grpc/uds_server.h"
 
 #include "core/sandbox/launch.h"
+#include "grpc/status_interceptor.h"
 
 #include <grpcpp/server_posix.h>
 #include <fcntl.h>
@@ -89,6 +90,7 @@ core::Result<std::unique_ptr<UdsServer>> UdsServer::start(const std::string& pat
   grpc::ServerBuilder b;
   for (auto* svc : services) b.RegisterService(svc);
   b.SetMaxReceiveMessageSize(4 << 20);
+  b.experimental().SetInterceptorCreators(status_interceptors());
   s->server_ = b.BuildAndStart();
   if (!s->server_) return core::error("grpc::ServerBuilder::BuildAndStart failed");
   s->acceptor_ = std::thread([p = s.get()] { p->accept_loop(); });

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // agentcaged end to end: a real daemon process, real Unix socket, real callers of
 // different uids (via su), raw gRPC requests for the error paths.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
@@ -13,6 +14,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <fstream>
 #include <thread>
 
@@ -176,6 +178,63 @@ TEST_F(Daemon, BadRequestsGetClearStatusCodes) {
     EXPECT_NE(st.error_message().find("telepathy"), std::string::npos);
   }
   // The daemon is still healthy after all that.
+  grpc::ClientContext ctx;
+  v1::StatusResponse s;
+  EXPECT_TRUE(control->Status(&ctx, v1::StatusRequest(), &s).ok());
+}
+
+// Raw bytes to a unary method: the status the daemon answers with.
+grpc::Status raw_unary(const std::shared_ptr<grpc::Channel>& ch, const std::string& method, const std::string& bytes) {
+  grpc::GenericStub stub(ch);
+  grpc::ClientContext ctx;
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer req(&slice, 1), resp;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &resp, [&](grpc::Status st) { done.set_value(st); });
+  return done.get_future().get();
+}
+
+// A request that does not parse used to end as UNIMPLEMENTED with no text (gRPC's
+// callback API substitutes an "unimplemented" reactor): a client could not tell a bad
+// request from a missing method. Now: INVALID_ARGUMENT, naming the method and the message.
+TEST_F(Daemon, UnparseableRequestsSayWhatFailed) {
+  // Wire-format garbage (field 1, length-delimited, length beyond the buffer).
+  auto st = raw_unary(channel_, "/agentcage.v1.Control/GetSandbox", "\x0a\xff\x01zz");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("/agentcage.v1.Control/GetSandbox does not parse as agentcage.v1.GetSandboxRequest"),
+            std::string::npos)
+      << st.error_message();
+  st = raw_unary(channel_, "/agentcage.v1.Events/ProcessTree", "\xff\xff\xff\xff");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("agentcage.v1.ProcessTreeRequest"), std::string::npos) << st.error_message();
+  // A string that is not UTF-8 fails the parse too (the C++ client sends it anyway), on a
+  // unary and on a streaming method.
+  auto control = v1::Control::NewStub(channel_);
+  {
+    grpc::ClientContext ctx;
+    v1::GetSandboxRequest req;
+    req.set_sandbox_id("\xff\xfe");
+    v1::Sandbox resp;
+    st = control->GetSandbox(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_NE(st.error_message().find("not UTF-8"), std::string::npos) << st.error_message();
+  }
+  {
+    auto events = v1::Events::NewStub(channel_);
+    grpc::ClientContext ctx;
+    v1::SubscribeRequest req;
+    req.mutable_filter()->add_sandbox_ids("\xff\xfe");
+    auto reader = events->Subscribe(&ctx, req);
+    v1::Event ev;
+    EXPECT_FALSE(reader->Read(&ev));
+    st = reader->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+    EXPECT_NE(st.error_message().find("agentcage.v1.SubscribeRequest"), std::string::npos) << st.error_message();
+  }
+  // A method that does not exist is still UNIMPLEMENTED.
+  st = raw_unary(channel_, "/agentcage.v1.Control/NoSuchMethod", "");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED) << st.error_message();
+  // And a valid request still works.
   grpc::ClientContext ctx;
   v1::StatusResponse s;
   EXPECT_TRUE(control->Status(&ctx, v1::StatusRequest(), &s).ok());

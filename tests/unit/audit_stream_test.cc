@@ -503,6 +503,26 @@ TEST(AuditStream, AnUnparseablePushMessageIsRefusedWithItsReason) {
   EXPECT_EQ(stop(c.pid), 0) << read_file(c.log);
 }
 
+// The collector's unary method: a request that does not parse gets INVALID_ARGUMENT
+// naming the message, not gRPC's textless UNIMPLEMENTED.
+TEST(AuditStream, AnUnparseableCheckpointsRequestIsRefusedWithItsReason) {
+  auto dir = testing::temp_dir();
+  auto c = start_collector(dir, dir + "/collector.db", 0);
+  ASSERT_GT(c.port, 0);
+  auto stub = v1::AuditSink::NewStub(
+      grpc::CreateChannel(fmt::format("127.0.0.1:{}", c.port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+  v1::CheckpointsRequest req;
+  req.set_node("\xff\xfe not utf-8");
+  v1::CheckpointsResponse resp;
+  auto st = stub->Checkpoints(&ctx, req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("does not parse as agentcage.v1.CheckpointsRequest"), std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(stop(c.pid), 0) << read_file(c.log);
+}
+
 // The attack: an unauthenticated client pushes a forged history under a real node's
 // name and store id; the real node then resumes after it, its events dropped as
 // duplicates, and `push --once` used to report success. Now the node checks the

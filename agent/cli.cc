@@ -233,6 +233,9 @@ Parsed parse(const std::vector<std::string>& args) {
   auto* status_cmd = app.add_subcommand("status", "Daemon status: kernel features, enforcement, counters");
   status_cmd->add_option("--socket", status.socket, "agentcaged's control socket")->capture_default_str();
   status_cmd->add_option("-o,--format", status_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
+  status_cmd->footer(
+      "Exit status: 0 when the daemon is healthy, 1 when it cannot be reached or refuses,\n"
+      "2 when it runs degraded: its audit store is failing (the store: line says since when and why).");
 
   EventsArgs events;
   std::string events_fmt = "json";

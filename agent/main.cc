@@ -481,9 +481,12 @@ int do_status(const cli::StatusArgs& a) {
   v1::StatusResponse resp;
   grpc::ClientContext ctx;
   if (auto st = stub->Status(&ctx, v1::StatusRequest(), &resp); !st.ok()) return fail(grpcapi::rpc_error("Status", st));
+  // A daemon that runs but cannot record is not healthy: a monitoring probe or a script
+  // reading only the exit status must see it (the output says what fails).
+  const int health = resp.store_state().empty() || resp.store_state() == "ok" ? 0 : 2;
   if (a.format == cli::OutputFormat::json) {
     printf("%s\n", to_json(resp).c_str());
-    return 0;
+    return health;
   }
   printf("agentcaged %s on %s, up %.1fs, monitor: %s, sandboxes: %u, subscribers: %u\n", resp.version().c_str(),
          resp.node().c_str(), static_cast<double>(resp.uptime_ns()) / 1e9, resp.host_mode() ? "host" : "sandboxes",
@@ -495,7 +498,8 @@ int do_status(const cli::StatusArgs& a) {
            e.note().empty() ? "" : "  ", e.note().c_str());
   printf("counters:\n");
   for (const auto& c : resp.counters()) printf("  %-36s %lu\n", c.name().c_str(), c.value());
-  return 0;
+  if (health) fprintf(stderr, "agentcage: degraded: the audit store is failing (see store: above)\n");
+  return health;
 }
 
 void print_event(const cli::EventsArgs& a, const v1::Event& ev) {

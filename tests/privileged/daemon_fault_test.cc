@@ -358,6 +358,9 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
       << st << daemon_log().substr(0, 3000);
   EXPECT_NE(st.find(": store_full: "), std::string::npos) << st;
   EXPECT_NE(st.find("No space left on device"), std::string::npos) << st;
+  // A probe reading only the exit status sees it too, in either format.
+  EXPECT_EQ(testing::run({AGENTCAGE_BIN, "status", "--socket", sock_}).status, 2);
+  EXPECT_EQ(testing::run({AGENTCAGE_BIN, "status", "-o", "json", "--socket", sock_}).status, 2);
   // In-band while it still fails, not when it recovers.
   EXPECT_TRUE(wait_for([&] { return slurp(dir_ + "/sub.json").find("\"store_full\"") != std::string::npos; }, 1s))
       << slurp(dir_ + "/sub.json").substr(0, 2000);
@@ -383,6 +386,7 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
   // Space returns: the store takes events again and records the gap with its reason.
   ASSERT_EQ(testing::run({"mount", "-o", "remount,size=256m", mnt}).status, 0);
   EXPECT_TRUE(wait_for([&] { return status().find("store: ok") != std::string::npos; }, 20s)) << status();
+  EXPECT_EQ(testing::run({AGENTCAGE_BIN, "status", "--socket", sock_}).status, 0);
   EXPECT_TRUE(wait_for([&] { return frozen() == 0; }, 5s)) << "the paused sandbox resumes";
   EXPECT_TRUE(testing::pid_alive(paused));
   kill(paused, SIGTERM);

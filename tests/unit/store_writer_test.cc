@@ -3,9 +3,14 @@
 #include "core/store/store_writer.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 namespace agentcage::core {
 namespace {
@@ -66,6 +71,71 @@ TEST(StoreWriter, FullQueueBecomesALossEvent) {
                 }).has_value());
   EXPECT_EQ(lost, st.dropped);  // every drop is on record
   EXPECT_EQ(execs, st.stored);
+  EXPECT_TRUE((*s)->verify()->ok);
+}
+
+// A store that keeps failing (here: RLIMIT_FSIZE of one byte, so every write SQLite makes
+// to its files fails, as on a read-only or broken disk) is tried again after a delay that
+// doubles, not every 200 ms for ever; the events arriving meanwhile are not held in the
+// queue until it overflows but reach live subscribers at once (on_failed); and when the
+// store takes events again, the gap is on record with its count.
+TEST(StoreWriter, AFailingStoreIsRetriedWithBackoffAndItsEventsStillReachSubscribers) {
+  auto path = fresh("w3.db");
+  auto s = EventStore::open(path, {});
+  ASSERT_TRUE(s.has_value());
+  std::atomic<uint64_t> told{0}, unstored{0};
+  StoreWriter w(**s, /*max_queue=*/16, /*max_batch=*/4, {}, [&](const v1::Event& loss, const std::vector<v1::Event>& evs) {
+    EXPECT_TRUE(loss.loss().reason() == "store_full" || loss.loss().reason() == "store_error") << loss.loss().reason();
+    EXPECT_EQ(loss.loss().count(), evs.size());
+    told += loss.loss().count();
+    unstored += evs.size();
+  });
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(w.submit(exec_event(i)));
+  w.flush();
+  ASSERT_EQ(w.stats().stored, 10u);
+
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_sigxfsz = signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead
+  rlimit tiny = old;
+  tiny.rlim_cur = 1;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+  // 2 s of events, one every 20 ms: more than the queue holds over the backoff.
+  constexpr int kEvents = 100;
+  int accepted = 0;
+  for (int i = 0; i < kEvents; ++i) {
+    accepted += w.submit(exec_event(100 + i)) ? 1 : 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  w.flush();
+  auto st = w.stats();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  signal(SIGXFSZ, old_sigxfsz);
+  EXPECT_FALSE(st.failing_reason.empty());
+  // Tried at 0, 0.2, 0.6, 1.4 s (and maybe 3.0 s on a slow run); a fixed 200 ms retry
+  // tries about ten times.
+  EXPECT_GE(st.errors, 2u);
+  EXPECT_LE(st.errors, 5u) << "the failing store was retried at a fixed interval";
+  EXPECT_EQ(accepted, kEvents) << "events were held in the queue until it overflowed";
+  EXPECT_EQ(st.queue_full, 0u);
+  EXPECT_EQ(st.not_stored, static_cast<uint64_t>(kEvents));
+  EXPECT_EQ(unstored.load(), static_cast<uint64_t>(kEvents)) << "subscribers did not see every event";
+  EXPECT_EQ(told.load(), static_cast<uint64_t>(kEvents));
+
+  // The limit is lifted: the next attempt (at most 5 s later) stores the gap's Loss.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!w.stats().failing_reason.empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(w.stats().failing_reason.empty()) << "the store never recovered";
+  w.stop();
+  uint64_t lost = 0, execs = 0;
+  ASSERT_TRUE((*s)->query({}, [&](const v1::Event& e) {
+                  if (e.has_loss()) lost += e.loss().count();
+                  else ++execs;
+                  return true;
+                }).has_value());
+  EXPECT_EQ(lost, static_cast<uint64_t>(kEvents));
+  EXPECT_EQ(execs, 10u);
   EXPECT_TRUE((*s)->verify()->ok);
 }
 

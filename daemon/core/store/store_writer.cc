@@ -65,22 +65,62 @@ v1::Event store_loss(uint64_t count, const std::string& reason, const std::strin
 }  // namespace
 
 void StoreWriter::run() {
+  using Clock = std::chrono::steady_clock;
   std::vector<v1::Event> batch;
+  // While the store fails, it is tried again after a delay that doubles up to
+  // kMaxRetryDelay: a disk that stays read-only or broken is not hammered (and the log
+  // not flooded) every 200 ms for ever. Events arriving meanwhile are not held back in the
+  // queue until it overflows: each is counted as not stored for the failure's reason and
+  // handed to on_failed at once, so live subscribers keep seeing them.
+  constexpr auto kFirstRetryDelay = std::chrono::milliseconds(200);
+  constexpr auto kMaxRetryDelay = std::chrono::seconds(5);
+  std::chrono::milliseconds delay = kFirstRetryDelay;
+  Clock::time_point next_attempt{};
+  bool failing = false;
+  std::string failing_reason, failing_detail;
   while (true) {
     uint64_t loss = 0, failed = 0;
     std::string failed_reason;
+    bool attempt = true;
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || !queue_.empty() || pending_loss_ > 0 || pending_failed_ > 0; });
-      if (queue_.empty() && pending_loss_ == 0 && (pending_failed_ == 0 || stopping_)) return;  // stopping and drained
+      // While failing, only new events (or stopping) wake the writer before the deadline:
+      // the pending Losses wait for the next attempt.
+      auto ready = [&] {
+        return stopping_ || !queue_.empty() || (!failing && (pending_loss_ > 0 || pending_failed_ > 0));
+      };
+      if (failing)
+        cv_.wait_until(lk, next_attempt, ready);  // at the deadline: retry with the pending Losses alone
+      else
+        cv_.wait(lk, ready);
+      if (queue_.empty() && pending_loss_ == 0 && (pending_failed_ == 0 || stopping_)) {
+        if (stopping_) return;  // stopping and drained
+        failing = false;        // nothing left to record (cannot happen: a failure leaves a Loss)
+        continue;
+      }
+      attempt = !failing || stopping_ || Clock::now() >= next_attempt;
       batch.clear();
       while (!queue_.empty() && batch.size() < max_batch_) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      loss = std::exchange(pending_loss_, 0);
-      failed = std::exchange(pending_failed_, 0);
-      failed_reason = std::exchange(pending_failed_reason_, {});
+      if (!attempt) {
+        // Not tried: the store failed moments ago and is not due again yet.
+        size_t n = batch.size();
+        stats_.dropped += n;
+        stats_.not_stored += n;
+        pending_failed_ += n;
+        finished_ += n;
+        done_cv_.notify_all();
+      } else {
+        loss = std::exchange(pending_loss_, 0);
+        failed = std::exchange(pending_failed_, 0);
+        failed_reason = std::exchange(pending_failed_reason_, {});
+      }
+    }
+    if (!attempt) {
+      if (on_failed_ && !batch.empty()) on_failed_(store_loss(batch.size(), failing_reason, failing_detail), batch);
+      continue;
     }
     size_t n = batch.size();
     // The Losses go in front: they happened before the events queued after them. Each
@@ -122,16 +162,24 @@ void StoreWriter::run() {
       finished_ += n;
       done_cv_.notify_all();
     }
-    if (!r && on_failed_ && n > 0) {
-      batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(front.size()));
-      const Error& e = r.error();  // one line: the hint is in the log and in status
-      on_failed_(store_loss(n, reason, e.code ? e.context + ": " + std::strerror(e.code) : e.context), batch);
+    if (r) {
+      failing = false;
+      delay = kFirstRetryDelay;
+      continue;
     }
-    if (!r) {
+    const Error& e = r.error();  // one line: the hint is in the log and in status
+    failing_reason = reason;
+    failing_detail = e.code ? e.context + ": " + std::strerror(e.code) : e.context;
+    if (on_failed_ && n > 0) {
+      batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(front.size()));
+      on_failed_(store_loss(n, reason, failing_detail), batch);
+    }
+    {
       std::lock_guard lk(mu_);
       if (stopping_ && queue_.empty()) return;  // nothing more will succeed now
     }
-    if (!r) std::this_thread::sleep_for(std::chrono::milliseconds(200));  // do not spin on a failing disk
+    next_attempt = Clock::now() + (failing ? delay = std::min<std::chrono::milliseconds>(delay * 2, kMaxRetryDelay) : delay);
+    failing = true;
   }
 }
 

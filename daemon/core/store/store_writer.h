@@ -3,7 +3,9 @@
 // one writer thread that appends in batches (one transaction, one fsync per batch). A
 // full queue never blocks the producer: the event is counted and, once there is room, a
 // Loss event ("store_queue_full") records how many were dropped. Nothing is dropped
-// silently.
+// silently. A store that refuses a batch is tried again after 200 ms, doubling to 5 s
+// while it keeps failing; what arrives in between goes straight to on_failed (not into
+// the queue), and the next stored batch carries the Loss of all of it.
 #pragma once
 
 #include <chrono>

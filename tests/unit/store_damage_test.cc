@@ -72,6 +72,29 @@ TEST(StoreDamage, RowsPastTheRecordedHeadAreRefused) {
   EXPECT_EQ(refusal(ok), "");
 }
 
+// Metadata that is there but garbage: a store id that is not one (it would name this
+// chain to the collector), a schema that is not a number (not "older or newer").
+TEST(StoreDamage, GarbageStoreIdOrSchemaIsRefusedAsDamage) {
+  auto db = fresh_store(5);
+  testing::StoreFile(db).exec("UPDATE meta SET value = 'x''; DROP' WHERE key = 'store_id'");
+  auto why = refusal(db);
+  EXPECT_NE(why.find("meta 'store_id' is 'x'; DROP', not a store id (32 hex digits)"), std::string::npos) << why;
+  EXPECT_NE(why.find("move it aside"), std::string::npos) << why;
+  StoreOptions ro;
+  ro.read_only = true;
+  auto r = EventStore::open(db, ro);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("not a store id"), std::string::npos) << r.error().message();
+
+  db = fresh_store(5);
+  testing::StoreFile(db).exec("UPDATE meta SET value = 'three' WHERE key = 'schema'");
+  why = refusal(db);
+  EXPECT_NE(why.find("meta 'schema' is 'three', not a version number: the store's metadata is damaged"),
+            std::string::npos)
+      << why;
+  EXPECT_EQ(why.find("older or newer"), std::string::npos) << why;
+}
+
 std::vector<v1::Event> losses(const std::string& db) {
   StoreOptions o;
   o.read_only = true;

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -405,6 +406,10 @@ Result<std::unique_ptr<EventStore>> EventStore::open(const std::string& path, co
     if (!id) return std::unexpected(id.error());
     if (!*id) return error(fmt::format("open event store {}: not an agentcage store (no meta.store_id)", path));
     s->store_id_ = **id;
+    if (!valid_store_id(s->store_id_))
+      return error(fmt::format("open event store {}: meta 'store_id' is '{}', not a store id (32 hex digits): the "
+                               "store's metadata is damaged",
+                               path, escape_text(s->store_id_.substr(0, 64))));
     auto mode = meta_get(rd->get(), "mode", path);
     if (!mode) return std::unexpected(mode.error());
     s->opts_.collector = mode->value_or("node") == "collector";
@@ -414,6 +419,10 @@ Result<std::unique_ptr<EventStore>> EventStore::open(const std::string& path, co
   if (!opts.read_only)
     if (auto r = s->check_identity(); !r) return std::unexpected(r.error());
   return s;
+}
+
+bool valid_store_id(std::string_view id) {
+  return id.size() == 32 && std::ranges::all_of(id, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 void EventStore::write_identity(uint64_t seq) const {
@@ -576,6 +585,11 @@ Status EventStore::init_schema() {
 
   auto schema = meta_get(db, "schema", path_);
   if (!schema) return std::unexpected(schema.error());
+  if (!parse_u64(schema->value_or("")))
+    return error(fmt::format("open event store {}: meta 'schema' is '{}', not a version number: the store's "
+                             "metadata is damaged",
+                             path_, escape_text(schema->value_or("").substr(0, 64))),
+                 kMoveAside);
   if (parse_u64(schema->value_or("")).value_or(0) != kSchemaVersion)
     return error(fmt::format("open event store {}: schema version {} is not {}", path_, schema->value_or("?"),
                              kSchemaVersion),
@@ -589,6 +603,13 @@ Status EventStore::init_schema() {
   auto id = meta_get(db, "store_id", path_);
   if (!id) return std::unexpected(id.error());
   store_id_ = id->value_or("");
+  // The id names this chain to the collector and the identity file: a damaged one would
+  // ship this history under a name that is not its own.
+  if (!valid_store_id(store_id_))
+    return error(fmt::format("open event store {}: meta 'store_id' is '{}', not a store id (32 hex digits): the "
+                             "store's metadata is damaged",
+                             path_, escape_text(store_id_.substr(0, 64))),
+                 kMoveAside);
   return t.commit();
 }
 

@@ -191,6 +191,8 @@ QueryColumns query_columns(const v1::Event& ev);
 
 // canonical(ev) as described above.
 std::string canonical_bytes(const v1::Event& ev);
+// A store id as a store makes it: 32 lowercase hex digits (16 random bytes).
+bool valid_store_id(std::string_view id);
 // SHA-256(prev_hash || bytes).
 std::string chain_hash(std::string_view prev_hash, std::string_view bytes);
 

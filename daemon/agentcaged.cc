@@ -161,9 +161,15 @@ int main(int argc, char** argv) {
           co.all_events = audit_all;
           client = std::make_unique<core::AuditClient>(*daemon.store(), std::move(*conn), co);
           client->start();
+          // While the store refuses events the collector hears of it at once, not when
+          // (if ever) the store recovers.
+          daemon.set_unstored_listener([c = client.get()](const v1::Event& loss, const std::vector<v1::Event>& evs) {
+            c->tell_unstored(loss, evs);
+          });
           return {};
         },
         [&] {
+          daemon.set_unstored_listener({});
           if (client) client->stop();
           client.reset();
         });

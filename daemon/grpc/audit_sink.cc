@@ -213,7 +213,7 @@ class PushReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     out_.Clear();
     out_.set_node(st_.node);
     out_.set_store_id(st_.store_id);
-    if (in_.events_size() == 0 && !in_.has_checkpoint()) {
+    if (in_.events_size() == 0 && !in_.has_checkpoint() && in_.unstored_size() == 0) {
       // The hello (or a keepalive batch): where this node's store stands here.
       auto high = store_.origin_high(st_.node, st_.store_id);
       if (!high) {
@@ -231,6 +231,11 @@ class PushReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     std::vector<v1::Event> evs;
     evs.reserve(static_cast<size_t>(in_.events_size()));
     for (auto& e : *in_.mutable_events()) evs.push_back(std::move(e));
+    // What the node could not store: kept after the batch's events, without origin seq.
+    if (in_.unstored_size() > 0)
+      spdlog::warn("collector: node {} store {} could not store {} event(s) (told in-band)", st_.node, st_.store_id,
+                   in_.unstored_size());
+    for (auto& e : *in_.mutable_unstored()) evs.push_back(std::move(e));
     std::optional<v1::Checkpoint> cp;
     if (in_.has_checkpoint()) cp = std::move(*in_.mutable_checkpoint());
     in_.Clear();

@@ -306,8 +306,12 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
   ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
   std::ofstream(pdir + "/paused.yaml") << "extends: default\non_record_failure: pause\n";
   std::ofstream(pdir + "/stopped.yaml") << "extends: default\non_record_failure: stop\n";
+  // The audit stream goes to a collector whose disk is fine: it must hear of the failure
+  // at once too, not when (if ever) the node's store recovers.
+  int port = start_collector(0);
+  ASSERT_GT(port, 0);
   setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);
-  start_daemon({});
+  start_daemon({"--audit-endpoint", fmt::format("127.0.0.1:{}", port), "--audit-insecure"});
   unsetenv("AGENTCAGE_PROFILE_PATH");
   ASSERT_TRUE(wait_for([&] { return access(sock_.c_str(), F_OK) == 0 || !testing::pid_alive(daemon_); }, 20s));
   std::string tag = fmt::format("agentcage-recfail-{}", getpid());
@@ -365,6 +369,22 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
   EXPECT_TRUE(wait_for([&] { return slurp(dir_ + "/sub.json").find("\"store_full\"") != std::string::npos; }, 1s))
       << slurp(dir_ + "/sub.json").substr(0, 2000);
   EXPECT_NE(status().find("store: failing since"), std::string::npos);
+  // The collector holds the Loss, told in-band without a seq (EventBatch.unstored).
+  auto collector_losses = [&](bool with_seq) {
+    uint64_t n = 0;
+    core::StoreOptions o;
+    o.read_only = true;
+    auto cs = core::EventStore::open(cdb_, o);
+    if (!cs) return n;
+    core::StoreQuery q;
+    q.kinds = {"loss"};
+    (void)(*cs)->query(q, [&](const v1::Event& e) {
+      if (e.loss().reason() == "store_full" && (e.seq() != 0) == with_seq) n += e.loss().count();
+      return true;
+    });
+    return n;
+  };
+  EXPECT_TRUE(wait_for([&] { return collector_losses(false) > 0; }, 2s)) << daemon_log().substr(0, 3000);
   // And the subscriber still sees what happens (events without seq), not nothing.
   size_t before = event_lines(slurp(dir_ + "/sub.json")).size();
   EXPECT_TRUE(wait_for([&] { return event_lines(slurp(dir_ + "/sub.json")).size() > before + 100; }, 10s));
@@ -407,6 +427,12 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
   }
   EXPECT_GT(recorded, 0u);
   auto v = testing::run({AGENTCAGE_BIN, "audit", "verify", "--db", ddb_});
+  EXPECT_EQ(v.status, 0) << v.out << v.err;
+  // The stored record of the gap ships too, with its seq; the collector's chain (with the
+  // seq-less rows) verifies.
+  EXPECT_TRUE(wait_for([&] { return collector_losses(true) == recorded; }, 20s))
+      << collector_losses(true) << " vs " << recorded;
+  v = testing::run({AGENTCAGE_BIN, "audit", "verify", "--db", cdb_});
   EXPECT_EQ(v.status, 0) << v.out << v.err;
   kill(sub, SIGTERM);
   testing::wait_status(sub);

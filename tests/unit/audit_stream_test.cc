@@ -503,6 +503,44 @@ TEST(AuditStream, AnUnparseablePushMessageIsRefusedWithItsReason) {
   EXPECT_EQ(stop(c.pid), 0) << read_file(c.log);
 }
 
+// A node whose store fails tells the collector in-band (EventBatch.unstored): the Loss
+// and the events without seq, kept in the collector's chain without an origin seq and
+// outside the (node, store, seq) dedup; an unstored event with a seq is refused.
+TEST(AuditStream, UnstoredEventsAreKeptWithoutOriginSeqAndVerify) {
+  auto dir = testing::temp_dir();
+  auto cdb = dir + "/collector.db";
+  auto c = start_collector(dir, cdb, 0);
+  ASSERT_GT(c.port, 0);
+  auto told = batch_of("n1", {});
+  auto* loss = told.add_unstored();
+  loss->mutable_loss()->set_reason("store_full");
+  loss->mutable_loss()->set_count(2);
+  *told.add_unstored() = make_event(7, "n1", true);
+  std::vector<v1::Ack> acks;
+  auto st = raw_push(c.port, {batch_of("n1", {1, 2}), told, batch_of("n1", {3})}, &acks);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(acks.size(), 3u);
+  EXPECT_EQ(acks[1].acked_seq(), 2u);  // unstored alone: where the collector stands
+  EXPECT_EQ(acks[2].acked_seq(), 3u);
+  EXPECT_EQ(count_rows(cdb, "origin_seq IS NULL AND node = 'n1'"), 2u);
+  EXPECT_EQ(count_rows(cdb, "origin_seq IS NULL AND kind = 'loss'"), 1u);
+  EXPECT_EQ(count_rows(cdb), 5u);
+  // Told again (a reconnect): kept again, not taken for a replay of a stored event.
+  st = raw_push(c.port, {told});
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(count_rows(cdb, "origin_seq IS NULL"), 4u);
+
+  auto bad = batch_of("n1", {});
+  *bad.add_unstored() = make_event(8, "n1", true);
+  bad.mutable_unstored(0)->set_seq(9);
+  st = raw_push(c.port, {bad});
+  EXPECT_EQ(st.error_code(), grpc::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_NE(st.error_message().find("unstored[0].seq: 9"), std::string::npos) << st.error_message();
+  EXPECT_EQ(stop(c.pid), 0) << read_file(c.log);
+  auto v = run({AGENTCAGE_BIN, "audit", "verify", "--db", cdb, "--chain-key", dir + "/collector.key"});
+  EXPECT_EQ(v.status, 0) << v.out << v.err;
+}
+
 // The collector's unary method: a request that does not parse gets INVALID_ARGUMENT
 // naming the message, not gRPC's textless UNIMPLEMENTED.
 TEST(AuditStream, AnUnparseableCheckpointsRequestIsRefusedWithItsReason) {

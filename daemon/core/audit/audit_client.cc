@@ -126,6 +126,25 @@ void AuditClient::run_loop(std::optional<uint64_t> target, Clock::time_point dea
   }
 }
 
+void AuditClient::tell_unstored(const v1::Event& loss, const std::vector<v1::Event>& events) {
+  std::lock_guard lk(mu_);
+  auto add = [&](const v1::Event& ev) {
+    if (unstored_.size() >= kMaxUnstored) {
+      if (stats_.unstored_dropped++ == 0)
+        spdlog::warn("audit stream: more than {} unstored events waiting to be told; the rest are only counted "
+                     "(the store's Loss records them when it recovers)",
+                     kMaxUnstored);
+      return;
+    }
+    unstored_.push_back(ev);
+    if (unstored_.back().node().empty()) unstored_.back().set_node(opts_.node);
+  };
+  add(loss);
+  for (const auto& ev : events)
+    if (opts_.all_events || ev.has_violation() || ev.has_loss()) add(ev);
+  cv_.notify_all();
+}
+
 AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clock::time_point deadline) {
   const std::string ep = connector_->endpoint();
   std::unique_ptr<AuditStream> stream = connector_->connect();
@@ -381,8 +400,20 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
         fail("reading the store: " + qr.error().message());
         return finish(SessionEnd::failed);
       }
-      if (batch.events_size() > 0) {
-        uint64_t last = batch.events(batch.events_size() - 1).seq();
+      size_t unstored = 0;  // told at once, beside whatever the store has
+      {
+        std::lock_guard lk(mu_);
+        while (!unstored_.empty() && static_cast<size_t>(batch.events_size()) + unstored < opts_.max_batch_events &&
+               bytes < opts_.max_batch_bytes) {
+          bytes += unstored_.front().ByteSizeLong();
+          *batch.add_unstored() = std::move(unstored_.front());
+          unstored_.pop_front();
+          ++unstored;
+        }
+      }
+      if (batch.events_size() > 0 || unstored > 0) {
+        // A batch of unstored events alone is acked with where the collector stands.
+        uint64_t last = batch.events_size() > 0 ? batch.events(batch.events_size() - 1).seq() : sent;
         if (checkpoint_due(*head, false)) attach_checkpoint(*head);
         if (in_flight.empty()) last_progress = Clock::now();  // the ack clock starts now
         if (!stream->write(batch)) {
@@ -394,6 +425,7 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
         sent_now = true;
         std::lock_guard lk(mu_);
         stats_.sent_events += static_cast<uint64_t>(batch.events_size());
+        stats_.unstored_sent += unstored;
         ++stats_.batches;
       } else if (in_flight.empty() && checkpoint_due(*head, target.has_value()) && attach_checkpoint(*head)) {
         // Nothing matching to send, but the store moved on: a checkpoint-only batch, so
@@ -418,7 +450,9 @@ AuditClient::SessionEnd AuditClient::session(std::optional<uint64_t> target, Clo
     }
     if (!sent_now) {
       std::unique_lock lk(mu_);
-      cv_.wait_for(lk, opts_.poll, [&] { return !acks.empty() || ended || stop_; });
+      cv_.wait_for(lk, opts_.poll, [&] {
+        return !acks.empty() || ended || stop_ || (!unstored_.empty() && in_flight.size() < opts_.max_in_flight);
+      });
     }
   }
 }

@@ -74,6 +74,8 @@ struct AuditClientStats {
   uint64_t anchored_seq = 0;   // the newest checkpoint the collector acknowledged keeping
   bool connected = false;
   std::string last_error;
+  uint64_t unstored_sent = 0;     // events told in-band while the store failed (with their Losses)
+  uint64_t unstored_dropped = 0;  // not told: the in-band queue was full (the stored Loss still counts them)
 };
 
 // kv key under which the store keeps an endpoint's acknowledged position (also the
@@ -98,6 +100,12 @@ class AuditClient {
 
   AuditClientStats stats() const;
 
+  // While the store cannot take events (StoreWriter's on_failed): its Loss and the events
+  // it refused (no seq), those matching this client's filter, sent at once on the live
+  // stream as EventBatch.unstored (best effort, bounded: kMaxUnstored queued). Any thread.
+  void tell_unstored(const v1::Event& loss, const std::vector<v1::Event>& events);
+  static constexpr size_t kMaxUnstored = 4096;
+
  private:
   enum class SessionEnd { stopped, caught_up, failed };
   SessionEnd session(std::optional<uint64_t> target, std::chrono::steady_clock::time_point deadline);
@@ -120,6 +128,7 @@ class AuditClient {
   uint64_t persisted_ = 0;
   bool permanent_ = false;
   bool caught_up_ = false;
+  std::deque<v1::Event> unstored_;  // tell_unstored's queue, drained by the session
   bool sign_warned_ = false;  // signed_head failed once: said so, do not repeat per batch  // run_until_caught_up: a session reached the target  // the last session ended with a rejection (run_loop's thread only)
 };
 

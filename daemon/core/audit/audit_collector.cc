@@ -54,6 +54,11 @@ std::string validate_batch(const v1::EventBatch& b, const StreamState& st, const
       return fmt::format("events[{}].seq: {} after {}: seqs must increase along a stream", i, ev.seq(), prev);
     prev = ev.seq();
   }
+  if (static_cast<size_t>(b.unstored_size()) > lim.max_batch_events)
+    return fmt::format("unstored: {} in one batch, more than {}", b.unstored_size(), lim.max_batch_events);
+  for (int i = 0; i < b.unstored_size(); ++i)
+    if (b.unstored(i).seq() != 0)
+      return fmt::format("unstored[{}].seq: {}: an event the node could not store has no seq", i, b.unstored(i).seq());
   return {};
 }
 

@@ -94,6 +94,10 @@ void Daemon::add_core_steps() {
                           [this](const v1::Event& loss, const std::vector<v1::Event>& unstored) {
                             hub_.publish(loss);
                             for (const auto& ev : unstored) hub_.publish(ev);
+                            {
+                              std::lock_guard lk(unstored_mu_);
+                              if (unstored_fn_) unstored_fn_(loss, unstored);
+                            }
                             // Profiles that must not run unrecorded are paused or stopped.
                             if (!recording_failing_.exchange(true) && registry_)
                               registry_->recording_failed(true, loss.loss().reason());

@@ -72,6 +72,14 @@ class Daemon {
   std::optional<StoreWriter::Stats> store_stats() const {
     return writer_ ? std::optional<StoreWriter::Stats>(writer_->stats()) : std::nullopt;
   }
+  // Told (on the store writer's thread) the Loss and the events of every batch the store
+  // refused, besides live subscribers: the audit stream forwards them in-band. Set it to
+  // an empty function before what it calls goes away.
+  using UnstoredFn = StoreWriter::FailedFn;
+  void set_unstored_listener(UnstoredFn fn) {
+    std::lock_guard lk(unstored_mu_);
+    unstored_fn_ = std::move(fn);
+  }
   BpfMonitor* monitor() { return monitor_.get(); }
   const DecodeContext& decode_context() const { return ctx_; }
   uint64_t start_time_ns() const { return start_ns_; }
@@ -121,6 +129,8 @@ class Daemon {
   std::unique_ptr<EventStore> store_;
   std::unique_ptr<StoreWriter> writer_;  // reader -> writer thread -> store -> hub
   std::atomic<bool> recording_failing_{false};  // the writer's last append failed
+  std::mutex unstored_mu_;                      // guards unstored_fn_
+  UnstoredFn unstored_fn_;
   std::atomic<bool> stopping_{false};
   std::thread reader_;
   std::thread reaper_;

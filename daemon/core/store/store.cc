@@ -724,7 +724,8 @@ Status EventStore::insert_row(sqlite3_stmt* ins, const v1::Event& ev, const std:
   sqlite3_bind_text(ins, 6, node.data(), static_cast<int>(node.size()), SQLITE_STATIC);
   if (opts_.collector) {
     sqlite3_bind_text(ins, 7, origin_store.data(), static_cast<int>(origin_store.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(ins, 8, static_cast<int64_t>(origin_seq));
+    // 0: an event the node could not store (no seq of its own): NULL, outside the dedup.
+    if (origin_seq) sqlite3_bind_int64(ins, 8, static_cast<int64_t>(origin_seq));
   }
   sqlite3_bind_blob(ins, 9, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
   sqlite3_bind_blob(ins, 10, head.hash.data(), static_cast<int>(head.hash.size()), SQLITE_STATIC);
@@ -1080,7 +1081,8 @@ std::string column_mismatch(const Stmt& st, const v1::Event& ev, bool collector,
   // Collector stores: `node` is the sender (a dedup key), which may differ from the name
   // the event was recorded under (a renamed host ships its older events).
   if (!collector && st.col_text(5) != ev.node()) return m("node", st.col_text(5), ev.node());
-  if (collector && (st.col_null(7) || st.col_u(7) != ev.seq()))
+  // An unstored event the node told in-band has no seq and no origin seq.
+  if (collector && (ev.seq() ? st.col_null(7) || st.col_u(7) != ev.seq() : !st.col_null(7)))
     return m("origin_seq", st.col_null(7) ? "NULL" : std::to_string(st.col_u(7)), std::to_string(ev.seq()));
   if (st.col_u(0) < columns_from) return {};  // written before the query columns existed
   QueryColumns c = query_columns(ev);

@@ -30,6 +30,7 @@
 #include "core/sandbox/sandbox_policy.h"
 #include "core/events/event_json.h"
 #include "core/sandbox/sandbox_registry.h"
+#include "core/sandbox/record_failure.h"
 #include "core/sandbox/session.h"
 #include "core/sandbox/launch.h"
 #include "grpc/client.h"
@@ -307,6 +308,29 @@ int do_run(const cli::RunArgs& a) {
   // Embedded mode records into the same tamper-evident store agentcaged keeps, so a run
   // without the daemon is on record too (`agentcage audit verify`, the audit stream).
   std::unique_ptr<core::EventStore> store;
+  // on_record_failure, as agentcaged applies it to its sandboxes: while this run's store
+  // cannot record, the profile's `pause` freezes the run's cgroup until it records again
+  // and `stop` kills it (turns seen on the writer thread; the cgroup arrives via
+  // on_cgroup before the command starts).
+  struct RecordFailure {
+    std::mutex mu;
+    v1::Profile::RecordFailure action = v1::Profile::RECORD_FAILURE_CONTINUE;
+    std::string id, cgroup, why;
+    bool failing = false, frozen = false;
+    void turn(bool now_failing, const std::string& reason) {
+      std::lock_guard lk(mu);
+      if (failing == now_failing) return;
+      failing = now_failing;
+      why = reason;
+      if (!cgroup.empty()) frozen = core::apply_record_failure(action, id, cgroup, failing, frozen, why);
+    }
+    void set_cgroup(const std::string& path) {
+      std::lock_guard lk(mu);
+      cgroup = path;
+      if (failing) frozen = core::apply_record_failure(action, id, cgroup, true, frozen, why);
+    }
+  } recfail;
+  recfail.action = core::record_failure_action(policy ? &resolved : nullptr);
   std::unique_ptr<core::StoreWriter> writer;
   if (!a.no_store) {
     core::StoreOptions sto;
@@ -317,12 +341,22 @@ int do_run(const cli::RunArgs& a) {
     auto opened = core::EventStore::open(a.audit_db, sto);
     if (!opened) return fail(opened.error());
     store = std::move(*opened);
-    writer = std::make_unique<core::StoreWriter>(*store);
     so.monitor = true;
     so.monitor_optional = !policy;
   }
   // Violations and any loss of events go to stderr.
   std::mutex mu;
+  if (store) {
+    writer = std::make_unique<core::StoreWriter>(
+        *store, 65536, 4096, [&](const std::vector<v1::Event>&) { recfail.turn(false, ""); },
+        [&](const v1::Event& loss, const std::vector<v1::Event>&) {
+          {
+            std::lock_guard lk(mu);
+            fprintf(stderr, "%sagentcage: loss: %s\n", line_reset(), core::to_text_line(loss).c_str());
+          }
+          recfail.turn(true, loss.loss().reason());
+        });
+  }
   so.on_event = [&](const v1::Event& ev) {
     if (writer) writer->submit(ev);  // never blocks the reader: a full queue is a Loss record
     if (!ev.has_violation() && !ev.has_loss()) return;
@@ -339,6 +373,16 @@ int do_run(const cli::RunArgs& a) {
     auto created = sandbox_record(sb, "created", {}, "");
     if (policy) core::set_resolved_profile(*created.mutable_sandbox(), resolved);
     writer->submit(std::move(created));
+    recfail.id = sb.id();
+    if (recfail.action != v1::Profile::RECORD_FAILURE_CONTINUE) {
+      // Work that must not run unrecorded does not start when the store already refuses.
+      writer->flush();
+      if (auto ws = writer->stats(); !ws.failing_reason.empty()) {
+        writer->stop();
+        return fail(core::record_failure_refusal(resolved, ws.failing_reason));
+      }
+      so.on_cgroup = [&](const std::string& path) { recfail.set_cgroup(path); };
+    }
   }
   auto r = core::run_session(so);
   if (writer) {

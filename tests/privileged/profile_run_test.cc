@@ -6,10 +6,16 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
+#include <sstream>
+#include <thread>
 
 #include "support/loopback_listener.h"
 #include "support/subprocess.h"
@@ -129,6 +135,138 @@ TEST_F(ProfileRun, BadProfileIsAnErrorWithFileLineColumnAndNothingRuns) {
   EXPECT_NE(r.err.find(prof + ":3:3: unknown key 'reed'"), std::string::npos) << r.err;
   EXPECT_NE(access((ws_ + "/ran").c_str(), F_OK), 0) << "the command ran despite a bad profile";
   unlink(prof.c_str());
+}
+
+template <class F>
+bool eventually(F cond, std::chrono::seconds total) {
+  auto end = std::chrono::steady_clock::now() + total;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+// Leaves about `keep` bytes free on the file system of `dir` (a tmpfs): a filler file.
+void leave_free(const std::string& dir, uint64_t keep) {
+  struct statvfs v{};
+  ASSERT_EQ(statvfs(dir.c_str(), &v), 0);
+  uint64_t avail = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
+  ASSERT_GE(avail, keep);
+  if (avail == keep) return;
+  int fd = open((dir + "/filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(posix_fallocate(fd, 0, static_cast<off_t>(avail - keep)), 0);
+  close(fd);
+}
+
+// -1: no process with `tag` is in an agentcage cgroup; else its cgroup's frozen state.
+int frozen(const std::string& tag) {
+  std::string cg2;
+  std::istringstream mounts(read_all("/proc/self/mounts"));
+  std::string dev, mp, type, rest;
+  while (mounts >> dev >> mp >> type && std::getline(mounts, rest))
+    if (type == "cgroup2" && cg2.empty()) cg2 = mp;
+  for (pid_t p : testing::processes_with(tag)) {
+    std::string rel;
+    for (const auto& line : testing::lines(read_all("/proc/" + std::to_string(p) + "/cgroup")))
+      if (line.rfind("0::", 0) == 0) rel = line.substr(3);
+    if (rel.find("/agentcage/") == std::string::npos) continue;
+    auto ev = read_all(cg2 + rel + "/cgroup.events");
+    if (ev.find("frozen 1") != std::string::npos) return 1;
+    if (ev.find("frozen 0") != std::string::npos) return 0;
+  }
+  return -1;
+}
+
+// on_record_failure holds for in-process runs as for daemon sandboxes: the run's store on
+// a real tmpfs that fills up. `stop` kills the run; a new run of such a profile is refused
+// while the store refuses; `pause` freezes the run until space returns, then it finishes.
+TEST_F(ProfileRun, InProcessRunsHonourOnRecordFailure) {
+  std::string mnt = ws_ + "/../recfail-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(mnt.c_str(), 0700), 0);
+  // Room for the whole run once the filler is gone (its store grows to ~8 MB).
+  ASSERT_EQ(run({"mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt}).status, 0);
+  struct Unmount {
+    std::string m;
+    ~Unmount() { run({"umount", "-l", m}); }
+  } unmount{mnt};
+  std::string pdir = ws_ + "/../recfail-profiles-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  std::ofstream(pdir + "/stopped.yaml") << "extends: default\non_record_failure: stop\n";
+  std::ofstream(pdir + "/paused.yaml") << "extends: default\non_record_failure: pause\n";
+  std::string tag = "agentcage-recfail-" + std::to_string(getpid());
+  auto start_run = [&](const std::string& profile, const std::string& db, const std::string& script,
+                       const std::string& out) {
+    return testing::start({AGENTCAGE_BIN, "run", "--no-daemon", "--audit-db", db, "--profile", pdir + "/" + profile,
+                           "--workspace", ws_, "--", "/bin/sh", "-c", script},
+                          out);
+  };
+  const std::string loop = "i=0; while [ $i -lt 400 ]; do /bin/echo x >/dev/null; i=$((i+1)); done; echo finished # ";
+
+  // 1. stop: the store fills under the run, which is killed.
+  leave_free(mnt, 512 << 10);
+  std::string out1 = ws_ + "/stopped.out";
+  pid_t p1 = start_run("stopped.yaml", mnt + "/a.db", loop + tag + "-s", out1);
+  int st1 = testing::wait_status(p1);
+  EXPECT_NE(st1, 0) << read_all(out1);
+  EXPECT_EQ(read_all(out1).find("finished"), std::string::npos) << "the run was not stopped";
+  EXPECT_NE(read_all(out1).find("store_full"), std::string::npos) << read_all(out1);
+  EXPECT_NE(read_all(out1).find("stopped (on_record_failure: stop)"), std::string::npos) << read_all(out1);
+
+  // 2. While the store refuses, a run of such a profile does not start. Made certain: a
+  // fresh store, a reader holding a snapshot (so SQLite cannot restart its WAL inside the
+  // file it has) and almost no free block left, so the run's first record cannot be written.
+  unlink((mnt + "/filler").c_str());
+  std::string cdb = mnt + "/c.db";
+  ASSERT_EQ(run({AGENTCAGE_BIN, "run", "--no-daemon", "--audit-db", cdb, "--", "/bin/true"}).status, 0);
+  pid_t holder = testing::start({"/usr/bin/python3", "-c",
+                                 "import sqlite3, sys, time\n"
+                                 "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                                 "c.execute('BEGIN'); c.execute('SELECT count(*) FROM events').fetchall()\n"
+                                 "print('holding', flush=True); time.sleep(60)",
+                                 cdb},
+                                ws_ + "/holder.out");
+  ASSERT_TRUE(eventually([&] { return read_all(ws_ + "/holder.out").find("holding") != std::string::npos; },
+                         std::chrono::seconds(10)))
+      << read_all(ws_ + "/holder.out");
+  // A few pages: enough for the store to open, not for a transaction that adds a row and
+  // its index entries.
+  leave_free(mnt, 16 << 10);
+  auto refused = run({AGENTCAGE_BIN, "run", "--no-daemon", "--audit-db", cdb, "--profile", pdir + "/stopped.yaml",
+                      "--workspace", ws_, "--", "/bin/echo", "ran"});
+  kill(holder, SIGKILL);
+  testing::wait_status(holder);
+  EXPECT_NE(refused.status, 0);
+  EXPECT_EQ(refused.out.find("ran"), std::string::npos);
+  EXPECT_NE(refused.err.find("the audit store cannot record (store_full), and profile 'stopped' says "
+                             "on_record_failure: stop"),
+            std::string::npos)
+      << refused.out << refused.err;
+
+  // 3. pause: frozen while the store refuses, thawed when space returns; it finishes and
+  // the gap is on record.
+  unlink((mnt + "/filler").c_str());
+  for (const char* db : {"/a.db", "/c.db"})
+    for (const char* suffix : {"", "-wal", "-shm", ".id"}) unlink((mnt + db + suffix).c_str());
+  leave_free(mnt, 512 << 10);
+  std::string out3 = ws_ + "/paused.out";
+  pid_t p3 = start_run("paused.yaml", mnt + "/b.db", loop + tag + "-p", out3);
+  EXPECT_TRUE(eventually([&] { return frozen(tag + "-p") == 1 || !testing::pid_alive(p3); }, std::chrono::seconds(60)))
+      << read_all(out3);
+  EXPECT_EQ(frozen(tag + "-p"), 1) << read_all(out3);
+  EXPECT_TRUE(testing::pid_alive(p3));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(frozen(tag + "-p"), 1) << "thawed while the store still refuses";
+  unlink((mnt + "/filler").c_str());
+  int st3 = testing::wait_status(p3);
+  EXPECT_EQ(st3, 0) << read_all(out3);
+  EXPECT_NE(read_all(out3).find("finished"), std::string::npos) << read_all(out3);
+  EXPECT_NE(read_all(out3).find("resumed: the audit store records again"), std::string::npos) << read_all(out3);
+  auto v = run({AGENTCAGE_BIN, "audit", "verify", "--db", mnt + "/b.db"});
+  EXPECT_EQ(v.status, 0) << v.out << v.err;
+  auto n = run({"sqlite3", mnt + "/b.db", "select count(*) from events where kind = 'loss'"});
+  EXPECT_GE(std::stoi(n.out.empty() ? "0" : n.out), 1) << n.out << n.err;
 }
 
 }  // namespace

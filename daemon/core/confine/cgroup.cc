@@ -50,9 +50,11 @@ Cgroup::~Cgroup() {
   if (fd_) (void)destroy();
 }
 
-Status Cgroup::kill_all() {
+Status Cgroup::kill_all() { return kill_cgroup(path_); }
+
+Status kill_cgroup(const std::string& path_) {
   // cgroup.kill (Linux 5.14+) kills the whole subtree atomically, racing no fork.
-  if (::faccessat(fd_.get(), "cgroup.kill", W_OK, 0) == 0) return write_file(path_ + "/cgroup.kill", "1");
+  if (::access((path_ + "/cgroup.kill").c_str(), W_OK) == 0) return write_file(path_ + "/cgroup.kill", "1");
   // Fallback: freeze-free loop over cgroup.procs until it stays empty.
   for (int round = 0; round < 100; ++round) {
     auto procs = read_file(path_ + "/cgroup.procs");

@@ -14,6 +14,10 @@
 
 namespace agentcage::core {
 
+// SIGKILL everything inside the cgroup at `path` (cgroup.kill, or per-pid kill where the
+// kernel lacks it).
+Status kill_cgroup(const std::string& path);
+
 // A cgroup v2 directory this process created and owns. Destroying it kills every process
 // left inside and removes the directory, so nothing started in it outlives it.
 class Cgroup {

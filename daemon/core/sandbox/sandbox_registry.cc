@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/sandbox/sandbox_registry.h"
+
+#include "core/sandbox/record_failure.h"
 #include "core/store/store.h"
 #include "core/base/text.h"
 
@@ -189,16 +191,10 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
       if (--r->creating_[p.uid] == 0) r->creating_.erase(p.uid);
     }
   } done{this, peer};
-  auto on_failure = profile && profile->on_record_failure() != v1::Profile::RECORD_FAILURE_UNSPECIFIED
-                        ? profile->on_record_failure()
-                        : v1::Profile::RECORD_FAILURE_CONTINUE;
+  auto on_failure = record_failure_action(profile);
   if (on_failure != v1::Profile::RECORD_FAILURE_CONTINUE) {
     std::lock_guard lk(mu_);
-    if (!recording_failure_.empty())
-      return error(fmt::format("the audit store cannot record ({}), and profile '{}' says on_record_failure: {}",
-                               recording_failure_, profile->name(),
-                               on_failure == v1::Profile::RECORD_FAILURE_PAUSE ? "pause" : "stop"),
-                   "free space for the store (see agentcage status) and try again");
+    if (!recording_failure_.empty()) return std::unexpected(record_failure_refusal(*profile, recording_failure_));
   }
   uint64_t key = new_sandbox_key();
   std::string id = sandbox_id_string(key);
@@ -570,31 +566,8 @@ int SandboxRegistry::reap_orphans() {
 void SandboxRegistry::recording_failed(bool failing, const std::string& why) {
   std::lock_guard lk(mu_);
   recording_failure_ = failing ? why : "";
-  for (auto& [id, e] : entries_) {
-    if (!e.cgroup || e.on_record_failure == v1::Profile::RECORD_FAILURE_CONTINUE) continue;
-    if (e.on_record_failure == v1::Profile::RECORD_FAILURE_STOP) {
-      if (!failing) continue;
-      spdlog::warn("sandbox {}: the audit store cannot record ({}): stopped (on_record_failure: stop)", id, why);
-      if (auto r = e.cgroup->kill_all(); !r) spdlog::error("sandbox {}: stop: {}", id, r.error().message());
-      continue;
-    }
-    if (e.frozen == failing) continue;
-    // cgroup v2 freezer: every task in the subtree stops where it is and resumes later.
-    std::string f = e.cgroup->path() + "/cgroup.freeze";
-    int fd = ::open(f.c_str(), O_WRONLY | O_CLOEXEC);
-    bool ok = fd >= 0 && ::write(fd, failing ? "1" : "0", 1) == 1;
-    if (fd >= 0) ::close(fd);
-    if (!ok) {
-      spdlog::error("sandbox {}: {} {}: {}{}", id, failing ? "freeze" : "thaw", f, std::strerror(errno),
-                    failing ? "; stopping it instead" : "");
-      if (failing) (void)e.cgroup->kill_all();
-      continue;
-    }
-    e.frozen = failing;
-    spdlog::warn("sandbox {}: {} (on_record_failure: pause){}", id,
-                 failing ? "paused: the audit store cannot record (" + why + ")" : "resumed: the audit store records again",
-                 "");
-  }
+  for (auto& [id, e] : entries_)
+    if (e.cgroup) e.frozen = apply_record_failure(e.on_record_failure, id, e.cgroup->path(), failing, e.frozen, why);
 }
 
 }  // namespace agentcage::core

@@ -198,6 +198,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   }
   auto cg = Cgroup::create(parent + "/" + res.sandbox_id);
   if (!cg) return std::unexpected(cg.error());
+  if (opts.on_cgroup) opts.on_cgroup(cg->path());
   if (mon) {
     if (auto st = mon->track_cgroup(cg->id(), key); !st) return std::unexpected(st.error());
     // Enforcement fails closed: no policy in the kernel, no child.

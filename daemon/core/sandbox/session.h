@@ -40,6 +40,10 @@ struct SessionOptions {
   // The command's environment (see SpawnOptions::env); unset: this process's.
   std::optional<std::vector<std::string>> env;
   std::string cgroup_parent;       // default: <cgroup2 mount>/agentcage
+  // Called with the sandbox's cgroup path once it exists, before the child is spawned
+  // (e.g. so that on_record_failure can freeze or kill it from another thread). The path
+  // is removed at the end of the session.
+  std::function<void(const std::string& cgroup_path)> on_cgroup;
   // Network policy enforced by the cgroup BPF programs; installed before the child is
   // spawned. Setting it loads the BPF monitor even when `monitor` is false (violations
   // still reach on_event). Unset: network unrestricted (observed when monitoring).

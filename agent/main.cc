@@ -779,6 +779,7 @@ int do_collector(const cli::CollectorArgs& a) {
   auto set = block_stop_signals();
   core::StoreOptions so;
   so.collector = true;
+  so.check_pages = true;  // long-lived, as agentcaged: a damaged page is found at start
   // The collector's own chain is keyed with its host's key, as a node's is.
   so.chain_key_path = a.chain_key;
   // Root creates the install-time key; another user only a key file of their own choosing.

@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
   if (no_store) opts.store_path.clear();
   opts.store.max_bytes = max_bytes;
   opts.store.create_chain_key = true;  // the install-time key: a fresh node keys its chain from seq 1
+  opts.store.check_pages = true;       // a damaged page is found at start, not by the query that meets it
   opts.store.max_age = std::chrono::seconds(max_age_s);
   if (no_store && !audit.endpoint.empty()) {
     fprintf(stderr, "agentcaged: error: --audit-endpoint streams from the store: drop --no-store\n");

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -196,6 +197,34 @@ class Fault : public ::testing::Test {
   pid_t coll_ = -1, daemon_ = -1, load_ = -1;
   int collector_runs_ = 0, daemon_runs_ = 0;
 };
+
+// A store whose pages were overwritten (a torn write, a bad disk) opens "healthy" for a
+// plain SQLite open; agentcaged checks its pages at start and refuses it, naming the
+// damage, instead of starting and failing on whichever query meets the page.
+TEST_F(Fault, ADamagedStorePageStopsTheDaemonAtStart) {
+  {
+    auto s = core::EventStore::open(ddb_, {});
+    ASSERT_TRUE(s.has_value()) << s.error().message();
+    std::vector<v1::Event> evs(5000);
+    for (auto& e : evs) e.mutable_exec()->set_filename("/bin/echo");
+    ASSERT_TRUE((*s)->append_batch(evs).has_value());
+  }
+  auto size = std::filesystem::file_size(ddb_);
+  {
+    FILE* f = fopen(ddb_.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::string junk(4096, '\x5a');
+    ASSERT_EQ(fseek(f, static_cast<long>(size / 4096 / 2) * 4096, SEEK_SET), 0);
+    ASSERT_EQ(fwrite(junk.data(), 1, junk.size(), f), junk.size());
+    fclose(f);
+  }
+  start_daemon({});
+  int st = testing::wait_status(daemon_);
+  daemon_ = -1;
+  EXPECT_NE(st, 0);
+  EXPECT_NE(daemon_log().find("its pages are damaged (SQLite quick_check:"), std::string::npos) << daemon_log();
+  EXPECT_EQ(access(sock_.c_str(), F_OK), -1) << "it served on a damaged store";
+}
 
 TEST_F(Fault, DaemonKilledMidLoadLosesNothingStored) {
   int port = start_collector(0);

@@ -95,6 +95,37 @@ TEST(StoreDamage, GarbageStoreIdOrSchemaIsRefusedAsDamage) {
   EXPECT_EQ(why.find("older or newer"), std::string::npos) << why;
 }
 
+// Pages overwritten in the middle of the file (a torn write, a bad disk): without a page
+// check the store opens "healthy" and fails on whichever query meets them; long-lived
+// openers (agentcaged, the collector: StoreOptions::check_pages) refuse it at open,
+// naming what SQLite found.
+TEST(StoreDamage, DamagedPagesAreFoundAtOpenByLongLivedOpeners) {
+  auto db = fresh_store(5000);
+  auto size = std::filesystem::file_size(db);
+  ASSERT_GT(size, 40u * 4096) << "the store is too small to damage in the middle";
+  {
+    FILE* f = fopen(db.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::string junk(4096, '\x5a');
+    for (double at : {0.4, 0.5, 0.6}) {
+      long page = static_cast<long>(static_cast<double>(size / 4096) * at);
+      ASSERT_EQ(fseek(f, page * 4096, SEEK_SET), 0);
+      ASSERT_EQ(fwrite(junk.data(), 1, junk.size(), f), junk.size());
+    }
+    fclose(f);
+  }
+  StoreOptions checked;
+  checked.check_pages = true;
+  auto s = EventStore::open(db, checked);
+  ASSERT_FALSE(s.has_value()) << "a store with damaged pages opened";
+  EXPECT_NE(s.error().message().find("its pages are damaged (SQLite quick_check: "), std::string::npos)
+      << s.error().message();
+  EXPECT_NE(s.error().message().find("move it aside"), std::string::npos) << s.error().message();
+  // An intact store passes the same check.
+  auto ok = fresh_store(5000);
+  EXPECT_TRUE(EventStore::open(ok, checked).has_value());
+}
+
 std::vector<v1::Event> losses(const std::string& db) {
   StoreOptions o;
   o.read_only = true;

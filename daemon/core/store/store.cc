@@ -44,7 +44,7 @@ std::unexpected<Error> db_error(sqlite3* db, const std::string& what, const std:
   else if ((code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB)
     hint = "the file is not an agentcage store or is damaged";
   else if ((code & 0xff) == SQLITE_FULL)
-    hint = "free space on the file system that holds the store (events are counted as lost meanwhile)";
+    hint = "free space on the file system that holds the store (while agentcage runs, what the store cannot take is counted and reported as lost)";
   auto e = error(fmt::format("sqlite {} ({}): {}", what, path, db ? sqlite3_errmsg(db) : "out of memory"), hint);
   // The cause as an errno where there is one, so callers can tell a full disk from damage.
   if ((code & 0xff) == SQLITE_FULL) e.error().code = ENOSPC;
@@ -397,11 +397,17 @@ Result<std::unique_ptr<EventStore>> EventStore::open(const std::string& path, co
     if (sqlite3_open_v2(path.c_str(), &s->writer_, flags, nullptr) != SQLITE_OK)
       return db_error(s->writer_, "open", path);
     sqlite3_busy_timeout(s->writer_, kBusyTimeoutMs);
+    // Before the schema checks: they read the events table, and would meet a damaged
+    // page as a bare "malformed" error.
+    if (opts.check_pages)
+      if (auto r = s->check_pages(s->writer_); !r) return std::unexpected(r.error());
     if (auto r = s->init_schema(); !r) return std::unexpected(r.error());
   } else {
     // Schema checks on a reader: a read-only open never creates or changes anything.
     auto rd = s->reader();
     if (!rd) return std::unexpected(rd.error());
+    if (opts.check_pages)
+      if (auto r = s->check_pages(rd->get()); !r) return std::unexpected(r.error());
     auto id = meta_get(rd->get(), "store_id", path);
     if (!id) return std::unexpected(id.error());
     if (!*id) return error(fmt::format("open event store {}: not an agentcage store (no meta.store_id)", path));
@@ -419,6 +425,31 @@ Result<std::unique_ptr<EventStore>> EventStore::open(const std::string& path, co
   if (!opts.read_only)
     if (auto r = s->check_identity(); !r) return std::unexpected(r.error());
   return s;
+}
+
+Status EventStore::check_pages(sqlite3* db) const {
+  // quick_check: every page's b-tree structure and record format, not index contents
+  // (O(N), unlike integrity_check's O(N log N)). At most 5 findings are named.
+  auto st = Stmt::prepare(db, "PRAGMA quick_check(5)", path_);
+  if (!st) return std::unexpected(st.error());
+  std::vector<std::string> found;
+  int rc;
+  while ((rc = st->step()) == SQLITE_ROW) {
+    std::string line = st->col_text(0);
+    if (line != "ok") found.push_back(escape_text(line.substr(0, 200)));
+  }
+  int code = sqlite3_extended_errcode(db);
+  std::string msg = rc == SQLITE_DONE ? "" : sqlite3_errmsg(db);
+  st = Stmt();
+  if (rc != SQLITE_DONE && (code & 0xff) != SQLITE_CORRUPT && (code & 0xff) != SQLITE_NOTADB)
+    return db_error(db, "PRAGMA quick_check", path_);
+  if (rc != SQLITE_DONE) found.push_back(msg);
+  if (found.empty()) return {};
+  std::string list;
+  for (const auto& f : found) list += (list.empty() ? "" : "; ") + f;
+  return error(fmt::format("open event store {}: its pages are damaged (SQLite quick_check: {})", path_, list),
+               "the store is damaged: keep it for the investigation (audit verify --db names what still "
+               "verifies), move it aside, and start with a new store");
 }
 
 bool valid_store_id(std::string_view id) {

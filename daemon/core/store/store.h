@@ -106,6 +106,11 @@ struct StoreOptions {
   // appends. agentcaged, root's in-process runs and the CLI pass kDefaultChainKeyPath.
   std::string chain_key_path;
   bool create_chain_key = false;  // create chain_key_path if missing (the install-time key)
+  // Run SQLite's PRAGMA quick_check at open and refuse a store whose pages are damaged
+  // (a b-tree page overwritten, a torn write): such a store opens "healthy" and fails
+  // later, on whichever query meets the page. It reads the whole file, so it is for
+  // long-lived openers (agentcaged, collector, audit verify), not every in-process run.
+  bool check_pages = false;
 };
 
 struct StoreQuery {
@@ -286,6 +291,7 @@ class EventStore {
   // so a store that was deleted, truncated or rolled back under the same path is told
   // in-band (a Loss as its next record) rather than taken for a first start.
   Status check_identity();
+  Status check_pages(sqlite3* db) const;
   void write_identity(uint64_t seq) const;
   std::atomic<int64_t> identity_written_ns_{0};
   std::atomic<bool> identity_checked_{false};

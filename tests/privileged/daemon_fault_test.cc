@@ -34,16 +34,25 @@ std::string slurp(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
+// Calls fn on the events of `kinds` (empty: all) in a store opened read-only (writers may
+// be running); fn returns false to stop. False when the store cannot be opened or read.
+template <class F>
+bool for_each_stored(const std::string& db, std::vector<std::string> kinds, F fn) {
+  core::StoreOptions o;
+  o.read_only = true;
+  auto s = core::EventStore::open(db, o);
+  if (!s) return false;
+  core::StoreQuery q;
+  q.kinds = std::move(kinds);
+  return (*s)->query(q, fn).has_value();
+}
+
 // seq -> canonical bytes of every event in a store (read-only; writers may be running).
 // A collector store keys by origin seq (the event's own seq field).
 std::map<uint64_t, std::string> store_events(const std::string& db, size_t* rows = nullptr) {
   std::map<uint64_t, std::string> out;
-  core::StoreOptions o;
-  o.read_only = true;
-  auto s = core::EventStore::open(db, o);
-  if (!s) return out;
   size_t n = 0;
-  (void)(*s)->query(core::StoreQuery{}, [&](const v1::Event& e) {
+  for_each_stored(db, {}, [&](const v1::Event& e) {
     ++n;
     out[e.seq()] = core::canonical_bytes(e);
     return true;
@@ -69,14 +78,8 @@ std::vector<std::string> event_lines(const std::string& text) {
 }
 
 bool has_marker(const std::string& db, const std::string& marker) {
-  core::StoreOptions o;
-  o.read_only = true;
-  auto s = core::EventStore::open(db, o);
-  if (!s) return false;
   bool found = false;
-  core::StoreQuery q;
-  q.kinds = {"exec"};
-  (void)(*s)->query(q, [&](const v1::Event& e) {
+  for_each_stored(db, {"exec"}, [&](const v1::Event& e) {
     for (const auto& a : e.process().argv()) found |= a == marker;
     return !found;
   });
@@ -401,13 +404,7 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
   // The collector holds the Loss, told in-band without a seq (EventBatch.unstored).
   auto collector_losses = [&](bool with_seq) {
     uint64_t n = 0;
-    core::StoreOptions o;
-    o.read_only = true;
-    auto cs = core::EventStore::open(cdb_, o);
-    if (!cs) return n;
-    core::StoreQuery q;
-    q.kinds = {"loss"};
-    (void)(*cs)->query(q, [&](const v1::Event& e) {
+    for_each_stored(cdb_, {"loss"}, [&](const v1::Event& e) {
       if (e.loss().reason() == "store_full" && (e.seq() != 0) == with_seq) n += e.loss().count();
       return true;
     });
@@ -441,19 +438,11 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
   kill(paused, SIGTERM);
   testing::wait_status(paused);
   uint64_t recorded = 0;
-  {
-    core::StoreOptions o;
-    o.read_only = true;
-    auto s = core::EventStore::open(ddb_, o);
-    ASSERT_TRUE(s.has_value()) << s.error().message();
-    core::StoreQuery q;
-    q.kinds = {"loss"};
-    ASSERT_TRUE((*s)->query(q, [&](const v1::Event& e) {
-                   if (e.loss().reason() == "store_full") recorded += e.loss().count();
-                   EXPECT_NE(e.loss().reason(), "store_queue_full") << "a full disk is not a full queue";
-                   return true;
-                 }).has_value());
-  }
+  ASSERT_TRUE(for_each_stored(ddb_, {"loss"}, [&](const v1::Event& e) {
+    if (e.loss().reason() == "store_full") recorded += e.loss().count();
+    EXPECT_NE(e.loss().reason(), "store_queue_full") << "a full disk is not a full queue";
+    return true;
+  }));
   EXPECT_GT(recorded, 0u);
   auto v = testing::run({AGENTCAGE_BIN, "audit", "verify", "--db", ddb_});
   EXPECT_EQ(v.status, 0) << v.out << v.err;

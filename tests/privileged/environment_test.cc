@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Only what is meant reaches the agent: the environment. With credentials in the caller's
 // environment, `agentcage run --profile default -- env` shows the ordinary variables and
-// no credential, names the removed ones (never their values) on stderr, and lets one
+// no credential (by name, or a password inside a URL value), names the removed ones (never their values) on stderr, and lets one
 // through with --pass-env; in-process as root and through agentcaged as user nobody, with
 // the same environment on both paths.
 #include <gtest/gtest.h>
@@ -22,6 +22,7 @@ using testing::run;
 // Distinctive values, so their absence from every output means something.
 constexpr const char* kAwsValue = "aws-secret-value-4f1c";
 constexpr const char* kGhValue = "github-token-value-9b2e";
+constexpr const char* kProxyPassword = "proxy-pw-77d1";  // in a value, under a name no pattern denies
 
 class AgentEnvironment : public ::testing::Test {
  protected:
@@ -47,6 +48,8 @@ class AgentEnvironment : public ::testing::Test {
                                  "LANG=C.UTF-8",
                                  std::string("AWS_SECRET_ACCESS_KEY=") + kAwsValue,
                                  std::string("GITHUB_TOKEN=") + kGhValue,
+                                 std::string("https_proxy=http://alice:") + kProxyPassword + "@proxy.invalid:3128",
+                                 "http_proxy=http://proxy.invalid:3128",
                                  "FOO=z"};
     out.insert(out.end(), argv.begin(), argv.end());
     return out;
@@ -86,6 +89,12 @@ class AgentEnvironment : public ::testing::Test {
     EXPECT_TRUE(has("FOO=z")) << r.out;  // default inherits everything the deny list spares
     EXPECT_TRUE(has("PATH=/usr/local/bin:/usr/bin:/bin")) << r.out;
     EXPECT_TRUE(has("LANG=C.UTF-8")) << r.out;
+    EXPECT_TRUE(has("http_proxy=http://proxy.invalid:3128")) << r.out;  // no password: kept
+    EXPECT_EQ(r.out.find("https_proxy"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(kProxyPassword), std::string::npos) << r.out;
+    EXPECT_EQ(r.err.find(kProxyPassword), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("kept out https_proxy (a URL with a password or token in the value"), std::string::npos)
+        << r.err;
     EXPECT_EQ(r.out.find("AWS_SECRET_ACCESS_KEY"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("GITHUB_TOKEN"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find(kAwsValue), std::string::npos) << r.out;
@@ -142,7 +151,8 @@ TEST_F(AgentEnvironment, BothPathsGiveTheSameEnvironment) {
   ASSERT_EQ(daemon.status, 0) << daemon.err;
   EXPECT_EQ(sorted_lines(local.out), sorted_lines(daemon.out)) << local.out << "\n---\n" << daemon.out;
   EXPECT_EQ(sorted_lines(local.out),
-            (std::vector<std::string>{"FOO=z", "HOME=/nonexistent", "LANG=C.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin"}));
+            (std::vector<std::string>{"FOO=z", "HOME=/nonexistent", "LANG=C.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin",
+                                      "http_proxy=http://proxy.invalid:3128"}));
 }
 
 // Without --profile nothing is filtered (a run that is contained and recorded but not

@@ -133,6 +133,32 @@ TEST(EnvPlan, SummaryNamesWhatWasKeptOutNeverValues) {
   EXPECT_EQ(env_plan_summary(odd).find('\n'), std::string::npos) << env_plan_summary(odd);
 }
 
+TEST(EnvPlan, UrlUserInformationIsACredentialWhereverItAppears) {
+  EXPECT_TRUE(has_url_credentials("http://u:p@proxy:3128"));
+  EXPECT_TRUE(has_url_credentials("https://TOKEN@github.com/o/r.git"));        // a token as the user name
+  EXPECT_TRUE(has_url_credentials("mongodb+srv://app:pw@c0.example.net/db"));  // scheme with + and .
+  EXPECT_TRUE(has_url_credentials("https://pypi.org/simple https://u:p@mirror/simple"));  // the second URL
+  EXPECT_TRUE(has_url_credentials("postgres://u:p%40ss@db/x"));                // an escaped @ in the password
+  EXPECT_FALSE(has_url_credentials("http://proxy:3128"));
+  EXPECT_FALSE(has_url_credentials("https://example.com/users/@me"));   // '@' in the path
+  EXPECT_FALSE(has_url_credentials("https://example.com/?to=a@b.c"));   // '@' in the query
+  EXPECT_FALSE(has_url_credentials("https://@host/"));                  // empty user information
+  EXPECT_FALSE(has_url_credentials("alice@example.com"));               // no URL at all
+  EXPECT_FALSE(has_url_credentials("://u:p@host"));                     // no scheme
+  EXPECT_FALSE(has_url_credentials(""));
+
+  Env e = policy(Env::INHERIT_ALL);
+  const Names caller = {"PROXY=http://u:p@h:1", "PLAIN=http://h:1", "NOVALUE"};
+  EXPECT_TRUE(plan_environment(e, caller, {}).url_credentials.empty());  // off unless the profile says so
+  e.set_deny_url_credentials(true);
+  auto plan = plan_environment(e, caller, {});
+  EXPECT_EQ(plan.url_credentials, (Names{"PROXY"}));
+  EXPECT_EQ(plan.env, (Names{"PLAIN=http://h:1", "NOVALUE"}));
+  auto passed = plan_environment(e, caller, {"PROXY"});
+  EXPECT_TRUE(passed.url_credentials.empty());
+  EXPECT_EQ(passed.env.front(), "PROXY=http://u:p@h:1");
+}
+
 // The shipped base.yaml (through default) on a realistic caller: credentials out by
 // name and by convention, ordinary variables and look-alikes in.
 TEST(EnvPlan, ShippedDefaultKeepsCredentialsOutAndTheRestIn) {
@@ -144,7 +170,8 @@ TEST(EnvPlan, ShippedDefaultKeepsCredentialsOutAndTheRestIn) {
                          "NODE_AUTH_TOKEN", "PYPI_TOKEN", "TWINE_PASSWORD", "DOCKER_AUTH_CONFIG", "SSH_AUTH_SOCK",
                          "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "STRIPE_API_KEY", "MY_SERVICE_SECRET", "PGPASSWORD",
                          "MYSQL_PWD", "SLACK_BOT_TOKEN", "HF_TOKEN", "VAULT_TOKEN", "GIT_ASKPASS", "DATABASE_URL",
-                         "CI_REGISTRY_PASSWORD", "SENTRY_AUTH_TOKEN", "KUBECONFIG"};
+                         "CI_REGISTRY_PASSWORD", "SENTRY_AUTH_TOKEN", "KUBECONFIG", "GIT_CONFIG_PARAMETERS",
+                         "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"};
   const Names ordinary = {"PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "PWD", "OLDPWD", "SHELL", "FOO", "EDITOR",
                           "GOPATH", "CARGO_HOME", "VIRTUAL_ENV", "JAVA_HOME", "TOKENIZERS_PARALLELISM",
                           "LD_LIBRARY_PATH", "HTTPS_PROXY", "CI", "GIT_AUTHOR_NAME", "PYTHONPATH"};
@@ -156,6 +183,21 @@ TEST(EnvPlan, ShippedDefaultKeepsCredentialsOutAndTheRestIn) {
   Names kept;
   for (const auto& e : plan.env) kept.push_back(e.substr(0, e.find('=')));
   EXPECT_EQ(kept, ordinary);
+  EXPECT_TRUE(plan.url_credentials.empty());
+
+  // A password in a value is kept out under any name; the same variable without one is not.
+  auto urls = plan_environment(r->profile.environment(),
+                               {"https_proxy=http://alice:pw@proxy.corp:3128", "REDIS_URL=redis://:s3cret@cache:6379/0",
+                                "GIT_REMOTE=https://ghp_abc123@github.com/o/r.git", "http_proxy=http://proxy.corp:3128",
+                                "GIT_CONFIG_GLOBAL=/h/.gitconfig"},
+                               {"GIT_REMOTE"});
+  EXPECT_EQ(urls.url_credentials, (Names{"https_proxy", "REDIS_URL"}));
+  EXPECT_EQ(urls.env, (Names{"GIT_REMOTE=https://ghp_abc123@github.com/o/r.git", "http_proxy=http://proxy.corp:3128",
+                             "GIT_CONFIG_GLOBAL=/h/.gitconfig"}));
+  EXPECT_NE(env_plan_summary(urls).find("kept out https_proxy, REDIS_URL (a URL with a password or token"),
+            std::string::npos)
+      << env_plan_summary(urls);
+  EXPECT_EQ(env_plan_summary(urls).find("s3cret"), std::string::npos);
 
   // mcp-server runs third-party code: the base set only, and still no credential.
   auto m = resolve_profile(std::string(AGENTCAGE_SOURCE_DIR) + "/profiles/mcp-server.yaml",

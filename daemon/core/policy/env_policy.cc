@@ -78,6 +78,23 @@ bool env_pattern_matches(std::string_view pattern, std::string_view name) {
   return p == pattern.size();
 }
 
+bool has_url_credentials(std::string_view value) {
+  for (size_t at = value.find("://"); at != std::string_view::npos; at = value.find("://", at + 3)) {
+    // A scheme is letters, digits, + - . (RFC 3986 3.1), at least one, right before "://".
+    size_t s = at;
+    while (s > 0 && (std::isalnum(static_cast<unsigned char>(value[s - 1])) || value[s - 1] == '+' ||
+                     value[s - 1] == '-' || value[s - 1] == '.'))
+      --s;
+    if (s == at) continue;
+    std::string_view rest = value.substr(at + 3);
+    // The authority ends at the path, query or fragment, or where the next list item starts.
+    size_t end = rest.find_first_of("/?#, \t;");
+    std::string_view authority = rest.substr(0, end);
+    if (size_t a = authority.rfind('@'); a != std::string_view::npos && a > 0) return true;
+  }
+  return false;
+}
+
 EnvPlan plan_environment(const Env& policy, const std::vector<std::string>& caller,
                          const std::vector<std::string>& pass_env) {
   EnvPlan plan;
@@ -94,6 +111,9 @@ EnvPlan plan_environment(const Env& policy, const std::vector<std::string>& call
       plan.env.push_back(entry);
     } else if (deny) {
       plan.denied.emplace_back(name);
+    } else if (policy.deny_url_credentials() && entry.size() > name.size() &&
+               has_url_credentials(std::string_view(entry).substr(name.size() + 1))) {
+      plan.url_credentials.emplace_back(name);
     } else if (inherited(policy.inherit(), name) || any_matches(policy.allow(), name)) {
       plan.env.push_back(entry);
     } else {
@@ -117,6 +137,10 @@ std::string env_plan_summary(const EnvPlan& plan) {
   std::vector<std::string> parts;
   if (!plan.denied.empty())
     parts.push_back(fmt::format("kept out {} (environment.deny; --pass-env NAME lets one through)", name_list(plan.denied)));
+  if (!plan.url_credentials.empty())
+    parts.push_back(fmt::format("kept out {} (a URL with a password or token in the value: "
+                                "environment.deny_url_credentials; --pass-env NAME lets one through)",
+                                name_list(plan.url_credentials)));
   if (!plan.not_inherited.empty()) {
     const char* mode = plan.inherit == Env::INHERIT_NONE ? "none" : "base";
     parts.push_back(fmt::format("not inherited (inherit: {}, not in environment.allow): {}", mode,

@@ -26,12 +26,19 @@ bool valid_env_pattern(std::string_view pattern);
 // Whether `name` matches `pattern` (case-sensitive, as environment names are).
 bool env_pattern_matches(std::string_view pattern, std::string_view name);
 
+// Whether `value` holds a URL with user information, scheme://USERINFO@host: a password
+// (user:pass@) or a token written as the user name (https://ghp_...@github.com). Every URL
+// in the value counts (PIP_EXTRA_INDEX_URL lists several). An '@' after the authority
+// (a path, a query, mailto-like text) is not user information.
+bool has_url_credentials(std::string_view value);
+
 struct EnvPlan {
   // What the command gets, "NAME=value": the kept variables in the caller's order, then
   // `set` in name order (replacing a kept one of the same name in place).
   std::vector<std::string> env;
   std::vector<std::string> denied;         // names a deny pattern left out (the credentials)
   std::vector<std::string> not_inherited;  // names neither inherit nor allow let in
+  std::vector<std::string> url_credentials;  // names left out for a URL with user info in the value
   std::vector<std::string> passed;         // names kept by pass/--pass-env that a deny matched
   v1::Profile::Environment::Inherit inherit = v1::Profile::Environment::INHERIT_ALL;  // as planned
 };

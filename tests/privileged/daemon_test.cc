@@ -122,6 +122,23 @@ TEST_F(Daemon, ProcessInsideASandboxCannotCreateOrChangeSandboxes) {
   EXPECT_NE(r.err.find("inside a sandbox"), std::string::npos) << r.err;
 }
 
+// A pin directory bpffs cannot hold is a configuration error said as one, not the bare
+// EPERM of mkdir (which reads like a permission problem to root).
+TEST(DaemonStart, APinDirectoryBpffsCannotNameIsRefusedSayingWhy) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: agentcaged loads BPF programs";
+  std::string dir = testing::temp_dir();
+  const std::string pins = "/sys/fs/bpf/agentcage-test.dotted";
+  auto r = run({AGENTCAGED_BIN, "--socket", dir + "/s.sock", "--audit-db", dir + "/audit.db", "--state-dir",
+                dir + "/state", "--bpf-pin-dir", pins},
+               std::chrono::seconds(30));
+  EXPECT_NE(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("pin directory " + pins + ": bpffs refuses names containing '.'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("/sys/fs/bpf/agentcage"), std::string::npos) << r.err;  // the hint names a good one
+  struct stat st;
+  EXPECT_NE(lstat(pins.c_str(), &st), 0);  // nothing made (bpffs answers EPERM for such a name)
+  EXPECT_NE(access((dir + "/s.sock").c_str(), F_OK), 0) << "a refused start serves nothing";
+}
+
 TEST_F(Daemon, BadRequestsGetClearStatusCodes) {
   auto control = v1::Control::NewStub(channel_);
   auto events = v1::Events::NewStub(channel_);

@@ -347,6 +347,11 @@ Status prepare_root(const std::string& root) {
   if (!on_bpffs(parent))
     return error("pin directory " + root + ": " + parent + " is not a bpffs mount",
                  "mount -t bpf bpffs /sys/fs/bpf, or choose a pin directory on bpffs");
+  // bpffs keeps names with a '.' for itself (bpf_lookup refuses them): mkdir would fail
+  // with a bare EPERM that reads like a permission problem.
+  if (std::string leaf = root.substr(root.rfind('/') + 1); leaf.find('.') != std::string::npos)
+    return error("pin directory " + root + ": bpffs refuses names containing '.' (mkdir fails with EPERM)",
+                 "choose a name of letters, digits, '-' and '_', such as " + parent + "/agentcage");
   for (const std::string& d : {root}) {
     if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("mkdir(" + d + ")");
   }

@@ -167,10 +167,23 @@ int main(int argc, char** argv) {
           daemon.set_unstored_listener([c = client.get()](const v1::Event& loss, const std::vector<v1::Event>& evs) {
             c->tell_unstored(loss, evs);
           });
+          // `agentcage status` shows how far the stream got and what it could not tell.
+          daemon.set_extra_counters([c = client.get()] {
+            auto s = c->stats();
+            return std::vector<std::pair<std::string, uint64_t>>{{"audit.connected", s.connected ? 1 : 0},
+                                                                 {"audit.acked_seq", s.acked_seq},
+                                                                 {"audit.shipped_through", s.shipped_through},
+                                                                 {"audit.anchored_seq", s.anchored_seq},
+                                                                 {"audit.sent_events", s.sent_events},
+                                                                 {"audit.sessions", s.sessions},
+                                                                 {"audit.unstored.sent", s.unstored_sent},
+                                                                 {"audit.unstored.dropped", s.unstored_dropped}};
+          });
           return {};
         },
         [&] {
           daemon.set_unstored_listener({});
+          daemon.set_extra_counters({});
           if (client) client->stop();
           client.reset();
         });

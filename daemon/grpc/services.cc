@@ -295,6 +295,7 @@ grpc::ServerUnaryReactor* ControlService::Status(grpc::CallbackServerContext* ct
                                         p->root() ? ss->failing_message : "(details for root)"));
     }
   }
+  for (auto& [name, value] : d_.extra_counters()) counter(std::move(name), value);
   if (auto* m = d_.monitor()) {
     auto ks = m->stats();
     for (int i = 0; i < AC_STAT_MAX; ++i) counter(std::string("kernel.") + core::stat_name(i), ks[i]);

@@ -411,6 +411,17 @@ TEST_F(Fault, DiskFullIsToldInBandAtOnceAndRecordedWhenSpaceReturns) {
     return n;
   };
   EXPECT_TRUE(wait_for([&] { return collector_losses(false) > 0; }, 2s)) << daemon_log().substr(0, 3000);
+  // status says so: what the stream told in-band, and what did not fit its queue.
+  {
+    std::smatch c;
+    std::string s;
+    EXPECT_TRUE(wait_for([&] {
+      s = status();
+      return std::regex_search(s, c, std::regex("audit\\.unstored\\.sent\\s+([0-9]+)")) && std::stoull(c[1]) > 0;
+    }, 5s)) << s;
+    EXPECT_TRUE(std::regex_search(s, std::regex("audit\\.unstored\\.dropped\\s+[0-9]+"))) << s;
+    EXPECT_TRUE(std::regex_search(s, std::regex("audit\\.connected\\s+1"))) << s;
+  }
   // And the subscriber still sees what happens (events without seq), not nothing.
   size_t before = event_lines(slurp(dir_ + "/sub.json")).size();
   EXPECT_TRUE(wait_for([&] { return event_lines(slurp(dir_ + "/sub.json")).size() > before + 100; }, 10s));

@@ -80,6 +80,17 @@ class Daemon {
     std::lock_guard lk(unstored_mu_);
     unstored_fn_ = std::move(fn);
   }
+  // Counters of parts the daemon does not own (the audit stream's client), for Status:
+  // name, value pairs. Any thread; set it to an empty function before it goes away.
+  using CountersFn = std::function<std::vector<std::pair<std::string, uint64_t>>()>;
+  void set_extra_counters(CountersFn fn) {
+    std::lock_guard lk(unstored_mu_);
+    counters_fn_ = std::move(fn);
+  }
+  std::vector<std::pair<std::string, uint64_t>> extra_counters() const {
+    std::lock_guard lk(unstored_mu_);
+    return counters_fn_ ? counters_fn_() : std::vector<std::pair<std::string, uint64_t>>{};
+  }
   BpfMonitor* monitor() { return monitor_.get(); }
   const DecodeContext& decode_context() const { return ctx_; }
   uint64_t start_time_ns() const { return start_ns_; }
@@ -129,8 +140,9 @@ class Daemon {
   std::unique_ptr<EventStore> store_;
   std::unique_ptr<StoreWriter> writer_;  // reader -> writer thread -> store -> hub
   std::atomic<bool> recording_failing_{false};  // the writer's last append failed
-  std::mutex unstored_mu_;                      // guards unstored_fn_
+  mutable std::mutex unstored_mu_;              // guards unstored_fn_ and counters_fn_
   UnstoredFn unstored_fn_;
+  CountersFn counters_fn_;
   std::atomic<bool> stopping_{false};
   std::thread reader_;
   std::thread reaper_;

@@ -338,6 +338,9 @@ int do_run(const cli::RunArgs& a) {
     // install); an unprivileged user's own store cannot read the root-only key: unkeyed.
     sto.chain_key_path = core::kDefaultChainKeyPath;
     sto.create_chain_key = geteuid() == 0;
+    // Root's runs also keep agentcaged's witness of which store lives at this path; an
+    // unprivileged user's store has only the identity file beside it.
+    if (geteuid() == 0) sto.witness_dir = core::kDefaultStoreWitnessDir;
     auto opened = core::EventStore::open(a.audit_db, sto);
     if (!opened) return fail(opened.error());
     store = std::move(*opened);
@@ -536,6 +539,7 @@ int do_status(const cli::StatusArgs& a) {
          resp.node().c_str(), static_cast<double>(resp.uptime_ns()) / 1e9, resp.host_mode() ? "host" : "sandboxes",
          resp.sandboxes(), resp.subscribers());
   if (!resp.store_state().empty()) printf("store: %s\n", core::escape_text(resp.store_state()).c_str());
+  if (!resp.store_origin().empty()) printf("store origin: %s\n", core::escape_text(resp.store_origin()).c_str());
   printf("enforcement:\n");
   for (const auto& e : resp.enforcement())
     printf("  %-28s %-40s %s%s%s\n", e.concern().c_str(), e.mechanism().c_str(), e.available() ? "yes" : "NO",

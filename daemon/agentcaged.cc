@@ -72,6 +72,11 @@ int main(int argc, char** argv) {
   app.add_option("--chain-key", opts.store.chain_key_path,
                  "Key for the store's hash chain (HMAC-SHA256), created root-only on first start")
       ->capture_default_str();
+  opts.store.witness_dir = core::kDefaultStoreWitnessDir;
+  app.add_option("--store-witness-dir", opts.store.witness_dir,
+                 "Where it also remembers which store lives at --audit-db, outside the store's directory, so a "
+                 "store removed with its directory is told in the new store's first record (empty: not kept)")
+      ->capture_default_str();
   app.add_flag("--no-store", no_store, "Keep no audit store (live subscribers only; nothing to stream)");
   app.add_option("--audit-max-bytes", max_bytes, "Store retention: size limit in bytes (0: none)");
   app.add_option("--audit-max-age", max_age_s, "Store retention: age limit in seconds (0: none)");

@@ -295,6 +295,8 @@ grpc::ServerUnaryReactor* ControlService::Status(grpc::CallbackServerContext* ct
                                         p->root() ? ss->failing_message : "(details for root)"));
     }
   }
+  if (auto* store = d_.store(); store && !store->origin_notice().empty())
+    resp->set_store_origin(p->root() ? store->origin_notice() : "a new or rolled-back store (details for root)");
   for (auto& [name, value] : d_.extra_counters()) counter(std::move(name), value);
   if (auto* m = d_.monitor()) {
     auto ks = m->stats();

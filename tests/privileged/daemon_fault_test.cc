@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/store/store.h"
+#include "support/daemon_process.h"
 #include "support/subprocess.h"
 
 namespace agentcage {
@@ -227,6 +228,67 @@ TEST_F(Fault, ADamagedStorePageStopsTheDaemonAtStart) {
   EXPECT_NE(st, 0);
   EXPECT_NE(daemon_log().find("its pages are damaged (SQLite quick_check:"), std::string::npos) << daemon_log();
   EXPECT_EQ(access(sock_.c_str(), F_OK), -1) << "it served on a damaged store";
+}
+
+// The fault review: a store deleted with its identity file (its whole directory) came
+// back as a first start. agentcaged's witness outside the store's directory still names
+// the store that was there: the new store's first record is a Loss saying so, and status
+// tells it (the details to root only).
+TEST_F(Fault, AStoreDeletedWithItsIdentityFileIsToldAtTheNextStart) {
+  testing::make_reachable(AGENTCAGE_BIN);
+  testing::make_reachable(sock_);
+  auto status = [&](bool nobody) {
+    std::vector<std::string> argv = {AGENTCAGE_BIN, "status", "--socket", sock_};
+    return testing::run(nobody ? testing::as_nobody(argv) : argv).out;
+  };
+  auto started = [&] {
+    return wait_for([&] { return access(sock_.c_str(), F_OK) == 0 || !testing::pid_alive(daemon_); }, 20s) &&
+           testing::pid_alive(daemon_);
+  };
+  auto stop = [&] {
+    kill(daemon_, SIGTERM);
+    int st = testing::wait_status(daemon_);
+    daemon_ = -1;
+    return st;
+  };
+  start_daemon({});
+  ASSERT_TRUE(started()) << daemon_log();
+  EXPECT_EQ(status(false).find("store origin:"), std::string::npos) << "a first store has no finding";
+  std::string old_id;
+  {
+    core::StoreOptions o;
+    o.read_only = true;
+    auto s = core::EventStore::open(ddb_, o);
+    ASSERT_TRUE(s.has_value()) << s.error().message();
+    old_id = (*s)->store_id();
+  }
+  ASSERT_EQ(stop(), 0) << daemon_log();
+  for (const char* suffix : {"", "-wal", "-shm", ".id"}) std::filesystem::remove(ddb_ + suffix);
+
+  start_daemon({});
+  ASSERT_TRUE(started()) << daemon_log();
+  std::string st = status(false);
+  EXPECT_NE(st.find("store origin: store: " + ddb_ + " is a new store; store " + old_id + " was there"),
+            std::string::npos)
+      << st;
+  EXPECT_NE(st.find("its identity file with it (the witness " + dir_ + "/witness/"), std::string::npos) << st;
+  std::string theirs = status(true);
+  EXPECT_NE(theirs.find("store origin: a new or rolled-back store (details for root)"), std::string::npos) << theirs;
+  EXPECT_EQ(theirs.find(old_id), std::string::npos) << "the old store's id is root's to see";
+  std::vector<v1::Event> first;
+  for_each_stored(ddb_, {}, [&](const v1::Event& e) {
+    first.push_back(e);
+    return false;
+  });
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].seq(), 1u);
+  EXPECT_EQ(first[0].loss().reason(), "store_replaced");
+  EXPECT_NE(first[0].loss().where().find(old_id), std::string::npos) << first[0].loss().where();
+  // Told once: the next start continues this store.
+  ASSERT_EQ(stop(), 0) << daemon_log();
+  start_daemon({});
+  ASSERT_TRUE(started()) << daemon_log();
+  EXPECT_EQ(status(false).find("store origin:"), std::string::npos) << status(false);
 }
 
 TEST_F(Fault, DaemonKilledMidLoadLosesNothingStored) {

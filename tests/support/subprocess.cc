@@ -120,7 +120,8 @@ std::string daemon_pin_dir(const std::string& dir) {
 }
 
 std::vector<std::string> daemon_state_args(const std::string& dir) {
-  return {"--state-dir", dir + "/state", "--bpf-pin-dir", daemon_pin_dir(dir)};
+  // The store's witness too: kept under the test's directory, not in /etc/agentcage.
+  return {"--state-dir", dir + "/state", "--bpf-pin-dir", daemon_pin_dir(dir), "--store-witness-dir", dir + "/witness"};
 }
 
 void remove_daemon_pins(const std::string& dir) {

@@ -171,6 +171,99 @@ TEST(StoreDamage, ADeletedOrTruncatedStoreSaysSoInItsNewChain) {
   }
 }
 
+// The identity file goes wherever the store goes: a store directory removed whole (or
+// restored from a copy together with its identity file) looked like a first install.
+// The witness kept outside the directory still names the store that was there.
+TEST(StoreDamage, AStoreRemovedWithItsDirectoryIsToldByTheWitness) {
+  static int k = 0;
+  std::string dir = fmt::format("/tmp/agentcage-witness-test-{}-{}", getpid(), ++k);
+  std::string witness = dir + "-witness";
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(witness);
+  std::string db = dir + "/store/audit.db";
+  StoreOptions o;
+  o.witness_dir = witness;
+  auto open_appending = [&](int n) {
+    std::filesystem::create_directories(dir + "/store");
+    auto s = EventStore::open(db, o);
+    EXPECT_TRUE(s.has_value()) << s.error().message();
+    if (!s) return std::string();
+    std::vector<v1::Event> evs(static_cast<size_t>(n));
+    for (auto& ev : evs) ev.mutable_exec()->set_filename("/bin/echo");
+    if (n) {
+      EXPECT_TRUE((*s)->append_batch(evs).has_value());
+    }
+    EXPECT_EQ((*s)->origin_notice(), "") << "a first store, or one that continues, has no finding";
+    return (*s)->store_id();
+  };
+  std::string old_id = open_appending(30);
+  ASSERT_FALSE(old_id.empty());
+  ASSERT_EQ(std::filesystem::directory_iterator(witness)->path().extension(), ".id");
+
+  std::filesystem::remove_all(dir + "/store");
+  std::filesystem::create_directories(dir + "/store");
+  {
+    auto s = EventStore::open(db, o);
+    ASSERT_TRUE(s.has_value()) << s.error().message();
+    EXPECT_NE((*s)->origin_notice().find("store " + old_id + " was there (through seq 30"), std::string::npos)
+        << (*s)->origin_notice();
+    EXPECT_NE((*s)->origin_notice().find("its identity file with it (the witness " + witness), std::string::npos)
+        << (*s)->origin_notice();
+  }
+  auto l = losses(db);
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].seq(), 1u);
+  EXPECT_EQ(l[0].loss().reason(), "store_replaced");
+  {
+    auto s = EventStore::open(db, o);  // told once: the witness now names the new store
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ((*s)->origin_notice(), "");
+  }
+  EXPECT_EQ(losses(db).size(), 1u);
+
+  // Without a witness the directory's removal cannot be told: what the option is for.
+  std::filesystem::remove_all(dir + "/store");
+  std::filesystem::create_directories(dir + "/store");
+  ASSERT_EQ(refusal(db), "");
+  EXPECT_EQ(losses(db).size(), 0u);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(witness);
+}
+
+TEST(StoreDamage, AStoreRestoredWithItsIdentityFileIsARollbackToldByTheWitness) {
+  static int k = 0;
+  std::string dir = fmt::format("/tmp/agentcage-restore-test-{}-{}", getpid(), ++k);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/store");
+  std::string db = dir + "/store/audit.db";
+  StoreOptions o;
+  o.witness_dir = dir + "/witness";
+  auto append = [&](int n) {
+    auto s = EventStore::open(db, o);
+    ASSERT_TRUE(s.has_value()) << s.error().message();
+    std::vector<v1::Event> evs(static_cast<size_t>(n));
+    for (auto& ev : evs) ev.mutable_exec()->set_filename("/bin/echo");
+    ASSERT_TRUE((*s)->append_batch(evs).has_value());
+  };
+  append(10);
+  // The copy an intruder keeps: the closed store and its identity file, at seq 10.
+  std::filesystem::copy(dir + "/store", dir + "/copy", std::filesystem::copy_options::recursive);
+  append(20);
+  std::filesystem::remove_all(dir + "/store");
+  std::filesystem::rename(dir + "/copy", dir + "/store");
+  {
+    auto s = EventStore::open(db, o);
+    ASSERT_TRUE(s.has_value()) << s.error().message();
+    EXPECT_NE((*s)->origin_notice().find("went back from seq 30 to 10"), std::string::npos) << (*s)->origin_notice();
+  }
+  auto l = losses(db);
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_EQ(l[0].seq(), 11u);
+  EXPECT_EQ(l[0].loss().reason(), "store_rolled_back");
+  EXPECT_EQ(l[0].loss().count(), 20u);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(StoreDamage, AHeadThatWentBackIsALossNamingHowFar) {
   auto db = fresh_store(30);
   // What a lost WAL does: the head and its rows go back, as if never written.

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -352,7 +353,10 @@ EventStore::EventStore(std::string path, StoreOptions opts)
       last_retention_ns_(std::chrono::steady_clock::now().time_since_epoch().count()) {}
 
 EventStore::~EventStore() {
-  if (identity_checked_.load()) write_identity(last_seq());
+  if (identity_checked_.load()) {
+    write_identity(last_seq());
+    (void)write_witness(last_seq());
+  }
   pool_.clear();
   if (writer_) sqlite3_close_v2(writer_);
 }
@@ -466,37 +470,101 @@ void EventStore::write_identity(uint64_t seq) const {
   else ::unlink(tmp.c_str());
 }
 
+std::string EventStore::witness_path() const {
+  if (opts_.witness_dir.empty() || opts_.read_only) return "";
+  // Named by the store's path (absolute, not resolved: its directory may be the thing
+  // that is gone), hashed so any path makes a plain file name.
+  std::error_code ec;
+  std::string abs = std::filesystem::absolute(path_, ec).lexically_normal().string();
+  if (ec) abs = path_;
+  return fmt::format("{}/{}.id", opts_.witness_dir, to_hex(chain_hash("agentcage store path", abs)).substr(0, 32));
+}
+
+std::string EventStore::write_witness(uint64_t seq) const {
+  std::string file = witness_path();
+  if (file.empty()) return "";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(opts_.witness_dir, ec)) {
+    std::filesystem::create_directories(opts_.witness_dir, ec);
+    if (ec) return fmt::format("mkdir: {}", ec.message());
+    ::chmod(opts_.witness_dir.c_str(), 0700);
+  }
+  std::string tmp = file + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return std::strerror(errno);
+  // The path on its own line after the identity: for whoever reads the directory.
+  std::string abs = std::filesystem::absolute(path_, ec).lexically_normal().string();
+  std::string text = fmt::format("{} {}\n{}\n", store_id_, seq, escape_text(abs));
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return why;
+  }
+  if (::rename(tmp.c_str(), file.c_str()) != 0) return std::strerror(errno);
+  return "";
+}
+
+namespace {
+
+struct PriorIdentity {
+  std::string id;
+  uint64_t seq = 0;
+};
+
+std::optional<PriorIdentity> read_identity_file(const std::string& file) {
+  if (file.empty()) return std::nullopt;
+  std::ifstream f(file);
+  PriorIdentity p;
+  if (f >> p.id >> p.seq) return p;
+  return std::nullopt;
+}
+
+}  // namespace
+
 Status EventStore::check_identity() {
-  std::string side = path_ + ".id";
-  std::ifstream f(side);
-  std::string prev_id;
-  uint64_t prev_seq = 0;
   uint64_t head = last_seq();
-  if (f >> prev_id >> prev_seq) {
-    std::string what, reason;
-    if (prev_id != store_id_) {
+  const std::string witness = witness_path();
+  auto side = read_identity_file(path_ + ".id");
+  auto wit = read_identity_file(witness);
+  std::string what, reason;
+  uint64_t lost = 0;
+  auto judge = [&](const PriorIdentity& prev, const std::string& how) {
+    if (prev.id != store_id_) {
       reason = "store_replaced";
-      what = fmt::format("store: {} is a new store; store {} was there (through seq {} at least) and is gone: deleted, "
-                         "truncated or recreated",
-                         path_, prev_id, prev_seq);
-    } else if (head < prev_seq) {
+      what = fmt::format("store: {} is a new store; store {} was there (through seq {} at least) and is gone: {}",
+                         path_, prev.id, prev.seq, how);
+    } else if (head < prev.seq) {
       reason = "store_rolled_back";
+      lost = prev.seq - head;
       what = fmt::format("store: {} went back from seq {} to {}: committed events were lost (a lost WAL, a restored "
                          "copy); seqs after {} are reused",
-                         path_, prev_seq, head, head);
+                         path_, prev.seq, head, head);
     }
-    if (!reason.empty()) {
-      spdlog::error("{}", what);
-      if (opts_.collector) {
-        // A collector store takes only ingested events: the log says it.
-      } else {
-        std::vector<v1::Event> loss{loss_event(reason, reason == "store_rolled_back" ? prev_seq - head : 0, what)};
-        if (auto r = append_batch(loss); !r) return std::unexpected(r.error());
-        head = last_seq();
-      }
+  };
+  if (side) judge(*side, "deleted, truncated or recreated");
+  // The side file agreeing is not enough: it goes wherever the store goes (a directory
+  // removed whole, or restored from a copy together with its store).
+  if (reason.empty() && wit)
+    judge(*wit, side ? fmt::format("replaced together with its identity file (the witness {} remembers it)", witness)
+                     : fmt::format("deleted, truncated or recreated, its identity file with it (the witness {} "
+                                   "remembers it)",
+                                   witness));
+  if (!reason.empty()) {
+    spdlog::error("{}", what);
+    origin_notice_ = what;
+    if (opts_.collector) {
+      // A collector store takes only ingested events: the log says it.
+    } else {
+      std::vector<v1::Event> loss{loss_event(reason, lost, what)};
+      if (auto r = append_batch(loss); !r) return std::unexpected(r.error());
+      head = last_seq();
     }
   }
   write_identity(head);
+  if (auto why = write_witness(head); !why.empty())
+    spdlog::warn("store {}: cannot write its witness in {} ({}): a removal of the store's whole directory would "
+                 "go untold",
+                 path_, opts_.witness_dir, why);
   // Only now may appends move the file on: before the check it still holds the previous
   // run's head, which is what the check compares against. Read-only opens never write it.
   identity_checked_.store(true, std::memory_order_release);

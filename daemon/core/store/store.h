@@ -111,6 +111,12 @@ struct StoreOptions {
   // later, on whichever query meets the page. It reads the whole file, so it is for
   // long-lived openers (agentcaged, collector, audit verify), not every in-process run.
   bool check_pages = false;
+  // A directory outside the store's own that also remembers which store lives at this
+  // path (one small file per store path; kDefaultStoreWitnessDir for agentcaged and root's
+  // runs). The identity file beside the store ("<path>.id") goes with the store when its
+  // whole directory is deleted; this one does not, so the new store's first record still
+  // names the one that was there. Empty: the side file only.
+  std::string witness_dir;
 };
 
 struct StoreQuery {
@@ -259,6 +265,10 @@ class EventStore {
   const std::string& store_id() const { return store_id_; }
   const std::string& path() const { return path_; }
   bool collector() const { return opts_.collector; }
+  // What the identity check found at open: empty when this store continues the one that
+  // was here (or is the first at this path), else the finding (a replaced or rolled-back
+  // store), also recorded in-band as a Loss. agentcaged shows it in status.
+  const std::string& origin_notice() const { return origin_notice_; }
 
  private:
   EventStore(std::string path, StoreOptions opts);
@@ -288,11 +298,16 @@ class EventStore {
   void release(Reader r) const;
   void note_appended(uint64_t seq);
   // The identity file beside the store ("<path>.id": store id and the last head seen),
-  // so a store that was deleted, truncated or rolled back under the same path is told
-  // in-band (a Loss as its next record) rather than taken for a first start.
+  // and its copy in StoreOptions::witness_dir, so a store that was deleted (with its
+  // directory), truncated or rolled back under the same path is told in-band (a Loss as
+  // its next record) rather than taken for a first start.
   Status check_identity();
   Status check_pages(sqlite3* db) const;
   void write_identity(uint64_t seq) const;
+  // The witness file for this store's path ("" without StoreOptions::witness_dir).
+  std::string witness_path() const;
+  std::string write_witness(uint64_t seq) const;  // "" or why it could not be written
+  std::string origin_notice_;
   std::atomic<int64_t> identity_written_ns_{0};
   std::atomic<bool> identity_checked_{false};
 

@@ -112,6 +112,18 @@ static __always_inline void ac_emit_exec_failed(struct task_struct *task, long n
 	}
 	ev->argv_len = off;
 	ev->argc = argc;
+	/*
+	 * A relative name ("./evil.sh") means nothing without the cwd of this moment: the
+	 * caller is usually a forked child that exits right after, so userspace cannot ask
+	 * /proc later, and the cwd recorded at its exec is its parent's, before any `cd`.
+	 */
+	ev->cwd_len = 0;
+	if (ev->filename_len > 0 && ev->filename[0] != '/') {
+		int truncated = 0;
+		ev->cwd_len = ac_resolve_path(&task->fs->pwd, task, ev->cwd, &truncated);
+		if (truncated)
+			ev->cwd_len = 0; /* a partial cwd would name another directory */
+	}
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	ac_fill_header_btf(&ev->hdr, task, AC_EV_EXEC_FAILED, sizeof(*ev), sandbox, flags);
 	ac_submit(ev);

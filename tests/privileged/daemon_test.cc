@@ -682,6 +682,46 @@ TEST_F(DaemonProfile, SocketFamiliesAndLocalHostSpellingsHoldThroughTheDaemon) {
   EXPECT_EQ(count(stored, "cgroup-bpf", "\"what\":\"connect 0.0.0.0:443/tcp\""), 2) << stored;
 }
 
+// Issue 12: an exec refused by Landlock (an image outside filesystem.exec) is a violation
+// naming the image and the rule, however the name is spelt (relative, "./x/../", absolute),
+// on every path: through the daemon for root and for an unprivileged caller, and
+// in-process. The refused image never runs (its side effect, a line on stdout, is absent).
+TEST_F(DaemonProfile, ARefusedExecIsAViolationNamingTheImageOnEveryPath) {
+  const std::string script = "cd " + ws_ +
+                             " && rm -f evil.sh && printf '#!/bin/sh\\necho PWNED\\n' > evil.sh && chmod 755 evil.sh"
+                             " && mkdir -p sub; ./evil.sh; echo rc=$?; ./sub/../evil.sh; " +
+                             ws_ + "/evil.sh; exit 0";
+  // Root's sandboxes hold no CAP_DAC_OVERRIDE: the workspace (nobody's) is made writable to all.
+  ASSERT_EQ(chmod(ws_.c_str(), 0777), 0);
+  const std::string image = ws_ + "/evil.sh";
+  const std::string rule = "(landlock, filesystem.exec: " + image + " is outside the exec paths)";
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
+    if (path == 2) argv.push_back("--no-daemon");
+    else argv.insert(argv.end(), {"--socket", sock_});
+    argv.insert(argv.end(), {"--profile", "default", "--workspace", ws_, "--", "/bin/sh", "-c", script});
+    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
+    EXPECT_EQ(r.out.find("PWNED"), std::string::npos) << name << ": " << r.out;
+    EXPECT_NE(r.out.find("rc=126"), std::string::npos) << name << ": " << r.out << r.err;  // EACCES
+    EXPECT_NE(r.err.find("exec ./evil.sh (" + image + ") " + rule), std::string::npos) << name << ": " << r.err;
+    EXPECT_NE(r.err.find("exec ./sub/../evil.sh (" + image + ") " + rule), std::string::npos) << name << ": " << r.err;
+    EXPECT_NE(r.err.find("exec " + image + " " + rule), std::string::npos) << name << ": " << r.err;
+  }
+  // The daemon's two runs are in its store, three refusals each, with mechanism and rule.
+  auto refused = [&] {
+    int n = 0;
+    for (const auto& l : testing::lines(run({AGENTCAGE_BIN, "events", "--violations", "--socket", sock_}).out))
+      n += l.find("\"mechanism\":\"landlock\"") != std::string::npos &&
+           l.find("filesystem.exec: " + image) != std::string::npos;
+    return n;
+  };
+  int n = 0;
+  for (int i = 0; i < 300 && (n = refused()) < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(n, 6) << log();
+}
+
 class DaemonNet : public Daemon {
  protected:
   void SetUp() override {

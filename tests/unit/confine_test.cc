@@ -9,6 +9,7 @@
 #include "core/confine/confine.h"
 #include "core/confine/mount_mask.h"
 #include "core/confine/pids_limit.h"
+#include "core/events/attribution.h"
 
 namespace agentcage::core {
 namespace {
@@ -35,6 +36,16 @@ ConfineDecisions decisions(SeccompAction action = SeccompAction::errno_ret) {
   d.masks.writable = {"/work"};
   d.masks_enforced = true;
   return d;
+}
+
+v1::Event failed_exec(const std::string& filename, const std::string& cwd, const char* err = "EACCES") {
+  v1::Event ev;
+  ev.mutable_process()->set_pid(0);  // no live process: only the recorded cwd resolves
+  ev.mutable_process()->set_cwd(cwd);
+  ev.mutable_exec()->set_filename(filename);
+  ev.mutable_exec()->set_result(-EACCES);
+  ev.mutable_exec()->set_error(err);
+  return ev;
 }
 
 FailedOp op(long nr, int err, std::string path = {}, int flags = -1) {
@@ -104,7 +115,7 @@ TEST(Attribute, Landlock) {
   EXPECT_NE(v->rule.find("write_file"), std::string::npos);
   v = attribute(d, op(SYS_execve, EACCES, "/work/a.out"));
   ASSERT_TRUE(v);
-  EXPECT_NE(v->rule.find("execute"), std::string::npos);
+  EXPECT_EQ(v->rule, "filesystem.exec: /work/a.out is outside the exec paths");
   // Granted by a rule: a denial there is not Landlock's (plain DAC, say).
   EXPECT_FALSE(attribute(d, op(SYS_openat, EACCES, "/etc/passwd", O_RDONLY)));
   EXPECT_FALSE(attribute(d, op(SYS_openat, ENOENT, "/etc/nope", O_RDONLY)));
@@ -274,6 +285,32 @@ TEST(MountView, RelativePathsAreErrors) {
   m = plan_mount_view(w, fake, "/R", "/E");
   ASSERT_FALSE(m.has_value());
   EXPECT_NE(m.error().message().find("filesystem.write"), std::string::npos);
+}
+
+// Issue 12: an exec Landlock refused is a violation naming the image and filesystem.exec,
+// whatever the spelling; the cwd the kernel gave with the record resolves a relative one.
+TEST(Attribution, ARefusedExecNamesTheImageAndTheExecRule) {
+  auto d = decisions();
+  for (const auto& [name, cwd] : std::vector<std::pair<std::string, std::string>>{
+           {"./evil.sh", "/work"}, {"sub/../evil.sh", "/work"}, {"/work/./x/../evil.sh", ""}, {"../work/evil.sh", "/etc"}}) {
+    auto v = attribute_event(failed_exec(name, cwd), d, false);
+    ASSERT_TRUE(v) << name;
+    EXPECT_EQ(v->violation().mechanism(), "landlock") << name;
+    EXPECT_EQ(v->violation().rule(), "filesystem.exec: /work/evil.sh is outside the exec paths") << name;
+    EXPECT_EQ(v->violation().action(), "deny");
+    EXPECT_EQ(v->violation().what(), "exec " + name + " (/work/evil.sh)") << "as spelt, then as resolved";
+  }
+  EXPECT_EQ(attribute_event(failed_exec("/work/evil.sh", ""), d, false)->violation().what(), "exec /work/evil.sh");
+  // Inside filesystem.exec, a refusal is not ours (permission bits): no violation.
+  EXPECT_FALSE(attribute_event(failed_exec("/usr/bin/x", ""), d, false));
+  // A relative name with nothing to resolve it against is judged as spelt: not claimed.
+  EXPECT_FALSE(attribute_event(failed_exec("./evil.sh", ""), d, false));
+  // The failed-syscall record of the same execve does not count it twice.
+  v1::Event sys;
+  sys.mutable_syscall()->set_name("execve");
+  sys.mutable_syscall()->set_nr(SYS_execve);
+  sys.mutable_syscall()->set_error("EACCES");
+  EXPECT_FALSE(attribute_event(sys, d, false));
 }
 
 }  // namespace

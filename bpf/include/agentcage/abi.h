@@ -114,9 +114,12 @@ struct ac_exec_failed_event {
 	__u32 filename_len;   /* bytes in filename incl. NUL */
 	__u32 argv_len;       /* bytes in argv (NUL-separated, first AC_EXEC_FAILED_ARGS args) */
 	__u32 argc;           /* args copied */
+	__u32 cwd_len;        /* bytes in cwd incl. NUL; 0 when filename is absolute */
+	__u32 pad[3];
 	char comm[AC_TASK_COMM_LEN];
 	char filename[AC_FILENAME_MAX];
 	char argv[AC_ARGV_MAX];
+	char cwd[AC_PATH_MAX];  /* working directory at the call: what a relative filename meant */
 };
 #define AC_EXEC_FAILED_ARGS 16 /* args read from the caller's argv array */
 
@@ -389,7 +392,7 @@ struct ac_config {
 
 AC_ABI_SIZE(ac_event_header, 64);
 AC_ABI_SIZE(ac_exec_event, 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX + 16 + 2 * AC_PATH_MAX + AC_FILENAME_MAX);
-AC_ABI_SIZE(ac_exec_failed_event, 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX);
+AC_ABI_SIZE(ac_exec_failed_event, 64 + 32 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX + AC_PATH_MAX);
 AC_ABI_SIZE(ac_file_event, 64 + 40 + AC_PATH_MAX);
 AC_ABI_SIZE(ac_file2_event, 64 + 40 + 2 * AC_PATH_MAX);
 AC_ABI_SIZE(ac_syscall_event, 64 + 8 + 48);
@@ -426,9 +429,11 @@ AC_ABI_OFFSET(ac_exec_event, exe, 1392);
 AC_ABI_OFFSET(ac_exec_event, cwd, 1904);
 AC_ABI_OFFSET(ac_exec_event, interp, 2416);
 AC_ABI_OFFSET(ac_exec_failed_event, result, 64);
-AC_ABI_OFFSET(ac_exec_failed_event, comm, 80);
-AC_ABI_OFFSET(ac_exec_failed_event, filename, 96);
-AC_ABI_OFFSET(ac_exec_failed_event, argv, 352);
+AC_ABI_OFFSET(ac_exec_failed_event, cwd_len, 80);
+AC_ABI_OFFSET(ac_exec_failed_event, comm, 96);
+AC_ABI_OFFSET(ac_exec_failed_event, filename, 112);
+AC_ABI_OFFSET(ac_exec_failed_event, argv, 368);
+AC_ABI_OFFSET(ac_exec_failed_event, cwd, 1392);
 AC_ABI_OFFSET(ac_file_event, op, 64);
 AC_ABI_OFFSET(ac_file_event, dirfd, 92);
 AC_ABI_OFFSET(ac_file_event, path_len, 96);

@@ -429,6 +429,8 @@ std::optional<Violation> attribute(const ConfineDecisions& dec, const FailedOp& 
           if (path_within(op.path, r.path)) granted |= r.rights;
         // REFER is never granted: a cross-directory link/rename is denied with EXDEV.
         uint64_t lacking = need & ~granted;
+        if (lacking == ll::kExecute)
+          return Violation{"landlock", fmt::format("filesystem.exec: {} is outside the exec paths", op.path)};
         if (lacking)
           return Violation{"landlock", fmt::format("filesystem: {} needs {}, not granted by read/write/exec", op.path,
                                                    landlock_fs_rights_names(lacking))};

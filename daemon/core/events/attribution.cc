@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/events/attribution.h"
 
+#include <fcntl.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/socket.h>
-
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -25,10 +29,10 @@ bool is_net_syscall(const std::string& name) {
          name == "socket";
 }
 
-// Syscalls the monitor reports as file events: their failures are attributed there,
-// with the path, so the matching failed-syscall event must not count twice.
+// Syscalls the monitor reports as file or exec events: their failures are attributed
+// there, with the path, so the matching failed-syscall event must not count twice.
 bool is_file_syscall(const std::string& name) {
-  static const char* kFile[] = {"open",      "openat",    "openat2",  "creat",    "unlink",   "unlinkat",
+  static const char* kFile[] = {"execve",    "execveat",  "open",      "openat",    "openat2",  "creat",    "unlink",   "unlinkat",
                                 "rmdir",     "rename",    "renameat", "renameat2", "mkdir",   "mkdirat",
                                 "link",      "linkat",    "symlink",  "symlinkat", "chmod",   "fchmod",
                                 "fchmodat",  "fchmodat2", "chown",    "fchown",   "lchown",   "fchownat",
@@ -52,7 +56,28 @@ v1::Event violation_from(const v1::Event& ev, const Violation& v, const std::str
   return out;
 }
 
+std::string read_link(const std::string& link) {
+  char buf[4096];
+  ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
+  return n > 0 && static_cast<size_t>(n) < sizeof buf ? std::string(buf, n) : std::string();
+}
+
 }  // namespace
+
+std::string attribution_path(const v1::Event& ev, const std::string& given, int dirfd, const std::string& cwd) {
+  namespace fs = std::filesystem;
+  if (given.empty()) return given;
+  if (given[0] == '/') return fs::path(given).lexically_normal().string();
+  // Relative: to the cwd the kernel gave with the record, else to the process's /proc
+  // links, while it lives (the pipeline runs a few ms behind), which are what the kernel
+  // resolved against. Never to an older recorded cwd: a `cd` since would name another file.
+  std::string base = dirfd == AT_FDCWD ? cwd : std::string();
+  if (base.empty())
+    if (uint32_t pid = ev.process().pid())
+      base = read_link(dirfd == AT_FDCWD ? fmt::format("/proc/{}/cwd", pid) : fmt::format("/proc/{}/fd/{}", pid, dirfd));
+  if (base.empty() || base[0] != '/') return given;
+  return (fs::path(base) / given).lexically_normal().string();
+}
 
 std::string mechanism_name(const std::string& m) {
   if (m == "mount_mask" || m == "mount_view") return "mount-mask";
@@ -64,31 +89,59 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
     const auto& f = ev.file();
     int err = errno_of(f.error());
     if (f.result() >= 0 || !err) return std::nullopt;
+    // "../", "./" and relative spellings are judged by where they lead, not as written.
+    const std::string path = attribution_path(ev, f.path(), f.dirfd(), "");
+    const std::string what = path == f.path() ? fmt::format("{} {}", f.op(), f.path())
+                                              : fmt::format("{} {} ({})", f.op(), f.path(), path);
     // Missing in the view is a denial only when the host has it: the view hid it. (A
     // path missing on the host too is a plain ENOENT, reported by nothing.)
     struct stat st;
-    if (err == ENOENT && (f.path().empty() || f.path()[0] != '/' || ::lstat(f.path().c_str(), &st) != 0))
+    if (err == ENOENT && (path.empty() || path[0] != '/' || ::lstat(path.c_str(), &st) != 0))
       return std::nullopt;
     if (err == EROFS) {
       // The private view shows read and exec trees read-only: a write there fails with
       // EROFS before Landlock is asked.
       if (!d.masks_enforced || !d.masks.private_view) return std::nullopt;
-      auto out = violation_from(ev, Violation{"mount_view", "filesystem: read-only here (not in filesystem.write)"},
-                                fmt::format("{} {}", f.op(), f.path()));
+      auto out = violation_from(ev, Violation{"mount_view", "filesystem: read-only here (not in filesystem.write)"}, what);
       out.mutable_violation()->set_action("deny");
       *out.mutable_violation()->mutable_file() = f;
       return out;
     }
     FailedOp op;
     op.err = err;
-    op.path = f.path();
+    op.path = path;
     op.nr = seccomp_syscall_resolve_name(f.syscall().c_str());
     if (f.op() == "open" || f.op() == "creat") op.open_flags = static_cast<int>(f.flags());
     auto v = attribute(d, op);
     if (!v) return std::nullopt;
-    auto out = violation_from(ev, *v, fmt::format("{} {}", f.op(), f.path()));
+    auto out = violation_from(ev, *v, what);
     out.mutable_violation()->set_action(d.policy.audit_mode ? "audit" : "deny");
     *out.mutable_violation()->mutable_file() = f;
+    return out;
+  }
+  if (ev.has_exec() && ev.exec().result() < 0) {
+    // A refused execve/execveat (Landlock EXECUTE outside filesystem.exec, an image the
+    // view leaves out, seccomp): the caller keeps running its old image, so nothing else
+    // would ever say it tried. Named by the image it tried, resolved like a file path.
+    const auto& x = ev.exec();
+    int err = errno_of(x.error());
+    if (!err) return std::nullopt;
+    // The decoder put the kernel's cwd of that moment into process.cwd for a relative
+    // filename. (execveat's dirfd is not recorded: such a name is taken as cwd-relative.)
+    const std::string path = attribution_path(ev, x.filename(), AT_FDCWD, ev.process().cwd());
+    // Unresolved (relative, no cwd): no rule can be judged against it.
+    if (path.empty() || path[0] != '/') return std::nullopt;
+    struct stat st;
+    if (err == ENOENT && ::lstat(path.c_str(), &st) != 0) return std::nullopt;
+    FailedOp op;
+    op.nr = SYS_execve;
+    op.err = err;
+    op.path = path;
+    auto v = attribute(d, op);
+    if (!v) return std::nullopt;
+    auto out = violation_from(ev, *v, path == x.filename() ? fmt::format("exec {}", x.filename())
+                                                           : fmt::format("exec {} ({})", x.filename(), path));
+    out.mutable_violation()->set_action(d.policy.audit_mode ? "audit" : "deny");
     return out;
   }
   if (ev.has_syscall()) {

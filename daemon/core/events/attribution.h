@@ -7,6 +7,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "agentcage/v1/event.pb.h"
 #include "core/confine/confine.h"
@@ -20,6 +21,12 @@ namespace agentcage::core {
 // net_reported: a network policy is installed, whose cgroup-BPF programs report their own
 // denials; failed connect/sendto/bind calls are theirs, not guessed here.
 std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecisions& d, bool net_reported);
+
+// The path a failed action named, as the kernel resolved it: absolute and normalised
+// ("a/../b", "./x"), a relative one joined to `cwd` (the kernel's, from the record) or to
+// the process's cwd or dirfd read from /proc while it lives. Returns `given` when there is
+// nothing to resolve it against (the failure is then judged as spelt).
+std::string attribution_path(const v1::Event& ev, const std::string& given, int dirfd, const std::string& cwd);
 
 // "landlock", "mount-mask", "seccomp": the names violation events use (event.proto).
 std::string mechanism_name(const std::string& confine_mechanism);

@@ -358,6 +358,12 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
       split_argv(r->argv, r->argv_len, sizeof r->argv, &tried);
       *x->mutable_argv() = tried.argv();
       proc->set_comm(fixed_string(r->comm, sizeof r->comm, 0));
+      // The cwd of the moment, for a relative filename: the process table's is older.
+      if (r->cwd_len) {
+        if (auto st = check_len("exec_failed", "cwd_len", r->cwd_len, sizeof r->cwd); !st)
+          return std::unexpected(st.error());
+        proc->set_cwd(fixed_string(r->cwd, sizeof r->cwd, r->cwd_len));
+      }
       break;
     }
     case AC_EV_FILE:

@@ -722,6 +722,32 @@ TEST_F(DaemonProfile, ARefusedExecIsAViolationNamingTheImageOnEveryPath) {
   EXPECT_EQ(n, 6) << log();
 }
 
+// Issue 12: `ls /` and listings of the view's own directories work (they show only the
+// trees the profile grants, so listing them tells nothing new), on every path; what the
+// view leaves out stays absent and reading outside the trees stays denied.
+TEST_F(DaemonProfile, ListingTheViewsRootWorksAndShowsOnlyTheGrantedTrees) {
+  const std::string script = "ls /; echo ls=$?; ls " + ws_ + "/..; echo up=$?; ls /srv; echo srv=$?";
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
+    if (path == 2) argv.push_back("--no-daemon");
+    else argv.insert(argv.end(), {"--socket", sock_});
+    argv.insert(argv.end(), {"--profile", "default", "--workspace", ws_, "--", "/bin/sh", "-c", script});
+    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
+    auto out = testing::lines(r.out);
+    auto has = [&](const std::string& l) { return std::find(out.begin(), out.end(), l) != out.end(); };
+    EXPECT_TRUE(has("ls=0") && has("usr") && has("etc")) << name << ": " << r.out << r.err;
+    EXPECT_TRUE(has("up=0") && has("ws")) << name << ": " << r.out << r.err;
+    // The host has /srv (the probe below); the default view does not show it.
+    EXPECT_TRUE(has("srv=2")) << name << ": " << r.out;
+    EXPECT_FALSE(has("srv") || has("home") || has("work")) << name << ": the view lists only granted trees: " << r.out;
+    EXPECT_EQ(r.err.find("needs read_dir"), std::string::npos) << name << ": " << r.err;
+  }
+  struct stat st;
+  EXPECT_EQ(stat("/srv", &st), 0) << "the host's /srv, which the view must not show";
+}
+
 class DaemonNet : public Daemon {
  protected:
   void SetUp() override {

@@ -203,6 +203,16 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     pc->masks_ = std::move(*m);
     pc->apply_masks_ = enforce;
     if (enforce && view) pc->cwd_ = pc->masks_.cwd;
+    // Listing the view's own directories (`ls /`, a parent of the workspace) is harmless:
+    // they hold only the trees the profile shows. Landlock grants READ_DIR on the view's
+    // root tmpfs, added in the child after pivot_root so it names that inode, never the
+    // host's root (which would open every host directory to listing). Read rights inside
+    // the trees are unchanged: READ_DIR alone lists names, it opens no file.
+    if (pc->ruleset_ && enforce && view && (pc->landlock_.handled_fs & ll::kReadDir)) {
+      LandlockPathRule root{"/", ll::kReadDir};
+      pc->late_rules_.push_back(root);
+      pc->landlock_.paths.push_back(root);
+    }
     if (!pc->masks_.entries.empty())
       prov.push_back({"mount_mask", fmt::format("{} deny paths masked in a private mount namespace", pc->masks_.entries.size()), enforce});
     if (view)

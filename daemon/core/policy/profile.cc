@@ -950,6 +950,13 @@ void self_writable_warnings(const v1::Profile& p, const std::vector<std::string>
     if (reported.count(dir)) continue;  // once per directory, not once per layer
     for (const auto& w : fsys.write()) {
       if (!is_under(dir, w)) continue;
+      // With private_tmp the sandbox's /tmp, /var/tmp and /dev/shm are fresh tmpfs mounts:
+      // a profile under the host's /tmp is not what the agent writes there. (Trees under
+      // them that are granted by name, a workspace in /tmp, are the host's: still checked.
+      // An unprivileged run without agentcaged has no view and says so at start.)
+      if (fsys.private_tmp() && p.actions().filesystem() != v1::Profile::ACTION_ALLOW &&
+          (w == "/tmp" || w == "/var/tmp" || w == "/dev/shm"))
+        continue;
       bool denied = std::any_of(fsys.deny().begin(), fsys.deny().end(), [&](const std::string& d) { return is_under(dir, d); }) ||
                     std::any_of(fsys.deny_write().begin(), fsys.deny_write().end(),
                                 [&](const std::string& d) { return is_under(dir, d); });

@@ -25,6 +25,9 @@ PKGS=(
   libgtest-dev libgmock-dev iproute2 python3 procps util-linux
   # tests only: renders `audit report -o html` as a browser would (tests/privileged/report_test.cc)
   chromium-headless-shell
+  # tests only: libFuzzer harnesses (tests/fuzz/); Debian 12's clang 14 cannot compile
+  # libstdc++ 12's std::expected, clang 16 can
+  clang-16 libclang-rt-16-dev
   # benchmarks (tests/bench/monitor_bench.sh): ratios and /usr/bin/time
   bc time
   # LSM test tier: a qemu guest under software emulation

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -48,6 +49,22 @@ TEST(ReproProfile, DocumentStartingWithACommaIsAnErrorNotAnEndlessLoop) {
   }
 }
 
+TEST(ReproProfile, ACommaAfterATopLevelNodeIsAnErrorNotAnEndlessLoop) {
+  auto e = resolve_error(kRepro + "/yaml_comma_after_sequence.yaml");
+  EXPECT_NE(e.find("yaml_comma_after_sequence.yaml:4:1: expected one YAML document"), std::string::npos) << e;
+}
+
+TEST(ReproProfile, BytesThatAreNotUtf8AreAnErrorNamingTheLine) {
+  char tmpl[] = "/tmp/agentcage-repro-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string f = std::string(tmpl) + "/p.yaml";
+  std::ofstream(f) << "name: p\nnetwork:\n  rules:\n    - {cidr: 10.0.0.0/8, comment: \"HT\xfe\xffTP\"}\n";
+  auto e = resolve_error(f);
+  EXPECT_NE(e.find("p.yaml:4:38: byte 0xfe is not UTF-8"), std::string::npos) << e;
+  unlink(f.c_str());
+  rmdir(tmpl);
+}
+
 TEST(ReproProfile, ControlBytesInDiagnosticsAreEscaped) {
   auto e = resolve_error(kRepro + "/diag_escape.yaml");
   EXPECT_FALSE(e.empty());
@@ -58,6 +75,23 @@ TEST(ReproProfile, ControlBytesInDiagnosticsAreEscaped) {
 TEST(ReproProfile, TheUseAfterScopeProfileResolves) {
   auto r = resolve_profile(kRepro + "/profile_use_after_scope.yaml", vars());
   EXPECT_TRUE(r.has_value()) << r.error().message();
+}
+
+// The fuzz harness's first find (tests/fuzz/fuzz_profile.cc): a map value that is not a
+// scalar (env_set_value_list.yaml) read a yaml-cpp proxy after its scope. Every unit
+// fixture is resolved here so the sanitized binary sees each of them.
+TEST(ReproProfile, EveryUnitFixtureResolvesOrIsAClearError) {
+  int n = 0;
+  for (const auto& dir : {std::string(AGENTCAGE_SOURCE_DIR) + "/tests/unit/fixtures/profiles", kRepro})
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      if (e.path().extension() != ".yaml") continue;
+      ++n;
+      auto r = resolve_profile(e.path(), vars());
+      if (!r) {
+        EXPECT_FALSE(r.error().message().empty()) << e.path();
+      }
+    }
+  EXPECT_GE(n, 50);
 }
 
 TEST(ReproProfile, FifoDevZeroAndSparseFilesAreRefusedWithoutReading) {

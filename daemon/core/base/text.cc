@@ -20,7 +20,9 @@ size_t utf8_sequence_length(const unsigned char* p, size_t n) {
   return len;
 }
 
-std::string escape_text(std::string_view s) {
+namespace {
+
+std::string escape(std::string_view s, bool double_backslash) {
   std::string out;
   out.reserve(s.size());
   auto out_it = std::back_inserter(out);
@@ -28,7 +30,7 @@ std::string escape_text(std::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = p[i];
     if (c >= 0x20 && c < 0x7f) {
-      if (c == '\\') out += '\\';
+      if (c == '\\' && double_backslash) out += '\\';
       out += static_cast<char>(c);
     } else if (c == '\t') {
       out += "\\t";
@@ -50,6 +52,11 @@ std::string escape_text(std::string_view s) {
   }
   return out;
 }
+
+}  // namespace
+
+std::string escape_text(std::string_view s) { return escape(s, true); }
+std::string printable_text(std::string_view s) { return escape(s, false); }
 
 std::optional<uint64_t> parse_u64(std::string_view s) {
   if (s.empty()) return std::nullopt;

@@ -16,6 +16,9 @@ namespace agentcage::core {
 // terminals honour as CSI/OSC introducers) become "\\u00NN". So an argv or file name can
 // neither run an escape sequence on the operator's terminal nor start a forged line.
 std::string escape_text(std::string_view s);
+// The same, except that '\\' passes as it is: for messages that quote text already escaped
+// (a nested error) next to raw input. Printable and one line, but not reversible.
+std::string printable_text(std::string_view s);
 
 // Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates, at most
 // U+10FFFF), 0 when p[0] does not start one. Shared by the text and JSON escapers.

@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "core/base/text.h"
+
 namespace agentcage::core {
 namespace {
 
@@ -18,8 +20,9 @@ Result<uint16_t> parse_port(std::string_view s, std::string_view spec) {
   unsigned v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v > 65535)
-    return error(fmt::format("network rule '{}': port '{}' is not a number in 0-65535", spec, s),
-                 "write CIDR[:PORT[-PORT]][/tcp|/udp], e.g. 127.0.0.1:8000-8100/tcp or [::1]:443");
+    return error(
+        fmt::format("network rule '{}': port '{}' is not a number in 0-65535", escape_text(spec), escape_text(s)),
+        "write CIDR[:PORT[-PORT]][/tcp|/udp], e.g. 127.0.0.1:8000-8100/tcp or [::1]:443");
   return static_cast<uint16_t>(v);
 }
 
@@ -88,20 +91,23 @@ Result<Cidr> parse_cidr(std::string_view text) {
     c.v4 = true;
     max = 32;
   } else if (inet_pton(AF_INET6, a.c_str(), c.addr.data()) != 1) {
-    return error(fmt::format("CIDR '{}': '{}' is not an IPv4 or IPv6 address", text, addr), hint);
+    return error(fmt::format("CIDR '{}': '{}' is not an IPv4 or IPv6 address", escape_text(text), escape_text(addr)),
+                 hint);
   }
   int plen = max;
   if (!len.empty() || text.find('/') != std::string_view::npos) {
     auto [p, ec] = std::from_chars(len.data(), len.data() + len.size(), plen);
     if (len.empty() || ec != std::errc() || p != len.data() + len.size() || plen < 0 || plen > max)
-      return error(fmt::format("CIDR '{}': prefix length '{}' is not a number in 0-{}", text, len, max), hint);
+      return error(fmt::format("CIDR '{}': prefix length '{}' is not a number in 0-{}", escape_text(text),
+                               escape_text(len), max),
+                   hint);
   }
   c.prefix = c.v4 ? 96 + plen : plen;
   for (int bit = c.prefix; bit < 128; ++bit)
     if ((c.addr[bit / 8] >> (7 - bit % 8)) & 1) {
       Cidr fixed = c;
       for (int b = c.prefix; b < 128; ++b) fixed.addr[b / 8] &= static_cast<uint8_t>(~(1u << (7 - b % 8)));
-      return error(fmt::format("CIDR '{}': address has bits set beyond the /{} prefix", text, plen),
+      return error(fmt::format("CIDR '{}': address has bits set beyond the /{} prefix", escape_text(text), plen),
                    fmt::format("did you mean {}?", cidr_text(fixed)));
     }
   return c;
@@ -122,21 +128,23 @@ Result<NetRule> parse_net_rule(std::string_view spec) {
   if (s.starts_with('[')) {
     auto close = s.find(']');
     if (close == std::string_view::npos)
-      return error(fmt::format("network rule '{}': missing ']' after the IPv6 address", spec), hint);
+      return error(fmt::format("network rule '{}': missing ']' after the IPv6 address", escape_text(spec)), hint);
     cidr = s.substr(1, close - 1);
     std::string_view rest = s.substr(close + 1);
     if (!rest.empty()) {
       if (rest.front() != ':' || rest.size() == 1)
-        return error(fmt::format("network rule '{}': expected ':PORT' after ']', found '{}'", spec, rest), hint);
+        return error(fmt::format("network rule '{}': expected ':PORT' after ']', found '{}'", escape_text(spec),
+                                 escape_text(rest)),
+                     hint);
       ports = rest.substr(1);
     }
   } else if (std::count(s.begin(), s.end(), ':') == 1) {
     auto colon = s.find(':');
     cidr = s.substr(0, colon);
     ports = s.substr(colon + 1);
-    if (ports.empty()) return error(fmt::format("network rule '{}': empty port after ':'", spec), hint);
+    if (ports.empty()) return error(fmt::format("network rule '{}': empty port after ':'", escape_text(spec)), hint);
   }
-  if (cidr.empty()) return error(fmt::format("network rule '{}': no address", spec), hint);
+  if (cidr.empty()) return error(fmt::format("network rule '{}': no address", escape_text(spec)), hint);
   if (auto c = parse_cidr(cidr); !c) return std::unexpected(c.error());
   r.cidr = std::string(cidr);
   if (!ports.empty()) {
@@ -146,7 +154,7 @@ Result<NetRule> parse_net_rule(std::string_view spec) {
     auto hi = dash == std::string_view::npos ? lo : parse_port(ports.substr(dash + 1), spec);
     if (!hi) return std::unexpected(hi.error());
     if (*lo > *hi)
-      return error(fmt::format("network rule '{}': port range {}-{} is reversed", spec, *lo, *hi), hint);
+      return error(fmt::format("network rule '{}': port range {}-{} is reversed", escape_text(spec), *lo, *hi), hint);
     r.port_lo = *lo;
     r.port_hi = *hi;
   }
@@ -157,7 +165,7 @@ Result<NetAction> parse_net_action(std::string_view text) {
   if (text == "deny") return NetAction::deny;
   if (text == "kill") return NetAction::kill;
   if (text == "audit") return NetAction::audit;
-  return error(fmt::format("network action '{}' is not one of deny, kill, audit", text));
+  return error(fmt::format("network action '{}' is not one of deny, kill, audit", escape_text(text)));
 }
 
 std::string to_string(NetProto p) {
@@ -199,7 +207,8 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
   };
   std::map<std::pair<std::array<uint8_t, 16>, int>, Entry> entries;
   auto add = [&](const Cidr& c, uint16_t lo, uint16_t hi, uint8_t proto, const std::string& origin) -> Status {
-    if (lo > hi) return error(fmt::format("network rule '{}': port range {}-{} is reversed", origin, lo, hi));
+    if (lo > hi)
+      return error(fmt::format("network rule '{}': port range {}-{} is reversed", escape_text(origin), lo, hi));
     auto& e = entries[{c.addr, c.prefix}];
     if (e.first_rule.empty()) {
       e.cidr = c;
@@ -220,7 +229,7 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
   }
   for (const auto& dns : policy.dns_resolvers) {
     auto c = parse_cidr(dns);
-    if (!c) return error(fmt::format("dns resolver '{}': {}", dns, c.error().context), c.error().hint);
+    if (!c) return error(fmt::format("dns resolver '{}': {}", escape_text(dns), c.error().context), c.error().hint);
     if (auto st = add(*c, 53, 53, AC_NET_P_TCP | AC_NET_P_UDP, "dns resolver " + dns); !st)
       return std::unexpected(st.error());
   }
@@ -265,8 +274,8 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
       if (!cut || outer->cidr.prefix >= cut->cidr.prefix) all.insert(all.end(), outer->own.begin(), outer->own.end());
     auto ranges = normalize(std::move(all));
     if (ranges.size() > AC_NET_MAX_PORT_RANGES)
-      return error(fmt::format("network rule '{}': {} separate port ranges apply to {} (at most {})", e.first_rule,
-                               ranges.size(), cidr_text(e.cidr), AC_NET_MAX_PORT_RANGES),
+      return error(fmt::format("network rule '{}': {} separate port ranges apply to {} (at most {})",
+                               escape_text(e.first_rule), ranges.size(), cidr_text(e.cidr), AC_NET_MAX_PORT_RANGES),
                    "merge adjacent ports into ranges (8000-8010) or allow a wider range");
     CompiledNetPolicy::Rule r{};
     r.key.prefixlen = AC_NET_KEY_SANDBOX_BITS + static_cast<uint32_t>(e.cidr.prefix);
@@ -283,10 +292,11 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
   for (const auto& name : policy.unix_allow) {
     bool abstract = name.starts_with('@');
     if (!abstract && !name.starts_with('/'))
-      return error(fmt::format("unix socket '{}': must be an absolute path or @abstract-name", name),
+      return error(fmt::format("unix socket '{}': must be an absolute path or @abstract-name", escape_text(name)),
                    "the kernel side matches names exactly as the process gives them");
     if (name.size() < 2 || name.size() > AC_UNIX_PATH_MAX - 1 || name.find('\0') != std::string::npos)
-      return error(fmt::format("unix socket '{}': length must be 1-{} bytes without NUL", name, AC_UNIX_PATH_MAX - 2));
+      return error(fmt::format("unix socket '{}': length must be 1-{} bytes without NUL", escape_text(name),
+                               AC_UNIX_PATH_MAX - 2));
     ac_net_unix_key k{};
     k.sandbox = sandbox_key;
     std::memcpy(k.path, name.data(), name.size());

@@ -30,6 +30,7 @@
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "core/base/fs.h"
@@ -285,8 +286,9 @@ class FileLoader {
   void add(std::vector<Diagnostic>& to, const YAML::Mark& mark, const std::string& msg, bool warning) {
     // Messages quote the file's own text; a newline or escape sequence in it must not be
     // able to forge further diagnostic lines or drive the terminal.
-    std::string clean;
-    for (unsigned char c : msg) clean += c < 0x20 || c == 0x7f ? fmt::format("\\x{:02x}", c) : std::string(1, c);
+    // Bytes that are not UTF-8 and C1 controls are escaped too (the fuzz harness found raw
+    // ones in a quoted key); a nested message's own escapes pass unchanged.
+    std::string clean = printable_text(msg);
     to.push_back(Diagnostic{file_, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0,
                             std::move(clean), warning});
   }
@@ -362,8 +364,9 @@ class FileLoader {
         if (values_ == kMaxValues + 1) err(mark, fmt::format("more than {} values; is an alias expanding recursively?", kMaxValues));
         return;
       }
-      const YAML::Node& key = it->first;
-      const YAML::Node& val = it->second;
+      // Copies, as in message(): *it is a proxy temporary (ASan: stack-use-after-scope).
+      const YAML::Node key = it->first;
+      const YAML::Node val = it->second;
       if (!key.IsScalar()) {
         err(key.Mark(), fmt::format("{}: keys must be {}", where, expected_scalar(fd)));
         continue;
@@ -597,6 +600,47 @@ class FileLoader {
   size_t values_ = 0;
 };
 
+// yaml-cpp 0.7's LoadAll() loops for ever, allocating, when a document ends at a token no
+// rule consumes: a ',' after a top-level block node ("- x\n, y"; the fuzz harness found it,
+// jbeder/yaml-cpp#1319). So documents are counted first, stopping at the second, and only
+// the first is built: the mark of the second is returned when there is one. Throws
+// YAML::Exception on syntax errors, as LoadAll does.
+struct DocumentCounter : YAML::EventHandler {
+  int documents = 0;
+  YAML::Mark second;
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents == 2) second = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+struct OneDocument {
+  std::optional<YAML::Node> node;   // none: the text holds no document
+  std::optional<YAML::Mark> second; // where a second document (or stray text) starts
+};
+
+OneDocument load_one_document(const std::string& text) {
+  OneDocument out;
+  {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
+    }
+    if (counter.documents == 0) return out;
+    if (counter.documents > 1) out.second = counter.second;
+  }
+  out.node = YAML::Load(text);  // builds the first document only
+  return out;
+}
+
 // yaml-cpp 0.7 loops for ever, allocating, on a document whose first token is ','
 // (jbeder/yaml-cpp#1040). Refused before it gets there: the line and column of such a
 // ',' at the start of the text or right after a '---'/'...' marker, or npos.
@@ -713,18 +757,43 @@ class Resolver {
       errors.push_back(Diagnostic{file, at->first, at->second, "YAML syntax error: a document cannot start with ','"});
       return std::nullopt;
     }
-    std::vector<YAML::Node> docs;
+    // YAML is Unicode text and every string field of the profile message is UTF-8: bytes
+    // that are not would reach names, paths and comments the kernel, the store and the
+    // operator's terminal read (and to_yaml could not write them back as they were).
+    for (size_t i = 0, line = 1, col = 1; i < text.size();) {
+      const auto* p = reinterpret_cast<const unsigned char*>(text.data()) + i;
+      size_t n = *p < 0x80 ? 1 : utf8_sequence_length(p, text.size() - i);
+      if (n == 0) {
+        errors.push_back(Diagnostic{file, static_cast<int>(line), static_cast<int>(col),
+                                    fmt::format("byte 0x{:02x} is not UTF-8: a profile is UTF-8 text", *p)});
+        return std::nullopt;
+      }
+      if (*p == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
+      i += n;
+    }
+    OneDocument doc;
     try {
-      docs = YAML::LoadAll(text);
+      doc = load_one_document(text);
     } catch (const YAML::Exception& ex) {
       // The library quotes the offending bytes: control characters must not reach a terminal.
       errors.push_back(Diagnostic{file, ex.mark.line + 1, ex.mark.column + 1, "YAML syntax error: " + escape_text(ex.msg)});
       return std::nullopt;
     }
-    if (docs.size() != 1) {
-      errors.push_back(Diagnostic{file, 1, 1, fmt::format("expected one YAML document, found {}", docs.size())});
+    if (!doc.node) {
+      errors.push_back(Diagnostic{file, 1, 1, "expected one YAML document, found none"});
       return std::nullopt;
     }
+    if (doc.second) {
+      errors.push_back(Diagnostic{file, doc.second->line + 1, doc.second->column + 1,
+                                  "expected one YAML document; a second one (or text after the first) starts here"});
+      return std::nullopt;
+    }
+    std::vector<YAML::Node> docs{*doc.node};
 
     v1::Profile raw;
     FileLoader loader(file, vars_);

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/fs.h"
+#include "core/base/text.h"
 
 namespace agentcage::core {
 namespace {
@@ -161,7 +162,7 @@ Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::st
     // A number no double holds (1e400): nlohmann reports no position for it.
     std::string what = e.what();
     if (auto p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
-    return error(fmt::format("{}: invalid JSON: {}", path, what));
+    return error(fmt::format("{}: invalid JSON: {}", path, escape_text(what)));
   } catch (const json::parse_error& e) {
     auto [line, col] = line_col(text, e.byte > 0 ? e.byte - 1 : 0);
     // nlohmann's what() is "[json.exception...] parse error at line L, column C: what";
@@ -169,7 +170,8 @@ Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::st
     std::string what = e.what();
     if (auto c = what.find("column "); c != std::string::npos)
       if (auto p = what.find(": ", c); p != std::string::npos) what = what.substr(p + 2);
-    return error(fmt::format("{}:{}:{}: invalid JSON: {}", path, line, col, what));
+    // "last read: '...'" quotes the input's bytes, which need not be text.
+    return error(fmt::format("{}:{}:{}: invalid JSON: {}", path, line, col, escape_text(what)));
   }
 
   OciSeccomp out;

@@ -1084,7 +1084,7 @@ Status EventStore::query(const StoreQuery& q, const std::function<bool(const v1:
       // a loss event in its place (seq and time from the row's columns) and goes on.
       ev = loss_event("decode_error", 1,
                       fmt::format("store row {} does not decode (run 'agentcage audit verify')", st->col_u(1)),
-                      st->col_text(4), st->col_text(3));
+                      escape_text(st->col_text(4)), escape_text(st->col_text(3)));  // columns need not be text
       ev.set_seq(st->col_u(1));
       ev.set_time_ns(st->col_u(2));
     }
@@ -1170,7 +1170,8 @@ struct Walk {
 // The query columns must say what the hashed event says, or a filter could hide it.
 std::string column_mismatch(const Stmt& st, const v1::Event& ev, bool collector, uint64_t columns_from) {
   auto m = [](const char* col, const std::string& have, const std::string& want) {
-    return fmt::format("edited: column {} ('{}') does not match the event ('{}')", col, have, want);
+    return fmt::format("edited: column {} ('{}') does not match the event ('{}')", col, escape_text(have),
+                       escape_text(want));
   };
   if (st.col_u(1) != ev.time_ns()) return m("time_ns", std::to_string(st.col_u(1)), std::to_string(ev.time_ns()));
   if (st.col_text(2) != ev.sandbox_id()) return m("sandbox_id", st.col_text(2), ev.sandbox_id());

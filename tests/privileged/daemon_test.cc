@@ -748,6 +748,54 @@ TEST_F(DaemonProfile, ListingTheViewsRootWorksAndShowsOnlyTheGrantedTrees) {
   EXPECT_EQ(stat("/srv", &st), 0) << "the host's /srv, which the view must not show";
 }
 
+// Issue 12: Docker's current default seccomp profile names SCMP_ARCH_LOONGARCH64, which
+// this libseccomp does not know. It loads (that architecture skipped and reported) and is
+// enforced for the native one on every path: unshare without CAP_SYS_ADMIN is EPERM, as
+// in a Docker container, and the denial is a seccomp violation.
+TEST_F(DaemonProfile, DockersCurrentDefaultSeccompProfileIsEnforcedOnEveryPath) {
+  const std::string docker = std::string(AGENTCAGE_SOURCE_DIR) + "/tests/unit/fixtures/profiles/oci/docker-default.json";
+  std::string pdir = dir_ + "/prof";
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  chmod(dir_.c_str(), 0755);
+  std::string json = pdir + "/docker.json", prof = pdir + "/docker.yaml";
+  {
+    std::ifstream in(docker, std::ios::binary);
+    std::ofstream(json, std::ios::binary) << in.rdbuf();
+  }
+  { std::ofstream(prof) << "name: docker\nextends: default\nsyscalls:\n  seccomp_json: " << json << "\n"; }
+  chmod(json.c_str(), 0644);
+  chmod(prof.c_str(), 0644);
+  // An unprivileged caller names profiles on the daemon's search path, not files: a
+  // second daemon has this one there.
+  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);
+  auto sock2 = dir_ + "/second.sock";
+  std::vector<std::string> argv2{AGENTCAGED_BIN, "--socket", sock2, "--audit-db", dir_ + "/audit2.db"};
+  for (auto& a : testing::daemon_state_args(dir_ + "/d2")) argv2.push_back(a);
+  pid_t d2 = testing::start(argv2, dir_ + "/daemon2.log");
+  unsetenv("AGENTCAGE_PROFILE_PATH");
+  for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(access(sock2.c_str(), F_OK), 0) << read_all(dir_ + "/daemon2.log");
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";
+    // The client resolves the name too (to lint it): it gets the same search path.
+    std::vector<std::string> argv{"/usr/bin/env", "AGENTCAGE_PROFILE_PATH=" + pdir, AGENTCAGE_BIN, "run"};
+    if (path == 2) argv.push_back("--no-daemon");
+    else argv.insert(argv.end(), {"--socket", path == 1 ? sock2 : sock_});
+    argv.insert(argv.end(), {"--profile", path == 1 ? std::string("docker") : prof, "--workspace", ws_, "--",
+                             "/bin/sh", "-c", "echo started; unshare -U true; echo rc=$?"});
+    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
+    EXPECT_NE(r.out.find("started"), std::string::npos) << name << ": " << r.out << r.err;
+    EXPECT_NE(r.out.find("rc=1"), std::string::npos) << name << ": unshare must be refused: " << r.out << r.err;
+    EXPECT_NE(r.err.find("(seccomp"), std::string::npos)
+        << name << ": " << r.err << (path == 1 ? read_all(dir_ + "/daemon2.log") : "");
+    EXPECT_EQ(r.err.find("unknown architecture"), std::string::npos) << name << ": " << r.err;
+  }
+  kill(d2, SIGTERM);
+  EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
+}
+
 class DaemonNet : public Daemon {
  protected:
   void SetUp() override {

@@ -583,11 +583,20 @@ class FileLoader {
         if (!oci) {
           const Error& e = oci.error();
           err(mark, fmt::format("{}.seccomp_json: {}{}", where, e.context, e.code ? std::string(": ") + std::strerror(e.code) : ""));
-        } else if (!oci->unknown_syscalls.empty()) {
-          std::string names;
-          for (const auto& u : oci->unknown_syscalls) names += (names.empty() ? "" : ", ") + u;
-          warn(mark, fmt::format("{}.seccomp_json: syscalls unknown to this libseccomp are skipped (as runc does): {}",
-                                 where, names));
+        } else {
+          if (!oci->unknown_syscalls.empty()) {
+            std::string names;
+            for (const auto& u : oci->unknown_syscalls) names += (names.empty() ? "" : ", ") + u;
+            warn(mark, fmt::format("{}.seccomp_json: syscalls unknown to this libseccomp are skipped (as runc does): {}",
+                                   where, names));
+          }
+          if (!oci->unknown_architectures.empty()) {
+            std::string names;
+            for (const auto& u : oci->unknown_architectures) names += (names.empty() ? "" : ", ") + u;
+            warn(mark, fmt::format("{}.seccomp_json: architectures unknown to this libseccomp are skipped (the filter "
+                                   "is built for the native one, as Docker does): {}",
+                                   where, names));
+          }
         }
       }
     }

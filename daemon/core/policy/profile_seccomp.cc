@@ -180,10 +180,18 @@ Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::st
     out.default_action = string_field(doc, "defaultAction", "(top level)", true);
     action(out.default_action, "defaultAction");
     out.default_errno_ret = errno_field(doc, "defaultErrnoRet", "(top level)");
-    out.architectures = strings(doc.value("architectures", json()), "architectures");
-    for (size_t i = 0; i < out.architectures.size(); ++i)
-      if (!known_arch(out.architectures[i]))
-        throw Bad{fmt::format("architectures[{}]", i), fmt::format("unknown architecture \"{}\"", out.architectures[i])};
+    // An architecture this libseccomp does not know (newer than it: SCMP_ARCH_LOONGARCH64
+    // in Docker's current default) is skipped and reported, as for syscalls: the filter is
+    // built for the native architecture only (seccomp_policy.cc), which is what Docker
+    // takes from its archMap too. A name that is not an SCMP_ARCH_* at all is an error.
+    auto add_arch = [&](const std::string& a, const std::string& where) {
+      if (!a.starts_with("SCMP_ARCH_") || a.size() == std::string_view("SCMP_ARCH_").size())
+        throw Bad{where, fmt::format("\"{}\" is not an architecture (SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64, ...)", a)};
+      auto& to = known_arch(a) ? out.architectures : out.unknown_architectures;
+      if (std::find(to.begin(), to.end(), a) == to.end()) to.push_back(a);
+    };
+    std::vector<std::string> listed = strings(doc.value("architectures", json()), "architectures");
+    for (size_t i = 0; i < listed.size(); ++i) add_arch(listed[i], fmt::format("architectures[{}]", i));
     // Docker/Podman's newer form: {"architecture": A, "subArchitectures": [...]}; all of them
     // count, as they do for runc.
     json arch_map = doc.value("archMap", json::array());
@@ -193,11 +201,7 @@ Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::st
       if (!arch_map[i].is_object()) throw Bad{where, "expected an object, got " + type_name(arch_map[i])};
       std::vector<std::string> arches = strings(arch_map[i].value("subArchitectures", json()), where + ".subArchitectures");
       arches.insert(arches.begin(), string_field(arch_map[i], "architecture", where, true));
-      for (const auto& a : arches) {
-        if (!known_arch(a)) throw Bad{where, fmt::format("unknown architecture \"{}\"", a)};
-        if (std::find(out.architectures.begin(), out.architectures.end(), a) == out.architectures.end())
-          out.architectures.push_back(a);
-      }
+      for (const auto& a : arches) add_arch(a, where);
     }
 
     json calls = doc.value("syscalls", json::array());

@@ -33,7 +33,9 @@ struct OciSeccompRule {
 struct OciSeccomp {
   std::string default_action;
   std::optional<uint32_t> default_errno_ret;
-  std::vector<std::string> architectures;  // SCMP_ARCH_X86_64, ...
+  std::vector<std::string> architectures;  // SCMP_ARCH_X86_64, ... (those libseccomp knows)
+  // SCMP_ARCH_* names this libseccomp does not know (newer than it): skipped and reported.
+  std::vector<std::string> unknown_architectures;
   std::vector<OciSeccompRule> syscalls;
   // Names this libseccomp does not know (newer than it): skipped, as runc does, and reported.
   std::vector<std::string> unknown_syscalls;

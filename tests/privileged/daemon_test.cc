@@ -67,6 +67,21 @@ class Daemon : public ::testing::Test {
     testing::remove_daemon_pins(dir_);
   }
   std::string log() { return read_all(dir_ + "/daemon.log"); }
+  // A second agentcaged (socket dir_/second.sock, log dir_/daemon2.log) with profile_dir
+  // on its profile search path, which it takes from the environment at start. Waits for
+  // its socket; the caller asserts it is there.
+  pid_t start_second_daemon(const std::string& profile_dir, const std::vector<std::string>& store_args) {
+    std::string sock2 = dir_ + "/second.sock";
+    setenv("AGENTCAGE_PROFILE_PATH", profile_dir.c_str(), 1);
+    std::vector<std::string> argv{AGENTCAGED_BIN, "--socket", sock2};
+    argv.insert(argv.end(), store_args.begin(), store_args.end());
+    for (auto& a : testing::daemon_state_args(dir_ + "/d2")) argv.push_back(a);
+    pid_t pid = testing::start(argv, dir_ + "/daemon2.log");
+    unsetenv("AGENTCAGE_PROFILE_PATH");
+    for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return pid;
+  }
 
   std::string dir_, sock_;
   pid_t pid_ = -1;
@@ -487,15 +502,8 @@ TEST_F(Daemon, ReloadProfilesNamesABrokenProfile) {
   auto pdir = dir_ + "/profiles";
   ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
   std::ofstream(pdir + "/broken.yaml") << "name: broken\nnetwork:\n  default: sideways\n";
-  // The second daemon inherits the search path from our environment.
-  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);
+  pid_t d2 = start_second_daemon(pdir, {"--no-store"});
   auto sock2 = dir_ + "/second.sock";
-  std::vector<std::string> argv2{AGENTCAGED_BIN, "--socket", sock2, "--no-store"};
-  for (auto& a : testing::daemon_state_args(dir_ + "/d2")) argv2.push_back(a);
-  pid_t d2 = testing::start(argv2, dir_ + "/daemon2.log");
-  unsetenv("AGENTCAGE_PROFILE_PATH");
-  for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(access(sock2.c_str(), F_OK), 0) << read_all(dir_ + "/daemon2.log");
   auto control = v1::Control::NewStub(grpc::CreateChannel("unix:" + sock2, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
@@ -767,14 +775,8 @@ TEST_F(DaemonProfile, DockersCurrentDefaultSeccompProfileIsEnforcedOnEveryPath) 
   chmod(prof.c_str(), 0644);
   // An unprivileged caller names profiles on the daemon's search path, not files: a
   // second daemon has this one there.
-  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);
+  pid_t d2 = start_second_daemon(pdir, {"--audit-db", dir_ + "/audit2.db"});
   auto sock2 = dir_ + "/second.sock";
-  std::vector<std::string> argv2{AGENTCAGED_BIN, "--socket", sock2, "--audit-db", dir_ + "/audit2.db"};
-  for (auto& a : testing::daemon_state_args(dir_ + "/d2")) argv2.push_back(a);
-  pid_t d2 = testing::start(argv2, dir_ + "/daemon2.log");
-  unsetenv("AGENTCAGE_PROFILE_PATH");
-  for (int i = 0; i < 500 && access(sock2.c_str(), F_OK) != 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(access(sock2.c_str(), F_OK), 0) << read_all(dir_ + "/daemon2.log");
   for (int path = 0; path < 3; ++path) {
     const char* name = path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";

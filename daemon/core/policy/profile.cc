@@ -100,7 +100,8 @@ std::string describe(const YAML::Node& n) {
     case YAML::NodeType::Sequence: return "a list";
     case YAML::NodeType::Map: return "a mapping";
     case YAML::NodeType::Scalar:
-      return "'" + (n.Scalar().size() > 80 ? n.Scalar().substr(0, 77) + "..." : n.Scalar()) + "'";
+      // Escaped: the scalar is the file's bytes (a control byte after `false` included).
+      return "'" + printable_text(n.Scalar().size() > 80 ? n.Scalar().substr(0, 77) + "..." : n.Scalar()) + "'";
     default: return "nothing";
   }
 }

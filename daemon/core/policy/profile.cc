@@ -828,8 +828,9 @@ class Resolver {
     auto target = find(raw.extends(), fs::path(file).parent_path().string(), &looked);
     if (!target) {
       std::string where;
-      for (const auto& l : looked) where += "\n  " + l;
-      diag(fmt::format("extends: profile '{}' not found; looked for:{}", raw.extends(), where));
+      // Escaped: the name is the file's bytes, and every path looked at contains it.
+      for (const auto& l : looked) where += "\n  " + printable_text(l);
+      diag(fmt::format("extends: profile '{}' not found; looked for:{}", printable_text(raw.extends()), where));
       return std::nullopt;
     }
     std::string canon = canonical(*target);

@@ -620,6 +620,9 @@ TEST(Profile, OciSeccompParsesDockerFormat) {
   EXPECT_EQ(bad(R"({"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": "SCMP_ARCH_X86_64",
                    "subArchitectures": ["Z80"]}]})"),
             "x.json: archMap[0]: \"Z80\" is not an architecture (SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64, ...)");
+  // The file's strings are escaped in the message (an ESC would reach the terminal).
+  EXPECT_EQ(bad(R"({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["x\u001b"]})"),
+            "x.json: architectures[0]: \"x\\x1b\" is not an architecture (SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64, ...)");
   // Architectures newer than this libseccomp are skipped and reported, not refused: the
   // filter is for the native architecture only, as Docker builds it from its archMap.
   auto unknown = parse_oci_seccomp_text(R"({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PDP11"],

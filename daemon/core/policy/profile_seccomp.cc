@@ -248,7 +248,9 @@ Result<OciSeccomp> parse_oci_seccomp_text(const std::string& text, const std::st
       out.syscalls.push_back(std::move(rule));
     }
   } catch (const Bad& b) {
-    return error(fmt::format("{}: {}: {}", path, b.where, b.what));
+    // Escaped here, once: the messages quote the file's strings (actions, operators,
+    // architectures), which may hold any bytes.
+    return error(fmt::format("{}: {}: {}", path, b.where, escape_text(b.what)));
   } catch (const json::exception& e) {
     return error(fmt::format("{}: {}", path, e.what()));
   }

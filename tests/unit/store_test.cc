@@ -244,6 +244,18 @@ TEST(Store, QueryFilters) {
 
 // One kind table, read from event.proto's oneof: a kind added there is stored, filterable
 // (gRPC filter.kinds, --kind) and named without touching a list anywhere else.
+// meta chain_epochs: "-" or a hex key id per epoch; anything else is damage (a fuzzed store
+// put control bytes there, and verify quoted them to the terminal).
+TEST(Store, ChainEpochKeyIdsAreHexOrUnkeyed) {
+  auto ok = parse_chain_epochs("1:-;5:0123abcd89ef4567");
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->size(), 2u);
+  EXPECT_EQ((*ok)[1].key_id, "0123abcd89ef4567");
+  EXPECT_FALSE(parse_chain_epochs("1:34:67\x02" "99\xff"));
+  EXPECT_FALSE(parse_chain_epochs("1:ABCDEF"));
+  EXPECT_FALSE(parse_chain_epochs("1:-;2:k\x1b[2J"));
+}
+
 TEST(Store, EventKindsComeFromTheProto) {
   EXPECT_EQ(event_kinds(), (std::vector<std::string>{"exec", "fork", "exit", "file", "net", "loss", "violation", "syscall", "sandbox"}));
   EXPECT_EQ(event_kinds_joined(), "exec, fork, exit, file, net, loss, violation, syscall, sandbox");

@@ -256,6 +256,12 @@ std::optional<std::vector<ChainEpoch>> parse_chain_epochs(std::string_view s) {
     auto seq = parse_u64(item.substr(0, colon));
     std::string id(item.substr(colon + 1));
     if (!seq || *seq == 0 || id.empty()) return std::nullopt;
+    // "-" (unkeyed) or a key id (hex, chain_key_id): anything else is damage, and would
+    // otherwise reach verify's findings and the terminal as raw bytes.
+    bool hex = id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+               });
+    if (id != "-" && !hex) return std::nullopt;
     if (!out.empty() && *seq <= out.back().first_seq) return std::nullopt;
     out.push_back(ChainEpoch{*seq, std::move(id)});
   }

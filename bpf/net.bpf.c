@@ -84,6 +84,34 @@ struct {
 	__type(value, __u8);
 } ac_net_unix SEC(".maps");
 
+/* Addresses learned from allowed names: see struct ac_net_learned_key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ac_net_learned_key);
+	__type(value, struct ac_net_learned_value);
+} ac_net_learned SEC(".maps");
+
+/*
+ * Where a DNS query redirected to agentcage's resolver was sent, per socket, so that the
+ * answer's source (recvmsg) and the peer (getpeername) read as that address again: stub
+ * resolvers (glibc's res_send, musl) drop answers that do not come from the server they
+ * asked.
+ */
+struct ac_dns_orig {
+	__u8 addr[16]; /* network order, as the process wrote it (IPv4 in addr[12..15]) */
+	__u16 port;    /* network order */
+	__u16 family;
+	__u16 via_port; /* host order: the resolver's port the query went to */
+	__u16 _pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ac_dns_orig);
+} ac_dns_orig_map SEC(".maps");
+
 /* ac_net_kill and ac_net_kills_pending: see net_exit.bpf.h. */
 
 /*
@@ -282,6 +310,31 @@ static __always_inline int ac_net_local_alias(const __u8 *addr, __u32 prefix, __
 }
 
 /*
+ * Is the address one an allowed name resolved to, still within its TTL (plus grace), on
+ * this port and protocol? Never for bind.
+ */
+static __always_inline int ac_net_learned_allows(__u64 sandbox, const struct ac_net_attempt *a, __u8 proto)
+{
+	struct ac_net_learned_key key = {};
+	struct ac_net_learned_value *v;
+
+	if (a->op == AC_NET_BIND)
+		return 0;
+	key.sandbox = sandbox;
+	__builtin_memcpy(key.addr, a->addr, sizeof(key.addr));
+	v = bpf_map_lookup_elem(&ac_net_learned, &key);
+	if (!v || bpf_ktime_get_boot_ns() >= v->expires_ns)
+		return 0;
+	for (int i = 0; i < AC_NET_LEARNED_RANGES; i++) {
+		if (i >= v->count)
+			break;
+		if ((v->ranges[i].proto & proto) && a->port >= v->ranges[i].lo && a->port <= v->ranges[i].hi)
+			return 1;
+	}
+	return 0;
+}
+
+/*
  * The verdict for an inet attempt: allowed by its spelling and, for a connect or send to
  * a spelling of the local host, by the address it reaches (ac_net_local_alias). *reason
  * says which check refused. bind is taken at face value: it names a local address.
@@ -293,8 +346,19 @@ static __always_inline int ac_net_decide(__u64 sandbox, const struct ac_net_atte
 	__u32 prefix = 0, alt_prefix = 0, alt_deny = 0;
 
 	*reason = AC_NET_R_NO_RULE;
-	if (!ac_net_allowed(sandbox, a->addr, a->port, proto, deny_action, &prefix))
+	if (!ac_net_allowed(sandbox, a->addr, a->port, proto, deny_action, &prefix)) {
+		/*
+		 * A learned address inside a deny/kill/audit prefix stays refused: a name of
+		 * the allow list answered with a LAN or metadata address (DNS rebinding) does
+		 * not open that range. It was resolved for itself, so it decides alone (no
+		 * local-alias check: the guard never learns 0.0.0.0, :: or ::a.b.c.d).
+		 */
+		if (*deny_action == 0 && ac_net_learned_allows(sandbox, a, proto)) {
+			*reason = 0;
+			return 2;
+		}
 		return 0;
+	}
 	if (a->op == AC_NET_BIND || !ac_net_local_alias(a->addr, prefix, alt))
 		return 1;
 	if (ac_net_allowed(sandbox, alt, a->port, proto, &alt_deny, &alt_prefix))
@@ -303,6 +367,113 @@ static __always_inline int ac_net_decide(__u64 sandbox, const struct ac_net_atte
 	*reason = AC_NET_R_LOCAL_ALIAS;
 	return 0;
 }
+
+/*
+ * Every DNS query of a sandbox with domain rules, to whatever address it is sent, goes to
+ * agentcage's resolver for that sandbox (127.0.0.1 or ::1 on pol->dns_port[6]): the
+ * destination is rewritten here, in the kernel's copy, before the stack routes it. The
+ * original goes into the socket's storage for recvmsg/getpeername. Reported once per
+ * socket and destination, as an allowed send, with AC_NET_F_DNS_REDIRECT; the resolver
+ * reports the query itself. No IPv6 port (no ::1 here): refused, as an IPv6 query
+ * cannot be answered (a v4-mapped target is not allowed from the sendmsg6 hook).
+ */
+static __always_inline int ac_dns_redirect(struct bpf_sock_addr *ctx, struct task_struct *task, __u64 sandbox,
+					   __u32 hflags, struct ac_net_attempt *a, const struct ac_net_sandbox *pol)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct ac_dns_orig *orig;
+	__u16 via = a->family == AF_INET6 ? pol->dns_port6 : pol->dns_port;
+
+	a->flags |= AC_NET_F_DNS_REDIRECT;
+	if (!via || !sk) {
+		__u8 action = ac_net_violation_action(pol, 0);
+		if (pol->flags & AC_NET_S_AUDIT)
+			a->flags |= AC_NET_F_AUDIT_MODE;
+		ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, pol, 0, 0);
+		return ac_net_enforce(action == AC_NET_AUDIT ? AC_NET_DENY : action);
+	}
+	orig = bpf_sk_storage_get(&ac_dns_orig_map, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!orig)
+		return ac_net_enforce(AC_NET_DENY); /* fail closed: the query must not leave */
+	orig->family = a->family;
+	orig->port = bpf_htons(a->port);
+	orig->via_port = via;
+	__builtin_memcpy(orig->addr, a->addr, sizeof(orig->addr));
+	if (a->family == AF_INET6) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+	} else {
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+	}
+	ctx->user_port = bpf_htons(via);
+	if (a->op == AC_NET_SENDMSG) {
+		struct ac_net_seen_key seen = {};
+		__u8 one = 1;
+
+		seen.cookie = bpf_get_socket_cookie(ctx);
+		__builtin_memcpy(seen.addr, a->addr, sizeof(seen.addr));
+		seen.port = a->port;
+		if (bpf_map_lookup_elem(&ac_net_seen, &seen))
+			return 1;
+		bpf_map_update_elem(&ac_net_seen, &seen, &one, BPF_ANY);
+	}
+	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0, 0);
+	return 1;
+}
+
+/*
+ * recvmsg (UDP) and getpeername of a socket whose query was redirected: the resolver's
+ * address reads as the server the process asked. Any other socket has no storage: one
+ * lookup. Not filtered by ac_tracked(): the storage exists only on redirected sockets.
+ */
+static __always_inline int ac_dns_restore(struct bpf_sock_addr *ctx, int v6)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct ac_dns_orig *orig;
+
+	if (!sk)
+		return 1;
+	orig = bpf_sk_storage_get(&ac_dns_orig_map, sk, 0, 0);
+	if (!orig || bpf_ntohs((__u16)ctx->user_port) != orig->via_port)
+		return 1;
+	if (v6) {
+		__u32 w;
+
+		if (ctx->user_ip6[0] || ctx->user_ip6[1] || ctx->user_ip6[2] || ctx->user_ip6[3] != bpf_htonl(1))
+			return 1;
+		__builtin_memcpy(&w, &orig->addr[0], 4);
+		ctx->user_ip6[0] = w;
+		__builtin_memcpy(&w, &orig->addr[4], 4);
+		ctx->user_ip6[1] = w;
+		__builtin_memcpy(&w, &orig->addr[8], 4);
+		ctx->user_ip6[2] = w;
+		__builtin_memcpy(&w, &orig->addr[12], 4);
+		ctx->user_ip6[3] = w;
+	} else {
+		__u32 ip;
+
+		if (ctx->user_ip4 != bpf_htonl(0x7f000001))
+			return 1;
+		__builtin_memcpy(&ip, &orig->addr[12], 4);
+		ctx->user_ip4 = ip;
+	}
+	ctx->user_port = orig->port;
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int cg__recvmsg4(struct bpf_sock_addr *ctx) { return ac_dns_restore(ctx, 0); }
+
+SEC("cgroup/recvmsg6")
+int cg__recvmsg6(struct bpf_sock_addr *ctx) { return ac_dns_restore(ctx, 1); }
+
+SEC("cgroup/getpeername4")
+int cg__getpeername4(struct bpf_sock_addr *ctx) { return ac_dns_restore(ctx, 0); }
+
+SEC("cgroup/getpeername6")
+int cg__getpeername6(struct bpf_sock_addr *ctx) { return ac_dns_restore(ctx, 1); }
 
 /* An inet connect/sendmsg/bind: check, report, return the verdict. */
 static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_attempt *a)
@@ -324,8 +495,15 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 	 */
 	__u32 rule_action = 0;
 	__u8 reason = AC_NET_R_NO_RULE;
-	int ok = !pol || (a->op == AC_NET_BIND && a->port == 0) ||
-		 ac_net_decide(sandbox, a, ac_proto_bit(ctx->type, ctx->protocol), &rule_action, &reason);
+	__u8 proto = ac_proto_bit(a->sock_type, a->protocol);
+	if (pol && pol->dns_port && a->port == 53 && a->op != AC_NET_BIND && proto != AC_NET_P_OTHER)
+		return ac_dns_redirect(ctx, task, sandbox, hflags, a, pol);
+	/* Not one `||` chain: that would turn ac_net_decide's 2 (learned) into 1. */
+	int ok = !pol || (a->op == AC_NET_BIND && a->port == 0);
+	if (!ok)
+		ok = ac_net_decide(sandbox, a, proto, &rule_action, &reason);
+	if (ok == 2)
+		a->flags |= AC_NET_F_LEARNED;
 	if (ok) {
 		if (a->op == AC_NET_SENDMSG) {
 			struct ac_net_seen_key seen = {};

@@ -17,6 +17,11 @@
  *                                         64-bit register (0x1000000028 tests that only
  *                                         the low 32 bits, as the kernel reads, decide)
  *   net_probe socketpair DOMAIN           socketpair(DOMAIN, SOCK_STREAM, 0)
+ *   net_probe dns udp|udpconn|tcp ADDR NAME [aaaa]
+ *                                         one A query for NAME to ADDR port 53 (udp:
+ *                                         unconnected sendto/recvfrom; udpconn: connect,
+ *                                         send, recv, getpeername); prints
+ *                                         "dns rcode R answers N [first A] from PEER"
  */
 #define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
@@ -57,6 +62,58 @@ static socklen_t inet_addr_of(const char *text, int port, struct sockaddr_storag
 	}
 	fprintf(stderr, "net_probe: bad address %s\n", text);
 	exit(100);
+}
+
+static void print_addr(const struct sockaddr_storage *ss)
+{
+	char text[INET6_ADDRSTRLEN] = "?";
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+		printf("[%s]:%d", text, ntohs(in6->sin6_port));
+	} else {
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in4->sin_addr, text, sizeof(text));
+		printf("%s:%d", text, ntohs(in4->sin_port));
+	}
+}
+
+/* One A query: header, QNAME as labels, QTYPE A, QCLASS IN. Returns its length. */
+static size_t dns_query(const char *name, unsigned char *q, int qtype)
+{
+	size_t n = 12;
+	memset(q, 0, 12);
+	q[0] = 0x4a;
+	q[1] = 0x17;
+	q[2] = 0x01; /* RD */
+	q[5] = 1;    /* QDCOUNT */
+	while (*name) {
+		const char *dot = strchr(name, '.');
+		size_t l = dot ? (size_t)(dot - name) : strlen(name);
+		q[n++] = (unsigned char)l;
+		memcpy(q + n, name, l);
+		n += l;
+		name += l + (dot ? 1 : 0);
+	}
+	q[n++] = 0;
+	q[n++] = 0;
+	q[n++] = (unsigned char)qtype;
+	q[n++] = 0;
+	q[n++] = 1;
+	return n;
+}
+
+/* rcode, answer count and the first A record of a reply (answers right after the question). */
+static void dns_print(const unsigned char *r, ssize_t n, size_t qlen)
+{
+	if (n < 12) {
+		printf("dns short reply\n");
+		return;
+	}
+	printf("dns rcode %d answers %d", r[3] & 0xf, r[6] << 8 | r[7]);
+	size_t off = qlen;
+	if ((r[6] << 8 | r[7]) > 0 && (size_t)n >= off + 16 && r[off + 3] == 1 && r[off + 11] == 4)
+		printf(" %d.%d.%d.%d", r[off + 12], r[off + 13], r[off + 14], r[off + 15]);
 }
 
 static int sock_type(const char *proto) { return strcmp(proto, "udp") == 0 ? SOCK_DGRAM : SOCK_STREAM; }
@@ -162,6 +219,48 @@ int main(int argc, char **argv)
 			return fail("socket");
 		if (sendto(fd, echo, sizeof(echo), 0, (struct sockaddr *)&ss, len) < 0)
 			return fail("sendto");
+	} else if (strcmp(op, "dns") == 0 && (argc == 5 || argc == 6)) {
+		unsigned char q[512], r[4096];
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		size_t qlen = dns_query(argv[4], q, argc == 6 && strcmp(argv[5], "aaaa") == 0 ? 28 : 1);
+		ssize_t n;
+		int tcp = strcmp(argv[2], "tcp") == 0, conn = tcp || strcmp(argv[2], "udpconn") == 0;
+		struct timeval tv = {5, 0};
+
+		len = inet_addr_of(argv[3], 53, &ss);
+		fd = socket(ss.ss_family, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+		if (fd < 0)
+			return fail("socket");
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (conn && connect(fd, (struct sockaddr *)&ss, len) != 0)
+			return fail("connect");
+		if (tcp) {
+			unsigned char l[2] = {(unsigned char)(qlen >> 8), (unsigned char)qlen};
+			if (send(fd, l, 2, 0) != 2 || send(fd, q, qlen, 0) != (ssize_t)qlen)
+				return fail("send");
+			if (recv(fd, l, 2, MSG_WAITALL) != 2)
+				return fail("recv");
+			n = recv(fd, r, (size_t)(l[0] << 8 | l[1]) < sizeof(r) ? (size_t)(l[0] << 8 | l[1]) : sizeof(r),
+				 MSG_WAITALL);
+		} else if (conn) {
+			if (send(fd, q, qlen, 0) != (ssize_t)qlen)
+				return fail("send");
+			n = recv(fd, r, sizeof(r), 0);
+		} else {
+			if (sendto(fd, q, qlen, 0, (struct sockaddr *)&ss, len) != (ssize_t)qlen)
+				return fail("sendto");
+			n = recvfrom(fd, r, sizeof(r), 0, (struct sockaddr *)&from, &fl);
+		}
+		if (n < 0)
+			return fail("recv");
+		if (conn && getpeername(fd, (struct sockaddr *)&from, &fl) != 0)
+			return fail("getpeername");
+		dns_print(r, n, qlen);
+		printf(" from ");
+		print_addr(&from);
+		printf("\n");
+		return 0;
 	} else {
 		fprintf(stderr, "net_probe: bad arguments\n");
 		return 100;

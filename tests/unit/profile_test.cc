@@ -530,6 +530,7 @@ TEST(Profile, EveryStringFieldDeclaresHowItIsValidated) {
   // A map's values are free text; its keys are validated by the map field's own format.
   const std::set<std::string> free_text = {"agentcage.v1.Profile.name", "agentcage.v1.Profile.description",
                                            "agentcage.v1.Profile.extends", "agentcage.v1.Profile.NetworkRule.comment",
+                                           "agentcage.v1.Profile.DomainRule.comment",
                                            "agentcage.v1.Profile.Environment.SetEntry.value"};
   std::vector<const google::protobuf::Descriptor*> todo = {P::descriptor()};
   std::set<const google::protobuf::Descriptor*> seen;

@@ -257,8 +257,9 @@ TEST(Store, ChainEpochKeyIdsAreHexOrUnkeyed) {
 }
 
 TEST(Store, EventKindsComeFromTheProto) {
-  EXPECT_EQ(event_kinds(), (std::vector<std::string>{"exec", "fork", "exit", "file", "net", "loss", "violation", "syscall", "sandbox"}));
-  EXPECT_EQ(event_kinds_joined(), "exec, fork, exit, file, net, loss, violation, syscall, sandbox");
+  EXPECT_EQ(event_kinds(), (std::vector<std::string>{"exec", "fork", "exit", "file", "net", "loss", "violation", "syscall", "sandbox",
+                                                       "dns"}));
+  EXPECT_EQ(event_kinds_joined(), "exec, fork, exit, file, net, loss, violation, syscall, sandbox, dns");
   v1::Event ev;
   EXPECT_EQ(event_kind(ev), "");
   ev.mutable_violation();

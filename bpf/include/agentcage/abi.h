@@ -215,6 +215,9 @@ enum ac_net_flags {
 	AC_NET_F_RULE_ACTION = 1u << 4, /* a rule with an action (deny/kill/audit) for a prefix
 	                                 * containing the address decided, not network.default;
 	                                 * policy_action then holds that rule's action */
+	AC_NET_F_DNS_REDIRECT = 1u << 5, /* a DNS query (port 53) sent to agentcage's resolver
+	                                  * instead; addr/port are where the process sent it */
+	AC_NET_F_LEARNED = 1u << 6,     /* allowed as an address an allowed name resolved to */
 };
 
 struct ac_net_event {
@@ -289,6 +292,28 @@ enum ac_net_sandbox_flags {
 struct ac_net_sandbox {
 	__u32 default_action; /* enum ac_net_action for traffic no rule allows */
 	__u32 flags;          /* enum ac_net_sandbox_flags */
+	__u16 dns_port;       /* host order; non-zero: every connect/sendmsg to port 53 goes to
+	                       * agentcage's resolver at 127.0.0.1 (IPv6: ::1) on this port */
+	__u16 dns_port6;      /* host order: the resolver's port on ::1; 0: IPv6 queries are
+	                       * refused (no IPv6 loopback to answer them on) */
+	__u32 _pad0;
+};
+
+/*
+ * ac_net_learned: addresses an allowed name resolved to (network.domains), per sandbox,
+ * written by agentcage's resolver. Connectable on the name rule's ports until expires_ns
+ * (CLOCK_BOOTTIME: the answer's TTL plus a grace), unless a block prefix contains them.
+ */
+#define AC_NET_LEARNED_RANGES 8
+struct ac_net_learned_key {
+	__u64 sandbox;
+	__u8 addr[16]; /* network order, IPv4 as ::ffff:a.b.c.d */
+};
+struct ac_net_learned_value {
+	__u64 expires_ns;
+	__u32 count;   /* ranges in use */
+	__u32 _pad0;
+	struct ac_net_port_range ranges[AC_NET_LEARNED_RANGES];
 };
 
 /* ac_net_unix: allowed unix socket names, exact match. Abstract names start with '@'. */
@@ -402,7 +427,9 @@ AC_ABI_SIZE(ac_config, 16);
 AC_ABI_SIZE(ac_net_event, 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN);
 AC_ABI_SIZE(ac_net_rule_key, 28);
 AC_ABI_SIZE(ac_net_rule_value, 8 + 8 * AC_NET_MAX_PORT_RANGES);
-AC_ABI_SIZE(ac_net_sandbox, 8);
+AC_ABI_SIZE(ac_net_sandbox, 16);
+AC_ABI_SIZE(ac_net_learned_key, 24);
+AC_ABI_SIZE(ac_net_learned_value, 16 + 8 * AC_NET_LEARNED_RANGES);
 AC_ABI_SIZE(ac_net_unix_key, 8 + AC_UNIX_PATH_MAX + 4);
 AC_ABI_SIZE(ac_inode_key, 24);
 AC_ABI_SIZE(ac_inode_rule, 8);
@@ -460,6 +487,8 @@ AC_ABI_OFFSET(ac_net_rule_value, deny_action, 4);
 AC_ABI_OFFSET(ac_net_rule_value, ranges, 8);
 AC_ABI_OFFSET(ac_net_port_range, proto, 4);
 AC_ABI_OFFSET(ac_net_sandbox, flags, 4);
+AC_ABI_OFFSET(ac_net_sandbox, dns_port, 8);
+AC_ABI_OFFSET(ac_net_learned_value, ranges, 16);
 AC_ABI_OFFSET(ac_net_unix_key, path, 8);
 AC_ABI_OFFSET(ac_inode_key, ino, 8);
 AC_ABI_OFFSET(ac_inode_key, dev, 16);

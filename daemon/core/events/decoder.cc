@@ -147,6 +147,8 @@ void fill_net_op(v1::NetOp* n, const ac_net_event& r) {
   bool local = r.op == AC_NET_BIND || r.op == AC_NET_LISTEN;
   fill_sockaddr(local ? n->mutable_local() : n->mutable_remote(), r, r.addr, r.port);
   if (r.op == AC_NET_ACCEPT) fill_sockaddr(n->mutable_local(), r, r.local_addr, r.local_port);
+  n->set_dns_redirected(r.net_flags & AC_NET_F_DNS_REDIRECT);
+  n->set_learned(r.net_flags & AC_NET_F_LEARNED);
 }
 
 }  // namespace
@@ -161,7 +163,10 @@ std::string sockaddr_text(const v1::SockAddr& a) {
 std::string net_what(const v1::NetOp& n) {
   if (n.op() == "socket") return "socket " + n.protocol();
   const auto& a = n.has_remote() ? n.remote() : n.local();
-  return fmt::format("{} {}/{}", n.op(), sockaddr_text(a), n.protocol());
+  return fmt::format("{} {}/{}{}", n.op(), sockaddr_text(a), n.protocol(),
+                     n.dns_redirected() ? " (DNS, to agentcage's resolver)"
+                     : n.learned()      ? " (an address an allowed name resolved to)"
+                                        : "");
 }
 
 namespace {
@@ -189,6 +194,9 @@ std::string net_rule(const ac_net_event& r) {
       break;
     default: why = "unknown reason"; break;
   }
+  if (r.net_flags & AC_NET_F_DNS_REDIRECT)
+    return fmt::format("network.domains: {} (an IPv6 DNS query, and this host has no ::1 for agentcage's resolver)",
+                       net_action(r.policy_action));
   // A rule's own action (a blocked prefix inside a wider allow) or the sandbox default.
   const char* clause = (r.net_flags & AC_NET_F_RULE_ACTION) ? "network.rules: action" : "network.default:";
   const char* scope = (r.net_flags & AC_NET_F_RULE_ACTION) ? " of a rule for a prefix containing the address" : "";
@@ -561,6 +569,13 @@ std::string text_line_raw(const v1::Event& ev) {
       return head + fmt::format("sandbox {} uid {} profile '{}'{}", ev.sandbox().phase(), ev.sandbox().sandbox().owner_uid(),
                                 ev.sandbox().sandbox().profile(),
                                 ev.sandbox().reason().empty() ? "" : " (" + ev.sandbox().reason() + ")");
+    case v1::Event::kDns: {
+      const auto& d = ev.dns();
+      std::string answers;
+      for (const auto& a : d.answers()) answers += " " + a;
+      return head + fmt::format("dns     {:>7} {} {} ({}) {}{}", p.pid(), d.type(), d.name(), d.transport(), d.rcode(),
+                                answers);
+    }
     case v1::Event::kLoss:
       return head + fmt::format("LOSS    {} events lost ({}, {})", ev.loss().count(), ev.loss().reason(),
                                 ev.loss().where());

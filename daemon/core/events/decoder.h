@@ -41,7 +41,7 @@ std::string syscall_name(uint32_t nr);
 
 // The fields reset_event() clears: must equal v1::Event's field count (unit-tested), so a
 // field added to event.proto is not left stale across reused records.
-inline constexpr int kEventFields = 16;  // + sandbox (never decoded: reset clears it as any other kind)
+inline constexpr int kEventFields = 17;  // + sandbox, dns (never decoded: reset clears them as any other kind)
 // Clears ev for reuse, keeping sub-messages and string capacity when the next record is
 // of kind `next`.
 void reset_event(v1::Event& ev, v1::Event::KindCase next);

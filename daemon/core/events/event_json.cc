@@ -216,6 +216,8 @@ void net_json(Obj o, const v1::NetOp& n) {
   if (n.has_local()) sockaddr_json(o.child("local"), n.local());
   o.i32("result", n.result());
   o.str("error", n.error());
+  o.boolean("dns_redirected", n.dns_redirected());
+  o.boolean("learned", n.learned());
 }
 
 void syscall_json(Obj o, const v1::SyscallFailure& x) {
@@ -224,6 +226,15 @@ void syscall_json(Obj o, const v1::SyscallFailure& x) {
   o.i32("result", x.result());
   o.str("error", x.error());
   o.u64s("args", x.args());
+}
+
+void dns_json(Obj o, const v1::DnsQuery& d) {
+  o.str("name", d.name());
+  o.str("type", d.type());
+  o.str("rcode", d.rcode());
+  o.strs("answers", d.answers());
+  o.str("transport", d.transport());
+  o.str("rule", d.rule());
 }
 
 // Every message by hand, not protobuf's JSON printer: that one writes `bytes` fields as
@@ -237,6 +248,7 @@ void violation_json(Obj o, const v1::Violation& v) {
     case v1::Violation::kFile: file_json(o.child("file"), v.file()); break;
     case v1::Violation::kNet: net_json(o.child("net"), v.net()); break;
     case v1::Violation::kSyscall: syscall_json(o.child("syscall"), v.syscall()); break;
+    case v1::Violation::kDns: dns_json(o.child("dns"), v.dns()); break;
     default: break;
   }
 }
@@ -389,6 +401,9 @@ void append_event_json(const v1::Event& ev, std::string& out) {
       break;
     case v1::Event::kViolation:
       violation_json(o.child("violation"), ev.violation());
+      break;
+    case v1::Event::kDns:
+      dns_json(o.child("dns"), ev.dns());
       break;
     default:
       break;

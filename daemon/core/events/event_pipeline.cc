@@ -41,6 +41,49 @@ void EventPipeline::handle(std::span<const std::byte> rec) {
   attribute(ev_);
 }
 
+void EventPipeline::post(v1::Event ev) {
+  // Far above what a reader that polls every 50 ms sees from one resolver; a bound, so a
+  // stalled reader cannot grow memory without end.
+  constexpr size_t kMaxPosted = 65536;
+  std::lock_guard lk(posted_mu_);
+  if (posted_.size() >= kMaxPosted) {
+    ++posted_lost_;
+    return;
+  }
+  posted_.push_back(std::move(ev));
+}
+
+void EventPipeline::flush_posted() {
+  std::vector<v1::Event> batch;
+  uint64_t lost = 0;
+  {
+    std::lock_guard lk(posted_mu_);
+    batch.swap(posted_);
+    lost = std::exchange(posted_lost_, 0);
+  }
+  if (lost) sink_(loss_event("posted_queue_full", lost, "agentcaged", opts_.ctx.node, opts_.loss_sandbox_id));
+  for (auto& ev : batch) {
+    if (ev.has_process() && ev.process().pid())
+      if (const ProcessInfo* p = procs_.find(ev.process().pid())) {
+        auto* out = ev.mutable_process();
+        out->set_exec_id(p->exec_id);
+        out->set_parent_exec_id(p->parent_exec_id);
+        out->set_ppid(p->ppid);
+        out->set_uid(p->uid);
+        out->set_gid(p->gid);
+        out->set_binary(p->binary);
+        out->clear_argv();
+        for (const auto& a : p->argv) out->add_argv(a);
+        out->set_argv_truncated(p->argv_truncated);
+        out->set_cwd(p->cwd);
+        out->set_comm(p->comm);
+        out->set_start_time_ns(p->start_time_ns);
+      }
+    events_.fetch_add(1, std::memory_order_relaxed);
+    sink_(ev);
+  }
+}
+
 // The sandbox's first process prepares its confinement between fork and execve (the
 // in-process launcher builds the private view: mkdir, mount, symlink in a scratch root;
 // a daemon client's child installs Landlock and seccomp, which with the shipped profiles

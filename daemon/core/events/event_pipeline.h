@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "agentcage/v1/event.pb.h"
 #include "core/base/result.h"
@@ -75,6 +77,13 @@ class EventPipeline {
   // event for what it counted since the last call; returns that count (0: nothing new).
   uint64_t ring_full(uint64_t total);
 
+  // An event made outside the kernel (agentcage's DNS resolver), from any thread. Kept
+  // until the reader's next flush_posted(), which stamps its process from the table (by
+  // pid) and delivers it like a decoded record; bounded: what does not fit is a Loss.
+  void post(v1::Event ev);
+  // Reader thread: delivers what post() queued.
+  void flush_posted();
+
   uint64_t events() const { return events_.load(std::memory_order_relaxed); }
   uint64_t decode_errors() const { return decode_errors_.load(std::memory_order_relaxed); }
   uint64_t setup_dropped() const { return setup_dropped_.load(std::memory_order_relaxed); }
@@ -104,6 +113,9 @@ class EventPipeline {
   // Per sandbox, asked once (bounded: cleared when large; see starts_setup()).
   std::unordered_map<std::string, Launcher> launchers_;
   std::atomic<uint64_t> events_{0}, decode_errors_{0}, setup_dropped_{0}, ring_lost_{0};
+  std::mutex posted_mu_;
+  std::vector<v1::Event> posted_;  // guarded by posted_mu_
+  uint64_t posted_lost_ = 0;       // guarded by posted_mu_
 };
 
 }  // namespace agentcage::core

@@ -143,6 +143,10 @@ struct BpfMonitor::Impl {
                                 {s->progs.cg__bind4, &s->links.cg__bind4, true},
                                 {s->progs.cg__bind6, &s->links.cg__bind6, true},
                                 {s->progs.cg__sock_create, &s->links.cg__sock_create, true},
+                                {s->progs.cg__recvmsg4, &s->links.cg__recvmsg4, true},
+                                {s->progs.cg__recvmsg6, &s->links.cg__recvmsg6, true},
+                                {s->progs.cg__getpeername4, &s->links.cg__getpeername4, true},
+                                {s->progs.cg__getpeername6, &s->links.cg__getpeername6, true},
                                 {s->progs.cg__connect_unix, &s->links.cg__connect_unix, unix_hooks},
                                 {s->progs.cg__sendmsg_unix, &s->links.cg__sendmsg_unix, unix_hooks}};
     for (const auto& p : progs) {
@@ -681,6 +685,37 @@ Status BpfMonitor::remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& 
   del(impl_->skel->maps.ac_net_policy, &sandbox, sizeof sandbox, "ac_net_policy");
   for (const auto& r : policy.rules) del(impl_->skel->maps.ac_net_rules, &r.key, sizeof r.key, "ac_net_rules");
   for (const auto& k : policy.unix_allow) del(impl_->skel->maps.ac_net_unix, &k, sizeof k, "ac_net_unix");
+  if (auto f = forget_learned(sandbox); !f && st) st = f;
+  return st;
+}
+
+Status BpfMonitor::learn_address(uint64_t sandbox, const ac_net_learned_key& key, const ac_net_learned_value& value) {
+  (void)sandbox;
+  if (bpf_map__update_elem(impl_->skel->maps.ac_net_learned, &key, sizeof key, &value, sizeof value, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_net_learned)", errno, "at most 65536 learned addresses over all sandboxes");
+  return {};
+}
+
+Status BpfMonitor::unlearn_address(const ac_net_learned_key& key) {
+  if (bpf_map__delete_elem(impl_->skel->maps.ac_net_learned, &key, sizeof key, 0) != 0 && errno != ENOENT)
+    return sys_error("bpf_map_delete_elem(ac_net_learned)");
+  return {};
+}
+
+Status BpfMonitor::forget_learned(uint64_t sandbox) {
+  // Collected first: deleting while iterating restarts the walk on some map types.
+  std::vector<ac_net_learned_key> mine;
+  ac_net_learned_key k{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map__get_next_key(impl_->skel->maps.ac_net_learned, prev, &next, sizeof next) == 0) {
+    if (next.sandbox == sandbox) mine.push_back(next);
+    k = next;
+    prev = &k;
+  }
+  Status st;
+  for (const auto& m : mine)
+    if (bpf_map__delete_elem(impl_->skel->maps.ac_net_learned, &m, sizeof m, 0) != 0 && errno != ENOENT && st)
+      st = sys_error("bpf_map_delete_elem(ac_net_learned)");
   return st;
 }
 

@@ -68,6 +68,11 @@ class BpfMonitor {
   // sockets is refused when the kernel lacks the unix sock_addr hooks.
   Status install_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy);
   Status remove_net_policy(uint64_t sandbox, const CompiledNetPolicy& policy);
+  // ac_net_learned: an address a sandbox's allowed name resolved to (dns_guard.h), and
+  // dropping all of a sandbox's when it closes.
+  Status learn_address(uint64_t sandbox, const ac_net_learned_key& key, const ac_net_learned_value& value);
+  Status forget_learned(uint64_t sandbox);
+  Status unlearn_address(const ac_net_learned_key& key);  // gone already: not an error
   // The kernel has cgroup/connect_unix and cgroup/sendmsg_unix (probed at start).
   bool has_unix_hooks() const;
   // BPF LSM (bpf/lsm.bpf.c): active when the kernel lists "bpf" in

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <map>
@@ -196,6 +197,68 @@ std::string to_string(const NetRule& r) {
   return fmt::format("{}{}{}", r.cidr, ports, proto);
 }
 
+Result<std::string> parse_domain_pattern(std::string_view text) {
+  std::string name = normalize_dns_name(text);
+  auto bad = [&](std::string why) {
+    return error(fmt::format("'{}' is not a domain name: {}", escape_text(text), why),
+                 "write a name such as registry.npmjs.org, or *.example.com for every name below example.com");
+  };
+  std::string_view rest = name;
+  if (rest.starts_with("*.")) rest.remove_prefix(2);
+  if (rest.empty()) return bad("it is empty");
+  if (rest.size() > 253) return bad("longer than 253 bytes");
+  size_t labels = 0;
+  for (size_t start = 0; start <= rest.size();) {
+    size_t dot = rest.find('.', start);
+    std::string_view label = rest.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (label.empty()) return bad("it has an empty label");
+    if (label.size() > 63) return bad("a label is longer than 63 bytes");
+    for (char c : label)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'))
+        return bad(c == '*' ? "'*' is only allowed as the whole first label (*.example.com)"
+                            : fmt::format("'{}' is not allowed (letters, digits, '-', '_')", escape_text({&c, 1})));
+    if (label.front() == '-' || label.back() == '-') return bad("a label starts or ends with '-'");
+    ++labels;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  if (name.starts_with("*.") && labels < 2) return bad("a wildcard needs at least two labels after it (*.example.com)");
+  return name;
+}
+
+std::string normalize_dns_name(std::string_view name) {
+  std::string out(name);
+  if (!out.empty() && out.back() == '.') out.pop_back();
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+const DomainRule* match_domain(const std::vector<DomainRule>& rules, std::string_view name) {
+  const DomainRule* best = nullptr;
+  size_t best_len = 0;
+  for (const auto& r : rules) {
+    if (r.pattern == name) return &r;
+    if (!r.pattern.starts_with("*.")) continue;
+    std::string_view suffix = std::string_view(r.pattern).substr(1);  // ".example.com"
+    if (name.size() > suffix.size() && name.ends_with(suffix) && suffix.size() > best_len) {
+      best = &r;
+      best_len = suffix.size();
+    }
+  }
+  return best;
+}
+
+std::string to_string(DomainAction a) {
+  switch (a) {
+    case DomainAction::allow: return "allow";
+    case DomainAction::audit: return "audit";
+    case DomainAction::deny: return "deny";
+    case DomainAction::kill: return "kill";
+  }
+  return "deny";
+}
+
 Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key) {
   if (sandbox_key == 0) return error("network policy: sandbox key 0 is reserved for host-mode records");
 
@@ -227,7 +290,9 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
     if (auto st = add(*c, rule.port_lo, rule.port_hi, proto_bits(rule.proto), to_string(rule)); !st)
       return std::unexpected(st.error());
   }
-  for (const auto& dns : policy.dns_resolvers) {
+  // With domain rules every port-53 query goes to agentcage's resolver instead (the
+  // kernel redirects it before these rules are asked): the resolvers are its upstreams.
+  for (const auto& dns : policy.domains.empty() ? policy.dns_resolvers : std::vector<std::string>{}) {
     auto c = parse_cidr(dns);
     if (!c) return error(fmt::format("dns resolver '{}': {}", escape_text(dns), c.error().context), c.error().hint);
     if (auto st = add(*c, 53, 53, AC_NET_P_TCP | AC_NET_P_UDP, "dns resolver " + dns); !st)

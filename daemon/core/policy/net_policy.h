@@ -62,6 +62,22 @@ struct NetBlock {
   NetAction action = NetAction::deny;
 };
 
+// A destination by name (profile network.domains). With any domain rule, DNS is answered
+// by agentcage (dns/dns_guard.h): every query the sandbox sends to port 53 is redirected
+// in the kernel to its resolver, which forwards only names a rule allows (to
+// dns_resolvers, which the sandbox itself can then no longer reach directly) and writes
+// the addresses of their answers into the kernel's per-sandbox learned map for the TTL
+// plus learned_grace_s; a learned address may be connected to on the rule's ports. A
+// learned address inside a block prefix stays blocked (DNS rebinding to the LAN).
+enum class DomainAction { allow, audit, deny, kill };
+struct DomainRule {
+  std::string pattern;  // "registry.npmjs.org" or "*.example.com": lower case, no final dot
+  std::vector<std::pair<uint16_t, uint16_t>> ports;  // inclusive ranges; empty: every port
+  NetProto proto = NetProto::any;
+  DomainAction action = DomainAction::allow;
+  std::string comment;
+};
+
 struct NetPolicy {
   std::vector<NetRule> allow;
   std::vector<NetBlock> block;
@@ -69,8 +85,20 @@ struct NetPolicy {
   bool audit_mode = false;
   bool allow_all_unix = false;
   std::vector<std::string> unix_allow;     // absolute paths, "@name" for abstract names
-  std::vector<std::string> dns_resolvers;  // IP addresses allowed on port 53
+  std::vector<std::string> dns_resolvers;  // IP addresses allowed on port 53 (with domains: the upstreams)
+  std::vector<DomainRule> domains;
+  uint32_t learned_grace_s = 30;
 };
+
+// A name as written in a profile: letters, digits, '-' and '_' in labels of 1-63 bytes,
+// at most 253 in all, optionally "*." first. Returns it in lower case without a final dot.
+Result<std::string> parse_domain_pattern(std::string_view text);
+// A name as asked on the wire, for matching: lower case, no final dot.
+std::string normalize_dns_name(std::string_view name);
+// The rule for a (normalized) name: an exact entry first, else the longest "*." entry
+// the name lies below. Null: none.
+const DomainRule* match_domain(const std::vector<DomainRule>& rules, std::string_view name);
+std::string to_string(DomainAction a);
 
 // A parsed prefix in the mapped IPv6 space the kernel side matches in.
 struct Cidr {

@@ -114,6 +114,7 @@ std::string expected_scalar(const pb::FieldDescriptor* fd) {
       if (f == "file") return "a file path";
       if (f == "cidr") return "a CIDR such as 10.0.0.0/8 or ::/0";
       if (f == "ip") return "an IP address or 'system'";
+      if (f == "domain") return "a domain name such as registry.npmjs.org or *.example.com";
       if (f == "syscall") return "a syscall name";
       if (f == "errno") return "an errno name such as EPERM";
       if (f == "account") return "a user or group name or numeric id";
@@ -498,6 +499,11 @@ class FileLoader {
       if (raw == "system" || inet_pton(AF_INET, raw.c_str(), &a4) == 1 || inet_pton(AF_INET6, raw.c_str(), &a6) == 1)
         return raw;
       return std::unexpected(fmt::format("'{}' is not an IP address (or 'system' for /etc/resolv.conf)", raw));
+    }
+    if (f == "domain") {
+      auto d = parse_domain_pattern(raw);
+      if (!d) return std::unexpected(d.error().context);
+      return *d;
     }
     if (f == "syscall") {
       if (seccomp_syscall_resolve_name(raw.c_str()) == __NR_SCMP_ERROR)

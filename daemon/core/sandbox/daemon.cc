@@ -64,6 +64,8 @@ void Daemon::add_core_steps() {
                       if (auto st = lock_state_dir(); !st) return st;
                       registry_ = std::make_unique<SandboxRegistry>(parent, monitor_.get(), opts_.state_dir);
                       registry_->set_max_per_user(opts_.max_sandboxes_per_user);
+                      // The sandboxes' resolvers report through the one pipeline.
+                      registry_->set_event_poster([this](v1::Event ev) { pipeline_->post(std::move(ev)); });
                       // Every turn of a sandbox's life goes into the store with the events.
                       registry_->set_recorder([this](v1::Event ev, uint64_t ticks) {
                         ev.set_node(ctx_.node);
@@ -173,9 +175,11 @@ void Daemon::reader_loop() {
   while (!stopping_.load(std::memory_order_acquire)) {
     auto r = monitor_->poll(50, fn);
     if (!r) spdlog::warn("{}", r.error().message());
+    pipeline_->flush_posted();
     report_kernel_loss();
   }
   (void)monitor_->drain(fn);
+  pipeline_->flush_posted();
   report_kernel_loss();
 }
 

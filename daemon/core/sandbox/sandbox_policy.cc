@@ -43,7 +43,13 @@ NetProto net_proto(P::Protocol p) {
 
 Result<std::optional<NetPolicy>> compile_network(const P& p, const PolicyContext& ctx, bool audit) {
   P::Action def = p.actions().network() == P::ACTION_UNSPECIFIED ? P::ACTION_DENY : p.actions().network();
-  if (def == P::ACTION_ALLOW) return std::optional<NetPolicy>{};  // unrestricted (still observed)
+  if (def == P::ACTION_ALLOW) {
+    // Names only mean something where addresses are refused unless allowed.
+    if (!p.network().domains().empty())
+      return error("network.domains needs actions.network to refuse what they do not allow; it is allow",
+                   "set actions.network: deny (or audit, to only report)");
+    return std::optional<NetPolicy>{};  // unrestricted (still observed)
+  }
   NetPolicy n;
   n.default_action = net_action(def);
   n.audit_mode = audit;
@@ -68,6 +74,32 @@ Result<std::optional<NetPolicy>> compile_network(const P& p, const PolicyContext
     n.block.push_back(NetBlock{r.cidr(), net_action(a)});
   }
   n.dns_resolvers = dns_servers(p, ctx.resolv_conf);
+  for (const auto& d : p.network().domains()) {
+    DomainRule r;
+    auto name = parse_domain_pattern(d.name());
+    if (!name) return std::unexpected(name.error());
+    r.pattern = *name;
+    for (const auto& pr : d.ports())
+      r.ports.emplace_back(static_cast<uint16_t>(pr.lo()), static_cast<uint16_t>(pr.hi() ? pr.hi() : pr.lo()));
+    if (r.ports.size() > AC_NET_LEARNED_RANGES)
+      return error(fmt::format("network.domains {}: {} port ranges (at most {})", r.pattern, r.ports.size(),
+                               AC_NET_LEARNED_RANGES));
+    r.proto = net_proto(d.protocol());
+    switch (d.action()) {
+      case P::ACTION_UNSPECIFIED:
+      case P::ACTION_ALLOW: r.action = DomainAction::allow; break;
+      case P::ACTION_AUDIT: r.action = DomainAction::audit; break;
+      case P::ACTION_DENY: r.action = DomainAction::deny; break;
+      case P::ACTION_KILL: r.action = DomainAction::kill; break;
+      default: return error(fmt::format("network.domains {}: unknown action {}", r.pattern, static_cast<int>(d.action())));
+    }
+    r.comment = d.comment();
+    n.domains.push_back(std::move(r));
+  }
+  if (p.network().has_learned_grace_seconds()) n.learned_grace_s = p.network().learned_grace_seconds();
+  if (!n.domains.empty() && n.dns_resolvers.empty())
+    return error("network.domains needs network.dns: the resolvers agentcage forwards allowed names to",
+                 "add `dns: [system]` (the nameservers of /etc/resolv.conf)");
   for (const auto& u : p.network().unix_sockets()) n.unix_allow.push_back(u);
   return std::optional<NetPolicy>(std::move(n));
 }
@@ -174,6 +206,11 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
       default: break;
     }
   }
+  // agentcage's resolver listens on the host's loopback: a sandbox in a network namespace
+  // of its own cannot reach it (nor any name's address).
+  if (c.namespaces.net && out.net && !out.net->domains.empty())
+    return error("network.domains with process.namespaces: [net]: the sandbox has no network to reach the names on",
+                 "drop one: net isolates the sandbox from every host, domains allow some by name");
   return out;
 }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/sandbox/sandbox_registry.h"
+#include "core/sandbox/session.h"
 
 #include "core/sandbox/record_failure.h"
 #include "core/store/store.h"
@@ -106,6 +107,19 @@ Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool
     auto c = compile(*policy.net, e.key);
     if (!c) return std::unexpected(c.error());
     e.net = std::move(*c);
+    // Its resolver: bound now (the kernel policy names its port), serving from here on;
+    // nothing can ask before the cgroup has a process.
+    if (!policy.net->domains.empty()) {
+      auto g = DnsGuard::create(dns_guard_options(*policy.net, e.info.id(), e.key, e.info.cgroup_path(), *mon_,
+                                                  [this](v1::Event ev) {
+                                                    if (post_event_) post_event_(std::move(ev));
+                                                  }));
+      if (!g) return std::unexpected(g.error());
+      e.dns = std::move(*g);
+      e.net->sandbox.dns_port = e.dns->port();
+      e.net->sandbox.dns_port6 = e.dns->port6();
+      e.dns->start();
+    }
   }
   if (!confined) return {};  // network options alone: the launcher confines nothing else
   // The same decisions the launcher's own prepare makes (it confines its child with
@@ -255,6 +269,7 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
     // command's first instruction.
     if (e.net) {
       if (auto st = mon_->install_net_policy(key, *e.net); !st) {
+        e.dns.reset();  // first: a resolver still running could learn after the removal
         (void)mon_->remove_net_policy(key, *e.net);
         (void)mon_->untrack_cgroup(e.cgroup->id());
         return fail(st.error());
@@ -417,6 +432,7 @@ SandboxRegistry::Readopted SandboxRegistry::readopt(bool enforced) {
     if (auto st = adopt_record(rec, enforced, e); !st) {
       spdlog::error("sandbox {}: killed: {}", id, st.error().message());
       out.killed.emplace_back(id, st.error().message());
+      e.dns.reset();  // before the learned addresses are removed: it could learn again
       if (mon_) {
         if (e.cgroup) (void)mon_->untrack_cgroup(e.cgroup->id());
         (void)mon_->remove_net_policy(e.key, e.net ? *e.net : CompiledNetPolicy{});
@@ -472,6 +488,7 @@ Status SandboxRegistry::place(const Peer& peer, const std::string& id, pid_t pid
 Status SandboxRegistry::close_locked(Entry& e, std::optional<int> exit_status) {
   if (!e.cgroup) return {};
   Status st = e.cgroup->destroy();
+  e.dns.reset();  // stops the resolver: nothing is left in the sandbox to ask it
   if (mon_ && e.net) (void)mon_->remove_net_policy(e.key, *e.net);
   e.net.reset();
   if (mon_) (void)mon_->untrack_cgroup(e.cgroup->id());

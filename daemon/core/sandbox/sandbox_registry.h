@@ -16,6 +16,7 @@
 
 #include "agentcage/v1/control.pb.h"
 #include "agentcage/v1/state.pb.h"
+#include "core/dns/dns_guard.h"
 #include "core/kernel/bpf_monitor.h"
 #include "core/confine/cgroup.h"
 #include "core/policy/net_policy.h"
@@ -51,6 +52,9 @@ class SandboxRegistry {
   SandboxRegistry(std::string cgroup_parent, BpfMonitor* mon, std::string state_dir = {})
       : parent_(std::move(cgroup_parent)), mon_(mon), state_dir_(std::move(state_dir)) {}
   ~SandboxRegistry();
+  // Where the sandboxes' resolvers (network.domains) send their events: the daemon's
+  // pipeline (EventPipeline::post). Set before any sandbox is created or re-adopted.
+  void set_event_poster(std::function<void(v1::Event)> post) { post_event_ = std::move(post); }
 
   // With a policy (`profile` compiled for the caller): its network policy is installed
   // for the sandbox before this returns, and its confinement decisions are kept so the
@@ -125,6 +129,7 @@ class SandboxRegistry {
     std::unique_ptr<Cgroup> cgroup;  // null once closed
     UniqueFd owner_pidfd;
     std::optional<CompiledNetPolicy> net;          // installed while running
+    std::unique_ptr<DnsGuard> dns;                 // network.domains: its resolver, while running
     std::shared_ptr<const Attribution> attribution;
     uint64_t owner_start_ticks = 0;
     std::vector<std::string> provenance;  // "mechanism: detail", from the prepared confinement
@@ -157,6 +162,7 @@ class SandboxRegistry {
 
   const std::string parent_;
   BpfMonitor* const mon_;
+  std::function<void(v1::Event)> post_event_;
   const std::string state_dir_;
   mutable std::mutex mu_;  // guards entries_
   std::map<std::string, Entry> entries_;

@@ -13,6 +13,7 @@
 
 #include "core/confine/cgroup.h"
 #include "core/confine/launcher.h"
+#include "core/dns/dns_guard.h"
 #include "core/events/event_pipeline.h"
 
 namespace agentcage::core {
@@ -22,6 +23,27 @@ uint64_t new_sandbox_key() {
   while (k == 0)
     if (getrandom(&k, sizeof k, 0) != sizeof k) k = static_cast<uint64_t>(::getpid()) << 32 | static_cast<uint64_t>(time(nullptr));
   return k;
+}
+
+DnsGuardOptions dns_guard_options(const NetPolicy& net, const std::string& sandbox_id, uint64_t key,
+                                  const std::string& cgroup_path, BpfMonitor& mon, std::function<void(v1::Event)> emit) {
+  DnsGuardOptions o;
+  o.sandbox_id = sandbox_id;
+  o.sandbox_key = key;
+  o.cgroup_path = cgroup_path;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) o.node = host;
+  o.domains = net.domains;
+  o.default_action = net.default_action;
+  o.audit_mode = net.audit_mode;
+  o.upstreams = net.dns_resolvers;
+  o.grace_s = net.learned_grace_s;
+  o.learn = [&mon, key](const ac_net_learned_key& k, const ac_net_learned_value& v) {
+    return mon.learn_address(key, k, v);
+  };
+  o.unlearn = [&mon](const ac_net_learned_key& k) { return mon.unlearn_address(k); };
+  o.emit = std::move(emit);
+  return o;
 }
 
 namespace {
@@ -51,6 +73,7 @@ class Reader {
       while (!stop_.load(std::memory_order_acquire)) {
         auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { pipeline_.handle(rec); });
         if (!r) spdlog::warn("{}", r.error().message());
+        pipeline_.flush_posted();
         report_loss();
         if (opts_.on_batch) opts_.on_batch();
       }
@@ -63,6 +86,7 @@ class Reader {
     mon_.wake();
     thread_.join();
     (void)mon_.drain([this](std::span<const std::byte> rec) { pipeline_.handle(rec); });
+    pipeline_.flush_posted();
     report_loss();
     res_.events = pipeline_.events();
     res_.decode_errors = pipeline_.decode_errors();
@@ -76,6 +100,9 @@ class Reader {
   }
 
   ~Reader() { stop(); }
+
+  // An event from agentcage's own resolver (any thread).
+  void post(v1::Event ev) { pipeline_.post(std::move(ev)); }
 
   void set_decisions(ConfineDecisions d, bool net_reported) {
     attribution_.decisions = std::make_shared<const ConfineDecisions>(std::move(d));
@@ -199,6 +226,20 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   auto cg = Cgroup::create(parent + "/" + res.sandbox_id);
   if (!cg) return std::unexpected(cg.error());
   if (opts.on_cgroup) opts.on_cgroup(cg->path());
+  // The sandbox's resolver (network.domains): bound before the policy is installed, since
+  // the kernel sends its queries to this port; started once there is a reader.
+  std::unique_ptr<DnsGuard> dns;
+  std::atomic<Reader*> dns_reader{nullptr};
+  if (mon && net && !opts.net_policy->domains.empty()) {
+    auto g = DnsGuard::create(dns_guard_options(*opts.net_policy, res.sandbox_id, key, cg->path(), *mon,
+                                                [&dns_reader](v1::Event ev) {
+                                                  if (Reader* r = dns_reader.load()) r->post(std::move(ev));
+                                                }));
+    if (!g) return std::unexpected(g.error());
+    dns = std::move(*g);
+    net->sandbox.dns_port = dns->port();
+    net->sandbox.dns_port6 = dns->port6();
+  }
   if (mon) {
     if (auto st = mon->track_cgroup(cg->id(), key); !st) return std::unexpected(st.error());
     // Enforcement fails closed: no policy in the kernel, no child.
@@ -253,6 +294,11 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   auto child = spawn(so);
   if (!child) return std::unexpected(child.error());
   if (reader) reader->start();
+  // After the fork, like the reader: queries the child sends meanwhile wait in the socket.
+  if (dns && reader) {
+    dns_reader.store(&*reader);
+    dns->start();
+  }
   auto status = wait_forwarding_signals(*child);
 
   // Nothing the command started outlives it: kill and remove the cgroup, then let the
@@ -260,6 +306,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   auto st = cg->destroy();
   if (!st) spdlog::error("{}", st.error().message());
   conf.reset();  // after the kill: removes the v1 pids cgroup and the mask scratch files
+  if (dns) dns->stop();  // before the reader's last flush: its events are in it
   if (reader) reader->stop();
   if (mon && net) (void)mon->remove_net_policy(key, *net);
   if (mon) (void)mon->untrack_cgroup(cg->id());

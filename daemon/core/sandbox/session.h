@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "agentcage/v1/event.pb.h"
+#include "core/dns/dns_guard.h"
 #include "core/kernel/bpf_monitor.h"
 #include "core/policy/net_policy.h"
 #include "core/confine/confine.h"
@@ -81,5 +82,10 @@ Result<SessionResult> run_session(const SessionOptions& opts);
 
 // A random sandbox key (never 0).
 uint64_t new_sandbox_key();
+
+// The resolver options of a sandbox with network.domains, for both paths: it learns into
+// `mon`'s map and hands its events to `emit` (the path's event pipeline).
+DnsGuardOptions dns_guard_options(const NetPolicy& net, const std::string& sandbox_id, uint64_t key,
+                                  const std::string& cgroup_path, BpfMonitor& mon, std::function<void(v1::Event)> emit);
 
 }  // namespace agentcage::core

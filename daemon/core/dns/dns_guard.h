@@ -60,6 +60,10 @@ class DnsGuard {
   void start();
   void stop();
 
+  // The allowed name `address` (as the net records spell it) was last learned from, if
+  // it was learned at or before `ktime_ns` (CLOCK_BOOTTIME); "" if not. Any thread.
+  std::string name_of(const std::string& address, uint64_t ktime_ns) const;
+
   // Counters, for tests and status.
   uint64_t queries() const;
   uint64_t refused() const;

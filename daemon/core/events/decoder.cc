@@ -163,6 +163,8 @@ std::string sockaddr_text(const v1::SockAddr& a) {
 std::string net_what(const v1::NetOp& n) {
   if (n.op() == "socket") return "socket " + n.protocol();
   const auto& a = n.has_remote() ? n.remote() : n.local();
+  if (!n.name().empty())
+    return fmt::format("{} {} ({})/{}", n.op(), printable_text(n.name()), sockaddr_text(a), n.protocol());
   return fmt::format("{} {}/{}{}", n.op(), sockaddr_text(a), n.protocol(),
                      n.dns_redirected() ? " (DNS, to agentcage's resolver)"
                      : n.learned()      ? " (an address an allowed name resolved to)"

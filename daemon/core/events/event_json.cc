@@ -218,6 +218,7 @@ void net_json(Obj o, const v1::NetOp& n) {
   o.str("error", n.error());
   o.boolean("dns_redirected", n.dns_redirected());
   o.boolean("learned", n.learned());
+  o.str("name", n.name());
 }
 
 void syscall_json(Obj o, const v1::SyscallFailure& x) {

@@ -37,8 +37,22 @@ void EventPipeline::handle(std::span<const std::byte> rec) {
   }
   events_.fetch_add(1, std::memory_order_relaxed);
   procs_.apply(ev_);
+  name_destination(ev_);
   sink_(ev_);
   attribute(ev_);
+}
+
+// The record reads as the name the process asked for, not only the CDN address it got.
+void EventPipeline::name_destination(v1::Event& ev) {
+  if (!opts_.dns_name || ev.sandbox_id().empty()) return;
+  v1::NetOp* n = ev.has_net() && ev.net().learned() ? ev.mutable_net()
+                 : ev.has_violation() && ev.violation().has_net() ? ev.mutable_violation()->mutable_net()
+                                                                   : nullptr;
+  if (!n || !n->has_remote() || n->remote().family() == "unix") return;
+  std::string name = opts_.dns_name(ev.sandbox_id(), n->remote().address(), ev.ktime_ns());
+  if (name.empty()) return;
+  n->set_name(name);
+  if (ev.has_violation()) ev.mutable_violation()->set_what(net_what(*n));
 }
 
 void EventPipeline::post(v1::Event ev) {

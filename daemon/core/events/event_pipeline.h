@@ -58,6 +58,11 @@ struct PipelineOptions {
   // Who launched a sandbox's command. Asked rarely: when a process appears in a sandbox
   // from outside it. Unset: nothing is filtered as setup.
   std::function<LauncherInfo(const std::string& sandbox_id)> launcher;
+  // network.domains: the allowed name an address of the sandbox was learned from before
+  // `ktime_ns` (the event's boot time; "" if none), asked for learned connects and network
+  // violations (NetOp.name). The reader lags the kernel: a connect made before its name
+  // resolved must not read as that name.
+  std::function<std::string(const std::string& sandbox_id, const std::string& address, uint64_t ktime_ns)> dns_name;
   // The sandbox kernel losses are charged to (an in-process run's one sandbox); empty
   // when the ring serves many (the daemon).
   std::string loss_sandbox_id;
@@ -103,6 +108,7 @@ class EventPipeline {
   bool is_setup(v1::Event& ev);
   const LauncherInfo* starts_setup(const std::string& sandbox_id, uint32_t parent_pid);
   void attribute(const v1::Event& ev);
+  void name_destination(v1::Event& ev);
 
   PipelineOptions opts_;
   Sink sink_;

@@ -195,6 +195,9 @@ std::unique_ptr<EventPipeline> Daemon::make_pipeline() {
     if (!a) return {};
     return {std::shared_ptr<const ConfineDecisions>(a, &a->decisions), a->net_reported};
   };
+  o.dns_name = [this](const std::string& id, const std::string& address, uint64_t at) {
+    return registry_ ? registry_->dns_name(id, address, at) : std::string();
+  };
   // The client that created the sandbox places its held child in it (PlaceProcess).
   o.launcher = [this](const std::string& id) -> LauncherInfo {
     if (!registry_) return {};

@@ -91,7 +91,8 @@ Result<std::optional<NetPolicy>> compile_network(const P& p, const PolicyContext
       case P::ACTION_AUDIT: r.action = DomainAction::audit; break;
       case P::ACTION_DENY: r.action = DomainAction::deny; break;
       case P::ACTION_KILL: r.action = DomainAction::kill; break;
-      default: return error(fmt::format("network.domains {}: unknown action {}", r.pattern, static_cast<int>(d.action())));
+      default:
+        return error(fmt::format("network.domains {}: unknown action {}", r.pattern, static_cast<int>(d.action())));
     }
     r.comment = d.comment();
     n.domains.push_back(std::move(r));

@@ -550,6 +550,12 @@ std::shared_ptr<const SandboxRegistry::Attribution> SandboxRegistry::attribution
   return it->second.attribution;
 }
 
+std::string SandboxRegistry::dns_name(const std::string& id, const std::string& address, uint64_t ktime_ns) const {
+  std::lock_guard lk(mu_);
+  auto it = entries_.find(id);
+  return it == entries_.end() || !it->second.dns ? std::string() : it->second.dns->name_of(address, ktime_ns);
+}
+
 std::optional<uid_t> SandboxRegistry::owner(const std::string& id) const {
   std::lock_guard lk(mu_);
   auto it = entries_.find(id);

@@ -55,6 +55,8 @@ class SandboxRegistry {
   // Where the sandboxes' resolvers (network.domains) send their events: the daemon's
   // pipeline (EventPipeline::post). Set before any sandbox is created or re-adopted.
   void set_event_poster(std::function<void(v1::Event)> post) { post_event_ = std::move(post); }
+  // The allowed name a sandbox's resolver learned `address` from ("" if none).
+  std::string dns_name(const std::string& id, const std::string& address, uint64_t ktime_ns) const;
 
   // With a policy (`profile` compiled for the caller): its network policy is installed
   // for the sandbox before this returns, and its confinement decisions are kept so the

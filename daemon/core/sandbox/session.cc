@@ -26,7 +26,8 @@ uint64_t new_sandbox_key() {
 }
 
 DnsGuardOptions dns_guard_options(const NetPolicy& net, const std::string& sandbox_id, uint64_t key,
-                                  const std::string& cgroup_path, BpfMonitor& mon, std::function<void(v1::Event)> emit) {
+                                  const std::string& cgroup_path, BpfMonitor& mon,
+                                  std::function<void(v1::Event)> emit) {
   DnsGuardOptions o;
   o.sandbox_id = sandbox_id;
   o.sandbox_key = key;
@@ -103,6 +104,8 @@ class Reader {
 
   // An event from agentcage's own resolver (any thread).
   void post(v1::Event ev) { pipeline_.post(std::move(ev)); }
+  // The sandbox's resolver, for the names of learned destinations; outlives the reader.
+  void set_dns(const DnsGuard* g) { dns_.store(g, std::memory_order_release); }
 
   void set_decisions(ConfineDecisions d, bool net_reported) {
     attribution_.decisions = std::make_shared<const ConfineDecisions>(std::move(d));
@@ -117,6 +120,10 @@ class Reader {
     o.ctx = DecodeContext::for_this_host();
     o.ctx.lsm_rule_name = [this](uint32_t id) {
       return id < opts_.lsm_deny.size() ? rule_text(opts_.lsm_deny[id]) : "inode rule " + std::to_string(id);
+    };
+    o.dns_name = [this](const std::string& id, const std::string& address, uint64_t at) {
+      const DnsGuard* g = dns_.load(std::memory_order_acquire);
+      return g && id == res_.sandbox_id ? g->name_of(address, at) : std::string();
     };
     o.attribution = [this](const std::string& id) {
       return id == res_.sandbox_id ? attribution_ : SandboxAttribution{};
@@ -144,6 +151,7 @@ class Reader {
   BpfMonitor& mon_;
   const SessionOptions& opts_;
   SessionResult& res_;
+  std::atomic<const DnsGuard*> dns_{nullptr};
   SandboxAttribution attribution_;  // set before start(), read by the reader thread
   EventPipeline pipeline_;          // reader thread only, once started
   KernelStats base_stats_{};
@@ -297,6 +305,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   // After the fork, like the reader: queries the child sends meanwhile wait in the socket.
   if (dns && reader) {
     dns_reader.store(&*reader);
+    reader->set_dns(dns.get());
     dns->start();
   }
   auto status = wait_forwarding_signals(*child);

@@ -123,7 +123,7 @@ class FakeResolver {
     r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;
     const unsigned char* addr = nullptr;
     static const unsigned char loopback[4] = {127, 0, 0, 1};
-    if (name.ends_with(".ok.test") || name.ends_with(".kill.test")) addr = host_;
+    if (name.ends_with(".ok.test") || name.ends_with(".kill.test") || name.ends_with(".audit.test")) addr = host_;
     else if (name.ends_with(".lo.test")) addr = loopback;
     if (addr && q[off + 2] == 28 && addr == loopback) {
       // AAAA ::ffff:127.0.0.1: loopback in IPv4-mapped form, the kernel's key for 127.0.0.1.
@@ -215,6 +215,8 @@ class DnsScene {
            "    - name: '*.lo.test'\n"
            "    - name: blocked.ok.test\n      action: deny\n"
            "    - name: '*.kill.test'\n      action: kill\n"
+           "    - name: '*.audit.test'\n      action: audit\n      ports: ["
+        << port_ << "]\n"
            "  learned_grace_seconds: 1\n";
     testing::make_reachable(AGENTCAGE_BIN);
     testing::make_reachable(kProbe);
@@ -400,6 +402,23 @@ TEST_P(Dns, ALearnedAddressExpiresWithItsTtlAndTheGrace) {
   EXPECT_EQ(out[1], "connect ok") << "within the TTL";
   EXPECT_EQ(out[2], "connect error EPERM") << "past the TTL and the grace";
   EXPECT_EQ(accepted(lfd_), 1);
+}
+
+// An audit entry denies nothing: the name resolves and its address connects (in a fresh
+// sandbox, so no allow entry learned it first), and the query is reported as an audit.
+TEST_P(Dns, AnAuditEntryResolvesConnectsAndReports) {
+  const std::string name = tag() + ".audit.test";
+  auto r =
+      run_script(probe("dns udp 203.0.113.5 " + name) + probe("connect tcp " + host_ + " " + std::to_string(port_)));
+  auto out = testing::lines(r.out);
+  ASSERT_EQ(out.size(), 2u) << r.out << r.err;
+  EXPECT_EQ(out[0], "dns rcode 0 answers 1 " + host_ + " from 203.0.113.5:53");
+  EXPECT_EQ(out[1], "connect ok");
+  EXPECT_EQ(accepted(lfd_), 1);
+  EXPECT_TRUE(resolver_->was_asked(name));
+  EXPECT_NE(r.err.find("audit dns A " + name + " (udp): resolved (audit) (dns, network.domains: *.audit.test audit)"),
+            std::string::npos)
+      << r.err;
 }
 
 // A profile whose names cannot be served is refused before anything runs.

@@ -369,6 +369,29 @@ static __always_inline int ac_net_decide(__u64 sandbox, const struct ac_net_atte
 }
 
 /*
+ * An allowed attempt, reported: a send once per socket and destination (a UDP client
+ * sends many datagrams to one peer; the first says all the record needs), anything else
+ * each time. Returns the verdict, 1.
+ */
+static __always_inline int ac_net_report_allowed(struct bpf_sock_addr *ctx, struct task_struct *task, __u64 sandbox,
+						 __u32 hflags, const struct ac_net_attempt *a)
+{
+	if (a->op == AC_NET_SENDMSG) {
+		struct ac_net_seen_key seen = {};
+		__u8 one = 1;
+
+		seen.cookie = bpf_get_socket_cookie(ctx);
+		__builtin_memcpy(seen.addr, a->addr, sizeof(seen.addr));
+		seen.port = a->port;
+		if (bpf_map_lookup_elem(&ac_net_seen, &seen))
+			return 1;
+		bpf_map_update_elem(&ac_net_seen, &seen, &one, BPF_ANY);
+	}
+	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0, 0);
+	return 1;
+}
+
+/*
  * Every DNS query of a sandbox with domain rules, to whatever address it is sent, goes to
  * agentcage's resolver for that sandbox (127.0.0.1 or ::1 on pol->dns_port[6]): the
  * destination is rewritten here, in the kernel's copy, before the stack routes it. The
@@ -408,19 +431,7 @@ static __always_inline int ac_dns_redirect(struct bpf_sock_addr *ctx, struct tas
 		ctx->user_ip4 = bpf_htonl(0x7f000001);
 	}
 	ctx->user_port = bpf_htons(via);
-	if (a->op == AC_NET_SENDMSG) {
-		struct ac_net_seen_key seen = {};
-		__u8 one = 1;
-
-		seen.cookie = bpf_get_socket_cookie(ctx);
-		__builtin_memcpy(seen.addr, a->addr, sizeof(seen.addr));
-		seen.port = a->port;
-		if (bpf_map_lookup_elem(&ac_net_seen, &seen))
-			return 1;
-		bpf_map_update_elem(&ac_net_seen, &seen, &one, BPF_ANY);
-	}
-	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0, 0);
-	return 1;
+	return ac_net_report_allowed(ctx, task, sandbox, hflags, a);
 }
 
 /*
@@ -504,21 +515,8 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 		ok = ac_net_decide(sandbox, a, proto, &rule_action, &reason);
 	if (ok == 2)
 		a->flags |= AC_NET_F_LEARNED;
-	if (ok) {
-		if (a->op == AC_NET_SENDMSG) {
-			struct ac_net_seen_key seen = {};
-			__u8 one = 1;
-
-			seen.cookie = bpf_get_socket_cookie(ctx);
-			__builtin_memcpy(seen.addr, a->addr, sizeof(seen.addr));
-			seen.port = a->port;
-			if (bpf_map_lookup_elem(&ac_net_seen, &seen))
-				return 1;
-			bpf_map_update_elem(&ac_net_seen, &seen, &one, BPF_ANY);
-		}
-		ac_net_emit(task, sandbox, hflags, a, AC_EV_NET, AC_NET_ALLOW, 0, 0, 0, 0);
-		return 1;
-	}
+	if (ok)
+		return ac_net_report_allowed(ctx, task, sandbox, hflags, a);
 	__u8 action = ac_net_violation_action(pol, rule_action);
 	if (pol->flags & AC_NET_S_AUDIT)
 		a->flags |= AC_NET_F_AUDIT_MODE;

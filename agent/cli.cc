@@ -20,7 +20,7 @@ constexpr const char* kCommandHelp =
 bool is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
 
 constexpr const char* kNetFooter =
-    "Network policy (off unless --allow-net, --allow-unix or --net-default is given):\n"
+    "Network policy (off unless a network option is given):\n"
     "  with it, connect, UDP sendto/sendmsg and bind to a non-zero port are allowed only to\n"
     "  addresses a --allow-net rule lists; IPv4 rules also cover v4-mapped IPv6. Loopback\n"
     "  is not special (list 127.0.0.1 or ::1), and other spellings of this host (0.0.0.0, ::,\n"
@@ -29,13 +29,22 @@ constexpr const char* kNetFooter =
     "  Raw and other non-TCP/UDP inet sockets cannot be created. Each denial is a violation\n"
     "  event (mechanism cgroup-bpf).\n"
     "  RULE is CIDR[:PORT[-PORT]][/tcp|/udp], IPv6 in brackets before a port:\n"
-    "    127.0.0.1:8000-8100/tcp   10.0.0.0/8   [::1]:443   [2001:db8::/32]:53/udp\n";
+    "    127.0.0.1:8000-8100/tcp   10.0.0.0/8   [::1]:443   [2001:db8::/32]:53/udp\n"
+    "  --allow-domain NAME[:PORT[-PORT]] allows TCP to a name (registry.npmjs.org, or\n"
+    "  *.example.com for the names below it) on PORT, 443 if none: every DNS query of the\n"
+    "  sandbox is then answered by agentcage, which forwards only allowed names (to --dns,\n"
+    "  default the nameservers of /etc/resolv.conf) and lets the sandbox connect to the\n"
+    "  addresses they resolve to, for their TTL. Other names are refused and reported. With\n"
+    "  --profile, --allow-domain is the one network option allowed: it adds the name to the\n"
+    "  profile's network.domains.\n";
 
 // The network options shared by run and trace.
 struct NetOptions {
   std::vector<std::string> allow;
   std::vector<std::string> unix_allow;
   std::string default_action;
+  std::vector<std::string> domains;
+  std::vector<std::string> dns;
 
   void add_to(CLI::App* cmd) {
     cmd->add_option("--allow-net", allow, "Allow network access to RULE (repeatable; see below)")
@@ -48,11 +57,34 @@ struct NetOptions {
                     "What happens to traffic no rule allows: deny (EPERM), kill (SIGKILL), audit (allow, report)")
         ->check(CLI::IsMember({"deny", "kill", "audit"}))
         ->type_name("ACTION");
+    cmd->add_option("--allow-domain", domains,
+                    "Allow TCP to NAME (or *.NAME) on PORT, 443 if none; DNS is then answered by agentcage "
+                    "(repeatable; see below)")
+        ->type_name("NAME[:PORT]")
+        ->allow_extra_args(false);
+    cmd->add_option("--dns", dns, "Resolver the allowed names are forwarded to: an address or 'system' (repeatable)")
+        ->type_name("ADDR")
+        ->allow_extra_args(false);
   }
 
-  // nullopt and empty error: no network option given. Otherwise the policy or the usage error.
-  std::optional<core::NetPolicy> policy(std::string& err) const {
-    core::NetFlags f{allow, unix_allow, default_action};
+  // nullopt and empty error: no network policy from options (none given, or with a
+  // profile only --allow-domain, which amends it: checked into `amend`). Otherwise the
+  // policy or the usage error.
+  std::optional<core::NetPolicy> policy(bool with_profile, std::vector<std::string>* amend, std::string& err) const {
+    if (with_profile) {
+      for (const auto& d : domains)
+        if (auto r = core::parse_allow_domain(d); !r) {
+          err = "--allow-domain: " + r.error().message();
+          return std::nullopt;
+        }
+      *amend = domains;
+      core::NetFlags rest{allow, unix_allow, default_action, {}, dns};
+      if (rest.empty()) return std::nullopt;
+      err = "--allow-net/--allow-unix/--net-default/--dns and --profile both set the network policy\n"
+            "hint: put the rules in the profile's network section (--allow-domain may be added to a profile)";
+      return std::nullopt;
+    }
+    core::NetFlags f{allow, unix_allow, default_action, domains, dns};
     if (f.empty()) return std::nullopt;
     auto p = core::net_policy_from_flags(f);
     if (!p) {
@@ -413,7 +445,7 @@ Parsed parse(const std::vector<std::string>& args) {
     if (auto e = check_absolute(opt, *paths); !e.empty()) return Exit{2, e};
   std::string err;
   if (*run_cmd) {
-    run.net = run_net.policy(err);
+    run.net = run_net.policy(!run.profile.empty(), &run.allow_domains, err);
     if (err.empty()) run.pass_fds = pass_fds(run_pass_fds, err);
     if (err.empty()) err = check_env_names(run.pass_env);
     if (!err.empty()) return Exit{2, "agentcage: run: " + err};
@@ -483,7 +515,7 @@ Parsed parse(const std::vector<std::string>& args) {
         return Exit{2, "agentcage: --sandbox: '" + id + "' is not a sandbox id (16 hex digits; see agentcage ps)"};
     return events;
   }
-  trace.net = trace_net.policy(err);
+  trace.net = trace_net.policy(!trace.profile.empty(), &trace.allow_domains, err);
   if (err.empty()) trace.pass_fds = pass_fds(trace_pass_fds, err);
   if (err.empty()) err = check_env_names(trace.pass_env);
   if (!err.empty()) return Exit{2, "agentcage: trace: " + err};

@@ -26,7 +26,8 @@ struct RunArgs {
   std::vector<std::string> command;
   std::string profile;
   std::string workspace;
-  std::optional<core::NetPolicy> net;  // set when a network option was given
+  std::optional<core::NetPolicy> net;  // set when a network option was given (without --profile)
+  std::vector<std::string> allow_domains;  // --allow-domain with --profile: added to its network.domains
   std::string socket = core::kDefaultSocket;
   bool no_daemon = false;  // run the core in-process even if a daemon listens
   std::string audit_db = core::kDefaultStorePath;  // embedded mode: the local store
@@ -82,7 +83,8 @@ struct TraceArgs {
   uint32_t ring_bytes = 16u << 20;
   std::string profile;                 // as in RunArgs: confine the traced command
   std::string workspace;
-  std::optional<core::NetPolicy> net;  // set when a network option was given
+  std::optional<core::NetPolicy> net;  // set when a network option was given (without --profile)
+  std::vector<std::string> allow_domains;  // --allow-domain with --profile: added to its network.domains
   std::vector<std::string> deny_paths;  // as in RunArgs
   std::vector<std::string> deny_execs;
   std::vector<int> pass_fds;  // as in RunArgs

@@ -100,9 +100,11 @@ int run_via_daemon(const cli::RunArgs& a, std::shared_ptr<grpc::Channel> ch,
     for (int fd : a.pass_fds) l->add_pass_fds(fd);
   }
   for (const auto& s : a.command) req.add_argv(s);
-  // --allow-net/--allow-unix/--net-default travel in the request: the daemon enforces
-  // them exactly as the in-process path does (cgroup-BPF), or refuses the sandbox.
+  // The network options travel in the request: the daemon enforces them exactly as the
+  // in-process path does (cgroup-BPF), or refuses the sandbox. With a profile, only the
+  // names --allow-domain adds to it.
   if (a.net) *req.mutable_network() = core::network_options(core::net_flags_of(*a.net));
+  for (const auto& d : a.allow_domains) req.mutable_network()->add_allow_domain(d);
   v1::Sandbox sb;
   {
     grpc::ClientContext ctx;
@@ -190,8 +192,9 @@ std::string violation_summary(const std::map<std::string, uint64_t>& by_mechanis
 // enforcement layers (the command's environment from ours and --pass-env included; what
 // it keeps out is named on stderr). Returns the exit status to use on failure in *status.
 std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const std::string& workspace,
-                                               bool has_net_options, const std::vector<std::string>& pass_env,
-                                               int* status, v1::Profile* resolved = nullptr) {
+                                               const std::vector<std::string>& allow_domains,
+                                               const std::vector<std::string>& pass_env, int* status,
+                                               v1::Profile* resolved = nullptr) {
   *status = 0;
   if (profile.empty()) return std::nullopt;
   auto vars = core::ProfileVars::from_environment(workspace);
@@ -201,6 +204,11 @@ std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const
     return std::nullopt;
   }
   for (const auto& w : p->warnings) fprintf(stderr, "%s\n", w.str().c_str());
+  // The same amendment agentcaged makes on its path (services.cc): part of the record.
+  if (auto st = core::add_allowed_domains(p->profile, allow_domains, "--allow-domain"); !st) {
+    *status = fail(st.error());
+    return std::nullopt;
+  }
   if (resolved) *resolved = p->profile;
   core::PolicyContext ctx;
   ctx.env = core::current_environment();
@@ -212,12 +220,6 @@ std::optional<core::SandboxPolicy> load_policy(const std::string& profile, const
   }
   for (const auto& n : c->notes) spdlog::info("profile {}: {}", c->profile, n);
   if (auto line = core::env_plan_summary(c->env); !line.empty()) spdlog::info("profile {}: {}", c->profile, line);
-  if (has_net_options) {
-    fprintf(stderr, "agentcage: error: --allow-net/--allow-unix/--net-default and --profile both set the network "
-                    "policy\nhint: put the rules in the profile's network section\n");
-    *status = 2;
-    return std::nullopt;
-  }
   return std::move(*c);
 }
 
@@ -269,7 +271,7 @@ int do_run(const cli::RunArgs& a) {
   int st = 0;
   v1::Profile resolved;
   std::optional<core::SandboxPolicy> policy =
-      load_policy(a.profile, a.workspace, a.net.has_value(), a.pass_env, &st, &resolved);
+      load_policy(a.profile, a.workspace, a.allow_domains, a.pass_env, &st, &resolved);
   if (st) return st;
   bool deny = !a.deny_paths.empty() || !a.deny_execs.empty();
   // Through agentcaged whenever it listens, root included: one engine, and ps, events,
@@ -434,7 +436,7 @@ int do_trace(const cli::TraceArgs& a) {
   so.net_policy = a.net;
   so.lsm_deny = deny_rules(a.deny_paths, a.deny_execs);
   int pst = 0;
-  auto policy = load_policy(a.profile, a.workspace, a.net.has_value(), a.pass_env, &pst);
+  auto policy = load_policy(a.profile, a.workspace, a.allow_domains, a.pass_env, &pst);
   if (pst) return pst;
   if (policy) {
     so.confine = policy->confine;

@@ -137,6 +137,11 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
         return done(ctx, {StatusCode::INVALID_ARGUMENT,
                           fmt::format("launch.pass_fds: {} is not a descriptor to pass (0-2 always are; above 2)", fd)});
   }
+  if (req->has_network()) {
+    const auto& n = req->network();
+    if (static_cast<size_t>(n.allow_size() + n.allow_unix_size() + n.allow_domain_size() + n.dns_size()) > kMaxArgv)
+      return done(ctx, {StatusCode::INVALID_ARGUMENT, "network: too many rules"});
+  }
   // A profile is resolved for the caller (its workspace, home and user), never the daemon.
   std::optional<core::SandboxPolicy> policy;
   v1::Profile resolved;  // recorded with the sandbox, so a restarted daemon enforces the same
@@ -159,6 +164,18 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
     vars.user = pw.pw_name;
     auto r = core::resolve_profile(req->profile(), vars);
     if (!r) return done(ctx, {StatusCode::INVALID_ARGUMENT, r.error().message()});
+    // Never dropped, never merged: the profile's network section decides, amended only by
+    // names the caller adds (`--allow-domain`), which are then part of the recorded profile.
+    if (req->has_network()) {
+      const auto& n = req->network();
+      if (n.allow_size() || n.allow_unix_size() || !n.default_action().empty() || n.dns_size())
+        return done(ctx, {StatusCode::INVALID_ARGUMENT, "network: the profile's network section decides the network "
+                                                        "policy; drop the network options (all but allow_domain) or "
+                                                        "the profile"});
+      std::vector<std::string> names(n.allow_domain().begin(), n.allow_domain().end());
+      if (auto added = core::add_allowed_domains(r->profile, names, "network.allow_domain"); !added)
+        return done(ctx, {StatusCode::INVALID_ARGUMENT, added.error().message()});
+    }
     // A launched command's environment is the caller's, filtered by the profile here as
     // the in-process path filters its own.
     core::PolicyContext pctx;
@@ -171,15 +188,10 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
     policy = std::move(*c);
     resolved = std::move(r->profile);
   }
-  if (req->has_network()) {
-    // Never dropped, never merged: one source decides the network policy.
-    if (policy)
-      return done(ctx, {StatusCode::INVALID_ARGUMENT, "network: the profile's network section decides the network "
-                                                      "policy; drop the network options or the profile"});
-    if (static_cast<size_t>(req->network().allow_size() + req->network().allow_unix_size()) > kMaxArgv)
-      return done(ctx, {StatusCode::INVALID_ARGUMENT, "network: too many rules"});
+  if (req->has_network() && !policy) {
     auto net = core::net_policy_from_flags(core::net_flags(req->network()),
-                                           {"network.allow", "network.allow_unix", "network.default_action"});
+                                           {"network.allow", "network.allow_unix", "network.default_action",
+                                            "network.allow_domain", "network.dns"});
     if (!net) return done(ctx, {StatusCode::INVALID_ARGUMENT, net.error().message()});
     policy.emplace();
     policy->net = std::move(*net);

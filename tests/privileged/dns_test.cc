@@ -123,7 +123,9 @@ class FakeResolver {
     r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;
     const unsigned char* addr = nullptr;
     static const unsigned char loopback[4] = {127, 0, 0, 1};
-    if (name.ends_with(".ok.test") || name.ends_with(".kill.test") || name.ends_with(".audit.test")) addr = host_;
+    if (name.ends_with(".ok.test") || name.ends_with(".kill.test") || name.ends_with(".audit.test") ||
+        name.ends_with(".flag.test"))
+      addr = host_;
     else if (name.ends_with(".lo.test")) addr = loopback;
     if (addr && q[off + 2] == 28 && addr == loopback) {
       // AAAA ::ffff:127.0.0.1: loopback in IPv4-mapped form, the kernel's key for 127.0.0.1.
@@ -218,6 +220,12 @@ class DnsScene {
            "    - name: '*.audit.test'\n      action: audit\n      ports: ["
         << port_ << "]\n"
            "  learned_grace_seconds: 1\n";
+    // No names of its own: `--allow-domain` adds them.
+    std::ofstream(dir_ + "/profiles/dnsbase.yaml")
+        << "name: dnsbase\nextends: default\n"
+           "filesystem:\n  read: [" << probe_dir << "]\n  exec: [" << probe_dir << "]\n"
+           "actions:\n  network: deny\n"
+           "network:\n  dns: [" << kUpstream << "]\n";
     testing::make_reachable(AGENTCAGE_BIN);
     testing::make_reachable(kProbe);
   }
@@ -278,14 +286,20 @@ class Dns : public DnsScene, public ::testing::TestWithParam<Path> {
     }
     drain_all();
   }
-  testing::ProcResult run_script(const std::string& script) const {
+  // Under `profile` (on the search path; empty: none) with `options` (network flags).
+  testing::ProcResult run_script(const std::string& script, const std::string& profile = "dnstest",
+                                 const std::vector<std::string>& options = {}) const {
     std::vector<std::string> cmd;
     if (GetParam() == Path::in_process)
-      cmd = {AGENTCAGE_BIN, "run", "--no-daemon", "--audit-db", dir_ + "/inproc.db", "--profile",
-             dir_ + "/profiles/dnstest.yaml", "--", "/bin/sh", "-c", script};
+      cmd = {AGENTCAGE_BIN, "run", "--no-daemon", "--audit-db", dir_ + "/inproc.db"};
     else
-      cmd = {"/usr/bin/env", "AGENTCAGE_PROFILE_PATH=" + dir_ + "/profiles", AGENTCAGE_BIN, "run", "--socket", sock_,
-             "--profile", "dnstest", "--", "/bin/sh", "-c", script};
+      cmd = {"/usr/bin/env", "AGENTCAGE_PROFILE_PATH=" + dir_ + "/profiles", AGENTCAGE_BIN, "run", "--socket", sock_};
+    if (!profile.empty()) {
+      cmd.push_back("--profile");
+      cmd.push_back(GetParam() == Path::in_process ? dir_ + "/profiles/" + profile + ".yaml" : profile);
+    }
+    cmd.insert(cmd.end(), options.begin(), options.end());
+    cmd.insert(cmd.end(), {"--", "/bin/sh", "-c", script});
     return run(GetParam() == Path::daemon_nobody ? testing::as_nobody(cmd) : cmd);
   }
   std::string events(const std::string& extra) const {
@@ -421,6 +435,42 @@ TEST_P(Dns, AnAuditEntryResolvesConnectsAndReports) {
       << r.err;
 }
 
+// `--allow-domain NAME:PORT` adds a name to a profile without one (it resolves and its
+// address connects on that port only), and without a profile makes a policy of its own
+// forwarding to `--dns`; either way other names stay refused and never leave the host.
+TEST_P(Dns, AllowDomainOnTheCommandLineAmendsAProfileOrStandsAlone) {
+  const std::string t = tag(), P = std::to_string(port_), O = std::to_string(other_port_);
+  auto script = [&](const std::string& n) {
+    return probe("dns udp 203.0.113.5 " + n + ".flag.test") + probe("connect tcp " + host_ + " " + P) +
+           probe("connect tcp " + host_ + " " + O) + probe("dns udp 203.0.113.5 " + n + "-other.flag.test");
+  };
+  for (bool with_profile : {true, false}) {
+    const std::string n = t + (with_profile ? "-amend" : "-alone");
+    std::vector<std::string> opts{"--allow-domain", n + ".flag.test:" + P};
+    if (!with_profile) opts.insert(opts.end(), {"--dns", kUpstream});
+    auto r = run_script(script(n), with_profile ? "dnsbase" : "", opts);
+    auto out = testing::lines(r.out);
+    ASSERT_EQ(out.size(), 4u) << n << "\n" << r.out << r.err << read_all(dir_ + "/daemon.log");
+    EXPECT_EQ(out[0], "dns rcode 0 answers 1 " + host_ + " from 203.0.113.5:53") << n << r.err;
+    EXPECT_EQ(out[1], "connect ok") << n << r.err;
+    EXPECT_EQ(out[2], "connect error EPERM") << n << ": the flag names one port";
+    EXPECT_EQ(out[3], "dns rcode 5 answers 0 from 203.0.113.5:53") << n;
+    EXPECT_EQ(accepted(lfd_), 1) << n;
+    EXPECT_EQ(accepted(other_fd_), 0) << n;
+    EXPECT_TRUE(resolver_->was_asked(n + ".flag.test")) << n;
+    EXPECT_FALSE(resolver_->was_asked(n + "-other.flag.test")) << n << ": a refused name left the host";
+    EXPECT_NE(r.err.find("(dns, network.domains: no entry for " + n + "-other.flag.test"), std::string::npos)
+        << n << r.err;
+  }
+  // A flag cannot flip the profile's own entry for a name, nor replace its network section.
+  auto dup = run_script("true", "dnstest", {"--allow-domain", "blocked.ok.test"});
+  EXPECT_EQ(dup.status, 1) << dup.err;
+  EXPECT_NE(dup.err.find("--allow-domain blocked.ok.test: profile dnstest already has an entry"), std::string::npos)
+      << dup.err;
+  auto mixed = run_script("true", "dnstest", {"--allow-net", "10.0.0.0/8"});
+  EXPECT_EQ(mixed.status, 2) << mixed.err;
+}
+
 // A profile whose names cannot be served is refused before anything runs.
 TEST_P(Dns, DomainsWithoutAResolverOrWithNetworkAllowedAreRefused) {
   std::string bad = dir_ + "/profiles/dnsbad" + tag() + ".yaml";
@@ -487,11 +537,14 @@ class DnsRestart : public DnsScene, public ::testing::Test {
 };
 
 TEST_F(DnsRestart, AKilledDaemonAnswersNothingAndARestartServesTheSandboxAgain) {
-  // As nobody: each turn asks for a new allowed name and a new refused one.
+  // As nobody: each turn asks for a new allowed name (one of the profile's, one the command
+  // line added: recorded with the sandbox, so re-adopted too) and a new refused one.
   std::string loop = "i=0; while :; do i=$((i+1)); " + probe("dns udp 203.0.113.5 r$i.ok.test") +
-                     probe("dns udp 203.0.113.5 x$i.evil.test") + "sleep 0.1; done";
+                     probe("dns udp 203.0.113.5 f$i.flag.test") + probe("dns udp 203.0.113.5 x$i.evil.test") +
+                     "sleep 0.1; done";
   std::vector<std::string> cmd{"/usr/bin/env", "AGENTCAGE_PROFILE_PATH=" + dir_ + "/profiles", AGENTCAGE_BIN, "run",
-                               "--socket", sock_, "--profile", "dnstest", "--", "/bin/sh", "-c", loop};
+                               "--socket", sock_, "--profile", "dnstest", "--allow-domain", "*.flag.test",
+                               "--", "/bin/sh", "-c", loop};
   agent_ = testing::start(testing::as_nobody(cmd), dir_ + "/agent.out");
   ASSERT_TRUE(wait_until([&] { return count("dns rcode 0") >= 3 && count("dns rcode 5") >= 3; },
                          std::chrono::seconds(20)))
@@ -501,6 +554,13 @@ TEST_F(DnsRestart, AKilledDaemonAnswersNothingAndARestartServesTheSandboxAgain) 
   EXPECT_EQ(testing::wait_status(daemon_), 128 + SIGKILL);
   daemon_ = -1;
   auto asked_before = resolver_->asked().size();
+  auto flagged = [&] {
+    int n = 0;
+    for (const auto& a : resolver_->asked()) n += a.starts_with("udp:f") && a.ends_with(".flag.test");
+    return n;
+  };
+  int flagged_before = flagged();
+  EXPECT_GT(flagged_before, 0) << "the name --allow-domain added was not served";
   int answered = count("dns rcode");
   // Each unanswered query waits out the probe's 5 s receive timeout.
   EXPECT_TRUE(wait_until([&] { return count("recv error") >= 2; }, std::chrono::seconds(20)))
@@ -509,9 +569,10 @@ TEST_F(DnsRestart, AKilledDaemonAnswersNothingAndARestartServesTheSandboxAgain) 
   EXPECT_EQ(resolver_->asked().size(), asked_before) << "a query left the host with no daemon to decide it";
 
   start_daemon();
-  EXPECT_TRUE(wait_until([&] { return count("dns rcode 0") >= 6 && count("dns rcode 5") >= 6; },
+  EXPECT_TRUE(wait_until([&] { return count("dns rcode 0") >= 12 && count("dns rcode 5") >= 6; },
                          std::chrono::seconds(30)))
       << read_all(dir_ + "/agent.out") << logs();
+  EXPECT_GT(flagged(), flagged_before + 2) << "the name --allow-domain added was not served after the restart";
   for (const auto& n : resolver_->asked()) EXPECT_EQ(n.find("evil"), std::string::npos) << n;
   EXPECT_NE(logs().find("re-adopted"), std::string::npos) << logs();
 }

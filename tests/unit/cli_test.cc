@@ -132,6 +132,36 @@ TEST(Cli, NetDefaultAloneSwitchesPolicyOn) {
   EXPECT_EQ(as<RunArgs>(any).net->unix_allow, (std::vector<std::string>{"/run/a.sock"}));
 }
 
+TEST(Cli, AllowDomainIsTheNetworkOptionAProfileTakes) {
+  // Without a profile: a policy of its own, forwarding to --dns.
+  auto p = parse({"run", "--allow-domain", "pypi.org", "--dns", "192.0.2.53", "--", "pip", "install", "x"});
+  const auto& net = as<RunArgs>(p).net;
+  ASSERT_TRUE(net);
+  ASSERT_EQ(net->domains.size(), 1u);
+  EXPECT_EQ(net->domains[0].pattern, "pypi.org");
+  EXPECT_EQ(net->dns_resolvers, (std::vector<std::string>{"192.0.2.53"}));
+  EXPECT_TRUE(as<RunArgs>(p).allow_domains.empty());
+  // With one: the names amend it (checked here, added where the profile is resolved).
+  auto q = parse({"run", "--profile", "coding-agent", "--allow-domain", "api.anthropic.com", "--allow-domain",
+                  "*.example.com:8443", "--", "true"});
+  EXPECT_FALSE(as<RunArgs>(q).net);
+  EXPECT_EQ(as<RunArgs>(q).allow_domains, (std::vector<std::string>{"api.anthropic.com", "*.example.com:8443"}));
+  EXPECT_EQ(as<TraceArgs>(parse({"trace", "--profile", "x", "--allow-domain", "a.example", "--", "true"})).allow_domains,
+            (std::vector<std::string>{"a.example"}));
+  for (std::vector<std::string> bad :
+       {std::vector<std::string>{"run", "--profile", "p", "--allow-domain", "a..example", "--", "true"},
+        {"run", "--profile", "p", "--allow-net", "10.0.0.0/8", "--", "true"},
+        {"run", "--profile", "p", "--allow-domain", "a.example", "--dns", "192.0.2.1", "--", "true"},
+        {"run", "--allow-domain", "a.example:0", "--dns", "192.0.2.1", "--", "true"},
+        {"run", "--allow-domain", "a.example", "--dns", "dns.example", "--", "true"}}) {
+    auto e = parse(bad);
+    ASSERT_TRUE(std::holds_alternative<Exit>(e)) << bad[3];
+    EXPECT_EQ(std::get<Exit>(e).status, 2) << bad[3];
+  }
+  auto both = std::get<Exit>(parse({"run", "--profile", "p", "--allow-net", "10.0.0.0/8", "--", "true"})).text;
+  EXPECT_NE(both.find("--allow-domain may be added to a profile"), std::string::npos) << both;
+}
+
 TEST(Cli, BadNetworkOptionsAreUsageErrors) {
   auto p = parse({"run", "--allow-net", "10.0.0.1/8:80", "--", "true"});
   ASSERT_TRUE(std::holds_alternative<Exit>(p));

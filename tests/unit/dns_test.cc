@@ -220,5 +220,109 @@ TEST(DomainRules, ProfilesTheResolverCannotServeAreRefused) {
                "network.domains");
 }
 
+// `--allow-domain NAME[:PORT[-PORT]]`: a TCP allow entry, 443 by default; the flags
+// policy forwards to --dns or, without it, to resolv.conf's nameservers.
+TEST(AllowDomain, TheSpellingIsParsedAndRoundTrips) {
+  auto a = parse_allow_domain("Registry.NPMjs.org.");
+  ASSERT_TRUE(a) << a.error().message();
+  EXPECT_EQ(a->pattern, "registry.npmjs.org");
+  EXPECT_EQ(a->ports, (std::vector<std::pair<uint16_t, uint16_t>>{{443, 443}}));
+  EXPECT_EQ(a->proto, NetProto::tcp);
+  EXPECT_EQ(a->action, DomainAction::allow);
+  EXPECT_EQ(to_flag(*a), "registry.npmjs.org:443");
+  auto r = parse_allow_domain("*.example.com:8000-8100");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->ports.front(), (std::pair<uint16_t, uint16_t>{8000, 8100}));
+  EXPECT_EQ(to_flag(*r), "*.example.com:8000-8100");
+  for (const char* bad : {"", "a.example:", "a.example:0", "a.example:70000", "a.example:9-8", "*.com", "a..b",
+                          "a.example:80:81", "a\x01.example", "[::1]:443"}) {
+    auto e = parse_allow_domain(bad);
+    EXPECT_FALSE(e) << bad;
+  }
+}
+
+TEST(AllowDomain, FlagsForwardToTheirResolverOrTheSystemOnes) {
+  char dir[] = "/tmp/agentcage-resolv-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string conf = std::string(dir) + "/resolv.conf";
+  std::ofstream(conf) << "search example\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\n";
+  NetFlags f;
+  f.allow_domain = {"pypi.org", "*.pythonhosted.org"};
+  auto sys = net_policy_from_flags(f, {}, conf);
+  ASSERT_TRUE(sys) << sys.error().message();
+  EXPECT_EQ(sys->domains.size(), 2u);
+  EXPECT_EQ(sys->dns_resolvers, (std::vector<std::string>{"192.0.2.53", "fe80::1"}));
+  EXPECT_EQ(sys->default_action, NetAction::deny);
+  // Sent to agentcaged as flags and parsed there to the same policy, resolvers included.
+  auto back = net_policy_from_flags(net_flags(network_options(net_flags_of(*sys))), {}, "/nonexistent");
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->dns_resolvers, sys->dns_resolvers);
+  ASSERT_EQ(back->domains.size(), 2u);
+  EXPECT_EQ(back->domains[1].pattern, "*.pythonhosted.org");
+  EXPECT_EQ(back->domains[1].ports, sys->domains[1].ports);
+
+  f.dns = {"127.0.0.77"};
+  auto own = net_policy_from_flags(f, {}, conf);
+  ASSERT_TRUE(own) << own.error().message();
+  EXPECT_EQ(own->dns_resolvers, (std::vector<std::string>{"127.0.0.77"}));
+
+  f.dns = {"resolver.example"};
+  auto bad = net_policy_from_flags(f, {}, conf);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("--dns: 'resolver.example' is not an IP address"), std::string::npos)
+      << bad.error().message();
+  f.dns.clear();
+  auto none = net_policy_from_flags(f, {}, "/nonexistent");
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message().find("--allow-domain: no resolver"), std::string::npos) << none.error().message();
+  f.allow_domain = {"bad name"};
+  auto bn = net_policy_from_flags(f, {}, conf);
+  ASSERT_FALSE(bn);
+  EXPECT_NE(bn.error().message().find("--allow-domain: 'bad name' is not a domain name"), std::string::npos)
+      << bn.error().message();
+  ::unlink(conf.c_str());
+  ::rmdir(dir);
+}
+
+// With a profile, the names join its network.domains: what is compiled and recorded.
+TEST(AllowDomain, AProfileIsAmendedNotOverridden) {
+  char dir[] = "/tmp/agentcage-amend-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/p.yaml";
+  std::ofstream(path) << "name: p\nactions:\n  network: deny\n"
+                         "network:\n  domains:\n    - name: blocked.example\n      action: deny\n";
+  auto r = resolve_profile(path, ProfileVars{"/w", "/h", "u", "/t"}, {});
+  ASSERT_TRUE(r) << r.error().message();
+  // No dns in the profile: the system resolvers, as `dns: [system]` would.
+  ASSERT_TRUE(add_allowed_domains(r->profile, {"api.example.com", "git.example.com:8443"}, "--allow-domain"));
+  ASSERT_EQ(r->profile.network().domains_size(), 3);
+  EXPECT_EQ(r->profile.network().dns(0), "system");
+  const auto& added = r->profile.network().domains(2);
+  EXPECT_EQ(added.name(), "git.example.com");
+  EXPECT_EQ(added.ports(0).lo(), 8443u);
+  PolicyContext ctx;
+  ctx.resolv_conf = std::string(dir) + "/resolv.conf";
+  std::ofstream(ctx.resolv_conf) << "nameserver 192.0.2.53\n";
+  auto c = compile_profile(r->profile, ctx);
+  ASSERT_TRUE(c) << c.error().message();
+  ASSERT_EQ(c->net->domains.size(), 3u);
+  EXPECT_EQ(match_domain(c->net->domains, "api.example.com")->action, DomainAction::allow);
+  EXPECT_EQ(match_domain(c->net->domains, "blocked.example")->action, DomainAction::deny);
+  EXPECT_EQ(c->net->dns_resolvers, (std::vector<std::string>{"192.0.2.53"}));
+
+  // The profile's own entry decides for its name: a flag does not flip a deny.
+  auto dup = add_allowed_domains(r->profile, {"Blocked.Example"}, "--allow-domain");
+  ASSERT_FALSE(dup);
+  EXPECT_NE(dup.error().message().find("profile p already has an entry for blocked.example"), std::string::npos)
+      << dup.error().message();
+  auto bad = add_allowed_domains(r->profile, {"x.example:0"}, "network.allow_domain");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("network.allow_domain: 'x.example:0'"), std::string::npos)
+      << bad.error().message();
+  ::unlink(ctx.resolv_conf.c_str());
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+}
+
 }  // namespace
 }  // namespace agentcage::core

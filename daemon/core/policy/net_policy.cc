@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "core/base/text.h"
+#include "core/policy/profile.h"
 
 namespace agentcage::core {
 namespace {
@@ -249,6 +250,41 @@ const DomainRule* match_domain(const std::vector<DomainRule>& rules, std::string
   return best;
 }
 
+Result<DomainRule> parse_allow_domain(std::string_view spec) {
+  const char* hint = "write NAME[:PORT[-PORT]], e.g. registry.npmjs.org, *.githubusercontent.com or git.example.com:8443";
+  DomainRule r;
+  r.proto = NetProto::tcp;
+  r.comment = "--allow-domain";
+  std::string_view name = spec, ports;
+  if (auto colon = spec.find(':'); colon != std::string_view::npos) {
+    name = spec.substr(0, colon);
+    ports = spec.substr(colon + 1);
+    if (ports.empty()) return error(fmt::format("'{}': empty port after ':'", escape_text(spec)), hint);
+  }
+  auto n = parse_domain_pattern(name);
+  if (!n) return std::unexpected(n.error());
+  r.pattern = *n;
+  uint16_t lo = 443, hi = 443;
+  if (!ports.empty()) {
+    auto dash = ports.find('-');
+    auto l = parse_port(ports.substr(0, dash), spec);
+    auto h = dash == std::string_view::npos ? l : parse_port(ports.substr(dash + 1), spec);
+    if (!l || !h || *l == 0 || *h == 0)
+      return error(fmt::format("'{}': the port is not a number in 1-65535", escape_text(spec)), hint);
+    if (*l > *h) return error(fmt::format("'{}': port range {}-{} is reversed", escape_text(spec), *l, *h), hint);
+    lo = *l;
+    hi = *h;
+  }
+  r.ports.emplace_back(lo, hi);
+  return r;
+}
+
+std::string to_flag(const DomainRule& r) {
+  if (r.ports.empty()) return r.pattern;
+  auto [lo, hi] = r.ports.front();
+  return lo == hi ? fmt::format("{}:{}", r.pattern, lo) : fmt::format("{}:{}-{}", r.pattern, lo, hi);
+}
+
 std::string to_string(DomainAction a) {
   switch (a) {
     case DomainAction::allow: return "allow";
@@ -376,7 +412,8 @@ Result<CompiledNetPolicy> compile(const NetPolicy& policy, uint64_t sandbox_key)
   return out;
 }
 
-Result<NetPolicy> net_policy_from_flags(const NetFlags& flags, const NetFlagNames& names) {
+Result<NetPolicy> net_policy_from_flags(const NetFlags& flags, const NetFlagNames& names,
+                                        const std::string& resolv_conf) {
   auto named = [](const std::string& name, Error e) {
     e.context = name + ": " + e.context;
     return std::unexpected(std::move(e));
@@ -398,6 +435,32 @@ Result<NetPolicy> net_policy_from_flags(const NetFlags& flags, const NetFlagName
     if (!a) return named(names.default_action, a.error());
     p.default_action = *a;
   }
+  for (const auto& spec : flags.allow_domain) {
+    auto d = parse_allow_domain(spec);
+    if (!d) return named(names.allow_domain, d.error());
+    p.domains.push_back(std::move(*d));
+  }
+  auto add_resolver = [&](const std::string& a) {
+    if (std::find(p.dns_resolvers.begin(), p.dns_resolvers.end(), a) == p.dns_resolvers.end())
+      p.dns_resolvers.push_back(a);
+  };
+  for (const auto& d : flags.dns) {
+    if (d == "system") {
+      for (const auto& s : system_resolvers(resolv_conf)) add_resolver(s);
+      continue;
+    }
+    in6_addr a;
+    if (inet_pton(AF_INET, d.c_str(), &a) != 1 && inet_pton(AF_INET6, d.c_str(), &a) != 1)
+      return error(fmt::format("{}: '{}' is not an IP address or 'system'", names.dns, escape_text(d)),
+                   "give the resolver's address, e.g. 10.0.0.2 or 2001:db8::53, or 'system' for /etc/resolv.conf's");
+    add_resolver(d);
+  }
+  if (!p.domains.empty() && flags.dns.empty())
+    for (const auto& s : system_resolvers(resolv_conf)) add_resolver(s);
+  if (!p.domains.empty() && p.dns_resolvers.empty())
+    return error(fmt::format("{}: no resolver to forward the allowed names to ({} lists no nameserver)",
+                             names.allow_domain, resolv_conf),
+                 "name one with " + names.dns + " ADDR");
   // Everything compile() checks (unix names, prefix overlaps), now rather than at start.
   if (auto c = compile(p, 1); !c) return std::unexpected(c.error());
   return p;
@@ -409,6 +472,9 @@ NetFlags net_flags_of(const NetPolicy& policy) {
   if (policy.allow_all_unix) f.allow_unix.push_back("*");
   for (const auto& u : policy.unix_allow) f.allow_unix.push_back(u);
   f.default_action = to_string(policy.default_action);
+  for (const auto& d : policy.domains) f.allow_domain.push_back(to_flag(d));
+  // Resolved here: the receiver forwards to the resolvers this side chose.
+  f.dns = policy.dns_resolvers;
   return f;
 }
 

@@ -144,12 +144,23 @@ struct NetFlags {
   std::vector<std::string> allow;       // CIDR[:PORT[-PORT]][/tcp|/udp]
   std::vector<std::string> allow_unix;  // absolute path, @abstract, or "*"
   std::string default_action;           // deny | kill | audit; empty: deny
-  bool empty() const { return allow.empty() && allow_unix.empty() && default_action.empty(); }
+  std::vector<std::string> allow_domain;  // NAME[:PORT[-PORT]] (parse_allow_domain)
+  std::vector<std::string> dns;           // resolver addresses or "system"; with allow_domain, default system
+  bool empty() const {
+    return allow.empty() && allow_unix.empty() && default_action.empty() && allow_domain.empty() && dns.empty();
+  }
 };
 struct NetFlagNames {
-  std::string allow = "--allow-net", allow_unix = "--allow-unix", default_action = "--net-default";
+  std::string allow = "--allow-net", allow_unix = "--allow-unix", default_action = "--net-default",
+              allow_domain = "--allow-domain", dns = "--dns";
 };
-Result<NetPolicy> net_policy_from_flags(const NetFlags& flags, const NetFlagNames& names = {});
+// `--allow-domain NAME[:PORT[-PORT]]`: TCP to NAME (exact, or "*.example.com") on PORT,
+// 443 when none is given: the CLI spelling of an allow entry of network.domains.
+Result<DomainRule> parse_allow_domain(std::string_view spec);
+std::string to_flag(const DomainRule& r);  // back to that spelling (single-range TCP allow rules)
+// With allow_domain and no dns, the resolvers are the nameservers of `resolv_conf`.
+Result<NetPolicy> net_policy_from_flags(const NetFlags& flags, const NetFlagNames& names = {},
+                                        const std::string& resolv_conf = "/etc/resolv.conf");
 // The inverse, for sending a policy parsed here on to agentcaged.
 NetFlags net_flags_of(const NetPolicy& policy);
 

@@ -18,6 +18,7 @@
 
 #include "core/confine/cgroup.h"
 #include "core/policy/profile.h"
+#include "core/base/text.h"
 #include "core/base/unique_fd.h"
 
 namespace agentcage::core {
@@ -301,8 +302,34 @@ Status confine_for_caller(ConfinePolicy& p, uid_t uid, gid_t gid, const std::vec
   return {};
 }
 
+Status add_allowed_domains(v1::Profile& p, const std::vector<std::string>& specs, const std::string& field) {
+  auto* net = p.mutable_network();
+  for (const auto& spec : specs) {
+    auto d = parse_allow_domain(spec);
+    if (!d) return error(field + ": " + d.error().context, d.error().hint);
+    for (const auto& have : net->domains())
+      if (normalize_dns_name(have.name()) == d->pattern)
+        return error(fmt::format("{} {}: profile {} already has an entry for {}", field, escape_text(spec), p.name(),
+                                 d->pattern),
+                     "change that entry in the profile instead");
+    auto* e = net->add_domains();
+    e->set_name(d->pattern);
+    auto* pr = e->add_ports();
+    pr->set_lo(d->ports.front().first);
+    pr->set_hi(d->ports.front().second);
+    e->set_protocol(P::PROTOCOL_TCP);
+    e->set_comment(d->comment);
+  }
+  if (!specs.empty() && net->dns().empty()) net->add_dns("system");
+  return {};
+}
+
 NetFlags net_flags(const v1::NetworkOptions& o) {
-  return NetFlags{{o.allow().begin(), o.allow().end()}, {o.allow_unix().begin(), o.allow_unix().end()}, o.default_action()};
+  return NetFlags{{o.allow().begin(), o.allow().end()},
+                  {o.allow_unix().begin(), o.allow_unix().end()},
+                  o.default_action(),
+                  {o.allow_domain().begin(), o.allow_domain().end()},
+                  {o.dns().begin(), o.dns().end()}};
 }
 
 v1::NetworkOptions network_options(const NetFlags& f) {
@@ -310,6 +337,8 @@ v1::NetworkOptions network_options(const NetFlags& f) {
   for (const auto& a : f.allow) o.add_allow(a);
   for (const auto& u : f.allow_unix) o.add_allow_unix(u);
   o.set_default_action(f.default_action);
+  for (const auto& d : f.allow_domain) o.add_allow_domain(d);
+  for (const auto& d : f.dns) o.add_dns(d);
   return o;
 }
 

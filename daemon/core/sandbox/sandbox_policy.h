@@ -53,6 +53,13 @@ void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes);
 Status confine_for_caller(ConfinePolicy& p, uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
                           std::vector<std::string>* notes);
 
+// `--allow-domain` with a profile: each NAME[:PORT[-PORT]] becomes an allow entry of its
+// network.domains (TCP; dns: [system] when the profile names no resolver), so the
+// amended profile is what is compiled, recorded and re-adopted. A name the profile
+// already lists exactly is refused: its own entry (maybe a deny) decides, and overriding
+// it silently would hide which. `field` names the option in errors.
+Status add_allowed_domains(v1::Profile& p, const std::vector<std::string>& specs, const std::string& field);
+
 // A CreateSandbox request's network options (the CLI's strings) as NetFlags, and back.
 NetFlags net_flags(const v1::NetworkOptions& o);
 v1::NetworkOptions network_options(const NetFlags& f);

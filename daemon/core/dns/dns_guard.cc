@@ -204,16 +204,7 @@ struct DnsGuard::Impl {
     std::vector<ac_net_port_range> ranges;
   };
   std::map<std::array<uint8_t, 16>, Learned> learned;
-  mutable std::mutex names_mu;
-  // Address text -> the names it was learned from, oldest first, each with when (boot
-  // time): the pipeline names a record after the event, and one address serves many
-  // names (a CDN), so the name is the one learned last before the event.
-  struct Named {
-    std::string name;
-    uint64_t at_ns = 0;
-  };
-  static constexpr size_t kNamesPerAddress = 8;
-  std::map<std::string, std::vector<Named>> names;
+  std::shared_ptr<DnsNames> names = std::make_shared<DnsNames>();
   uint64_t last_sweep_ns = 0;
 
   Status bind_all() {
@@ -446,12 +437,7 @@ struct DnsGuard::Impl {
       dq.set_rcode(dns_rcode_name(a->rcode));
       for (const auto& addr : a->addresses) {
         dq.add_answers(fmt::format("{} ttl={}", address_text(addr), addr.ttl));
-        if (learn_it && rule && learn(addr, *rule)) {
-          std::lock_guard lk(names_mu);
-          auto& h = names[record_text(addr.addr)];
-          h.push_back(Named{normalize_dns_name(q.name), boot_ns()});
-          if (h.size() > kNamesPerAddress) h.erase(h.begin());
-        }
+        if (learn_it && rule && learn(addr, *rule)) names->add(record_text(addr.addr), normalize_dns_name(q.name), boot_ns());
       }
       return resp;
     }
@@ -571,8 +557,7 @@ struct DnsGuard::Impl {
       k.sandbox = o.sandbox_key;
       std::copy(kv.first.begin(), kv.first.end(), k.addr);
       if (o.unlearn) (void)o.unlearn(k);
-      std::lock_guard lk(names_mu);
-      names.erase(record_text(kv.first));
+      names->forget(record_text(kv.first));
       return true;
     });
   }
@@ -600,14 +585,29 @@ uint16_t DnsGuard::port() const { return impl_->port; }
 uint16_t DnsGuard::port6() const { return impl_->port6; }
 uint64_t DnsGuard::queries() const { return impl_->queries.load(); }
 uint64_t DnsGuard::refused() const { return impl_->refused.load(); }
-std::string DnsGuard::name_of(const std::string& address, uint64_t ktime_ns) const {
-  std::lock_guard lk(impl_->names_mu);
-  auto it = impl_->names.find(address);
-  if (it == impl_->names.end()) return {};
+std::shared_ptr<const DnsNames> DnsGuard::names() const { return impl_->names; }
+
+void DnsNames::add(const std::string& address, const std::string& name, uint64_t at_ns) {
+  std::lock_guard lk(mu_);
+  auto& h = names_[address];
+  h.push_back(Named{name, at_ns});
+  if (h.size() > kPerAddress) h.erase(h.begin());
+}
+
+void DnsNames::forget(const std::string& address) {
+  std::lock_guard lk(mu_);
+  names_.erase(address);
+}
+
+std::string DnsNames::name_of(const std::string& address, uint64_t ktime_ns) const {
+  std::lock_guard lk(mu_);
+  auto it = names_.find(address);
+  if (it == names_.end()) return {};
   for (auto n = it->second.rbegin(); n != it->second.rend(); ++n)
     if (n->at_ns <= ktime_ns) return n->name;
   return {};
 }
+
 uint64_t DnsGuard::forwarded() const { return impl_->forwarded.load(); }
 
 void DnsGuard::start() {

@@ -18,7 +18,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,28 @@
 #include "core/policy/net_policy.h"
 
 namespace agentcage::core {
+
+// Address text -> the allowed names it was learned from, oldest first, each with when
+// (boot time): the pipeline names a record after the event, and one address serves many
+// names (a CDN), so the name is the one learned last before the event. Shared: it
+// outlives the guard, since the reader may still be naming a closed sandbox's last
+// events after its resolver stopped. Any thread.
+class DnsNames {
+ public:
+  void add(const std::string& address, const std::string& name, uint64_t at_ns);
+  void forget(const std::string& address);
+  // The name `address` was last learned from at or before `ktime_ns`; "" if none.
+  std::string name_of(const std::string& address, uint64_t ktime_ns) const;
+
+ private:
+  struct Named {
+    std::string name;
+    uint64_t at_ns = 0;
+  };
+  static constexpr size_t kPerAddress = 8;
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<Named>> names_;
+};
 
 struct DnsGuardOptions {
   std::string sandbox_id;
@@ -60,9 +84,8 @@ class DnsGuard {
   void start();
   void stop();
 
-  // The allowed name `address` (as the net records spell it) was last learned from, if
-  // it was learned at or before `ktime_ns` (CLOCK_BOOTTIME); "" if not. Any thread.
-  std::string name_of(const std::string& address, uint64_t ktime_ns) const;
+  // The names its answers taught (as the net records spell the addresses; CLOCK_BOOTTIME).
+  std::shared_ptr<const DnsNames> names() const;
 
   // Counters, for tests and status.
   uint64_t queries() const;

@@ -116,6 +116,7 @@ Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool
                                                   }));
       if (!g) return std::unexpected(g.error());
       e.dns = std::move(*g);
+      e.dns_names = e.dns->names();
       e.net->sandbox.dns_port = e.dns->port();
       e.net->sandbox.dns_port6 = e.dns->port6();
       e.dns->start();
@@ -553,7 +554,8 @@ std::shared_ptr<const SandboxRegistry::Attribution> SandboxRegistry::attribution
 std::string SandboxRegistry::dns_name(const std::string& id, const std::string& address, uint64_t ktime_ns) const {
   std::lock_guard lk(mu_);
   auto it = entries_.find(id);
-  return it == entries_.end() || !it->second.dns ? std::string() : it->second.dns->name_of(address, ktime_ns);
+  return it == entries_.end() || !it->second.dns_names ? std::string()
+                                                      : it->second.dns_names->name_of(address, ktime_ns);
 }
 
 std::optional<uid_t> SandboxRegistry::owner(const std::string& id) const {

@@ -132,6 +132,7 @@ class SandboxRegistry {
     UniqueFd owner_pidfd;
     std::optional<CompiledNetPolicy> net;          // installed while running
     std::unique_ptr<DnsGuard> dns;                 // network.domains: its resolver, while running
+    std::shared_ptr<const DnsNames> dns_names;     // what it learned: kept after close, for the reader's lag
     std::shared_ptr<const Attribution> attribution;
     uint64_t owner_start_ticks = 0;
     std::vector<std::string> provenance;  // "mechanism: detail", from the prepared confinement

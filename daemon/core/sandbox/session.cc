@@ -104,8 +104,8 @@ class Reader {
 
   // An event from agentcage's own resolver (any thread).
   void post(v1::Event ev) { pipeline_.post(std::move(ev)); }
-  // The sandbox's resolver, for the names of learned destinations; outlives the reader.
-  void set_dns(const DnsGuard* g) { dns_.store(g, std::memory_order_release); }
+  // The names the sandbox's resolver learned, for the records of learned destinations.
+  void set_dns(std::shared_ptr<const DnsNames> n) { dns_.store(std::move(n), std::memory_order_release); }
 
   void set_decisions(ConfineDecisions d, bool net_reported) {
     attribution_.decisions = std::make_shared<const ConfineDecisions>(std::move(d));
@@ -122,8 +122,8 @@ class Reader {
       return id < opts_.lsm_deny.size() ? rule_text(opts_.lsm_deny[id]) : "inode rule " + std::to_string(id);
     };
     o.dns_name = [this](const std::string& id, const std::string& address, uint64_t at) {
-      const DnsGuard* g = dns_.load(std::memory_order_acquire);
-      return g && id == res_.sandbox_id ? g->name_of(address, at) : std::string();
+      auto n = dns_.load(std::memory_order_acquire);
+      return n && id == res_.sandbox_id ? n->name_of(address, at) : std::string();
     };
     o.attribution = [this](const std::string& id) {
       return id == res_.sandbox_id ? attribution_ : SandboxAttribution{};
@@ -151,7 +151,7 @@ class Reader {
   BpfMonitor& mon_;
   const SessionOptions& opts_;
   SessionResult& res_;
-  std::atomic<const DnsGuard*> dns_{nullptr};
+  std::atomic<std::shared_ptr<const DnsNames>> dns_;
   SandboxAttribution attribution_;  // set before start(), read by the reader thread
   EventPipeline pipeline_;          // reader thread only, once started
   KernelStats base_stats_{};
@@ -305,7 +305,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   // After the fork, like the reader: queries the child sends meanwhile wait in the socket.
   if (dns && reader) {
     dns_reader.store(&*reader);
-    reader->set_dns(dns.get());
+    reader->set_dns(dns->names());
     dns->start();
   }
   auto status = wait_forwarding_signals(*child);

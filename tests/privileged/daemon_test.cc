@@ -640,8 +640,8 @@ TEST_F(Daemon, ReproProfilesGetClearErrorsThroughTheDaemon) {
 // daemon's cgroup-BPF programs, for root and for an unprivileged caller alike, with the
 // same results as in-process; bad rules are refused naming the request field.
 // The socket-family filter and the local-host spellings hold through the daemon, for root
-// and an unprivileged caller, with the shipped coding-agent profile (::/0 and 0.0.0.0/0
-// allowed on 443, loopback denied): [::]:443 and 0.0.0.0:443 do not reach the host.
+// and an unprivileged caller, with the shipped coding-agent-open-https profile (::/0 and
+// 0.0.0.0/0 allowed on 443, loopback denied): [::]:443 and 0.0.0.0:443 do not reach the host.
 TEST_F(DaemonProfile, SocketFamiliesAndLocalHostSpellingsHoldThroughTheDaemon) {
   const std::string script =
       "import socket, errno\n"
@@ -655,8 +655,8 @@ TEST_F(DaemonProfile, SocketFamiliesAndLocalHostSpellingsHoldThroughTheDaemon) {
       "t('any4', lambda: socket.socket().connect(('0.0.0.0', 443)))\n";
   const std::string want = "vsock=EPERM\ndiag=EPERM\nroute=ok\nany6=EPERM\nany4=EPERM\n";
   for (bool nobody : {false, true}) {
-    std::vector<std::string> argv{AGENTCAGE_BIN, "run", "--socket", sock_, "--profile", "coding-agent", "--workspace",
-                                  ws_, "--", "/usr/bin/python3", "-c", script};
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run",        "--socket", sock_, "--profile", "coding-agent-open-https",
+                                  "--workspace", ws_, "--",     "/usr/bin/python3", "-c", script};
     auto r = nobody ? run_as_nobody(argv) : run(argv);
     EXPECT_EQ(r.status, 0) << r.err << log();
     EXPECT_EQ(r.out, want) << (nobody ? "nobody: " : "root: ") << r.err << log();
@@ -670,7 +670,7 @@ TEST_F(DaemonProfile, SocketFamiliesAndLocalHostSpellingsHoldThroughTheDaemon) {
     }
   }
   // Both runs' denials are in the daemon's store with mechanism and rule, once per run
-  // (0.0.0.0:443 is refused by coding-agent's own 0.0.0.0/8 rule, [::]:443 as ::1).
+  // (0.0.0.0:443 is refused by coding-base's own 0.0.0.0/8 rule, [::]:443 as ::1).
   auto count = [&](const std::string& text, const std::string& mech, const std::string& what) {
     int n = 0;
     for (const auto& l : testing::lines(text))

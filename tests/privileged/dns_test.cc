@@ -295,8 +295,10 @@ class Dns : public DnsScene, public ::testing::TestWithParam<Path> {
     else
       cmd = {"/usr/bin/env", "AGENTCAGE_PROFILE_PATH=" + dir_ + "/profiles", AGENTCAGE_BIN, "run", "--socket", sock_};
     if (!profile.empty()) {
+      // The test's own profiles by file in-process; a shipped one by name on every path.
+      const std::string own = dir_ + "/profiles/" + profile + ".yaml";
       cmd.push_back("--profile");
-      cmd.push_back(GetParam() == Path::in_process ? dir_ + "/profiles/" + profile + ".yaml" : profile);
+      cmd.push_back(GetParam() == Path::in_process && std::filesystem::exists(own) ? own : profile);
     }
     cmd.insert(cmd.end(), options.begin(), options.end());
     cmd.insert(cmd.end(), {"--", "/bin/sh", "-c", script});
@@ -469,6 +471,39 @@ TEST_P(Dns, AllowDomainOnTheCommandLineAmendsAProfileOrStandsAlone) {
       << dup.err;
   auto mixed = run_script("true", "dnstest", {"--allow-net", "10.0.0.0/8"});
   EXPECT_EQ(mixed.status, 2) << mixed.err;
+}
+
+// The shipped coding-agent pins HTTPS by name, against the real thing: the npm registry
+// (the one public registry this machine reaches) through the system's resolver. Its name
+// resolves and its address serves HTTPS; a name off the list is refused and never sent
+// upstream, an address never resolved is refused, and the registry's address is
+// reachable on 443 only.
+TEST_P(Dns, TheShippedCodingAgentReachesItsRegistriesByNameOnly) {
+  const std::string fetch =
+      "/usr/bin/python3 -c \"import urllib.request as u; print('https', u.urlopen('https://registry.npmjs.org/', "
+      "timeout=20).status)\"";
+  auto native = run({"/bin/sh", "-c", fetch});
+  if (native.status != 0 || native.out != "https 200\n")
+    GTEST_SKIP() << "https://registry.npmjs.org/ is not reachable from this host without agentcage either: "
+                 << native.out << native.err;
+  auto addr = testing::lines(run({"/bin/sh", "-c", "getent ahostsv4 registry.npmjs.org | head -n 1"}).out);
+  ASSERT_FALSE(addr.empty());
+  const std::string ip = addr[0].substr(0, addr[0].find(' '));
+  const std::string off_list = tag() + "-exfil.example.org";
+  auto r = run_script(fetch + "; " + probe("dns udp 198.51.100.7 registry.npmjs.org") +
+                          probe("dns udp 198.51.100.7 " + off_list) + probe("connect tcp 192.0.2.99 443") +
+                          probe("connect tcp " + ip + " 80"),
+                      "coding-agent");
+  auto out = testing::lines(r.out);
+  ASSERT_EQ(out.size(), 5u) << r.out << r.err << read_all(dir_ + "/daemon.log");
+  EXPECT_EQ(out[0], "https 200") << r.err;
+  EXPECT_EQ(out[1].rfind("dns rcode 0 answers ", 0), 0u) << out[1];
+  EXPECT_EQ(out[2], "dns rcode 5 answers 0 from 198.51.100.7:53") << "a name off the list was answered";
+  EXPECT_EQ(out[3], "connect error EPERM") << "an address never resolved";
+  EXPECT_EQ(out[4], "connect error EPERM") << "the registry's address on another port";
+  EXPECT_NE(r.err.find("(dns, network.domains: no entry for " + off_list), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("deny connect 192.0.2.99:443/tcp (cgroup-bpf"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("deny connect registry.npmjs.org (" + ip + ":80)/tcp"), std::string::npos) << r.err;
 }
 
 // A profile whose names cannot be served is refused before anything runs.

@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "core/policy/profile_seccomp.h"
+#include "core/sandbox/sandbox_policy.h"
 #include "support/subprocess.h"
 
 namespace agentcage::core {
@@ -684,7 +685,8 @@ TEST(ShippedProfiles, AllPresentCleanAndDocumented) {
     EXPECT_EQ(text.str().rfind("# SPDX-License-Identifier:", 0), 0u);
     names.insert(r->profile.name());
   }
-  for (const char* n : {"default", "coding-agent", "readonly-analyst", "network-none", "mcp-server", "package-install"})
+  for (const char* n : {"default", "coding-agent", "coding-agent-open-https", "readonly-analyst", "network-none",
+                        "mcp-server", "package-install"})
     EXPECT_TRUE(names.count(n)) << "missing shipped profile " << n;
 }
 
@@ -714,24 +716,55 @@ TEST(ShippedProfiles, SayWhatTheirCommentsPromise) {
   P coding = load("coding-agent");
   EXPECT_TRUE(has(coding.filesystem().exec(), "/w"));
   EXPECT_TRUE(has(coding.filesystem().deny(), "/h/.ssh"));  // inherited from base through default
-  bool https = false, metadata_kill = false, plain_http = false;
+  // HTTPS by name only: no address rule allows anything, the registries are domains on 443.
+  bool any_allow = false, metadata_kill = false, plain_http = false;
   for (const auto& rule : coding.network().rules()) {
+    if (rule.action() == P::ACTION_ALLOW || rule.action() == P::ACTION_UNSPECIFIED) any_allow = true;
+    if (rule.cidr() == "169.254.169.254/32" && rule.action() == P::ACTION_KILL) metadata_kill = true;
+  }
+  EXPECT_FALSE(any_allow);
+  EXPECT_TRUE(metadata_kill);
+  std::set<std::string> names;
+  for (const auto& d : coding.network().domains()) {
+    names.insert(d.name());
+    ASSERT_EQ(d.ports_size(), 1) << d.name();
+    EXPECT_EQ(d.ports(0).lo(), 443u) << d.name();
+    EXPECT_EQ(d.protocol(), P::PROTOCOL_TCP) << d.name();
+    EXPECT_TRUE(d.action() == P::ACTION_ALLOW || d.action() == P::ACTION_UNSPECIFIED) << d.name();
+  }
+  // What its comment promises: npm, PyPI, crates.io, the Go proxy, Maven Central, GitHub, GitLab.
+  for (const char* n : {"registry.npmjs.org", "pypi.org", "files.pythonhosted.org", "index.crates.io", "static.crates.io",
+                        "proxy.golang.org", "repo.maven.apache.org", "github.com", "*.githubusercontent.com",
+                        "gitlab.com"})
+    EXPECT_TRUE(names.count(n)) << n;
+  EXPECT_EQ(std::vector<std::string>(coding.network().dns().begin(), coding.network().dns().end()),
+            std::vector<std::string>{"system"});
+  auto compiled = compile_profile(coding, PolicyContext{});
+  ASSERT_TRUE(compiled) << compiled.error().message();
+  ASSERT_TRUE(compiled->net);
+  EXPECT_EQ(compiled->net->domains.size(), names.size());
+  EXPECT_TRUE(compiled->net->allow.empty()) << "coding-agent allows an address by rule";
+
+  // The explicit choice of the old behaviour: any public address on 443, no names.
+  P open = load("coding-agent-open-https");
+  bool https = false;
+  for (const auto& rule : open.network().rules())
     for (const auto& pr : rule.ports()) {
       if (rule.cidr() == "0.0.0.0/0" && rule.action() == P::ACTION_ALLOW && pr.lo() == 443) https = true;
       if (pr.lo() <= 80 && 80 <= pr.hi()) plain_http = true;
     }
-    if (rule.cidr() == "169.254.169.254/32" && rule.action() == P::ACTION_KILL) metadata_kill = true;
-  }
   EXPECT_TRUE(https);
-  EXPECT_TRUE(metadata_kill);
   EXPECT_FALSE(plain_http);
+  EXPECT_EQ(open.network().domains_size(), 0);
+  EXPECT_TRUE(has(open.filesystem().exec(), "/w"));  // the same coding-base layer
 
   P install = load("package-install");
   plain_http = false;
-  for (const auto& rule : install.network().rules())
-    for (const auto& pr : rule.ports())
-      if (pr.lo() == 80) plain_http = true;
+  for (const auto& d : install.network().domains())
+    for (const auto& pr : d.ports())
+      if (d.name() == "deb.debian.org" && pr.lo() == 80) plain_http = true;
   EXPECT_TRUE(plain_http);
+  EXPECT_GT(install.network().domains_size(), coding.network().domains_size());
 
   P analyst = load("readonly-analyst");
   EXPECT_TRUE(has(analyst.filesystem().read(), "/w"));

@@ -1126,8 +1126,8 @@ Result<LoadedProfile> resolve_profile(const std::string& name_or_path, const Pro
     std::string where;
     for (const auto& l : looked) where += (where.empty() ? "" : ", ") + l;
     return error(fmt::format("profile '{}' not found (looked for: {})", name_or_path, where),
-                 "name a shipped profile (default, coding-agent, readonly-analyst, network-none, mcp-server, "
-                 "package-install) or a .yaml file; set AGENTCAGE_PROFILE_PATH to add directories");
+                 "name a shipped profile (default, coding-agent, coding-agent-open-https, readonly-analyst, "
+                 "network-none, mcp-server, package-install) or a .yaml file; set AGENTCAGE_PROFILE_PATH to add directories");
   }
   res.chain.push_back(Resolver::canonical(*file));
   auto p = res.resolve(*file, 0);

@@ -112,6 +112,14 @@ struct {
 	__type(value, struct ac_dns_orig);
 } ac_dns_orig_map SEC(".maps");
 
+/* See struct ac_name_orig. LRU: a connect whose check never ran must not fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ac_name_orig);
+} ac_name_orig_map SEC(".maps");
+
 /* ac_net_kill and ac_net_kills_pending: see net_exit.bpf.h. */
 
 /*
@@ -435,6 +443,61 @@ static __always_inline int ac_dns_redirect(struct bpf_sock_addr *ctx, struct tas
 }
 
 /*
+ * A TCP connect to port 80 or 443 allowed only because the address was learned from an
+ * allowed name: the address may serve other names too (a CDN, domain fronting), so the
+ * connection goes to agentcage's name check for the sandbox (127.0.0.1 or ::1 on
+ * pol->name_port[6]), which reads the TLS ClientHello's SNI or the HTTP Host header and
+ * splices to the original destination (ac_name_orig, by socket cookie) only for a name
+ * the profile allows. getpeername reads the original again (ac_dns_orig storage, as for
+ * DNS). No IPv6 port: refused, fail closed.
+ */
+static __always_inline int ac_name_redirect(struct bpf_sock_addr *ctx, struct task_struct *task, __u64 sandbox,
+					    __u32 hflags, struct ac_net_attempt *a, const struct ac_net_sandbox *pol)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct ac_dns_orig *peer;
+	struct ac_name_orig orig = {};
+	__u32 w0, w1, w2;
+	__builtin_memcpy(&w0, &a->addr[0], 4);
+	__builtin_memcpy(&w1, &a->addr[4], 4);
+	__builtin_memcpy(&w2, &a->addr[8], 4);
+	/* An IPv6 socket's ::ffff:a.b.c.d goes to the IPv4 listener, as ::ffff:127.0.0.1. */
+	int mapped = a->family == AF_INET6 && !w0 && !w1 && w2 == bpf_htonl(0xffff);
+	__u16 via = a->family == AF_INET6 && !mapped ? pol->name_port6 : pol->name_port;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	a->flags |= AC_NET_F_NAME_CHECK;
+	if (!via || !sk) {
+		__u8 action = ac_net_violation_action(pol, 0);
+		if (pol->flags & AC_NET_S_AUDIT)
+			a->flags |= AC_NET_F_AUDIT_MODE;
+		ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, pol, 0, 0);
+		return ac_net_enforce(action == AC_NET_AUDIT ? AC_NET_DENY : action);
+	}
+	orig.sandbox = sandbox;
+	__builtin_memcpy(orig.addr, a->addr, sizeof(orig.addr));
+	orig.port = a->port;
+	orig.family = a->family;
+	peer = bpf_sk_storage_get(&ac_dns_orig_map, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!peer || bpf_map_update_elem(&ac_name_orig_map, &cookie, &orig, BPF_ANY) != 0)
+		return ac_net_enforce(AC_NET_DENY); /* fail closed: unchecked, it must not leave */
+	peer->family = a->family;
+	peer->port = bpf_htons(a->port);
+	peer->via_port = via;
+	__builtin_memcpy(peer->addr, a->addr, sizeof(peer->addr));
+	if (a->family == AF_INET6) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = mapped ? bpf_htonl(0xffff) : 0;
+		ctx->user_ip6[3] = mapped ? bpf_htonl(0x7f000001) : bpf_htonl(1);
+	} else {
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+	}
+	ctx->user_port = bpf_htons(via);
+	return ac_net_report_allowed(ctx, task, sandbox, hflags, a);
+}
+
+/*
  * recvmsg (UDP) and getpeername of a socket whose query was redirected: the resolver's
  * address reads as the server the process asked. Any other socket has no storage: one
  * lookup. Not filtered by ac_tracked(): the storage exists only on redirected sockets.
@@ -452,7 +515,10 @@ static __always_inline int ac_dns_restore(struct bpf_sock_addr *ctx, int v6)
 	if (v6) {
 		__u32 w;
 
-		if (ctx->user_ip6[0] || ctx->user_ip6[1] || ctx->user_ip6[2] || ctx->user_ip6[3] != bpf_htonl(1))
+		/* ::1, or ::ffff:127.0.0.1 (a v4-mapped destination of an IPv6 socket). */
+		int lo6 = !ctx->user_ip6[2] && ctx->user_ip6[3] == bpf_htonl(1);
+		int lo4 = ctx->user_ip6[2] == bpf_htonl(0xffff) && ctx->user_ip6[3] == bpf_htonl(0x7f000001);
+		if (ctx->user_ip6[0] || ctx->user_ip6[1] || !(lo6 || lo4))
 			return 1;
 		__builtin_memcpy(&w, &orig->addr[0], 4);
 		ctx->user_ip6[0] = w;
@@ -515,6 +581,9 @@ static __always_inline int ac_net_inet(struct bpf_sock_addr *ctx, struct ac_net_
 		ok = ac_net_decide(sandbox, a, proto, &rule_action, &reason);
 	if (ok == 2)
 		a->flags |= AC_NET_F_LEARNED;
+	if (ok == 2 && pol->name_port && a->op == AC_NET_CONNECT && proto == AC_NET_P_TCP &&
+	    (a->port == 443 || a->port == 80))
+		return ac_name_redirect(ctx, task, sandbox, hflags, a, pol);
 	if (ok)
 		return ac_net_report_allowed(ctx, task, sandbox, hflags, a);
 	__u8 action = ac_net_violation_action(pol, rule_action);

@@ -26,6 +26,8 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "support/daemon_process.h"
 #include "support/subprocess.h"
 
@@ -124,7 +126,7 @@ class FakeResolver {
     const unsigned char* addr = nullptr;
     static const unsigned char loopback[4] = {127, 0, 0, 1};
     if (name.ends_with(".ok.test") || name.ends_with(".kill.test") || name.ends_with(".audit.test") ||
-        name.ends_with(".flag.test"))
+        name.ends_with(".flag.test") || name.ends_with(".web.test"))
       addr = host_;
     else if (name.ends_with(".lo.test")) addr = loopback;
     if (addr && q[off + 2] == 28 && addr == loopback) {
@@ -215,6 +217,7 @@ class DnsScene {
         << port_
         << "]\n      protocol: tcp\n      comment: the test's listener\n"
            "    - name: '*.lo.test'\n"
+           "    - name: '*.web.test'\n      ports: [80, 443]\n      protocol: tcp\n"
            "    - name: blocked.ok.test\n      action: deny\n"
            "    - name: '*.kill.test'\n      action: kill\n"
            "    - name: '*.audit.test'\n      action: audit\n      ports: ["
@@ -228,8 +231,24 @@ class DnsScene {
            "network:\n  dns: [" << kUpstream << "]\n";
     testing::make_reachable(AGENTCAGE_BIN);
     testing::make_reachable(kProbe);
+    // TLS on 443 and HTTP on 80 of the host's address, behind the names *.web.test.
+    auto cert = run({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                     "-nodes", "-days", "1", "-subj", "/CN=web.test", "-keyout", dir_ + "/key.pem", "-out",
+                     dir_ + "/cert.pem"});
+    ASSERT_EQ(cert.status, 0) << cert.err;
+    names_log_ = dir_ + "/name_server.out";
+    name_server_ = testing::start({"/usr/bin/python3", NAME_SERVER_PY, host_, dir_ + "/cert.pem", dir_ + "/key.pem"},
+                                  names_log_);
+    ASSERT_TRUE(wait_until([] { return read_all(names_log_).find("ready") != std::string::npos; },
+                           std::chrono::seconds(10)))
+        << "the TLS/HTTP servers on " << host_ << ":443/:80 did not start: " << read_all(names_log_);
   }
   static void tear_down_scene() {
+    if (name_server_ > 0) {
+      kill(name_server_, SIGKILL);
+      testing::wait_status(name_server_);
+      name_server_ = -1;
+    }
     resolver_.reset();
     for (int fd : {lfd_, other_fd_, lo_fd_})
       if (fd >= 0) close(fd);
@@ -255,7 +274,8 @@ class DnsScene {
     return argv;
   }
 
-  static inline std::string host_, dir_;
+  static inline std::string host_, dir_, names_log_;
+  static inline pid_t name_server_ = -1;
   static inline std::unique_ptr<FakeResolver> resolver_;
   static inline int lfd_ = -1, other_fd_ = -1, lo_fd_ = -1, port_ = 0, other_port_ = 0, lo_port_ = 0;
 };
@@ -504,6 +524,80 @@ TEST_P(Dns, TheShippedCodingAgentReachesItsRegistriesByNameOnly) {
   EXPECT_NE(r.err.find("(dns, network.domains: no entry for " + off_list), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("deny connect 192.0.2.99:443/tcp (cgroup-bpf"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("deny connect registry.npmjs.org (" + ip + ":80)/tcp"), std::string::npos) << r.err;
+}
+
+// An allowed address may serve other names (a CDN): a connect to it on 443 or 80 goes to
+// agentcage's name check, which lets a TLS connection on only for an allowed SNI and an
+// HTTP request only for an allowed Host, and resets the rest before a byte reaches the
+// server. The process still sees the server's address as its peer.
+TEST_P(Dns, TheNameOnTheWireDecidesOnSharedAddresses) {
+  const std::string n = tag() + ".web.test";
+  const std::string script =
+      "import socket, ssl\n"
+      "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
+      "def tls(sni):\n"
+      "  try:\n"
+      "    s = socket.create_connection(('" + n + "', 443), timeout=5)\n"
+      "    peer = s.getpeername()[0]\n"
+      "    t = ctx.wrap_socket(s, server_hostname=sni) if sni else ctx.wrap_socket(s)\n"
+      "    t.sendall(b'hi'); print('tls', sni, peer, t.recv(100).decode().strip())\n"
+      "  except Exception as e: print('tls', sni, type(e).__name__)\n"
+      "def http(host):\n"
+      "  try:\n"
+      "    s = socket.create_connection(('" + n + "', 80), timeout=5)\n"
+      "    s.sendall(b'GET / HTTP/1.1\\r\\nHost: ' + host.encode() + b'\\r\\n\\r\\n')\n"
+      "    print('http', host, s.recv(300).decode().split('\\r\\n\\r\\n')[-1])\n"
+      "  except Exception as e: print('http', host, type(e).__name__)\n"
+      "tls('" + n + "'); tls('" + tag() + ".evil.test'); tls(None); tls('" + tag() + ".ok.test')\n"
+      "http('" + n + "'); http('" + tag() + ".evil.test'); http('" + n + ":80')\n";
+  // Hex through the shell: no quoting to get wrong.
+  std::string hex;
+  for (unsigned char c : script) hex += fmt::format("{:02x}", c);
+  auto r = run_script("/usr/bin/python3 -c \"exec(bytes.fromhex('" + hex + "'))\"");
+  auto out = testing::lines(r.out);
+  ASSERT_EQ(out.size(), 7u) << r.out << r.err << read_all(dir_ + "/daemon.log");
+  EXPECT_EQ(out[0], "tls " + n + " " + host_ + " tls-ok " + n) << r.err;
+  EXPECT_EQ(out[1], "tls " + tag() + ".evil.test ConnectionResetError") << "a name off the list, on an allowed address";
+  EXPECT_EQ(out[2], "tls None ConnectionResetError") << "no SNI";
+  EXPECT_EQ(out[3], "tls " + tag() + ".ok.test ConnectionResetError") << "an allowed name, but not on port 443";
+  EXPECT_EQ(out[4], "http " + n + " http-ok " + n) << r.err;
+  EXPECT_EQ(out[5], "http " + tag() + ".evil.test ConnectionResetError");
+  EXPECT_EQ(out[6], "http " + n + ":80 http-ok " + n + ":80") << "a Host with its port";
+  // The servers saw the allowed ones only.
+  std::string served;
+  wait_until([&] { return (served = read_all(names_log_)).find("http " + n + ":80") != std::string::npos; },
+             std::chrono::seconds(5));
+  EXPECT_NE(served.find("tls " + n + "\n"), std::string::npos) << served;
+  EXPECT_EQ(served.find(tag() + ".evil.test"), std::string::npos) << served;
+  EXPECT_EQ(served.find(tag() + ".ok.test"), std::string::npos) << served;
+  EXPECT_EQ(served.find("tls -"), std::string::npos) << served;
+  // Each refusal is a violation naming the mechanism, the name and the address.
+  const std::string evil = tag() + ".evil.test";
+  EXPECT_NE(r.err.find("deny connect " + evil + " (" + host_ + ":443)/tcp, by TLS SNI: refused: no entry for " + evil +
+                       " (tls-sni, network.domains: no entry for"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("deny connect (no name) (" + host_ + ":443)/tcp, by TLS SNI: refused: no SNI (tls-sni"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("refused: *.ok.test does not allow TCP port 443 (tls-sni, network.domains: *.ok.test allow)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("deny connect " + tag() + ".evil.test (" + host_ + ":80)/tcp, by HTTP Host: refused: no entry"),
+            std::string::npos)
+      << r.err;
+  std::string v;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        v = events("--violations");
+        return v.find("\"wire\":\"http-host\"") != std::string::npos && v.find(evil) != std::string::npos;
+      },
+      std::chrono::seconds(5)))
+      << v;
+  EXPECT_NE(v.find("\"mechanism\":\"tls-sni\""), std::string::npos) << v;
+  // The allowed ones are records naming the name they asked for on the wire.
+  auto net = events("--kind=net");
+  EXPECT_NE(net.find("\"name\":\"" + n + "\",\"name_checked\":true,\"wire\":\"tls-sni\""), std::string::npos) << net;
 }
 
 // A profile whose names cannot be served is refused before anything runs.

@@ -218,6 +218,8 @@ enum ac_net_flags {
 	AC_NET_F_DNS_REDIRECT = 1u << 5, /* a DNS query (port 53) sent to agentcage's resolver
 	                                  * instead; addr/port are where the process sent it */
 	AC_NET_F_LEARNED = 1u << 6,     /* allowed as an address an allowed name resolved to */
+	AC_NET_F_NAME_CHECK = 1u << 7,  /* a learned connect on a TLS/HTTP port, sent to
+	                                 * agentcage's name check instead (ac_name_orig) */
 };
 
 struct ac_net_event {
@@ -296,6 +298,21 @@ struct ac_net_sandbox {
 	                       * agentcage's resolver at 127.0.0.1 (IPv6: ::1) on this port */
 	__u16 dns_port6;      /* host order: the resolver's port on ::1; 0: IPv6 queries are
 	                       * refused (no IPv6 loopback to answer them on) */
+	__u16 name_port;      /* host order; non-zero: a TCP connect to port 80 or 443 of an address
+	                       * allowed only as learned goes to agentcage's name check at
+	                       * 127.0.0.1 on this port, which reads the TLS SNI / HTTP Host */
+	__u16 name_port6;     /* the same on ::1 for IPv6 destinations; 0: those are refused */
+};
+
+/*
+ * ac_name_orig: socket cookie -> where a connect sent to the name check was going. The
+ * name check finds the client socket's cookie with sock_diag and takes the entry.
+ */
+struct ac_name_orig {
+	__u64 sandbox;
+	__u8 addr[16]; /* network order, IPv4 as ::ffff:a.b.c.d */
+	__u16 port;    /* host order */
+	__u16 family;  /* AF_* the process used */
 	__u32 _pad0;
 };
 
@@ -429,6 +446,7 @@ AC_ABI_SIZE(ac_net_rule_key, 28);
 AC_ABI_SIZE(ac_net_rule_value, 8 + 8 * AC_NET_MAX_PORT_RANGES);
 AC_ABI_SIZE(ac_net_sandbox, 16);
 AC_ABI_SIZE(ac_net_learned_key, 24);
+AC_ABI_SIZE(ac_name_orig, 32);
 AC_ABI_SIZE(ac_net_learned_value, 16 + 8 * AC_NET_LEARNED_RANGES);
 AC_ABI_SIZE(ac_net_unix_key, 8 + AC_UNIX_PATH_MAX + 4);
 AC_ABI_SIZE(ac_inode_key, 24);

@@ -3,6 +3,9 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -32,6 +35,7 @@
 #include "core/base/unique_fd.h"
 #include "core/base/mountinfo.h"
 #include "core/dns/dns_wire.h"
+#include "core/dns/name_check.h"
 
 namespace agentcage::core {
 namespace {
@@ -163,6 +167,63 @@ bool write_full(int fd, const uint8_t* p, size_t n, uint64_t deadline) {
   return true;
 }
 
+// The cookie of the client socket of a connection the name check accepted (local port
+// client_port on loopback, peer the check's port): the key of its ac_name_orig entry.
+// Exact lookup through sock_diag (no dump); an IPv6 socket connected to a v4-mapped
+// address is found under AF_INET, as the kernel hashes it.
+std::optional<uint64_t> client_cookie(bool v6, uint16_t client_port, uint16_t server_port) {
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl) return std::nullopt;
+  struct {
+    nlmsghdr h;
+    inet_diag_req_v2 r;
+  } req{};
+  req.h.nlmsg_len = sizeof req;
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST;
+  req.r.sdiag_family = v6 ? AF_INET6 : AF_INET;
+  req.r.sdiag_protocol = IPPROTO_TCP;
+  req.r.idiag_states = ~0u;
+  req.r.id.idiag_sport = htons(client_port);
+  req.r.id.idiag_dport = htons(server_port);
+  if (v6) {
+    req.r.id.idiag_src[3] = req.r.id.idiag_dst[3] = htonl(1);
+  } else {
+    req.r.id.idiag_src[0] = req.r.id.idiag_dst[0] = htonl(INADDR_LOOPBACK);
+  }
+  req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  if (::send(nl.get(), &req, sizeof req, 0) != static_cast<ssize_t>(sizeof req)) return std::nullopt;
+  alignas(nlmsghdr) uint8_t buf[1024];
+  timeval tv{1, 0};
+  ::setsockopt(nl.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
+  auto* h = reinterpret_cast<nlmsghdr*>(buf);
+  if (n < static_cast<ssize_t>(NLMSG_LENGTH(sizeof(inet_diag_msg))) || !NLMSG_OK(h, static_cast<unsigned>(n)) ||
+      h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+    return std::nullopt;
+  auto* m = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
+  return static_cast<uint64_t>(m->id.idiag_cookie[0]) | static_cast<uint64_t>(m->id.idiag_cookie[1]) << 32;
+}
+
+// Closed with a reset: the client sees the connection refused mid-way, not a clean end
+// it could take for the server's answer.
+void reset_close(UniqueFd& fd) {
+  linger l{1, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  fd.reset();
+}
+
+bool is_v4_mapped(const uint8_t* a) {
+  return std::all_of(a, a + 10, [](uint8_t b) { return b == 0; }) && a[10] == 0xff && a[11] == 0xff;
+}
+
+bool port_allowed(const DomainRule& r, uint16_t port) {
+  if (r.proto == NetProto::udp) return false;
+  if (r.ports.empty()) return true;
+  return std::any_of(r.ports.begin(), r.ports.end(),
+                     [&](const auto& pr) { return port >= pr.first && port <= pr.second; });
+}
+
 struct Upstream {
   sockaddr_storage sa{};
   socklen_t len = 0;
@@ -195,6 +256,18 @@ struct DnsGuard::Impl {
   std::vector<Upstream> upstreams;
   UniqueFd udp4, tcp4, udp6, tcp6;
   uint16_t port = 0, port6 = 0;
+  // The name check (name_check.h): its listeners, and one thread per connection it
+  // holds (each waits on its client and its server), joined when done or at stop.
+  // Bounded: a sandbox cannot make the daemon start threads without end.
+  UniqueFd name4, name6;
+  uint16_t name_port = 0, name_port6 = 0;
+  std::atomic<uint64_t> names_refused{0}, names_spliced{0};
+  struct Conn {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Conn> conns;  // the guard's thread only
+  static constexpr size_t kMaxConns = 256;
   UniqueFd wake{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
   std::thread thread;
   std::atomic<bool> stopping{false};
@@ -255,7 +328,7 @@ struct DnsGuard::Impl {
     while (!stopping.load(std::memory_order_acquire)) {
       fds.clear();
       fds.push_back({wake.get(), POLLIN, 0});
-      for (int fd : {udp4.get(), tcp4.get(), udp6.get(), tcp6.get()})
+      for (int fd : {udp4.get(), tcp4.get(), udp6.get(), tcp6.get(), name4.get(), name6.get()})
         if (fd >= 0) fds.push_back({fd, POLLIN, 0});
       if (::poll(fds.data(), fds.size(), 1000) < 0 && errno != EINTR) {
         spdlog::warn("sandbox {}: dns guard: poll: {}", o.sandbox_id, std::strerror(errno));
@@ -265,11 +338,236 @@ struct DnsGuard::Impl {
       for (size_t i = 1; i < fds.size(); ++i) {
         if (!(fds[i].revents & POLLIN)) continue;
         int fd = fds[i].fd;
-        bool v6 = fd == udp6.get() || fd == tcp6.get();
-        if (fd == udp4.get() || fd == udp6.get()) serve_udp(fd, v6);
+        bool v6 = fd == udp6.get() || fd == tcp6.get() || fd == name6.get();
+        if (fd == name4.get() || fd == name6.get()) accept_named(fd, v6);
+        else if (fd == udp4.get() || fd == udp6.get()) serve_udp(fd, v6);
         else serve_tcp(fd, v6);
       }
+      reap(false);
     }
+    reap(true);  // each sees `stopping` within 200 ms
+  }
+
+  void reap(bool all) {
+    std::erase_if(conns, [&](Conn& c) {
+      if (!all && !c.done->load(std::memory_order_acquire)) return false;
+      c.thread.join();
+      return true;
+    });
+  }
+
+  Status bind_names() {
+    if (!o.origin) return {};
+    auto listen_on = [](int family, UniqueFd& fd, uint16_t& p) {
+      fd.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+      if (!fd) return false;
+      sockaddr_storage ss{};
+      socklen_t len = 0;
+      if (family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof *a;
+      } else {
+        int one = 1;
+        ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        len = sizeof *a;
+      }
+      if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd.get(), 256) != 0) {
+        fd.reset();
+        return false;
+      }
+      socklen_t l = sizeof ss;
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &l);
+      p = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                  : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+      return true;
+    };
+    if (!listen_on(AF_INET, name4, name_port)) return sys_error("bind(127.0.0.1, tcp) for the name check");
+    (void)listen_on(AF_INET6, name6, name_port6);  // no ::1: the kernel refuses IPv6 destinations
+    return {};
+  }
+
+  // Connections the kernel sent to the name check. Only those it redirected for this
+  // sandbox have an origin: another local process that found the port gets a reset.
+  void accept_named(int lfd, bool v6) {
+    for (int n = 0; n < 64 && !stopping.load(std::memory_order_acquire); ++n) {
+      sockaddr_storage from{};
+      socklen_t fl = sizeof from;
+      UniqueFd c(::accept4(lfd, reinterpret_cast<sockaddr*>(&from), &fl, SOCK_CLOEXEC | SOCK_NONBLOCK));
+      if (!c) return;
+      uint16_t cport = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&from)->sin6_port
+                                : reinterpret_cast<sockaddr_in*>(&from)->sin_port);
+      auto cookie = client_cookie(v6, cport, v6 ? name_port6 : name_port);
+      auto orig = cookie ? o.origin(*cookie) : std::nullopt;
+      if (!orig || orig->sandbox != o.sandbox_key) {
+        spdlog::debug("sandbox {}: name check: a connection from port {} the kernel did not send here", o.sandbox_id,
+                      cport);
+        reset_close(c);
+        continue;
+      }
+      reap(false);
+      if (conns.size() >= kMaxConns) {
+        report_named(*orig, 0, "", "", nullptr,
+                     fmt::format("refused: {} connections are in the name check already", kMaxConns), "deny");
+        names_refused.fetch_add(1, std::memory_order_relaxed);
+        reset_close(c);
+        continue;
+      }
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      int fd = c.release();
+      conns.push_back(Conn{std::thread([this, fd, v6, cport, o2 = *orig, done] {
+                             check_named(UniqueFd(fd), v6, cport, o2);
+                             done->store(true, std::memory_order_release);
+                           }),
+                           done});
+    }
+  }
+
+  // One connection: read until its first bytes name a host (or cannot), decide by the
+  // domain rules for that name and the original port, then splice it to where it was
+  // going with the bytes already read, or reset it. Every refusal is a violation.
+  void check_named(UniqueFd c, bool v6, uint16_t cport, ac_name_orig orig) {
+    uint32_t pid = asking_pid(o.cgroup_path, true, v6, cport, v6 ? name_port6 : name_port);
+    std::vector<uint8_t> head;
+    WireName wn;
+    uint64_t deadline = mono_ms() + static_cast<uint64_t>(o.name_timeout_ms);
+    bool timed_out = false;
+    while (!stopping.load(std::memory_order_acquire)) {
+      uint64_t now = mono_ms();
+      if (now >= deadline) {
+        timed_out = true;
+        break;
+      }
+      if (!wait_fd(c.get(), POLLIN, std::min(deadline, now + 200))) continue;
+      uint8_t buf[4096];
+      ssize_t r = ::recv(c.get(), buf, std::min(sizeof buf, kWireHeadMax - head.size()), MSG_DONTWAIT);
+      if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (r <= 0) return;  // gone before naming anything: nothing went anywhere
+      head.insert(head.end(), buf, buf + r);
+      wn = wire_name(head);
+      if (wn.kind != WireName::Kind::incomplete) break;
+      if (head.size() >= kWireHeadMax) {
+        wn.error = "no complete ClientHello or request headers in the first 16 KiB";
+        break;
+      }
+    }
+    if (stopping.load(std::memory_order_acquire)) return;
+    const std::string mech = wn.kind == WireName::Kind::http  ? "http-host"
+                             : wn.kind == WireName::Kind::tls ? "tls-sni"
+                             : orig.port == 80                ? "http-host"
+                                                              : "tls-sni";
+    std::string why;
+    const DomainRule* rule = nullptr;
+    if (timed_out) why = fmt::format("named no host within {} ms", o.name_timeout_ms);
+    else if (!wn.error.empty()) why = wn.error;
+    else if (wn.ech && !o.allow_unnamed) why = "an encrypted ClientHello (ECH): its SNI is only the outer name";
+    else if (wn.name.empty() && !o.allow_unnamed) why = wn.kind == WireName::Kind::tls ? "no SNI" : "no Host header";
+    if (why.empty() && !wn.name.empty()) {
+      rule = match_domain(o.domains, wn.name);
+      if (!rule) why = "no entry for " + wn.name;
+      else if (rule->action == DomainAction::deny || rule->action == DomainAction::kill)
+        why = fmt::format("{} is a {} entry", rule->pattern, to_string(rule->action));
+      else if (!port_allowed(*rule, orig.port))
+        why = fmt::format("{} does not allow TCP port {}", rule->pattern, orig.port);
+    }
+    bool audited = !why.empty() && (o.audit_mode || (!rule && o.default_action == NetAction::audit));
+    bool kill = !why.empty() && !audited &&
+                ((rule && rule->action == DomainAction::kill) || (!rule && !wn.name.empty() &&
+                                                                  o.default_action == NetAction::kill));
+    bool killed = kill && pid && kill_in_sandbox(pid);
+    if (why.empty()) {
+      report_named(orig, pid, wn.name, mech, rule, "", rule && rule->action == DomainAction::audit ? "audit" : "");
+    } else {
+      report_named(orig, pid, wn.name, mech, rule, "refused: " + why,
+                   audited ? "audit" : killed ? "kill" : "deny");
+      if (!audited) {
+        names_refused.fetch_add(1, std::memory_order_relaxed);
+        reset_close(c);
+        return;
+      }
+    }
+    // On to where it was going: the daemon's own connection (outside the sandbox's cgroup).
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (is_v4_mapped(orig.addr)) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      std::memcpy(&a->sin_addr, orig.addr + 12, 4);
+      a->sin_port = htons(orig.port);
+      len = sizeof *a;
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      std::memcpy(&a->sin6_addr, orig.addr, 16);
+      a->sin6_port = htons(orig.port);
+      len = sizeof *a;
+    }
+    UniqueFd up(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!up) return reset_close(c);
+    int err = 0;
+    socklen_t el = sizeof err;
+    uint64_t cdl = mono_ms() + static_cast<uint64_t>(o.name_timeout_ms);
+    if ((::connect(up.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) ||
+        !wait_fd(up.get(), POLLOUT, cdl) || ::getsockopt(up.get(), SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0 ||
+        !write_full(up.get(), head.data(), head.size(), cdl)) {
+      spdlog::debug("sandbox {}: name check: {} port {}: the server did not take the connection", o.sandbox_id,
+                    record_text(std::to_array(orig.addr)), orig.port);
+      return reset_close(c);  // as the server's own refusal would look
+    }
+    names_spliced.fetch_add(1, std::memory_order_relaxed);
+    (void)splice_both_ways(c.get(), up.get(), stopping, o.idle_timeout_ms);
+  }
+
+  // A record of the name check: an allowed connection (action empty) is a net event, the
+  // rest violations; both name what the connection asked for and where it was going.
+  void report_named(const ac_name_orig& orig, uint32_t pid, const std::string& name, const std::string& mech,
+                    const DomainRule* rule, const std::string& outcome, const std::string& action) {
+    v1::Event ev;
+    ev.set_node(o.node);
+    ev.set_time_ns(wall_ns());
+    ev.set_ktime_ns(boot_ns());
+    ev.set_sandbox_id(o.sandbox_id);
+    if (pid) {
+      ev.mutable_process()->set_pid(pid);
+      std::string comm;
+      std::getline(std::ifstream(fmt::format("/proc/{}/comm", pid)), comm);
+      ev.mutable_process()->set_comm(comm);
+    }
+    v1::NetOp n;
+    n.set_op("connect");
+    n.set_protocol("tcp");
+    bool mapped = is_v4_mapped(orig.addr);
+    auto* r = n.mutable_remote();
+    r->set_family(orig.family == AF_INET6 ? "inet6" : "inet");
+    r->set_address(record_text(std::to_array(orig.addr)));
+    r->set_port(orig.port);
+    r->set_v4_mapped(orig.family == AF_INET6 && mapped);
+    n.set_name(name);
+    n.set_wire(mech);
+    n.set_name_checked(true);
+    std::string where = fmt::format("{}{}:{}", r->v4_mapped() ? "::ffff:" : "", r->address(), r->port());
+    if (r->family() == "inet6" && !r->v4_mapped()) where = fmt::format("[{}]:{}", r->address(), r->port());
+    if (action.empty()) {
+      *ev.mutable_net() = std::move(n);
+    } else {
+      auto* v = ev.mutable_violation();
+      v->set_mechanism(mech.empty() ? "agentcaged" : mech);
+      v->set_rule(mech.empty() ? fmt::format("name check: at most {} connections at once", kMaxConns)
+                  : rule         ? fmt::format("network.domains: {} {}", rule->pattern, to_string(rule->action))
+                  : name.empty() ? std::string("network.domains: a name is required (network.allow_unnamed: false)")
+                                      : fmt::format("network.domains: no entry for {} (network.default: {})", name,
+                                                    to_string(o.default_action)));
+      v->set_action(action);
+      v->set_what(fmt::format("connect {} ({})/tcp{}{}", name.empty() ? "(no name)" : name, where,
+                              mech == "tls-sni" ? ", by TLS SNI" : mech == "http-host" ? ", by HTTP Host" : "",
+                              outcome.empty() ? std::string(": carried on (audit)") : ": " + outcome));
+      *v->mutable_net() = std::move(n);
+    }
+    if (o.emit) o.emit(std::move(ev));
   }
 
   void serve_udp(int fd, bool v6) {
@@ -576,6 +874,7 @@ Result<std::unique_ptr<DnsGuard>> DnsGuard::create(DnsGuardOptions opts) {
   }
   impl->o = std::move(opts);
   if (auto st = impl->bind_all(); !st) return std::unexpected(st.error());
+  if (auto st = impl->bind_names(); !st) return std::unexpected(st.error());
   return std::unique_ptr<DnsGuard>(new DnsGuard(std::move(impl)));
 }
 
@@ -609,6 +908,10 @@ std::string DnsNames::name_of(const std::string& address, uint64_t ktime_ns) con
 }
 
 uint64_t DnsGuard::forwarded() const { return impl_->forwarded.load(); }
+uint64_t DnsGuard::names_refused() const { return impl_->names_refused.load(); }
+uint64_t DnsGuard::names_spliced() const { return impl_->names_spliced.load(); }
+uint16_t DnsGuard::name_port() const { return impl_->name_port; }
+uint16_t DnsGuard::name_port6() const { return impl_->name_port6; }
 
 void DnsGuard::start() {
   if (impl_->thread.joinable()) return;

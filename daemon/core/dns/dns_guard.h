@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,12 @@ struct DnsGuardOptions {
   std::function<Status(const ac_net_learned_key&)> unlearn;
   // Events and violations, from the guard's thread (EventPipeline::post).
   std::function<void(v1::Event)> emit;
+  // The name check (name_check.h): where a connect the kernel redirected to it was going,
+  // by the client socket's cookie (BpfMonitor::take_name_origin). Unset: no name check.
+  std::function<std::optional<ac_name_orig>(uint64_t cookie)> origin;
+  bool allow_unnamed = false;   // a connection naming no host is let on
+  int name_timeout_ms = 10000;  // for the first bytes, and for the connect to the server
+  int idle_timeout_ms = 600000; // a spliced connection idle both ways this long is closed
 };
 
 class DnsGuard {
@@ -81,6 +88,9 @@ class DnsGuard {
 
   uint16_t port() const;   // on 127.0.0.1
   uint16_t port6() const;  // on ::1; 0 when the host has no IPv6 loopback
+  // The name check's TCP ports on 127.0.0.1 and ::1; 0: none (no origin, or no ::1).
+  uint16_t name_port() const;
+  uint16_t name_port6() const;
   void start();
   void stop();
 
@@ -91,6 +101,8 @@ class DnsGuard {
   uint64_t queries() const;
   uint64_t refused() const;
   uint64_t forwarded() const;
+  uint64_t names_refused() const;  // name check: connections refused
+  uint64_t names_spliced() const;  // name check: connections carried on
 
   struct Impl;
 

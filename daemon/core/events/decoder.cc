@@ -149,6 +149,7 @@ void fill_net_op(v1::NetOp* n, const ac_net_event& r) {
   if (r.op == AC_NET_ACCEPT) fill_sockaddr(n->mutable_local(), r, r.local_addr, r.local_port);
   n->set_dns_redirected(r.net_flags & AC_NET_F_DNS_REDIRECT);
   n->set_learned(r.net_flags & AC_NET_F_LEARNED);
+  n->set_name_checked(r.net_flags & AC_NET_F_NAME_CHECK);
 }
 
 }  // namespace
@@ -164,7 +165,11 @@ std::string net_what(const v1::NetOp& n) {
   if (n.op() == "socket") return "socket " + n.protocol();
   const auto& a = n.has_remote() ? n.remote() : n.local();
   if (!n.name().empty())
-    return fmt::format("{} {} ({})/{}", n.op(), printable_text(n.name()), sockaddr_text(a), n.protocol());
+    return fmt::format("{} {} ({})/{}{}", n.op(), printable_text(n.name()), sockaddr_text(a), n.protocol(),
+                       n.wire() == "tls-sni"     ? ", by TLS SNI"
+                       : n.wire() == "http-host" ? ", by HTTP Host"
+                       : n.name_checked()        ? " (to agentcage's name check)"
+                                                 : "");
   return fmt::format("{} {}/{}{}", n.op(), sockaddr_text(a), n.protocol(),
                      n.dns_redirected() ? " (DNS, to agentcage's resolver)"
                      : n.learned()      ? " (an address an allowed name resolved to)"

@@ -219,6 +219,8 @@ void net_json(Obj o, const v1::NetOp& n) {
   o.boolean("dns_redirected", n.dns_redirected());
   o.boolean("learned", n.learned());
   o.str("name", n.name());
+  o.boolean("name_checked", n.name_checked());
+  o.str("wire", n.wire());
 }
 
 void syscall_json(Obj o, const v1::SyscallFailure& x) {

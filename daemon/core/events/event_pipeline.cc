@@ -48,7 +48,8 @@ void EventPipeline::name_destination(v1::Event& ev) {
   v1::NetOp* n = ev.has_net() && ev.net().learned() ? ev.mutable_net()
                  : ev.has_violation() && ev.violation().has_net() ? ev.mutable_violation()->mutable_net()
                                                                    : nullptr;
-  if (!n || !n->has_remote() || n->remote().family() == "unix") return;
+  // The name check's own records already carry the name asked on the wire.
+  if (!n || !n->has_remote() || n->remote().family() == "unix" || !n->wire().empty()) return;
   std::string name = opts_.dns_name(ev.sandbox_id(), n->remote().address(), ev.ktime_ns());
   if (name.empty()) return;
   n->set_name(name);

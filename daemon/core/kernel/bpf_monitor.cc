@@ -702,6 +702,13 @@ Status BpfMonitor::unlearn_address(const ac_net_learned_key& key) {
   return {};
 }
 
+std::optional<ac_name_orig> BpfMonitor::take_name_origin(uint64_t cookie) {
+  ac_name_orig o{};
+  if (bpf_map__lookup_and_delete_elem(impl_->skel->maps.ac_name_orig_map, &cookie, sizeof cookie, &o, sizeof o, 0) != 0)
+    return std::nullopt;
+  return o;
+}
+
 Status BpfMonitor::forget_learned(uint64_t sandbox) {
   // Collected first: deleting while iterating restarts the walk on some map types.
   std::vector<ac_net_learned_key> mine;

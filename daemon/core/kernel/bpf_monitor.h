@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -73,6 +74,9 @@ class BpfMonitor {
   Status learn_address(uint64_t sandbox, const ac_net_learned_key& key, const ac_net_learned_value& value);
   Status forget_learned(uint64_t sandbox);
   Status unlearn_address(const ac_net_learned_key& key);  // gone already: not an error
+  // ac_name_orig: where the connect of socket `cookie` sent to the name check was going,
+  // taken out of the map (each is read once). nullopt: none (not such a connect).
+  std::optional<ac_name_orig> take_name_origin(uint64_t cookie);
   // The kernel has cgroup/connect_unix and cgroup/sendmsg_unix (probed at start).
   bool has_unix_hooks() const;
   // BPF LSM (bpf/lsm.bpf.c): active when the kernel lists "bpf" in

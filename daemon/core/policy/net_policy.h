@@ -88,6 +88,8 @@ struct NetPolicy {
   std::vector<std::string> dns_resolvers;  // IP addresses allowed on port 53 (with domains: the upstreams)
   std::vector<DomainRule> domains;
   uint32_t learned_grace_s = 30;
+  bool check_names = true;     // port 80/443 connects to learned addresses: SNI / Host read first
+  bool allow_unnamed = false;  // with check_names: no SNI / ECH / no Host is let on
 };
 
 // A name as written in a profile: letters, digits, '-' and '_' in labels of 1-63 bytes,

@@ -99,6 +99,8 @@ Result<std::optional<NetPolicy>> compile_network(const P& p, const PolicyContext
     n.domains.push_back(std::move(r));
   }
   if (p.network().has_learned_grace_seconds()) n.learned_grace_s = p.network().learned_grace_seconds();
+  if (p.network().has_check_names()) n.check_names = p.network().check_names();
+  n.allow_unnamed = p.network().allow_unnamed();
   if (!n.domains.empty() && n.dns_resolvers.empty())
     return error("network.domains needs network.dns: the resolvers agentcage forwards allowed names to",
                  "add `dns: [system]` (the nameservers of /etc/resolv.conf)");

@@ -119,6 +119,8 @@ Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool
       e.dns_names = e.dns->names();
       e.net->sandbox.dns_port = e.dns->port();
       e.net->sandbox.dns_port6 = e.dns->port6();
+      e.net->sandbox.name_port = e.dns->name_port();
+      e.net->sandbox.name_port6 = e.dns->name_port6();
       e.dns->start();
     }
   }

@@ -43,6 +43,8 @@ DnsGuardOptions dns_guard_options(const NetPolicy& net, const std::string& sandb
     return mon.learn_address(key, k, v);
   };
   o.unlearn = [&mon](const ac_net_learned_key& k) { return mon.unlearn_address(k); };
+  if (net.check_names) o.origin = [&mon](uint64_t cookie) { return mon.take_name_origin(cookie); };
+  o.allow_unnamed = net.allow_unnamed;
   o.emit = std::move(emit);
   return o;
 }
@@ -247,6 +249,8 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
     dns = std::move(*g);
     net->sandbox.dns_port = dns->port();
     net->sandbox.dns_port6 = dns->port6();
+    net->sandbox.name_port = dns->name_port();
+    net->sandbox.name_port6 = dns->name_port6();
   }
   if (mon) {
     if (auto st = mon->track_cgroup(cg->id(), key); !st) return std::unexpected(st.error());

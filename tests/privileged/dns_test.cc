@@ -706,5 +706,69 @@ TEST_F(DnsRestart, AKilledDaemonAnswersNothingAndARestartServesTheSandboxAgain) 
   EXPECT_NE(logs().find("re-adopted"), std::string::npos) << logs();
 }
 
+// The name check lives in agentcaged too: with the daemon killed, a connect to a learned
+// address on 443 goes nowhere (the kernel still redirects it, to a port nobody serves)
+// rather than straight to the server unchecked; the restarted daemon's new check port is
+// installed with the re-adopted policy and TLS with an allowed SNI works again.
+TEST_F(DnsRestart, TheNameCheckFailsClosedWhileTheDaemonIsDown) {
+  const std::string script =
+      "import socket, ssl, sys, time\n"
+      "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
+      "ip = None\n"
+      "while True:\n"
+      "  try: ip = socket.gethostbyname('r.web.test')\n"
+      "  except Exception: pass\n"  // the address learned last, whether or not this one resolved
+      "  try:\n"
+      "    s = socket.create_connection((ip, 443), timeout=3)\n"
+      "    t = ctx.wrap_socket(s, server_hostname='r.web.test'); t.sendall(b'x'); t.recv(10); r = 'tls ok'\n"
+      "  except Exception as e: r = 'tls ' + type(e).__name__\n"
+      "  print(r, flush=True); time.sleep(0.2)\n";
+  std::string hex;
+  for (unsigned char c : script) hex += fmt::format("{:02x}", c);
+  std::vector<std::string> cmd{"/usr/bin/env",
+                               "AGENTCAGE_PROFILE_PATH=" + dir_ + "/profiles",
+                               AGENTCAGE_BIN,
+                               "run",
+                               "--socket",
+                               sock_,
+                               "--profile",
+                               "dnstest",
+                               "--",
+                               "/usr/bin/python3",
+                               "-c",
+                               "exec(bytes.fromhex('" + hex + "'))"};
+  agent_ = testing::start(testing::as_nobody(cmd), dir_ + "/agent.out");
+  ASSERT_TRUE(wait_until([&] { return count("tls ok") >= 3; }, std::chrono::seconds(20)))
+      << read_all(dir_ + "/agent.out") << logs();
+  auto served = [&] {
+    int n = 0;
+    for (const auto& l : testing::lines(read_all(names_log_))) n += l == "tls r.web.test";
+    return n;
+  };
+
+  kill(daemon_, SIGKILL);
+  EXPECT_EQ(testing::wait_status(daemon_), 128 + SIGKILL);
+  daemon_ = -1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // one in flight may finish
+  int ok_before = count("tls ok"), served_before = served();
+  int failed_before = static_cast<int>(testing::lines(read_all(dir_ + "/agent.out")).size()) - ok_before;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return static_cast<int>(testing::lines(read_all(dir_ + "/agent.out")).size()) - count("tls ok") >=
+               failed_before + 3;
+      },
+      std::chrono::seconds(30)))
+      << read_all(dir_ + "/agent.out");
+  EXPECT_EQ(count("tls ok"), ok_before) << "TLS got through with no daemon to check the name";
+  EXPECT_GE(count("tls ConnectionRefusedError"), 3) << "the connect did not go to the (dead) name check"
+                                                    << read_all(dir_ + "/agent.out");
+  EXPECT_EQ(served(), served_before) << "a connection reached the server unchecked";
+
+  start_daemon();
+  EXPECT_TRUE(wait_until([&] { return count("tls ok") >= ok_before + 3; }, std::chrono::seconds(30)))
+      << read_all(dir_ + "/agent.out") << logs();
+  EXPECT_GT(served(), served_before);
+}
+
 }  // namespace
 }  // namespace agentcage

@@ -431,7 +431,10 @@ struct DnsGuard::Impl {
   // domain rules for that name and the original port, then splice it to where it was
   // going with the bytes already read, or reset it. Every refusal is a violation.
   void check_named(UniqueFd c, bool v6, uint16_t cport, ac_name_orig orig) {
-    uint32_t pid = asking_pid(o.cgroup_path, true, v6, cport, v6 ? name_port6 : name_port);
+    // Which process: only for a refusal (its violation names it; a kill needs it). An
+    // allowed connect is attributed by the kernel's own record, and the /proc scan would
+    // cost every connection most of its set-up time.
+    auto who = [&] { return asking_pid(o.cgroup_path, true, v6, cport, v6 ? name_port6 : name_port); };
     std::vector<uint8_t> head;
     WireName wn;
     uint64_t deadline = mono_ms() + static_cast<uint64_t>(o.name_timeout_ms);
@@ -478,9 +481,10 @@ struct DnsGuard::Impl {
     bool kill = !why.empty() && !audited &&
                 ((rule && rule->action == DomainAction::kill) || (!rule && !wn.name.empty() &&
                                                                   o.default_action == NetAction::kill));
+    uint32_t pid = why.empty() ? 0 : who();
     bool killed = kill && pid && kill_in_sandbox(pid);
     if (why.empty()) {
-      report_named(orig, pid, wn.name, mech, rule, "", rule && rule->action == DomainAction::audit ? "audit" : "");
+      report_named(orig, 0, wn.name, mech, rule, "", rule && rule->action == DomainAction::audit ? "audit" : "");
     } else {
       report_named(orig, pid, wn.name, mech, rule, "refused: " + why,
                    audited ? "audit" : killed ? "kill" : "deny");

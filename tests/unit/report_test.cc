@@ -284,5 +284,71 @@ TEST(Report, TheRunEndsWithItsFirstExecutedProcessAndTheDaemonRecordFillsTheHead
   EXPECT_NE(section(text, "Files read outside the workspace").find("id_rsa"), std::string::npos) << text;
 }
 
+// Issue 14: the report reads by name. DNS queries are grouped per name and outcome (what
+// resolved, what was refused, with the entry that decided), and connections name what
+// they were reached by: the resolver's answer or the name the connection asked for.
+TEST(Report, NamesWhatWasResolvedRefusedAndConnectedTo) {
+  std::vector<v1::Event> evs;
+  evs.push_back(exec_ev(1, 100, {"npm", "install"}));
+  for (uint64_t seq : {2, 3}) {
+    auto q = base(seq, 100, "npm");
+    auto* d = q.mutable_dns();
+    d->set_name("registry.npmjs.org");
+    d->set_type("A");
+    d->set_rcode("NOERROR");
+    d->add_answers("104.16.1.34 ttl=300");
+    d->set_rule("registry.npmjs.org");
+    evs.push_back(q);
+  }
+  auto r = base(4, 100, "npm");
+  r.mutable_violation()->set_mechanism("dns");
+  r.mutable_violation()->set_action("deny");
+  r.mutable_violation()->set_what("dns A c2VjcmV0.evil.example (udp): refused, not sent upstream");
+  r.mutable_violation()->mutable_dns()->set_name("c2VjcmV0.evil.example" + kNasty);
+  r.mutable_violation()->mutable_dns()->set_rcode("REFUSED");
+  evs.push_back(r);
+  auto c = base(5, 100, "npm");
+  auto* n = c.mutable_net();
+  n->set_op("connect");
+  n->set_protocol("tcp");
+  n->mutable_remote()->set_family("inet");
+  n->mutable_remote()->set_address("104.16.1.34");
+  n->mutable_remote()->set_port(443);
+  n->set_learned(true);
+  n->set_name("registry.npmjs.org");
+  evs.push_back(c);
+  auto f = base(6, 100, "npm");
+  f.mutable_violation()->set_mechanism("tls-sni");
+  f.mutable_violation()->set_action("deny");
+  f.mutable_violation()->set_rule("network.domains: no entry for evil.example (network.default: deny)");
+  *f.mutable_violation()->mutable_net() = c.net();
+  f.mutable_violation()->mutable_net()->set_name("evil.example");
+  f.mutable_violation()->mutable_net()->set_wire("tls-sni");
+  evs.push_back(f);
+
+  auto rep = report_of(evs);
+  ASSERT_EQ(rep.names_size(), 2);
+  EXPECT_EQ(rep.names(0).name(), "c2VjcmV0.evil.example" + kNasty);
+  EXPECT_EQ(rep.names(0).outcome(), "refused");
+  EXPECT_EQ(rep.names(1).outcome(), "resolved");
+  EXPECT_EQ(rep.names(1).count(), 2u);
+  auto text = render_report_text(rep);
+  auto names = section(text, "Names");
+  EXPECT_NE(names.find("resolved registry.npmjs.org  x2  (entry registry.npmjs.org)  -> 104.16.1.34 ttl=300"),
+            std::string::npos)
+      << names;
+  EXPECT_NE(names.find("refused  c2VjcmV0.evil.example\\x1b]0;pwned"), std::string::npos) << names;
+  auto net = section(text, "Network");
+  EXPECT_NE(net.find("allowed  connect registry.npmjs.org (104.16.1.34:443)/tcp  pid 100 npm"), std::string::npos)
+      << net;
+  EXPECT_NE(net.find("denied   connect evil.example (104.16.1.34:443)/tcp  pid 100 npm  x1  (tls-sni, "),
+            std::string::npos)
+      << net;
+  auto html = render_report_html(rep);
+  EXPECT_NE(html.find("registry.npmjs.org (104.16.1.34:443)"), std::string::npos);
+  EXPECT_NE(html.find("Names (DNS)"), std::string::npos);
+  EXPECT_EQ(html.find("<script>alert"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace agentcage::core

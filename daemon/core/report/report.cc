@@ -136,8 +136,10 @@ void ReportBuilder::add(const v1::Event& ev) {
       add_timeline(ev, "violation", violation_summary(v));
       if (v.has_file()) add_file(ev, v.file(), v.mechanism());
       if (v.has_net()) add_net(ev, v.net(), &v);
+      if (v.has_dns()) add_name(ev, v.dns(), &v);
       break;
     }
+    case v1::Event::kDns: add_name(ev, ev.dns(), nullptr); break;
     case v1::Event::kLoss: add_loss(ev.loss(), false); break;
     case v1::Event::kSandbox: add_sandbox(ev); break;
     default: break;
@@ -223,7 +225,7 @@ void ReportBuilder::add_net(const v1::Event& ev, const v1::NetOp& n, const v1::V
   const auto& a = n.has_remote() ? n.remote() : n.local();
   std::string outcome = net_outcome(n, v);
   auto key = std::make_tuple(n.op() + '\0' + n.protocol(), a.family() + '\0' + a.address(), outcome, a.port(),
-                             v ? v->rule() : n.error(), ev.process().pid(), ev.process().comm());
+                             v ? v->rule() : n.error(), ev.process().pid(), ev.process().comm(), n.name());
   auto& c = conns_[key];
   if (!c.count()) {
     c.set_op(n.op());
@@ -240,8 +242,27 @@ void ReportBuilder::add_net(const v1::Event& ev, const v1::NetOp& n, const v1::V
     c.set_pid(ev.process().pid());
     c.set_comm(ev.process().comm());
     c.set_first_seq(ev.seq());
+    c.set_name(n.name());
   }
   c.set_count(c.count() + 1);
+}
+
+void ReportBuilder::add_name(const v1::Event& ev, const v1::DnsQuery& q, const v1::Violation* v) {
+  std::string outcome;
+  if (v && v->action() == "kill") outcome = "killed";
+  else if (v && v->action() == "audit") outcome = "audit";
+  else if (v) outcome = "refused";
+  else if (q.rcode() == "NOERROR") outcome = "resolved";
+  else for (char ch : q.rcode()) outcome += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  auto& n = names_[{q.name(), outcome}];
+  if (!n.count()) {
+    n.set_name(q.name());
+    n.set_outcome(outcome);
+    n.set_rule(q.rule());
+    for (const auto& a : q.answers()) n.add_answers(a);
+    n.set_first_seq(ev.seq());
+  }
+  n.set_count(n.count() + 1);
 }
 
 v1::IncidentReport ReportBuilder::build(const v1::ReportVerification& verification) const {
@@ -285,6 +306,7 @@ v1::IncidentReport ReportBuilder::build(const v1::ReportVerification& verificati
   for (const auto& [_, f] : read_) *r.add_files_read() = f;
   for (const auto& [_, f] : written_) *r.add_files_written() = f;
   for (const auto& [_, c] : conns_) *r.add_connections() = c;
+  for (const auto& [_, n] : names_) *r.add_names() = n;
   *r.mutable_verification() = verification;
   return r;
 }

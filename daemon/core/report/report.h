@@ -50,6 +50,7 @@ class ReportBuilder {
  private:
   void add_file(const v1::Event& ev, const v1::FileOp& f, const std::string& mechanism);
   void add_net(const v1::Event& ev, const v1::NetOp& n, const v1::Violation* v);
+  void add_name(const v1::Event& ev, const v1::DnsQuery& q, const v1::Violation* v);
   void add_loss(const v1::Loss& l, bool store_wide);
   void add_sandbox(const v1::Event& ev);
   void add_timeline(const v1::Event& ev, const char* category, std::string summary);
@@ -65,9 +66,10 @@ class ReportBuilder {
   std::string first_exec_id_;
   // Grouped sections, keyed for stable order (by path; by destination and process).
   std::map<std::string, v1::ReportFile> read_, written_;
-  std::map<std::tuple<std::string, std::string, std::string, uint32_t, std::string, uint32_t, std::string>,
+  std::map<std::tuple<std::string, std::string, std::string, uint32_t, std::string, uint32_t, std::string, std::string>,
            v1::ReportConnection>
       conns_;
+  std::map<std::pair<std::string, std::string>, v1::ReportName> names_;  // by name, outcome
   std::map<std::pair<std::string, bool>, v1::ReportLoss> losses_;
 };
 

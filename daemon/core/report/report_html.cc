@@ -125,11 +125,22 @@ void sections_html(std::string& out, const v1::IncidentReport& r) {
   rows.clear();
   for (const auto& c : r.connections()) {
     std::string dest = c.family() == "unix" ? h(c.address()) : fmt::format("{}:{}", h(c.address()), c.port());
+    if (!c.name().empty()) dest = h(c.name()) + " (" + dest + ")";
     rows.push_back({"", {"<span class=\"" + h(c.outcome()) + "\">" + h(c.outcome()) + "</span>", h(c.op()), dest,
                          h(c.protocol()), fmt::format("{} {}", c.pid(), h(c.comm())), std::to_string(c.count()),
                          c.mechanism().empty() ? h(c.error()) : h(c.mechanism()) + ": " + h(c.rule())}});
   }
   table(out, "network", "Network", {"Outcome", "Op", "Address", "Protocol", "Process", "Count", "Why"}, rows);
+
+  rows.clear();
+  for (const auto& n : r.names()) {
+    std::string answers;
+    for (const auto& a : n.answers()) answers += (answers.empty() ? "" : ", ") + h(a);
+    rows.push_back({"", {"<span class=\"" + h(n.outcome()) + "\">" + h(n.outcome()) + "</span>", h(n.name()),
+                         n.rule().empty() ? std::string("(no entry)") : h(n.rule()), answers,
+                         std::to_string(n.count())}});
+  }
+  if (!rows.empty()) table(out, "names", "Names (DNS)", {"Outcome", "Name", "Entry", "Answer", "Count"}, rows);
 
   rows.clear();
   for (const auto& ev : r.violations()) {

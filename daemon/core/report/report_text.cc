@@ -111,9 +111,11 @@ void files_text(std::string& out, const v1::IncidentReport& r, size_t max) {
 
 std::string destination(const v1::ReportConnection& c) {
   if (c.family() == "unix") return esc(c.address()) + "/" + esc(c.protocol());
-  if (c.family() == "inet6" && c.address().rfind("::ffff:", 0) != 0)
-    return fmt::format("[{}]:{}/{}", esc(c.address()), c.port(), esc(c.protocol()));
-  return fmt::format("{}:{}/{}", esc(c.address()), c.port(), esc(c.protocol()));
+  std::string where = c.family() == "inet6" && c.address().rfind("::ffff:", 0) != 0
+                          ? fmt::format("[{}]:{}", esc(c.address()), c.port())
+                          : fmt::format("{}:{}", esc(c.address()), c.port());
+  if (!c.name().empty()) return fmt::format("{} ({})/{}", esc(c.name()), where, esc(c.protocol()));
+  return where + "/" + esc(c.protocol());
 }
 
 void network_text(std::string& out, const v1::IncidentReport& r, size_t max) {
@@ -123,6 +125,17 @@ void network_text(std::string& out, const v1::IncidentReport& r, size_t max) {
                                    esc(c.comm()), c.count());
     if (!c.mechanism().empty()) line += fmt::format("  ({}, {})", esc(c.mechanism()), esc(c.rule()));
     else if (!c.error().empty()) line += "  = " + esc(c.error());
+    if (!s.row(line)) break;
+  }
+}
+
+void names_text(std::string& out, const v1::IncidentReport& r, size_t max) {
+  if (r.names().empty()) return;
+  Section s(out, "Names", r.names_size(), max);
+  for (const auto& n : r.names()) {
+    std::string line = fmt::format("{:<8} {}  x{}", esc(n.outcome()), esc(n.name()), n.count());
+    line += n.rule().empty() ? std::string("  (no entry)") : fmt::format("  (entry {})", esc(n.rule()));
+    if (!n.answers().empty()) line += "  -> " + esc(n.answers(0)) + (n.answers_size() > 1 ? ", ..." : "");
     if (!s.row(line)) break;
   }
 }
@@ -206,6 +219,7 @@ std::string render_report_text(const v1::IncidentReport& r, size_t max_rows) {
   tree_text(out, r, max_rows);
   files_text(out, r, max_rows);
   network_text(out, r, max_rows);
+  names_text(out, r, max_rows);
   violations_text(out, r, max_rows);
   out += "\n== Verification ==\n  " + esc(r.verification().detail()) + "\n";
   return out;

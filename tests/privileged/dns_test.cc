@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -41,13 +42,16 @@ using testing::wait_until;
 constexpr const char* kProbe = NET_PROBE_BIN;
 constexpr const char* kUpstream = "127.0.0.77";
 
-// The profile's resolver: answers A queries for names under ok.test with the host's own
-// address and under lo.test with 127.0.0.1 (a rebinding answer), NXDOMAIN otherwise, over
+// The profile's resolver: answers A queries for the allowed test names with the target
+// host's address (in a network namespace), under lo.test with 127.0.0.1 and under
+// self.test with this host's own address (rebinding answers), NXDOMAIN otherwise, over
 // UDP and TCP. Records every name it was asked: a refused name must never reach it.
 class FakeResolver {
  public:
-  bool start(const std::string& host_ip) {
-    inet_pton(AF_INET, host_ip.c_str(), host_);
+  // Allowed names resolve to `target_ip`; *.self.test to `self_ip` (this host's own).
+  bool start(const std::string& target_ip, const std::string& self_ip) {
+    inet_pton(AF_INET, target_ip.c_str(), host_);
+    inet_pton(AF_INET, self_ip.c_str(), self_);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(53);
@@ -129,6 +133,7 @@ class FakeResolver {
         name.ends_with(".flag.test") || name.ends_with(".web.test"))
       addr = host_;
     else if (name.ends_with(".lo.test")) addr = loopback;
+    else if (name.ends_with(".self.test")) addr = self_;
     if (addr && q[off + 2] == 28 && addr == loopback) {
       // AAAA ::ffff:127.0.0.1: loopback in IPv4-mapped form, the kernel's key for 127.0.0.1.
       r[7] = 1;
@@ -151,7 +156,7 @@ class FakeResolver {
   }
 
   int udp_ = -1, tcp_ = -1;
-  unsigned char host_[4] = {};
+  unsigned char host_[4] = {}, self_[4] = {};
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
@@ -191,13 +196,46 @@ enum class Path { in_process, daemon_root, daemon_nobody };
 
 class DnsScene {
  protected:
+  // What the allowed names resolve to is another host: a network namespace behind a veth
+  // pair, 198.18.N.2 (benchmark range), with the listeners in it. Not this host's own
+  // address: those are never learned (an allowed name must not open the host's services).
   static void set_up_scene() {
-    host_ = host_address();
-    ASSERT_FALSE(host_.empty()) << "this host has no non-loopback IPv4 address for the allowed names to resolve to";
+    self_ = host_address();
+    ASSERT_FALSE(self_.empty()) << "this host has no non-loopback IPv4 address";
+    const int n = static_cast<int>(getpid() % 250) + 1;
+    // Unique per scene: a namespace just deleted is torn down by the kernel asynchronously.
+    static int scenes = 0;
+    const std::string id = std::to_string(getpid() % 100000) + "x" + std::to_string(++scenes);
+    netns_ = "acdns" + id;
+    const std::string vh = "acd" + id + "h", vn = "acd" + id + "n";
+    veth_ = vh;
+    const std::string net = "198.18." + std::to_string(n) + ".";
+    host_ = net + "2";
+    for (const auto& c : std::vector<std::vector<std::string>>{
+             {"ip", "netns", "add", netns_},
+             {"ip", "link", "add", vh, "type", "veth", "peer", "name", vn, "netns", netns_},
+             {"ip", "addr", "add", net + "1/30", "dev", vh},
+             {"ip", "link", "set", vh, "up"},
+             {"ip", "-n", netns_, "addr", "add", host_ + "/30", "dev", vn},
+             {"ip", "-n", netns_, "link", "set", vn, "up"},
+             {"ip", "-n", netns_, "link", "set", "lo", "up"}}) {
+      auto r = run(c);
+      ASSERT_EQ(r.status, 0) << c[0] << " " << c[1] << " " << c[2] << ": " << r.err;
+    }
+    // The listeners are made in the namespace by a thread that enters it (setns is per
+    // thread for the network namespace); the sockets stay there, usable from here.
+    std::thread([&] {
+      int fd = open(("/run/netns/" + netns_).c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) return;
+      close(fd);
+      lfd_ = tcp_listener(host_, &port_);
+      other_fd_ = tcp_listener(host_, &other_port_);
+    }).join();
+    ASSERT_TRUE(lfd_ >= 0 && other_fd_ >= 0) << "listeners in netns " << netns_ << ": " << strerror(errno);
+    self_fd_ = tcp_listener(self_, &self_port_);
+    ASSERT_GE(self_fd_, 0);
     resolver_ = std::make_unique<FakeResolver>();
-    ASSERT_TRUE(resolver_->start(host_)) << "bind " << kUpstream << ":53: " << strerror(errno);
-    lfd_ = tcp_listener(host_, &port_);
-    other_fd_ = tcp_listener(host_, &other_port_);
+    ASSERT_TRUE(resolver_->start(host_, self_)) << "bind " << kUpstream << ":53: " << strerror(errno);
     lo_fd_ = tcp_listener("127.0.0.1", &lo_port_);
     ASSERT_TRUE(lfd_ >= 0 && other_fd_ >= 0 && lo_fd_ >= 0);
     dir_ = testing::temp_dir();
@@ -218,6 +256,7 @@ class DnsScene {
         << "]\n      protocol: tcp\n      comment: the test's listener\n"
            "    - name: '*.lo.test'\n"
            "    - name: '*.web.test'\n      ports: [80, 443]\n      protocol: tcp\n"
+           "    - name: '*.self.test'\n      ports: [" << self_port_ << "]\n"
            "    - name: blocked.ok.test\n      action: deny\n"
            "    - name: '*.kill.test'\n      action: kill\n"
            "    - name: '*.audit.test'\n      action: audit\n      ports: ["
@@ -237,7 +276,8 @@ class DnsScene {
                      dir_ + "/cert.pem"});
     ASSERT_EQ(cert.status, 0) << cert.err;
     names_log_ = dir_ + "/name_server.out";
-    name_server_ = testing::start({"/usr/bin/python3", NAME_SERVER_PY, host_, dir_ + "/cert.pem", dir_ + "/key.pem"},
+    name_server_ = testing::start({"ip", "netns", "exec", netns_, "/usr/bin/python3", NAME_SERVER_PY, host_,
+                                   dir_ + "/cert.pem", dir_ + "/key.pem"},
                                   names_log_);
     ASSERT_TRUE(wait_until([] { return read_all(names_log_).find("ready") != std::string::npos; },
                            std::chrono::seconds(10)))
@@ -250,8 +290,13 @@ class DnsScene {
       name_server_ = -1;
     }
     resolver_.reset();
-    for (int fd : {lfd_, other_fd_, lo_fd_})
+    for (int fd : {lfd_, other_fd_, lo_fd_, self_fd_})
       if (fd >= 0) close(fd);
+    lfd_ = other_fd_ = lo_fd_ = self_fd_ = -1;
+    if (!veth_.empty()) (void)run({"ip", "link", "del", veth_});  // both ends, now
+    if (!netns_.empty()) (void)run({"ip", "netns", "del", netns_});
+    netns_.clear();
+    veth_.clear();
   }
   // Connections that reached a listener (drained).
   static int accepted(int fd) {
@@ -260,7 +305,7 @@ class DnsScene {
     return n;
   }
   static void drain_all() {
-    for (int fd : {lfd_, other_fd_, lo_fd_}) {
+    for (int fd : {lfd_, other_fd_, lo_fd_, self_fd_}) {
       int fl = fcntl(fd, F_GETFL);
       fcntl(fd, F_SETFL, fl | O_NONBLOCK);
       accepted(fd);
@@ -274,10 +319,11 @@ class DnsScene {
     return argv;
   }
 
-  static inline std::string host_, dir_, names_log_;
+  static inline std::string host_, self_, netns_, veth_, dir_, names_log_;
   static inline pid_t name_server_ = -1;
   static inline std::unique_ptr<FakeResolver> resolver_;
   static inline int lfd_ = -1, other_fd_ = -1, lo_fd_ = -1, port_ = 0, other_port_ = 0, lo_port_ = 0;
+  static inline int self_fd_ = -1, self_port_ = 0;  // on this host's own address
 };
 
 class Dns : public DnsScene, public ::testing::TestWithParam<Path> {
@@ -455,6 +501,19 @@ TEST_P(Dns, AnAuditEntryResolvesConnectsAndReports) {
   EXPECT_NE(r.err.find("audit dns A " + name + " (udp): resolved (audit) (dns, network.domains: *.audit.test audit)"),
             std::string::npos)
       << r.err;
+}
+
+// An allowed name answered with one of this host's own addresses (rebinding to the host:
+// its services listen on every interface) is answered but not learned: the connect is
+// refused, as a spelling of the local host would be.
+TEST_P(Dns, AnAnswerThatIsThisHostsOwnAddressIsNotLearned) {
+  const std::string P = std::to_string(self_port_);
+  auto r = run_script(probe("dns udp 203.0.113.5 " + tag() + ".self.test") + probe("connect tcp " + self_ + " " + P));
+  auto out = testing::lines(r.out);
+  ASSERT_EQ(out.size(), 2u) << r.out << r.err;
+  EXPECT_EQ(out[0], "dns rcode 0 answers 1 " + self_ + " from 203.0.113.5:53");
+  EXPECT_EQ(out[1], "connect error EPERM") << "an allowed name opened a service of this host";
+  EXPECT_EQ(accepted(self_fd_), 0);
 }
 
 // `--allow-domain NAME:PORT` adds a name to a profile without one (it resolves and its

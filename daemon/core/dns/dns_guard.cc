@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -203,6 +204,39 @@ std::optional<uint64_t> client_cookie(bool v6, uint16_t client_port, uint16_t se
     return std::nullopt;
   auto* m = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
   return static_cast<uint64_t>(m->id.idiag_cookie[0]) | static_cast<uint64_t>(m->id.idiag_cookie[1]) << 32;
+}
+
+// The kernel's route type for `addr` (16 bytes, IPv4 as ::ffff:a.b.c.d): RTN_UNICAST for
+// an address elsewhere, RTN_LOCAL for one of this host's (any interface's, or an AnyIP
+// `local` route), RTN_BROADCAST/MULTICAST/...; -1 when the lookup fails. One RTM_GETROUTE.
+int route_type(const std::array<uint8_t, 16>& addr, bool v4) {
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!nl) return -1;
+  struct {
+    nlmsghdr h;
+    rtmsg r;
+    uint8_t attr[RTA_SPACE(16)];
+  } req{};
+  size_t alen = v4 ? 4 : 16;
+  req.h.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(sizeof(rtmsg)) + RTA_SPACE(alen));
+  req.h.nlmsg_type = RTM_GETROUTE;
+  req.h.nlmsg_flags = NLM_F_REQUEST;
+  req.r.rtm_family = v4 ? AF_INET : AF_INET6;
+  req.r.rtm_dst_len = static_cast<unsigned char>(alen * 8);
+  auto* rta = reinterpret_cast<rtattr*>(req.attr);
+  rta->rta_type = RTA_DST;
+  rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(alen));
+  std::memcpy(RTA_DATA(rta), v4 ? addr.data() + 12 : addr.data(), alen);
+  if (::send(nl.get(), &req, req.h.nlmsg_len, 0) < 0) return -1;
+  timeval tv{1, 0};
+  ::setsockopt(nl.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  alignas(nlmsghdr) uint8_t buf[4096];
+  ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
+  auto* h = reinterpret_cast<nlmsghdr*>(buf);
+  if (n < static_cast<ssize_t>(NLMSG_LENGTH(sizeof(rtmsg))) || !NLMSG_OK(h, static_cast<unsigned>(n)) ||
+      h->nlmsg_type != RTM_NEWROUTE)
+    return -1;
+  return static_cast<rtmsg*>(NLMSG_DATA(h))->rtm_type;
 }
 
 // Closed with a reset: the client sees the connection refused mid-way, not a clean end
@@ -793,9 +827,20 @@ struct DnsGuard::Impl {
                          : std::all_of(a.addr.begin(), a.addr.begin() + 15, [](uint8_t b) { return b == 0; }) &&
                                a.addr[15] == 1;
     bool link_local = as_v4 ? (v4[0] == 169 && v4[1] == 254) : (a.addr[0] == 0xfe && (a.addr[1] & 0xc0) == 0x80);
-    if (unspecified || compat || loopback || link_local) {
+    // And any other address of this host (its interfaces' own, AnyIP ranges): the
+    // kernel's local-alias check does not apply to learned addresses, so a name answered
+    // with 192.0.2.2 would otherwise open the services listening on every interface.
+    // Asked of the routing table, not a list of interface addresses, so it cannot go stale.
+    int rt = unspecified || compat || loopback || link_local ? RTN_UNICAST : route_type(a.addr, as_v4);
+    bool local = rt == RTN_LOCAL, not_unicast = rt != RTN_UNICAST && !local;
+    if (unspecified || compat || loopback || link_local || local || not_unicast) {
       spdlog::info("sandbox {}: dns guard: {} answered with {}: not learned ({})", o.sandbox_id, rule.pattern,
-                   address_text(a), loopback ? "loopback" : link_local ? "link-local" : "this host");
+                   address_text(a),
+                   loopback     ? "loopback"
+                   : link_local ? "link-local"
+                   : local      ? "an address of this host"
+                   : not_unicast ? (rt < 0 ? "no route to it" : "not a unicast address")
+                                : "this host");
       return false;
     }
     uint64_t now = boot_ns();

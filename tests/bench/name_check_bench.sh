@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The cost of the name check (issue 14 item 4): TCP connect latency and throughput to a
-# server on this host's address, port 443, each connection opening with a TLS ClientHello
-# (gen_conn.c), in three configurations measured in the same run, alternating each round:
+# server on port 443, each connection opening with a TLS ClientHello
+# (gen_conn.c), in three configurations measured in the same run, alternating each round
+# (the server is in a network namespace behind a veth pair):
 #   native  no sandbox
 #   direct  a sandbox whose network rule allows the address by CIDR (no name check)
 #   named   a sandbox that reaches it by an allowed name: learned from agentcage's
@@ -22,12 +23,10 @@ MIB=${3:-2048}
 [ "$(id -u)" = 0 ] || { echo "name_check_bench: needs root (agentcage loads BPF programs)" >&2; exit 1; }
 AC=$ROOT/$BUILD_DIR/agent/agentcage
 [ -x "$AC" ] || { echo "name_check_bench: build first (scripts/build.sh)" >&2; exit 1; }
-HOST=$(ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -n 1)
-[ -n "$HOST" ] || { echo "name_check_bench: this host has no global IPv4 address" >&2; exit 1; }
-if ss -ltn | awk '{print $4}' | grep -qE "(^|:)443$"; then
-  echo "name_check_bench: port 443 is taken on this host" >&2
-  exit 1
-fi
+# The server is "another host": a network namespace behind a veth pair (an allowed name
+# answered with this host's own address is never learned).
+NS=acbench$$
+HOST=198.18.251.2
 
 # Outside /tmp: the profiles' /tmp is private. Removed on exit.
 T=$(mktemp -d "$ROOT/$BUILD_DIR/name-bench-XXXXXX")
@@ -36,9 +35,18 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  ip link del "${NS}h" 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
   rm -rf "$T"
 }
 trap cleanup EXIT
+ip netns add "$NS"
+ip link add "${NS}h" type veth peer name "${NS}n" netns "$NS"
+ip addr add 198.18.251.1/30 dev "${NS}h"
+ip link set "${NS}h" up
+ip -n "$NS" addr add "$HOST/30" dev "${NS}n"
+ip -n "$NS" link set "${NS}n" up
+ip -n "$NS" link set lo up
 cc -O2 -o "$T/gen_conn" tests/bench/gen_conn.c -lpthread
 
 # A resolver answering every name with this host's address (what a CDN name would get).
@@ -62,7 +70,7 @@ while True:
 EOF
 python3 "$T/dns.py" "$HOST" >"$T/dns.log" 2>&1 &
 PIDS+=($!)
-"$T/gen_conn" server "$HOST" 443 >"$T/server.log" 2>&1 &
+ip netns exec "$NS" "$T/gen_conn" server "$HOST" 443 >"$T/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q ready "$T/dns.log" && grep -q ready "$T/server.log" && break; sleep 0.05; done
 grep -q ready "$T/dns.log" && grep -q ready "$T/server.log" || { cat "$T/dns.log" "$T/server.log"; exit 1; }

@@ -2,6 +2,7 @@
 // agentcaged: the host daemon. Owns the BPF programs, creates and tracks sandboxes for
 // local callers (Control), and serves their events (Events) on a Unix socket.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -125,7 +126,18 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // splice(2) cannot take MSG_NOSIGNAL: a peer gone mid-splice must be an EPIPE, not death.
   signal(SIGPIPE, SIG_IGN);
+  // Descriptors: every sandbox's resolver and name check hold some (a checked connection
+  // holds 6); the soft limit systemd and shells give (1024) is far below what they may
+  // need together. Up to the hard limit, which root may raise.
+  if (rlimit nofile{}; getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    rlimit want{std::max<rlim_t>(nofile.rlim_max, 65536), std::max<rlim_t>(nofile.rlim_max, 65536)};
+    if (setrlimit(RLIMIT_NOFILE, &want) != 0) {
+      nofile.rlim_cur = nofile.rlim_max;
+      (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+  }
 
   core::Daemon daemon(opts);
   grpcapi::PeerTable* peers = nullptr;

@@ -607,14 +607,26 @@ TEST_P(Dns, TheNameOnTheWireDecidesOnSharedAddresses) {
       "    s.sendall(b'GET / HTTP/1.1\\r\\nHost: ' + host.encode() + b'\\r\\n\\r\\n')\n"
       "    print('http', host, s.recv(300).decode().split('\\r\\n\\r\\n')[-1])\n"
       "  except Exception as e: print('http', host, type(e).__name__)\n"
+      "def pipelined(second):\n"
+      "  s = socket.create_connection(('" + n + "', 80), timeout=5)\n"
+      "  s.sendall(b'GET / HTTP/1.1\\r\\nHost: " + n + "\\r\\n\\r\\nGET / HTTP/1.1\\r\\nHost: ' + second.encode()"
+      " + b'\\r\\n\\r\\n')\n"
+      "  got = b''\n"
+      "  while True:\n"
+      "    try: b = s.recv(4096)\n"
+      "    except Exception: break\n"
+      "    if not b: break\n"
+      "    got += b\n"
+      "  print('pipelined', got.count(b'http-ok'))\n"
       "tls('" + n + "'); tls('" + tag() + ".evil.test'); tls(None); tls('" + tag() + ".ok.test')\n"
-      "http('" + n + "'); http('" + tag() + ".evil.test'); http('" + n + ":80')\n";
+      "http('" + n + "'); http('" + tag() + ".evil.test'); http('" + n + ":80')\n"
+      "pipelined('" + tag() + ".second.evil')\n";
   // Hex through the shell: no quoting to get wrong.
   std::string hex;
   for (unsigned char c : script) hex += fmt::format("{:02x}", c);
   auto r = run_script("/usr/bin/python3 -c \"exec(bytes.fromhex('" + hex + "'))\"");
   auto out = testing::lines(r.out);
-  ASSERT_EQ(out.size(), 7u) << r.out << r.err << read_all(dir_ + "/daemon.log");
+  ASSERT_EQ(out.size(), 8u) << r.out << r.err << read_all(dir_ + "/daemon.log");
   EXPECT_EQ(out[0], "tls " + n + " " + host_ + " tls-ok " + n) << r.err;
   EXPECT_EQ(out[1], "tls " + tag() + ".evil.test ConnectionResetError") << "a name off the list, on an allowed address";
   EXPECT_EQ(out[2], "tls None ConnectionResetError") << "no SNI";
@@ -622,6 +634,7 @@ TEST_P(Dns, TheNameOnTheWireDecidesOnSharedAddresses) {
   EXPECT_EQ(out[4], "http " + n + " http-ok " + n) << r.err;
   EXPECT_EQ(out[5], "http " + tag() + ".evil.test ConnectionResetError");
   EXPECT_EQ(out[6], "http " + n + ":80 http-ok " + n + ":80") << "a Host with its port";
+  EXPECT_EQ(out[7], "pipelined 1") << "a second request on an allowed connection asked for another Host unread";
   // The servers saw the allowed ones only.
   std::string served;
   wait_until([&] { return (served = read_all(names_log_)).find("http " + n + ":80") != std::string::npos; },
@@ -629,6 +642,7 @@ TEST_P(Dns, TheNameOnTheWireDecidesOnSharedAddresses) {
   EXPECT_NE(served.find("tls " + n + "\n"), std::string::npos) << served;
   EXPECT_EQ(served.find(tag() + ".evil.test"), std::string::npos) << served;
   EXPECT_EQ(served.find(tag() + ".ok.test"), std::string::npos) << served;
+  EXPECT_EQ(served.find(tag() + ".second.evil"), std::string::npos) << served;
   EXPECT_EQ(served.find("tls -"), std::string::npos) << served;
   // Each refusal is a violation naming the mechanism, the name and the address.
   const std::string evil = tag() + ".evil.test";

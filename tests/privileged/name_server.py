@@ -33,17 +33,26 @@ def serve_tls(conn):
 
 
 def serve_http(conn):
+    # Keep-alive as a real server: requests are answered one after another until one asks
+    # for Connection: close (or the client leaves), each logged with its Host.
     data = b''
-    while b'\r\n\r\n' not in data:
-        b = conn.recv(4096)
-        if not b:
+    while True:
+        while b'\r\n\r\n' not in data:
+            b = conn.recv(4096)
+            if not b:
+                conn.close()
+                return
+            data += b
+        req, data = data.split(b'\r\n\r\n', 1)
+        lines = req.split(b'\r\n')
+        h = [l.split(b':', 1)[1].strip().decode() for l in lines if l.lower().startswith(b'host:')]
+        close = any(l.lower().replace(b' ', b'') == b'connection:close' for l in lines)
+        log('http %s' % (h[0] if h else '-'))
+        body = ('http-ok %s' % (h[0] if h else '-')).encode()
+        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
+        if close:
+            conn.close()
             return
-        data += b
-    h = [l.split(b':', 1)[1].strip().decode() for l in data.split(b'\r\n') if l.lower().startswith(b'host:')]
-    log('http %s' % (h[0] if h else '-'))
-    body = ('http-ok %s' % (h[0] if h else '-')).encode()
-    conn.sendall(b'HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
-    conn.close()
 
 
 def listen(port, handler):

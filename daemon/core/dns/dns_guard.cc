@@ -52,9 +52,10 @@ uint64_t boot_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-uint8_t proto_bits(NetProto p) {
-  return p == NetProto::tcp ? AC_NET_P_TCP : p == NetProto::udp ? AC_NET_P_UDP : (AC_NET_P_TCP | AC_NET_P_UDP);
-}
+// What a learned address may be reached by. An entry of any protocol is TCP: UDP to a
+// name's address (QUIC on 443) carries a name the check never reads, so it needs an entry
+// that says protocol: udp.
+uint8_t proto_bits(NetProto p) { return p == NetProto::udp ? AC_NET_P_UDP : AC_NET_P_TCP; }
 
 // The socket inode behind a local port, from /proc/net/<table> (0: not found).
 uint64_t socket_inode(const std::string& table, uint16_t local_port, uint16_t remote_port) {
@@ -168,11 +169,12 @@ bool write_full(int fd, const uint8_t* p, size_t n, uint64_t deadline) {
   return true;
 }
 
-// The cookie of the client socket of a connection the name check accepted (local port
-// client_port on loopback, peer the check's port): the key of its ac_name_orig entry.
+// The cookie of the client socket of a connection the name check accepted (its local end
+// the accepted socket's peer, its remote end the accepted socket's own address): the key
+// of its ac_name_orig entry.
 // Exact lookup through sock_diag (no dump); an IPv6 socket connected to a v4-mapped
 // address is found under AF_INET, as the kernel hashes it.
-std::optional<uint64_t> client_cookie(bool v6, uint16_t client_port, uint16_t server_port) {
+std::optional<uint64_t> client_cookie(const sockaddr_storage& peer, const sockaddr_storage& here) {
   UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (!nl) return std::nullopt;
   struct {
@@ -182,15 +184,24 @@ std::optional<uint64_t> client_cookie(bool v6, uint16_t client_port, uint16_t se
   req.h.nlmsg_len = sizeof req;
   req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   req.h.nlmsg_flags = NLM_F_REQUEST;
-  req.r.sdiag_family = v6 ? AF_INET6 : AF_INET;
+  req.r.sdiag_family = static_cast<uint8_t>(peer.ss_family);
   req.r.sdiag_protocol = IPPROTO_TCP;
   req.r.idiag_states = ~0u;
-  req.r.id.idiag_sport = htons(client_port);
-  req.r.id.idiag_dport = htons(server_port);
-  if (v6) {
-    req.r.id.idiag_src[3] = req.r.id.idiag_dst[3] = htonl(1);
+  // The client socket: its local end is our peer, its remote end is us.
+  if (peer.ss_family == AF_INET6) {
+    const auto* p = reinterpret_cast<const sockaddr_in6*>(&peer);
+    const auto* h = reinterpret_cast<const sockaddr_in6*>(&here);
+    req.r.id.idiag_sport = p->sin6_port;
+    req.r.id.idiag_dport = h->sin6_port;
+    std::memcpy(req.r.id.idiag_src, &p->sin6_addr, 16);
+    std::memcpy(req.r.id.idiag_dst, &h->sin6_addr, 16);
   } else {
-    req.r.id.idiag_src[0] = req.r.id.idiag_dst[0] = htonl(INADDR_LOOPBACK);
+    const auto* p = reinterpret_cast<const sockaddr_in*>(&peer);
+    const auto* h = reinterpret_cast<const sockaddr_in*>(&here);
+    req.r.id.idiag_sport = p->sin_port;
+    req.r.id.idiag_dport = h->sin_port;
+    req.r.id.idiag_src[0] = p->sin_addr.s_addr;
+    req.r.id.idiag_dst[0] = h->sin_addr.s_addr;
   }
   req.r.id.idiag_cookie[0] = req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
   if (::send(nl.get(), &req, sizeof req, 0) != static_cast<ssize_t>(sizeof req)) return std::nullopt;
@@ -301,7 +312,11 @@ struct DnsGuard::Impl {
     std::shared_ptr<std::atomic<bool>> done;
   };
   std::vector<Conn> conns;  // the guard's thread only
-  static constexpr size_t kMaxConns = 256;
+  // Each connection holds 6 descriptors and a thread: bounded per sandbox, and over all
+  // sandboxes of the process, so one cannot exhaust agentcaged's descriptors for the rest.
+  static constexpr size_t kMaxConns = 128;
+  static inline std::atomic<size_t> all_conns{0};
+  static constexpr size_t kMaxAllConns = 1024;
   UniqueFd wake{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
   std::thread thread;
   std::atomic<bool> stopping{false};
@@ -432,10 +447,21 @@ struct DnsGuard::Impl {
       sockaddr_storage from{};
       socklen_t fl = sizeof from;
       UniqueFd c(::accept4(lfd, reinterpret_cast<sockaddr*>(&from), &fl, SOCK_CLOEXEC | SOCK_NONBLOCK));
-      if (!c) return;
+      if (!c) {
+        // Out of descriptors: the listener stays readable, so waiting is all that helps
+        // (the client waits in the backlog or times out), not spinning on poll.
+        if (errno == EMFILE || errno == ENFILE) {
+          spdlog::warn("sandbox {}: name check: accept: {}", o.sandbox_id, std::strerror(errno));
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        return;
+      }
+      sockaddr_storage here{};
+      socklen_t hl = sizeof here;
+      ::getsockname(c.get(), reinterpret_cast<sockaddr*>(&here), &hl);
       uint16_t cport = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&from)->sin6_port
                                 : reinterpret_cast<sockaddr_in*>(&from)->sin_port);
-      auto cookie = client_cookie(v6, cport, v6 ? name_port6 : name_port);
+      auto cookie = client_cookie(from, here);
       auto orig = cookie ? o.origin(*cookie) : std::nullopt;
       if (!orig || orig->sandbox != o.sandbox_key) {
         spdlog::debug("sandbox {}: name check: a connection from port {} the kernel did not send here", o.sandbox_id,
@@ -444,20 +470,33 @@ struct DnsGuard::Impl {
         continue;
       }
       reap(false);
-      if (conns.size() >= kMaxConns) {
+      if (conns.size() >= kMaxConns || all_conns.load() >= kMaxAllConns) {
         report_named(*orig, 0, "", "", nullptr,
-                     fmt::format("refused: {} connections are in the name check already", kMaxConns), "deny");
+                     fmt::format("refused: {} connections are in the name check already",
+                                 conns.size() >= kMaxConns ? conns.size() : all_conns.load()),
+                     "deny");
         names_refused.fetch_add(1, std::memory_order_relaxed);
         reset_close(c);
         continue;
       }
       auto done = std::make_shared<std::atomic<bool>>(false);
       int fd = c.release();
-      conns.push_back(Conn{std::thread([this, fd, v6, cport, o2 = *orig, done] {
-                             check_named(UniqueFd(fd), v6, cport, o2);
-                             done->store(true, std::memory_order_release);
-                           }),
-                           done});
+      all_conns.fetch_add(1);
+      try {
+        conns.push_back(Conn{std::thread([this, fd, v6, cport, o2 = *orig, done] {
+                               check_named(UniqueFd(fd), v6, cport, o2);
+                               all_conns.fetch_sub(1);
+                               done->store(true, std::memory_order_release);
+                             }),
+                             done});
+      } catch (const std::system_error& e) {
+        // No thread to be had (a tasks limit): this connection is refused, the daemon goes on.
+        all_conns.fetch_sub(1);
+        UniqueFd lost(fd);
+        spdlog::warn("sandbox {}: name check: no thread for a connection: {}", o.sandbox_id, e.what());
+        report_named(*orig, 0, "", "", nullptr, "refused: no thread to check it on", "deny");
+        reset_close(lost);
+      }
     }
   }
 
@@ -528,6 +567,8 @@ struct DnsGuard::Impl {
         return;
       }
     }
+    // Plain HTTP: one request per connection, so each request's Host is read.
+    if (wn.kind == WireName::Kind::http) head = one_request_only(head, wn);
     // On to where it was going: the daemon's own connection (outside the sandbox's cgroup).
     sockaddr_storage ss{};
     socklen_t len = 0;
@@ -549,9 +590,15 @@ struct DnsGuard::Impl {
     int err = 0;
     socklen_t el = sizeof err;
     uint64_t cdl = mono_ms() + static_cast<uint64_t>(o.name_timeout_ms);
-    if ((::connect(up.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) ||
-        !wait_fd(up.get(), POLLOUT, cdl) || ::getsockopt(up.get(), SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0 ||
-        !write_full(up.get(), head.data(), head.size(), cdl)) {
+    // In slices: stop() must not wait out a server that does not answer.
+    auto writable = [&] {
+      while (!stopping.load(std::memory_order_acquire) && mono_ms() < cdl)
+        if (wait_fd(up.get(), POLLOUT, std::min(cdl, mono_ms() + 200))) return true;
+      return false;
+    };
+    if ((::connect(up.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) || !writable() ||
+        ::getsockopt(up.get(), SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0 ||
+        !write_full(up.get(), head.data(), head.size(), std::min(cdl, mono_ms() + 2000))) {
       spdlog::debug("sandbox {}: name check: {} port {}: the server did not take the connection", o.sandbox_id,
                     record_text(std::to_array(orig.addr)), orig.port);
       return reset_close(c);  // as the server's own refusal would look
@@ -594,7 +641,8 @@ struct DnsGuard::Impl {
     } else {
       auto* v = ev.mutable_violation();
       v->set_mechanism(mech.empty() ? "agentcaged" : mech);
-      v->set_rule(mech.empty() ? fmt::format("name check: at most {} connections at once", kMaxConns)
+      v->set_rule(mech.empty() ? fmt::format("name check: at most {} connections at once per sandbox, {} in all",
+                                             kMaxConns, kMaxAllConns)
                   : rule         ? fmt::format("network.domains: {} {}", rule->pattern, to_string(rule->action))
                   : name.empty() ? std::string("network.domains: a name is required (network.allow_unnamed: false)")
                                       : fmt::format("network.domains: no entry for {} (network.default: {})", name,

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <cerrno>
 #include <string_view>
@@ -51,12 +52,26 @@ WireName bad(WireName::Kind k, std::string why) {
 }
 
 // A host name as sent: printable, no spaces; lower-cased, without a final dot.
+// Only what a DNS name is made of: a name with ':', ',', '@', '/', ... could match a
+// wildcard entry here ("evil.com:.x.allowed.com" under *.allowed.com) and be routed by
+// the server to what comes before it.
 bool host_text(std::string_view in, std::string& out) {
-  if (in.empty() || in.size() > 253) return false;
-  for (unsigned char c : in)
-    if (c <= 0x20 || c >= 0x7f) return false;
+  if (in.empty() || in.size() > 254) return false;
   out = normalize_dns_name(in);
-  return !out.empty();
+  if (out.empty() || out.size() > 253) return false;
+  for (unsigned char c : out)
+    if (!(std::isalnum(c) || c == '-' || c == '.' || c == '_')) return false;
+  return true;
+}
+
+// RFC 9110 tchar: what a method and a header name are made of.
+bool tchar(unsigned char c) {
+  return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
 }
 
 WireName parse_tls(std::span<const uint8_t> head) {
@@ -108,60 +123,73 @@ WireName parse_tls(std::span<const uint8_t> head) {
   return w;
 }
 
-bool is_token_char(unsigned char c) { return c >= 'A' && c <= 'Z'; }
-
+// The first request, read strictly: a byte a server might parse differently (a bare LF, a
+// folded header, a space before the colon, an absolute-form target, two Hosts) is a
+// refusal, never a guess. The server decides by the request line and Host; only the
+// origin form ("/path") is accepted, so Host is the one name it can route by.
 WireName parse_http(std::span<const uint8_t> head) {
   using K = WireName::Kind;
   std::string_view s(reinterpret_cast<const char*>(head.data()), head.size());
-  size_t method_end = 0;
-  while (method_end < s.size() && method_end < 16 && is_token_char(static_cast<unsigned char>(s[method_end])))
-    ++method_end;
-  if (method_end == s.size()) return method_end < 16 ? WireName{} : bad(K::other, "neither TLS nor HTTP");
-  if (method_end == 0 || s[method_end] != ' ') return bad(K::other, "neither TLS nor HTTP");
+  size_t m = 0;
+  while (m < s.size() && m < 16 && s[m] >= 'A' && s[m] <= 'Z') ++m;
+  if (m == s.size()) return m < 16 ? WireName{} : bad(K::other, "neither TLS nor HTTP");
+  if (m == 0 || s[m] != ' ') return bad(K::other, "neither TLS nor HTTP");
   size_t end = s.find("\r\n\r\n");
   if (end == std::string_view::npos) {
     if (head.size() >= kWireHeadMax) return bad(K::http, "request headers longer than 16 KiB");
     return {};
   }
-  std::string_view method = s.substr(0, method_end);
-  if (method == "CONNECT") return bad(K::http, "CONNECT (a tunnel through the server)");
+  std::string_view block = s.substr(0, end + 2);  // every line with its CRLF
+  for (size_t i = 0; i < block.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(block[i]);
+    if (c == '\r' && (i + 1 >= block.size() || block[i + 1] != '\n')) return bad(K::http, "a bare CR in the headers");
+    if (c == '\n' && (i == 0 || block[i - 1] != '\r')) return bad(K::http, "a bare LF in the headers");
+    if ((c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f)
+      return bad(K::http, "a control byte in the headers");
+  }
   size_t line_end = s.find("\r\n");
   std::string_view line = s.substr(0, line_end);
-  size_t sp2 = line.find(' ', method_end + 1);
-  if (sp2 == std::string_view::npos) return bad(K::http, "malformed request line");
-  std::string_view target = line.substr(method_end + 1, sp2 - method_end - 1);
+  std::string_view method = line.substr(0, m), rest = line.substr(m + 1);
+  size_t sp = rest.find(' ');
+  if (sp == std::string_view::npos) return bad(K::http, "malformed request line");
+  std::string_view target = rest.substr(0, sp), version = rest.substr(sp + 1);
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") return bad(K::http, "not HTTP/1.0 or HTTP/1.1");
+  if (method == "CONNECT") return bad(K::http, "CONNECT (a tunnel through the server)");
+  if (!(target.starts_with('/') || (target == "*" && method == "OPTIONS")) ||
+      target.find_first_of(" \t") != std::string_view::npos)
+    return bad(K::http, "the request target is not a path (absolute-form names a host of its own)");
   WireName w;
   w.kind = K::http;
-  // Headers: exactly one Host; a request naming two hosts is refused (servers and
-  // proxies disagree on which one counts).
-  size_t at = line_end + 2;
-  while (at < end) {
+  w.header_end = end + 4;
+  bool content_length = false, chunked = false;
+  for (size_t at = line_end + 2; at < end + 2;) {
     size_t nl = s.find("\r\n", at);
     std::string_view h = s.substr(at, nl - at);
     at = nl + 2;
+    if (h.empty() || h.front() == ' ' || h.front() == '\t') return bad(K::http, "a folded header line");
     size_t colon = h.find(':');
-    if (colon == std::string_view::npos) return bad(K::http, "malformed header line");
+    if (colon == std::string_view::npos || colon == 0) return bad(K::http, "malformed header line");
     std::string_view key = h.substr(0, colon);
-    if (key.size() != 4 || !std::equal(key.begin(), key.end(), "host", [](char a, char b) {
-          return (a | 0x20) == b;
-        }))
-      continue;
+    if (!std::all_of(key.begin(), key.end(), [](char c) { return tchar(static_cast<unsigned char>(c)); }))
+      return bad(K::http, "a header name with a byte no name has");
+    if (iequals(key, "content-length")) content_length = true;
+    if (iequals(key, "transfer-encoding")) chunked = true;
+    if (!iequals(key, "host")) continue;
     if (!w.name.empty()) return bad(K::http, "two Host headers");
     std::string_view v = h.substr(colon + 1);
     while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
     if (v.starts_with('[')) return bad(K::http, "Host is an IPv6 literal, not a name");
-    if (auto c = v.rfind(':'); c != std::string_view::npos) v = v.substr(0, c);
+    // A port only as ':' and digits at the end.
+    if (auto c = v.rfind(':'); c != std::string_view::npos) {
+      std::string_view port = v.substr(c + 1);
+      if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit))
+        return bad(K::http, "Host is not NAME[:PORT]");
+      v = v.substr(0, c);
+    }
     if (!host_text(v, w.name)) return bad(K::http, "Host is not a host name");
   }
-  // An absolute-form target ("GET http://a.example/ HTTP/1.1") must name the same host.
-  if (target.size() > 7 && (target.starts_with("http://") || target.starts_with("https://"))) {
-    std::string_view rest = target.substr(target.find("//") + 2);
-    std::string_view auth = rest.substr(0, rest.find_first_of("/?#"));
-    if (auto c = auth.rfind(':'); c != std::string_view::npos) auth = auth.substr(0, c);
-    std::string t;
-    if (!host_text(auth, t) || t != w.name) return bad(K::http, "the request target names another host than Host");
-  }
+  if (content_length && chunked) return bad(K::http, "both Content-Length and Transfer-Encoding (request smuggling)");
   return w;
 }
 
@@ -171,6 +199,26 @@ WireName wire_name(std::span<const uint8_t> head) {
   if (head.empty()) return {};
   if (head[0] == 0x16) return parse_tls(head);
   return parse_http(head);
+}
+
+std::vector<uint8_t> one_request_only(std::span<const uint8_t> head, const WireName& w) {
+  std::string_view s(reinterpret_cast<const char*>(head.data()), head.size());
+  std::string out;
+  size_t line_end = s.find("\r\n");
+  out.append(s.substr(0, line_end + 2));
+  for (size_t at = line_end + 2; at < w.header_end - 2;) {
+    size_t nl = s.find("\r\n", at);
+    std::string_view h = s.substr(at, nl + 2 - at);
+    at = nl + 2;
+    std::string_view key = h.substr(0, h.find(':'));
+    if (iequals(key, "connection") || iequals(key, "keep-alive") || iequals(key, "upgrade") ||
+        iequals(key, "proxy-connection"))
+      continue;
+    out.append(h);
+  }
+  out.append("Connection: close\r\n\r\n");
+  out.append(s.substr(w.header_end));
+  return std::vector<uint8_t>(out.begin(), out.end());
 }
 
 SpliceTotals splice_both_ways(int a, int b, const std::atomic<bool>& stop, int idle_timeout_ms) {

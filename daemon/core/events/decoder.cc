@@ -168,7 +168,7 @@ std::string net_what(const v1::NetOp& n) {
     return fmt::format("{} {} ({})/{}{}", n.op(), printable_text(n.name()), sockaddr_text(a), n.protocol(),
                        n.wire() == "tls-sni"     ? ", by TLS SNI"
                        : n.wire() == "http-host" ? ", by HTTP Host"
-                       : n.name_checked()        ? " (to agentcage's name check)"
+                       : n.name_checked()        ? ", to agentcage's name check"
                                                  : "");
   return fmt::format("{} {}/{}{}", n.op(), sockaddr_text(a), n.protocol(),
                      n.dns_redirected() ? " (DNS, to agentcage's resolver)"

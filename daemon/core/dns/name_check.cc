@@ -275,7 +275,14 @@ SpliceTotals splice_both_ways(int a, int b, const std::atomic<bool>& stop, int i
         ssize_t got =
             ::splice(x.from, nullptr, x.wr.get(), nullptr, kChunk - x.in_pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
         if (got > 0) x.in_pipe += static_cast<size_t>(got);
-        else if (got == 0 || (errno != EAGAIN && errno != EINTR)) x.eof = true;
+        else if (got == 0) x.eof = true;
+        else if (errno != EAGAIN && errno != EINTR) {
+          // A reset (or error) is passed on as a reset, not a clean end: a cut-off upload
+          // must not look complete to the server. The caller's close sends it.
+          linger l{1, 0};
+          ::setsockopt(x.to, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+          failed = true;
+        }
       } else {
         ssize_t put = ::splice(x.rd.get(), nullptr, x.to, nullptr, x.in_pipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
         if (put > 0) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // agentcage: the CLI.
 #include <fcntl.h>
+
+#include <filesystem>
 #include <fnmatch.h>
 #include <unistd.h>
 
@@ -602,6 +604,14 @@ int do_profile_lint(const cli::ProfileLintArgs& a) {
   // the directory lint happens to be run from.
   auto vars = core::ProfileVars::from_environment(a.workspace.empty() ? "/WORKSPACE" : a.workspace);
   int status = 0;
+  // Directories a name would be looked up in that this user's runs will skip.
+  for (const auto& d : core::profile_search_path()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(d, ec)) continue;
+    if (auto why = core::untrusted_profile_path(d, vars.uid); !why.empty())
+      fprintf(stderr, "%s: warning: profiles here are skipped by name for uid %u: %s\n", d.c_str(), vars.uid,
+              why.c_str());
+  }
   for (const auto& file : a.files) {
     // A bare name would be looked up on the search path; lint reads exactly the file given.
     std::string path = core::is_profile_path(file) ? file : "./" + file;

@@ -162,6 +162,7 @@ grpc::ServerUnaryReactor* ControlService::CreateSandbox(grpc::CallbackServerCont
       return done(ctx, {StatusCode::FAILED_PRECONDITION, fmt::format("uid {} has no passwd entry", p->uid)});
     vars.home = pw.pw_dir;
     vars.user = pw.pw_name;
+    vars.uid = p->uid;  // only profiles root or the caller owns, and no one else can write
     auto r = core::resolve_profile(req->profile(), vars);
     if (!r) return done(ctx, {StatusCode::INVALID_ARGUMENT, r.error().message()});
     // Never dropped, never merged: the profile's network section decides, amended only by

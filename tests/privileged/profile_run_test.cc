@@ -291,5 +291,40 @@ TEST_F(ProfileRun, EmbeddedRunIsRecordedInTheAuditStore) {
   for (const char* suffix : {"", "-wal", "-shm"}) unlink((db + suffix).c_str());
 }
 
+// Issue 11 item 4: a root run never resolves a profile through a file another user can
+// write. nobody plants a permissive default.yaml in a directory on root's search path;
+// root's `--profile default` skips it (saying so) and gets the shipped default, in-process
+// and through agentcaged, whose search path holds the same directory.
+TEST_F(ProfileRun, ARootRunSkipsAProfileAnotherUserPlanted) {
+  std::string evil = testing::temp_dir();
+  chmod(evil.c_str(), 0755);
+  std::ofstream(evil + "/default.yaml") << "name: default\nfilesystem:\n  read: [/]\n  write: [/tmp]\n";
+  ASSERT_EQ(chown((evil + "/default.yaml").c_str(), 65534, 65534), 0);
+  ASSERT_EQ(chown(evil.c_str(), 65534, 65534), 0);
+  const std::string env = "AGENTCAGE_PROFILE_PATH=" + evil;
+  auto r = run({"/usr/bin/env", env, AGENTCAGE_BIN, "run", "--no-daemon", "--no-store", "--profile", "default",
+                "--workspace", ws_, "--", "cat", "/etc/shadow"});
+  EXPECT_NE(r.status, 0) << "the planted profile let root's run read /etc/shadow:\n" << r.out;
+  EXPECT_EQ(r.out.find("root:"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find(evil + "/default.yaml: skipped: " + evil + " is owned by uid 65534"),
+            std::string::npos)
+      << r.err;
+
+  std::string dir = testing::temp_dir(), sock = dir + "/agentcage.sock";
+  std::vector<std::string> argv{"/usr/bin/env", env, AGENTCAGED_BIN, "--socket", sock, "--audit-db", dir + "/a.db"};
+  for (auto& a : testing::daemon_state_args(dir)) argv.push_back(a);
+  pid_t d = testing::start(argv, dir + "/daemon.log");
+  ASSERT_TRUE(testing::wait_until([&] { return access(sock.c_str(), F_OK) == 0; }, std::chrono::seconds(10)))
+      << testing::read_all(dir + "/daemon.log");
+  auto viad = run({"/usr/bin/env", env, AGENTCAGE_BIN, "run", "--socket", sock, "--profile", "default", "--workspace",
+                   ws_, "--", "cat", "/etc/shadow"});
+  kill(d, SIGTERM);
+  testing::wait_status(d);
+  testing::remove_daemon_pins(dir);
+  EXPECT_NE(viad.status, 0) << viad.out << testing::read_all(dir + "/daemon.log");
+  EXPECT_EQ(viad.out.find("root:"), std::string::npos) << viad.out;
+  EXPECT_NE(viad.err.find("(mount-mask, filesystem.deny: /etc/shadow)"), std::string::npos) << viad.err;
+}
+
 }  // namespace
 }  // namespace agentcage

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -247,6 +248,60 @@ TEST(Profile, ExtendsByNameUsesOwnDirectoryThenSearchPath) {
   EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/from-search-path"}));
   EXPECT_FALSE(resolve_profile("../etc/passwd", test_vars(), {lib}).has_value());
   EXPECT_FALSE(resolve_profile("nope", test_vars(), {lib}).has_value());
+}
+
+// Issue 11 item 4: resolution reads only what the run may trust. A file or directory
+// another user can write (or owns) is skipped when found by name, so the search goes on to
+// a trusted one, and refused when named by path; a sticky /tmp-like directory passes.
+TEST(Profile, ResolutionReadsOnlyWhatTheRunMayTrust) {
+  std::string lib = testing::temp_dir(), open_dir = testing::temp_dir(), sticky = testing::temp_dir();
+  write_file(lib + "/layer.yaml", "filesystem: {read: [/trusted]}\n");
+  write_file(open_dir + "/layer.yaml", "filesystem: {read: [/planted]}\n");
+  chmod(open_dir.c_str(), 0777);
+  // Found first by name, in a directory anyone may write: skipped, said, the next one used.
+  auto r = resolve_profile("layer", test_vars(), {open_dir, lib});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/trusted"}));
+  ASSERT_FALSE(r->warnings.empty());
+  EXPECT_NE(r->warnings[0].str().find("skipped: " + open_dir + " is writable by every user"), std::string::npos)
+      << r->warnings[0].str();
+  // Named by path there: refused, saying why.
+  auto bad = resolve_profile(open_dir + "/layer.yaml", test_vars(), {});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("is writable by every user"), std::string::npos) << bad.error().message();
+  // Only there: not found, and the message says what was skipped.
+  auto none = resolve_profile("layer", test_vars(), {open_dir});
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message().find("skipped, not trusted"), std::string::npos) << none.error().message();
+  // extends by name from a trusted file does not pick the untrusted one either.
+  write_file(lib + "/child.yaml", "extends: layer\n");
+  r = resolve_profile(lib + "/child.yaml", test_vars(), {open_dir});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(repeated(r->profile.filesystem().read()), (std::vector<std::string>{"/trusted"}));
+  // A file anyone may write, in a trusted directory.
+  write_file(lib + "/loose.yaml", "mode: audit\n");
+  chmod((lib + "/loose.yaml").c_str(), 0666);
+  EXPECT_FALSE(resolve_profile(lib + "/loose.yaml", test_vars(), {}));
+  // A sticky world-writable directory (as /tmp) holding the caller's own 0644 file passes.
+  chmod(sticky.c_str(), 01777);
+  write_file(sticky + "/mine.yaml", "mode: audit\n");
+  chmod((sticky + "/mine.yaml").c_str(), 0644);
+  EXPECT_TRUE(resolve_profile(sticky + "/mine.yaml", test_vars(), {})) << "a sticky directory is not a hole";
+  // Owned by someone else: for root, another user's file; for anyone else, a file of theirs
+  // read for another uid's run.
+  ProfileVars other = test_vars();
+  std::string theirs = lib + "/theirs.yaml";
+  write_file(theirs, "mode: audit\n");
+  if (geteuid() == 0) {
+    ASSERT_EQ(chown(theirs.c_str(), 65534, 65534), 0);
+    other.uid = 0;
+  } else {
+    other.uid = getuid() + 1;
+  }
+  auto owned = resolve_profile(theirs, other, {});
+  ASSERT_FALSE(owned);
+  EXPECT_NE(owned.error().message().find("is owned by uid"), std::string::npos) << owned.error().message();
+  EXPECT_EQ(untrusted_profile_path(kShipped, geteuid()), "") << "the shipped profiles must be trusted";
 }
 
 TEST(Profile, ExtendsDepthIsLimited) {

@@ -13,6 +13,7 @@
 #include <pwd.h>
 #include <seccomp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -862,12 +863,22 @@ class Resolver {
     return merged;
   }
 
+  // Only files the run may trust (untrusted_profile_path): a file named by path that
+  // another user can write is an error; one found by name in such a place is skipped
+  // (said in the warnings and in `looked`), so the search goes on to a trusted one.
   std::optional<std::string> find(const std::string& ref, const std::string& base_dir, std::vector<std::string>* looked) {
     if (is_profile_path(ref)) {
       std::string p = ref[0] == '/' || base_dir.empty() ? ref : base_dir + "/" + ref;
       looked->push_back(p);
-      if (is_regular_file(p)) return p;
-      return std::nullopt;
+      if (!is_regular_file(p)) return std::nullopt;
+      if (auto why = untrusted_profile_path(p, vars_.uid); !why.empty()) {
+        errors.push_back(Diagnostic{p, 0, 0, fmt::format("not read: {} (a run of uid {} reads only profiles that "
+                                                         "root or uid {} owns and no one else can write)",
+                                                         why, vars_.uid, vars_.uid)});
+        looked->back() += " (not trusted: " + why + ")";
+        return std::nullopt;
+      }
+      return p;
     }
     std::vector<std::string> dirs;
     if (!base_dir.empty()) dirs.push_back(base_dir);
@@ -875,7 +886,14 @@ class Resolver {
     for (const auto& d : dirs) {
       std::string p = d + "/" + ref + ".yaml";
       looked->push_back(p);
-      if (is_regular_file(p)) return p;
+      if (!is_regular_file(p)) continue;
+      if (auto why = untrusted_profile_path(p, vars_.uid); !why.empty()) {
+        warnings.push_back(Diagnostic{p, 0, 0, "skipped: " + why + " (not trusted for a run of uid " +
+                                                   std::to_string(vars_.uid) + ")"});
+        looked->back() += " (skipped, not trusted: " + why + ")";
+        continue;
+      }
+      return p;
     }
     return std::nullopt;
   }
@@ -1087,6 +1105,30 @@ ProfileVars ProfileVars::from_environment(const std::string& workspace) {
   const char* tmp = getenv("TMPDIR");
   v.tmpdir = tmp && *tmp ? tmp : "/tmp";
   return v;
+}
+
+std::string untrusted_profile_path(const std::string& path, uid_t uid) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  if (ec) return fmt::format("{}: {}", printable_text(path), ec.message());
+  // From the root down: a directory anyone may write to lets them replace what is below.
+  fs::path at;
+  for (const auto& part : p) {
+    at /= part;
+    struct stat st {};
+    if (::stat(at.c_str(), &st) != 0) {
+      if (errno == ENOENT) break;  // what does not exist yet cannot be trusted or not
+      return fmt::format("{}: {}", printable_text(at.string()), std::strerror(errno));
+    }
+    if (st.st_uid != 0 && st.st_uid != uid)
+      return fmt::format("{} is owned by uid {}", printable_text(at.string()), st.st_uid);
+    bool sticky_dir = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
+    if ((st.st_mode & S_IWOTH) && !sticky_dir)
+      return fmt::format("{} is writable by every user", printable_text(at.string()));
+    if ((st.st_mode & S_IWGRP) && st.st_gid != 0 && !sticky_dir)
+      return fmt::format("{} is writable by group {}", printable_text(at.string()), st.st_gid);
+  }
+  return {};
 }
 
 std::vector<std::string> profile_search_path() {

@@ -9,6 +9,8 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <unistd.h>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +27,9 @@ struct ProfileVars {
   std::string home;
   std::string user;
   std::string tmpdir;
+  // Whose run the profile is resolved for: only files and directories owned by root or by
+  // this uid, and writable by no one else, are read (untrusted_profile_path).
+  uid_t uid = ::getuid();
 
   // From the environment ($HOME, $USER, $TMPDIR, falling back to the passwd entry and /tmp);
   // `workspace` empty means the current directory. The workspace is made absolute.
@@ -54,6 +59,13 @@ struct LoadedProfile {
 // share/agentcage/profiles, and the profiles/ directory of the source tree this binary was
 // built from.
 std::vector<std::string> profile_search_path();
+
+// Why a run of `uid` must not read `path` (a profile file or a directory of them), or ""
+// when it may: the path and every directory above it (symbolic links resolved) are owned
+// by root or `uid` and writable by no other user (group root may write; a sticky
+// directory such as /tmp passes: others cannot replace what is in it). A root run thus
+// never reads a profile another user can change.
+std::string untrusted_profile_path(const std::string& path, uid_t uid);
 
 // True when `ref` names a file rather than a profile on the search path: it contains a '/'
 // or ends in ".yaml"/".yml".

@@ -326,5 +326,22 @@ TEST_F(ProfileRun, ARootRunSkipsAProfileAnotherUserPlanted) {
   EXPECT_NE(viad.err.find("(mount-mask, filesystem.deny: /etc/shadow)"), std::string::npos) << viad.err;
 }
 
+// Issue 11 item 2: the private scratch tmpfs mounts are bounded (filesystem.tmp_size,
+// default 1 GiB): a write past the bound fails with ENOSPC instead of filling the host's
+// memory; /tmp and /dev/shm have the same bound.
+TEST_F(ProfileRun, PrivateTmpfsMountsAreBounded) {
+  std::string prof = ws_ + "/../tmpsize-" + std::to_string(getpid()) + ".yaml";
+  std::ofstream(prof) << "name: tmpsize\nextends: default\nfilesystem:\n  write: [/tmp]\n  tmp_size: 1048576\n";
+  auto r = agent(prof, "head -c 2097152 /dev/zero > /tmp/big; echo tmp=$?; df -k /tmp /dev/shm | tail -n 2 |"
+                       " awk '{print \"size=\" $2}'");
+  EXPECT_NE(r.out.find("tmp=1"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("size=1024\nsize=1024"), std::string::npos) << "/tmp and /dev/shm: " << r.out << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  // The shipped default bounds them too.
+  auto d = agent("default", "df -k /dev/shm | tail -n 1 | awk '{print \"size=\" $2}'");
+  EXPECT_NE(d.out.find("size=1048576"), std::string::npos) << d.out << d.err;
+  unlink(prof.c_str());
+}
+
 }  // namespace
 }  // namespace agentcage

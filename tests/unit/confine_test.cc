@@ -218,7 +218,7 @@ TEST(MountView, PlanShowsOnlyListedTrees) {
             // /dev/null listed: a minimal /dev instead of the host's
             "mkdir /R/dev\ndevtmpfs /R/dev\ntouch /R/dev/null\nbind /R/dev/null <- /dev/null\n"
             "mkdir /R/dev/pts\ndevpts /R/dev/pts\nsymlink /R/dev/ptmx <- pts/ptmx\n"
-            "mkdir /R/dev/shm\nshm /R/dev/shm\nsymlink /R/dev/fd <- /proc/self/fd\n"
+            "mkdir /R/dev/shm\nshm /R/dev/shm <- mode=1777\nsymlink /R/dev/fd <- /proc/self/fd\n"
             "symlink /R/dev/stdin <- /proc/self/fd/0\nsymlink /R/dev/stdout <- /proc/self/fd/1\n"
             "symlink /R/dev/stderr <- /proc/self/fd/2\nattr ro,nosuid,noexec /R/dev\n"
             "symlink /R/lib <- usr/lib\n"
@@ -236,7 +236,7 @@ TEST(MountView, PrivateTmpUnderneathListedTrees) {
   auto p = plan_mount_view(in, fake, "/R", "/E");
   ASSERT_TRUE(p.has_value());
   // The private tmpfs first, then the workspace bound into it.
-  EXPECT_EQ(render(*p), "mkdir /R/tmp\ntmp /R/tmp\nmkdir /R/tmp/ws\nbind /R/tmp/ws <- /tmp/ws\nattr rw,nosuid,nodev /R/tmp/ws\n");
+  EXPECT_EQ(render(*p), "mkdir /R/tmp\ntmp /R/tmp <- mode=1777\nmkdir /R/tmp/ws\nbind /R/tmp/ws <- /tmp/ws\nattr rw,nosuid,nodev /R/tmp/ws\n");
   EXPECT_EQ(p->cwd, "/tmp/ws");
 }
 
@@ -245,7 +245,11 @@ TEST(MountView, VarTmpIsPrivateLikeTmp) {
   in.write = {"/var/tmp"};
   auto p = plan_mount_view(in, fake, "/R", "/E");
   ASSERT_TRUE(p.has_value());
-  EXPECT_EQ(render(*p), "mkdir /R/var\nmkdir /R/var/tmp\ntmp /R/var/tmp\n");
+  EXPECT_EQ(render(*p), "mkdir /R/var\nmkdir /R/var/tmp\ntmp /R/var/tmp <- mode=1777\n");
+  in.tmp_size = 1 << 20;  // filesystem.tmp_size bounds each private tmpfs
+  p = plan_mount_view(in, fake, "/R", "/E");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(render(*p), "mkdir /R/var\nmkdir /R/var/tmp\ntmp /R/var/tmp <- mode=1777,size=1048576\n");
   in.private_tmp = false;  // the host's, bound, only when asked
   p = plan_mount_view(in, fake, "/R", "/E");
   ASSERT_TRUE(p.has_value());

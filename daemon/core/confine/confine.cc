@@ -196,6 +196,7 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
     vin.fresh_proc = policy.fs.fresh_proc;
     vin.minimal_dev = policy.fs.minimal_dev;
     vin.private_tmp = policy.fs.private_tmp;
+    vin.tmp_size = policy.fs.tmp_size;
     vin.cwd = ctx.cwd;
     pc->scratch_ = ctx.scratch_dir + "/" + (ctx.sandbox_id.empty() ? std::to_string(::getpid()) : ctx.sandbox_id);
     auto m = prepare_mount_mask(vin, pc->scratch_);

@@ -53,6 +53,7 @@ struct FsPolicy {
   bool fresh_proc = true;           // in the view: own procfs, other processes hidden
   bool minimal_dev = true;          // in the view: a fresh /dev with safe devices only
   bool private_tmp = true;          // in the view: a listed /tmp or /var/tmp is a private tmpfs
+  uint64_t tmp_size = 1ull << 30;   // bytes per private tmpfs (/tmp, /var/tmp, /dev/shm); 0: kernel default
 };
 
 struct NetPortPolicy {

@@ -84,6 +84,13 @@ PathLookup host_path_lookup() {
   };
 }
 
+namespace {
+// A private scratch tmpfs: anyone may create, only the owner remove (like /tmp).
+std::string tmpfs_options(uint64_t size) {
+  return size ? "mode=1777,size=" + std::to_string(size) : std::string("mode=1777");
+}
+}  // namespace
+
 Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup& lookup, const std::string& new_root,
                                       const std::string& empty_file) {
   MountMaskPlan plan;
@@ -167,7 +174,7 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
       if (private_scratch(real)) {
         mkdirs(real);
         if (!under_visible && made.insert(real).second) plan.ops.push_back({ViewOp::mkdir, root + real, {}});
-        plan.ops.push_back({ViewOp::tmp, root + real, {}});
+        plan.ops.push_back({ViewOp::tmp, root + real, tmpfs_options(in.tmp_size), in.tmp_size});
         if (!t.rw) plan.ops.push_back({ViewOp::setattr, root + real, {}, kMountAttrRdonly});
         continue;
       }
@@ -196,7 +203,7 @@ Result<MountMaskPlan> plan_mount_view(const MountViewInput& in, const PathLookup
       plan.ops.push_back({ViewOp::devpts, dev + "/pts", {}});
       plan.ops.push_back({ViewOp::symlink, dev + "/ptmx", "pts/ptmx"});
       plan.ops.push_back({ViewOp::mkdir, dev + "/shm", {}});
-      plan.ops.push_back({ViewOp::shm, dev + "/shm", {}});
+      plan.ops.push_back({ViewOp::shm, dev + "/shm", tmpfs_options(in.tmp_size), in.tmp_size});
       plan.ops.push_back({ViewOp::symlink, dev + "/fd", "/proc/self/fd"});
       plan.ops.push_back({ViewOp::symlink, dev + "/stdin", "/proc/self/fd/0"});
       plan.ops.push_back({ViewOp::symlink, dev + "/stdout", "/proc/self/fd/1"});
@@ -304,13 +311,16 @@ int mount_mask_apply(const MountMaskPlan& plan, const char** what) {
         if (::mount("devpts", t, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) return errno;
         break;
       case ViewOp::tmp:
-        *what = "mount(tmpfs) for a private /tmp";
-        if (::mount("agentcage-tmp", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) return errno;
+      case ViewOp::shm: {
+        // Bounded (filesystem.tmp_size): the kernel's default is half of RAM per mount.
+        // The options are formatted before fork (op.source), not here: no allocation in
+        // the child between clone and exec.
+        bool tmp = op.kind == ViewOp::tmp;
+        *what = tmp ? "mount(tmpfs) for a private /tmp" : "mount(tmpfs) for /dev/shm";
+        if (::mount(tmp ? "agentcage-tmp" : "agentcage-shm", t, "tmpfs", MS_NOSUID | MS_NODEV, op.source.c_str()) != 0)
+          return errno;
         break;
-      case ViewOp::shm:
-        *what = "mount(tmpfs) for /dev/shm";
-        if (::mount("agentcage-shm", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) return errno;
-        break;
+      }
       case ViewOp::proc:
         // A procfs of our own: hidepid=invisible hides every process we may not
         // ptrace-inspect, which Landlock makes "everything outside the sandbox". gid= names

@@ -43,7 +43,7 @@ struct ViewOp {
   Kind kind;
   std::string target;  // absolute path inside the new root (already prefixed)
   std::string source;  // host path for bind / mask_file, link text for symlink
-  uint64_t attr = 0;   // for setattr
+  uint64_t attr = 0;   // for setattr; for tmp and shm: the size in bytes (0: the kernel's default)
 };
 
 struct MountMaskPlan {
@@ -82,6 +82,7 @@ struct MountViewInput {
   // When /tmp is listed: a private, empty tmpfs instead of the host's /tmp, whose unix
   // sockets (root's tmux server, X11, ssh-agent) would hand a root agent the host.
   bool private_tmp = true;
+  uint64_t tmp_size = 0;    // bytes per private tmpfs (/tmp, /var/tmp, /dev/shm); 0: the kernel's default
   std::string cwd;          // the child's working directory
 };
 

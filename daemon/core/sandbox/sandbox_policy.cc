@@ -157,6 +157,7 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
     c.fs.write.assign(fs.write().begin(), fs.write().end());
     c.fs.exec.assign(fs.exec().begin(), fs.exec().end());
     c.fs.deny.assign(fs.deny().begin(), fs.deny().end());
+    if (fs.has_tmp_size()) c.fs.tmp_size = fs.tmp_size();
     for (const auto& d : fs.deny_write()) c.fs.read.push_back(d);
     if (fs_action == P::ACTION_KILL) out.notes.push_back("actions.filesystem: kill is enforced as deny (EACCES)");
   }

@@ -400,6 +400,50 @@ static __always_inline int ac_net_report_allowed(struct bpf_sock_addr *ctx, stru
 }
 
 /*
+ * A redirect with nowhere to go (no listener port for the family, no socket): refused and
+ * reported as the default would; in audit mode refused all the same, since nothing could
+ * answer or check it.
+ */
+static __always_inline int ac_redirect_refused(struct task_struct *task, __u64 sandbox, __u32 hflags,
+					       struct ac_net_attempt *a, const struct ac_net_sandbox *pol)
+{
+	__u8 action = ac_net_violation_action(pol, 0);
+
+	if (pol->flags & AC_NET_S_AUDIT)
+		a->flags |= AC_NET_F_AUDIT_MODE;
+	ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, pol, 0, 0);
+	return ac_net_enforce(action == AC_NET_AUDIT ? AC_NET_DENY : action);
+}
+
+/*
+ * Rewrites the destination to agentcage's listener on loopback port `via` (127.0.0.1, ::1,
+ * or ::ffff:127.0.0.1 for a v4-mapped destination of an IPv6 socket), keeping the
+ * original in the socket's storage for recvmsg/getpeername. 0: no storage (refuse).
+ */
+static __always_inline int ac_redirect_to_loopback(struct bpf_sock_addr *ctx, struct bpf_sock *sk,
+						   const struct ac_net_attempt *a, __u16 via, int mapped)
+{
+	struct ac_dns_orig *peer = bpf_sk_storage_get(&ac_dns_orig_map, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!peer)
+		return 0;
+	peer->family = a->family;
+	peer->port = bpf_htons(a->port);
+	peer->via_port = via;
+	__builtin_memcpy(peer->addr, a->addr, sizeof(peer->addr));
+	if (a->family == AF_INET6) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = mapped ? bpf_htonl(0xffff) : 0;
+		ctx->user_ip6[3] = mapped ? bpf_htonl(0x7f000001) : bpf_htonl(1);
+	} else {
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+	}
+	ctx->user_port = bpf_htons(via);
+	return 1;
+}
+
+/*
  * Every DNS query of a sandbox with domain rules, to whatever address it is sent, goes to
  * agentcage's resolver for that sandbox (127.0.0.1 or ::1 on pol->dns_port[6]): the
  * destination is rewritten here, in the kernel's copy, before the stack routes it. The
@@ -412,33 +456,13 @@ static __always_inline int ac_dns_redirect(struct bpf_sock_addr *ctx, struct tas
 					   __u32 hflags, struct ac_net_attempt *a, const struct ac_net_sandbox *pol)
 {
 	struct bpf_sock *sk = ctx->sk;
-	struct ac_dns_orig *orig;
 	__u16 via = a->family == AF_INET6 ? pol->dns_port6 : pol->dns_port;
 
 	a->flags |= AC_NET_F_DNS_REDIRECT;
-	if (!via || !sk) {
-		__u8 action = ac_net_violation_action(pol, 0);
-		if (pol->flags & AC_NET_S_AUDIT)
-			a->flags |= AC_NET_F_AUDIT_MODE;
-		ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, pol, 0, 0);
-		return ac_net_enforce(action == AC_NET_AUDIT ? AC_NET_DENY : action);
-	}
-	orig = bpf_sk_storage_get(&ac_dns_orig_map, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!orig)
+	if (!via || !sk)
+		return ac_redirect_refused(task, sandbox, hflags, a, pol);
+	if (!ac_redirect_to_loopback(ctx, sk, a, via, 0))
 		return ac_net_enforce(AC_NET_DENY); /* fail closed: the query must not leave */
-	orig->family = a->family;
-	orig->port = bpf_htons(a->port);
-	orig->via_port = via;
-	__builtin_memcpy(orig->addr, a->addr, sizeof(orig->addr));
-	if (a->family == AF_INET6) {
-		ctx->user_ip6[0] = 0;
-		ctx->user_ip6[1] = 0;
-		ctx->user_ip6[2] = 0;
-		ctx->user_ip6[3] = bpf_htonl(1);
-	} else {
-		ctx->user_ip4 = bpf_htonl(0x7f000001);
-	}
-	ctx->user_port = bpf_htons(via);
 	return ac_net_report_allowed(ctx, task, sandbox, hflags, a);
 }
 
@@ -455,7 +479,6 @@ static __always_inline int ac_name_redirect(struct bpf_sock_addr *ctx, struct ta
 					    __u32 hflags, struct ac_net_attempt *a, const struct ac_net_sandbox *pol)
 {
 	struct bpf_sock *sk = ctx->sk;
-	struct ac_dns_orig *peer;
 	struct ac_name_orig orig = {};
 	__u32 w0, w1, w2;
 	__builtin_memcpy(&w0, &a->addr[0], 4);
@@ -467,33 +490,15 @@ static __always_inline int ac_name_redirect(struct bpf_sock_addr *ctx, struct ta
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 
 	a->flags |= AC_NET_F_NAME_CHECK;
-	if (!via || !sk) {
-		__u8 action = ac_net_violation_action(pol, 0);
-		if (pol->flags & AC_NET_S_AUDIT)
-			a->flags |= AC_NET_F_AUDIT_MODE;
-		ac_net_emit(task, sandbox, hflags, a, AC_EV_NET_VIOLATION, action, AC_NET_R_NO_RULE, pol, 0, 0);
-		return ac_net_enforce(action == AC_NET_AUDIT ? AC_NET_DENY : action);
-	}
+	if (!via || !sk)
+		return ac_redirect_refused(task, sandbox, hflags, a, pol);
 	orig.sandbox = sandbox;
 	__builtin_memcpy(orig.addr, a->addr, sizeof(orig.addr));
 	orig.port = a->port;
 	orig.family = a->family;
-	peer = bpf_sk_storage_get(&ac_dns_orig_map, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!peer || bpf_map_update_elem(&ac_name_orig_map, &cookie, &orig, BPF_ANY) != 0)
+	if (bpf_map_update_elem(&ac_name_orig_map, &cookie, &orig, BPF_ANY) != 0 ||
+	    !ac_redirect_to_loopback(ctx, sk, a, via, mapped))
 		return ac_net_enforce(AC_NET_DENY); /* fail closed: unchecked, it must not leave */
-	peer->family = a->family;
-	peer->port = bpf_htons(a->port);
-	peer->via_port = via;
-	__builtin_memcpy(peer->addr, a->addr, sizeof(peer->addr));
-	if (a->family == AF_INET6) {
-		ctx->user_ip6[0] = 0;
-		ctx->user_ip6[1] = 0;
-		ctx->user_ip6[2] = mapped ? bpf_htonl(0xffff) : 0;
-		ctx->user_ip6[3] = mapped ? bpf_htonl(0x7f000001) : bpf_htonl(1);
-	} else {
-		ctx->user_ip4 = bpf_htonl(0x7f000001);
-	}
-	ctx->user_port = bpf_htons(via);
 	return ac_net_report_allowed(ctx, task, sandbox, hflags, a);
 }
 

@@ -306,6 +306,8 @@ int do_run(const cli::RunArgs& a) {
     so.confine = policy->confine;
     so.net_policy = policy->net;
     so.env = policy->env.env;
+    so.git_review = policy->git_review;
+    so.git_review_uid = policy->confine.uid.value_or(getuid());
     // The monitor attributes Landlock/mount/seccomp denials and records the run.
     so.monitor = true;
   }
@@ -444,6 +446,8 @@ int do_trace(const cli::TraceArgs& a) {
     so.confine = policy->confine;
     so.net_policy = policy->net;
     so.env = policy->env.env;
+    so.git_review = policy->git_review;
+    so.git_review_uid = policy->confine.uid.value_or(getuid());
   }
   // Lines are buffered and flushed once per reader batch (at most every 50 ms), not per
   // event: a write() per event cost more than decoding it.

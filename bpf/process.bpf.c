@@ -131,6 +131,13 @@ int BPF_PROG(tp__sched_process_exit, struct task_struct *task)
 		return 0;
 	ac_fill_header_btf(&ev->hdr, task, AC_EV_EXIT, sizeof(*ev), sandbox, flags);
 	ev->exit_code = BPF_CORE_READ(task, exit_code);
+	/*
+	 * mark_oom_victim() sets signal->oom_mm on the process the OOM killer chose (a memory
+	 * cgroup over its limit, or the host out of memory) and it stays until the signal
+	 * struct is freed, after this tracepoint: the kernel's own account of why the process
+	 * died, where a SIGKILL alone could have come from anyone.
+	 */
+	ev->exit_flags = BPF_CORE_READ(task, signal, oom_mm) ? AC_EXIT_OOM_VICTIM : 0;
 	bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), BPF_CORE_READ(task, comm));
 	ac_submit(ev);
 	return 0;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Syscall exit: file actions (file.bpf.h), failed execs, every syscall of a tracked
- * process that fails with EACCES or EPERM, accept results and network kill delivery
+ * process that fails with EACCES or EPERM (and forks failing with EAGAIN), accept results and network kill delivery
  * (net_exit.bpf.h).
  *
  * Hook choice on this kernel (6.18, 2 cores; numbers in tests/bench/README.md):
@@ -43,7 +43,13 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define AC_EPERM 1
+#define AC_EAGAIN 11
 #define AC_EACCES 13
+/* The process-creating calls: EAGAIN from them is the pids limit (or RLIMIT_NPROC). */
+#define AC_NR_clone 56
+#define AC_NR_fork 57
+#define AC_NR_vfork 58
+#define AC_NR_clone3 435
 #define AC_TS_COMPAT 0x0002 /* thread_info.status: the task is in a 32-bit syscall */
 
 /* a[8]: the six argument registers, then two zeroes (the value of an absent field). */
@@ -144,7 +150,17 @@ int BPF_PROG(AC_SYSCALL_PROG, struct pt_regs *regs, long ret)
 		return 0;
 
 	long nr = regs->orig_ax;
-	int denied = ret == -AC_EACCES || ret == -AC_EPERM;
+	/*
+	 * A fork refused by the sandbox's pids limit is a denial too; the compare on ret first
+	 * keeps the call-number checks off every successful syscall. The compares use a copy
+	 * of nr the compiler cannot see through: merged with ac_file_desc's bound check into
+	 * one range test, they left older verifiers (6.1) without a bound on the table index.
+	 */
+	long fnr = nr;
+	asm volatile("" : "+r"(fnr));
+	int denied = ret == -AC_EACCES || ret == -AC_EPERM ||
+		     (ret == -AC_EAGAIN && (fnr == AC_NR_clone || fnr == AC_NR_clone3 || fnr == AC_NR_fork ||
+					     fnr == AC_NR_vfork));
 	__u32 fdesc = ac_file_desc(nr);
 	int failed_exec = ret < 0 && (nr == AC_NR_execve || nr == AC_NR_execveat);
 	int accepted = ac_is_accept(nr, ret);

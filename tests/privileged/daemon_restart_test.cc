@@ -223,6 +223,56 @@ TEST_F(Restart, WithNoDaemonTheSandboxStaysEnforcedAndAnOrphanIsKilledAtStart) {
   EXPECT_EQ(accepted(), 0);
 }
 
+// Issue 11 item 3, after a restart: the memory limit is the kernel's (it holds while no
+// daemon runs), and the daemon that re-adopts the sandbox reports its OOM kill as the limit's
+// violation, as the one that launched it would have. Its v1 limit directories go when the
+// sandbox closes, though no prepared confinement of this daemon owns them.
+TEST_F(Restart, AMemoryLimitHoldsAndIsReportedAcrossARestart) {
+  std::string pdir = dir_ + "/prof";
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  { std::ofstream(pdir + "/limits.yaml") << "name: limits\nextends: default\nprocess:\n  memory_max: 64M\n"; }
+  chmod((pdir + "/limits.yaml").c_str(), 0644);
+  stop_daemon();
+  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);  // read by agentcaged at start
+  start_daemon();
+  const std::string go = ws_ + "/go";
+  std::string script = "echo ready; while [ ! -e " + go +
+                       " ]; do sleep 0.05; done; /usr/bin/python3 -c 'b = []\nfor i in range(16): "
+                       "b.append(b\"\\1\" * (16 << 20))\nprint(\"allocated\")'; echo bomb=$?";
+  agent_ = testing::start({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "AGENTCAGE_PROFILE_PATH=" + pdir,
+                           "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run",
+                           "--socket", sock_, "--profile", "limits", "--workspace", ws_, "--", "sh", "-c", script},
+                          dir_ + "/agent.out");
+  ASSERT_TRUE(wait_until([&] { return count("ready") == 1; }, std::chrono::seconds(20)))
+      << read_all(dir_ + "/agent.out") << logs();
+  auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"id\":\"([0-9a-f]{16})\""))) << ps;
+  id_ = m[1];
+  const std::string v1dir = "/sys/fs/cgroup/memory/agentcage/" + id_;
+  bool v1 = access(v1dir.c_str(), F_OK) == 0;  // Debian's hybrid layout: memory is v1 only
+  crash_daemon();
+  start_daemon();
+  unsetenv("AGENTCAGE_PROFILE_PATH");
+  { std::ofstream(go) << "1\n"; }
+  EXPECT_EQ(testing::wait_status(agent_), 0) << read_all(dir_ + "/agent.out") << logs();
+  agent_ = -1;
+  std::string out = read_all(dir_ + "/agent.out");
+  EXPECT_EQ(out.find("allocated"), std::string::npos) << out;
+  EXPECT_NE(out.find("bomb=137"), std::string::npos) << out << logs();
+  auto oom = [&] {
+    int n = 0;
+    for (const auto& l : testing::lines(events("--violations")))
+      n += l.find("\"mechanism\":\"memory-limit\"") != std::string::npos &&
+           l.find("process.memory_max: 67108864 (cgroup v") != std::string::npos;
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return oom() == 1; }, std::chrono::seconds(10))) << events() << logs();
+  if (v1) {
+    EXPECT_TRUE(wait_until([&] { return access(v1dir.c_str(), F_OK) != 0; }, std::chrono::seconds(5))) << v1dir;
+  }
+}
+
 TEST_F(Restart, AStartThatFailsEarlyKeepsTheCrashedDaemonsPins) {
   start_agent();
   crash_daemon();

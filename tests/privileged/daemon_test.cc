@@ -798,6 +798,143 @@ TEST_F(DaemonProfile, DockersCurrentDefaultSeccompProfileIsEnforcedOnEveryPath) 
   EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
 }
 
+// Issue 11 item 3: the sandbox's memory and process limits are the kernel's, on every path,
+// and what they refuse is reported. A memory bomb past process.memory_max is ended by the
+// sandbox's own OOM kill, a memory-limit violation naming the limit and the cgroup file
+// that held it; a fork past process.max_pids fails with EAGAIN, a pids-limit violation.
+// Through agentcaged root and an unprivileged caller get the same cgroup limits. On a host
+// without a memory controller (here: a mount namespace with the v1 memory hierarchy
+// unmounted) the documented RLIMIT_AS fallback holds instead: the allocation fails,
+// nothing is killed, and the run says which mechanism it got.
+TEST_F(DaemonProfile, MemoryAndProcessLimitsAreEnforcedAndReportedOnEveryPath) {
+  std::string pdir = dir_ + "/prof";
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  chmod(dir_.c_str(), 0755);
+  std::string prof = pdir + "/limits.yaml";
+  { std::ofstream(prof) << "name: limits\nextends: default\nprocess:\n  memory_max: 64M\n  max_pids: 12\n"; }
+  chmod(prof.c_str(), 0644);
+  // Touched pages (b'\1' * n), not calloc's untouched zero pages: 256 MiB in 16 MiB steps.
+  const std::string bomb = "/usr/bin/python3 -c 'b = []\nfor i in range(16): b.append(b\"\\1\" * (16 << 20))\n"
+                           "print(\"allocated\")'; echo bomb=$?";
+  // Forks until one fails: which errno, and how many got through.
+  const std::string forks =
+      "/usr/bin/python3 -c '\nimport os, signal, errno\nkids = []\ntry:\n  for i in range(64):\n"
+      "    pid = os.fork()\n    if pid == 0:\n      signal.pause()\n    kids.append(pid)\n  print(\"forks=all\")\n"
+      "except OSError as e:\n  print(\"forks=\" + errno.errorcode[e.errno])\nfor k in kids:\n  os.kill(k, 9)\n"
+      "  os.waitpid(k, 0)\n'";
+  pid_t d2 = start_second_daemon(pdir, {"--audit-db", dir_ + "/audit2.db"});
+  auto sock2 = dir_ + "/second.sock";
+  ASSERT_EQ(access(sock2.c_str(), F_OK), 0) << read_all(dir_ + "/daemon2.log");
+  const std::string mem_rule = "(memory-limit, process.memory_max: 67108864 (cgroup v";
+  for (int path = 0; path < 4; ++path) {
+    const char* name = path == 0   ? "daemon, root"
+                       : path == 1 ? "daemon, nobody"
+                       : path == 2 ? "in-process, root"
+                                   : "in-process, root, no memory controller";
+    std::vector<std::string> argv{"/usr/bin/env", "AGENTCAGE_PROFILE_PATH=" + pdir, AGENTCAGE_BIN, "run"};
+    // The host's mounts are untouched: unshare(1) makes the new namespace's mounts private.
+    if (path == 3)
+      argv.insert(argv.begin(), {"unshare", "-m", "sh", "-c", "umount /sys/fs/cgroup/memory && exec \"$@\"", "sh"});
+    if (path >= 2) argv.push_back("--no-daemon");
+    else argv.insert(argv.end(), {"--socket", path == 1 ? sock2 : sock_});
+    argv.insert(argv.end(), {"--profile", path == 1 ? std::string("limits") : prof, "--workspace", ws_, "--",
+                             "/bin/sh", "-c", bomb + "; " + forks});
+    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    std::string why = std::string(name) + ": " + r.out + r.err + (path == 1 ? read_all(dir_ + "/daemon2.log") : "");
+    EXPECT_EQ(r.status, 0) << why;
+    EXPECT_EQ(r.out.find("allocated"), std::string::npos) << why;
+    if (path == 3) {
+      // RLIMIT_AS: Python's MemoryError (exit 1), no kill, no memory violation.
+      EXPECT_NE(r.out.find("bomb=1"), std::string::npos) << why;
+      EXPECT_NE(r.err.find("via RLIMIT_AS (no memory controller"), std::string::npos) << why;
+      EXPECT_EQ(r.err.find("memory-limit"), std::string::npos) << why;
+    } else {
+      EXPECT_NE(r.out.find("bomb=137"), std::string::npos) << why;  // SIGKILL
+      EXPECT_NE(r.err.find("killed by the OOM killer: the sandbox reached its memory limit " + mem_rule),
+                std::string::npos)
+          << why;
+    }
+    EXPECT_NE(r.out.find("forks=EAGAIN"), std::string::npos) << why;
+    EXPECT_NE(r.err.find("the sandbox is at its process limit (pids-limit, process.max_pids: 12)"), std::string::npos)
+        << why;
+  }
+  // The daemons' stores hold each run's OOM kill as a violation, and the exit as killed
+  // by the OOM killer (the kernel's account).
+  auto stored = [&](const std::string& sock, const std::string& what) {
+    int n = 0;
+    for (const auto& l : testing::lines(run({AGENTCAGE_BIN, "events", "--socket", sock}).out))
+      n += l.find(what) != std::string::npos;
+    return n;
+  };
+  for (const auto& sock : {sock_, sock2}) {
+    EXPECT_TRUE(wait_until([&] { return stored(sock, "\"mechanism\":\"memory-limit\"") == 1; }, std::chrono::seconds(10)))
+        << sock << log();
+    EXPECT_EQ(stored(sock, "\"oom_killed\":true"), 1) << sock;
+    EXPECT_GE(stored(sock, "\"mechanism\":\"pids-limit\""), 1) << sock;
+  }
+  kill(d2, SIGTERM);
+  EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
+}
+
+// Issue 11 item 9: a change the agent makes to the workspace's git configuration that
+// would run a program at the user's next git command (core.fsmonitor here) is reported on
+// every path (through agentcaged as root and as nobody, and in-process), in the run's
+// stderr and in the store; with git_config: read_only the file cannot be changed at all.
+TEST_F(DaemonProfile, GitConfigChangesThatRunCodeAreReportedOnEveryPath) {
+  const std::string git = ws_ + "/.git", cfg = git + "/config";
+  ASSERT_EQ(chmod(ws_.c_str(), 0777), 0);  // root's sandboxes hold no CAP_DAC_OVERRIDE
+  ASSERT_EQ(mkdir(git.c_str(), 0777), 0);
+  ASSERT_EQ(chmod(git.c_str(), 0777), 0);
+  auto reset = [&] {
+    { std::ofstream(cfg) << "[core]\n\tbare = false\n\tpager = less\n"; }
+    ASSERT_EQ(chmod(cfg.c_str(), 0666), 0);
+  };
+  const std::string script = "printf '[core]\\n\\tfsmonitor = \"touch /tmp/pwned\"\\n' >> " + cfg + "; echo rc=$?";
+  const std::string report =
+      "the agent set core.fsmonitor to touch /tmp/pwned in " + cfg +
+      ": it runs at your next git command in this repository (git-config, filesystem.git_config: report "
+      "(core.fsmonitor runs a program at a later git command))";
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";
+    reset();
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
+    if (path == 2) argv.push_back("--no-daemon");
+    else argv.insert(argv.end(), {"--socket", sock_});
+    argv.insert(argv.end(), {"--profile", "default", "--workspace", ws_, "--", "/bin/sh", "-c", script});
+    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
+    EXPECT_NE(r.out.find("rc=0"), std::string::npos) << name << ": " << r.out << r.err;
+    EXPECT_NE(r.err.find(report), std::string::npos) << name << ": " << r.err << log();
+    // An unchanged key (core.pager) is not reported.
+    EXPECT_EQ(r.err.find("core.pager"), std::string::npos) << name << ": " << r.err;
+  }
+  auto stored = [&] {
+    int n = 0;
+    for (const auto& l : testing::lines(run({AGENTCAGE_BIN, "events", "--violations", "--socket", sock_}).out))
+      n += l.find("\"mechanism\":\"git-config\"") != std::string::npos && l.find("core.fsmonitor") != std::string::npos;
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return stored() == 2; }, std::chrono::seconds(10))) << log();
+  // read_only: the same write is refused by the view and nothing changes.
+  std::string prof = dir_ + "/ro.yaml";
+  { std::ofstream(prof) << "name: ro\nextends: default\nfilesystem:\n  git_config: read_only\n"; }
+  chmod(prof.c_str(), 0644);
+  chmod(dir_.c_str(), 0755);
+  for (int path = 0; path < 2; ++path) {
+    reset();
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
+    if (path == 1) argv.push_back("--no-daemon");
+    else argv.insert(argv.end(), {"--socket", sock_});
+    argv.insert(argv.end(), {"--profile", prof, "--workspace", ws_, "--", "/bin/sh", "-c", script});
+    auto r = run(argv);
+    // sh's status for a redirection it could not open (EROFS in the view): not 0.
+    EXPECT_NE(r.out.find("rc="), std::string::npos) << path << ": " << r.out << r.err;
+    EXPECT_EQ(r.out.find("rc=0"), std::string::npos) << path << ": " << r.out << r.err;
+    EXPECT_EQ(read_all(cfg), "[core]\n\tbare = false\n\tpager = less\n") << path;
+    EXPECT_EQ(r.err.find("git-config"), std::string::npos) << path << ": " << r.err;
+  }
+}
+
 class DaemonNet : public Daemon {
  protected:
   void SetUp() override {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Pure parts of confinement: violation attribution, pids mechanism choice, mask paths.
+// Pure parts of confinement: violation attribution, cgroup limit choices, mask paths.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -8,7 +8,7 @@
 
 #include "core/confine/confine.h"
 #include "core/confine/mount_mask.h"
-#include "core/confine/pids_limit.h"
+#include "core/confine/cgroup_limit.h"
 #include "core/events/attribution.h"
 
 namespace agentcage::core {
@@ -149,10 +149,71 @@ TEST(Attribute, SigsysUnderKillAction) {
   EXPECT_FALSE(attribute_exit(decisions(), SIGSYS));
 }
 
-TEST(PidsLimit, MechanismChoice) {
-  EXPECT_EQ(choose_pids_mechanism(true, "/sys/fs/cgroup/pids"), PidsMechanism::cgroup_v2);
-  EXPECT_EQ(choose_pids_mechanism(false, "/sys/fs/cgroup/pids"), PidsMechanism::cgroup_v1);
-  EXPECT_EQ(choose_pids_mechanism(false, ""), PidsMechanism::none);
+TEST(CgroupLimit, MechanismChoice) {
+  EXPECT_EQ(choose_limit_mechanism(true, "/sys/fs/cgroup/pids"), LimitMechanism::cgroup_v2);
+  EXPECT_EQ(choose_limit_mechanism(false, "/sys/fs/cgroup/pids"), LimitMechanism::cgroup_v1);
+  EXPECT_EQ(choose_limit_mechanism(false, ""), LimitMechanism::none);
+}
+
+// Issue 11 item 3: what each limit writes, in each hierarchy's spelling.
+TEST(CgroupLimit, SpecsWriteEachHierarchysFiles) {
+  auto m = memory_limit_spec(512ull << 20);
+  EXPECT_EQ(m.controller, "memory");
+  ASSERT_EQ(m.settings.size(), 2u);
+  // Memory first: v1 refuses a memsw limit below the memory limit.
+  EXPECT_EQ(m.settings[0].v2_file, "memory.max");
+  EXPECT_EQ(m.settings[0].v1_file, "memory.limit_in_bytes");
+  EXPECT_EQ(m.settings[0].v1_value, "536870912");
+  EXPECT_TRUE(m.settings[0].required);
+  // No swap past the limit: none in v2, memory+swap equal to memory in v1.
+  EXPECT_EQ(m.settings[1].v2_file, "memory.swap.max");
+  EXPECT_EQ(m.settings[1].v2_value, "0");
+  EXPECT_EQ(m.settings[1].v1_file, "memory.memsw.limit_in_bytes");
+  EXPECT_EQ(m.settings[1].v1_value, "536870912");
+  EXPECT_FALSE(m.settings[1].required);
+  auto p = pids_limit_spec(64);
+  EXPECT_EQ(p.settings.at(0).v2_value, "64");
+  EXPECT_EQ(p.field, "process.max_pids");
+  // cpu.weight 100 is v1's cpu.shares 1024: the two hierarchies' defaults.
+  EXPECT_EQ(cpu_weight_spec(100).settings.at(0).v1_value, "1024");
+  EXPECT_EQ(cpu_weight_spec(10000).settings.at(0).v1_value, "102400");
+  EXPECT_EQ(cpu_weight_spec(1).settings.at(0).v1_value, "10");
+  EXPECT_EQ(cpu_weight_spec(1).settings.at(0).v2_value, "1");
+}
+
+TEST(Attribute, AnOomKillIsTheMemoryLimitsWhenTheSandboxHasOne) {
+  auto d = decisions();
+  d.policy.memory_max = 64ull << 20;
+  d.memory_by = "cgroup v1 memory.limit_in_bytes";
+  auto v = attribute_exit(d, SIGKILL, true);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->mechanism, "memory-limit");
+  EXPECT_EQ(v->rule, "process.memory_max: 67108864 (cgroup v1 memory.limit_in_bytes)");
+  // A SIGKILL from anyone else is not the limit's.
+  EXPECT_FALSE(attribute_exit(d, SIGKILL, false));
+  // Audit mode does not lift limits: the kill is still the limit's.
+  d.policy.audit_mode = true;
+  EXPECT_TRUE(attribute_exit(d, SIGKILL, true));
+  // Without a limit the host ran out of memory: no rule of ours.
+  EXPECT_FALSE(attribute_exit(decisions(), SIGKILL, true));
+  // The RLIMIT_AS fallback kills no one: an OOM kill there is the host's.
+  auto r = decisions();
+  r.policy.memory_max = 64ull << 20;
+  r.memory_by = "RLIMIT_AS";
+  EXPECT_FALSE(attribute_exit(r, SIGKILL, true));
+}
+
+TEST(Attribute, AForkRefusedWithEagainIsThePidsLimits) {
+  auto d = decisions();
+  d.policy.max_pids = 16;
+  for (long nr : {SYS_clone, SYS_clone3, SYS_fork, SYS_vfork}) {
+    auto v = attribute(d, op(nr, EAGAIN));
+    ASSERT_TRUE(v) << nr;
+    EXPECT_EQ(v->mechanism, "pids-limit");
+    EXPECT_EQ(v->rule, "process.max_pids: 16");
+  }
+  EXPECT_FALSE(attribute(d, op(SYS_read, EAGAIN)));      // not a process-creating call
+  EXPECT_FALSE(attribute(decisions(), op(SYS_clone, EAGAIN)));  // no pids limit: RLIMIT_NPROC's, not ours
 }
 
 TEST(MountMask, PathWithin) {

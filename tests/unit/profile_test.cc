@@ -451,6 +451,37 @@ TEST(Profile, LargeProfilesAndFlagSetsAreCheckedWithEveryOverlapFound) {
   alarm(0);
 }
 
+// Issue 11 item 3: byte counts take binary units (powers of 1024, with or without "iB");
+// decimal spellings, fractions, signs and overflow are errors naming the line and field.
+TEST(Profile, SizesTakeBinaryUnitsAndRefuseTheRest) {
+  std::string dir = testing::temp_dir();
+  auto load = [&](const std::string& v) {
+    write_file(dir + "/p.yaml", "process:\n  memory_max: " + v + "\n");
+    return resolve_profile(dir + "/p.yaml", test_vars(), {});
+  };
+  for (auto [text, want] : std::vector<std::pair<std::string, uint64_t>>{{"1048576", 1048576},
+                                                                          {"512M", 512ull << 20},
+                                                                          {"8G", 8ull << 30},
+                                                                          {"8GiB", 8ull << 30},
+                                                                          {"3Ki", 3072},
+                                                                          {"2T", 2ull << 40},
+                                                                          {"0", 0}}) {
+    auto r = load(text);
+    ASSERT_TRUE(r) << text << ": " << r.error().message();
+    EXPECT_EQ(r->profile.process().memory_max(), want) << text;
+  }
+  for (const char* bad : {"1MB", "1.5G", "-1", "G", "1g", "\"512M\"", "20000000000T", "1 G"}) {
+    auto r = load(bad);
+    ASSERT_FALSE(r) << bad << " loaded";
+    EXPECT_NE(r.error().message().find(":2:15: process.memory_max: expected a byte count"), std::string::npos)
+        << bad << ": " << r.error().message();
+  }
+  write_file(dir + "/p.yaml", "filesystem:\n  tmp_size: 64M\n");
+  auto r = resolve_profile(dir + "/p.yaml", test_vars(), {});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->profile.filesystem().tmp_size(), 64ull << 20);
+}
+
 // Issue 12: a profile under /tmp is not self-writable when the sandbox's /tmp is its own
 // tmpfs (private_tmp); it is when /tmp is the host's, or when a tree granted by name (the
 // workspace) holds it.

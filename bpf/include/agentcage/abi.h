@@ -164,10 +164,13 @@ struct ac_fork_event {
 };
 
 /* sched_process_exit: the last thread of a process exits. */
+/* ac_exit_event.exit_flags */
+#define AC_EXIT_OOM_VICTIM 0x1 /* the OOM killer chose this process (signal->oom_mm was set) */
+
 struct ac_exit_event {
 	struct ac_event_header hdr;
 	__s32 exit_code; /* raw wait status: (code << 8) | signal, as task->exit_code */
-	__u32 _pad0;
+	__u32 exit_flags; /* AC_EXIT_* */
 	char comm[AC_TASK_COMM_LEN];
 };
 

@@ -227,19 +227,67 @@ Result<std::unique_ptr<PreparedConfinement>> prepare_confinement(const ConfinePo
                       enforce});
   }
 
-  // --- process limit ---
-  if (policy.max_pids > 0) {
-    auto mi = read_file("/proc/self/mountinfo");
-    if (!mi) return std::unexpected(mi.error());
-    auto l = PidsLimit::create(policy.max_pids, ctx.cgroup2_path, ctx.sandbox_id, *mi);
+  // --- resource limits (cgroup controllers) ---
+  std::optional<std::string> mountinfo;
+  auto cgroup_limit = [&](LimitSpec spec, const std::string& what) -> Result<const CgroupLimit*> {
+    if (!mountinfo) {
+      auto mi = read_file("/proc/self/mountinfo");
+      if (!mi) return std::unexpected(mi.error());
+      mountinfo = std::move(*mi);
+    }
+    std::string mech = spec.controller;
+    auto l = CgroupLimit::create(std::move(spec), ctx.cgroup2_path, ctx.sandbox_id, *mountinfo);
     if (!l) {
       if (enforce) return std::unexpected(l.error());
       spdlog::warn("audit mode: {}", l.error().message());
-      prov.push_back({"pids", "no pids controller: limit not enforced", false});
-    } else {
-      pc->pids_.emplace(std::move(*l));
-      prov.push_back({"pids", fmt::format("max {} via {}", policy.max_pids, pids_mechanism_name(pc->pids_->mechanism())), true});
+      prov.push_back({mech, "no " + mech + " controller: " + what + " not enforced", false});
+      return nullptr;
     }
+    pc->limits_.push_back(std::move(*l));
+    prov.push_back({mech, what + " via " + pc->limits_.back().describe(), true});
+    return &pc->limits_.back();
+  };
+  if (policy.max_pids > 0)
+    if (auto l = cgroup_limit(pids_limit_spec(policy.max_pids), fmt::format("max {}", policy.max_pids)); !l)
+      return std::unexpected(l.error());
+  if (policy.memory_max > 0) {
+    std::string what = fmt::format("max {} bytes for the whole sandbox, swap included", policy.memory_max);
+    if (!mountinfo) {
+      auto mi = read_file("/proc/self/mountinfo");
+      if (!mi) return std::unexpected(mi.error());
+      mountinfo = std::move(*mi);
+    }
+    auto spec = memory_limit_spec(policy.memory_max);
+    if (!policy.unprivileged && CgroupLimit::probe(spec, ctx.cgroup2_path, *mountinfo) != LimitMechanism::none) {
+      auto l = cgroup_limit(std::move(spec), what);
+      if (!l) return std::unexpected(l.error());
+      if (*l) pc->memory_by_ = (*l)->describe();
+    } else {
+      // No memory cgroup to write (none mounted or enabled, or no root): the documented
+      // fallback bounds each process's address space instead. Weaker (per process, virtual
+      // not resident, a failed allocation instead of an OOM kill, so nothing to report),
+      // and said so.
+      auto& rl = pc->policy_.rlimits;
+      auto as = std::find_if(rl.begin(), rl.end(), [](const RlimitSetting& r) { return r.resource == RLIMIT_AS; });
+      if (as == rl.end()) {
+        rl.push_back({RLIMIT_AS, policy.memory_max, policy.memory_max});
+      } else {
+        as->soft = std::min<rlim_t>(as->soft, policy.memory_max);
+        as->hard = std::min<rlim_t>(as->hard, policy.memory_max);
+      }
+      pc->memory_by_ = "RLIMIT_AS";
+      std::string detail = fmt::format("max {} bytes of address space per process via RLIMIT_AS ({}: allocations "
+                                       "past it fail with ENOMEM, nothing is killed or reported)",
+                                       policy.memory_max,
+                                       policy.unprivileged ? "no memory cgroup without root" : "no memory controller");
+      spdlog::warn("process.memory_max: {}", detail);
+      prov.push_back({"memory", detail, true});
+    }
+  }
+  if (policy.cpu_weight > 0 && !policy.unprivileged) {
+    if (policy.cpu_weight > 10000) return error(fmt::format("process.cpu_weight: {} is outside 1-10000", policy.cpu_weight));
+    if (auto l = cgroup_limit(cpu_weight_spec(policy.cpu_weight), fmt::format("weight {}", policy.cpu_weight)); !l)
+      return std::unexpected(l.error());
   }
 
   if (policy.namespaces.net || policy.namespaces.ipc || policy.namespaces.uts || policy.namespaces.pid) {
@@ -278,9 +326,9 @@ Status check_command_allowed(const ConfinePolicy& policy, const std::string& arg
 
 int apply_in_child(const PreparedConfinement& pc, const char** what) {
   const ConfinePolicy& p = pc.policy_;
-  if (pc.pids_) {
-    *what = "join the pids cgroup";
-    if (int e = pc.pids_->join()) return e;
+  for (const auto& l : pc.limits_) {
+    *what = "join the v1 limit cgroups (pids, memory, cpu)";
+    if (int e = l.join()) return e;
   }
   for (const auto& r : p.rlimits) {
     *what = "setrlimit";
@@ -331,7 +379,11 @@ int apply_in_child(const PreparedConfinement& pc, const char** what) {
   return 0;
 }
 
-std::optional<Violation> attribute_exit(const ConfineDecisions& d, int signal) {
+std::optional<Violation> attribute_exit(const ConfineDecisions& d, int signal, bool oom_killed) {
+  // The limit holds in audit mode too (limits are not audited), so its kill is reported
+  // there as well.
+  if (signal == SIGKILL && oom_killed && d.policy.memory_max > 0 && d.memory_by.starts_with("cgroup"))
+    return Violation{"memory-limit", fmt::format("process.memory_max: {} ({})", d.policy.memory_max, d.memory_by)};
   if (signal != SIGSYS || d.policy.audit_mode || d.policy.seccomp.action != SeccompAction::kill) return std::nullopt;
   return Violation{"seccomp", "syscalls: a denied system call (action: kill)"};
 }
@@ -385,13 +437,20 @@ bool is_fs_denial(int err) { return err == EACCES || err == EPERM || err == EXDE
 }  // namespace
 
 ConfineDecisions PreparedConfinement::decisions() const {
-  return ConfineDecisions{policy_, landlock_, static_cast<bool>(ruleset_), seccomp_.denied, masks_, apply_masks_};
+  return ConfineDecisions{policy_, landlock_, static_cast<bool>(ruleset_), seccomp_.denied, masks_, apply_masks_,
+                          memory_by_};
 }
 
 std::optional<Violation> attribute(const PreparedConfinement& pc, const FailedOp& op) { return attribute(pc.decisions(), op); }
 
 std::optional<Violation> attribute(const ConfineDecisions& dec, const FailedOp& op) {
   const ConfinePolicy& p = dec.policy;
+  // A process-creating call refused with EAGAIN: the pids controller's answer at max
+  // (RLIMIT_NPROC gives the same errno, so only a sandbox with a pids limit is judged).
+  bool creates = op.nr == SYS_clone || op.nr == SYS_clone3 || op.nr == SYS_fork || op.nr == SYS_vfork;
+  if (creates && op.err == EAGAIN)
+    return p.max_pids > 0 ? std::optional<Violation>(Violation{"pids-limit", fmt::format("process.max_pids: {}", p.max_pids)})
+                          : std::nullopt;
   // seccomp: the errno it returns for a syscall in the deny set. (A kill shows up as an
   // exit by SIGSYS instead, attributed from the exit event.)
   bool errno_mode = !p.audit_mode && p.seccomp.action == SeccompAction::errno_ret;

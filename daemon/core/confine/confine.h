@@ -6,7 +6,7 @@
 // BPF, and decides fail-closed vs best effort. apply_in_child() runs in the child between
 // fork and execve and only makes raw system calls on that prepared data, in this order:
 //
-//   1. pids limit (join the v1 pids cgroup; v2 placement happened in clone3)
+//   1. resource limits (join the v1 pids/memory/cpu cgroups; v2 placement happened in clone3)
 //   2. rlimits
 //   3. namespaces (net/ipc/uts when asked), then the filesystem view and the masks for
 //      filesystem.deny (private mount namespace; needs CAP_SYS_ADMIN)
@@ -31,7 +31,7 @@
 
 #include "core/confine/landlock.h"
 #include "core/confine/mount_mask.h"
-#include "core/confine/pids_limit.h"
+#include "core/confine/cgroup_limit.h"
 #include "core/base/paths.h"
 #include "core/base/result.h"
 #include "core/confine/seccomp_policy.h"
@@ -87,6 +87,10 @@ struct ConfinePolicy {
   std::vector<RlimitSetting> rlimits;
   NamespacePolicy namespaces;
   uint32_t max_pids = 0;            // 0: no limit
+  // Bytes for the whole sandbox: its memory cgroup's limit, swap included; RLIMIT_AS per
+  // process where no memory controller is there (an unprivileged launcher). 0: no limit.
+  uint64_t memory_max = 0;
+  uint32_t cpu_weight = 0;          // 1-10000, cgroup v2 cpu.weight scale; 0: the default
   std::optional<uid_t> uid;         // switch to this uid (and gid, groups) when set
   std::optional<gid_t> gid;
   std::vector<gid_t> groups;
@@ -169,6 +173,8 @@ struct ConfineDecisions {
   std::vector<SeccompDenied> seccomp_denied;
   MountMaskPlan masks;
   bool masks_enforced = false;
+  // What holds process.memory_max: "cgroup v1 memory.limit_in_bytes", "RLIMIT_AS"; empty: no limit.
+  std::string memory_by;
 };
 
 // Which of our mechanisms most plausibly denied `op`; nullopt when none of our rules
@@ -178,8 +184,10 @@ struct ConfineDecisions {
 std::optional<Violation> attribute(const ConfineDecisions& d, const FailedOp& op);
 std::optional<Violation> attribute(const PreparedConfinement& pc, const FailedOp& op);
 
-// A process of the sandbox died by `signal`: SIGSYS under the kill action is seccomp's.
-std::optional<Violation> attribute_exit(const ConfineDecisions& d, int signal);
+// A process of the sandbox died by `signal`: SIGSYS under the kill action is seccomp's; a
+// SIGKILL the kernel's OOM killer sent (`oom_killed`, from the task) is the memory limit's
+// when the sandbox has one (without one it was the host's memory, not a rule).
+std::optional<Violation> attribute_exit(const ConfineDecisions& d, int signal, bool oom_killed = false);
 
 class PreparedConfinement {
  public:
@@ -188,7 +196,6 @@ class PreparedConfinement {
   const LandlockPlan& landlock() const { return landlock_; }
   const CompiledSeccomp& seccomp() const { return seccomp_; }
   const MountMaskPlan& masks() const { return masks_; }
-  PidsMechanism pids_mechanism() const { return pids_ ? pids_->mechanism() : PidsMechanism::none; }
   const ConfinePolicy& policy() const { return policy_; }
   ConfineDecisions decisions() const;
 
@@ -200,7 +207,8 @@ class PreparedConfinement {
 
   ConfinePolicy policy_;
   std::vector<Provenance> provenance_;
-  std::optional<PidsLimit> pids_;
+  std::vector<CgroupLimit> limits_;  // joined in the child, removed on destruction
+  std::string memory_by_;            // ConfineDecisions::memory_by
   MountMaskPlan masks_;
   bool apply_masks_ = false;
   LandlockPlan landlock_;

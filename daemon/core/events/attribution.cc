@@ -21,6 +21,7 @@ int errno_of(const std::string& name) {
   if (name == "EPERM") return EPERM;
   if (name == "EROFS") return EROFS;
   if (name == "ENOENT") return ENOENT;  // a path the private view leaves out
+  if (name == "EAGAIN") return EAGAIN;  // a fork at the pids limit
   return 0;
 }
 
@@ -160,15 +161,20 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
     for (int i = 0; i < s.args_size() && i < 6; ++i) op.args[i] = s.args(i);
     auto v = attribute(d, op);
     if (!v) return std::nullopt;
-    auto out = violation_from(ev, *v, "syscall " + s.name());
-    out.mutable_violation()->set_action(d.policy.audit_mode ? "audit" : "deny");
+    auto out = violation_from(ev, *v, v->mechanism == "pids-limit" ? s.name() + ": the sandbox is at its process limit"
+                                                                    : "syscall " + s.name());
+    // Limits hold in audit mode too: what they refused was refused.
+    out.mutable_violation()->set_action(d.policy.audit_mode && v->mechanism != "pids-limit" ? "audit" : "deny");
     *out.mutable_violation()->mutable_syscall() = s;
     return out;
   }
   if (ev.has_exit() && ev.exit().signal()) {
-    auto v = attribute_exit(d, ev.exit().signal());
+    auto v = attribute_exit(d, ev.exit().signal(), ev.exit().oom_killed());
     if (!v) return std::nullopt;
-    auto out = violation_from(ev, *v, fmt::format("killed by signal {} ({})", ev.exit().signal(), strsignal(ev.exit().signal())));
+    auto out = violation_from(ev, *v,
+                              ev.exit().oom_killed()
+                                  ? "killed by the OOM killer: the sandbox reached its memory limit"
+                                  : fmt::format("killed by signal {} ({})", ev.exit().signal(), strsignal(ev.exit().signal())));
     out.mutable_violation()->set_action("kill");
     return out;
   }

@@ -459,6 +459,7 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
       if (WIFSIGNALED(r->exit_code)) {
         x->set_signal(WTERMSIG(r->exit_code));
         x->set_core_dumped(WCOREDUMP(r->exit_code));
+        x->set_oom_killed((r->exit_flags & AC_EXIT_OOM_VICTIM) != 0);
       } else {
         x->set_code(WEXITSTATUS(r->exit_code));
       }
@@ -565,7 +566,8 @@ std::string text_line_raw(const v1::Event& ev) {
       return head + fmt::format("fork    {:>7} {} -> {}", p.pid(), p.comm(), ev.fork().child_pid());
     case v1::Event::kExit:
       if (ev.exit().signal())
-        return head + fmt::format("exit    {:>7} {} signal {}", p.pid(), p.comm(), ev.exit().signal());
+        return head + fmt::format("exit    {:>7} {} signal {}{}", p.pid(), p.comm(), ev.exit().signal(),
+                                  ev.exit().oom_killed() ? " (OOM killer)" : "");
       return head + fmt::format("exit    {:>7} {} code {}", p.pid(), p.comm(), ev.exit().code());
     case v1::Event::kNet:
       return head + fmt::format("net     {:>7} {} {}", p.pid(), p.comm(), net_what(ev.net()));

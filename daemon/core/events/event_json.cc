@@ -355,6 +355,7 @@ void append_event_json(const v1::Event& ev, std::string& out) {
       c.i32("code", x.code());
       c.i32("signal", x.signal());
       c.boolean("core_dumped", x.core_dumped());
+      c.boolean("oom_killed", x.oom_killed());
       break;
     }
     case v1::Event::kFile:

@@ -130,6 +130,7 @@ std::string expected_scalar(const pb::FieldDescriptor* fd) {
     default:
       if (f == "port") return "a port number 1-65535";
       if (f == "positive") return "an integer greater than 0";
+      if (f == "size") return "a byte count: digits, optionally with a binary unit K, M, G or T (512M, 8GiB)";
       return "an unsigned integer";
   }
 }
@@ -144,6 +145,29 @@ std::optional<uint64_t> plain_uint(const YAML::Node& n, uint64_t max) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || v > max) return std::nullopt;
   return v;
+}
+
+// A byte count: decimal digits, optionally followed by a binary unit (K, M, G, T, with or
+// without "iB": 512M, 8GiB). Units are powers of 1024 either way: "MB" meaning 10^6 in
+// one tool and 2^20 in another is why the decimal spellings are refused, not guessed.
+std::optional<uint64_t> parse_size(const YAML::Node& n) {
+  if (!n.IsScalar() || n.Tag() == "!") return std::nullopt;
+  std::string_view s = n.Scalar();
+  size_t digits = 0;
+  while (digits < s.size() && std::isdigit(static_cast<unsigned char>(s[digits]))) ++digits;
+  if (digits == 0) return std::nullopt;
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + digits, v);
+  if (ec != std::errc() || p != s.data() + digits) return std::nullopt;
+  std::string_view unit = s.substr(digits);
+  if (unit.empty()) return v;
+  static constexpr std::string_view kUnits = "KMGT";
+  size_t power = kUnits.find(unit[0]);
+  if (power == std::string_view::npos || !(unit.size() == 1 || unit.substr(1) == "iB" || unit.substr(1) == "i"))
+    return std::nullopt;
+  unsigned shift = 10 * static_cast<unsigned>(power + 1);
+  if (v > (UINT64_MAX >> shift)) return std::nullopt;
+  return v << shift;
 }
 
 std::optional<uint32_t> parse_port(std::string_view s) {
@@ -452,7 +476,7 @@ class FileLoader {
       case pb::FieldDescriptor::CPPTYPE_UINT32:
       case pb::FieldDescriptor::CPPTYPE_UINT64: {
         const bool is32 = fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_UINT32;
-        auto v = plain_uint(n, is32 ? UINT32_MAX : UINT64_MAX);
+        auto v = f == "size" ? parse_size(n) : plain_uint(n, is32 ? UINT32_MAX : UINT64_MAX);
         if (!v) return wrong();
         if (f == "port" && (*v < 1 || *v > 65535))
           return err(mark, fmt::format("{}: port {} is outside 1-65535", where, *v));

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -159,6 +160,15 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
     c.fs.deny.assign(fs.deny().begin(), fs.deny().end());
     if (fs.has_tmp_size()) c.fs.tmp_size = fs.tmp_size();
     for (const auto& d : fs.deny_write()) c.fs.read.push_back(d);
+    // read_only: git rewrites its config by renaming a lock file over it, which the view's
+    // read-only bind mount of the file refuses (EBUSY), as it refuses a write.
+    // Only trees that are repositories now (write entries include files like /dev/null).
+    if (fs.git_config() == P::GIT_CONFIG_READ_ONLY)
+      for (const auto& w : fs.write()) {
+        struct stat st{};
+        if (::lstat((w + "/.git").c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+        for (const char* f : {"/.git/config", "/.git/config.worktree"}) c.fs.read.push_back(w + f);
+      }
     if (fs_action == P::ACTION_KILL) out.notes.push_back("actions.filesystem: kill is enforced as deny (EACCES)");
   }
   if (p.actions().exec() == P::ACTION_KILL)
@@ -167,6 +177,9 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
   // In audit mode too: a variable kept out is not a denial to report but data withheld,
   // and withholding it is what keeps a learning run from leaking the credential.
   out.env = plan_environment(p.environment(), ctx.env, ctx.pass_env);
+
+  if (fs.git_config() == P::GIT_CONFIG_REPORT || fs.git_config() == P::GIT_CONFIG_READ_ONLY)
+    out.git_review.assign(fs.write().begin(), fs.write().end());
 
   auto net = compile_network(p, ctx, out.audit_mode);
   if (!net) return std::unexpected(net.error());
@@ -178,6 +191,12 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
 
   const auto& pr = p.process();
   if (pr.has_max_pids()) c.max_pids = pr.max_pids();
+  if (pr.has_memory_max()) c.memory_max = pr.memory_max();
+  if (pr.has_cpu_weight()) {
+    if (pr.cpu_weight() > 10000)
+      return error(fmt::format("process.cpu_weight: {} is outside 1-10000 (100 is every cgroup's default)", pr.cpu_weight()));
+    c.cpu_weight = pr.cpu_weight();
+  }
   const auto& rl = pr.rlimits();
   add_rlimit(c.rlimits, RLIMIT_NOFILE, rl.has_nofile(), rl.nofile());
   add_rlimit(c.rlimits, RLIMIT_NPROC, rl.has_nproc(), rl.nproc());
@@ -229,6 +248,11 @@ void limit_to_unprivileged(ConfinePolicy& p, std::vector<std::string>* notes) {
   p.fs.deny.clear();  // without the view there is nothing to mask them with
   if (p.max_pids) note("unprivileged: process.max_pids is not enforced (the pids cgroup needs root)");
   p.max_pids = 0;
+  if (p.memory_max)
+    note("unprivileged: process.memory_max is RLIMIT_AS per process (the memory cgroup needs root): an allocation past it "
+         "fails, nothing is killed or reported");
+  if (p.cpu_weight) note("unprivileged: process.cpu_weight is not enforced (the cpu cgroup needs root)");
+  p.cpu_weight = 0;
   if (p.namespaces.ipc || p.namespaces.uts)
     note("unprivileged: no ipc/uts namespaces (they need root); SysV IPC and the hostname are the host's");
   p.namespaces.ipc = p.namespaces.uts = false;

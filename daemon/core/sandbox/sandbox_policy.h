@@ -27,6 +27,9 @@ struct SandboxPolicy {
   // in-process and the daemon path hand exactly this to spawn().
   EnvPlan env;
   std::vector<std::string> notes;  // what the profile asked for and is not applied as asked
+  // filesystem.git_config report/read_only: the writable trees whose .git configuration is
+  // read before the command and after the sandbox, changes to code-running keys reported.
+  std::vector<std::string> git_review;
 };
 
 struct PolicyContext {

@@ -131,7 +131,19 @@ Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool
   limit_to_unprivileged(cp, nullptr);
   auto pc = prepare_confinement(cp, probe_kernel_features(), ConfineContext{e.info.id(), ""});
   if (!pc) return std::unexpected(pc.error());
-  e.attribution = std::make_shared<const Attribution>(Attribution{(*pc)->decisions(), e.net.has_value()});
+  ConfineDecisions d = (*pc)->decisions();
+  if (e.launch) {
+    // Re-adopted after a restart: this daemon's predecessor launched it with root's limits
+    // (cgroups, not the unprivileged fallback prepared above); what the kernel holds now is
+    // what denials and OOM kills are judged by.
+    d.policy.max_pids = policy.confine.max_pids;
+    d.policy.memory_max = policy.confine.memory_max;
+    d.memory_by.clear();
+    if (d.policy.memory_max)
+      if (auto mi = read_file("/proc/self/mountinfo"))
+        d.memory_by = existing_limit(memory_limit_spec(d.policy.memory_max), e.info.cgroup_path(), e.info.id(), *mi);
+  }
+  e.attribution = std::make_shared<const Attribution>(Attribution{std::move(d), e.net.has_value()});
   e.provenance.clear();
   for (const auto& p : (*pc)->provenance())
     e.provenance.push_back(fmt::format("{}: {}{}", p.mechanism, p.detail, p.enforced ? "" : " (not enforced)"));
@@ -321,6 +333,13 @@ Status SandboxRegistry::prepare_launch(Entry& e, const SandboxPolicy& policy, co
   for (const auto& p : (*pc)->provenance())
     e.provenance.push_back(fmt::format("{}: {}{}", p.mechanism, p.detail, p.enforced ? "" : " (not enforced)"));
   e.conf = std::shared_ptr<PreparedConfinement>(std::move(*pc));
+  // Before the command exists: what the git configuration of its writable trees runs now,
+  // read as the user the command runs as (the files it writes are that user's).
+  e.git_review = policy.git_review;
+  e.git_uid = cp.uid.value_or(peer.uid);
+  e.git_before.clear();
+  for (const auto& w : e.git_review) e.git_before.push_back(snapshot_git_config(w, e.git_uid));
+  e.git_before_known = true;
   return {};
 }
 
@@ -394,6 +413,10 @@ Status SandboxRegistry::adopt_record(const v1::SandboxRecord& rec, bool enforced
   if (rec.has_profile()) {
     auto policy = compile_profile(rec.profile(), PolicyContext{});
     if (!policy) return error("its profile no longer compiles: " + policy.error().message());
+    // What the git configuration ran before the command went with the previous daemon: at
+    // close every code-running key found is reported, said so.
+    e.git_review = policy->git_review;
+    e.git_uid = i.owner_uid();
     if (auto st = apply_policy(e, *policy, true); !st) return error("its policy: " + st.error().message());
   } else if (rec.has_network()) {
     auto net = net_policy_from_flags(net_flags(rec.network()));
@@ -442,6 +465,8 @@ SandboxRegistry::Readopted SandboxRegistry::readopt(bool enforced) {
       }
       if (e.cgroup)
         if (auto k = e.cgroup->destroy(); !k) spdlog::error("sandbox {}: {}", id, k.error().message());
+      // Its v1 limit cgroups (pids, memory, cpu) were its launching daemon's to remove.
+      if (auto mi = read_file("/proc/self/mountinfo")) remove_v1_limit_dirs(id, *mi);
       e.cgroup.reset();
       e.net.reset();
       e.owner_pidfd.reset();
@@ -496,13 +521,30 @@ Status SandboxRegistry::close_locked(Entry& e, std::optional<int> exit_status) {
   e.net.reset();
   if (mon_) (void)mon_->untrack_cgroup(e.cgroup->id());
   e.cgroup.reset();
-  e.conf.reset();  // after the kill: the v1 pids cgroup and the view's scratch directory go
+  // After the kill: the v1 limit cgroups and the view's scratch directory go with it. A
+  // sandbox readopted after a restart has no prepared confinement: its v1 directories
+  // (named by its id) are removed here instead, or each restart would leak them.
+  if (e.conf) {
+    e.conf.reset();
+  } else if (auto mi = read_file("/proc/self/mountinfo")) {
+    remove_v1_limit_dirs(e.info.id(), *mi);
+  }
   if (e.init_pid > 0) {
     // The cgroup kill ended the init; reap it (not ours after a daemon restart: ECHILD).
     for (int i = 0; i < 100 && ::waitpid(e.init_pid, nullptr, WNOHANG) == 0; ++i) ::usleep(10'000);
     e.init_pid = 0;
   }
   e.owner_pidfd.reset();
+  // Nothing of the sandbox runs any more (the kill above): what it left in the git
+  // configuration is final. Recorded before the closing record, so `run` relays it.
+  if (recorder_) {
+    for (size_t i = 0; i < e.git_review.size(); ++i) {
+      GitConfigSnapshot before = e.git_before_known && i < e.git_before.size() ? e.git_before[i] : GitConfigSnapshot{};
+      for (const auto& c : git_config_changes(before, snapshot_git_config(e.git_review[i], e.git_uid)))
+        recorder_(git_change_event(c, e.info.id(), "", !e.git_before_known), 0);
+    }
+  }
+  e.git_review.clear();
   e.info.set_state("closed");
   if (!state_dir_.empty()) ::unlink(record_path(e.info.id()).c_str());
   record(e, "closed", st ? "" : st.error().message(), exit_status);

@@ -21,6 +21,7 @@
 #include "core/confine/cgroup.h"
 #include "core/policy/net_policy.h"
 #include "core/base/result.h"
+#include "core/sandbox/git_review.h"
 #include "core/sandbox/sandbox_policy.h"
 #include "core/base/unique_fd.h"
 
@@ -149,6 +150,12 @@ class SandboxRegistry {
     };
     std::optional<Launch> launch;
     std::shared_ptr<PreparedConfinement> conf;  // applied by launch(); released at close
+    // filesystem.git_config: the trees reviewed at close, as whom, and what they ran before
+    // the command (unknown in a sandbox re-adopted after a restart).
+    std::vector<std::string> git_review;
+    uid_t git_uid = 0;
+    std::vector<GitConfigSnapshot> git_before;
+    bool git_before_known = false;
     pid_t init_pid = 0;                         // this daemon's child until it is reaped
   };
   Status close_locked(Entry& e, std::optional<int> exit_status = std::nullopt);

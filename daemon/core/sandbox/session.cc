@@ -302,6 +302,9 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   // so nothing it does (or loses) falls before the baseline; its thread starts after.
   std::optional<Reader> reader;
   if (mon) reader.emplace(*mon, opts, res);
+  // Before the command can change them: what the workspace's git configuration runs now.
+  std::vector<GitConfigSnapshot> git_before;
+  for (const auto& w : opts.git_review) git_before.push_back(snapshot_git_config(w, opts.git_review_uid));
   if (reader && conf) reader->set_decisions(conf->decisions(), net.has_value());
   auto child = spawn(so);
   if (!child) return std::unexpected(child.error());
@@ -320,6 +323,14 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   if (!st) spdlog::error("{}", st.error().message());
   conf.reset();  // after the kill: removes the v1 pids cgroup and the mask scratch files
   if (dns) dns->stop();  // before the reader's last flush: its events are in it
+  // Nothing of the sandbox runs any more: what it left in the git configuration is final.
+  if (reader) {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+    for (size_t i = 0; i < opts.git_review.size(); ++i)
+      for (const auto& c : git_config_changes(git_before[i], snapshot_git_config(opts.git_review[i], opts.git_review_uid)))
+        reader->post(git_change_event(c, res.sandbox_id, host));
+  }
   if (reader) reader->stop();
   if (mon && net) (void)mon->remove_net_policy(key, *net);
   if (mon) (void)mon->untrack_cgroup(cg->id());

@@ -11,6 +11,7 @@
 
 #include "agentcage/v1/event.pb.h"
 #include "core/dns/dns_guard.h"
+#include "core/sandbox/git_review.h"
 #include "core/kernel/bpf_monitor.h"
 #include "core/policy/net_policy.h"
 #include "core/confine/confine.h"
@@ -60,6 +61,12 @@ struct SessionOptions {
   std::optional<ConfinePolicy> confine;
   // Called once the confinement is prepared, before spawn (e.g. to wire attribute()).
   std::function<void(const PreparedConfinement&)> on_confined;
+  // filesystem.git_config (SandboxPolicy::git_review): trees whose git configuration is
+  // read before the command starts and after the sandbox is gone; each change to a key that
+  // runs a program is reported (needs the monitor's reader). Files owned by git_review_uid
+  // or root are read.
+  std::vector<std::string> git_review;
+  uid_t git_review_uid = 0;
 };
 
 struct SessionResult {

@@ -530,6 +530,18 @@ class DaemonProfile : public Daemon {
     ASSERT_NE(pw, nullptr);
     ASSERT_EQ(chown(ws_.c_str(), pw->pw_uid, pw->pw_gid), 0);
   }
+  // The three ways a profiled command runs: 0 through agentcaged as root, 1 through it as
+  // nobody, 2 in-process as root. `sh -c script` under `profile` in the workspace.
+  static const char* path_name(int path) {
+    return path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";
+  }
+  testing::ProcResult run_on_path(int path, const std::string& profile, const std::string& script) {
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
+    if (path == 2) argv.push_back("--no-daemon");
+    else argv.insert(argv.end(), {"--socket", sock_});
+    argv.insert(argv.end(), {"--profile", profile, "--workspace", ws_, "--", "/bin/sh", "-c", script});
+    return path == 1 ? run_as_nobody(argv) : run(argv);
+  }
   std::string ws_;
 };
 
@@ -704,12 +716,8 @@ TEST_F(DaemonProfile, ARefusedExecIsAViolationNamingTheImageOnEveryPath) {
   const std::string image = ws_ + "/evil.sh";
   const std::string rule = "(landlock, filesystem.exec: " + image + " is outside the exec paths)";
   for (int path = 0; path < 3; ++path) {
-    const char* name = path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";
-    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
-    if (path == 2) argv.push_back("--no-daemon");
-    else argv.insert(argv.end(), {"--socket", sock_});
-    argv.insert(argv.end(), {"--profile", "default", "--workspace", ws_, "--", "/bin/sh", "-c", script});
-    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    const char* name = path_name(path);
+    auto r = run_on_path(path, "default", script);
     EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
     EXPECT_EQ(r.out.find("PWNED"), std::string::npos) << name << ": " << r.out;
     EXPECT_NE(r.out.find("rc=126"), std::string::npos) << name << ": " << r.out << r.err;  // EACCES
@@ -736,12 +744,8 @@ TEST_F(DaemonProfile, ARefusedExecIsAViolationNamingTheImageOnEveryPath) {
 TEST_F(DaemonProfile, ListingTheViewsRootWorksAndShowsOnlyTheGrantedTrees) {
   const std::string script = "ls /; echo ls=$?; ls " + ws_ + "/..; echo up=$?; ls /srv; echo srv=$?";
   for (int path = 0; path < 3; ++path) {
-    const char* name = path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";
-    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
-    if (path == 2) argv.push_back("--no-daemon");
-    else argv.insert(argv.end(), {"--socket", sock_});
-    argv.insert(argv.end(), {"--profile", "default", "--workspace", ws_, "--", "/bin/sh", "-c", script});
-    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    const char* name = path_name(path);
+    auto r = run_on_path(path, "default", script);
     EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
     auto out = testing::lines(r.out);
     auto has = [&](const std::string& l) { return std::find(out.begin(), out.end(), l) != out.end(); };
@@ -895,13 +899,9 @@ TEST_F(DaemonProfile, GitConfigChangesThatRunCodeAreReportedOnEveryPath) {
       ": it runs at your next git command in this repository (git-config, filesystem.git_config: report "
       "(core.fsmonitor runs a program at a later git command))";
   for (int path = 0; path < 3; ++path) {
-    const char* name = path == 0 ? "daemon, root" : path == 1 ? "daemon, nobody" : "in-process, root";
+    const char* name = path_name(path);
     reset();
-    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
-    if (path == 2) argv.push_back("--no-daemon");
-    else argv.insert(argv.end(), {"--socket", sock_});
-    argv.insert(argv.end(), {"--profile", "default", "--workspace", ws_, "--", "/bin/sh", "-c", script});
-    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    auto r = run_on_path(path, "default", script);
     EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
     EXPECT_NE(r.out.find("rc=0"), std::string::npos) << name << ": " << r.out << r.err;
     EXPECT_NE(r.err.find(report), std::string::npos) << name << ": " << r.err << log();
@@ -922,11 +922,7 @@ TEST_F(DaemonProfile, GitConfigChangesThatRunCodeAreReportedOnEveryPath) {
   chmod(dir_.c_str(), 0755);
   for (int path = 0; path < 2; ++path) {
     reset();
-    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
-    if (path == 1) argv.push_back("--no-daemon");
-    else argv.insert(argv.end(), {"--socket", sock_});
-    argv.insert(argv.end(), {"--profile", prof, "--workspace", ws_, "--", "/bin/sh", "-c", script});
-    auto r = run(argv);
+    auto r = run_on_path(path == 0 ? 0 : 2, prof, script);  // root: a profile named by path
     // sh's status for a redirection it could not open (EROFS in the view): not 0.
     EXPECT_NE(r.out.find("rc="), std::string::npos) << path << ": " << r.out << r.err;
     EXPECT_EQ(r.out.find("rc=0"), std::string::npos) << path << ": " << r.out << r.err;

@@ -245,6 +245,9 @@ Parsed parse(const std::vector<std::string>& args) {
   auto* ps_cmd = app.add_subcommand("ps", "List sandboxes (yours; every user's for root)");
   ps_cmd->add_option("--socket", ps.socket, "agentcaged's control socket")->capture_default_str();
   ps_cmd->add_flag("--all", ps.all, "Include closed sandboxes the daemon still remembers");
+  ps_cmd->add_option("--limit", ps.limit, "List at most this many, newest first")
+      ->check(CLI::Range(1u, 10000u))
+      ->capture_default_str();
   ps_cmd->add_option("-o,--format", ps_fmt, "json or text")->check(CLI::IsMember({"json", "text"}));
 
   TreeArgs tree;

@@ -44,6 +44,7 @@ struct RunArgs {
 struct PsArgs {
   std::string socket = core::kDefaultSocket;
   bool all = false;
+  unsigned limit = 1000;  // newest first
   OutputFormat format = OutputFormat::text;
 };
 

@@ -485,14 +485,17 @@ int do_trace(const cli::TraceArgs& a) {
   fflush(out);
   if (out != stdout) fclose(out);
   if (!r) return fail_run(r.error());
-  if (r->lost) fprintf(stderr, "agentcage: warning: %lu events lost (kernel ring buffer full)\n", r->lost);
+  if (r->lost)
+    fprintf(stderr, "agentcage: warning: %lu events lost (kernel ring buffer full, or its reserve for process "
+            "records kept)\n", r->lost);
   if (auto sum = violation_summary(r->violations); !sum.empty())
     fprintf(stderr, "%sagentcage: %s\n", final_reset(), sum.c_str());
   // Every kernel-side degradation is reported, not only losses: truncated strings and
   // failed reads mean a field in some event is incomplete (flagged in that event too).
   const auto& ks = r->kernel_stats;
   bool degraded = r->decode_errors != 0 || r->prog_misses != 0;
-  for (int i : {AC_STAT_RINGBUF_FULL, AC_STAT_TRUNCATED, AC_STAT_READ_FAULT, AC_STAT_TASK_MAP_FULL, AC_STAT_NET_KILL_FAILED})
+  for (int i : {AC_STAT_RINGBUF_FULL, AC_STAT_SHED, AC_STAT_TRUNCATED, AC_STAT_READ_FAULT, AC_STAT_TASK_MAP_FULL,
+                AC_STAT_NET_KILL_FAILED})
     degraded |= ks[static_cast<size_t>(i)] != 0;
   if (degraded) {
     std::string line = "agentcage: kernel counters:";
@@ -512,9 +515,14 @@ int do_ps(const cli::PsArgs& a) {
   auto stub = v1::Control::NewStub(*ch);
   v1::ListSandboxesRequest req;
   req.set_all(a.all);
+  req.set_limit(a.limit);
   v1::ListSandboxesResponse resp;
   grpc::ClientContext ctx;
   if (auto st = stub->ListSandboxes(&ctx, req, &resp); !st.ok()) return fail(grpcapi::rpc_error("ListSandboxes", st));
+  // On stderr: a script reading the list on stdout is not handed a line that is no sandbox.
+  if (resp.truncated())
+    fprintf(stderr, "agentcage: %d of %u sandboxes listed, newest first (--limit, or the daemon's 3 MiB reply bound)\n",
+            resp.sandboxes_size(), resp.total());
   if (a.format == cli::OutputFormat::json) {
     for (const auto& s : resp.sandboxes()) printf("%s\n", to_json(s).c_str());
     return 0;

@@ -54,6 +54,27 @@ struct {
 } ac_config_map SEC(".maps") __weak;
 
 /*
+ * Repeated identical failures (abi.h, AC_FOLD_WINDOW_NS). A plain hash, not an LRU: an
+ * eviction would lose a count silently; full, a failure is simply recorded unfolded.
+ * User space deletes the entries idle past the window, so it holds the recent ones only.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ac_fold_key);
+	__type(value, struct ac_fold_value);
+} ac_fold SEC(".maps") __weak;
+
+/* Records refused to keep the ring's reserve, per sandbox key (0: host mode); user
+ * space takes the counts (lookup and delete) and records them in-band as Loss events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4097);
+	__type(key, __u64);
+	__type(value, __u64);
+} ac_shed SEC(".maps") __weak;
+
+/*
  * A page of zeroes that nothing writes. clang cannot inline a memset of a whole record
  * (over ~512 bytes it needs a libcall BPF lacks), so records are zeroed by one
  * bpf_probe_read_kernel() from here.
@@ -206,10 +227,33 @@ static __always_inline void ac_fill_header_btf(struct ac_event_header *hdr, stru
 }
 
 /*
+ * What the ring keeps room for under a flood. A record of a class may be queued only
+ * while the ring holds less than the class's share, so a loop of cheap actions cannot
+ * fill it and lose the records that matter: file and failed-syscall records (what a
+ * loop makes at the highest rate) stop at three quarters, network records at seven
+ * eighths, and process records (exec, fork, exit: bounded by the sandbox's pids limit)
+ * may use it all. What a share refuses is counted per sandbox (ac_shed) and reported
+ * in-band; identical file failures are folded before they get here (file.bpf.h).
+ */
+enum ac_class { AC_CLASS_BULK = 0, AC_CLASS_NET = 1, AC_CLASS_PROCESS = 2 };
+
+static __always_inline void ac_shed_inc(__u64 sandbox)
+{
+	__u64 one = 1, *v = bpf_map_lookup_elem(&ac_shed, &sandbox);
+
+	ac_stat_inc(AC_STAT_SHED);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	else if (bpf_map_update_elem(&ac_shed, &sandbox, &one, BPF_NOEXIST) != 0 &&
+		 (v = bpf_map_lookup_elem(&ac_shed, &sandbox)))
+		__sync_fetch_and_add(v, 1); /* another CPU created it first */
+}
+
+/*
  * Reserve a zeroed record: every byte that reaches user space, padding included, is
  * either written by us or zero. size must be a constant <= AC_ZERO_BYTES.
  */
-static __always_inline void *ac_reserve(__u64 size)
+static __always_inline void *ac_reserve_class(__u64 size, __u32 cls, __u64 sandbox)
 {
 	__u32 zero = 0;
 	struct ac_zero_page *zp = bpf_map_lookup_elem(&ac_zero, &zero);
@@ -217,6 +261,15 @@ static __always_inline void *ac_reserve(__u64 size)
 
 	if (!zp)
 		return 0;
+	if (cls != AC_CLASS_PROCESS) {
+		__u64 ring = bpf_ringbuf_query(&ac_events, BPF_RB_RING_SIZE);
+		__u64 queued = bpf_ringbuf_query(&ac_events, BPF_RB_AVAIL_DATA);
+		__u64 share = cls == AC_CLASS_NET ? ring - ring / 8 : ring - ring / 4;
+		if (queued + size > share) {
+			ac_shed_inc(sandbox);
+			return 0;
+		}
+	}
 	rec = bpf_ringbuf_reserve(&ac_events, size, 0);
 	if (!rec) {
 		ac_stat_inc(AC_STAT_RINGBUF_FULL);
@@ -224,6 +277,11 @@ static __always_inline void *ac_reserve(__u64 size)
 	}
 	bpf_probe_read_kernel(rec, size, zp->bytes);
 	return rec;
+}
+
+static __always_inline void *ac_reserve(__u64 size)
+{
+	return ac_reserve_class(size, AC_CLASS_PROCESS, 0);
 }
 
 /*
@@ -234,20 +292,35 @@ static __always_inline void *ac_reserve(__u64 size)
  * measured as 15% of all CPU at 100k records/s. Missing a wakeup is harmless: the reader
  * polls level-triggered and on a timeout.
  */
-static __always_inline void ac_submit(void *rec)
+static __always_inline __u64 ac_wake_flags(void *rec)
 {
 	struct ac_config *cfg = ac_config();
-	__u64 flags = 0;
 
-	if (cfg && cfg->wakeup_bytes) {
-		__u64 thr = cfg->wakeup_bytes;
-		__u64 after = bpf_ringbuf_query(&ac_events, BPF_RB_AVAIL_DATA);
-		__u64 size = ((struct ac_event_header *)rec)->size + 8; /* + ring record header */
-		__u64 before = after > size ? after - size : 0;
-		flags = after / thr != before / thr ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	}
+	if (!cfg || !cfg->wakeup_bytes)
+		return 0;
+	__u64 thr = cfg->wakeup_bytes;
+	__u64 after = bpf_ringbuf_query(&ac_events, BPF_RB_AVAIL_DATA);
+	__u64 size = ((struct ac_event_header *)rec)->size + 8; /* + ring record header */
+	__u64 before = after > size ? after - size : 0;
+	return after / thr != before / thr ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void ac_submit(void *rec)
+{
+	__u64 flags = ac_wake_flags(rec);
+
 	ac_stat_inc(AC_STAT_EVENTS);
 	bpf_ringbuf_submit(rec, flags);
+}
+
+/*
+ * A discarded record keeps its ring space until the reader walks past it, so discards
+ * wake the reader at the same thresholds as records: a loop of folded failures must not
+ * fill the ring with nothing and shed what follows.
+ */
+static __always_inline void ac_discard(void *rec)
+{
+	bpf_ringbuf_discard(rec, ac_wake_flags(rec));
 }
 
 #endif /* AGENTCAGE_COMMON_BPF_H */

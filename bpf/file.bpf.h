@@ -188,7 +188,65 @@ static __always_inline void ac_file_fill(struct ac_file_event *f, char *path2, _
 		f->path2_len = ac_user_str(path2, AC_PATH_MAX, path2_ptr, &flags, AC_F_PATH2_TRUNCATED);
 
 	ac_fill_header_btf(&f->hdr, task, type, size, sandbox, flags);
-	ac_submit(f);
+}
+
+/*
+ * Fold a failure that repeats (abi.h, ac_fold): returns 1 when this record is counted
+ * instead of sent. Only what names the same attempt folds: a path that is absolute or
+ * relative to the cwd (a dirfd can be re-pointed between two calls, so dirfd-relative
+ * paths never fold), complete (not truncated, no read fault). The hash covers the op,
+ * flags, mode, dirfd, the thread's start time, every path byte, and the task's cwd and
+ * root (a relative path or a chroot names another file after chdir/chroot), keyed by a
+ * secret seed (random at first load, kept across daemon restarts) so an agent cannot
+ * craft a second path that passes for the first.
+ */
+static __always_inline int ac_file_fold(struct ac_file_event *f, struct task_struct *task)
+{
+	struct ac_config *cfg = ac_config();
+	__u32 len = f->path_len;
+
+	if (!cfg || f->result >= 0 || len < 2 || len > AC_PATH_MAX ||
+	    (f->hdr.flags & (AC_F_PATH_TRUNCATED | AC_F_READ_FAULT)) ||
+	    (f->path[0] != '/' && f->dirfd != AC_AT_FDCWD))
+		return 0;
+	__u64 h = cfg->fold_seed ^ ((__u64)f->op << 32 | f->open_flags);
+	h = (h ^ ((__u64)f->mode << 32 | (__u32)f->dirfd)) * 0x9e3779b97f4a7c15ull;
+	/* The thread's start: a tid reused by a new thread is another key, never its count. */
+	h ^= BPF_CORE_READ(task, start_time);
+	/* Read as numbers (probe reads): the verifier allows no arithmetic on the pointers. */
+	h ^= (__u64)BPF_CORE_READ(task, fs, pwd.dentry) ^ ((__u64)BPF_CORE_READ(task, fs, pwd.mnt) << 1);
+	h = (h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull;
+	h ^= (__u64)BPF_CORE_READ(task, fs, root.dentry) ^ ((__u64)BPF_CORE_READ(task, fs, root.mnt) << 1);
+	for (__u32 i = 0; i < AC_PATH_MAX / 8; i++) {
+		if (i * 8 >= len)
+			break;
+		h = (h ^ *(__u64 *)&f->path[i * 8]) * 0x9e3779b97f4a7c15ull;
+		h ^= h >> 31;
+	}
+	h ^= len;
+
+	struct ac_fold_key key = {.tid = f->hdr.tid, .result = f->result, .nr = f->nr, .hash = h};
+	__u64 now = f->hdr.ktime_ns;
+	struct ac_fold_value *v = bpf_map_lookup_elem(&ac_fold, &key);
+	if (v && now - v->emit_ns < AC_FOLD_WINDOW_NS) {
+		v->count += 1;
+		v->last_ns = now;
+		ac_stat_inc(AC_STAT_FOLDED);
+		return 1;
+	}
+	if (v) {
+		f->repeats = v->count > 0xffffffffull ? 0xffffffffu : (__u32)v->count;
+		v->emit_ns = now;
+		v->last_ns = now;
+		v->count = 0;
+	} else {
+		struct ac_fold_value nv = {.emit_ns = now, .last_ns = now};
+		if (bpf_map_update_elem(&ac_fold, &key, &nv, BPF_NOEXIST) != 0)
+			return 0; /* full (or a race on a new key): recorded unfolded */
+	}
+	f->fold_hash = h;
+	f->hdr.flags |= AC_F_FOLDED;
+	return 0;
 }
 
 /* Records the file syscall described by `d`. Only called for tracked tasks. */
@@ -199,13 +257,20 @@ static __always_inline void ac_file_exit(struct task_struct *task, long nr, __u3
 
 	/* bpf_ringbuf_reserve needs a constant size: one reservation per layout. */
 	if (ac_is_two_path(op)) {
-		struct ac_file2_event *f2 = ac_reserve(sizeof(*f2));
-		if (f2)
+		struct ac_file2_event *f2 = ac_reserve_class(sizeof(*f2), AC_CLASS_BULK, sandbox);
+		if (f2) {
 			ac_file_fill(&f2->f, f2->path2, AC_EV_FILE2, sizeof(*f2), task, nr, d, a, ret, sandbox, flags);
+			ac_submit(f2);
+		}
 	} else {
-		struct ac_file_event *f = ac_reserve(sizeof(*f));
-		if (f)
-			ac_file_fill(f, 0, AC_EV_FILE, sizeof(*f), task, nr, d, a, ret, sandbox, flags);
+		struct ac_file_event *f = ac_reserve_class(sizeof(*f), AC_CLASS_BULK, sandbox);
+		if (!f)
+			return;
+		ac_file_fill(f, 0, AC_EV_FILE, sizeof(*f), task, nr, d, a, ret, sandbox, flags);
+		if (ac_file_fold(f, task))
+			ac_discard(f);
+		else
+			ac_submit(f);
 	}
 }
 

@@ -54,8 +54,8 @@ static __always_inline int ac_lsm_check(struct file *file, __u32 hook, __u32 wan
 	if (!rule || !(rule->deny & want))
 		return 0;
 
-	/* Deny even if the record cannot be queued: the loss is counted (ringbuf_full). */
-	struct ac_lsm_deny_event *ev = ac_reserve(sizeof(*ev));
+	/* Deny even if the record cannot be queued: the loss is counted (ringbuf_full, shed). */
+	struct ac_lsm_deny_event *ev = ac_reserve_class(sizeof(*ev), AC_CLASS_BULK, sandbox);
 	if (!ev)
 		return -AC_EACCES;
 	ev->hook = hook;

@@ -187,7 +187,7 @@ static __always_inline void ac_net_emit(struct task_struct *task, __u64 sandbox,
 					__u8 reason, const struct ac_net_sandbox *pol,
 					const struct ac_net_unix_key *ukey, __u16 ulen)
 {
-	struct ac_net_event *ev = ac_reserve(sizeof(*ev));
+	struct ac_net_event *ev = ac_reserve_class(sizeof(*ev), AC_CLASS_NET, sandbox);
 
 	if (!ev)
 		return;

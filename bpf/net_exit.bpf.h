@@ -106,7 +106,7 @@ static __always_inline void ac_net_accepted(struct task_struct *task, long fd, _
 	if (family != AF_INET && family != AF_INET6)
 		return;
 
-	struct ac_net_event *ev = ac_reserve(sizeof(*ev));
+	struct ac_net_event *ev = ac_reserve_class(sizeof(*ev), AC_CLASS_NET, sandbox);
 	if (!ev)
 		return;
 	ac_fill_header_btf(&ev->hdr, task, AC_EV_NET, sizeof(*ev), sandbox, hflags);

@@ -68,7 +68,7 @@ static __always_inline void ac_syscall_args(struct pt_regs *regs, __u64 *a)
 static __always_inline void ac_emit_denied(struct task_struct *task, long nr, long ret, const __u64 *a,
 					   __u64 sandbox, __u32 flags)
 {
-	struct ac_syscall_event *ev = ac_reserve(sizeof(*ev));
+	struct ac_syscall_event *ev = ac_reserve_class(sizeof(*ev), AC_CLASS_BULK, sandbox);
 	if (!ev)
 		return;
 	ev->nr = nr;
@@ -87,7 +87,7 @@ static __always_inline void ac_emit_denied(struct task_struct *task, long nr, lo
 static __always_inline void ac_emit_exec_failed(struct task_struct *task, long nr, long ret, const __u64 *a,
 						__u64 sandbox, __u32 flags)
 {
-	struct ac_exec_failed_event *ev = ac_reserve(sizeof(*ev));
+	struct ac_exec_failed_event *ev = ac_reserve_class(sizeof(*ev), AC_CLASS_BULK, sandbox);
 	if (!ev)
 		return;
 	__u64 filename = nr == AC_NR_execve ? a[0] : a[1];

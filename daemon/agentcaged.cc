@@ -80,6 +80,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-store", no_store, "Keep no audit store (live subscribers only; nothing to stream)");
   app.add_option("--audit-max-bytes", max_bytes, "Store retention: size limit in bytes (0: none)");
+  app.add_option("--store-sandbox-budget", opts.store_sandbox_budget,
+                 "Store bytes one sandbox's events may take before its file and failed-syscall events are "
+                 "counted (store_budget Loss) instead of stored; violations, execs, exits and network are "
+                 "always stored (0: no budget)")
+      ->capture_default_str();
   app.add_option("--audit-max-age", max_age_s, "Store retention: age limit in seconds (0: none)");
   app.add_option("--audit-endpoint", audit.endpoint, "Stream violations to this audit collector (HOST:PORT)");
   app.add_flag("--audit-insecure", audit.insecure, "Plaintext to the collector, no TLS (trusted networks only)");

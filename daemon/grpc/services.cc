@@ -51,8 +51,10 @@ std::optional<core::Peer> caller(grpc::CallbackServerContext* ctx, PeerTable& pe
 // A process inside a sandbox may change no sandbox, whatever its uid: an agent must not
 // be able to widen or end its own confinement through the daemon.
 grpc::Status may_change(const core::Peer& p) {
-  if (core::SandboxRegistry::pid_in_sandbox(p.pid))
-    return {StatusCode::PERMISSION_DENIED, "callers inside a sandbox may not create or change sandboxes"};
+  if (!core::SandboxRegistry::may_change(p))
+    return {StatusCode::PERMISSION_DENIED,
+            "callers inside a sandbox (or whose connecting process was gone when the connection was accepted) may "
+            "not create or change sandboxes"};
   return grpc::Status::OK;
 }
 
@@ -242,12 +244,31 @@ grpc::ServerUnaryReactor* ControlService::ListSandboxes(grpc::CallbackServerCont
   grpc::Status st;
   auto p = caller(ctx, peers_, &st);
   if (!p) return done(ctx, st);
+  constexpr uint32_t kDefaultLimit = 1000, kMaxLimit = 10000;
+  constexpr size_t kMaxReplyBytes = 3u << 20;
+  if (req->limit() > kMaxLimit)
+    return done(ctx, {StatusCode::INVALID_ARGUMENT,
+                      "limit: at most " + std::to_string(kMaxLimit) + ", got " + std::to_string(req->limit())});
+  const uint32_t limit = req->limit() ? req->limit() : kDefaultLimit;
   auto uid = p->root() ? std::nullopt : std::optional<uid_t>(p->uid);
   auto list = d_.registry().list(uid, req->all());
   // --all: also what ended before this daemon started, from the store's records.
   if (req->all())
     for (auto& s : d_.recorded_sandboxes(uid)) list.push_back(std::move(s));
-  for (auto& s : list) *resp->add_sandboxes() = std::move(s);
+  // Newest first, so what is cut is the oldest.
+  std::stable_sort(list.begin(), list.end(),
+                   [](const v1::Sandbox& a, const v1::Sandbox& b) { return a.created_ns() > b.created_ns(); });
+  resp->set_total(static_cast<uint32_t>(list.size()));
+  size_t bytes = 0;
+  for (auto& s : list) {
+    size_t n = s.ByteSizeLong() + 8;  // + the field's tag and length
+    if (static_cast<uint32_t>(resp->sandboxes_size()) >= limit || bytes + n > kMaxReplyBytes) {
+      resp->set_truncated(true);
+      break;
+    }
+    bytes += n;
+    *resp->add_sandboxes() = std::move(s);
+  }
   return done(ctx, grpc::Status::OK);
 }
 

@@ -112,7 +112,8 @@ void UdsServer::accept_loop() {
       ucred cred{};
       socklen_t clen = sizeof cred;
       if (conn && ::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
-        on_launch_(std::move(conn), core::Peer{cred.pid, cred.uid, cred.gid});
+        on_launch_(std::move(conn),
+                   core::Peer{cred.pid, cred.uid, cred.gid, core::SandboxRegistry::sandboxed_at_accept(cred.pid)});
     }
     if (!(fds[0].revents & POLLIN)) continue;
     int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
@@ -123,8 +124,9 @@ void UdsServer::accept_loop() {
       ::close(fd);
       continue;
     }
-    // Recorded before gRPC sees the fd, so no call can arrive without credentials.
-    peers_->set(fd, core::Peer{cred.pid, cred.uid, cred.gid});
+    // Recorded before gRPC sees the fd, so no call can arrive without credentials; the
+    // sandbox question is answered now, while the connecting process must still be there.
+    peers_->set(fd, core::Peer{cred.pid, cred.uid, cred.gid, core::SandboxRegistry::sandboxed_at_accept(cred.pid)});
     int flags = ::fcntl(fd, F_GETFL);
     ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     grpc::AddInsecureChannelFromFd(server_.get(), fd);

@@ -16,6 +16,7 @@
 #include <functional>
 #include <future>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "agentcage/v1/control.grpc.pb.h"
@@ -481,6 +482,52 @@ TEST_F(Daemon, ProcessTreeOfASandbox) {
 namespace agentcage {
 namespace {
 
+// Issue 11 item 5: "callers inside a sandbox change nothing" is decided when the
+// connection is accepted. A sandboxed process whose child connected and exited (so the
+// connection's pid names nothing when the call comes) is still refused, on every path:
+// a sandbox through agentcaged for root and for nobody, and an in-process one; no sandbox
+// is created.
+TEST_F(Daemon, AConnectionLaunderedThroughAnExitedChildChangesNothing) {
+  testing::make_reachable(PEER_PROBE_BIN);
+  for (int path = 0; path < 3; ++path) {
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
+    if (path == 2) argv.push_back("--no-daemon");
+    else argv.insert(argv.end(), {"--socket", sock_});
+    argv.insert(argv.end(), {"--", PEER_PROBE_BIN, sock_});
+    auto r = path == 1 ? run_as_nobody(argv) : run(argv);
+    EXPECT_EQ(r.status, 0) << path << ": " << r.out << r.err;
+    EXPECT_NE(r.out.find("refused 7: callers inside a sandbox"), std::string::npos) << path << ": " << r.out << r.err;
+  }
+  auto ps = run({AGENTCAGE_BIN, "ps", "--all", "--socket", sock_});
+  EXPECT_EQ(ps.out.find("laundered"), std::string::npos) << ps.out;
+}
+
+// Issue 11 item 5: one user's many long command lines cannot make `ps --all` fail (a
+// reply over the client's 4 MiB limit did): the reply is bounded (3 MiB, --limit), newest
+// first, and says on stderr what it left out.
+TEST_F(Daemon, PsAllStaysBoundedWhateverTheSandboxesCommandLines) {
+  const std::string big(120 * 1024, 'x');  // under the kernel's 128 KiB per argument
+  const int n = 28;                         // 28 x 120 KiB: over 3 MiB
+  for (int i = 0; i < n; ++i) {
+    auto r = run_as_nobody({AGENTCAGE_BIN, "run", "--socket", sock_, "--", "true", std::to_string(i), big});
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  auto all = run_as_nobody({AGENTCAGE_BIN, "ps", "--all", "-o", "json", "--socket", sock_});
+  ASSERT_EQ(all.status, 0) << all.err.substr(0, 2000);
+  size_t listed = testing::lines(all.out).size();
+  EXPECT_GT(listed, 0u);
+  EXPECT_LT(listed, static_cast<size_t>(n)) << "the reply was not bounded";
+  EXPECT_NE(all.err.find(std::to_string(listed) + " of " + std::to_string(n) + " sandboxes listed"), std::string::npos)
+      << all.err;
+  auto two = run_as_nobody({AGENTCAGE_BIN, "ps", "--all", "--limit", "2", "--socket", sock_});
+  ASSERT_EQ(two.status, 0) << two.err;
+  EXPECT_EQ(testing::lines(two.out).size(), 3u) << "a header and two sandboxes";
+  // Newest first: the last two runs.
+  EXPECT_NE(two.out.find("true " + std::to_string(n - 1) + " xxx"), std::string::npos);
+  EXPECT_NE(two.out.find("true " + std::to_string(n - 2) + " xxx"), std::string::npos);
+  EXPECT_NE(two.err.find("2 of " + std::to_string(n) + " sandboxes listed"), std::string::npos) << two.err;
+}
+
 // ReloadProfiles re-resolves every profile on the search path (nothing is cached; it is
 // the daemon's check of what the next sandbox would load) and is root's only.
 TEST_F(Daemon, ReloadProfilesResolvesTheSearchPath) {
@@ -929,6 +976,107 @@ TEST_F(DaemonProfile, GitConfigChangesThatRunCodeAreReportedOnEveryPath) {
     EXPECT_EQ(read_all(cfg), "[core]\n\tbare = false\n\tpager = less\n") << path;
     EXPECT_EQ(r.err.find("git-config"), std::string::npos) << path << ": " << r.err;
   }
+}
+
+// Issue 11 item 7: an agent failing the same denied open in a loop cannot flood the
+// record: the kernel folds the repeats, and the violations that reach the operator (on
+// stderr) and the daemon's store add up, with their counts, to every attempt; ten
+// different denied opens in the middle of the loop each keep a violation of their own.
+// On every path.
+TEST_F(DaemonProfile, ALoopOfDeniedOpensIsFoldedIntoCountedViolationsOnEveryPath) {
+  // World-readable on the host, outside the default profile's view: each open is a
+  // mount-mask violation.
+  const std::string hidden = "/srv/agentcage-fold-" + std::to_string(getpid());
+  for (int k = -1; k < 10; ++k) {
+    std::string p = k < 0 ? hidden : hidden + "-" + std::to_string(k);
+    { std::ofstream(p) << "secret\n"; }
+    chmod(p.c_str(), 0644);
+  }
+  const uint64_t n = 100000;
+  const std::string py = ws_ + "/flood.py";
+  {
+    std::ofstream(py) << "import os\nn = " << n << "\nfor i in range(n):\n"
+                      << "    try: os.open('" << hidden << "', 0)\n    except OSError: pass\n"
+                      << "    if i % (n // 10) == n // 20:\n"
+                      << "        try: os.open('" << hidden << "-%d' % (i // (n // 10)), 0)\n"
+                      << "        except OSError: pass\n";
+  }
+  chmod(py.c_str(), 0644);
+  // What the violations of one run (text lines) or of the store (JSON) add up to: the
+  // attempts on the looped path, and the violations of each other path.
+  auto tally = [&](const std::string& text, uint64_t* attempts, std::map<std::string, int>* others) {
+    const std::string more = ", and ";
+    for (const auto& l : testing::lines(text)) {
+      if (l.find("mount-mask") == std::string::npos) continue;
+      size_t at = l.find(hidden);
+      if (at == std::string::npos) continue;
+      std::string rest = l.substr(at + hidden.size());
+      if (rest[0] == '-') {
+        ++(*others)[rest.substr(0, 2)];
+        continue;
+      }
+      size_t m = l.find(more);
+      *attempts += 1 + (m == std::string::npos ? 0 : std::stoull(l.substr(m + more.size())));
+    }
+  };
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path_name(path);
+    auto r = run_on_path(path, "default", "python3 " + py + "; echo rc=$?");
+    EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
+    EXPECT_NE(r.out.find("rc=0"), std::string::npos) << name << ": " << r.out << r.err;
+    uint64_t attempts = 0;
+    std::map<std::string, int> others;
+    tally(r.err, &attempts, &others);
+    EXPECT_EQ(attempts, n) << name << ": " << r.err.substr(0, 4000);
+    EXPECT_EQ(others.size(), 10u) << name << ": " << r.err.substr(0, 4000);
+    for (const auto& [o, c] : others) EXPECT_EQ(c, 1) << name << ": " << o;
+    EXPECT_EQ(r.err.find("events lost"), std::string::npos) << name << ": " << r.err.substr(0, 4000);
+    EXPECT_LT(testing::lines(r.err).size(), 200u) << name << ": the loop was not folded";
+  }
+  // The daemon's two runs, in its store, add up the same way.
+  uint64_t stored = 0;
+  std::map<std::string, int> others;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        stored = 0;
+        others.clear();
+        tally(run({AGENTCAGE_BIN, "events", "--violations", "-o", "text", "--socket", sock_}).out, &stored, &others);
+        return stored >= 2 * n;
+      },
+      std::chrono::seconds(10)))
+      << stored << log();
+  EXPECT_EQ(stored, 2 * n);
+  EXPECT_EQ(others.size(), 10u);
+  for (const auto& [o, c] : others) EXPECT_EQ(c, 2) << o;
+  for (int k = -1; k < 10; ++k) unlink((k < 0 ? hidden : hidden + "-" + std::to_string(k)).c_str());
+}
+
+// Issue 11 item 6: a read of a file the view hides, spelt through a chain of symlinks
+// in the workspace or through a link and "..", is a violation naming where the links led,
+// on every path; the file's content never shows.
+TEST_F(DaemonProfile, ADeniedReadThroughSymlinksIsAViolationOnEveryPath) {
+  const std::string dir = "/srv/agentcage-links-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dir + "/sub").c_str(), 0755), 0);
+  { std::ofstream(dir + "/secret") << "link-secret\n"; }
+  chmod((dir + "/secret").c_str(), 0644);
+  ASSERT_EQ(chmod(ws_.c_str(), 0777), 0);  // root's sandboxes hold no CAP_DAC_OVERRIDE
+  const std::string script = "cd " + ws_ + " && rm -f a b d && ln -s " + dir + "/secret a && ln -s a b && ln -s " +
+                             dir + "/sub d; cat " + ws_ + "/b; echo chain=$?; cat " + ws_ +
+                             "/d/../secret; echo dotdot=$?";
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path_name(path);
+    auto r = run_on_path(path, "default", script);
+    EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
+    EXPECT_EQ(r.out.find("link-secret"), std::string::npos) << name << ": " << r.out;
+    EXPECT_NE(r.out.find("chain=1"), std::string::npos) << name << ": " << r.out << r.err;
+    EXPECT_NE(r.out.find("dotdot=1"), std::string::npos) << name << ": " << r.out << r.err;
+    EXPECT_NE(r.err.find("open " + ws_ + "/b (" + dir + "/secret) (mount-mask"), std::string::npos)
+        << name << ": " << r.err;
+    EXPECT_NE(r.err.find("open " + ws_ + "/d/../secret (" + dir + "/secret) (mount-mask"), std::string::npos)
+        << name << ": " << r.err;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 class DaemonNet : public Daemon {

@@ -6,6 +6,10 @@
  *
  *   monitor_helper scenario DIR   the full scenario below, in DIR (prepared by the test)
  *   monitor_helper flood N PATH   N x open+close of PATH, as fast as possible
+ *   monitor_helper failflood N PATH OTHER
+ *                                 N failed opens of PATH; OTHER0..OTHER9 once each among them
+ *   monitor_helper distinct N PREFIX M
+ *                                 N failed opens of PREFIX0..PREFIX<N-1>, then M x fork+exec true
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -138,12 +142,55 @@ static int flood(long n, const char *path)
 	return 0;
 }
 
+static int failflood(long n, const char *path, const char *other)
+{
+	long step = n / 10 > 0 ? n / 10 : 1;
+	char buf[4096];
+
+	for (long i = 0; i < n; i++) {
+		if (open(path, O_RDONLY) >= 0)
+			return 3; /* must fail */
+		if (i % step == step / 2 && i / step < 10) {
+			snprintf(buf, sizeof buf, "%s%ld", other, i / step);
+			if (open(buf, O_RDONLY) >= 0)
+				return 3;
+		}
+	}
+	return 0;
+}
+
+static int distinct(long n, const char *prefix, long m)
+{
+	char buf[4096];
+
+	for (long i = 0; i < n; i++) {
+		snprintf(buf, sizeof buf, "%s%ld", prefix, i);
+		if (open(buf, O_RDONLY) >= 0)
+			return 3;
+	}
+	for (long i = 0; i < m; i++) {
+		pid_t p = fork();
+		if (p == 0) {
+			execl("/bin/true", "true", (char *)0);
+			_exit(127);
+		}
+		int st;
+		if (p < 0 || waitpid(p, &st, 0) != p || st != 0)
+			return 4;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "scenario"))
 		return scenario(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "flood"))
 		return flood(atol(argv[2]), argv[3]);
-	fprintf(stderr, "usage: monitor_helper scenario DIR | flood N PATH\n");
+	if (argc == 5 && !strcmp(argv[1], "failflood"))
+		return failflood(atol(argv[2]), argv[3], argv[4]);
+	if (argc == 5 && !strcmp(argv[1], "distinct"))
+		return distinct(atol(argv[2]), argv[3], atol(argv[4]));
+	fprintf(stderr, "usage: monitor_helper scenario DIR | flood N PATH | failflood N PATH OTHER | distinct N PREFIX M\n");
 	return 2;
 }

@@ -6,6 +6,9 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "core/confine/confine.h"
 #include "core/confine/mount_mask.h"
 #include "core/confine/cgroup_limit.h"
@@ -214,6 +217,32 @@ TEST(Attribute, AForkRefusedWithEagainIsThePidsLimits) {
   }
   EXPECT_FALSE(attribute(d, op(SYS_read, EAGAIN)));      // not a process-creating call
   EXPECT_FALSE(attribute(decisions(), op(SYS_clone, EAGAIN)));  // no pids limit: RLIMIT_NPROC's, not ours
+}
+
+// Issue 11 item 6: a denied path spelt through symlinks is judged where the links lead:
+// a chain, a link then "..", links relative to their directory; a loop gives up (the
+// kernel refused it with ELOOP); a path without links is itself ("").
+TEST(Attribute, PhysicalPathFollowsLinksAsTheKernelDoes) {
+  char tmpl[] = "/tmp/agentcage-phys-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  for (const char* d : {"/ws", "/secret", "/secret/deep", "/secret/deep/sub"})
+    ASSERT_EQ(mkdir((root + d).c_str(), 0755), 0);
+  { std::ofstream(root + "/secret/file") << "x"; }
+  ASSERT_EQ(symlink("/secret/file", (root + "/ws/a").c_str()), 0);  // absolute: from the root
+  ASSERT_EQ(symlink("a", (root + "/ws/b").c_str()), 0);             // relative: from ws
+  ASSERT_EQ(symlink("/secret/deep/sub", (root + "/ws/d").c_str()), 0);
+  ASSERT_EQ(symlink("l2", (root + "/ws/l1").c_str()), 0);
+  ASSERT_EQ(symlink("l1", (root + "/ws/l2").c_str()), 0);
+  EXPECT_EQ(physical_path("/ws/b", root), "/secret/file");
+  EXPECT_EQ(physical_path("/ws/./b", root), "/secret/file");
+  EXPECT_EQ(physical_path("/ws/d/../file", root), "/secret/deep/file") << "\"..\" after a link leaves its target";
+  EXPECT_EQ(physical_path("/ws/d/../../file", root), "/secret/file");
+  EXPECT_EQ(physical_path("/ws/l1", root), "") << "a loop";
+  EXPECT_EQ(physical_path("/secret/file", root), "") << "no link: the path itself";
+  EXPECT_EQ(physical_path("/ws/missing/../x", root), "/ws/x") << "missing from a component on: as spelt";
+  EXPECT_EQ(physical_path("relative", root), "");
+  std::filesystem::remove_all(root);
 }
 
 TEST(MountMask, PathWithin) {

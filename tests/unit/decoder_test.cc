@@ -208,6 +208,29 @@ TEST(DecoderFile, FailedOpenCarriesErrnoName) {
   EXPECT_NE(to_text_line(*ev).find("= EACCES"), std::string::npos) << to_text_line(*ev);
 }
 
+// A folded failure carries its count; without the flag (or on a success) the field is
+// not trusted, whatever the record holds there.
+TEST(DecoderFile, AFoldedFailureCarriesItsRepeats) {
+  auto r = open_record();
+  r.hdr.flags = AC_F_FOLDED;
+  r.result = -2;
+  r.repeats = 99;
+  auto ev = decode_record(bytes(r), ctx());
+  ASSERT_TRUE(ev) << ev.error().message();
+  EXPECT_EQ(ev->file().repeats(), 99u);
+  EXPECT_NE(to_text_line(*ev).find("= ENOENT (and 99 more identical)"), std::string::npos) << to_text_line(*ev);
+  EXPECT_NE(to_json_line(*ev).find("\"repeats\":\"99\""), std::string::npos) << to_json_line(*ev);
+  r.hdr.flags = 0;
+  ev = decode_record(bytes(r), ctx());
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->file().repeats(), 0u);
+  r.hdr.flags = AC_F_FOLDED;
+  r.result = 3;
+  ev = decode_record(bytes(r), ctx());
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->file().repeats(), 0u);
+}
+
 TEST(DecoderFile, RenameHasBothPathsAndSetxattrItsName) {
   ac_file2_event r{};
   fill_header(r.f.hdr, AC_EV_FILE2, sizeof r);

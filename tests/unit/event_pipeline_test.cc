@@ -368,6 +368,75 @@ TEST(EventPipeline, AttributedViolationFollowsItsEventWithTheSameProcess) {
   EXPECT_EQ(out.events[2].process().comm(), "sh");
 }
 
+// Issue 11 item 7: a folded failure's record says how many identical ones it stands for,
+// and so does its violation; the kernel's count swept after the window comes back as that
+// failure again, violation included, with the count of what it stood for; a count whose
+// record this pipeline never saw, and records the ring's reserve refused, are Loss events.
+TEST(EventPipeline, FoldedFailuresComeBackWithTheirCountsAndSheddingIsALoss) {
+  auto proc = temp_dir();
+  fake_proc(proc, kLauncher, 1, 100, "agentcage", "/usr/bin/agentcage");
+  Records r;
+  r.add(exec_rec(600, kLauncher, 900 * kTick, "/bin/sh"));
+  auto ro = open_rec(600, kLauncher, 900 * kTick, "/usr/x", -EROFS);
+  ro.hdr.flags = AC_F_FOLDED;
+  ro.repeats = 41;
+  ro.fold_hash = 0x1234;
+  r.add(ro);
+  auto d = std::make_shared<ConfineDecisions>();
+  d->masks_enforced = true;
+  d->masks.private_view = true;
+  std::vector<v1::Event> evs;
+  PipelineOptions o;
+  o.ctx = DecodeContext{"node1", kBoot, 0};
+  o.proc_root = proc;
+  o.launcher = [](const std::string& id) { return id == kSandboxId ? LauncherInfo{kLauncher, {}} : LauncherInfo{}; };
+  o.attribution = [d](const std::string& id) {
+    return id == kSandboxId ? SandboxAttribution{d, false} : SandboxAttribution{};
+  };
+  o.loss_sandbox_id = "";
+  EventPipeline p(std::move(o), [&](const v1::Event& ev) { evs.push_back(ev); });
+  ASSERT_TRUE(p.seed());
+  for (const auto& rec : r.all()) p.handle(rec);
+  ASSERT_EQ(evs.size(), 3u);
+  EXPECT_EQ(evs[1].file().repeats(), 41u);
+  ASSERT_TRUE(evs[2].has_violation());
+  EXPECT_EQ(evs[2].violation().file().repeats(), 41u);
+  EXPECT_NE(evs[2].violation().what().find("/usr/x, and 41 more identical attempts"), std::string::npos)
+      << evs[2].violation().what();
+
+  ac_fold_key key{};
+  key.tid = 600;
+  key.result = -EROFS;
+  key.nr = 257;
+  key.hash = 0x1234;
+  ac_fold_value v{ro.hdr.ktime_ns, ro.hdr.ktime_ns + 5'000'000, 7};
+  p.folded(key, v);
+  ASSERT_EQ(evs.size(), 5u);
+  EXPECT_EQ(evs[3].file().path(), "/usr/x");
+  EXPECT_EQ(evs[3].file().repeats(), 6u) << "the last of the 7, standing for 6 more";
+  EXPECT_EQ(evs[3].ktime_ns(), v.last_ns);
+  EXPECT_EQ(evs[3].process().binary(), "/bin/sh");
+  ASSERT_TRUE(evs[4].has_violation());
+  EXPECT_EQ(evs[4].violation().file().repeats(), 6u);
+  // Swept once: the record is forgotten with it, so a second count is unmatched.
+  p.folded(key, v);
+  ASSERT_EQ(evs.size(), 6u);
+  ASSERT_TRUE(evs[5].has_loss());
+  EXPECT_EQ(evs[5].loss().reason(), "folded_unmatched");
+  EXPECT_EQ(evs[5].loss().count(), 7u);
+  // A record without AC_F_FOLDED is never matched.
+  key.hash = 0x999;
+  p.folded(key, v);
+  EXPECT_EQ(evs.back().loss().reason(), "folded_unmatched");
+
+  p.shed(kSandbox, 12);
+  ASSERT_TRUE(evs.back().has_loss());
+  EXPECT_EQ(evs.back().loss().reason(), "ringbuf_shed");
+  EXPECT_EQ(evs.back().loss().count(), 12u);
+  EXPECT_EQ(evs.back().sandbox_id(), kSandboxId) << "charged to the sandbox that shed it";
+  EXPECT_EQ(p.shed_lost(), 12u);
+}
+
 TEST(EventPipeline, UndecodableRecordsAndRingLossesBecomeLossEvents) {
   std::vector<v1::Event> evs;
   PipelineOptions o;

@@ -46,6 +46,75 @@ TEST(StoreWriter, StoresEverythingInOrder) {
   EXPECT_EQ(i, 5000);
 }
 
+// Issue 11 item 7: a sandbox flooding file events spends its store budget; after that
+// its file events are counted in store_budget Losses (placed before the next event that
+// matters, and at its close), and every violation, exec and closing record is stored.
+// Another sandbox is not charged. Nothing is unaccounted for.
+TEST(StoreWriter, ASandboxPastItsBudgetHasItsFloodCountedAndEverythingThatMattersStored) {
+  auto path = fresh("w-budget.db");
+  auto s = EventStore::open(path, {});
+  ASSERT_TRUE(s.has_value());
+  StoreWriter w(**s);
+  w.set_sandbox_budget(20000);
+  auto file = [](const std::string& sb, int i) {
+    v1::Event e;
+    e.set_sandbox_id(sb);
+    e.mutable_file()->set_op("open");
+    e.mutable_file()->set_path("/nonexistent/" + std::to_string(i));
+    e.mutable_file()->set_result(-2);
+    return e;
+  };
+  const int n = 5000;
+  int violations = 0;
+  for (int i = 0; i < n; ++i) {
+    w.submit(file("aaaaaaaaaaaaaaaa", i));
+    if (i % 100 == 0) {
+      v1::Event v;
+      v.set_sandbox_id("aaaaaaaaaaaaaaaa");
+      v.mutable_violation()->set_mechanism("landlock");
+      v.mutable_violation()->set_what("open /secret/" + std::to_string(i));
+      ASSERT_TRUE(w.submit(v));
+      ++violations;
+    }
+    if (i % 1000 == 0) {
+      auto x = exec_event(i);
+      x.set_sandbox_id("aaaaaaaaaaaaaaaa");
+      ASSERT_TRUE(w.submit(x));
+    }
+  }
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(w.submit(file("bbbbbbbbbbbbbbbb", i))) << "another sandbox is not charged";
+  v1::Event close;
+  close.set_sandbox_id("aaaaaaaaaaaaaaaa");
+  close.mutable_sandbox()->set_phase("closed");
+  ASSERT_TRUE(w.submit(close));
+  w.flush();
+  EXPECT_GT(w.stats().over_budget, 0u);
+  uint64_t stored_files = 0, counted = 0, other = 0;
+  int stored_violations = 0, execs = 0;
+  bool closed = false, counted_after_close = false;
+  ASSERT_TRUE((*s)->query({}, [&](const v1::Event& e) {
+                  if (e.has_sandbox()) closed = true;
+                  if (e.has_loss() && closed) counted_after_close = true;
+                  if (e.sandbox_id() == "bbbbbbbbbbbbbbbb") ++other;
+                  if (e.sandbox_id() != "aaaaaaaaaaaaaaaa") return true;
+                  if (e.has_file()) ++stored_files;
+                  if (e.has_violation()) ++stored_violations;
+                  if (e.has_exec()) ++execs;
+                  if (e.has_loss()) {
+                    EXPECT_EQ(e.loss().reason(), "store_budget");
+                    EXPECT_NE(e.loss().where().find("20000 bytes"), std::string::npos) << e.loss().where();
+                    counted += e.loss().count();
+                  }
+                  return true;
+                }).has_value());
+  EXPECT_LT(stored_files, static_cast<uint64_t>(n) / 2) << "the budget did not hold";
+  EXPECT_EQ(stored_files + counted, static_cast<uint64_t>(n)) << "file events unaccounted for";
+  EXPECT_EQ(stored_violations, violations);
+  EXPECT_EQ(execs, 5);
+  EXPECT_EQ(other, 50u);
+  EXPECT_FALSE(counted_after_close) << "the count goes before the sandbox's closing record";
+}
+
 TEST(StoreWriter, FullQueueBecomesALossEvent) {
   auto path = fresh("w2.db");
   auto s = EventStore::open(path, {});  // durable: slow enough for the queue to fill

@@ -14,7 +14,7 @@
 #include <linux/types.h>
 #endif
 
-#define AC_ABI_VERSION 2
+#define AC_ABI_VERSION 3
 
 #define AC_TASK_COMM_LEN 16
 #define AC_FILENAME_MAX 256 /* bytes: exec filename as given to execve */
@@ -68,6 +68,7 @@ enum ac_event_flags {
 	AC_F_PATH_RESOLVED = 1u << 5,      /* file path walked in the kernel from a struct file */
 	AC_F_PATH2_TRUNCATED = 1u << 6,    /* the second path did not fit */
 	AC_F_EXE_TRUNCATED = 1u << 7,      /* exec: exe or cwd walk truncated */
+	AC_F_FOLDED = 1u << 8,             /* file failure with an ac_fold entry: identical ones are counted there */
 };
 
 /* Every record starts with this header. 64 bytes. */
@@ -140,6 +141,11 @@ struct ac_file_event {
 	__s32 dirfd;          /* *at() calls: dirfd as given (AT_FDCWD = -100); fd for f*() calls */
 	__u32 path_len;       /* bytes in path incl. NUL */
 	__u32 path2_len;      /* bytes in path2 incl. NUL (FILE2 only) */
+	/* Added in ABI 3 (AC_F_FOLDED records): identical failures of this thread folded
+	 * since its previous record of them, and the ac_fold key's hash. */
+	__u32 repeats;
+	__u32 _pad0;
+	__u64 fold_hash;
 	char path[AC_PATH_MAX];
 };
 
@@ -408,6 +414,8 @@ enum ac_stat {
 	AC_STAT_TASK_MAP_FULL,   /* ac_tasks full: a child could not be tracked */
 	AC_STAT_NET_DENIED,      /* network actions denied by policy */
 	AC_STAT_NET_KILL_FAILED, /* bpf_send_signal failed for a kill action */
+	AC_STAT_SHED,            /* a record refused to keep the ring's reserve (ac_shed counts per sandbox) */
+	AC_STAT_FOLDED,          /* identical failures counted in ac_fold instead of recorded */
 	AC_STAT_MAX,
 };
 
@@ -418,6 +426,29 @@ struct ac_config {
 	__u32 wakeup_bytes; /* bytes: wake the reader only once this much is queued;
 	                     * 0 wakes it on every record. Batches reader wakeups. */
 	__u32 _pad0;
+	__u64 fold_seed;    /* random, kept across restarts: keys ac_fold's path hash */
+};
+
+/*
+ * Folding repeated failures (file.bpf.h). A failed file action whose thread failed the
+ * same way (same syscall, errno, flags, path bytes, directory and root) less than
+ * AC_FOLD_WINDOW_NS after its last record is counted in ac_fold, not recorded; the next
+ * record after the window carries the count (repeats), and user space sweeps the counts
+ * of entries idle past the window into an event (EventPipeline::folded). One key per
+ * thread: a thread's syscall exits never run concurrently, so the counts need no atomics.
+ */
+#define AC_FOLD_WINDOW_NS 1000000000ull
+struct ac_fold_key {
+	__u32 tid;
+	__s32 result; /* -errno */
+	__u32 nr;
+	__u32 _pad0;
+	__u64 hash;   /* keyed hash of op, flags, dirfd, path bytes, cwd and root (fold_seed) */
+};
+struct ac_fold_value {
+	__u64 emit_ns; /* boot ns of the last record for this key */
+	__u64 last_ns; /* boot ns of the last failure folded into count */
+	__u64 count;   /* failures folded since emit_ns */
 };
 
 /*
@@ -438,12 +469,14 @@ struct ac_config {
 AC_ABI_SIZE(ac_event_header, 64);
 AC_ABI_SIZE(ac_exec_event, 64 + 16 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX + 16 + 2 * AC_PATH_MAX + AC_FILENAME_MAX);
 AC_ABI_SIZE(ac_exec_failed_event, 64 + 32 + 16 + AC_FILENAME_MAX + AC_ARGV_MAX + AC_PATH_MAX);
-AC_ABI_SIZE(ac_file_event, 64 + 40 + AC_PATH_MAX);
-AC_ABI_SIZE(ac_file2_event, 64 + 40 + 2 * AC_PATH_MAX);
+AC_ABI_SIZE(ac_file_event, 64 + 56 + AC_PATH_MAX);
+AC_ABI_SIZE(ac_file2_event, 64 + 56 + 2 * AC_PATH_MAX);
+AC_ABI_SIZE(ac_fold_key, 24);
+AC_ABI_SIZE(ac_fold_value, 24);
 AC_ABI_SIZE(ac_syscall_event, 64 + 8 + 48);
 AC_ABI_SIZE(ac_fork_event, 64 + 8 + 16);
 AC_ABI_SIZE(ac_exit_event, 64 + 8 + 16);
-AC_ABI_SIZE(ac_config, 16);
+AC_ABI_SIZE(ac_config, 24);
 AC_ABI_SIZE(ac_net_event, 64 + 24 + 32 + AC_UNIX_PATH_MAX + 4 + AC_TASK_COMM_LEN);
 AC_ABI_SIZE(ac_net_rule_key, 28);
 AC_ABI_SIZE(ac_net_rule_value, 8 + 8 * AC_NET_MAX_PORT_RANGES);
@@ -485,8 +518,12 @@ AC_ABI_OFFSET(ac_exec_failed_event, cwd, 1392);
 AC_ABI_OFFSET(ac_file_event, op, 64);
 AC_ABI_OFFSET(ac_file_event, dirfd, 92);
 AC_ABI_OFFSET(ac_file_event, path_len, 96);
-AC_ABI_OFFSET(ac_file_event, path, 104);
-AC_ABI_OFFSET(ac_file2_event, path2, 616);
+AC_ABI_OFFSET(ac_file_event, repeats, 104);
+AC_ABI_OFFSET(ac_file_event, fold_hash, 112);
+AC_ABI_OFFSET(ac_file_event, path, 120);
+AC_ABI_OFFSET(ac_file2_event, path2, 632);
+AC_ABI_OFFSET(ac_fold_key, hash, 16);
+AC_ABI_OFFSET(ac_config, fold_seed, 16);
 AC_ABI_OFFSET(ac_syscall_event, nr, 64);
 AC_ABI_OFFSET(ac_syscall_event, args, 72);
 AC_ABI_OFFSET(ac_fork_event, child_start_ns, 64);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -57,6 +58,15 @@ v1::Event violation_from(const v1::Event& ev, const Violation& v, const std::str
   return out;
 }
 
+// Where the process's absolute paths start: its root while it lives (a sandbox's view),
+// else the host's ("").
+std::string process_root(const v1::Event& ev) {
+  uint32_t pid = ev.process().pid();
+  if (!pid) return {};
+  std::string r = fmt::format("/proc/{}/root", pid);
+  return ::access(r.c_str(), X_OK) == 0 ? r : std::string();
+}
+
 std::string read_link(const std::string& link) {
   char buf[4096];
   ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
@@ -64,6 +74,64 @@ std::string read_link(const std::string& link) {
 }
 
 }  // namespace
+
+std::string physical_path(const std::string& path, const std::string& root) {
+  if (path.empty() || path[0] != '/') return {};
+  // Bounds: the kernel's own (40 links, PATH_MAX), so an agent's loop of links costs
+  // the reader no more than it cost the kernel.
+  constexpr int kMaxLinks = 40;
+  constexpr size_t kMaxPath = 4096;
+  std::vector<std::string> todo;  // components left, last first
+  auto push = [&todo](const std::string& p) {
+    std::vector<std::string> parts;
+    size_t i = 0;
+    while (i <= p.size()) {
+      size_t j = p.find('/', i);
+      if (j == std::string::npos) j = p.size();
+      if (j > i) parts.push_back(p.substr(i, j - i));
+      i = j + 1;
+    }
+    todo.insert(todo.end(), parts.rbegin(), parts.rend());
+  };
+  push(path);
+  std::string out;  // "" is the root
+  int links = 0;
+  while (!todo.empty()) {
+    std::string c = std::move(todo.back());
+    todo.pop_back();
+    if (c == ".") continue;
+    if (c == "..") {
+      out.resize(out.rfind('/') == std::string::npos ? 0 : out.rfind('/'));
+      continue;
+    }
+    std::string next = out + "/" + c;
+    if (next.size() > kMaxPath) return {};
+    struct stat st;
+    if (::lstat((root + next).c_str(), &st) != 0) {
+      // Missing from here on: the rest is taken as spelt (what the kernel was asked).
+      out = next;
+      while (!todo.empty()) {
+        if (todo.back() != ".") out += "/" + todo.back();
+        todo.pop_back();
+      }
+      out = std::filesystem::path(out).lexically_normal().string();
+      break;
+    }
+    if (!S_ISLNK(st.st_mode)) {
+      out = std::move(next);
+      continue;
+    }
+    if (++links > kMaxLinks) return {};  // ELOOP: the kernel refused it for that
+    char buf[4096];
+    ssize_t n = ::readlink((root + next).c_str(), buf, sizeof buf);
+    if (n <= 0 || static_cast<size_t>(n) >= sizeof buf) return {};
+    std::string target(buf, static_cast<size_t>(n));
+    if (target[0] == '/') out.clear();  // absolute: from the process's root
+    push(target);
+  }
+  if (out.empty()) out.push_back('/');  // (not = "/": a GCC 12 -Wrestrict false positive)
+  return out == path ? std::string() : out;
+}
 
 std::string attribution_path(const v1::Event& ev, const std::string& given, int dirfd, const std::string& cwd) {
   namespace fs = std::filesystem;
@@ -90,14 +158,22 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
     const auto& f = ev.file();
     int err = errno_of(f.error());
     if (f.result() >= 0 || !err) return std::nullopt;
-    // "../", "./" and relative spellings are judged by where they lead, not as written.
+    // "../", "./" and relative spellings are judged by where they lead, not as written;
+    // so are symlinks on the way (a chain of links to a denied file, `link/..`), followed
+    // in the process's root while it lives (else the host's: the view binds its trees at
+    // the same paths), as the kernel followed them.
     const std::string path = attribution_path(ev, f.path(), f.dirfd(), "");
-    const std::string what = path == f.path() ? fmt::format("{} {}", f.op(), f.path())
-                                              : fmt::format("{} {} ({})", f.op(), f.path(), path);
+    // From the spelling itself when absolute: "link/.." is the link's parent, not ".".
+    const std::string phys = physical_path(!f.path().empty() && f.path()[0] == '/' ? f.path() : path, process_root(ev));
+    const std::string& shown = phys.empty() ? path : phys;
+    // A folded record stands for more attempts than itself (FileOp.repeats): say so.
+    const std::string what = (shown == f.path() ? fmt::format("{} {}", f.op(), f.path())
+                                                : fmt::format("{} {} ({})", f.op(), f.path(), shown)) +
+                             (f.repeats() ? fmt::format(", and {} more identical attempts", f.repeats()) : "");
     // Missing in the view is a denial only when the host has it: the view hid it. (A
     // path missing on the host too is a plain ENOENT, reported by nothing.)
     struct stat st;
-    if (err == ENOENT && (path.empty() || path[0] != '/' || ::lstat(path.c_str(), &st) != 0))
+    if (err == ENOENT && (shown.empty() || shown[0] != '/' || ::lstat(shown.c_str(), &st) != 0))
       return std::nullopt;
     if (err == EROFS) {
       // The private view shows read and exec trees read-only: a write there fails with
@@ -114,6 +190,10 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
     op.nr = seccomp_syscall_resolve_name(f.syscall().c_str());
     if (f.op() == "open" || f.op() == "creat") op.open_flags = static_cast<int>(f.flags());
     auto v = attribute(d, op);
+    if (!v && !phys.empty()) {
+      op.path = phys;
+      v = attribute(d, op);
+    }
     if (!v) return std::nullopt;
     auto out = violation_from(ev, *v, what);
     out.mutable_violation()->set_action(d.policy.audit_mode ? "audit" : "deny");

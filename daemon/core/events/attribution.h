@@ -28,6 +28,12 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
 // nothing to resolve it against (the failure is then judged as spelt).
 std::string attribution_path(const v1::Event& ev, const std::string& given, int dirfd, const std::string& cwd);
 
+// `path` (absolute) with every symlink on the way followed as the kernel would, inside
+// `root` ("" for the host's, or "/proc/<pid>/root"): "" when that is `path` itself, when
+// `path` is relative, or when the links loop or run too long (40 links, 4096 bytes). What
+// does not exist from some component on is kept as spelt, normalised.
+std::string physical_path(const std::string& path, const std::string& root);
+
 // "landlock", "mount-mask", "seccomp": the names violation events use (event.proto).
 std::string mechanism_name(const std::string& confine_mechanism);
 

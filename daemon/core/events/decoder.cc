@@ -422,6 +422,7 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
       f->set_dirfd(r->dirfd);
       f->set_result(r->result);
       if (r->result < 0) f->set_error(errno_name(errno_of(r->result)));
+      if (r->result < 0 && (hdr->flags & AC_F_FOLDED)) f->set_repeats(r->repeats);
       break;
     }
     case AC_EV_SYSCALL: {
@@ -558,6 +559,7 @@ std::string text_line_raw(const v1::Event& ev) {
       if (!f.path2().empty()) line += " -> " + f.path2();
       if (!f.xattr_name().empty()) line += " " + f.xattr_name();
       if (f.result() < 0) line += " = " + f.error();
+      if (f.repeats()) line += fmt::format(" (and {} more identical)", f.repeats());
       return line;
     }
     case v1::Event::kSyscall:

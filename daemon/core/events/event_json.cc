@@ -200,6 +200,7 @@ void file_json(Obj o, const v1::FileOp& f) {
   o.str("error", f.error());
   o.str("syscall", f.syscall());
   o.i32("dirfd", f.dirfd());
+  o.u64("repeats", f.repeats());
 }
 
 void sockaddr_json(Obj o, const v1::SockAddr& a) {

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+
 #include "core/base/loss.h"
 #include "core/events/attribution.h"
 
@@ -40,6 +42,43 @@ void EventPipeline::handle(std::span<const std::byte> rec) {
   name_destination(ev_);
   sink_(ev_);
   attribute(ev_);
+  if (ev_.has_file() && ev_.file().result() < 0) remember_fold(rec);
+}
+
+void EventPipeline::remember_fold(std::span<const std::byte> rec) {
+  ac_file_event r;
+  if (rec.size() != sizeof r) return;  // two-path records do not fold
+  std::memcpy(&r, rec.data(), sizeof r);
+  if (!(r.hdr.flags & AC_F_FOLDED)) return;
+  // As large as ac_fold: entries there are deleted once idle, so the ones this forgets
+  // first are the likeliest to have been swept already.
+  constexpr size_t kMaxFolds = 16384;
+  if (fold_last_.size() >= kMaxFolds) fold_last_.erase(fold_last_.begin());
+  fold_last_.insert_or_assign(FoldId{r.hdr.tid, r.nr, r.result, r.fold_hash}, ev_);
+}
+
+void EventPipeline::folded(const ac_fold_key& key, const ac_fold_value& value) {
+  if (!value.count) return;
+  auto it = fold_last_.find(FoldId{key.tid, key.nr, key.result, key.hash});
+  if (it == fold_last_.end()) {
+    sink_(loss_event("folded_unmatched", value.count, "kernel", opts_.ctx.node, opts_.loss_sandbox_id));
+    return;
+  }
+  v1::Event ev = std::move(it->second);
+  fold_last_.erase(it);
+  ev.set_ktime_ns(value.last_ns);
+  ev.set_time_ns(value.last_ns + static_cast<uint64_t>(opts_.ctx.boot_to_real_ns));
+  ev.mutable_file()->set_repeats(value.count - 1);
+  events_.fetch_add(1, std::memory_order_relaxed);
+  sink_(ev);
+  attribute(ev);
+}
+
+void EventPipeline::shed(uint64_t sandbox_key, uint64_t count) {
+  if (!count) return;
+  shed_lost_.fetch_add(count, std::memory_order_relaxed);
+  sink_(loss_event("ringbuf_shed", count, "kernel", opts_.ctx.node,
+                   sandbox_key ? sandbox_id_string(sandbox_key) : opts_.loss_sandbox_id));
 }
 
 // The record reads as the name the process asked for, not only the CDN address it got.

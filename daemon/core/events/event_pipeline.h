@@ -10,6 +10,8 @@
 // thread.
 #pragma once
 
+#include <time.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -22,12 +24,20 @@
 #include <vector>
 
 #include "agentcage/v1/event.pb.h"
+#include "agentcage/abi.h"
 #include "core/base/result.h"
 #include "core/confine/confine.h"
 #include "core/events/decoder.h"
 #include "core/events/process_table.h"
 
 namespace agentcage::core {
+
+// CLOCK_BOOTTIME ns, the kernel records' clock: what take_summaries() is given.
+inline uint64_t boot_clock_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 // What attributing a sandbox's denials needs: the decisions of its one compiled profile
 // (null: nothing to attribute) and whether its network policy's cgroup-BPF programs
@@ -82,6 +92,24 @@ class EventPipeline {
   // event for what it counted since the last call; returns that count (0: nothing new).
   uint64_t ring_full(uint64_t total);
 
+  // The kernel folds a thread's repeated identical failures (bpf/include/agentcage/abi.h,
+  // ac_fold): `count` of them after its last record, swept from the map once idle past
+  // the window. Delivered as that failure again (its last time, FileOp.repeats = count - 1)
+  // with its violation, from the record this pipeline last saw for the key; a count
+  // whose record is not known (evicted here, or read by an earlier daemon) is a Loss.
+  void folded(const ac_fold_key& key, const ac_fold_value& value);
+  // Records the kernel refused to keep its ring's reserve (ac_shed), for a sandbox key
+  // (0: host mode): one Loss event, reason ringbuf_shed, charged to that sandbox.
+  void shed(uint64_t sandbox_key, uint64_t count);
+  // Both from the monitor (BpfMonitor::take_summaries), after a poll or drain that began
+  // at `read_before_ns` (CLOCK_BOOTTIME); `all` at the end of a run.
+  template <class Monitor>
+  void take_summaries(Monitor& mon, uint64_t read_before_ns, bool all) {
+    mon.take_summaries(
+        read_before_ns, all, [this](const ac_fold_key& k, const ac_fold_value& v) { folded(k, v); },
+        [this](uint64_t sandbox_key, uint64_t n) { shed(sandbox_key, n); });
+  }
+
   // An event made outside the kernel (agentcage's DNS resolver), from any thread. Kept
   // until the reader's next flush_posted(), which stamps its process from the table (by
   // pid) and delivers it like a decoded record; bounded: what does not fit is a Loss.
@@ -93,6 +121,7 @@ class EventPipeline {
   uint64_t decode_errors() const { return decode_errors_.load(std::memory_order_relaxed); }
   uint64_t setup_dropped() const { return setup_dropped_.load(std::memory_order_relaxed); }
   uint64_t ring_lost() const { return ring_lost_.load(std::memory_order_relaxed); }
+  uint64_t shed_lost() const { return shed_lost_.load(std::memory_order_relaxed); }
   const ProcessTable& processes() const { return procs_; }
 
  private:
@@ -118,7 +147,20 @@ class EventPipeline {
   std::unordered_map<uint32_t, SetupProcess> setup_;
   // Per sandbox, asked once (bounded: cleared when large; see starts_setup()).
   std::unordered_map<std::string, Launcher> launchers_;
-  std::atomic<uint64_t> events_{0}, decode_errors_{0}, setup_dropped_{0}, ring_lost_{0};
+  std::atomic<uint64_t> events_{0}, decode_errors_{0}, setup_dropped_{0}, ring_lost_{0}, shed_lost_{0};
+  // The last delivered record of each folding failure (AC_F_FOLDED), by its ac_fold key,
+  // for folded(). Bounded like the kernel map it mirrors.
+  struct FoldId {
+    uint32_t tid, nr;
+    int32_t result;
+    uint64_t hash;
+    bool operator==(const FoldId&) const = default;
+  };
+  struct FoldIdHash {
+    size_t operator()(const FoldId& f) const { return std::hash<uint64_t>()(f.hash ^ (uint64_t{f.tid} << 32 | f.nr)); }
+  };
+  std::unordered_map<FoldId, v1::Event, FoldIdHash> fold_last_;
+  void remember_fold(std::span<const std::byte> rec);
   std::mutex posted_mu_;
   std::vector<v1::Event> posted_;  // guarded by posted_mu_
   uint64_t posted_lost_ = 0;       // guarded by posted_mu_

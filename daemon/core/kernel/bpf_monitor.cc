@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -68,8 +69,8 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
   return 0;
 }
 
-const char* kStatNames[AC_STAT_MAX] = {"events",     "ringbuf_full", "truncated",      "read_fault",
-                                      "task_map_full", "net_denied", "net_kill_failed"};
+const char* kStatNames[AC_STAT_MAX] = {"events",     "ringbuf_full",    "truncated", "read_fault",
+                                      "task_map_full", "net_denied", "net_kill_failed", "shed", "folded"};
 
 // uapi values newer than the build host's linux/bpf.h may be (net.bpf.c asserts them).
 constexpr int kAttachUnixConnect = 49;  // BPF_CGROUP_UNIX_CONNECT
@@ -175,6 +176,7 @@ struct BpfMonitor::Impl {
   std::string lsm_status;
   const RecordFn* fn = nullptr;  // valid only during poll()/drain()
   int handled = 0;
+  uint64_t last_sweep_ns = 0;  // take_summaries(): boot ns of the last walk
 
   static int on_record(void* ctx, void* data, size_t size) {
     auto* self = static_cast<Impl*>(ctx);
@@ -200,6 +202,14 @@ Status write_config(agentcage_bpf* s, const MonitorOptions& opts) {
   uint32_t ring = bpf_map__max_entries(s->maps.ac_events);
   cfg.wakeup_bytes = std::min(opts.wakeup_bytes, ring / 4);
   uint32_t zero = 0;
+  // The fold hash's key (abi.h): secret, so an agent cannot make two paths hash alike,
+  // and kept over adopted maps, so the folds the previous process counted stay keyed.
+  ac_config old{};
+  if (bpf_map__lookup_elem(s->maps.ac_config_map, &zero, sizeof zero, &old, sizeof old, 0) == 0 && old.fold_seed)
+    cfg.fold_seed = old.fold_seed;
+  while (!cfg.fold_seed)
+    if (::getrandom(&cfg.fold_seed, sizeof cfg.fold_seed, 0) != sizeof cfg.fold_seed)
+      return sys_error("getrandom(fold seed)");
   if (bpf_map__update_elem(s->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
     return sys_error("bpf_map_update_elem(ac_config_map)");
   return {};
@@ -759,6 +769,48 @@ Result<int> BpfMonitor::drain(const RecordFn& fn) {
   impl_->fn = nullptr;
   if (r < 0) return sys_error("ring_buffer__consume(ac_events)", -r);
   return impl_->handled;
+}
+
+void BpfMonitor::take_summaries(uint64_t read_before_ns, bool all, const FoldFn& on_fold, const ShedFn& on_shed) {
+  // Walks cost a syscall per entry: four times a second is soon enough for counts that
+  // are at least a second old.
+  constexpr uint64_t kSweepEveryNs = 250'000'000;
+  if (!all && read_before_ns < impl_->last_sweep_ns + kSweepEveryNs) return;
+  impl_->last_sweep_ns = read_before_ns;
+  bpf_map* fold = impl_->skel->maps.ac_fold;
+  // Collected first, deleted after: deleting while walking a hash restarts the walk.
+  std::vector<ac_fold_key> idle;
+  ac_fold_key k{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map__get_next_key(fold, prev, &next, sizeof next) == 0) {
+    ac_fold_value v{};
+    // The record the fold follows was submitted before the caller's last read began, so
+    // it has been handled (the count never comes before it); and, unless `all`, idle past
+    // the window: the kernel no longer adds to this entry (its next failure starts a new
+    // record), so nothing is counted into an entry being deleted.
+    if (bpf_map__lookup_elem(fold, &next, sizeof next, &v, sizeof v, 0) == 0 && v.emit_ns < read_before_ns &&
+        (all || v.last_ns + AC_FOLD_WINDOW_NS <= read_before_ns))
+      idle.push_back(next);
+    k = next;
+    prev = &k;
+  }
+  for (const auto& key : idle) {
+    ac_fold_value v{};
+    if (bpf_map__lookup_and_delete_elem(fold, &key, sizeof key, &v, sizeof v, 0) == 0 && v.count) on_fold(key, v);
+  }
+  bpf_map* shed = impl_->skel->maps.ac_shed;
+  std::vector<uint64_t> sandboxes;
+  uint64_t sk = 0, snext = 0;
+  prev = nullptr;
+  while (bpf_map__get_next_key(shed, prev, &snext, sizeof snext) == 0) {
+    sandboxes.push_back(snext);
+    sk = snext;
+    prev = &sk;
+  }
+  for (uint64_t sb : sandboxes) {
+    uint64_t n = 0;
+    if (bpf_map__lookup_and_delete_elem(shed, &sb, sizeof sb, &n, sizeof n, 0) == 0 && n) on_shed(sb, n);
+  }
 }
 
 uint64_t BpfMonitor::prog_misses() const {

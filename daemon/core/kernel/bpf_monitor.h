@@ -100,6 +100,16 @@ class BpfMonitor {
   // Hand every queued record to fn without waiting.
   Result<int> drain(const RecordFn& fn);
 
+  // The kernel's flood summaries, taken (deleted) from their maps: the counts of folded
+  // failures (ac_fold) idle for AC_FOLD_WINDOW_NS before `read_before_ns` (CLOCK_BOOTTIME
+  // taken before the caller's last poll()/drain(), so the record each count follows has
+  // been handled; `all`: every entry, at the end of a run), and the records each sandbox
+  // had refused to keep the ring's reserve (ac_shed). At most every 250 ms unless `all`.
+  // Reader thread, after a poll.
+  using FoldFn = std::function<void(const ac_fold_key&, const ac_fold_value&)>;
+  using ShedFn = std::function<void(uint64_t sandbox_key, uint64_t count)>;
+  void take_summaries(uint64_t read_before_ns, bool all, const FoldFn& on_fold, const ShedFn& on_shed);
+
   KernelStats stats() const;
   // Runs of our programs the kernel skipped because another BPF program was already
   // running on that CPU (bpf_prog_info.recursion_misses, summed). Such a skipped run may

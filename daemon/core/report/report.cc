@@ -183,15 +183,16 @@ void ReportBuilder::add_loss(const v1::Loss& l, bool store_wide) {
 // workspace, grouped by path outside it; a write outside it is also a timeline entry.
 void ReportBuilder::add_file(const v1::Event& ev, const v1::FileOp& f, const std::string& mechanism) {
   bool write = is_write(f);
+  const uint64_t n = 1 + f.repeats();  // a folded failure stands for its repeats too
   std::vector<std::pair<std::string, std::string>> targets{{absolute(f.path(), ev.process()), op_label(f)}};
   // rename/link/symlink change a second name too.
   if (!f.path2().empty()) targets.push_back({absolute(f.path2(), ev.process()), f.op() + "(to)"});
   for (const auto& [path, op] : targets) {
     if (in_workspace(path)) {
       if (write)
-        r_.set_workspace_writes(r_.workspace_writes() + 1);
+        r_.set_workspace_writes(r_.workspace_writes() + n);
       else
-        r_.set_workspace_reads(r_.workspace_reads() + 1);
+        r_.set_workspace_reads(r_.workspace_reads() + n);
       continue;
     }
     auto& e = (write ? written_ : read_)[path];
@@ -203,13 +204,13 @@ void ReportBuilder::add_file(const v1::Event& ev, const v1::FileOp& f, const std
     add_unique(e.mutable_pids(), ev.process().pid());
     if (!mechanism.empty()) {
       // The violation repeats an action the file event (if any) already counted.
-      e.set_violations(e.violations() + 1);
+      e.set_violations(e.violations() + n);
       add_unique(e.mutable_denied_by(), mechanism);
       continue;
     }
-    e.set_count(e.count() + 1);
+    e.set_count(e.count() + n);
     if (f.result() < 0) {
-      e.set_failed(e.failed() + 1);
+      e.set_failed(e.failed() + n);
       if (!f.error().empty()) add_unique(e.mutable_errors(), f.error());
     }
   }

@@ -72,6 +72,20 @@ void Daemon::add_core_steps() {
                         static const uint64_t ns_per_tick = 1'000'000'000ull / static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
                         if (ticks)
                           ev.mutable_process()->set_exec_id(make_exec_id(ctx_.boot_id, ev.process().pid(), ticks * ns_per_tick));
+                        // A closing record goes after the sandbox's last kernel records and
+                        // the counts of its folded failures: the reader delivers it once it
+                        // has drained them (deliver_closing), so `run`'s relay, which ends at
+                        // this record, has seen everything. Without a reader: at once.
+                        const auto& phase = ev.sandbox().phase();
+                        if (phase == "closed" || phase == "killed") {
+                          std::unique_lock lk(closing_mu_);
+                          if (reader_running_) {
+                            closing_.push_back(std::move(ev));
+                            lk.unlock();
+                            monitor_->wake();
+                            return;
+                          }
+                        }
                         emit(std::move(ev));
                       });
                       return {};
@@ -104,6 +118,7 @@ void Daemon::add_core_steps() {
                             if (!recording_failing_.exchange(true) && registry_)
                               registry_->recording_failed(true, loss.loss().reason());
                           });
+                      writer_->set_sandbox_budget(opts_.store_sandbox_budget);
                       spdlog::info("audit store {} (last seq {})", store_->path(), store_->last_seq());
                       return {};
                     },
@@ -172,15 +187,46 @@ void Daemon::reader_loop() {
   else
     spdlog::debug("process table: {} processes from /proc", *n);
   auto fn = [this](std::span<const std::byte> rec) { handle(rec); };
+  {
+    std::lock_guard lk(closing_mu_);
+    reader_running_ = true;
+  }
   while (!stopping_.load(std::memory_order_acquire)) {
+    uint64_t read_at = boot_clock_ns();
     auto r = monitor_->poll(50, fn);
     if (!r) spdlog::warn("{}", r.error().message());
     pipeline_->flush_posted();
+    pipeline_->take_summaries(*monitor_, read_at, false);
+    deliver_closing(fn);
     report_kernel_loss();
   }
+  {
+    std::lock_guard lk(closing_mu_);
+    reader_running_ = false;  // from here the recorder emits at once
+  }
+  uint64_t read_at = boot_clock_ns();
   (void)monitor_->drain(fn);
   pipeline_->flush_posted();
+  pipeline_->take_summaries(*monitor_, read_at, true);
+  deliver_closing(fn);
   report_kernel_loss();
+}
+
+// Closing records queued by the recorder (see there), after what their sandboxes left:
+// records committed before the close (a drain that starts after it), then every fold
+// those records began.
+void Daemon::deliver_closing(const BpfMonitor::RecordFn& fn) {
+  std::vector<v1::Event> closing;
+  {
+    std::lock_guard lk(closing_mu_);
+    closing.swap(closing_);
+  }
+  if (closing.empty()) return;
+  uint64_t read_at = boot_clock_ns();
+  (void)monitor_->drain(fn);
+  pipeline_->flush_posted();
+  pipeline_->take_summaries(*monitor_, read_at, true);
+  for (auto& ev : closing) emit(std::move(ev));
 }
 
 // The one pipeline in-process runs use too: the same decode, process table, setup

@@ -38,6 +38,9 @@ struct DaemonOptions {
   size_t max_subscribers_per_user = 200;
   // Running sandboxes one non-root user may hold (each takes BPF map entries, a cgroup).
   size_t max_sandboxes_per_user = 64;
+  // Store bytes one sandbox's events may take before its file and failed-syscall events
+  // are counted instead of stored (StoreWriter::set_sandbox_budget; 0: none).
+  uint64_t store_sandbox_budget = StoreWriter::kDefaultSandboxBudget;
   size_t user_subscriber_bytes = 1 << 20;
   // A non-root stream whose write has not completed for this long (the client reads
   // nothing) is closed; 0: never.
@@ -139,6 +142,11 @@ class Daemon {
   std::unique_ptr<SandboxRegistry> registry_;
   std::unique_ptr<EventStore> store_;
   std::unique_ptr<StoreWriter> writer_;  // reader -> writer thread -> store -> hub
+  // Closing records waiting for the reader (set_recorder in add_core_steps).
+  std::mutex closing_mu_;
+  bool reader_running_ = false;     // guarded by closing_mu_
+  std::vector<v1::Event> closing_;  // guarded by closing_mu_
+  void deliver_closing(const BpfMonitor::RecordFn& fn);
   std::atomic<bool> recording_failing_{false};  // the writer's last append failed
   mutable std::mutex unstored_mu_;              // guards unstored_fn_ and counters_fn_
   UnstoredFn unstored_fn_;

@@ -64,7 +64,8 @@ void serve_launch(SandboxRegistry& registry, UniqueFd conn, const Peer& peer) {
   if (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))
     return refuse("launch request too large (at most " + std::to_string(kMaxFds) + " descriptors)");
   if (n != static_cast<ssize_t>(kIdLen)) return refuse("launch request: expected the 16-digit sandbox id");
-  if (SandboxRegistry::pid_in_sandbox(peer.pid)) return refuse("a process inside a sandbox may not launch one");
+  if (!SandboxRegistry::may_change(peer))
+    return refuse("a process inside a sandbox (or one gone when its connection was accepted) may not launch one");
   std::vector<int> fds;
   for (const auto& f : owned) fds.push_back(f.get());
   auto pid = registry.launch(peer, std::string(id, kIdLen), conn.get(), fds);

@@ -91,15 +91,25 @@ SandboxRegistry::~SandboxRegistry() {
   for (auto& [id, e] : entries_) (void)close_locked(e);
 }
 
-bool SandboxRegistry::pid_in_sandbox(pid_t pid) {
+namespace {
+
+// Whether /proc/<pid>/cgroup puts pid in a sandbox; nullopt when it cannot be read.
+std::optional<bool> cgroup_says_sandboxed(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
   auto text = read_file("/proc/" + std::to_string(pid) + "/cgroup");
-  if (!text) return false;
+  if (!text) return std::nullopt;
   std::istringstream in(*text);
   std::string line;
   while (std::getline(in, line))
     if (line.rfind("0::", 0) == 0) return line.find("/agentcage/") != std::string::npos;
   return false;
 }
+
+}  // namespace
+
+bool SandboxRegistry::sandboxed_at_accept(pid_t pid) { return cgroup_says_sandboxed(pid).value_or(true); }
+
+bool SandboxRegistry::pid_in_sandbox(pid_t pid) { return cgroup_says_sandboxed(pid).value_or(false); }
 
 Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool confined) const {
   if (policy.net) {

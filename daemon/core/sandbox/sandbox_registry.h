@@ -38,6 +38,11 @@ struct Peer {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  // Decided when the connection was accepted (SandboxRegistry::sandboxed_at_accept): the
+  // process that connected ran in a sandbox, or was gone already. A connection keeps it
+  // whoever holds the socket later, so a sandboxed process cannot launder a connection
+  // through a child that exits (its pid then names nothing, or someone else).
+  bool sandboxed = false;
   bool root() const { return uid == 0; }
 };
 
@@ -124,6 +129,12 @@ class SandboxRegistry {
   int reap_orphans();
   // True when pid runs inside any agentcage sandbox cgroup (per /proc/<pid>/cgroup).
   static bool pid_in_sandbox(pid_t pid);
+  // For a connection being accepted: pid_in_sandbox, failing closed: a peer whose process
+  // cannot be read (gone before its connection was accepted, pid 0 from another pid
+  // namespace) counts as sandboxed. A client waiting on its own connection is alive.
+  static bool sandboxed_at_accept(pid_t pid);
+  // A caller that may create or change sandboxes: not sandboxed at accept, nor now.
+  static bool may_change(const Peer& p) { return !p.sandboxed && !pid_in_sandbox(p.pid); }
 
  private:
   struct Entry {

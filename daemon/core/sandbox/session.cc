@@ -74,9 +74,11 @@ class Reader {
       if (const char* stall = getenv("AGENTCAGE_TEST_READER_STALL_MS"))
         std::this_thread::sleep_for(std::chrono::milliseconds(atoi(stall)));
       while (!stop_.load(std::memory_order_acquire)) {
+        uint64_t read_at = boot_clock_ns();
         auto r = mon_.poll(50, [this](std::span<const std::byte> rec) { pipeline_.handle(rec); });
         if (!r) spdlog::warn("{}", r.error().message());
         pipeline_.flush_posted();
+        pipeline_.take_summaries(mon_, read_at, false);
         report_loss();
         if (opts_.on_batch) opts_.on_batch();
       }
@@ -88,8 +90,10 @@ class Reader {
     stop_.store(true, std::memory_order_release);
     mon_.wake();
     thread_.join();
+    uint64_t read_at = boot_clock_ns();
     (void)mon_.drain([this](std::span<const std::byte> rec) { pipeline_.handle(rec); });
     pipeline_.flush_posted();
+    pipeline_.take_summaries(mon_, read_at, true);
     report_loss();
     res_.events = pipeline_.events();
     res_.decode_errors = pipeline_.decode_errors();
@@ -139,7 +143,9 @@ class Reader {
   }
 
   void deliver(const v1::Event& ev) {
-    if (ev.has_violation()) ++res_.violations[ev.violation().mechanism()];
+    // A folded failure's violation stands for its repeats too (FileOp.repeats).
+    if (ev.has_violation())
+      res_.violations[ev.violation().mechanism()] += 1 + (ev.violation().has_file() ? ev.violation().file().repeats() : 0);
     if (opts_.on_event) opts_.on_event(ev);
   }
 
@@ -147,7 +153,7 @@ class Reader {
     KernelStats now = mon_.stats();
     for (size_t i = 0; i < now.size(); ++i) res_.kernel_stats[i] = now[i] - base_stats_[i];
     pipeline_.ring_full(res_.kernel_stats[AC_STAT_RINGBUF_FULL]);
-    res_.lost = pipeline_.ring_lost();
+    res_.lost = pipeline_.ring_lost() + pipeline_.shed_lost();
   }
 
   BpfMonitor& mon_;

@@ -3,6 +3,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fmt/format.h>
+
+#include <chrono>
 #include <cstring>
 
 #include "core/base/clock.h"
@@ -21,9 +24,59 @@ StoreWriter::StoreWriter(EventStore& store, size_t max_queue, size_t max_batch, 
 
 StoreWriter::~StoreWriter() { stop(); }
 
-bool StoreWriter::submit(v1::Event ev) {
+namespace {
+
+// What a loop makes at the highest rate, and tells least on its own: a file action, or a
+// failed syscall, that is not a violation (a violation is its own event, always kept).
+bool low_value(const v1::Event& ev) { return ev.has_file() || ev.has_syscall(); }
+
+uint64_t steady_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace
+
+void StoreWriter::set_sandbox_budget(uint64_t bytes) {
   std::lock_guard lk(mu_);
-  if (stopping_ || queue_.size() >= max_queue_) {
+  sandbox_budget_ = bytes;
+}
+
+// Under mu_. Queued even when the queue is full: it is what accounts for the rest.
+void StoreWriter::queue_budget_loss(const std::string& sandbox_id, Budget& b) {
+  if (!b.unstored) return;
+  v1::Event loss = loss_event("store_budget", b.unstored,
+                              fmt::format("store: sandbox budget of {} bytes spent: its file and failed-syscall "
+                                          "events are counted, not stored",
+                                          sandbox_budget_),
+                              {}, sandbox_id);
+  b.unstored = 0;
+  b.reported_ns = steady_ns();
+  queue_.push_back(std::move(loss));
+  ++submitted_;
+}
+
+bool StoreWriter::submit(v1::Event ev) {
+  const bool low = low_value(ev);
+  // Outside the lock: the reader thread submits every event, and other threads wait on mu_.
+  const uint64_t size = ev.sandbox_id().empty() ? 0 : ev.ByteSizeLong();
+  std::lock_guard lk(mu_);
+  if (!stopping_ && sandbox_budget_ && !ev.sandbox_id().empty()) {
+    auto& b = budgets_[ev.sandbox_id()];
+    if (low && b.bytes >= sandbox_budget_) {
+      ++b.unstored;
+      ++stats_.dropped;
+      ++stats_.over_budget;
+      if (steady_ns() - b.reported_ns >= 1'000'000'000ull) queue_budget_loss(ev.sandbox_id(), b);
+      cv_.notify_one();
+      return false;
+    }
+    b.bytes += size;
+    if (!low) queue_budget_loss(ev.sandbox_id(), b);  // the count goes before what follows it
+    if (ev.has_sandbox() && (ev.sandbox().phase() == "closed" || ev.sandbox().phase() == "killed"))
+      budgets_.erase(ev.sandbox_id());
+  }
+  if (stopping_ || queue_.size() >= (low ? max_queue_ : 2 * max_queue_)) {
     ++pending_loss_;
     ++stats_.dropped;
     ++stats_.queue_full;
@@ -44,6 +97,8 @@ void StoreWriter::flush() {
 void StoreWriter::stop() {
   {
     std::lock_guard lk(mu_);
+    if (!stopping_)
+      for (auto& [id, b] : budgets_) queue_budget_loss(id, b);
     stopping_ = true;
     cv_.notify_one();
   }

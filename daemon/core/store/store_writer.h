@@ -16,6 +16,7 @@
 #include <vector>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "core/store/store.h"
 
@@ -37,8 +38,19 @@ class StoreWriter {
   StoreWriter(const StoreWriter&) = delete;
   StoreWriter& operator=(const StoreWriter&) = delete;
 
-  // Any thread. False when the queue is full (the event is counted as lost).
+  // Any thread. False when the queue is full (the event is counted as lost), or when the
+  // event is of low value and its sandbox has spent its store budget (counted, and stored
+  // as a store_budget Loss naming the count).
   bool submit(v1::Event ev);
+  // A flood in one sandbox must not fill the disk nor bury what matters: once a sandbox's
+  // events have taken `bytes` (serialized) in this store, its file and failed-syscall
+  // events (what a loop makes) are counted instead of stored, one store_budget Loss per
+  // second, before its next event of value, and at its close; violations, execs, forks,
+  // exits, network, names, losses and its own records are always stored. 0: no budget.
+  // The queue keeps the same order of value: low-value events take at most max_queue
+  // places, the rest up to twice that.
+  void set_sandbox_budget(uint64_t bytes);
+  static constexpr uint64_t kDefaultSandboxBudget = 64ull << 20;
   // Blocks until everything submitted before the call is stored (or failed).
   void flush();
   void stop();
@@ -46,6 +58,7 @@ class StoreWriter {
   struct Stats {
     uint64_t stored = 0, dropped = 0, batches = 0, errors = 0;
     uint64_t queue_full = 0;  // of dropped: refused because the queue was full
+    uint64_t over_budget = 0; // of dropped: low-value events of a sandbox past its budget
     uint64_t not_stored = 0;  // of dropped: the store refused them (disk full, I/O error)
     // While the last append failed: "store_full" or "store_error", since when (wall ns),
     // and the store's message. Empty reason: the last append succeeded.
@@ -70,6 +83,14 @@ class StoreWriter {
   std::string pending_failed_reason_;      // store_full or store_error (the first seen)
   bool stopping_ = false;
   Stats stats_;
+  struct Budget {
+    uint64_t bytes = 0;        // serialized bytes of this sandbox's events taken
+    uint64_t unstored = 0;     // low-value events counted, not yet in a store_budget Loss
+    uint64_t reported_ns = 0;  // when the last store_budget Loss was queued (steady ns)
+  };
+  uint64_t sandbox_budget_ = kDefaultSandboxBudget;
+  std::unordered_map<std::string, Budget> budgets_;  // by sandbox id; a closing record ends it
+  void queue_budget_loss(const std::string& sandbox_id, Budget& b);
   std::thread thread_;
 };
 

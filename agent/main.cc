@@ -307,6 +307,7 @@ int do_run(const cli::RunArgs& a) {
     so.net_policy = policy->net;
     so.env = policy->env.env;
     so.git_review = policy->git_review;
+    so.exec_kill = policy->exec_kill;
     so.git_review_uid = policy->confine.uid.value_or(getuid());
     // The monitor attributes Landlock/mount/seccomp denials and records the run.
     so.monitor = true;
@@ -447,6 +448,7 @@ int do_trace(const cli::TraceArgs& a) {
     so.net_policy = policy->net;
     so.env = policy->env.env;
     so.git_review = policy->git_review;
+    so.exec_kill = policy->exec_kill;
     so.git_review_uid = policy->confine.uid.value_or(getuid());
   }
   // Lines are buffered and flushed once per reader batch (at most every 50 ms), not per
@@ -495,7 +497,7 @@ int do_trace(const cli::TraceArgs& a) {
   const auto& ks = r->kernel_stats;
   bool degraded = r->decode_errors != 0 || r->prog_misses != 0;
   for (int i : {AC_STAT_RINGBUF_FULL, AC_STAT_SHED, AC_STAT_TRUNCATED, AC_STAT_READ_FAULT, AC_STAT_TASK_MAP_FULL,
-                AC_STAT_NET_KILL_FAILED})
+                AC_STAT_NET_KILL_FAILED, AC_STAT_EXEC_KILL_FAILED})
     degraded |= ks[static_cast<size_t>(i)] != 0;
   if (degraded) {
     std::string line = "agentcage: kernel counters:";

@@ -38,6 +38,14 @@ struct {
 	__type(value, __u64);
 } ac_tasks SEC(".maps") __weak;
 
+/* Sandbox key -> enum ac_sandbox_flag bits. Written by user space with the sandbox's policy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} ac_sandbox_flags SEC(".maps") __weak;
+
 /* Per-reason counters (enum ac_stat); user space sums the CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

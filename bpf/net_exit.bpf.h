@@ -30,7 +30,10 @@
 #define AC_NR_ACCEPT4 242
 #endif
 
-/* Threads to SIGKILL when their current syscall returns (kill action). */
+/*
+ * Threads (by tid) and processes (by tgid: actions.exec: kill marks the ancestors of an
+ * exec's caller) to SIGKILL when their current syscall returns (kill action).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -76,14 +79,25 @@ static __always_inline int ac_net_exit_kill(void)
 {
 	if (!ac_net_kills_pending)
 		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	if (!bpf_map_lookup_elem(&ac_net_kill, &tid))
-		return 0;
-	bpf_map_delete_elem(&ac_net_kill, &tid);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 key = (__u32)id;
+	if (!bpf_map_lookup_elem(&ac_net_kill, &key)) {
+		key = (__u32)(id >> 32);
+		if (!bpf_map_lookup_elem(&ac_net_kill, &key))
+			return 0;
+	}
+	bpf_map_delete_elem(&ac_net_kill, &key);
 	__sync_fetch_and_add(&ac_net_kills_pending, (__u32)-1);
 	if (bpf_send_signal(SIGKILL))
 		ac_stat_inc(AC_STAT_NET_KILL_FAILED);
 	return 1;
+}
+
+/* A process marked by tgid that exits without passing a syscall exit (killed while in user space). */
+static __always_inline void ac_exit_kill_forget(__u32 tgid)
+{
+	if (ac_net_kills_pending && bpf_map_delete_elem(&ac_net_kill, &tgid) == 0)
+		__sync_fetch_and_add(&ac_net_kills_pending, (__u32)-1);
 }
 
 static __always_inline int ac_is_accept(long nr, long ret)

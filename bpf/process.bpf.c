@@ -5,6 +5,7 @@
  */
 #include "common.bpf.h"
 #include "path.bpf.h"
+#include "net_exit.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -125,6 +126,7 @@ int BPF_PROG(tp__sched_process_exit, struct task_struct *task)
 	if (!ac_tracked_btf(task, &sandbox, &flags))
 		return 0;
 	bpf_map_delete_elem(&ac_tasks, &tgid);
+	ac_exit_kill_forget(tgid);
 
 	struct ac_exit_event *ev = ac_reserve(sizeof(*ev));
 	if (!ev)

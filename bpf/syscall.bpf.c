@@ -87,7 +87,9 @@ static __always_inline void ac_emit_denied(struct task_struct *task, long nr, lo
 static __always_inline void ac_emit_exec_failed(struct task_struct *task, long nr, long ret, const __u64 *a,
 						__u64 sandbox, __u32 flags)
 {
-	struct ac_exec_failed_event *ev = ac_reserve_class(sizeof(*ev), AC_CLASS_BULK, sandbox);
+	/* A kill is recorded like the process records it ends: from the ring's reserve. */
+	struct ac_exec_failed_event *ev =
+		ac_reserve_class(sizeof(*ev), (flags & AC_F_KILLED) ? AC_CLASS_PROCESS : AC_CLASS_BULK, sandbox);
 	if (!ev)
 		return;
 	__u64 filename = nr == AC_NR_execve ? a[0] : a[1];
@@ -133,6 +135,36 @@ static __always_inline void ac_emit_exec_failed(struct task_struct *task, long n
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	ac_fill_header_btf(&ev->hdr, task, AC_EV_EXEC_FAILED, sizeof(*ev), sandbox, flags);
 	ac_submit(ev);
+}
+
+/*
+ * actions.exec: kill. The caller of the refused exec is usually a forked child (a shell's,
+ * a server's child_process.spawn): killing only it would leave the process that chose to
+ * run the image going. So its ancestors in the same sandbox are marked in ac_net_kill by
+ * tgid, before the child has even exited: each gets SIGKILL on the way out of its current
+ * syscall (a parent waiting for the child returns from wait4 into death) and so never
+ * runs another user-space instruction after a syscall. The sandbox's init (pid
+ * namespace) is one of them, and with it the kernel ends the rest of the sandbox.
+ * Returns 0 when the caller itself was signalled.
+ */
+static __always_inline int ac_exec_kill(struct task_struct *task, __u64 sandbox)
+{
+	int err = bpf_send_signal(SIGKILL);
+	struct task_struct *p = BPF_CORE_READ(task, real_parent);
+	for (int i = 0; i < 16 && p; i++) {
+		__u64 sb = 0;
+		__u32 fl = 0;
+		if (!ac_tracked(p, &sb, &fl) || sb != sandbox)
+			break;
+		__u32 tgid = BPF_CORE_READ(p, tgid);
+		__u8 one = 1;
+		if (bpf_map_update_elem(&ac_net_kill, &tgid, &one, BPF_NOEXIST) == 0)
+			__sync_fetch_and_add(&ac_net_kills_pending, 1);
+		else if (!bpf_map_lookup_elem(&ac_net_kill, &tgid))
+			ac_stat_inc(AC_STAT_EXEC_KILL_FAILED);
+		p = BPF_CORE_READ(p, real_parent);
+	}
+	return err;
 }
 
 /*
@@ -187,7 +219,22 @@ int BPF_PROG(AC_SYSCALL_PROG, struct pt_regs *regs, long ret)
 		ac_emit_denied(task, nr, ret, a, sandbox, flags);
 	if (fdesc)
 		ac_file_exit(task, nr, fdesc, a, ret, sandbox, flags);
-	else if (failed_exec)
+	else if (failed_exec) {
+		/*
+		 * Killed before the record is written: a full ring loses the record (counted),
+		 * never the kill. The signal is pending when this syscall returns, so the caller
+		 * never runs another instruction (SIGKILL cannot be caught).
+		 */
+		if (ret == -AC_EACCES && sandbox) {
+			__u32 *sf = bpf_map_lookup_elem(&ac_sandbox_flags, &sandbox);
+			if (sf && (*sf & AC_SB_EXEC_KILL)) {
+				if (ac_exec_kill(task, sandbox) == 0)
+					flags |= AC_F_KILLED;
+				else
+					ac_stat_inc(AC_STAT_EXEC_KILL_FAILED);
+			}
+		}
 		ac_emit_exec_failed(task, nr, ret, a, sandbox, flags);
+	}
 	return 0;
 }

@@ -273,6 +273,48 @@ TEST_F(Restart, AMemoryLimitHoldsAndIsReportedAcrossARestart) {
   }
 }
 
+// Issue 12 item 2: actions.exec: kill is the kernel's own. With agentcaged SIGKILLed, a
+// sandbox under mcp-server that execs a file it wrote is killed on the refused exec's way
+// out (the pinned programs run on): the image and the caller's next command never run.
+// The next daemon reports the kill from the pinned ring.
+TEST_F(Restart, AnExecKillHoldsWhileTheDaemonIsDownAndIsReportedAfter) {
+  const std::string go = ws_ + "/go";
+  const std::string script = "printf '#!/bin/sh\\necho PWNED\\n' > /tmp/evil.sh && chmod 755 /tmp/evil.sh && "
+                             "echo ready; while [ ! -e " + go + " ]; do sleep 0.05; done; echo going; "
+                             "/tmp/evil.sh; echo survived";
+  agent_ = testing::start({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "setpriv", "--reuid=nobody",
+                           "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run", "--socket", sock_, "--profile",
+                           "mcp-server", "--workspace", ws_, "--", "sh", "-c", script},
+                          dir_ + "/agent.out");
+  ASSERT_TRUE(wait_until([&] { return count("ready") == 1; }, std::chrono::seconds(20)))
+      << read_all(dir_ + "/agent.out") << logs();
+  auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"cgroup_path\":\"([^\"]+)\""))) << ps;
+  const std::string procs = std::string(m[1]) + "/cgroup.procs";
+  ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"id\":\"([0-9a-f]{16})\""))) << ps;
+  id_ = m[1];
+  crash_daemon();
+  { std::ofstream(go) << "1\n"; }
+  ASSERT_TRUE(wait_until([&] { return count("going") == 1; }, std::chrono::seconds(10))) << read_all(dir_ + "/agent.out");
+  // Dead with no daemon running: the sandbox's cgroup empties.
+  EXPECT_TRUE(wait_until([&] { return read_all(procs).empty(); }, std::chrono::seconds(10))) << read_all(procs);
+  std::string out = read_all(dir_ + "/agent.out");
+  EXPECT_EQ(out.find("PWNED"), std::string::npos) << out;
+  EXPECT_EQ(out.find("survived"), std::string::npos) << out;
+  start_daemon();
+  EXPECT_EQ(testing::wait_status(agent_), 128 + SIGKILL) << read_all(dir_ + "/agent.out") << logs();
+  agent_ = -1;
+  auto killed = [&] {
+    int n = 0;
+    for (const auto& l : testing::lines(events("--violations")))
+      n += l.find("\"action\":\"kill\"") != std::string::npos && l.find("exec /tmp/evil.sh") != std::string::npos &&
+           l.find("\"mechanism\":\"landlock\"") != std::string::npos;
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return killed() == 1; }, std::chrono::seconds(10))) << events() << logs();
+}
+
 TEST_F(Restart, AStartThatFailsEarlyKeepsTheCrashedDaemonsPins) {
   start_agent();
   crash_daemon();

@@ -785,6 +785,103 @@ TEST_F(DaemonProfile, ARefusedExecIsAViolationNamingTheImageOnEveryPath) {
   EXPECT_EQ(n, 6) << log();
 }
 
+// Issue 12 item 2: under actions.exec: kill (the shipped mcp-server profile) an exec
+// outside filesystem.exec kills the caller in the kernel on that syscall's way out: the
+// image never runs (no PWNED) and neither does the caller's next command (no survived);
+// the violation says kill, names the image, the rule and the program. On every path.
+TEST_F(DaemonProfile, AnExecOutsideTheExecPathsKillsTheCallerOnEveryPath) {
+  const std::string script =
+      "printf '#!/bin/sh\\necho PWNED\\n' > /tmp/evil.sh && chmod 755 /tmp/evil.sh && echo going; "
+      "/tmp/evil.sh; echo survived";
+  const std::string violation =
+      "kill exec /tmp/evil.sh: killed by agentcage's sys_exit BPF program (actions.exec: kill) "
+      "(landlock, filesystem.exec: /tmp/evil.sh is outside the exec paths)";
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path_name(path);
+    auto r = run_on_path(path, "mcp-server", script);
+    EXPECT_EQ(r.status, 128 + SIGKILL) << name << ": " << r.out << r.err << log();
+    EXPECT_NE(r.out.find("going"), std::string::npos) << name << ": " << r.out << r.err;
+    EXPECT_EQ(r.out.find("PWNED"), std::string::npos) << name << ": " << r.out;
+    EXPECT_EQ(r.out.find("survived"), std::string::npos) << name << ": " << r.out;
+    EXPECT_NE(r.err.find(violation), std::string::npos) << name << ": " << r.err;
+  }
+  // Both daemon runs are in its store as kills, and the failed exec says killed.
+  auto stored = [&](const std::string& what) {
+    int n = 0;
+    for (const auto& l : testing::lines(run({AGENTCAGE_BIN, "events", "--socket", sock_}).out))
+      n += l.find(what) != std::string::npos && l.find("/tmp/evil.sh") != std::string::npos;
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return stored("\"action\":\"kill\"") == 2; }, std::chrono::seconds(10))) << log();
+  EXPECT_EQ(stored("\"killed\":true"), 2);
+  // The same exec under the default profile (actions.exec: deny) is refused, not killed.
+  auto d = run_on_path(1, "default", script);
+  EXPECT_EQ(d.status, 0) << d.err;
+  EXPECT_NE(d.out.find("survived"), std::string::npos) << d.out << d.err;
+  EXPECT_EQ(d.out.find("PWNED"), std::string::npos) << d.out;
+}
+
+// Issue 12 item 3: mode: audit refuses nothing and reports each action the same profile,
+// enforcing, would have refused, "audit: would deny", with its mechanism and rule: a read
+// of /etc/shadow (masked), a read outside every tree, a write outside the write trees, an
+// exec outside the exec paths. On every path; the daemon's runs are in its store.
+TEST_F(DaemonProfile, AnAuditModeRunReportsEveryWouldDenyOnEveryPath) {
+  ASSERT_EQ(chmod(ws_.c_str(), 0777), 0);  // root's sandboxes hold no CAP_DAC_OVERRIDE
+  const std::string outside = "/srv/agentcage-audit-" + std::to_string(getpid()) + ".txt";
+  { std::ofstream(outside) << "outside\n"; }
+  chmod(outside.c_str(), 0644);
+  const std::string written = "/usr/local/bin/agentcage-audit-" + std::to_string(getpid());
+  // Only root names a profile by path: nobody's run goes to a second daemon that has the
+  // profile on its search path.
+  const std::string pdir = dir_ + "/prof", prof = pdir + "/learn.yaml";
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  { std::ofstream(prof) << "name: learn\nextends: default\nmode: audit\n"; }
+  chmod(prof.c_str(), 0644);
+  pid_t d2 = start_second_daemon(pdir, {"--audit-db", dir_ + "/audit2.db"});
+  const std::string sock2 = dir_ + "/second.sock";
+  ASSERT_EQ(access(sock2.c_str(), F_OK), 0) << read_all(dir_ + "/daemon2.log");
+  const std::string script = "cat /etc/shadow >/dev/null 2>&1; cat " + outside + "; echo x > " + written +
+                             " 2>/dev/null; cd " + ws_ +
+                             " && rm -f evil.sh && printf '#!/bin/sh\\necho RAN\\n' > evil.sh && chmod 755 evil.sh"
+                             " && ./evil.sh";
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path_name(path);
+    testing::ProcResult r;
+    if (path == 1) {
+      r = run_as_nobody({"/usr/bin/env", "AGENTCAGE_PROFILE_PATH=" + pdir, AGENTCAGE_BIN, "run", "--socket", sock2,
+                         "--profile", "learn", "--workspace", ws_, "--", "/bin/sh", "-c", script});
+    } else {
+      r = run_on_path(path, prof, script);
+    }
+    unlink(written.c_str());
+    EXPECT_EQ(r.status, 0) << name << ": " << r.err << log();
+    EXPECT_NE(r.out.find("outside"), std::string::npos) << name << ": nothing is refused: " << r.out << r.err;
+    EXPECT_NE(r.out.find("RAN"), std::string::npos) << name << ": " << r.out << r.err;
+    for (const std::string& w : {std::string("audit: would deny open /etc/shadow (mount-mask, filesystem.deny: /etc/shadow)"),
+                                 "audit: would deny open " + outside + " (landlock, filesystem: " + outside + " needs",
+                                 "audit: would deny open " + written + " (landlock, filesystem: " + written + " needs",
+                                 "audit: would deny exec ./evil.sh (" + ws_ + "/evil.sh) (landlock, filesystem.exec: " +
+                                     ws_ + "/evil.sh is outside the exec paths)"})
+      EXPECT_NE(r.err.find("audit " + w), std::string::npos) << name << ": " << w << "\n" << r.err;
+    // Granted actions are not reported (`> /dev/null` opens with O_CREAT a file that exists).
+    EXPECT_EQ(r.err.find("would deny open /etc/passwd"), std::string::npos) << name << ": " << r.err;
+    EXPECT_EQ(r.err.find("would deny open /dev/null"), std::string::npos) << name << ": " << r.err;
+  }
+  // Each daemon's run is in its store.
+  auto stored = [&](const std::string& sock) {
+    int n = 0;
+    for (const auto& l : testing::lines(run({AGENTCAGE_BIN, "events", "--violations", "--socket", sock}).out))
+      n += l.find("\"action\":\"audit\"") != std::string::npos &&
+           l.find("audit: would deny exec ./evil.sh") != std::string::npos;
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return stored(sock_) == 1 && stored(sock2) == 1; }, std::chrono::seconds(10)))
+      << log() << read_all(dir_ + "/daemon2.log");
+  kill(d2, SIGTERM);
+  EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
+  unlink(outside.c_str());
+}
+
 // Issue 12: `ls /` and listings of the view's own directories work (they show only the
 // trees the profile grants, so listing them tells nothing new), on every path; what the
 // view leaves out stays absent and reading outside the trees stays denied.

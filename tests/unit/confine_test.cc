@@ -381,6 +381,89 @@ TEST(MountView, RelativePathsAreErrors) {
   EXPECT_NE(m.error().message().find("filesystem.write"), std::string::npos);
 }
 
+// Issue 12 item 3: in audit mode every action that succeeded is judged against the same
+// compiled profile as if enforced; what enforcing would refuse is an audit violation
+// saying "audit: would deny", with the mechanism and rule that would have refused it.
+TEST(Attribution, AuditModeReportsWhatEnforcingWouldHaveDenied) {
+  auto d = decisions();
+  d.policy.audit_mode = true;
+  d.landlock_enforced = false;  // what audit mode prepares: nothing applied
+  d.masks_enforced = false;
+  auto opened = [](const std::string& path, int flags) {
+    v1::Event ev;
+    auto* f = ev.mutable_file();
+    f->set_op("open");
+    f->set_syscall("openat");
+    f->set_path(path);
+    f->set_path_resolved(true);
+    f->set_flags(static_cast<uint32_t>(flags));
+    f->set_result(3);
+    return ev;
+  };
+  auto v = attribute_event(opened("/work/.env", O_RDONLY), d, false);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->violation().action(), "audit");
+  EXPECT_EQ(v->violation().what(), "audit: would deny open /work/.env");
+  EXPECT_EQ(v->violation().mechanism(), "mount-mask");
+  EXPECT_EQ(v->violation().rule(), "filesystem.deny: /work/.env");
+  EXPECT_EQ(v->violation().file().path(), "/work/.env");
+  v = attribute_event(opened("/etc/passwd", O_WRONLY | O_APPEND), d, false);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->violation().mechanism(), "landlock");
+  EXPECT_NE(v->violation().rule().find("/etc/passwd needs write_file"), std::string::npos) << v->violation().rule();
+  v = attribute_event(opened("/root/.ssh/id_rsa", O_RDONLY), d, false);
+  ASSERT_TRUE(v);
+  EXPECT_NE(v->violation().rule().find("/root/.ssh/id_rsa needs read_file"), std::string::npos) << v->violation().rule();
+  EXPECT_FALSE(attribute_event(opened("/etc/hosts", O_RDONLY), d, false)) << "granted: nothing to report";
+  EXPECT_FALSE(attribute_event(opened("/work/src.c", O_RDWR | O_CREAT), d, false));
+  EXPECT_FALSE(attribute_event(opened("/", O_RDONLY | O_DIRECTORY), d, false)) << "the view's root is listable";
+
+  auto exec = [](const std::string& filename, const std::string& binary) {
+    v1::Event ev;
+    ev.mutable_process()->set_binary(binary);
+    ev.mutable_exec()->set_filename(filename);
+    return ev;
+  };
+  v = attribute_event(exec("/work/evil.sh", "/usr/bin/dash"), d, false);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->violation().what(), "audit: would deny exec /work/evil.sh");
+  EXPECT_EQ(v->violation().rule(), "filesystem.exec: /work/evil.sh is outside the exec paths");
+  v = attribute_event(exec("./x", "/work/bin/x"), d, false);  // no cwd: judged by the image mapped
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->violation().what(), "audit: would deny exec ./x (/work/bin/x)");
+  EXPECT_FALSE(attribute_event(exec("/usr/bin/true", "/usr/bin/true"), d, false));
+
+  // Enforcing, a success is just a success.
+  d.policy.audit_mode = false;
+  EXPECT_FALSE(attribute_event(opened("/work/.env", O_RDONLY), d, false));
+  EXPECT_FALSE(attribute_event(exec("/work/evil.sh", "/usr/bin/dash"), d, false));
+}
+
+// Issue 12 item 2: an exec the kernel killed its caller for (actions.exec: kill) is a
+// `kill` violation naming the image, the rule and the program that killed; a killed
+// refusal the profile does not explain (permission bits, no cwd to resolve) is still one.
+TEST(Attribution, AnExecKilledByTheKernelIsAKillNamingTheImage) {
+  auto d = decisions();
+  auto ev = failed_exec("./evil.sh", "/work");
+  ev.mutable_exec()->set_killed(true);
+  auto v = attribute_event(ev, d, false);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->violation().action(), "kill");
+  EXPECT_EQ(v->violation().mechanism(), "landlock");
+  EXPECT_EQ(v->violation().rule(), "filesystem.exec: /work/evil.sh is outside the exec paths");
+  EXPECT_EQ(v->violation().what(),
+            "exec ./evil.sh (/work/evil.sh): killed by agentcage's sys_exit BPF program (actions.exec: kill)");
+  for (const auto& [name, cwd] : std::vector<std::pair<std::string, std::string>>{{"/usr/bin/x", ""}, {"./x", ""}}) {
+    auto e = failed_exec(name, cwd);
+    e.mutable_exec()->set_killed(true);
+    auto k = attribute_event(e, d, false);
+    ASSERT_TRUE(k) << name;
+    EXPECT_EQ(k->violation().action(), "kill") << name;
+    EXPECT_EQ(k->violation().rule(), "actions.exec: kill (exec refused with EACCES)") << name;
+    EXPECT_EQ(k->violation().what(), "exec " + name + ": killed by agentcage's sys_exit BPF program (actions.exec: kill)");
+  }
+}
+
 // Issue 12: an exec Landlock refused is a violation naming the image and filesystem.exec,
 // whatever the spelling; the cwd the kernel gave with the record resolves a relative one.
 TEST(Attribution, ARefusedExecNamesTheImageAndTheExecRule) {

@@ -353,6 +353,11 @@ TEST(DecoderExec, FailedExec) {
   ASSERT_EQ(ev->exec().argv_size(), 2);
   EXPECT_EQ(ev->exec().argv(1), "-x");
   EXPECT_EQ(ev->process().argv_size(), 0) << "the process keeps its own argv";
+  EXPECT_FALSE(ev->exec().killed());
+  r.hdr.flags |= AC_F_KILLED;  // actions.exec: kill: the kernel killed the caller
+  ev = decode_record(bytes(r), ctx());
+  ASSERT_TRUE(ev) << ev.error().message();
+  EXPECT_TRUE(ev->exec().killed());
 
   r.argv_len = AC_ARGV_MAX + 1;
   ev = decode_record(bytes(r), ctx());

@@ -865,6 +865,15 @@ TEST(ShippedProfiles, SayWhatTheirCommentsPromise) {
   EXPECT_EQ(mcp.actions().exec(), P::ACTION_KILL);
   EXPECT_FALSE(has(mcp.filesystem().write(), "/w"));
   EXPECT_EQ(mcp.network().rules_size(), 0);
+  // Its kill is the kernel's (AC_SB_EXEC_KILL), not a deny with a note; audit mode kills nothing.
+  auto cm = compile_profile(mcp, PolicyContext{});
+  ASSERT_TRUE(cm) << cm.error().message();
+  EXPECT_TRUE(cm->exec_kill);
+  for (const auto& n : cm->notes) EXPECT_EQ(n.find("actions.exec"), std::string::npos) << n;
+  mcp.set_mode(P::MODE_AUDIT);
+  cm = compile_profile(mcp, PolicyContext{});
+  ASSERT_TRUE(cm) << cm.error().message();
+  EXPECT_FALSE(cm->exec_kill);
 }
 
 // --- show ---

@@ -69,6 +69,7 @@ enum ac_event_flags {
 	AC_F_PATH2_TRUNCATED = 1u << 6,    /* the second path did not fit */
 	AC_F_EXE_TRUNCATED = 1u << 7,      /* exec: exe or cwd walk truncated */
 	AC_F_FOLDED = 1u << 8,             /* file failure with an ac_fold entry: identical ones are counted there */
+	AC_F_KILLED = 1u << 9,             /* exec_failed: the kernel sent the caller SIGKILL (AC_SB_EXEC_KILL) */
 };
 
 /* Every record starts with this header. 64 bytes. */
@@ -416,7 +417,19 @@ enum ac_stat {
 	AC_STAT_NET_KILL_FAILED, /* bpf_send_signal failed for a kill action */
 	AC_STAT_SHED,            /* a record refused to keep the ring's reserve (ac_shed counts per sandbox) */
 	AC_STAT_FOLDED,          /* identical failures counted in ac_fold instead of recorded */
+	AC_STAT_EXEC_KILL_FAILED, /* bpf_send_signal failed for actions.exec: kill */
 	AC_STAT_MAX,
+};
+
+/*
+ * ac_sandbox_flags: sandbox key -> these bits, for what the kernel does itself to a
+ * sandbox's processes (beyond recording them). No entry: none.
+ */
+enum ac_sandbox_flag {
+	/* actions.exec: kill. An execve/execveat refused with EACCES (Landlock EXECUTE outside
+	 * filesystem.exec) gets the caller SIGKILL at the syscall's exit, before it returns to
+	 * user space: the refused image never runs, and neither does the caller's next step. */
+	AC_SB_EXEC_KILL = 1u << 0,
 };
 
 /* Global switches, one array entry written by user space before attach. */

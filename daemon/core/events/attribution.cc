@@ -153,7 +153,85 @@ std::string mechanism_name(const std::string& m) {
   return m;
 }
 
+namespace {
+
+// mode: audit refuses nothing, so nothing fails: each action that succeeded is judged
+// against the same compiled profile as if it were enforced (its Landlock plan, its masks
+// and view), and what enforcing would have refused is reported as "audit: would deny".
+ConfineDecisions as_enforced(const ConfineDecisions& d) {
+  ConfineDecisions enforced = d;
+  enforced.policy.audit_mode = false;
+  enforced.landlock_enforced = d.landlock.handled_fs != 0;
+  enforced.masks_enforced = !d.masks.entries.empty() || d.masks.private_view;
+  return enforced;
+}
+
+std::optional<v1::Event> would_deny(const v1::Event& ev, const ConfineDecisions& d) {
+  const ConfineDecisions enforced = as_enforced(d);
+  auto judge = [&](long nr, const std::string& path, int open_flags) -> std::optional<Violation> {
+    if (path.empty() || path[0] != '/') return std::nullopt;
+    // Enforcing lets the view's own root be listed (READ_DIR on its tmpfs, added in the child).
+    if (path == "/" && d.masks.private_view) return std::nullopt;
+    FailedOp op;
+    op.nr = nr;
+    op.err = EACCES;
+    op.path = path;
+    op.open_flags = open_flags;
+    return attribute(enforced, op);
+  };
+  auto report = [&](const Violation& v, const std::string& what) {
+    auto out = violation_from(ev, v, "audit: would deny " + what);
+    out.mutable_violation()->set_action("audit");
+    return out;
+  };
+  if (ev.has_file()) {
+    const auto& f = ev.file();
+    const std::string path = f.path_resolved() ? f.path() : attribution_path(ev, f.path(), f.dirfd(), "");
+    const bool opens = f.op() == "open" || f.op() == "creat";
+    // O_CREAT on a file that was there (`> /dev/null`) creates nothing, and Landlock asks
+    // for make_reg only when it does; the record does not say which, so only O_EXCL (it
+    // did create) is judged as a creation. A new file in a tree without write is still
+    // reported: it needs write_file there too.
+    int flags = opens ? static_cast<int>(f.flags()) : -1;
+    if (opens && (flags & O_CREAT) && !(flags & O_EXCL)) flags &= ~O_CREAT;
+    auto v = judge(seccomp_syscall_resolve_name(f.syscall().c_str()), path, flags);
+    if (!v) return std::nullopt;
+    auto out = report(*v, path == f.path() ? fmt::format("{} {}", f.op(), f.path())
+                                           : fmt::format("{} {} ({})", f.op(), f.path(), path));
+    *out.mutable_violation()->mutable_file() = f;
+    return out;
+  }
+  // An exec: the file named (a script) and the image mapped (its interpreter, or itself)
+  // each need execute.
+  const auto& x = ev.exec();
+  const std::string named = attribution_path(ev, x.filename(), AT_FDCWD, ev.process().cwd());
+  for (const std::string& image : {named, ev.process().binary()}) {
+    auto v = judge(SYS_execve, image, -1);
+    if (!v) continue;
+    return report(*v, image == x.filename() ? fmt::format("exec {}", x.filename())
+                                            : fmt::format("exec {} ({})", x.filename(), image));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecisions& d, bool net_reported) {
+  if (d.policy.audit_mode) {
+    if ((ev.has_file() && ev.file().result() >= 0) || (ev.has_exec() && ev.exec().result() == 0))
+      return would_deny(ev, d);
+    // A failure (permission bits, a missing capability) is judged as enforcing would have
+    // judged it: the profile's refusal is what the run learns, whatever refused it here.
+    if (ev.has_file() || ev.has_exec() || ev.has_syscall()) {
+      auto v = attribute_event(ev, as_enforced(d), net_reported);
+      // Limits hold in audit mode too: what they refused was refused.
+      if (v && v->violation().mechanism() != "pids-limit") {
+        v->mutable_violation()->set_action("audit");
+        v->mutable_violation()->set_what("audit: would deny " + v->violation().what());
+      }
+      return v;
+    }
+  }
   if (ev.has_file()) {
     const auto& f = ev.file();
     int err = errno_of(f.error());
@@ -211,17 +289,29 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
     // filename. (execveat's dirfd is not recorded: such a name is taken as cwd-relative.)
     const std::string path = attribution_path(ev, x.filename(), AT_FDCWD, ev.process().cwd());
     // Unresolved (relative, no cwd): no rule can be judged against it.
-    if (path.empty() || path[0] != '/') return std::nullopt;
+    const bool resolved = !path.empty() && path[0] == '/';
+    if (!resolved && !x.killed()) return std::nullopt;
     struct stat st;
     if (err == ENOENT && ::lstat(path.c_str(), &st) != 0) return std::nullopt;
     FailedOp op;
     op.nr = SYS_execve;
     op.err = err;
     op.path = path;
-    auto v = attribute(d, op);
+    std::optional<Violation> v;
+    if (resolved) v = attribute(d, op);
+    // The kernel killed the caller (actions.exec: kill): a violation whatever refused the
+    // exec, since the kill happened.
+    if (!v && x.killed()) v = Violation{"landlock", "actions.exec: kill (exec refused with EACCES)"};
     if (!v) return std::nullopt;
-    auto out = violation_from(ev, *v, path == x.filename() ? fmt::format("exec {}", x.filename())
-                                                           : fmt::format("exec {} ({})", x.filename(), path));
+    const std::string image = path == x.filename() || !resolved ? fmt::format("exec {}", x.filename())
+                                                   : fmt::format("exec {} ({})", x.filename(), path);
+    if (x.killed()) {
+      // The kill is the sys_exit BPF program's; the refusal the mechanism's.
+      auto out = violation_from(ev, *v, image + ": killed by agentcage's sys_exit BPF program (actions.exec: kill)");
+      out.mutable_violation()->set_action("kill");
+      return out;
+    }
+    auto out = violation_from(ev, *v, image);
     out.mutable_violation()->set_action(d.policy.audit_mode ? "audit" : "deny");
     return out;
   }

@@ -368,6 +368,7 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
       x->set_argc(r->argc);
       x->set_result(r->result);
       x->set_error(errno_name(errno_of(r->result)));
+      x->set_killed((hdr->flags & AC_F_KILLED) != 0);
       // The process keeps its old image: the argv it tried goes with the exec, not the process.
       v1::Process tried;
       split_argv(r->argv, r->argv_len, sizeof r->argv, &tried);
@@ -551,7 +552,8 @@ std::string text_line_raw(const v1::Event& ev) {
   switch (ev.kind_case()) {
     case v1::Event::kExec:
       if (ev.exec().result() < 0)
-        return head + fmt::format("execerr {:>7} {} {}", p.pid(), ev.exec().filename(), ev.exec().error());
+        return head + fmt::format("execerr {:>7} {} {}{}", p.pid(), ev.exec().filename(), ev.exec().error(),
+                                  ev.exec().killed() ? " (killed)" : "");
       return head + fmt::format("exec    {:>7} {} {}", p.pid(), ev.exec().filename(), argv);
     case v1::Event::kFile: {
       const auto& f = ev.file();

@@ -341,6 +341,7 @@ void append_event_json(const v1::Event& ev, std::string& out) {
       c.i32("result", x.result());
       c.str("error", x.error());
       c.strs("argv", x.argv());
+      c.boolean("killed", x.killed());
       break;
     }
     case v1::Event::kFork: {

@@ -70,7 +70,8 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
 }
 
 const char* kStatNames[AC_STAT_MAX] = {"events",     "ringbuf_full",    "truncated", "read_fault",
-                                      "task_map_full", "net_denied", "net_kill_failed", "shed", "folded"};
+                                      "task_map_full", "net_denied", "net_kill_failed", "shed", "folded",
+                                      "exec_kill_failed"};
 
 // uapi values newer than the build host's linux/bpf.h may be (net.bpf.c asserts them).
 constexpr int kAttachUnixConnect = 49;  // BPF_CGROUP_UNIX_CONNECT
@@ -638,16 +639,27 @@ Status BpfMonitor::lsm_forget(std::span<const InodeRule> rules) {
   return {};
 }
 
-Status BpfMonitor::track_cgroup(uint64_t cgroup_id, uint64_t sandbox) {
+Status BpfMonitor::track_cgroup(uint64_t cgroup_id, uint64_t sandbox, uint32_t sandbox_flags) {
+  if (sandbox_flags == 0) {
+    // A key reused by a sandbox without flags must not inherit a predecessor's.
+    if (bpf_map__delete_elem(impl_->skel->maps.ac_sandbox_flags, &sandbox, sizeof sandbox, 0) != 0 && errno != ENOENT)
+      return sys_error("bpf_map_delete_elem(ac_sandbox_flags)");
+  } else if (bpf_map__update_elem(impl_->skel->maps.ac_sandbox_flags, &sandbox, sizeof sandbox, &sandbox_flags,
+                                  sizeof sandbox_flags, BPF_ANY) != 0) {
+    return sys_error("bpf_map_update_elem(ac_sandbox_flags)", errno,
+                     errno == E2BIG ? "too many sandboxes with kernel-enforced actions: close some" : "");
+  }
   if (bpf_map__update_elem(impl_->skel->maps.ac_cgroups, &cgroup_id, sizeof cgroup_id, &sandbox, sizeof sandbox,
                            BPF_ANY) != 0)
     return sys_error("bpf_map_update_elem(ac_cgroups)");
   return {};
 }
 
-Status BpfMonitor::untrack_cgroup(uint64_t cgroup_id) {
+Status BpfMonitor::untrack_cgroup(uint64_t cgroup_id, uint64_t sandbox) {
   if (bpf_map__delete_elem(impl_->skel->maps.ac_cgroups, &cgroup_id, sizeof cgroup_id, 0) != 0 && errno != ENOENT)
     return sys_error("bpf_map_delete_elem(ac_cgroups)");
+  if (bpf_map__delete_elem(impl_->skel->maps.ac_sandbox_flags, &sandbox, sizeof sandbox, 0) != 0 && errno != ENOENT)
+    return sys_error("bpf_map_delete_elem(ac_sandbox_flags)");
   return {};
 }
 

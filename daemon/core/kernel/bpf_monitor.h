@@ -58,9 +58,11 @@ class BpfMonitor {
   // to decide what to do with the sandboxes they enforced.
   bool has_stale_pins() const;
 
-  // Record the processes of cgroup `cgroup_id` as sandbox `sandbox`.
-  Status track_cgroup(uint64_t cgroup_id, uint64_t sandbox);
-  Status untrack_cgroup(uint64_t cgroup_id);
+  // Record the processes of cgroup `cgroup_id` as sandbox `sandbox`, with what the kernel
+  // enforces on them itself (enum ac_sandbox_flag: AC_SB_EXEC_KILL), written first: the
+  // sandbox is never tracked without them. Untracking removes both.
+  Status track_cgroup(uint64_t cgroup_id, uint64_t sandbox, uint32_t sandbox_flags = 0);
+  Status untrack_cgroup(uint64_t cgroup_id, uint64_t sandbox);
   Status set_host_mode(bool on);
 
   // Network policy of a sandbox (compiled by net_policy.h compile()). The rules are

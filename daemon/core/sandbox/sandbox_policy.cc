@@ -171,8 +171,9 @@ Result<SandboxPolicy> compile_profile(const v1::Profile& p, const PolicyContext&
       }
     if (fs_action == P::ACTION_KILL) out.notes.push_back("actions.filesystem: kill is enforced as deny (EACCES)");
   }
-  if (p.actions().exec() == P::ACTION_KILL)
-    out.notes.push_back("actions.exec: kill is enforced as deny (Landlock EXECUTE); the attempt is reported");
+  // Landlock refuses the exec (EACCES); the sys_exit BPF program kills the caller on the
+  // way out of that syscall. Audit mode refuses nothing, so there is nothing to kill.
+  out.exec_kill = p.actions().exec() == P::ACTION_KILL && !out.audit_mode;
 
   // In audit mode too: a variable kept out is not a denial to report but data withheld,
   // and withholding it is what keeps a learning run from leaking the credential.

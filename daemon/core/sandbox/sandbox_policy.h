@@ -23,6 +23,9 @@ struct SandboxPolicy {
   bool audit_mode = false;         // mode: audit
   ConfinePolicy confine;
   std::optional<NetPolicy> net;    // unset: network unrestricted (actions.network: allow)
+  // actions.exec: kill (not in audit mode): an exec Landlock refuses kills the caller in
+  // the kernel (AC_SB_EXEC_KILL); needs the BPF monitor.
+  bool exec_kill = false;
   // The command's environment (profile.environment over PolicyContext::env). Both the
   // in-process and the daemon path hand exactly this to spawn().
   EnvPlan env;

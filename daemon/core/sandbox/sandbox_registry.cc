@@ -134,6 +134,11 @@ Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool
       e.dns->start();
     }
   }
+  if (policy.exec_kill) {
+    if (!mon_) return error("the profile kills on a refused exec (actions.exec: kill), which the BPF monitor does, "
+                            "and this daemon runs without it");
+    e.sandbox_flags |= AC_SB_EXEC_KILL;
+  }
   if (!confined) return {};  // network options alone: the launcher confines nothing else
   // The same decisions the launcher's own prepare makes (it confines its child with
   // this policy): prepared here only to know what to attribute, never applied.
@@ -289,14 +294,14 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
     if (auto st = prepare_launch(e, *policy, peer, req.launch()); !st) return fail(st.error());
   if (auto st = write_record(); !st) return fail(st.error());  // now with the cgroup id
   if (mon_) {
-    if (auto st = mon_->track_cgroup(e.cgroup->id(), key); !st) return fail(st.error());
+    if (auto st = mon_->track_cgroup(e.cgroup->id(), key, e.sandbox_flags); !st) return fail(st.error());
     // Installed before the launcher can place anything in the cgroup: enforced from the
     // command's first instruction.
     if (e.net) {
       if (auto st = mon_->install_net_policy(key, *e.net); !st) {
         e.dns.reset();  // first: a resolver still running could learn after the removal
         (void)mon_->remove_net_policy(key, *e.net);
-        (void)mon_->untrack_cgroup(e.cgroup->id());
+        (void)mon_->untrack_cgroup(e.cgroup->id(), e.key);
         return fail(st.error());
       }
     }
@@ -437,7 +442,7 @@ Status SandboxRegistry::adopt_record(const v1::SandboxRecord& rec, bool enforced
   if (mon_) {
     // Both already in the adopted maps; written again so what is enforced is exactly the
     // policy this daemon will later remove.
-    if (auto st = mon_->track_cgroup(e.cgroup->id(), e.key); !st) return std::unexpected(st.error());
+    if (auto st = mon_->track_cgroup(e.cgroup->id(), e.key, e.sandbox_flags); !st) return std::unexpected(st.error());
     if (e.net)
       if (auto st = mon_->install_net_policy(e.key, *e.net); !st) return std::unexpected(st.error());
   }
@@ -470,7 +475,7 @@ SandboxRegistry::Readopted SandboxRegistry::readopt(bool enforced) {
       out.killed.emplace_back(id, st.error().message());
       e.dns.reset();  // before the learned addresses are removed: it could learn again
       if (mon_) {
-        if (e.cgroup) (void)mon_->untrack_cgroup(e.cgroup->id());
+        if (e.cgroup) (void)mon_->untrack_cgroup(e.cgroup->id(), e.key);
         (void)mon_->remove_net_policy(e.key, e.net ? *e.net : CompiledNetPolicy{});
       }
       if (e.cgroup)
@@ -529,7 +534,7 @@ Status SandboxRegistry::close_locked(Entry& e, std::optional<int> exit_status) {
   e.dns.reset();  // stops the resolver: nothing is left in the sandbox to ask it
   if (mon_ && e.net) (void)mon_->remove_net_policy(e.key, *e.net);
   e.net.reset();
-  if (mon_) (void)mon_->untrack_cgroup(e.cgroup->id());
+  if (mon_) (void)mon_->untrack_cgroup(e.cgroup->id(), e.key);
   e.cgroup.reset();
   // After the kill: the v1 limit cgroups and the view's scratch directory go with it. A
   // sandbox readopted after a restart has no prepared confinement: its v1 directories

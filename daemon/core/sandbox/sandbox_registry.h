@@ -143,6 +143,7 @@ class SandboxRegistry {
     std::unique_ptr<Cgroup> cgroup;  // null once closed
     UniqueFd owner_pidfd;
     std::optional<CompiledNetPolicy> net;          // installed while running
+    uint32_t sandbox_flags = 0;                    // enum ac_sandbox_flag, with the cgroup's tracking
     std::unique_ptr<DnsGuard> dns;                 // network.domains: its resolver, while running
     std::shared_ptr<const DnsNames> dns_names;     // what it learned: kept after close, for the reader's lag
     std::shared_ptr<const Attribution> attribution;

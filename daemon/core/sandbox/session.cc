@@ -206,11 +206,11 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   }
 
   std::unique_ptr<BpfMonitor> mon;
-  if (opts.monitor || net || !deny.empty()) {
+  if (opts.monitor || net || !deny.empty() || opts.exec_kill) {
     auto m = BpfMonitor::start(opts.monitor_opts);
     // Recording may degrade, enforcement fails closed: only a session that merely records
     // runs on without the monitor.
-    bool optional = opts.monitor_optional && !net && deny.empty() && !opts.confine;
+    bool optional = opts.monitor_optional && !net && deny.empty() && !opts.confine && !opts.exec_kill;
     if (!m && !optional) return std::unexpected(m.error());
     if (m) mon = std::move(*m);
     else spdlog::warn("not recording this run: {}", m.error().message());
@@ -259,12 +259,13 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
     net->sandbox.name_port6 = dns->name_port6();
   }
   if (mon) {
-    if (auto st = mon->track_cgroup(cg->id(), key); !st) return std::unexpected(st.error());
+    if (auto st = mon->track_cgroup(cg->id(), key, opts.exec_kill ? AC_SB_EXEC_KILL : 0); !st)
+      return std::unexpected(st.error());
     // Enforcement fails closed: no policy in the kernel, no child.
     if (net) {
       if (auto st = mon->install_net_policy(key, *net); !st) {
         (void)mon->remove_net_policy(key, *net);
-        (void)mon->untrack_cgroup(cg->id());
+        (void)mon->untrack_cgroup(cg->id(), key);
         return std::unexpected(st.error());
       }
       spdlog::debug("sandbox {}: network policy installed ({} prefixes, {} unix names, default {}{}), enforced by "
@@ -339,7 +340,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   }
   if (reader) reader->stop();
   if (mon && net) (void)mon->remove_net_policy(key, *net);
-  if (mon) (void)mon->untrack_cgroup(cg->id());
+  if (mon) (void)mon->untrack_cgroup(cg->id(), key);
   if (mon) (void)mon->lsm_forget(deny);
   if (!status) return std::unexpected(status.error());
   res.exit_status = *status;

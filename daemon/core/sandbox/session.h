@@ -55,6 +55,9 @@ struct SessionOptions {
   // The session refuses to start when BPF LSM is not active. In host mode (no argv) the
   // rules apply to every recorded process.
   std::vector<DenyRule> lsm_deny;
+  // actions.exec: kill (SandboxPolicy::exec_kill): an exec refused with EACCES kills the
+  // caller in the kernel, at that syscall's exit (implies monitor, which must load).
+  bool exec_kill = false;
 
   // Confine the child (see confine.h): prepared after the cgroup exists, applied in the
   // child after child_setup. A missing required mechanism fails the session before spawn.

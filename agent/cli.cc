@@ -316,6 +316,30 @@ Parsed parse(const std::vector<std::string>& args) {
       "Names are looked up in $AGENTCAGE_PROFILE_PATH, /etc/agentcage/profiles and the shipped profiles.\n"
       "Example: agentcage profile show coding-agent --workspace ~/src/app");
 
+  ProfileGenerateArgs gen;
+  auto* gen_cmd = profile_cmd->add_subcommand(
+      "generate", "Write the least-privilege profile a recorded learning run (mode: audit) needed");
+  gen_cmd->add_option("--from", gen.from, "The learning run's sandbox id (16 hex digits)")->required();
+  auto* gen_sock = gen_cmd->add_option("--socket", gen.socket, "agentcaged's control socket")->capture_default_str();
+  gen_cmd->add_option("--db", gen.db, kDbHelp)->type_name("FILE")->excludes(gen_sock);
+  gen_cmd->add_option("--chain-key", gen.chain_key, "With --db: chain key file (keyed stores)")->capture_default_str();
+  gen_cmd->add_option("--extends", gen.extends, "The base profile the run extended (name or path)")
+      ->capture_default_str();
+  gen_cmd->add_option("--name", gen.name, "The new profile's name (default: generated-SANDBOX)");
+  gen_cmd->add_option("--workspace", gen.workspace,
+                      "The run's workspace: paths inside it are written as ${WORKSPACE}/... (default: the daemon's "
+                      "record of it)");
+  gen_cmd->add_option("--output", gen.output, "Write the profile to FILE instead of standard output");
+  gen_cmd->footer(
+      "The learning run is a profile with `mode: audit` extending the base (`extends: default`,\n"
+      "`mode: audit`): it denies nothing and reports each action the base would deny. Each report\n"
+      "becomes a grant of the new profile (which extends the same base, enforcing): a file's\n"
+      "directory (the file alone where the directory is a top-level tree or holds a path the base\n"
+      "denies), an exec'd image's directory, a syscall, a network destination, each commented\n"
+      "with the first report that needed it. Paths the base denies are never granted (listed on\n"
+      "standard error). The result is checked as `profile lint` checks a file.\n"
+      "Example: agentcage profile generate --from 0123456789abcdef --extends default --output job.yaml");
+
   auto* audit_cmd = app.add_subcommand("audit", "Check, report on and ship the tamper-evident audit store");
   audit_cmd->require_subcommand(1);
   AuditVerifyArgs verify;
@@ -439,7 +463,7 @@ Parsed parse(const std::vector<std::string>& args) {
     if (dynamic_cast<const CLI::RequiredError*>(&e) && app.get_subcommands().empty())
       msg = "a command is required: run, trace, ps, tree, events, status, profile, audit or collector";
     else if (dynamic_cast<const CLI::RequiredError*>(&e) && *profile_cmd && profile_cmd->get_subcommands().empty())
-      msg = "profile: a subcommand is required: lint or show";
+      msg = "profile: a subcommand is required: lint, show or generate";
     return Exit{2, "agentcage: " + msg + "\nRun 'agentcage --help' for usage."};
   }
 
@@ -496,6 +520,12 @@ Parsed parse(const std::vector<std::string>& args) {
     return coll;
   }
   if (*show_cmd) return show;
+  if (*gen_cmd) {
+    if (!is_sandbox_id(gen.from))
+      return Exit{2, "agentcage: profile generate: --from: '" + gen.from + "' is not a sandbox id (16 hex digits)"};
+    if (gen.name.empty()) gen.name = "generated-" + gen.from;
+    return gen;
+  }
   auto fmt_of = [](const std::string& f) { return f == "text" ? OutputFormat::text : OutputFormat::json; };
   if (*ps_cmd) {
     ps.format = fmt_of(ps_fmt);

@@ -108,6 +108,19 @@ struct ProfileShowArgs {
   std::string workspace;
 };
 
+// agentcage profile generate --from SANDBOX [--db FILE | --socket PATH] [--extends BASE]
+//                            [--name NAME] [--workspace DIR] [--output FILE]
+struct ProfileGenerateArgs {
+  std::string from;                 // the learning run's sandbox id
+  std::string db;                   // set: read this store file; else ask the daemon
+  std::string socket = core::kDefaultSocket;
+  std::string chain_key = kDefaultChainKeyPath;
+  std::string extends = "default";  // the base the learning run extended
+  std::string name;                 // default: generated-<sandbox id>
+  std::string workspace;            // the run's workspace (default: the daemon's record of it)
+  std::string output = "-";
+};
+
 // agentcage audit verify [--db FILE] [--chain-key FILE]
 //                        [--against HOST:PORT [TLS options | --insecure] [--node N] | --checkpoint FILE]
 struct AuditVerifyArgs {
@@ -180,7 +193,7 @@ struct Exit {
 };
 
 using Parsed = std::variant<RunArgs, TraceArgs, PsArgs, StatusArgs, EventsArgs, ProfileLintArgs, ProfileShowArgs,
-                            AuditVerifyArgs, AuditCheckpointArgs, AuditKeygenArgs, AuditPushArgs, CollectorArgs,
+                            ProfileGenerateArgs, AuditVerifyArgs, AuditCheckpointArgs, AuditKeygenArgs, AuditPushArgs, CollectorArgs,
                             TreeArgs, AuditReportArgs, Exit>;
 
 Parsed parse(const std::vector<std::string>& args);  // args excludes argv[0]
@@ -190,5 +203,7 @@ Parsed parse(const std::vector<std::string>& args);  // args excludes argv[0]
 int run_tree(const TreeArgs& a);
 // `agentcage audit report`: defined in report_cmd.cc, like run_tree.
 int run_report(const AuditReportArgs& a);
+// `agentcage profile generate`: also in report_cmd.cc (it reads events the same way).
+int run_profile_generate(const ProfileGenerateArgs& a);
 
 }  // namespace agentcage::cli

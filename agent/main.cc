@@ -858,6 +858,7 @@ int main(int argc, char** argv) {
   if (auto* e = std::get_if<cli::EventsArgs>(&parsed)) return do_events(*e);
   if (auto* l = std::get_if<cli::ProfileLintArgs>(&parsed)) return do_profile_lint(*l);
   if (auto* s = std::get_if<cli::ProfileShowArgs>(&parsed)) return do_profile_show(*s);
+  if (auto* g = std::get_if<cli::ProfileGenerateArgs>(&parsed)) return cli::run_profile_generate(*g);
   if (auto* v = std::get_if<cli::AuditVerifyArgs>(&parsed)) return do_audit_verify(*v);
   if (auto* c = std::get_if<cli::AuditCheckpointArgs>(&parsed)) return do_audit_checkpoint(*c);
   if (auto* k = std::get_if<cli::AuditKeygenArgs>(&parsed)) return do_audit_keygen(*k);

@@ -14,6 +14,8 @@
 
 #include "agentcage/v1/control.grpc.pb.h"
 #include "cli.h"
+#include "core/policy/profile.h"
+#include "core/policy/profile_generate.h"
 #include "core/report/report.h"
 #include "grpc/client.h"
 #include "offline.h"
@@ -113,15 +115,16 @@ class DaemonSource : public ReportSource {
   std::shared_ptr<grpc::Channel> ch_;
 };
 
-core::Result<std::unique_ptr<ReportSource>> open_source(const AuditReportArgs& a) {
-  if (!a.db.empty()) {
-    auto s = open_store_file(a.db, a.chain_key);
+core::Result<std::unique_ptr<ReportSource>> open_source(const std::string& db, const std::string& chain_key,
+                                                        const std::string& socket) {
+  if (!db.empty()) {
+    auto s = open_store_file(db, chain_key);
     if (!s) return std::unexpected(s.error());
     return std::make_unique<StoreSource>(std::move(*s));
   }
-  auto ch = grpcapi::connect_daemon(a.socket);
+  auto ch = grpcapi::connect_daemon(socket);
   if (!ch) return std::unexpected(ch.error());
-  return std::make_unique<DaemonSource>(a.socket, std::move(*ch));
+  return std::make_unique<DaemonSource>(socket, std::move(*ch));
 }
 
 // The sandbox's events, then the losses that name no sandbox (a full ring buffer drops
@@ -187,7 +190,7 @@ core::Status write_output(const std::string& path, const std::string& text) {
 }  // namespace
 
 int run_report(const AuditReportArgs& a) {
-  auto src = open_source(a);
+  auto src = open_source(a.db, a.chain_key, a.socket);
   if (!src) {
     fprintf(stderr, "agentcage: error: %s\n", src.error().message().c_str());
     return 2;
@@ -205,6 +208,60 @@ int run_report(const AuditReportArgs& a) {
     return 2;
   }
   return r->verification().state() == "broken" ? 1 : 0;
+}
+
+}  // namespace agentcage::cli
+
+namespace agentcage::cli {
+
+int run_profile_generate(const ProfileGenerateArgs& a) {
+  auto fail = [](const std::string& msg, const std::string& hint = {}) {
+    fprintf(stderr, "agentcage: error: %s\n", msg.c_str());
+    if (!hint.empty()) fprintf(stderr, "hint: %s\n", hint.c_str());
+    return 2;
+  };
+  auto src = open_source(a.db, a.chain_key, a.socket);
+  if (!src) return fail(src.error().message());
+  std::string ws = a.workspace;
+  if (ws.empty())
+    if (auto sb = (*src)->sandbox(a.from)) ws = sb->workspace();
+  auto vars = core::ProfileVars::from_environment(ws.empty() ? "/WORKSPACE" : ws);
+  auto base = core::resolve_profile(a.extends, vars);
+  if (!base) return fail("--extends " + a.extends + ": " + base.error().message());
+  std::vector<v1::Event> events;
+  v1::EventFilter f;
+  f.add_sandbox_ids(a.from);
+  f.add_kinds("violation");
+  if (auto st = (*src)->query(f, [&](const v1::Event& ev) {
+        events.push_back(ev);
+        return true;
+      });
+      !st)
+    return fail(st.error().message());
+  core::GenerateOptions o{a.name, a.extends, ws, (*src)->describe() + ", sandbox " + a.from};
+  auto g = core::generate_profile(o, base->profile, events);
+  if (!g.reports)
+    return fail("sandbox " + a.from + " has no audit reports in " + (*src)->describe(),
+                "record a learning run first: a profile with `extends: " + a.extends +
+                    "` and `mode: audit`, then generate from its sandbox id");
+  // The result must load as any profile does: written beside the output (or in /tmp) and
+  // resolved with the same variables.
+  char tmpl[] = "/tmp/agentcage-generated-XXXXXX.yaml";
+  int fd = ::mkstemps(tmpl, 5);
+  if (fd < 0) return fail(std::string("mkstemps: ") + strerror(errno));
+  bool wrote = ::write(fd, g.yaml.data(), g.yaml.size()) == static_cast<ssize_t>(g.yaml.size());
+  ::close(fd);
+  auto check = wrote ? core::resolve_profile(tmpl, vars) : core::Result<core::LoadedProfile>(core::error("write failed"));
+  ::unlink(tmpl);
+  if (!check) {
+    fprintf(stderr, "%s", g.yaml.c_str());
+    return fail("the generated profile does not load (a bug in generate): " + check.error().message());
+  }
+  if (auto st = write_output(a.output, g.yaml); !st) return fail(st.error().message());
+  for (const auto& sk : g.skipped) fprintf(stderr, "agentcage: not granted: %s\n", sk.c_str());
+  fprintf(stderr, "agentcage: profile %s: %zu grants from %zu audit reports of sandbox %s (extends %s)\n",
+          a.name.c_str(), g.grants, g.reports, a.from.c_str(), a.extends.c_str());
+  return 0;
 }
 
 }  // namespace agentcage::cli

@@ -46,6 +46,14 @@ struct {
 	__type(value, __u32);
 } ac_sandbox_flags SEC(".maps") __weak;
 
+/* Sandbox key -> syscalls its profile would refuse (AC_SB_AUDIT_SYSCALLS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct ac_syscall_set);
+} ac_audit_syscalls SEC(".maps") __weak;
+
 /* Per-reason counters (enum ac_stat); user space sums the CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

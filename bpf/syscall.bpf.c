@@ -167,6 +167,18 @@ static __always_inline int ac_exec_kill(struct task_struct *task, __u64 sandbox)
 	return err;
 }
 
+/* mode: audit: is nr one the sandbox's seccomp profile would refuse? */
+static __always_inline int ac_audited(__u64 sandbox, long nr)
+{
+	__u32 *sf = bpf_map_lookup_elem(&ac_sandbox_flags, &sandbox);
+	if (!sf || !(*sf & AC_SB_AUDIT_SYSCALLS) || nr < 0 || nr >= AC_SYSCALL_SET_BITS)
+		return 0;
+	struct ac_syscall_set *set = bpf_map_lookup_elem(&ac_audit_syscalls, &sandbox);
+	if (!set)
+		return 0;
+	return (set->bits[(nr >> 6) & (AC_SYSCALL_SET_BITS / 64 - 1)] >> (nr & 63)) & 1;
+}
+
 /*
  * syscall_exit_to_user_mode -> syscall_exit_work -> trace_sys_exit(regs, ret)
  * Runs in the task's context after the syscall finished: the result is final and, for a
@@ -197,9 +209,17 @@ int BPF_PROG(AC_SYSCALL_PROG, struct pt_regs *regs, long ret)
 	int failed_exec = ret < 0 && (nr == AC_NR_execve || nr == AC_NR_execveat);
 	int accepted = ac_is_accept(nr, ret);
 
-	/* The hot path for everything else on the host: no map lookup, no helper call. */
-	if (!denied && !fdesc && !failed_exec && !accepted)
-		return 0;
+	/*
+	 * The hot path for everything else on the host: one array load (inlined, no helper
+	 * call) while no sandbox is in audit mode, and nothing more.
+	 */
+	int audit_only = 0;
+	if (!denied && !fdesc && !failed_exec && !accepted) {
+		struct ac_config *cfg = ac_config();
+		if (!cfg || !cfg->audit_sandboxes)
+			return 0;
+		audit_only = 1;
+	}
 
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 sandbox = 0;
@@ -215,6 +235,11 @@ int BPF_PROG(AC_SYSCALL_PROG, struct pt_regs *regs, long ret)
 	}
 	__u64 a[8];
 	ac_syscall_args(regs, a);
+	if (audit_only) {
+		if (sandbox && ac_audited(sandbox, nr))
+			ac_emit_denied(task, nr, ret, a, sandbox, flags | AC_F_AUDIT);
+		return 0;
+	}
 	if (denied)
 		ac_emit_denied(task, nr, ret, a, sandbox, flags);
 	if (fdesc)

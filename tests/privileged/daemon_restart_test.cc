@@ -315,6 +315,47 @@ TEST_F(Restart, AnExecKillHoldsWhileTheDaemonIsDownAndIsReportedAfter) {
   EXPECT_TRUE(wait_until([&] { return killed() == 1; }, std::chrono::seconds(10))) << events() << logs();
 }
 
+// Issue 12 item 3: an audit-mode sandbox re-adopted after a crash still has the syscalls
+// its profile would refuse recorded and reported (the per-sandbox set and the switch that
+// turns the check on are rewritten from the re-adopted policy).
+TEST_F(Restart, AuditModeKeepsReportingWhatItWouldDenyAfterARestart) {
+  std::string pdir = dir_ + "/prof";
+  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
+  { std::ofstream(pdir + "/learn.yaml") << "name: learn\nextends: default\nmode: audit\n"; }
+  chmod((pdir + "/learn.yaml").c_str(), 0644);
+  stop_daemon();
+  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);  // read by agentcaged at start
+  start_daemon();
+  const std::string go = ws_ + "/go";
+  std::string script = "echo ready; while [ ! -e " + go + " ]; do sleep 0.05; done; /usr/bin/python3 -c "
+                       "'import ctypes; print(\"ptrace\", ctypes.CDLL(None).ptrace(0, 0, 0, 0))'";
+  agent_ = testing::start({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "AGENTCAGE_PROFILE_PATH=" + pdir,
+                           "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run",
+                           "--socket", sock_, "--profile", "learn", "--workspace", ws_, "--", "sh", "-c", script},
+                          dir_ + "/agent.out");
+  ASSERT_TRUE(wait_until([&] { return count("ready") == 1; }, std::chrono::seconds(20)))
+      << read_all(dir_ + "/agent.out") << logs();
+  auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"id\":\"([0-9a-f]{16})\""))) << ps;
+  id_ = m[1];
+  crash_daemon();
+  start_daemon();
+  unsetenv("AGENTCAGE_PROFILE_PATH");
+  { std::ofstream(go) << "1\n"; }
+  EXPECT_EQ(testing::wait_status(agent_), 0) << read_all(dir_ + "/agent.out") << logs();
+  agent_ = -1;
+  EXPECT_NE(read_all(dir_ + "/agent.out").find("ptrace 0"), std::string::npos) << read_all(dir_ + "/agent.out");
+  auto audited = [&] {
+    int n = 0;
+    for (const auto& l : testing::lines(events("--violations")))
+      n += l.find("\"action\":\"audit\"") != std::string::npos &&
+           l.find("audit: would deny syscall ptrace") != std::string::npos;
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return audited() == 1; }, std::chrono::seconds(10))) << events() << logs();
+}
+
 TEST_F(Restart, AStartThatFailsEarlyKeepsTheCrashedDaemonsPins) {
   start_agent();
   crash_daemon();

@@ -17,6 +17,7 @@
 #include <future>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <thread>
 
 #include "agentcage/v1/control.grpc.pb.h"
@@ -824,7 +825,8 @@ TEST_F(DaemonProfile, AnExecOutsideTheExecPathsKillsTheCallerOnEveryPath) {
 // Issue 12 item 3: mode: audit refuses nothing and reports each action the same profile,
 // enforcing, would have refused, "audit: would deny", with its mechanism and rule: a read
 // of /etc/shadow (masked), a read outside every tree, a write outside the write trees, an
-// exec outside the exec paths. On every path; the daemon's runs are in its store.
+// exec outside the exec paths, ptrace and io_uring (seccomp's deny set, recorded by the
+// sys_exit program whatever their result). On every path; each daemon's run is stored.
 TEST_F(DaemonProfile, AnAuditModeRunReportsEveryWouldDenyOnEveryPath) {
   ASSERT_EQ(chmod(ws_.c_str(), 0777), 0);  // root's sandboxes hold no CAP_DAC_OVERRIDE
   const std::string outside = "/srv/agentcage-audit-" + std::to_string(getpid()) + ".txt";
@@ -843,7 +845,8 @@ TEST_F(DaemonProfile, AnAuditModeRunReportsEveryWouldDenyOnEveryPath) {
   const std::string script = "cat /etc/shadow >/dev/null 2>&1; cat " + outside + "; echo x > " + written +
                              " 2>/dev/null; cd " + ws_ +
                              " && rm -f evil.sh && printf '#!/bin/sh\\necho RAN\\n' > evil.sh && chmod 755 evil.sh"
-                             " && ./evil.sh";
+                             " && ./evil.sh; /usr/bin/python3 -c 'import ctypes; l = ctypes.CDLL(None); l.ptrace(0, 0, 0, 0); "
+                             "b = ctypes.create_string_buffer(120); l.syscall(425, 4, b)'";
   for (int path = 0; path < 3; ++path) {
     const char* name = path_name(path);
     testing::ProcResult r;
@@ -861,7 +864,10 @@ TEST_F(DaemonProfile, AnAuditModeRunReportsEveryWouldDenyOnEveryPath) {
                                  "audit: would deny open " + outside + " (landlock, filesystem: " + outside + " needs",
                                  "audit: would deny open " + written + " (landlock, filesystem: " + written + " needs",
                                  "audit: would deny exec ./evil.sh (" + ws_ + "/evil.sh) (landlock, filesystem.exec: " +
-                                     ws_ + "/evil.sh is outside the exec paths)"})
+                                     ws_ + "/evil.sh is outside the exec paths)",
+                                 std::string("audit: would deny syscall ptrace (seccomp, syscalls.deny: ptrace (builtin))"),
+                                 std::string("audit: would deny syscall io_uring_setup (seccomp, syscalls.deny: "
+                                             "io_uring_setup (builtin))")})
       EXPECT_NE(r.err.find("audit " + w), std::string::npos) << name << ": " << w << "\n" << r.err;
     // Granted actions are not reported (`> /dev/null` opens with O_CREAT a file that exists).
     EXPECT_EQ(r.err.find("would deny open /etc/passwd"), std::string::npos) << name << ": " << r.err;
@@ -880,6 +886,78 @@ TEST_F(DaemonProfile, AnAuditModeRunReportsEveryWouldDenyOnEveryPath) {
   kill(d2, SIGTERM);
   EXPECT_EQ(testing::wait_status(d2), 0) << read_all(dir_ + "/daemon2.log");
   unlink(outside.c_str());
+}
+
+// Issue 12 item 4: a learning run's would-denies become a profile (`profile generate`)
+// that re-runs the same job enforcing, while what the job did not do stays denied. The
+// events come through agentcaged (daemon run) and from a store file (in-process run).
+TEST_F(DaemonProfile, AGeneratedProfileRerunsTheJobAndKeepsTheRestDenied) {
+  ASSERT_EQ(chmod(ws_.c_str(), 0777), 0);  // root's sandboxes hold no CAP_DAC_OVERRIDE
+  const std::string tag = std::to_string(getpid());
+  const std::string data = "/srv/agentcage-gen-" + tag, tool = "/opt/agentcage-gen-" + tag;
+  struct Cleanup {
+    std::string a, b;
+    ~Cleanup() {
+      std::filesystem::remove_all(a);
+      std::filesystem::remove_all(b);
+    }
+  } cleanup{data, tool};
+  for (const std::string& d : {data, tool, tool + "/bin"}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0) << d;
+  { std::ofstream(data + "/in.txt") << "job-data\n"; }
+  { std::ofstream(tool + "/bin/run") << "#!/bin/sh\ncat " << data << "/in.txt > \"$1/out.txt\"\necho tool-ran\n"; }
+  chmod((data + "/in.txt").c_str(), 0644);
+  chmod((tool + "/bin/run").c_str(), 0755);
+  const std::string prof = dir_ + "/learn.yaml";
+  { std::ofstream(prof) << "name: learn\nextends: default\nmode: audit\n"; }
+  chmod(prof.c_str(), 0644);
+  const std::string job = tool + "/bin/run " + ws_ + "; cat " + ws_ + "/out.txt";
+  for (int path : {0, 2}) {  // through agentcaged (events from it), in-process (events from its store file)
+    const char* name = path_name(path);
+    const std::string db = dir_ + "/inproc.db";
+    std::vector<std::string> argv{AGENTCAGE_BIN, "run"};
+    if (path == 2) argv.insert(argv.end(), {"--no-daemon", "--audit-db", db});
+    else argv.insert(argv.end(), {"--socket", sock_});
+    argv.insert(argv.end(), {"--profile", prof, "--workspace", ws_, "--", "/bin/sh", "-c", job});
+    auto learn = run(argv);
+    ASSERT_EQ(learn.status, 0) << name << ": " << learn.err << log();
+    EXPECT_NE(learn.out.find("job-data"), std::string::npos) << name << ": " << learn.out << learn.err;
+    std::vector<std::string> src = path == 2 ? std::vector<std::string>{"--db", db}
+                                             : std::vector<std::string>{"--socket", sock_};
+    std::vector<std::string> q{AGENTCAGE_BIN, "events", "--violations"};
+    q.insert(q.end(), src.begin(), src.end());
+    std::string id;
+    wait_until([&] {
+      std::smatch m;
+      for (const auto& l : testing::lines(run(q).out))
+        if (l.find("would deny exec " + tool) != std::string::npos &&
+            std::regex_search(l, m, std::regex("\"sandbox_id\":\"([0-9a-f]{16})\"")))
+          id = m[1];
+      return !id.empty();
+    }, std::chrono::seconds(10));
+    ASSERT_FALSE(id.empty()) << name << ": " << run(q).out;
+    const std::string out = dir_ + "/job-" + std::to_string(path) + ".yaml";
+    std::vector<std::string> gen{AGENTCAGE_BIN, "profile", "generate", "--from", id, "--workspace", ws_,
+                                 "--name", "job", "--output", out};
+    gen.insert(gen.end(), src.begin(), src.end());
+    auto g = run(gen);
+    ASSERT_EQ(g.status, 0) << name << ": " << g.err;
+    const std::string yaml = read_all(out);
+    EXPECT_NE(yaml.find("  read:\n    - \"" + data + "\"  # first: open " + data + "/in.txt"), std::string::npos)
+        << name << ": " << yaml;
+    EXPECT_NE(yaml.find("  exec:\n    - \"" + tool + "/bin\"  # first: exec " + tool + "/bin/run"), std::string::npos)
+        << name << ": " << yaml;
+    auto lint = run({AGENTCAGE_BIN, "profile", "lint", out});
+    EXPECT_EQ(lint.status, 0) << name << ": " << lint.out << lint.err;
+    // Enforcing: the job passes; what it never did stays denied.
+    unlink((ws_ + "/out.txt").c_str());
+    auto again = run_on_path(path, out, job + "; cat /etc/shadow; echo x > " + data + "/new; cat /srv/agentcage-gen-x; exit 0");
+    EXPECT_EQ(again.status, 0) << name << ": " << again.err;
+    EXPECT_NE(again.out.find("tool-ran\njob-data"), std::string::npos) << name << ": " << again.out << again.err;
+    EXPECT_NE(again.err.find("deny open /etc/shadow (mount-mask"), std::string::npos) << name << ": " << again.err;
+    EXPECT_NE(again.err.find("deny open " + data + "/new"), std::string::npos) << name << ": " << again.err;
+    EXPECT_EQ(again.err.find("audit: would deny"), std::string::npos) << name << ": enforcing: " << again.err;
+    EXPECT_NE(access((data + "/new").c_str(), F_OK), 0) << name;
+  }
 }
 
 // Issue 12: `ls /` and listings of the view's own directories work (they show only the

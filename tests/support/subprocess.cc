@@ -30,6 +30,15 @@ int shell_status(int ws) {
   return -1;
 }
 
+// A child starts with no signal blocked: a test that ran in-process code blocking
+// SIGINT/SIGTERM (a session waiting for them) must not hand that mask to the processes
+// later tests start and stop with those signals.
+void unblock_signals() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
 }  // namespace
 
 ProcResult run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
@@ -39,6 +48,7 @@ ProcResult run(const std::vector<std::string>& argv, std::chrono::seconds timeou
   auto args = cargv(argv);
   pid_t pid = fork();
   if (pid == 0) {
+    unblock_signals();
     dup2(o[1], 1);
     dup2(e[1], 2);
     int devnull = open("/dev/null", O_RDONLY);
@@ -81,6 +91,7 @@ pid_t start(const std::vector<std::string>& argv, const std::string& out_file) {
   auto args = cargv(argv);
   pid_t pid = fork();
   if (pid == 0) {
+    unblock_signals();
     int fd = open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);

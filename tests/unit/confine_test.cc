@@ -433,6 +433,33 @@ TEST(Attribution, AuditModeReportsWhatEnforcingWouldHaveDenied) {
   EXPECT_EQ(v->violation().what(), "audit: would deny exec ./x (/work/bin/x)");
   EXPECT_FALSE(attribute_event(exec("/usr/bin/true", "/usr/bin/true"), d, false));
 
+  // A syscall in the audit set that went through (the sys_exit program records those with
+  // whatever result): what the enforced filter would have refused, and under a kill action.
+  auto syscall = [](const std::string& name, long nr, int result) {
+    v1::Event ev;
+    auto* sc = ev.mutable_syscall();
+    sc->set_name(name);
+    sc->set_nr(static_cast<uint32_t>(nr));
+    sc->set_result(result);
+    for (int i = 0; i < 6; ++i) sc->add_args(0);
+    return ev;
+  };
+  v = attribute_event(syscall("ptrace", SYS_ptrace, 0), d, false);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->violation().what(), "audit: would deny syscall ptrace");
+  EXPECT_EQ(v->violation().mechanism(), "seccomp");
+  EXPECT_EQ(v->violation().rule(), "syscalls.deny: ptrace (builtin)");
+  EXPECT_EQ(v->violation().action(), "audit");
+  v = attribute_event(syscall("io_uring_setup", SYS_io_uring_setup, 3), d, false);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->violation().what(), "audit: would deny syscall io_uring_setup");
+  EXPECT_FALSE(attribute_event(syscall("getpid", SYS_getpid, 7), d, false)) << "not in the deny set";
+  auto k = decisions(SeccompAction::kill);
+  k.policy.audit_mode = true;
+  v = attribute_event(syscall("ptrace", SYS_ptrace, -ESRCH), k, false);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->violation().rule(), "syscalls.deny: ptrace (builtin); syscalls.action: kill (the process would be killed)");
+
   // Enforcing, a success is just a success.
   d.policy.audit_mode = false;
   EXPECT_FALSE(attribute_event(opened("/work/.env", O_RDONLY), d, false));

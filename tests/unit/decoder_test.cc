@@ -316,6 +316,12 @@ TEST(DecoderSyscall, DeniedSyscall) {
   ev = decode_record(bytes(r), ctx());
   ASSERT_FALSE(ev);
   EXPECT_NE(ev.error().message().find("not an error"), std::string::npos);
+  // ... except from a sandbox in audit mode, for a syscall its profile would refuse.
+  r.hdr.flags |= AC_F_AUDIT;
+  ev = decode_record(bytes(r), ctx());
+  ASSERT_TRUE(ev) << ev.error().message();
+  EXPECT_EQ(ev->syscall().result(), 0);
+  EXPECT_EQ(ev->syscall().error(), "");
 }
 
 TEST(DecoderExec, ScriptExecHasInterpreterAndResolvedImage) {

@@ -22,6 +22,7 @@
 #include <seccomp.h>
 
 #include "cli.h"
+#include "core/policy/profile_generate.h"
 #include "core/policy/profile_seccomp.h"
 #include "core/sandbox/sandbox_policy.h"
 #include "support/subprocess.h"
@@ -936,7 +937,7 @@ TEST(ProfileCli, Parses) {
     ASSERT_TRUE(std::holds_alternative<cli::Exit>(e)) << args.back();
     EXPECT_EQ(std::get<cli::Exit>(e).status, 2) << args.back();
   }
-  EXPECT_NE(std::get<cli::Exit>(cli::parse({"profile"})).text.find("lint or show"), std::string::npos);
+  EXPECT_NE(std::get<cli::Exit>(cli::parse({"profile"})).text.find("lint, show or generate"), std::string::npos);
   auto help = cli::parse({"profile", "lint", "--help"});
   ASSERT_TRUE(std::holds_alternative<cli::Exit>(help));
   EXPECT_EQ(std::get<cli::Exit>(help).status, 0);
@@ -990,6 +991,87 @@ TEST(ProfileCli, RunRejectsAnInvalidProfileWithItsLocation) {
   EXPECT_NE(r.err.find(fixture("port_zero") + ":6:15: network.rules[0].ports[0]: port 0 is outside 1-65535"),
             std::string::npos)
       << r.err;
+}
+
+// --- generate (issue 12 item 4) ---
+
+v1::Event audit_report(const std::string& mechanism, const std::string& rule, const std::string& what) {
+  v1::Event ev;
+  ev.mutable_process()->set_comm("tool");
+  ev.mutable_process()->set_pid(42);
+  auto* v = ev.mutable_violation();
+  v->set_action("audit");
+  v->set_mechanism(mechanism);
+  v->set_rule(rule);
+  v->set_what("audit: would deny " + what);
+  return ev;
+}
+
+// Each audit report becomes one grant: a file's directory (the file alone where the
+// directory is top-level or holds a path the base denies), never a denied path; syscalls
+// and destinations too; each with its first report; the YAML loads as a profile.
+TEST(ProfileGenerate, EachWouldDenyBecomesTheNarrowestSensibleGrant) {
+  P base;
+  base.mutable_filesystem()->add_deny("/srv/app/secrets");
+  base.mutable_filesystem()->add_deny("/etc/shadow");
+  std::vector<v1::Event> evs{
+      audit_report("landlock", "filesystem: /data/in/a.csv needs read_file, not granted by read/write/exec",
+                   "open /data/in/a.csv"),
+      audit_report("landlock", "filesystem: /data/in/b.csv needs read_file, not granted by read/write/exec",
+                   "open /data/in/b.csv"),
+      audit_report("landlock", "filesystem: /w/build/out.o needs write_file|make_reg, not granted by read/write/exec",
+                   "open /w/build/out.o"),
+      audit_report("landlock", "filesystem: /srv/app/config.yaml needs read_file, not granted by read/write/exec",
+                   "open /srv/app/config.yaml"),
+      audit_report("landlock", "filesystem: /srv needs read_dir, not granted by read/write/exec", "open /srv"),
+      audit_report("landlock", "filesystem.exec: /opt/tool/bin/run is outside the exec paths", "exec /opt/tool/bin/run"),
+      audit_report("landlock", "filesystem: /opt/tool/bin/run needs read_file, not granted by read/write/exec",
+                   "open /opt/tool/bin/run"),
+      audit_report("mount-mask", "filesystem.deny: /etc/shadow", "open /etc/shadow"),
+      audit_report("landlock", "filesystem: /srv/app/secrets/k needs read_file, not granted by read/write/exec",
+                   "open /srv/app/secrets/k"),
+      audit_report("seccomp", "syscalls.deny: ptrace (builtin)", "syscall ptrace"),
+      audit_report("landlock", "scope: signal to a process outside the sandbox", "kill"),
+  };
+  v1::Event net = audit_report("cgroup-bpf", "network.default: deny", "connect 203.0.113.7:443/tcp");
+  net.mutable_violation()->mutable_net()->set_protocol("tcp");
+  net.mutable_violation()->mutable_net()->mutable_remote()->set_family("inet");
+  net.mutable_violation()->mutable_net()->mutable_remote()->set_address("203.0.113.7");
+  net.mutable_violation()->mutable_net()->mutable_remote()->set_port(443);
+  evs.push_back(net);
+  v1::Event denied_ok;  // a plain deny (enforcing run): not a report of a learning run
+  denied_ok.mutable_violation()->set_action("deny");
+  evs.push_back(denied_ok);
+
+  auto g = generate_profile(GenerateOptions{"job", "default", "/w", "store x"}, base, evs);
+  EXPECT_EQ(g.reports, evs.size() - 1);
+  const std::string& y = g.yaml;
+  auto in_yaml = [&](const std::string& s) { return y.find(s) != std::string::npos; };
+  EXPECT_TRUE(in_yaml("name: \"job\"\nextends: \"default\"\nmode: enforce\n")) << y;
+  EXPECT_TRUE(in_yaml("    - \"/data/in\"  # first: open /data/in/a.csv (tool, pid 42)\n")) << y;  // folded, once
+  EXPECT_FALSE(in_yaml("b.csv")) << y;
+  EXPECT_TRUE(in_yaml("  write:\n    - \"${WORKSPACE}/build\"")) << y;
+  EXPECT_TRUE(in_yaml("    - \"/srv/app/config.yaml\"")) << "its directory holds a denied path: " << y;
+  EXPECT_FALSE(in_yaml("- \"/srv\"")) << "a listed top-level directory would open its whole tree: " << y;
+  EXPECT_TRUE(in_yaml("  exec:\n    - \"/opt/tool/bin\"")) << y;
+  EXPECT_FALSE(in_yaml("- \"/opt/tool/bin/run\"")) << "exec implies read: " << y;
+  EXPECT_FALSE(in_yaml("shadow")) << y;
+  EXPECT_FALSE(in_yaml("secrets")) << y;
+  EXPECT_TRUE(in_yaml("syscalls:\n  allow:\n    - \"ptrace\"")) << y;
+  EXPECT_TRUE(in_yaml("    - cidr: \"203.0.113.7/32\"\n      ports: [443]\n      protocol: tcp\n")) << y;
+  EXPECT_EQ(g.grants, 6u) << y;
+  ASSERT_EQ(g.skipped.size(), 4u);  // shadow, secrets/k, the /srv listing, the scope report
+  EXPECT_NE(g.skipped[1].find("the base denies it (filesystem.deny: /etc/shadow)"), std::string::npos) << g.skipped[1];
+
+  // It loads as a profile (over a stand-in base) and grants exactly that.
+  std::string dir = testing::temp_dir();
+  write_file(dir + "/default.yaml", "name: default\nfilesystem:\n  deny: [/srv/app/secrets]\n");
+  write_file(dir + "/job.yaml", y);
+  auto r = resolve_profile(dir + "/job.yaml", test_vars(), {dir});
+  ASSERT_TRUE(r) << r.error().message() << "\n" << y;
+  EXPECT_EQ(r->profile.mode(), P::MODE_ENFORCE);
+  EXPECT_TRUE(has(r->profile.filesystem().read(), "/data/in"));
+  EXPECT_TRUE(has(r->profile.filesystem().write(), "/w/build"));
 }
 
 }  // namespace

@@ -70,6 +70,7 @@ enum ac_event_flags {
 	AC_F_EXE_TRUNCATED = 1u << 7,      /* exec: exe or cwd walk truncated */
 	AC_F_FOLDED = 1u << 8,             /* file failure with an ac_fold entry: identical ones are counted there */
 	AC_F_KILLED = 1u << 9,             /* exec_failed: the kernel sent the caller SIGKILL (AC_SB_EXEC_KILL) */
+	AC_F_AUDIT = 1u << 10,             /* syscall: in the audit set (AC_SB_AUDIT_SYSCALLS), any result */
 };
 
 /* Every record starts with this header. 64 bytes. */
@@ -430,6 +431,16 @@ enum ac_sandbox_flag {
 	 * filesystem.exec) gets the caller SIGKILL at the syscall's exit, before it returns to
 	 * user space: the refused image never runs, and neither does the caller's next step. */
 	AC_SB_EXEC_KILL = 1u << 0,
+	/* mode: audit. A syscall in the sandbox's ac_audit_syscalls set (what its seccomp
+	 * profile would refuse) is recorded whatever its result, with AC_F_AUDIT: seccomp's
+	 * log action only writes the kernel log. */
+	AC_SB_AUDIT_SYSCALLS = 1u << 1,
+};
+
+/* ac_audit_syscalls: sandbox key -> the native syscall numbers its profile would refuse. */
+#define AC_SYSCALL_SET_BITS 512
+struct ac_syscall_set {
+	__u64 bits[AC_SYSCALL_SET_BITS / 64];
 };
 
 /* Global switches, one array entry written by user space before attach. */
@@ -438,7 +449,7 @@ struct ac_config {
 	__u32 self_tgid;    /* the monitor's own tgid, never recorded */
 	__u32 wakeup_bytes; /* bytes: wake the reader only once this much is queued;
 	                     * 0 wakes it on every record. Batches reader wakeups. */
-	__u32 _pad0;
+	__u32 audit_sandboxes; /* sandboxes with AC_SB_AUDIT_SYSCALLS; 0 keeps sys_exit's fast path */
 	__u64 fold_seed;    /* random, kept across restarts: keys ac_fold's path hash */
 };
 

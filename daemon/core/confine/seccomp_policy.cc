@@ -180,7 +180,20 @@ Result<MainFilter> build_main(const SeccompPolicy& p, bool audit) {
     if (denied_outright(nr)) return {};
     int rc = seccomp_rule_add(m.ctx.get(), m.action, nr, 1, c);
     if (rc < 0) return sys_error(fmt::format("seccomp_rule_add({}, {})", name, rule), -rc);
-    m.denied.push_back({name, nr, rule});
+    // The condition itself, so attribution tests it exactly on the call's arguments (audit
+    // mode records such calls whatever their arguments).
+    SeccompArgCond ac;
+    ac.arg = c.arg;
+    if (c.op == SCMP_CMP_NE) {
+      ac.ne = true;
+      ac.value = c.datum_a;
+    } else if (c.op == SCMP_CMP_MASKED_EQ) {
+      ac.mask = c.datum_a;
+      ac.value = c.datum_b;
+    } else {
+      ac.value = c.datum_a;  // SCMP_CMP_EQ
+    }
+    m.denied.push_back({name, nr, rule, {ac}});
     return {};
   };
   if (p.builtin) {

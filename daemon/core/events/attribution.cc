@@ -214,12 +214,40 @@ std::optional<v1::Event> would_deny(const v1::Event& ev, const ConfineDecisions&
   return std::nullopt;
 }
 
+// A syscall in the audit set that was not refused (the sys_exit program records those
+// whatever their result): what the enforced seccomp filter would have answered.
+std::optional<v1::Event> would_deny_syscall(const v1::Event& ev, const ConfineDecisions& d) {
+  ConfineDecisions enforced = as_enforced(d);
+  auto& sc = enforced.policy.seccomp;
+  if (sc.action == SeccompAction::log) return std::nullopt;  // enforcing only logs too
+  const bool kill = sc.action == SeccompAction::kill;
+  sc.action = SeccompAction::errno_ret;
+  const auto& s = ev.syscall();
+  FailedOp op;
+  op.nr = s.nr();
+  op.err = sc.errno_value;
+  op.has_args = s.args_size() > 0;
+  for (int i = 0; i < s.args_size() && i < 6; ++i) op.args[i] = s.args(i);
+  auto v = attribute(enforced, op);
+  if (!v) return std::nullopt;
+  if (kill) v->rule += "; syscalls.action: kill (the process would be killed)";
+  auto out = violation_from(ev, *v, "audit: would deny syscall " + s.name());
+  out.mutable_violation()->set_action("audit");
+  *out.mutable_violation()->mutable_syscall() = s;
+  return out;
+}
+
 }  // namespace
 
 std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecisions& d, bool net_reported) {
   if (d.policy.audit_mode) {
     if ((ev.has_file() && ev.file().result() >= 0) || (ev.has_exec() && ev.exec().result() == 0))
       return would_deny(ev, d);
+    // Only the audit set's records have another result than a refusal's.
+    if (ev.has_syscall()) {
+      int err = errno_of(ev.syscall().error());
+      if (err != EPERM && err != EACCES && err != EAGAIN) return would_deny_syscall(ev, d);
+    }
     // A failure (permission bits, a missing capability) is judged as enforcing would have
     // judged it: the profile's refusal is what the run learns, whatever refused it here.
     if (ev.has_file() || ev.has_exec() || ev.has_syscall()) {

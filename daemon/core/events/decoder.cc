@@ -429,7 +429,9 @@ Status decode_record_into(std::span<const std::byte> rec, const DecodeContext& c
     case AC_EV_SYSCALL: {
       auto r = read_record<ac_syscall_event>(rec, "syscall");
       if (!r) return std::unexpected(r.error());
-      if (r->result >= 0) return error(fmt::format("syscall record: result {} is not an error", r->result));
+      // Audit mode records a syscall the profile would refuse whatever its result.
+      if (r->result >= 0 && !(hdr->flags & AC_F_AUDIT))
+        return error(fmt::format("syscall record: result {} is not an error", r->result));
       auto* x = ev.mutable_syscall();
       x->set_nr(r->nr);
       x->set_name(syscall_name(r->nr));
@@ -565,6 +567,8 @@ std::string text_line_raw(const v1::Event& ev) {
       return line;
     }
     case v1::Event::kSyscall:
+      if (ev.syscall().result() >= 0)  // audit mode: one the profile would refuse, which succeeded
+        return head + fmt::format("audited {:>7} {} {} = {}", p.pid(), p.comm(), ev.syscall().name(), ev.syscall().result());
       return head + fmt::format("denied  {:>7} {} {} = {}", p.pid(), p.comm(), ev.syscall().name(), ev.syscall().error());
     case v1::Event::kFork:
       return head + fmt::format("fork    {:>7} {} -> {}", p.pid(), p.comm(), ev.fork().child_pid());

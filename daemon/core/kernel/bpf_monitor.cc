@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -119,6 +120,7 @@ const char* stat_name(int reason) { return reason >= 0 && reason < AC_STAT_MAX ?
 
 struct BpfMonitor::Impl {
   BpfSkeleton<agentcage_bpf> skel;
+  std::mutex config_mu;  // ac_config_map is read, changed and written back
   bool unix_hooks = false;
   std::optional<Error> net_error;  // why the network programs are not attached
 
@@ -206,8 +208,10 @@ Status write_config(agentcage_bpf* s, const MonitorOptions& opts) {
   // The fold hash's key (abi.h): secret, so an agent cannot make two paths hash alike,
   // and kept over adopted maps, so the folds the previous process counted stay keyed.
   ac_config old{};
-  if (bpf_map__lookup_elem(s->maps.ac_config_map, &zero, sizeof zero, &old, sizeof old, 0) == 0 && old.fold_seed)
+  if (bpf_map__lookup_elem(s->maps.ac_config_map, &zero, sizeof zero, &old, sizeof old, 0) == 0 && old.fold_seed) {
     cfg.fold_seed = old.fold_seed;
+    cfg.audit_sandboxes = old.audit_sandboxes;  // the adopted sandboxes' audit stays on
+  }
   while (!cfg.fold_seed)
     if (::getrandom(&cfg.fold_seed, sizeof cfg.fold_seed, 0) != sizeof cfg.fold_seed)
       return sys_error("getrandom(fold seed)");
@@ -652,7 +656,7 @@ Status BpfMonitor::track_cgroup(uint64_t cgroup_id, uint64_t sandbox, uint32_t s
   if (bpf_map__update_elem(impl_->skel->maps.ac_cgroups, &cgroup_id, sizeof cgroup_id, &sandbox, sizeof sandbox,
                            BPF_ANY) != 0)
     return sys_error("bpf_map_update_elem(ac_cgroups)");
-  return {};
+  return count_audit_sandboxes();
 }
 
 Status BpfMonitor::untrack_cgroup(uint64_t cgroup_id, uint64_t sandbox) {
@@ -660,10 +664,45 @@ Status BpfMonitor::untrack_cgroup(uint64_t cgroup_id, uint64_t sandbox) {
     return sys_error("bpf_map_delete_elem(ac_cgroups)");
   if (bpf_map__delete_elem(impl_->skel->maps.ac_sandbox_flags, &sandbox, sizeof sandbox, 0) != 0 && errno != ENOENT)
     return sys_error("bpf_map_delete_elem(ac_sandbox_flags)");
+  if (bpf_map__delete_elem(impl_->skel->maps.ac_audit_syscalls, &sandbox, sizeof sandbox, 0) != 0 && errno != ENOENT)
+    return sys_error("bpf_map_delete_elem(ac_audit_syscalls)");
+  return count_audit_sandboxes();
+}
+
+Status BpfMonitor::set_audit_syscalls(uint64_t sandbox, std::span<const int> nrs) {
+  ac_syscall_set set{};
+  for (int nr : nrs)
+    if (nr >= 0 && nr < AC_SYSCALL_SET_BITS) set.bits[nr / 64] |= 1ull << (nr % 64);
+  if (bpf_map__update_elem(impl_->skel->maps.ac_audit_syscalls, &sandbox, sizeof sandbox, &set, sizeof set, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_audit_syscalls)");
+  return {};
+}
+
+// ac_config.audit_sandboxes, from ac_sandbox_flags itself rather than kept as a running
+// count: a daemon that re-adopts (or kills) its predecessor's sandboxes ends up exact.
+Status BpfMonitor::count_audit_sandboxes() {
+  std::lock_guard lk(impl_->config_mu);
+  bpf_map* flags = impl_->skel->maps.ac_sandbox_flags;
+  uint32_t n = 0;
+  uint64_t key = 0, next = 0;
+  for (const void* prev = nullptr; bpf_map__get_next_key(flags, prev, &next, sizeof next) == 0; prev = &key) {
+    key = next;
+    uint32_t v = 0;
+    if (bpf_map__lookup_elem(flags, &key, sizeof key, &v, sizeof v, 0) == 0 && (v & AC_SB_AUDIT_SYSCALLS)) ++n;
+  }
+  uint32_t zero = 0;
+  ac_config cfg{};
+  if (bpf_map__lookup_elem(impl_->skel->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, 0) != 0)
+    return sys_error("bpf_map_lookup_elem(ac_config_map)");
+  if (cfg.audit_sandboxes == n) return {};
+  cfg.audit_sandboxes = n;
+  if (bpf_map__update_elem(impl_->skel->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0)
+    return sys_error("bpf_map_update_elem(ac_config_map)");
   return {};
 }
 
 Status BpfMonitor::set_host_mode(bool on) {
+  std::lock_guard lk(impl_->config_mu);
   uint32_t zero = 0;
   ac_config cfg{};
   if (bpf_map__lookup_elem(impl_->skel->maps.ac_config_map, &zero, sizeof zero, &cfg, sizeof cfg, 0) != 0)

@@ -63,6 +63,9 @@ class BpfMonitor {
   // sandbox is never tracked without them. Untracking removes both.
   Status track_cgroup(uint64_t cgroup_id, uint64_t sandbox, uint32_t sandbox_flags = 0);
   Status untrack_cgroup(uint64_t cgroup_id, uint64_t sandbox);
+  // mode: audit (AC_SB_AUDIT_SYSCALLS): the native syscall numbers the sandbox's seccomp
+  // profile would refuse, recorded by the sys_exit program whatever their result.
+  Status set_audit_syscalls(uint64_t sandbox, std::span<const int> nrs);
   Status set_host_mode(bool on);
 
   // Network policy of a sandbox (compiled by net_policy.h compile()). The rules are
@@ -122,6 +125,7 @@ class BpfMonitor {
   struct Impl;
 
  private:
+  Status count_audit_sandboxes();
   explicit BpfMonitor(std::unique_ptr<Impl> impl);
   static std::unique_ptr<BpfMonitor> adopt_pinned(const MonitorOptions& opts, std::unique_ptr<Impl>& impl);
   static Result<std::unique_ptr<BpfMonitor>> load_fresh(const MonitorOptions& opts, std::unique_ptr<Impl> impl);

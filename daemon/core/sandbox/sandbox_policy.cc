@@ -113,7 +113,9 @@ Result<SeccompPolicy> compile_syscalls(const P& p) {
   SeccompPolicy s;
   s.deny.assign(p.syscalls().deny().begin(), p.syscalls().deny().end());
   s.allow.assign(p.syscalls().allow().begin(), p.syscalls().allow().end());
-  switch (effective_syscall_action(p)) {
+  // The profile's own action, also in audit mode: there the filter logs instead
+  // (compile_seccomp's audit), and attribution judges what this action would have done.
+  switch (p.syscalls().action()) {
     case P::SYSCALL_ACTION_KILL: s.action = SeccompAction::kill; break;
     case P::SYSCALL_ACTION_LOG: s.action = SeccompAction::log; break;
     default: s.action = SeccompAction::errno_ret; break;

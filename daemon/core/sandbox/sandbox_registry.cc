@@ -111,6 +111,16 @@ bool SandboxRegistry::sandboxed_at_accept(pid_t pid) { return cgroup_says_sandbo
 
 bool SandboxRegistry::pid_in_sandbox(pid_t pid) { return cgroup_says_sandboxed(pid).value_or(false); }
 
+// mode: audit: what the sandbox's seccomp filter only logs is recorded by the sys_exit
+// program instead (AC_SB_AUDIT_SYSCALLS with the filter's deny set, installed with the
+// cgroup's tracking).
+void SandboxRegistry::audit_syscalls(Entry& e, const ConfineDecisions& d) const {
+  if (!d.policy.audit_mode || !mon_) return;
+  e.sandbox_flags |= AC_SB_AUDIT_SYSCALLS;
+  e.audit_syscalls.clear();
+  for (const auto& sd : d.seccomp_denied) e.audit_syscalls.push_back(sd.nr);
+}
+
 Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool confined) const {
   if (policy.net) {
     if (!mon_) return error("the sandbox has a network policy and this daemon runs without its BPF monitor");
@@ -147,6 +157,7 @@ Status SandboxRegistry::apply_policy(Entry& e, const SandboxPolicy& policy, bool
   auto pc = prepare_confinement(cp, probe_kernel_features(), ConfineContext{e.info.id(), ""});
   if (!pc) return std::unexpected(pc.error());
   ConfineDecisions d = (*pc)->decisions();
+  audit_syscalls(e, d);
   if (e.launch) {
     // Re-adopted after a restart: this daemon's predecessor launched it with root's limits
     // (cgroups, not the unprivileged fallback prepared above); what the kernel holds now is
@@ -295,6 +306,11 @@ Result<v1::Sandbox> SandboxRegistry::create(const Peer& peer, const v1::CreateSa
   if (auto st = write_record(); !st) return fail(st.error());  // now with the cgroup id
   if (mon_) {
     if (auto st = mon_->track_cgroup(e.cgroup->id(), key, e.sandbox_flags); !st) return fail(st.error());
+    if (e.sandbox_flags & AC_SB_AUDIT_SYSCALLS)
+      if (auto st = mon_->set_audit_syscalls(key, e.audit_syscalls); !st) {
+        (void)mon_->untrack_cgroup(e.cgroup->id(), e.key);
+        return fail(st.error());
+      }
     // Installed before the launcher can place anything in the cgroup: enforced from the
     // command's first instruction.
     if (e.net) {
@@ -344,6 +360,7 @@ Status SandboxRegistry::prepare_launch(Entry& e, const SandboxPolicy& policy, co
   auto pc = prepare_confinement(cp, probe_kernel_features(), ConfineContext{e.info.id(), e.cgroup->path(), kRunDir, l.cwd});
   if (!pc) return std::unexpected(pc.error());
   e.attribution = std::make_shared<const Attribution>(Attribution{(*pc)->decisions(), e.net.has_value()});
+  audit_syscalls(e, e.attribution->decisions);
   e.provenance.clear();
   for (const auto& p : (*pc)->provenance())
     e.provenance.push_back(fmt::format("{}: {}{}", p.mechanism, p.detail, p.enforced ? "" : " (not enforced)"));
@@ -443,6 +460,8 @@ Status SandboxRegistry::adopt_record(const v1::SandboxRecord& rec, bool enforced
     // Both already in the adopted maps; written again so what is enforced is exactly the
     // policy this daemon will later remove.
     if (auto st = mon_->track_cgroup(e.cgroup->id(), e.key, e.sandbox_flags); !st) return std::unexpected(st.error());
+    if (e.sandbox_flags & AC_SB_AUDIT_SYSCALLS)
+      if (auto st = mon_->set_audit_syscalls(e.key, e.audit_syscalls); !st) return std::unexpected(st.error());
     if (e.net)
       if (auto st = mon_->install_net_policy(e.key, *e.net); !st) return std::unexpected(st.error());
   }

@@ -144,6 +144,7 @@ class SandboxRegistry {
     UniqueFd owner_pidfd;
     std::optional<CompiledNetPolicy> net;          // installed while running
     uint32_t sandbox_flags = 0;                    // enum ac_sandbox_flag, with the cgroup's tracking
+    std::vector<int> audit_syscalls;               // mode: audit: what seccomp would refuse
     std::unique_ptr<DnsGuard> dns;                 // network.domains: its resolver, while running
     std::shared_ptr<const DnsNames> dns_names;     // what it learned: kept after close, for the reader's lag
     std::shared_ptr<const Attribution> attribution;
@@ -176,6 +177,7 @@ class SandboxRegistry {
               std::optional<int> exit_status = std::nullopt) const;
   // confined: the policy comes from a profile (whose confinement decisions attribution needs).
   Status apply_policy(Entry& e, const SandboxPolicy& policy, bool confined) const;
+  void audit_syscalls(Entry& e, const ConfineDecisions& d) const;
   // For a launched sandbox, once its cgroup exists: the whole confinement, as root would
   // apply it in-process, for the caller's ids (see confine_for_caller()).
   Status prepare_launch(Entry& e, const SandboxPolicy& policy, const Peer& peer, const v1::LaunchSpec& spec);

@@ -259,7 +259,10 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
     net->sandbox.name_port6 = dns->name_port6();
   }
   if (mon) {
-    if (auto st = mon->track_cgroup(cg->id(), key, opts.exec_kill ? AC_SB_EXEC_KILL : 0); !st)
+    const bool audit = opts.confine && opts.confine->audit_mode;
+    if (auto st = mon->track_cgroup(cg->id(), key,
+                                    (opts.exec_kill ? AC_SB_EXEC_KILL : 0) | (audit ? AC_SB_AUDIT_SYSCALLS : 0));
+        !st)
       return std::unexpected(st.error());
     // Enforcement fails closed: no policy in the kernel, no child.
     if (net) {
@@ -284,6 +287,12 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
     if (!pc) return std::unexpected(pc.error());
     conf = std::move(*pc);
     res.enforcement = conf->provenance();
+    if (mon && opts.confine->audit_mode) {
+      // What seccomp only logs in audit mode, recorded by the sys_exit program instead.
+      std::vector<int> nrs;
+      for (const auto& d : conf->seccomp().denied) nrs.push_back(d.nr);
+      if (auto st = mon->set_audit_syscalls(key, nrs); !st) return std::unexpected(st.error());
+    }
     if (opts.on_confined) opts.on_confined(*conf);
   }
 

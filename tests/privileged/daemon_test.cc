@@ -815,6 +815,22 @@ TEST_F(DaemonProfile, AnExecOutsideTheExecPathsKillsTheCallerOnEveryPath) {
   };
   EXPECT_TRUE(wait_until([&] { return stored("\"action\":\"kill\"") == 2; }, std::chrono::seconds(10))) << log();
   EXPECT_EQ(stored("\"killed\":true"), 2);
+  // A parent that does not wait for the child (blocked in a 600 s sleep, which SIGCHLD
+  // does not end) is killed with the rest of the sandbox by agentcage on the killed exec's
+  // record (cgroup.kill), not 600 s later on its syscall's way out.
+  const std::string popen =
+      "printf '#!/bin/sh\\necho PWNED\\n' > /tmp/evil.sh && chmod 755 /tmp/evil.sh && /usr/bin/python3 -c "
+      "'import os, time\nif os.fork() == 0: os.execv(\"/tmp/evil.sh\", [\"evil\"])\ntime.sleep(600); "
+      "print(\"survived\")'";
+  for (int path = 0; path < 3; ++path) {
+    const char* name = path_name(path);
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = run_on_path(path, "mcp-server", popen);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(50)) << name;
+    EXPECT_EQ(r.status, 128 + SIGKILL) << name << ": " << r.out << r.err;
+    EXPECT_EQ(r.out.find("survived"), std::string::npos) << name << ": " << r.out;
+    EXPECT_EQ(r.out.find("PWNED"), std::string::npos) << name << ": " << r.out;
+  }
   // The same exec under the default profile (actions.exec: deny) is refused, not killed.
   auto d = run_on_path(1, "default", script);
   EXPECT_EQ(d.status, 0) << d.err;

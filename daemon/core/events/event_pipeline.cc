@@ -42,6 +42,8 @@ void EventPipeline::handle(std::span<const std::byte> rec) {
   name_destination(ev_);
   sink_(ev_);
   attribute(ev_);
+  if (ev_.has_exec() && ev_.exec().killed() && opts_.kill_sandbox && !ev_.sandbox_id().empty())
+    opts_.kill_sandbox(ev_.sandbox_id());
   if (ev_.has_file() && ev_.file().result() < 0) remember_fold(rec);
 }
 

@@ -65,6 +65,11 @@ struct PipelineOptions {
   // The attribution of a sandbox's events, asked for every event of a sandbox. Unset:
   // nothing is attributed.
   std::function<SandboxAttribution(const std::string& sandbox_id)> attribution;
+  // actions.exec: kill: the kernel killed a refused exec's caller (Exec.killed) and marked
+  // its ancestors, which die on the way out of their current syscall; called then, so the
+  // rest of the sandbox (a parent blocked in a syscall that does not return, siblings) is
+  // killed too. Unset: nothing more is killed.
+  std::function<void(const std::string& sandbox_id)> kill_sandbox;
   // Who launched a sandbox's command. Asked rarely: when a process appears in a sandbox
   // from outside it. Unset: nothing is filtered as setup.
   std::function<LauncherInfo(const std::string& sandbox_id)> launcher;

@@ -244,6 +244,13 @@ std::unique_ptr<EventPipeline> Daemon::make_pipeline() {
   o.dns_name = [this](const std::string& id, const std::string& address, uint64_t at) {
     return registry_ ? registry_->dns_name(id, address, at) : std::string();
   };
+  o.kill_sandbox = [this](const std::string& id) {
+    if (!registry_) return;
+    auto s = registry_->get(id);
+    if (!s || s->cgroup_path().empty()) return;
+    if (auto st = kill_cgroup(s->cgroup_path()); !st)
+      spdlog::error("sandbox {}: actions.exec: kill: {}", id, st.error().message());
+  };
   // The client that created the sandbox places its held child in it (PlaceProcess).
   o.launcher = [this](const std::string& id) -> LauncherInfo {
     if (!registry_) return {};

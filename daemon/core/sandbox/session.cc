@@ -113,6 +113,7 @@ class Reader {
   // The names the sandbox's resolver learned, for the records of learned destinations.
   void set_dns(std::shared_ptr<const DnsNames> n) { dns_.store(std::move(n), std::memory_order_release); }
 
+  void set_cgroup(std::string path) { cgroup_ = std::move(path); }  // before start()
   void set_decisions(ConfineDecisions d, bool net_reported) {
     attribution_.decisions = std::make_shared<const ConfineDecisions>(std::move(d));
     attribution_.net_reported = net_reported;
@@ -133,6 +134,11 @@ class Reader {
     };
     o.attribution = [this](const std::string& id) {
       return id == res_.sandbox_id ? attribution_ : SandboxAttribution{};
+    };
+    o.kill_sandbox = [this](const std::string& id) {
+      if (id != res_.sandbox_id || cgroup_.empty()) return;
+      if (auto st = kill_cgroup(cgroup_); !st)
+        spdlog::error("sandbox {}: actions.exec: kill: {}", id, st.error().message());
     };
     // Seeded into the table before the child exists: its exec_id is known there.
     o.launcher = [this, self = static_cast<uint32_t>(::getpid())](const std::string& id) {
@@ -161,6 +167,7 @@ class Reader {
   SessionResult& res_;
   std::atomic<std::shared_ptr<const DnsNames>> dns_;
   SandboxAttribution attribution_;  // set before start(), read by the reader thread
+  std::string cgroup_;               // set before start(): what actions.exec: kill kills whole
   EventPipeline pipeline_;          // reader thread only, once started
   KernelStats base_stats_{};
   uint64_t base_misses_ = 0;
@@ -322,6 +329,7 @@ Result<SessionResult> run_session(const SessionOptions& opts) {
   std::vector<GitConfigSnapshot> git_before;
   for (const auto& w : opts.git_review) git_before.push_back(snapshot_git_config(w, opts.git_review_uid));
   if (reader && conf) reader->set_decisions(conf->decisions(), net.has_value());
+  if (reader) reader->set_cgroup(cg->path());
   auto child = spawn(so);
   if (!child) return std::unexpected(child.error());
   if (reader) reader->start();

@@ -30,10 +30,7 @@
 #define AC_NR_ACCEPT4 242
 #endif
 
-/*
- * Threads (by tid) and processes (by tgid: actions.exec: kill marks the ancestors of an
- * exec's caller) to SIGKILL when their current syscall returns (kill action).
- */
+/* Threads to SIGKILL when their current syscall returns (kill action). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -79,25 +76,55 @@ static __always_inline int ac_net_exit_kill(void)
 {
 	if (!ac_net_kills_pending)
 		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 key = (__u32)id;
-	if (!bpf_map_lookup_elem(&ac_net_kill, &key)) {
-		key = (__u32)(id >> 32);
-		if (!bpf_map_lookup_elem(&ac_net_kill, &key))
-			return 0;
-	}
-	bpf_map_delete_elem(&ac_net_kill, &key);
-	__sync_fetch_and_add(&ac_net_kills_pending, (__u32)-1);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	if (!bpf_map_lookup_elem(&ac_net_kill, &tid))
+		return 0;
+	if (bpf_map_delete_elem(&ac_net_kill, &tid) == 0)
+		__sync_fetch_and_add(&ac_net_kills_pending, (__u32)-1);
 	if (bpf_send_signal(SIGKILL))
 		ac_stat_inc(AC_STAT_NET_KILL_FAILED);
 	return 1;
 }
 
-/* A process marked by tgid that exits without passing a syscall exit (killed while in user space). */
-static __always_inline void ac_exit_kill_forget(__u32 tgid)
+/*
+ * actions.exec: kill marks the ancestors of a refused exec's caller here: tgid -> the
+ * process's start time (group_leader->start_boottime), so a mark can only ever kill that
+ * process, never one that later reuses the pid. Each dies on the way out of its current
+ * syscall; a mark whose process exits otherwise is dropped at its exit.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} ac_exec_doomed SEC(".maps") __weak;
+
+__u32 ac_exec_doomed_pending __weak = 0;
+
+static __always_inline int ac_exec_doomed_exit_kill(void)
 {
-	if (ac_net_kills_pending && bpf_map_delete_elem(&ac_net_kill, &tgid) == 0)
-		__sync_fetch_and_add(&ac_net_kills_pending, (__u32)-1);
+	if (!ac_exec_doomed_pending)
+		return 0;
+	__u32 tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+	__u64 *start = bpf_map_lookup_elem(&ac_exec_doomed, &tgid);
+	if (!start)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	int same = *start == BPF_CORE_READ(task, group_leader, start_boottime);
+	if (bpf_map_delete_elem(&ac_exec_doomed, &tgid) == 0)
+		__sync_fetch_and_add(&ac_exec_doomed_pending, (__u32)-1);
+	if (!same)
+		return 0;  /* stale: another process with that pid */
+	if (bpf_send_signal(SIGKILL))
+		ac_stat_inc(AC_STAT_EXEC_KILL_FAILED);
+	return 1;
+}
+
+/* A marked process that exits without passing a syscall exit (killed while in user space). */
+static __always_inline void ac_exec_doomed_forget(__u32 tgid)
+{
+	if (ac_exec_doomed_pending && bpf_map_delete_elem(&ac_exec_doomed, &tgid) == 0)
+		__sync_fetch_and_add(&ac_exec_doomed_pending, (__u32)-1);
 }
 
 static __always_inline int ac_is_accept(long nr, long ret)

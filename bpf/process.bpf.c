@@ -123,10 +123,11 @@ int BPF_PROG(tp__sched_process_exit, struct task_struct *task)
 
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
+	/* Whether or not it is still tracked: a mark must not outlive its process. */
+	ac_exec_doomed_forget(tgid);
 	if (!ac_tracked_btf(task, &sandbox, &flags))
 		return 0;
 	bpf_map_delete_elem(&ac_tasks, &tgid);
-	ac_exit_kill_forget(tgid);
 
 	struct ac_exit_event *ev = ac_reserve(sizeof(*ev));
 	if (!ev)

@@ -45,6 +45,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AC_EPERM 1
 #define AC_EAGAIN 11
 #define AC_EACCES 13
+#define AC_PF_EXITING 0x00000004 /* task->flags: getting shut down */
 /* The process-creating calls: EAGAIN from them is the pids limit (or RLIMIT_NPROC). */
 #define AC_NR_clone 56
 #define AC_NR_fork 57
@@ -140,8 +141,8 @@ static __always_inline void ac_emit_exec_failed(struct task_struct *task, long n
 /*
  * actions.exec: kill. The caller of the refused exec is usually a forked child (a shell's,
  * a server's child_process.spawn): killing only it would leave the process that chose to
- * run the image going. So its ancestors in the same sandbox are marked in ac_net_kill by
- * tgid, before the child has even exited: each gets SIGKILL on the way out of its current
+ * run the image going. So its ancestors in the same sandbox are marked in ac_exec_doomed
+ * (net_exit.bpf.h), before the child has even exited: each gets SIGKILL on the way out of its current
  * syscall (a parent waiting for the child returns from wait4 into death) and so never
  * runs another user-space instruction after a syscall. The sandbox's init (pid
  * namespace) is one of them, and with it the kernel ends the rest of the sandbox.
@@ -156,12 +157,15 @@ static __always_inline int ac_exec_kill(struct task_struct *task, __u64 sandbox)
 		__u32 fl = 0;
 		if (!ac_tracked(p, &sb, &fl) || sb != sandbox)
 			break;
-		__u32 tgid = BPF_CORE_READ(p, tgid);
-		__u8 one = 1;
-		if (bpf_map_update_elem(&ac_net_kill, &tgid, &one, BPF_NOEXIST) == 0)
-			__sync_fetch_and_add(&ac_net_kills_pending, 1);
-		else if (!bpf_map_lookup_elem(&ac_net_kill, &tgid))
-			ac_stat_inc(AC_STAT_EXEC_KILL_FAILED);
+		/* Past its exit hook a mark would never be dropped: it is dying anyway. */
+		if (!(BPF_CORE_READ(p, flags) & AC_PF_EXITING)) {
+			__u32 tgid = BPF_CORE_READ(p, tgid);
+			__u64 start = BPF_CORE_READ(p, group_leader, start_boottime);
+			if (bpf_map_update_elem(&ac_exec_doomed, &tgid, &start, BPF_NOEXIST) == 0)
+				__sync_fetch_and_add(&ac_exec_doomed_pending, 1);
+			else if (!bpf_map_lookup_elem(&ac_exec_doomed, &tgid))
+				ac_stat_inc(AC_STAT_EXEC_KILL_FAILED);
+		}
 		p = BPF_CORE_READ(p, real_parent);
 	}
 	return err;
@@ -190,7 +194,7 @@ static __always_inline int ac_audited(__u64 sandbox, long nr)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(AC_SYSCALL_PROG, struct pt_regs *regs, long ret)
 {
-	if (ac_net_exit_kill())
+	if (ac_net_exit_kill() || ac_exec_doomed_exit_kill())
 		return 0;
 
 	long nr = regs->orig_ax;

@@ -417,6 +417,13 @@ TEST(Attribution, AuditModeReportsWhatEnforcingWouldHaveDenied) {
   EXPECT_FALSE(attribute_event(opened("/etc/hosts", O_RDONLY), d, false)) << "granted: nothing to report";
   EXPECT_FALSE(attribute_event(opened("/work/src.c", O_RDWR | O_CREAT), d, false));
   EXPECT_FALSE(attribute_event(opened("/", O_RDONLY | O_DIRECTORY), d, false)) << "the view's root is listable";
+  EXPECT_FALSE(attribute_event(opened("/root/.ssh/id_rsa", O_PATH), d, false)) << "O_PATH opens no file";
+  v1::Event moved;  // a rename inside the write tree (an editor's save): no refer needed
+  moved.mutable_file()->set_op("rename");
+  moved.mutable_file()->set_syscall("rename");
+  moved.mutable_file()->set_path("/work/a.txt~");
+  moved.mutable_file()->set_result(0);
+  EXPECT_FALSE(attribute_event(moved, d, false));
 
   auto exec = [](const std::string& filename, const std::string& binary) {
     v1::Event ev;

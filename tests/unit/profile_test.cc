@@ -1031,6 +1031,7 @@ TEST(ProfileGenerate, EachWouldDenyBecomesTheNarrowestSensibleGrant) {
       audit_report("landlock", "filesystem: /srv/app/secrets/k needs read_file, not granted by read/write/exec",
                    "open /srv/app/secrets/k"),
       audit_report("seccomp", "syscalls.deny: ptrace (builtin)", "syscall ptrace"),
+      audit_report("seccomp", "syscalls.deny: socket with domain == AF_PACKET (builtin)", "syscall socket"),
       audit_report("landlock", "scope: signal to a process outside the sandbox", "kill"),
   };
   v1::Event net = audit_report("cgroup-bpf", "network.default: deny", "connect 203.0.113.7:443/tcp");
@@ -1059,8 +1060,9 @@ TEST(ProfileGenerate, EachWouldDenyBecomesTheNarrowestSensibleGrant) {
   EXPECT_FALSE(in_yaml("secrets")) << y;
   EXPECT_TRUE(in_yaml("syscalls:\n  allow:\n    - \"ptrace\"")) << y;
   EXPECT_TRUE(in_yaml("    - cidr: \"203.0.113.7/32\"\n      ports: [443]\n      protocol: tcp\n")) << y;
+  EXPECT_FALSE(in_yaml("\"socket\"")) << "allowing socket would lift the whole family filter: " << y;
   EXPECT_EQ(g.grants, 6u) << y;
-  ASSERT_EQ(g.skipped.size(), 4u);  // shadow, secrets/k, the /srv listing, the scope report
+  ASSERT_EQ(g.skipped.size(), 5u);  // shadow, secrets/k, the /srv listing, the AF_PACKET socket, the scope report
   EXPECT_NE(g.skipped[1].find("the base denies it (filesystem.deny: /etc/shadow)"), std::string::npos) << g.skipped[1];
 
   // It loads as a profile (over a stand-in base) and grants exactly that.

@@ -493,6 +493,7 @@ std::optional<Violation> attribute(const ConfineDecisions& dec, const FailedOp& 
   if (dec.landlock_enforced) {
     if (!op.path.empty() && ll_plan.handled_fs && is_fs_denial(op.err)) {
       uint64_t need = needed_right(op) & ll_plan.handled_fs;
+      if (op.judge_success) need &= ~ll::kRefer;
       if (need) {
         uint64_t granted = 0;
         for (const auto& r : ll_plan.paths)

@@ -157,6 +157,9 @@ struct FailedOp {
   int port = -1;            // for connect/bind
   bool has_args = false;
   uint64_t args[6] = {};
+  // Audit mode: an action that succeeded, judged as enforcing would. Landlock asks for
+  // REFER only on a move across directories, which the record does not tell apart.
+  bool judge_success = false;
 };
 
 struct Violation {

@@ -177,6 +177,7 @@ std::optional<v1::Event> would_deny(const v1::Event& ev, const ConfineDecisions&
     op.err = EACCES;
     op.path = path;
     op.open_flags = open_flags;
+    op.judge_success = true;
     return attribute(enforced, op);
   };
   auto report = [&](const Violation& v, const std::string& what) {
@@ -194,6 +195,8 @@ std::optional<v1::Event> would_deny(const v1::Event& ev, const ConfineDecisions&
     // reported: it needs write_file there too.
     int flags = opens ? static_cast<int>(f.flags()) : -1;
     if (opens && (flags & O_CREAT) && !(flags & O_EXCL)) flags &= ~O_CREAT;
+    // O_PATH opens no file (Landlock does not check it): find/fts use it to walk trees.
+    if (opens && (flags & O_PATH)) return std::nullopt;
     auto v = judge(seccomp_syscall_resolve_name(f.syscall().c_str()), path, flags);
     if (!v) return std::nullopt;
     auto out = report(*v, path == f.path() ? fmt::format("{} {}", f.op(), f.path())
@@ -243,11 +246,10 @@ std::optional<v1::Event> attribute_event(const v1::Event& ev, const ConfineDecis
   if (d.policy.audit_mode) {
     if ((ev.has_file() && ev.file().result() >= 0) || (ev.has_exec() && ev.exec().result() == 0))
       return would_deny(ev, d);
-    // Only the audit set's records have another result than a refusal's.
-    if (ev.has_syscall()) {
-      int err = errno_of(ev.syscall().error());
-      if (err != EPERM && err != EACCES && err != EAGAIN) return would_deny_syscall(ev, d);
-    }
+    // A syscall the enforced filter would refuse (a kill rule's too, which a refusal for
+    // another reason would not show); the audit set's records have any result.
+    if (ev.has_syscall())
+      if (auto v = would_deny_syscall(ev, d)) return v;
     // A failure (permission bits, a missing capability) is judged as enforcing would have
     // judged it: the profile's refusal is what the run learns, whatever refused it here.
     if (ev.has_file() || ev.has_exec() || ev.has_syscall()) {

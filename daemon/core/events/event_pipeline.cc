@@ -40,6 +40,17 @@ void EventPipeline::handle(std::span<const std::byte> rec) {
   events_.fetch_add(1, std::memory_order_relaxed);
   procs_.apply(ev_);
   name_destination(ev_);
+  // A failed-syscall record with another result than a refusal's comes only from an
+  // audit-mode sandbox's would-deny set (AC_SB_AUDIT_SYSCALLS), which holds every call of
+  // a conditionally denied syscall (each ioctl, clone, socket): only its violation, when
+  // the enforced filter would refuse that call, is worth keeping.
+  if (ev_.has_syscall()) {
+    const std::string& e = ev_.syscall().error();
+    if (e != "EPERM" && e != "EACCES" && e != "EAGAIN") {
+      attribute(ev_);
+      return;
+    }
+  }
   sink_(ev_);
   attribute(ev_);
   if (ev_.has_exec() && ev_.exec().killed() && opts_.kill_sandbox && !ev_.sandbox_id().empty())

@@ -85,6 +85,10 @@ class Generator {
       grant_path(writes ? List::write : List::read, p, dir_only, first);
     } else if (rule.rfind("filesystem.deny: ", 0) == 0) {
       skip(first, "the base denies it (" + rule + "): never granted");
+    } else if (v.mechanism() == "seccomp" && rule.find(" with ") != std::string::npos) {
+      // Allowing the syscall would lift the whole rule (every socket family, every ioctl,
+      // every other process's limits), not the one case the run needed.
+      skip(first, "a conditional deny (" + rule + "): allowing the syscall lifts all of it; add it by hand");
     } else if (v.mechanism() == "seccomp" && rule.rfind("syscalls.deny: ", 0) == 0) {
       std::string name = rule.substr(15);
       name = name.substr(0, name.find(' '));
@@ -160,6 +164,8 @@ class Generator {
   // then the file alone. A directory that was listed is granted itself.
   void grant_path(List l, const std::string& path, bool is_dir, const std::string& first) {
     if (path.empty() || path[0] != '/') return skip(first, "not an absolute path");
+    // `${` would be read back as a variable: such a name is the agent's, not a grant's.
+    if (path.find("${") != std::string::npos) return skip(first, "the path holds \"${\"");
     if (denied(path)) return skip(first, "the base denies " + path + ": never granted");
     std::string tree = is_dir ? path : parent(path);
     if (depth(tree) < 2 || covers_denied(tree)) tree = path;

@@ -127,6 +127,39 @@ class Restart : public ::testing::Test {
     ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"cgroup_path\":\"([^\"]+)\""))) << ps;
     cgroup_ = m[1];
   }
+  // Profile `name` (YAML `body`) in dir_/prof, on the search path of agentcaged, which is
+  // restarted to read it (the variable stays set for later starts; the test unsets it).
+  std::string serve_profile(const std::string& name, const std::string& body) {
+    std::string pdir = dir_ + "/prof";
+    EXPECT_EQ(mkdir(pdir.c_str(), 0755), 0);
+    { std::ofstream(pdir + "/" + name + ".yaml") << body; }
+    chmod((pdir + "/" + name + ".yaml").c_str(), 0644);
+    stop_daemon();
+    setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);  // read by agentcaged at start
+    start_daemon();
+    return pdir;
+  }
+  // As nobody, through the daemon: `sh -c script` under `profile` (found in `pdir` too,
+  // when given), which prints "ready" first. Waits for it; sets id_ and cgroup_.
+  void start_ready_agent(const std::string& profile, const std::string& script, const std::string& pdir = "") {
+    std::vector<std::string> argv{"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent"};
+    if (!pdir.empty()) argv.push_back("AGENTCAGE_PROFILE_PATH=" + pdir);
+    for (const std::string& a : {std::string("setpriv"), std::string("--reuid=nobody"), std::string("--regid=nogroup"),
+                                 std::string("--clear-groups"), std::string(AGENTCAGE_BIN), std::string("run"),
+                                 std::string("--socket"), sock_, std::string("--profile"), profile,
+                                 std::string("--workspace"), ws_, std::string("--"), std::string("sh"),
+                                 std::string("-c"), script})
+      argv.push_back(a);
+    agent_ = testing::start(argv, dir_ + "/agent.out");
+    ASSERT_TRUE(wait_until([&] { return count("ready") == 1; }, std::chrono::seconds(20)))
+        << read_all(dir_ + "/agent.out") << logs();
+    auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"id\":\"([0-9a-f]{16})\""))) << ps;
+    id_ = m[1];
+    ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"cgroup_path\":\"([^\"]+)\""))) << ps;
+    cgroup_ = m[1];
+  }
   int count(const std::string& line) {
     int n = 0;
     for (const auto& l : testing::lines(read_all(dir_ + "/agent.out"))) n += l == line;
@@ -228,27 +261,13 @@ TEST_F(Restart, WithNoDaemonTheSandboxStaysEnforcedAndAnOrphanIsKilledAtStart) {
 // violation, as the one that launched it would have. Its v1 limit directories go when the
 // sandbox closes, though no prepared confinement of this daemon owns them.
 TEST_F(Restart, AMemoryLimitHoldsAndIsReportedAcrossARestart) {
-  std::string pdir = dir_ + "/prof";
-  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
-  { std::ofstream(pdir + "/limits.yaml") << "name: limits\nextends: default\nprocess:\n  memory_max: 64M\n"; }
-  chmod((pdir + "/limits.yaml").c_str(), 0644);
-  stop_daemon();
-  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);  // read by agentcaged at start
-  start_daemon();
+  std::string pdir = serve_profile("limits", "name: limits\nextends: default\nprocess:\n  memory_max: 64M\n");
   const std::string go = ws_ + "/go";
   std::string script = "echo ready; while [ ! -e " + go +
                        " ]; do sleep 0.05; done; /usr/bin/python3 -c 'b = []\nfor i in range(16): "
                        "b.append(b\"\\1\" * (16 << 20))\nprint(\"allocated\")'; echo bomb=$?";
-  agent_ = testing::start({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "AGENTCAGE_PROFILE_PATH=" + pdir,
-                           "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run",
-                           "--socket", sock_, "--profile", "limits", "--workspace", ws_, "--", "sh", "-c", script},
-                          dir_ + "/agent.out");
-  ASSERT_TRUE(wait_until([&] { return count("ready") == 1; }, std::chrono::seconds(20)))
-      << read_all(dir_ + "/agent.out") << logs();
-  auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"id\":\"([0-9a-f]{16})\""))) << ps;
-  id_ = m[1];
+  start_ready_agent("limits", script, pdir);
+  if (HasFatalFailure()) return;
   const std::string v1dir = "/sys/fs/cgroup/memory/agentcage/" + id_;
   bool v1 = access(v1dir.c_str(), F_OK) == 0;  // Debian's hybrid layout: memory is v1 only
   crash_daemon();
@@ -282,18 +301,9 @@ TEST_F(Restart, AnExecKillHoldsWhileTheDaemonIsDownAndIsReportedAfter) {
   const std::string script = "printf '#!/bin/sh\\necho PWNED\\n' > /tmp/evil.sh && chmod 755 /tmp/evil.sh && "
                              "echo ready; while [ ! -e " + go + " ]; do sleep 0.05; done; echo going; "
                              "/tmp/evil.sh; echo survived";
-  agent_ = testing::start({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "setpriv", "--reuid=nobody",
-                           "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run", "--socket", sock_, "--profile",
-                           "mcp-server", "--workspace", ws_, "--", "sh", "-c", script},
-                          dir_ + "/agent.out");
-  ASSERT_TRUE(wait_until([&] { return count("ready") == 1; }, std::chrono::seconds(20)))
-      << read_all(dir_ + "/agent.out") << logs();
-  auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"cgroup_path\":\"([^\"]+)\""))) << ps;
-  const std::string procs = std::string(m[1]) + "/cgroup.procs";
-  ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"id\":\"([0-9a-f]{16})\""))) << ps;
-  id_ = m[1];
+  start_ready_agent("mcp-server", script);
+  if (HasFatalFailure()) return;
+  const std::string procs = cgroup_ + "/cgroup.procs";
   crash_daemon();
   { std::ofstream(go) << "1\n"; }
   ASSERT_TRUE(wait_until([&] { return count("going") == 1; }, std::chrono::seconds(10))) << read_all(dir_ + "/agent.out");
@@ -319,26 +329,12 @@ TEST_F(Restart, AnExecKillHoldsWhileTheDaemonIsDownAndIsReportedAfter) {
 // its profile would refuse recorded and reported (the per-sandbox set and the switch that
 // turns the check on are rewritten from the re-adopted policy).
 TEST_F(Restart, AuditModeKeepsReportingWhatItWouldDenyAfterARestart) {
-  std::string pdir = dir_ + "/prof";
-  ASSERT_EQ(mkdir(pdir.c_str(), 0755), 0);
-  { std::ofstream(pdir + "/learn.yaml") << "name: learn\nextends: default\nmode: audit\n"; }
-  chmod((pdir + "/learn.yaml").c_str(), 0644);
-  stop_daemon();
-  setenv("AGENTCAGE_PROFILE_PATH", pdir.c_str(), 1);  // read by agentcaged at start
-  start_daemon();
+  std::string pdir = serve_profile("learn", "name: learn\nextends: default\nmode: audit\n");
   const std::string go = ws_ + "/go";
   std::string script = "echo ready; while [ ! -e " + go + " ]; do sleep 0.05; done; /usr/bin/python3 -c "
                        "'import ctypes; print(\"ptrace\", ctypes.CDLL(None).ptrace(0, 0, 0, 0))'";
-  agent_ = testing::start({"env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "AGENTCAGE_PROFILE_PATH=" + pdir,
-                           "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", AGENTCAGE_BIN, "run",
-                           "--socket", sock_, "--profile", "learn", "--workspace", ws_, "--", "sh", "-c", script},
-                          dir_ + "/agent.out");
-  ASSERT_TRUE(wait_until([&] { return count("ready") == 1; }, std::chrono::seconds(20)))
-      << read_all(dir_ + "/agent.out") << logs();
-  auto ps = run({AGENTCAGE_BIN, "ps", "--socket", sock_, "-o", "json"}).out;
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(ps, m, std::regex("\"id\":\"([0-9a-f]{16})\""))) << ps;
-  id_ = m[1];
+  start_ready_agent("learn", script, pdir);
+  if (HasFatalFailure()) return;
   crash_daemon();
   start_daemon();
   unsetenv("AGENTCAGE_PROFILE_PATH");
